@@ -1,0 +1,63 @@
+"""Which health check applies to which kind, keyed by (API group, kind).
+
+Keyed by group and kind - not apiVersion - because a check reads fields common to every served
+version of a kind (the HPA check handles its version differences itself). Legacy groups that once
+served the same kinds (``extensions`` for Deployment, DaemonSet, ReplicaSet and Ingress) map to the
+same check. Kinds not listed fall back to ``check_generic`` (Ready/Available conditions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from gitsync.health.apiservice import check_apiservice
+from gitsync.health.application import check_application
+from gitsync.health.assessment import Health
+from gitsync.health.conditions import check_generic
+from gitsync.health.cronjob import check_cronjob
+from gitsync.health.daemonset import check_daemonset
+from gitsync.health.deployment import check_deployment
+from gitsync.health.hpa import check_hpa
+from gitsync.health.ingress import check_ingress
+from gitsync.health.job import check_job
+from gitsync.health.pod import check_pod
+from gitsync.health.pvc import check_pvc
+from gitsync.health.replicaset import check_replicaset
+from gitsync.health.rollout import check_rollout
+from gitsync.health.service import check_service
+from gitsync.health.statefulset import check_statefulset
+
+HealthCheck = Callable[[Mapping[str, Any]], Health]
+"""A pure function from a live object to its health; may raise ``MalformedObject``."""
+
+GITSYNC_GROUP = "gitsync.dev"
+
+CHECKS: Mapping[tuple[str, str], HealthCheck] = MappingProxyType(
+    {
+        ("apps", "Deployment"): check_deployment,
+        ("extensions", "Deployment"): check_deployment,
+        ("apps", "StatefulSet"): check_statefulset,
+        ("apps", "DaemonSet"): check_daemonset,
+        ("extensions", "DaemonSet"): check_daemonset,
+        ("apps", "ReplicaSet"): check_replicaset,
+        ("extensions", "ReplicaSet"): check_replicaset,
+        ("", "Pod"): check_pod,
+        ("", "Service"): check_service,
+        ("", "PersistentVolumeClaim"): check_pvc,
+        ("networking.k8s.io", "Ingress"): check_ingress,
+        ("extensions", "Ingress"): check_ingress,
+        ("batch", "Job"): check_job,
+        ("batch", "CronJob"): check_cronjob,
+        ("autoscaling", "HorizontalPodAutoscaler"): check_hpa,
+        ("apiregistration.k8s.io", "APIService"): check_apiservice,
+        (GITSYNC_GROUP, "Application"): check_application,
+        (GITSYNC_GROUP, "Rollout"): check_rollout,
+    }
+)
+
+
+def check_for(group: str, kind: str) -> HealthCheck:
+    """The check for a kind, or the generic conditions-based fallback."""
+    return CHECKS.get((group, kind), check_generic)

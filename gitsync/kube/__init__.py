@@ -1,0 +1,9 @@
+"""The one Kubernetes adapter: the only place that imports the ``kubernetes`` package.
+
+Everything above it works with plain dicts and ``ResourceKey``; this package turns them into HTTP
+requests against the API server and turns API errors into gitsync errors (see ``gitsync.errors``).
+"""
+
+from gitsync.kube.client import ApiError, KubeClient, RequestLog
+
+__all__ = ["ApiError", "KubeClient", "RequestLog"]

@@ -1,0 +1,435 @@
+"""A small dict-in, dict-out client for the Kubernetes API.
+
+Why not the generated ``kubernetes.client`` API classes: gitsync handles arbitrary kinds (CRDs,
+anything in Git) as plain dicts, needs server-side apply with a chosen field manager, dry-run, raw
+watches and an exact count of the requests it makes (the engine promises zero writes when nothing
+changed). The ``kubernetes`` package is still used for what it does well - reading kubeconfig files
+and in-cluster config, exec/token refresh - and then requests go through one urllib3 pool.
+
+Errors come back as ``ApiError`` carrying the HTTP status and the API server's Status message, and
+are classified as transient (429, 5xx, connection errors) or terminal (4xx) for the retry logic.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import urllib3
+from kubernetes import config as kube_config
+from kubernetes.client import Configuration
+
+from gitsync.errors import GitsyncError, TerminalError, TransientError
+
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class ApiError(GitsyncError):
+    """An API request failed. ``status`` is the HTTP code (0 when the server was unreachable)."""
+
+    def __init__(self, status: int, reason: str, message: str, *, method: str = "", path: str = ""):
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.method = method
+        self.path = path
+        where = f"{method} {path}: " if method else ""
+        super().__init__(f"{where}{status} {reason}: {message}".strip())
+
+    @property
+    def transient(self) -> bool:
+        return self.status in {0, 429} or self.status >= 500
+
+    def classify(self) -> GitsyncError:
+        """The error re-raised as the kind the reconcile loop acts on."""
+        cls = TransientError if self.transient else TerminalError
+        err = cls(str(self))
+        err.__cause__ = self
+        return err
+
+
+@dataclass
+class RequestLog:
+    """Counts requests by (verb, HTTP status); tests and metrics read it."""
+
+    counts: Counter[tuple[str, int]] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, verb: str, status: int) -> None:
+        with self.lock:
+            self.counts[(verb, status)] += 1
+
+    def writes(self) -> int:
+        with self.lock:
+            return sum(n for (verb, _), n in self.counts.items() if verb in WRITE_VERBS)
+
+    def total(self) -> int:
+        with self.lock:
+            return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class APIResource:
+    """What discovery says about a kind: its plural name and whether it is namespaced."""
+
+    group_version: str
+    kind: str
+    name: str
+    namespaced: bool
+    verbs: tuple[str, ...]
+
+
+class KubeClient:
+    """Talks to one API server. Thread-safe; share one per cluster."""
+
+    def __init__(
+        self, configuration: Configuration, *, user_agent: str = "gitsync", pool_size: int = 32
+    ):
+        self._cfg = configuration
+        self.host = configuration.host.rstrip("/")
+        self.user_agent = user_agent
+        self.requests = RequestLog()
+        self._discovery: dict[str, dict[str, APIResource]] = {}
+        self._discovery_lock = threading.Lock()
+        tls: dict[str, Any] = {}
+        if self.host.startswith("https"):
+            if configuration.verify_ssl:
+                tls["cert_reqs"] = "CERT_REQUIRED"
+                if configuration.ssl_ca_cert:
+                    tls["ca_certs"] = configuration.ssl_ca_cert
+            else:
+                tls["cert_reqs"] = "CERT_NONE"
+            if configuration.cert_file:
+                tls["cert_file"] = configuration.cert_file
+            if configuration.key_file:
+                tls["key_file"] = configuration.key_file
+            if configuration.tls_server_name:
+                tls["server_hostname"] = configuration.tls_server_name
+        self._pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, block=False, **tls)
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_kubeconfig(
+        cls, path: str | None = None, *, context: str | None = None, user_agent: str = "gitsync"
+    ) -> KubeClient:
+        """From a kubeconfig file (``None``: ``$KUBECONFIG`` or ``~/.kube/config``)."""
+        cfg = Configuration()
+        kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path, context=context, client_configuration=cfg
+        )
+        return cls(cfg, user_agent=user_agent)
+
+    @classmethod
+    def in_cluster(cls, *, user_agent: str = "gitsync") -> KubeClient:
+        """From the pod's service-account token and CA."""
+        cfg = Configuration()
+        kube_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        return cls(cfg, user_agent=user_agent)
+
+    @classmethod
+    def from_token(
+        cls, host: str, token: str, *, ca_cert: str, user_agent: str = "gitsync"
+    ) -> KubeClient:
+        """From an API server URL, a bearer token and a CA bundle path."""
+        cfg = Configuration()
+        cfg.host = host
+        cfg.api_key = {"authorization": token}
+        cfg.api_key_prefix = {"authorization": "Bearer"}
+        cfg.ssl_ca_cert = ca_cert
+        cfg.verify_ssl = True
+        return cls(cfg, user_agent=user_agent)
+
+    # -- raw requests -------------------------------------------------------------------------
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
+        auth = self._cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
+        if auth:
+            headers["Authorization"] = auth
+        elif self._cfg.username or self._cfg.password:
+            headers.update(
+                urllib3.make_headers(basic_auth=f"{self._cfg.username}:{self._cfg.password}")
+            )
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        """One request; returns the decoded JSON body or raises ``ApiError``."""
+        url = self.host + path + ("?" + urlencode(query) if query else "")
+        data = None if body is None else json.dumps(body).encode()
+        if data is not None and content_type is None:
+            content_type = "application/json"
+        try:
+            resp = self._pool.request(
+                method,
+                url,
+                body=data,
+                headers=self._headers(content_type),
+                timeout=urllib3.Timeout(connect=min(timeout, 10.0), read=timeout),
+                retries=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            self.requests.record(method, 0)
+            raise ApiError(0, "Unreachable", type(exc).__name__, method=method, path=path) from exc
+        self.requests.record(method, resp.status)
+        payload: dict[str, Any]
+        try:
+            payload = json.loads(resp.data) if resp.data else {}
+        except ValueError:
+            payload = {"message": resp.data[:200].decode("utf-8", "replace")}
+        if resp.status >= 400:
+            raise ApiError(
+                resp.status,
+                str(payload.get("reason") or resp.reason or ""),
+                str(payload.get("message") or ""),
+                method=method,
+                path=path,
+            )
+        return payload
+
+    def stream(
+        self, path: str, *, query: dict[str, str] | None = None, timeout: float = 330.0
+    ) -> Iterator[dict[str, Any]]:
+        """A watch: yields decoded watch events until the server closes the stream."""
+        url = self.host + path + ("?" + urlencode(query) if query else "")
+        try:
+            resp = self._pool.request(
+                "GET",
+                url,
+                headers=self._headers(None),
+                timeout=urllib3.Timeout(connect=10.0, read=timeout),
+                retries=False,
+                preload_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            self.requests.record("WATCH", 0)
+            raise ApiError(0, "Unreachable", type(exc).__name__, method="WATCH", path=path) from exc
+        self.requests.record("WATCH", resp.status)
+        try:
+            if resp.status >= 400:
+                raw = resp.read()
+                msg = raw[:300].decode("utf-8", "replace")
+                raise ApiError(resp.status, str(resp.reason or ""), msg, method="WATCH", path=path)
+            buf = b""
+            for chunk in resp.stream(65536):
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+        except urllib3.exceptions.HTTPError as exc:
+            raise ApiError(
+                0, "StreamClosed", type(exc).__name__, method="WATCH", path=path
+            ) from exc
+        finally:
+            resp.release_conn()
+
+    # -- discovery ----------------------------------------------------------------------------
+
+    def _load_group_version(self, group_version: str) -> dict[str, APIResource]:
+        path = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        doc = self.request("GET", path)
+        kinds: dict[str, APIResource] = {}
+        for res in doc.get("resources", []):
+            if "/" in res["name"]:
+                continue  # subresources such as deployments/status
+            kinds[res["kind"]] = APIResource(
+                group_version=group_version,
+                kind=res["kind"],
+                name=res["name"],
+                namespaced=bool(res.get("namespaced")),
+                verbs=tuple(res.get("verbs", [])),
+            )
+        return kinds
+
+    def resource(self, api_version: str, kind: str) -> APIResource:
+        """Discovery for ``kind`` in ``api_version``; re-reads once on a miss (new CRDs)."""
+        with self._discovery_lock:
+            cached = self._discovery.get(api_version)
+        if cached is None or kind not in cached:
+            try:
+                fresh = self._load_group_version(api_version)
+            except ApiError as exc:
+                if exc.status == 404:
+                    raise ApiError(
+                        404, "NotFound", f"the server does not serve {api_version} (kind {kind})"
+                    ) from exc
+                raise
+            with self._discovery_lock:
+                self._discovery[api_version] = fresh
+            cached = fresh
+        if kind not in cached:
+            raise ApiError(404, "NotFound", f"the server has no kind {kind} in {api_version}")
+        return cached[kind]
+
+    def forget_discovery(self) -> None:
+        with self._discovery_lock:
+            self._discovery.clear()
+
+    def path(self, api_version: str, kind: str, namespace: str = "", name: str = "") -> str:
+        """The REST path of a collection (no name) or of one object."""
+        res = self.resource(api_version, kind)
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        if res.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{res.name}"
+        if name:
+            base += f"/{quote(name, safe='')}"
+        return base
+
+    def _obj_path(self, obj: dict[str, Any], default_namespace: str = "") -> str:
+        meta = obj.get("metadata") or {}
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        namespace = (meta.get("namespace") or default_namespace) if res.namespaced else ""
+        if res.namespaced and not namespace:
+            raise ApiError(400, "BadRequest", f"{obj['kind']} {meta.get('name')} needs a namespace")
+        return self.path(obj["apiVersion"], obj["kind"], namespace, meta["name"])
+
+    # -- verbs on dicts -----------------------------------------------------------------------
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str = ""
+    ) -> dict[str, Any] | None:
+        """The live object, or ``None`` when it does not exist."""
+        try:
+            return self.request("GET", self.path(api_version, kind, namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str = "",
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> dict[str, Any]:
+        """The list object (``items`` and ``metadata.resourceVersion``)."""
+        query: dict[str, str] = {}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        return self.request("GET", self.path(api_version, kind, namespace), query=query or None)
+
+    def apply(
+        self,
+        obj: dict[str, Any],
+        *,
+        field_manager: str,
+        force: bool = True,
+        dry_run: bool = False,
+        default_namespace: str = "",
+        subresource: str = "",
+    ) -> dict[str, Any]:
+        """Server-side apply of a whole object."""
+        query = {"fieldManager": field_manager}
+        if force:
+            query["force"] = "true"
+        if dry_run:
+            query["dryRun"] = "All"
+        path = self._obj_path(obj, default_namespace) + (f"/{subresource}" if subresource else "")
+        return self.request(
+            "PATCH", path, query=query, body=obj, content_type="application/apply-patch+yaml"
+        )
+
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        patch: Any,
+        *,
+        namespace: str = "",
+        patch_type: str = "merge",
+        subresource: str = "",
+        field_manager: str | None = None,
+    ) -> dict[str, Any]:
+        """A merge, strategic-merge or JSON patch (``patch_type`` merge|strategic|json)."""
+        content_type = {
+            "merge": "application/merge-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+            "json": "application/json-patch+json",
+        }[patch_type]
+        path = self.path(api_version, kind, namespace, name) + (
+            f"/{subresource}" if subresource else ""
+        )
+        query = {"fieldManager": field_manager} if field_manager else None
+        return self.request("PATCH", path, query=query, body=patch, content_type=content_type)
+
+    def create(
+        self, obj: dict[str, Any], *, namespace: str = "", subresource_of: str = ""
+    ) -> dict[str, Any]:
+        """POST an object into its collection (or to a subresource path given explicitly)."""
+        meta = obj.get("metadata") or {}
+        if subresource_of:
+            return self.request("POST", subresource_of, body=obj)
+        ns = meta.get("namespace") or namespace
+        return self.request("POST", self.path(obj["apiVersion"], obj["kind"], ns), body=obj)
+
+    def delete(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str = "",
+        *,
+        propagation: str = "Background",
+        precondition_uid: str | None = None,
+    ) -> bool:
+        """Delete one object; ``False`` when it was already gone."""
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": propagation,
+        }
+        if precondition_uid:
+            body["preconditions"] = {"uid": precondition_uid}
+        try:
+            self.request("DELETE", self.path(api_version, kind, namespace, name), body=body)
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until ``/readyz`` answers ok."""
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                resp = self._pool.request(
+                    "GET",
+                    self.host + "/readyz",
+                    headers=self._headers(None),
+                    timeout=2.0,
+                    retries=False,
+                )
+                if resp.status == 200:
+                    return
+                last = ApiError(resp.status, "NotReady", resp.data[:200].decode("utf-8", "replace"))
+            except urllib3.exceptions.HTTPError as exc:
+                last = exc
+            time.sleep(0.2)
+        raise ApiError(0, "NotReady", f"API server not ready after {timeout:.0f}s: {last}")

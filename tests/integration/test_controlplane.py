@@ -1,0 +1,141 @@
+"""The test control plane behaves like a cluster: real Deployment and Endpoints controllers, with
+the simulator standing in for kubelets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gitsync.kube import KubeClient
+from gitsync.testing.cluster import TestCluster
+from gitsync.testing.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def deployment(
+    name: str, namespace: str, replicas: int, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "progressDeadlineSeconds": 10,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}, "annotations": annotations or {}},
+                "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.9"}]},
+            },
+        },
+    }
+
+
+def test_server_side_apply_deployment_becomes_ready(kube: KubeClient, namespace: str) -> None:
+    applied = kube.apply(deployment("web", namespace, 3), field_manager="gitsync-tests")
+    assert applied["metadata"]["managedFields"][0]["manager"] == "gitsync-tests"
+    assert applied["metadata"]["managedFields"][0]["operation"] == "Apply"
+
+    def ready() -> dict[str, Any] | None:
+        live = kube.get("apps/v1", "Deployment", "web", namespace)
+        status = (live or {}).get("status", {})
+        return (
+            live
+            if status.get("readyReplicas") == 3 and status.get("availableReplicas") == 3
+            else None
+        )
+
+    live = wait_for(ready, timeout=60, what="3 ready replicas")
+    assert live["status"]["updatedReplicas"] == 3
+    pods = kube.list("v1", "Pod", namespace, label_selector="app=web")["items"]
+    assert len(pods) == 3
+    assert all(p["spec"]["nodeName"] for p in pods)
+    assert len({p["status"]["podIP"] for p in pods}) == 3
+
+
+def test_service_endpoints_list_ready_pod_ips(kube: KubeClient, namespace: str) -> None:
+    kube.apply(deployment("api", namespace, 2), field_manager="gitsync-tests")
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "api", "namespace": namespace},
+            "spec": {
+                "selector": {"app": "api"},
+                "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
+            },
+        },
+        field_manager="gitsync-tests",
+    )
+
+    def endpoint_ips() -> set[str] | None:
+        pods = kube.list("v1", "Pod", namespace, label_selector="app=api")["items"]
+        pod_ips = {p.get("status", {}).get("podIP") for p in pods}
+        ep = kube.get("v1", "Endpoints", "api", namespace) or {}
+        ips = {a["ip"] for s in ep.get("subsets") or [] for a in s.get("addresses") or []}
+        return ips if len(ips) == 2 and ips == pod_ips else None
+
+    ips = wait_for(endpoint_ips, timeout=60, what="Endpoints listing both pod IPs")
+    assert all(ip.startswith("10.244.") for ip in ips)
+
+
+@pytest.mark.usefixtures("simulator")
+@pytest.mark.parametrize("behavior", ["never-ready", "crashloop"])
+def test_failing_pod_template_leaves_deployment_unavailable(
+    kube: KubeClient, namespace: str, behavior: str
+) -> None:
+    kube.apply(
+        deployment("bad", namespace, 2, {"sim.gitsync.dev/behavior": behavior}),
+        field_manager="gitsync-tests",
+    )
+
+    def deadline_exceeded() -> dict[str, Any] | None:
+        live = kube.get("apps/v1", "Deployment", "bad", namespace) or {}
+        conds = {c["type"]: c for c in live.get("status", {}).get("conditions", [])}
+        progressing = conds.get("Progressing", {})
+        return live if progressing.get("reason") == "ProgressDeadlineExceeded" else None
+
+    live = wait_for(deadline_exceeded, timeout=60, what="ProgressDeadlineExceeded")
+    conds = {c["type"]: c for c in live["status"]["conditions"]}
+    assert conds["Available"]["status"] == "False"
+    assert not live["status"].get("readyReplicas")
+    pods = kube.list("v1", "Pod", namespace, label_selector="app=bad")["items"]
+    assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods)
+    if behavior == "crashloop":
+        reasons = {
+            cs["state"]["waiting"]["reason"]
+            for p in pods
+            for cs in p["status"]["containerStatuses"]
+        }
+        assert reasons == {"CrashLoopBackOff"}
+
+
+@pytest.mark.usefixtures("simulator")
+def test_nodes_heartbeat_their_leases(kube: KubeClient) -> None:
+    leases = kube.list("coordination.k8s.io/v1", "Lease", "kube-node-lease")["items"]
+    before = {lease["metadata"]["name"]: lease["spec"]["renewTime"] for lease in leases}
+    assert {"sim-node-0", "sim-node-1", "sim-node-2"} <= set(before)
+
+    def renewed() -> bool:
+        now = kube.list("coordination.k8s.io/v1", "Lease", "kube-node-lease")["items"]
+        return all(
+            lease["spec"]["renewTime"] > before[lease["metadata"]["name"]]
+            for lease in now
+            if lease["metadata"]["name"] in before
+        )
+
+    assert wait_for(renewed, timeout=25, what="every node lease renewed")
+    nodes = kube.request("GET", "/api/v1/nodes")["items"]
+    assert all(not n["spec"].get("taints") for n in nodes), (
+        "node-lifecycle controller tainted a simulated node"
+    )
+
+
+def test_control_plane_startup_time_is_reported(cluster: TestCluster) -> None:
+    if cluster.control_plane is None:
+        pytest.skip("external cluster: nothing was started")
+    seconds = cluster.control_plane.startup_seconds
+    print(f"control plane startup: {seconds:.1f}s")
+    assert seconds > 0
