@@ -1,0 +1,489 @@
+"""The Application: what to deploy (a Git source), where (a destination) and how (sync policy).
+
+Parsed from a plain dict (a YAML file for the CLI, the custom resource for the controller) into
+frozen dataclasses, and validated strictly: unknown fields, bad revision syntax, negative or absurd
+durations and paths that climb out of the repository are rejected with a message that names the
+field (``spec.syncPolicy.retry.backoff.duration: ...``). A bad spec is a terminal error for that one
+Application; nothing else is affected. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import semantic_version
+
+from gitsync.errors import TerminalError
+
+API_VERSION = "gitsync.dev/v1alpha1"
+KIND = "Application"
+
+MAX_INTERVAL_SECONDS = 24 * 3600
+MIN_INTERVAL_SECONDS = 1
+MAX_BACKOFF_SECONDS = 24 * 3600
+MAX_RETRY_LIMIT = 100
+KNOWN_SYNC_OPTIONS = frozenset(
+    {"CreateNamespace", "PruneLast", "ServerSideApply", "Validate", "ApplyOutOfSyncOnly"}
+)
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20~^:?*\[\\;|&$`'\"<>(){}]")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_IGNORED_METADATA = (
+    "labels",
+    "annotations",
+    "resourceVersion",
+    "creationTimestamp",
+    "managedFields",
+    "finalizers",
+    "ownerReferences",
+    "selfLink",
+    "deletionTimestamp",
+    "generateName",
+    "deletionGracePeriodSeconds",
+)
+_SEMVER_HINT = re.compile(r"[<>=^~*|\s]|^v?\d+(\.(\d+|[xX*]))*\.[xX*]")
+
+
+class SpecError(TerminalError):
+    """The Application spec is invalid; ``field`` is the dotted path of the offending field."""
+
+    def __init__(self, field_path: str, problem: str):
+        self.field = field_path
+        self.problem = problem
+        super().__init__(f"{field_path}: {problem}")
+
+
+def parse_duration(
+    value: object, field_path: str, *, maximum: float, minimum: float = 0.0
+) -> float:
+    """A Go-style duration (``90s``, ``3m``, ``1h30m``, ``250ms``) in seconds, within bounds."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise SpecError(field_path, f"expected a duration such as '30s' or '3m', got {value!r}")
+    text = str(value).strip()
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        if text.startswith("-"):
+            raise SpecError(field_path, f"duration must not be negative: {text!r}")
+        pos, seconds = 0, 0.0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise SpecError(field_path, f"not a duration (use e.g. '30s', '3m', '1h30m'): {text!r}")
+    if seconds < 0:
+        raise SpecError(field_path, f"duration must not be negative: {text!r}")
+    if seconds < minimum:
+        raise SpecError(field_path, f"duration {text!r} is below the minimum of {minimum:g}s")
+    if seconds > maximum:
+        raise SpecError(field_path, f"duration {text!r} exceeds the maximum of {maximum:g}s")
+    return seconds
+
+
+def is_semver_range(revision: str) -> bool:
+    """Whether ``targetRevision`` is a semver range over tags rather than a ref or a SHA."""
+    return bool(_SEMVER_HINT.search(revision))
+
+
+def validate_revision(revision: str, field_path: str) -> str:
+    if not revision:
+        raise SpecError(field_path, "must not be empty")
+    if len(revision) > 255:
+        raise SpecError(field_path, "is longer than 255 characters")
+    if revision.startswith("-"):
+        raise SpecError(field_path, f"must not start with '-': {revision!r}")
+    if is_semver_range(revision):
+        try:
+            semantic_version.NpmSpec(revision)
+        except ValueError as exc:
+            raise SpecError(field_path, f"not a valid semver range: {revision!r} ({exc})") from None
+        return revision
+    if _SHA.match(revision) or revision == "HEAD":
+        return revision
+    if (
+        _REF_FORBIDDEN.search(revision)
+        or ".." in revision
+        or "@{" in revision
+        or revision.endswith((".", "/", ".lock"))
+        or revision.startswith("/")
+        or "//" in revision
+    ):
+        raise SpecError(
+            field_path, f"not a valid branch, tag, commit SHA or semver range: {revision!r}"
+        )
+    return revision
+
+
+def validate_repo_path(path: str, field_path: str) -> str:
+    """A repository-relative directory: no absolute paths, no ``..`` segments."""
+    if not isinstance(path, str):
+        raise SpecError(field_path, f"expected a string, got {type(path).__name__}")
+    if "\x00" in path:
+        raise SpecError(field_path, "must not contain NUL")
+    pure = PurePosixPath(path or ".")
+    if pure.is_absolute():
+        raise SpecError(field_path, f"must be relative to the repository root: {path!r}")
+    if ".." in pure.parts:
+        raise SpecError(field_path, f"must not contain '..': {path!r}")
+    return str(pure)
+
+
+def validate_repo_url(url: object, field_path: str) -> str:
+    if not isinstance(url, str) or not url:
+        raise SpecError(field_path, "is required (https://, ssh://, git@host:path or file://)")
+    if url.startswith("-") or any(c in url for c in "\x00\n\r \t"):
+        raise SpecError(field_path, "contains characters a repository URL cannot have")
+    if re.match(r"^(https?|ssh|file)://", url) or re.match(r"^[\w.-]+@[\w.-]+:[^/]", url):
+        return url
+    raise SpecError(field_path, "must be https://, http://, ssh://, file:// or user@host:path")
+
+
+class _Fields:
+    """Reads a mapping field by field and complains about anything left over."""
+
+    def __init__(self, value: object, path: str):
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise SpecError(path, f"expected an object, got {type(value).__name__}")
+        self._data: Mapping[str, Any] = value
+        self._path = path
+        self._seen: set[str] = set()
+
+    def path(self, name: str) -> str:
+        return f"{self._path}.{name}" if self._path else name
+
+    def raw(self, name: str) -> Any:
+        self._seen.add(name)
+        return self._data.get(name)
+
+    def text(self, name: str, default: str = "") -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise SpecError(self.path(name), f"expected a string, got {type(value).__name__}")
+        return value
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise SpecError(self.path(name), f"expected true or false, got {value!r}")
+        return value
+
+    def items(self, name: str) -> list[Any]:
+        value = self.raw(name)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise SpecError(self.path(name), f"expected a list, got {type(value).__name__}")
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(self._data) - self._seen)
+        if unknown:
+            raise SpecError(self.path(unknown[0]), "unknown field")
+
+
+@dataclass(frozen=True)
+class DirectorySource:
+    recurse: bool = False
+    include: str = ""
+    exclude: str = ""
+
+
+@dataclass(frozen=True)
+class HelmSource:
+    release_name: str = ""
+    value_files: tuple[str, ...] = ()
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Source:
+    repo_url: str
+    target_revision: str = "HEAD"
+    path: str = "."
+    directory: DirectorySource | None = None
+    kustomize: bool = False
+    helm: HelmSource | None = None
+    credentials_secret: str = ""
+
+
+@dataclass(frozen=True)
+class Destination:
+    namespace: str = ""
+    name: str = ""  # a registered cluster; "" is the cluster gitsync runs in
+
+
+@dataclass(frozen=True)
+class Backoff:
+    duration: float = 5.0
+    factor: float = 2.0
+    max_duration: float = 180.0
+
+
+@dataclass(frozen=True)
+class Retry:
+    limit: int = 5
+    backoff: Backoff = Backoff()
+
+
+@dataclass(frozen=True)
+class SyncPolicy:
+    automated: bool = False
+    prune: bool = False
+    self_heal: bool = False
+    allow_empty: bool = False
+    options: frozenset[str] = frozenset()
+    retry: Retry = Retry()
+
+    def option(self, name: str) -> bool:
+        return name in self.options
+
+
+@dataclass(frozen=True)
+class IgnoreDifference:
+    group: str = "*"
+    kind: str = "*"
+    name: str = "*"
+    namespace: str = "*"
+    json_pointers: tuple[str, ...] = ()
+    managers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Application:
+    name: str
+    namespace: str
+    source: Source
+    destination: Destination
+    sync_policy: SyncPolicy = SyncPolicy()
+    ignore_differences: tuple[IgnoreDifference, ...] = ()
+    interval: float = 180.0
+    suspend: bool = False
+    uid: str = ""
+    generation: int = 0
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _dns_name(value: str, path: str, *, label: bool = False, required: bool = True) -> str:
+    if not value:
+        if required:
+            raise SpecError(path, "is required")
+        return value
+    pattern = _DNS_LABEL if label else _DNS_SUBDOMAIN
+    if not pattern.match(value):
+        kind = "DNS label" if label else "DNS subdomain"
+        raise SpecError(path, f"must be a lowercase {kind} (a-z, 0-9, '-'): {value!r}")
+    return value
+
+
+def _parse_source(value: object) -> Source:
+    f = _Fields(value, "spec.source")
+    repo_url = validate_repo_url(f.raw("repoURL"), f.path("repoURL"))
+    revision = validate_revision(f.text("targetRevision", "HEAD"), f.path("targetRevision"))
+    path = validate_repo_path(f.text("path", "."), f.path("path"))
+    directory = None
+    if f.raw("directory") is not None:
+        d = _Fields(f.raw("directory"), f.path("directory"))
+        directory = DirectorySource(d.flag("recurse"), d.text("include"), d.text("exclude"))
+        d.done()
+    kustomize = f.raw("kustomize") is not None
+    if kustomize:
+        _Fields(f.raw("kustomize"), f.path("kustomize")).done()
+    helm = None
+    if f.raw("helm") is not None:
+        h = _Fields(f.raw("helm"), f.path("helm"))
+        files = []
+        for i, vf in enumerate(h.items("valueFiles")):
+            p = f"{h.path('valueFiles')}[{i}]"
+            if not isinstance(vf, str) or not vf or PurePosixPath(vf).is_absolute() or "\x00" in vf:
+                raise SpecError(p, f"expected a relative file path, got {vf!r}")
+            files.append(vf)
+        values = h.raw("values") or {}
+        if not isinstance(values, Mapping):
+            raise SpecError(h.path("values"), "expected an object")
+        release = h.text("releaseName")
+        if release:
+            _dns_name(release, h.path("releaseName"), label=True)
+        helm = HelmSource(release, tuple(files), dict(values))
+        h.done()
+    creds = ""
+    if f.raw("secretRef") is not None:
+        s = _Fields(f.raw("secretRef"), f.path("secretRef"))
+        creds = _dns_name(s.text("name"), s.path("name"))
+        s.done()
+    f.done()
+    if sum([directory is not None, kustomize, helm is not None]) > 1:
+        raise SpecError("spec.source", "set at most one of directory, kustomize, helm")
+    return Source(repo_url, revision, path, directory, kustomize, helm, creds)
+
+
+def _parse_sync_policy(value: object) -> SyncPolicy:
+    f = _Fields(value, "spec.syncPolicy")
+    automated = f.raw("automated")
+    prune = self_heal = allow_empty = False
+    if automated is not None:
+        a = _Fields(automated, f.path("automated"))
+        prune, self_heal, allow_empty = a.flag("prune"), a.flag("selfHeal"), a.flag("allowEmpty")
+        a.done()
+    options = set()
+    for i, opt in enumerate(f.items("syncOptions")):
+        p = f"{f.path('syncOptions')}[{i}]"
+        if not isinstance(opt, str) or "=" not in opt:
+            raise SpecError(p, f"expected 'Name=true|false', got {opt!r}")
+        name, _, flag = opt.partition("=")
+        if name not in KNOWN_SYNC_OPTIONS:
+            raise SpecError(
+                p, f"unknown sync option {name!r} (known: {', '.join(sorted(KNOWN_SYNC_OPTIONS))})"
+            )
+        if flag not in ("true", "false"):
+            raise SpecError(p, f"expected true or false, got {flag!r}")
+        if flag == "true":
+            options.add(name)
+    retry = Retry()
+    if f.raw("retry") is not None:
+        r = _Fields(f.raw("retry"), f.path("retry"))
+        limit = r.raw("limit")
+        if limit is None:
+            limit = 5
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not -1 <= limit <= MAX_RETRY_LIMIT
+        ):
+            raise SpecError(
+                r.path("limit"), f"expected an integer from -1 to {MAX_RETRY_LIMIT}, got {limit!r}"
+            )
+        backoff = Backoff()
+        if r.raw("backoff") is not None:
+            b = _Fields(r.raw("backoff"), r.path("backoff"))
+            duration = parse_duration(
+                b.raw("duration") or "5s", b.path("duration"), maximum=MAX_BACKOFF_SECONDS
+            )
+            factor = b.raw("factor")
+            if factor is None:
+                factor = 2
+            if (
+                isinstance(factor, bool)
+                or not isinstance(factor, int | float)
+                or not 1 <= factor <= 10
+            ):
+                raise SpecError(b.path("factor"), f"expected a number from 1 to 10, got {factor!r}")
+            max_duration = parse_duration(
+                b.raw("maxDuration") or "3m", b.path("maxDuration"), maximum=MAX_BACKOFF_SECONDS
+            )
+            b.done()
+            backoff = Backoff(duration, float(factor), max(max_duration, duration))
+        r.done()
+        retry = Retry(limit, backoff)
+    f.done()
+    return SyncPolicy(
+        automated is not None, prune, self_heal, allow_empty, frozenset(options), retry
+    )
+
+
+def _parse_ignore(value: object) -> tuple[IgnoreDifference, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SpecError("spec.ignoreDifferences", "expected a list")
+    rules = []
+    for i, item in enumerate(value):
+        f = _Fields(item, f"spec.ignoreDifferences[{i}]")
+        pointers = []
+        for j, ptr in enumerate(f.items("jsonPointers")):
+            if (
+                not isinstance(ptr, str)
+                or not (ptr == "" or ptr.startswith("/"))
+                or len(ptr) > 1024
+            ):
+                raise SpecError(f"{f.path('jsonPointers')}[{j}]", f"not a JSON pointer: {ptr!r}")
+            pointers.append(ptr)
+        managers = []
+        for j, mgr in enumerate(f.items("managedFieldsManagers")):
+            if not isinstance(mgr, str) or not mgr:
+                raise SpecError(
+                    f"{f.path('managedFieldsManagers')}[{j}]", "expected a manager name"
+                )
+            managers.append(mgr)
+        rules.append(
+            IgnoreDifference(
+                group=f.text("group", "*") or "",
+                kind=f.text("kind", "*"),
+                name=f.text("name", "*"),
+                namespace=f.text("namespace", "*"),
+                json_pointers=tuple(pointers),
+                managers=tuple(managers),
+            )
+        )
+        f.done()
+    return tuple(rules)
+
+
+def parse_application(doc: object) -> Application:
+    """Validate an Application document; raises ``SpecError`` naming the first bad field."""
+    top = _Fields(doc, "")
+    api_version, kind = top.text("apiVersion"), top.text("kind")
+    if api_version != API_VERSION or kind != KIND:
+        raise SpecError(
+            "apiVersion/kind", f"expected {API_VERSION} {KIND}, got {api_version} {kind}"
+        )
+    meta = _Fields(top.raw("metadata"), "metadata")
+    name = _dns_name(meta.text("name"), "metadata.name")
+    namespace = _dns_name(meta.text("namespace", "gitsync"), "metadata.namespace", label=True)
+    uid = meta.text("uid")
+    generation = meta.raw("generation") or 0
+    for ignored in _IGNORED_METADATA:
+        meta.raw(ignored)
+    meta.done()
+    top.raw("status")
+    spec = _Fields(top.raw("spec"), "spec")
+    if spec.raw("source") is None:
+        raise SpecError("spec.source", "is required")
+    source = _parse_source(spec.raw("source"))
+    d = _Fields(spec.raw("destination"), "spec.destination")
+    destination = Destination(
+        namespace=_dns_name(d.text("namespace"), d.path("namespace"), label=True, required=False),
+        name=_dns_name(d.text("name"), d.path("name"), required=False),
+    )
+    d.done()
+    policy = _parse_sync_policy(spec.raw("syncPolicy"))
+    ignore = _parse_ignore(spec.raw("ignoreDifferences"))
+    interval = parse_duration(
+        spec.raw("interval") or "3m",
+        "spec.interval",
+        minimum=MIN_INTERVAL_SECONDS,
+        maximum=MAX_INTERVAL_SECONDS,
+    )
+    suspend = spec.flag("suspend")
+    spec.done()
+    top.done()
+    return Application(
+        name=name,
+        namespace=namespace,
+        source=source,
+        destination=destination,
+        sync_policy=policy,
+        ignore_differences=ignore,
+        interval=interval,
+        suspend=suspend,
+        uid=uid,
+        generation=int(generation) if isinstance(generation, int) else 0,
+    )
