@@ -90,8 +90,17 @@ def parse_duration(
     return seconds
 
 
+def _or_default(value: object, default: str) -> object:
+    """``default`` only when the field is absent: "" or 0 is an error, not a default."""
+    return default if value is None else value
+
+
 def is_semver_range(revision: str) -> bool:
-    """Whether ``targetRevision`` is a semver range over tags rather than a ref or a SHA."""
+    """Whether ``targetRevision`` is a semver range over tags rather than a ref or a SHA.
+
+    Anything with range operators (``<>=^~*|`` or spaces) or an ``x`` wildcard after a number
+    (``1.x``) is a range; so a branch literally named ``1.x`` must be written ``refs/heads/1.x``.
+    """
     return bool(_SEMVER_HINT.search(revision))
 
 
@@ -316,7 +325,9 @@ def _parse_source(value: object) -> Source:
             if not isinstance(vf, str) or not vf or PurePosixPath(vf).is_absolute() or "\x00" in vf:
                 raise SpecError(p, f"expected a relative file path, got {vf!r}")
             files.append(vf)
-        values = h.raw("values") or {}
+        values = h.raw("values")
+        if values is None:
+            values = {}
         if not isinstance(values, Mapping):
             raise SpecError(h.path("values"), "expected an object")
         release = h.text("releaseName")
@@ -375,7 +386,9 @@ def _parse_sync_policy(value: object) -> SyncPolicy:
         if r.raw("backoff") is not None:
             b = _Fields(r.raw("backoff"), r.path("backoff"))
             duration = parse_duration(
-                b.raw("duration") or "5s", b.path("duration"), maximum=MAX_BACKOFF_SECONDS
+                _or_default(b.raw("duration"), "5s"),
+                b.path("duration"),
+                maximum=MAX_BACKOFF_SECONDS,
             )
             factor = b.raw("factor")
             if factor is None:
@@ -387,7 +400,9 @@ def _parse_sync_policy(value: object) -> SyncPolicy:
             ):
                 raise SpecError(b.path("factor"), f"expected a number from 1 to 10, got {factor!r}")
             max_duration = parse_duration(
-                b.raw("maxDuration") or "3m", b.path("maxDuration"), maximum=MAX_BACKOFF_SECONDS
+                _or_default(b.raw("maxDuration"), "3m"),
+                b.path("maxDuration"),
+                maximum=MAX_BACKOFF_SECONDS,
             )
             b.done()
             backoff = Backoff(duration, float(factor), max(max_duration, duration))
@@ -467,7 +482,7 @@ def parse_application(doc: object) -> Application:
     policy = _parse_sync_policy(spec.raw("syncPolicy"))
     ignore = _parse_ignore(spec.raw("ignoreDifferences"))
     interval = parse_duration(
-        spec.raw("interval") or "3m",
+        _or_default(spec.raw("interval"), "3m"),
         "spec.interval",
         minimum=MIN_INTERVAL_SECONDS,
         maximum=MAX_INTERVAL_SECONDS,

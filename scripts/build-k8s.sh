@@ -8,7 +8,9 @@ K8S_VERSION=v1.20.2
 DEB_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
 ORIG_SHA256=b83c0780efb182d928dc63d46488a847f161f04e40a94b96bf5247dd671ecdfc
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/gitsync/k8s/${K8S_VERSION}"
-CACHE_DIR="${CACHE_ROOT}/${ORIG_SHA256:0:16}"
+# Bump BUILD_RECIPE whenever the way the binaries are built changes, so caches are rebuilt.
+BUILD_RECIPE=r2
+CACHE_DIR="${CACHE_ROOT}/${ORIG_SHA256:0:16}-${BUILD_RECIPE}"
 
 if [[ -x "$CACHE_DIR/kube-apiserver" && -x "$CACHE_DIR/kube-controller-manager" ]]; then
   echo "$CACHE_DIR"
@@ -24,12 +26,17 @@ if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-s
     > /etc/apt/sources.list.d/gitsync-debian-src.sources
   apt-get update -qq >&2
 fi
-for pkg in golang-1.19-go rsync make; do
+# reflect2 1.0.1 (vendored by v1.20.2) crashes the API server under Go >= 1.18 on the first
+# custom resource ("fatal error: fault" in reflect2 UnsafeMapType.UnsafeIterate,
+# modern-go/reflect2#26). Debian ships the fixed reflect2 1.0.2 and json-iterator 1.1.12 as Go
+# source packages; they replace the vendored copies before the build.
+GO_DEPS=(golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev)
+for pkg in golang-1.19-go rsync make "${GO_DEPS[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || NEED_INSTALL=1
 done
 if [[ "${NEED_INSTALL:-0}" == 1 ]]; then
   log "installing build dependencies"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-1.19-go rsync make >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-1.19-go rsync make "${GO_DEPS[@]}" >&2
 fi
 
 WORK="${CACHE_ROOT}/build"
@@ -48,6 +55,11 @@ if [[ ! -f "$SRC/Makefile" ]]; then
   rm -rf "$SRC" && mkdir -p "$SRC"
   tar -xzf "$ORIG" -C "$SRC" --strip-components=1
 fi
+GOCODE=/usr/share/gocode/src/github.com
+for dep in modern-go/reflect2 json-iterator/go; do
+  rm -rf "$SRC/vendor/github.com/$dep"
+  cp -r "$GOCODE/$dep" "$SRC/vendor/github.com/$dep"
+done
 log "building kube-apiserver and kube-controller-manager (about 4-5 minutes on 2 cores the first time)"
 cd "$SRC"
 export PATH="/usr/lib/go-1.19/bin:$PATH"

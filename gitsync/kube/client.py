@@ -12,11 +12,12 @@ are classified as transient (429, 5xx, connection errors) or terminal (4xx) for 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -240,6 +241,84 @@ class KubeClient:
             ) from exc
         finally:
             resp.release_conn()
+
+    def open_watch(
+        self, path: str, *, query: dict[str, str] | None = None, timeout: float = 330.0
+    ) -> tuple[Iterator[dict[str, Any]], Callable[[], None]]:
+        """A watch another thread can interrupt: returns ``(events, close)``.
+
+        The request is sent before this returns, so an HTTP error (410 Gone, 403, ...) raises
+        ``ApiError`` here. ``events`` yields decoded watch events until the server ends the stream;
+        ``close()`` - safe from any thread, more than once - shuts the socket down, so a read
+        blocked in ``events`` ends at once and the iteration stops quietly. ``timeout`` is the read
+        timeout: the longest silence tolerated before the stream counts as dead. Iterate or
+        ``close()`` what you open, so the connection goes back to the pool.
+        """
+        url = self.host + path + ("?" + urlencode(query) if query else "")
+        try:
+            resp = self._pool.request(
+                "GET",
+                url,
+                headers=self._headers(None),
+                timeout=urllib3.Timeout(connect=10.0, read=timeout),
+                retries=False,
+                preload_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            self.requests.record("WATCH", 0)
+            raise ApiError(0, "Unreachable", type(exc).__name__, method="WATCH", path=path) from exc
+        self.requests.record("WATCH", resp.status)
+        if resp.status >= 400:
+            try:
+                raw = resp.read()
+            finally:
+                resp.release_conn()
+            status_doc: dict[str, Any] = {}
+            try:
+                decoded = json.loads(raw) if raw else {}
+                status_doc = decoded if isinstance(decoded, dict) else {}
+            except ValueError:
+                status_doc = {"message": raw[:300].decode("utf-8", "replace")}
+            raise ApiError(
+                resp.status,
+                str(status_doc.get("reason") or resp.reason or ""),
+                str(status_doc.get("message") or ""),
+                method="WATCH",
+                path=path,
+            )
+        closed = threading.Event()
+
+        def close() -> None:
+            if closed.is_set():
+                return
+            closed.set()
+            # RuntimeError/ValueError: already released or closed, nothing left to interrupt.
+            with contextlib.suppress(RuntimeError, ValueError, OSError):
+                resp.shutdown()
+
+        def events() -> Iterator[dict[str, Any]]:
+            finished = False
+            try:
+                buf = b""
+                for chunk in resp.stream(65536):
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        if line.strip():
+                            yield json.loads(line)
+                finished = True
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if closed.is_set():
+                    return  # interrupted on purpose by close()
+                raise ApiError(
+                    0, "StreamClosed", type(exc).__name__, method="WATCH", path=path
+                ) from exc
+            finally:
+                if not finished:
+                    resp.close()  # a half-read stream must not go back to the pool
+                resp.release_conn()
+
+        return events(), close
 
     # -- discovery ----------------------------------------------------------------------------
 

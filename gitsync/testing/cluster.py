@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitsync.kube import ApiError, KubeClient
+from gitsync.testing.audit import AuditLog
 from gitsync.testing.controlplane import ControlPlane
 
 
@@ -29,6 +30,11 @@ class TestCluster:
     kubeconfig_path: Path
     has_simulator: bool
     control_plane: ControlPlane | None = None
+
+    @property
+    def audit(self) -> AuditLog | None:
+        """The API server's audit log; ``None`` on an external cluster."""
+        return self.control_plane.audit if self.control_plane else None
 
     def client(self, user_agent: str = "gitsync-tests") -> KubeClient:
         return KubeClient.from_kubeconfig(str(self.kubeconfig_path), user_agent=user_agent)

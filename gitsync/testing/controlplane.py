@@ -29,12 +29,15 @@ from pathlib import Path
 import yaml
 
 from gitsync.kube import KubeClient
+from gitsync.testing.audit import POLICY as AUDIT_POLICY
+from gitsync.testing.audit import AuditLog
 from gitsync.testing.pki import ControlPlanePKI, make_pki
 from gitsync.testing.processes import ManagedProcess, free_port, stop_recorded
 
 K8S_VERSION = "v1.20.2"
 # sha256 of kubernetes_1.20.5+really1.20.2.orig.tar.gz (Debian bookworm); the cache key.
 ORIG_SHA256 = "b83c0780efb182d928dc63d46488a847f161f04e40a94b96bf5247dd671ecdfc"
+BUILD_RECIPE = "r2"  # keep in step with scripts/build-k8s.sh
 SERVICE_CIDR = "10.0.0.0/24"
 
 
@@ -48,7 +51,7 @@ def binaries_dir() -> Path:
     if override:
         return Path(override)
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "gitsync" / "k8s" / K8S_VERSION / ORIG_SHA256[:16]
+    return cache / "gitsync" / "k8s" / K8S_VERSION / f"{ORIG_SHA256[:16]}-{BUILD_RECIPE}"
 
 
 def _find_etcd() -> str:
@@ -82,6 +85,11 @@ class ControlPlane:
     def pki(self) -> ControlPlanePKI:
         return make_pki(self.workdir / "pki")
 
+    @property
+    def audit(self) -> AuditLog:
+        """Every persisted write the API server accepted (see ``gitsync.testing.audit``)."""
+        return AuditLog(self.workdir / "audit.log")
+
     def client(self, user_agent: str = "gitsync-tests") -> KubeClient:
         return KubeClient.from_kubeconfig(str(self.kubeconfig_path), user_agent=user_agent)
 
@@ -107,6 +115,8 @@ class ControlPlane:
         tokens.write_text(f'{self.admin_token},gitsync-admin,gitsync-admin,"system:masters"\n')
         tokens.chmod(0o600)
         self._write_kubeconfig(self.kubeconfig_path, self.admin_token, "gitsync-admin")
+        audit_policy = self.workdir / "audit-policy.yaml"
+        audit_policy.write_text(AUDIT_POLICY)
 
         etcd = ManagedProcess(
             "etcd",
@@ -145,6 +155,9 @@ class ControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
+                f"--audit-policy-file={audit_policy}",
+                f"--audit-log-path={self.audit.path}",
+                "--audit-log-maxbackup=0",
                 "--enable-priority-and-fairness=false",
                 "--max-requests-inflight=1000",
                 "--max-mutating-requests-inflight=500",

@@ -2,8 +2,9 @@
 kube-controller-manager, the simulator, sshd).
 
 Two promises matter here: a process we start is stopped by *its* pid (never by name, never a
-``pkill``), and a crashed test run leaves nothing listening. Attached processes get
-``PR_SET_PDEATHSIG`` so the kernel kills them if the test process dies, even by ``kill -9``;
+``pkill``), and a crashed test run leaves nothing listening. Attached processes are started
+through util-linux's ``setpriv --pdeathsig SIGKILL`` so the kernel kills them if the test process
+dies, even by ``kill -9`` (``preexec_fn`` would do the same but is unsafe once threads run);
 detached ones (``gitsync cluster up``) are recorded in a state file with their command line, and
 ``cluster down`` only signals a pid whose ``/proc/<pid>/cmdline`` still matches.
 """
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_PR_SET_PDEATHSIG = 1
 _live: set[ManagedProcess] = set()
 
 
@@ -33,9 +33,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with_parent(argv: list[str]) -> list[str]:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:  # util-linux is essential on Debian; degrade to atexit cleanup only
+        return argv
+    return [setpriv, "--pdeathsig", "SIGKILL", "--", *argv]
 
 
 @dataclass(eq=False)
@@ -53,13 +55,12 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(
-                self.argv,
+                self.argv if self.detached else _die_with_parent(self.argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
-                preexec_fn=None if self.detached else _die_with_parent,  # noqa: PLW1509
             )
         if not self.detached:
             _live.add(self)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gitsync.kube import KubeClient
+from gitsync.testing.audit import AuditEvent
 from gitsync.testing.cluster import TestCluster
 from gitsync.testing.waiting import wait_for
 
@@ -139,3 +140,28 @@ def test_control_plane_startup_time_is_reported(cluster: TestCluster) -> None:
     seconds = cluster.control_plane.startup_seconds
     print(f"control plane startup: {seconds:.1f}s")
     assert seconds > 0
+
+
+def test_audit_log_counts_persisted_writes_not_dry_runs(
+    cluster: TestCluster, namespace: str
+) -> None:
+    if cluster.audit is None:
+        pytest.skip("external cluster: no access to the API server's audit log")
+    client = cluster.client(user_agent="audit-probe")
+    mark = cluster.audit.mark()
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "a", "namespace": namespace},
+    }
+    client.apply(cm, field_manager="probe", dry_run=True)
+    client.apply(cm, field_manager="probe")
+
+    def both_seen() -> list[AuditEvent] | None:
+        assert cluster.audit is not None
+        events = cluster.audit.writes(mark, user_agent="audit-probe", include_dry_run=True)
+        return events if len(events) == 2 else None
+
+    events = wait_for(both_seen, timeout=10, what="two audit events")
+    assert [e.dry_run for e in events] == [True, False]
+    assert len(cluster.audit.writes(mark, user_agent="audit-probe")) == 1

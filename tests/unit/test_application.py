@@ -140,3 +140,17 @@ def test_at_most_one_source_type() -> None:
     doc = with_change("spec.source.kustomize", {})
     with pytest.raises(SpecError, match="at most one of directory, kustomize, helm"):
         parse_application(doc)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("spec.interval", "", "spec.interval"),
+        ("spec.interval", 0, "spec.interval"),
+        ("spec.source.helm", {"values": []}, "spec.source.helm.values"),
+    ],
+)
+def test_empty_values_are_errors_not_defaults(path: str, value: Any, field: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_application(with_change(path, value))
+    assert err.value.field == field

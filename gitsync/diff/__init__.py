@@ -1,0 +1,41 @@
+"""The diff core: what would applying the desired state change in the cluster?
+
+Pure functions over plain dicts - no I/O, no Kubernetes client - so every rule is tested from
+fixture files. The sync layer feeds it desired objects (server-side-apply dry-run results, so
+server defaults never show as differences) and live objects, and gets back a ``DiffResult`` with
+one ``ResourceDiff`` per resource: a ``SyncStatus``, an RFC 6902 patch, a unified YAML diff and the
+changed JSON pointers, with Secret values masked.
+
+Modules, bottom up: ``limits`` (bounds), ``pointer`` (RFC 6901), ``ignore`` (``IgnoreRule``),
+``managed_fields`` (fields owned by a field manager), ``normalize`` (what is compared),
+``masking`` (Secret values), ``compare`` (the structural walk), ``resource`` (one resource) and
+``app`` (an application's resources and inventory).
+"""
+
+from gitsync.diff.app import DiffResult, diff_app
+from gitsync.diff.ignore import IgnoreRule
+from gitsync.diff.limits import MAX_DEPTH, MAX_NODES, ObjectTooComplex
+from gitsync.diff.masking import mask_secret
+from gitsync.diff.normalize import (
+    GITSYNC_BOOKKEEPING_KEYS,
+    IGNORED_ANNOTATIONS,
+    IGNORED_LABELS,
+    normalize,
+)
+from gitsync.diff.resource import ResourceDiff, diff_resource
+
+__all__ = [
+    "GITSYNC_BOOKKEEPING_KEYS",
+    "IGNORED_ANNOTATIONS",
+    "IGNORED_LABELS",
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "DiffResult",
+    "IgnoreRule",
+    "ObjectTooComplex",
+    "ResourceDiff",
+    "diff_app",
+    "diff_resource",
+    "mask_secret",
+    "normalize",
+]

@@ -1,0 +1,163 @@
+"""Fetch -> render -> compare -> sync -> health for one Application.
+
+Each stage fails with an error that names the stage and the cause, and nothing after a failed
+stage runs: a fetch or render failure never reaches the sync stage, so nothing is applied and,
+above all, nothing is pruned because Git "looked empty". Rendering is memoised per
+(commit, path, render parameters), so an unchanged commit is never rendered twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitsync.application import Application
+from gitsync.errors import GitsyncError, TerminalError, TransientError
+from gitsync.health import Health, aggregate, assess
+from gitsync.kube import KubeClient
+from gitsync.model import ResourceKey, SyncStatus
+from gitsync.render import (
+    DirectoryOptions,
+    HelmOptions,
+    KustomizeOptions,
+    RenderCache,
+    RenderedManifest,
+    RenderError,
+    RenderLimits,
+    RenderRequest,
+)
+from gitsync.source import Checkout, GitCredentials, Revision, SourceCache
+from gitsync.sync import Comparison, Syncer, SyncResult
+
+CredentialsLookup = Callable[[Application], GitCredentials | None]
+
+
+class StageError(GitsyncError):
+    """A pipeline stage failed; ``stage`` is fetch|render|compare|sync, ``cause`` the error."""
+
+    def __init__(self, stage: str, cause: Exception):
+        self.stage = stage
+        self.cause = cause
+        self.transient = isinstance(cause, TransientError)
+        self.terminal = isinstance(cause, TerminalError)
+        super().__init__(f"{stage} failed: {cause}")
+
+
+class FetchError(StageError):
+    def __init__(self, cause: Exception):
+        super().__init__("fetch", cause)
+
+
+@dataclass(frozen=True)
+class AppState:
+    """What one compare found: the revision, the rendered objects and how the cluster differs."""
+
+    app: Application
+    revision: Revision
+    manifests: tuple[RenderedManifest, ...]
+    comparison: Comparison
+
+    @property
+    def sync_status(self) -> SyncStatus:
+        return SyncStatus.SYNCED if self.comparison.in_sync else SyncStatus.OUT_OF_SYNC
+
+    def resource_health(self) -> list[tuple[ResourceKey, Health]]:
+        return [(item.key, assess(item.live)) for item in self.comparison.items]
+
+    @property
+    def health(self) -> Health:
+        return aggregate(h for _, h in self.resource_health())
+
+
+class Engine:
+    """Runs the pipeline for Applications against one cluster."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        sources: SourceCache,
+        *,
+        renders: RenderCache | None = None,
+        syncer: Syncer | None = None,
+        credentials: CredentialsLookup | None = None,
+        limits: RenderLimits | None = None,
+    ):
+        self.kube = kube
+        self.sources = sources
+        self.renders = renders or RenderCache()
+        self.syncer = syncer or Syncer(kube)
+        self.credentials = credentials or (lambda app: None)
+        self.limits = limits or RenderLimits()
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def fetch(self, app: Application) -> Checkout:
+        try:
+            return self.sources.checkout(
+                app.source.repo_url, app.source.target_revision, self.credentials(app)
+            )
+        except GitsyncError as exc:
+            raise FetchError(exc) from exc
+
+    def render_request(self, app: Application, root: Path) -> RenderRequest:
+        src = app.source
+        return RenderRequest(
+            repo_root=root,
+            path=src.path,
+            namespace=app.destination.namespace,
+            directory=(
+                DirectoryOptions(
+                    recurse=src.directory.recurse,
+                    include=src.directory.include or None,
+                    exclude=src.directory.exclude or None,
+                )
+                if src.directory
+                else None
+            ),
+            helm=(
+                HelmOptions(
+                    release_name=src.helm.release_name or app.name,
+                    value_files=src.helm.value_files,
+                    values=dict(src.helm.values) or None,
+                )
+                if src.helm
+                else None
+            ),
+            kustomize=KustomizeOptions() if src.kustomize else None,
+            limits=self.limits,
+        )
+
+    def render(self, app: Application, checkout: Checkout) -> list[RenderedManifest]:
+        try:
+            return self.renders.get_or_render(
+                checkout.revision.sha, self.render_request(app, checkout.path)
+            )
+        except (RenderError, GitsyncError) as exc:
+            raise StageError("render", exc) from exc
+
+    def compare(self, app: Application) -> AppState:
+        checkout = self.fetch(app)
+        manifests = self.render(app, checkout)
+        try:
+            comparison = self.syncer.compare(app, manifests)
+        except GitsyncError as exc:
+            raise StageError("compare", exc) from exc
+        return AppState(app, checkout.revision, tuple(manifests), comparison)
+
+    def sync(
+        self, app: Application, *, dry_run: bool = False, prune: bool | None = None
+    ) -> tuple[AppState, SyncResult]:
+        state = self.compare(app)
+        try:
+            result = self.syncer.sync(
+                app,
+                state.manifests,
+                revision=state.revision.sha,
+                dry_run=dry_run,
+                prune=prune,
+                comparison=state.comparison,
+            )
+        except GitsyncError as exc:
+            raise StageError("sync", exc) from exc
+        return state, result

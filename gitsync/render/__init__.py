@@ -1,0 +1,46 @@
+"""Render: turn a directory of a Git checkout into the list of desired manifests.
+
+This is the second stage of the pipeline (source -> **render** -> diff -> sync). It is pure apart
+from reading the checkout and running kustomize and Helm, and it treats the repository as
+untrusted input: nothing is read outside the checkout (resolved paths and symlinks are checked
+against the repo root), every read and tool run is bounded in bytes, documents, files and time
+(``RenderLimits``), and all YAML goes through one loader that refuses alias bombs
+(``load_yaml_documents``). Failures are ``RenderError`` (terminal: the same commit fails the same
+way) naming the repo-relative file and, where known, the line.
+
+The source type is detected like Argo CD does: ``Chart.yaml`` -> Helm, a kustomization file ->
+kustomize, otherwise a plain directory of YAML/JSON. Explicit options in the request win over
+detection. ``RenderCache`` memoises renders per (commit, path, parameters).
+"""
+
+from __future__ import annotations
+
+from gitsync.render.cache import RenderCache
+from gitsync.render.errors import LimitExceededError, PathEscapeError, RenderError
+from gitsync.render.manifest import RenderedManifest
+from gitsync.render.options import (
+    DirectoryOptions,
+    HelmOptions,
+    KustomizeOptions,
+    RenderLimits,
+    RenderRequest,
+)
+from gitsync.render.renderer import SourceType, detect, render
+from gitsync.render.safe_yaml import load_yaml_documents
+
+__all__ = [
+    "DirectoryOptions",
+    "HelmOptions",
+    "KustomizeOptions",
+    "LimitExceededError",
+    "PathEscapeError",
+    "RenderCache",
+    "RenderError",
+    "RenderLimits",
+    "RenderRequest",
+    "RenderedManifest",
+    "SourceType",
+    "detect",
+    "load_yaml_documents",
+    "render",
+]

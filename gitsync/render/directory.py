@@ -1,0 +1,180 @@
+"""Plain-directory source: YAML and JSON files in a directory, like Argo CD's ``directory`` type.
+
+Order is deterministic (files sorted by their path relative to the app directory) so two renders
+of one commit are identical and error messages are reproducible. Hidden files and directories are
+skipped (``.git``, editor droppings, CI config). Directory symlinks are checked but not followed:
+following them invites cycles and duplicate objects, and a repository that wants shared manifests
+has kustomize for that. File symlinks are followed only after their resolved target is proven
+to be inside the checkout.
+
+All sizes are summed from ``stat`` before the first byte is parsed, so a 50 MB file is refused
+without being read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from gitsync.render.confinement import Deadline, Repo, check_readable, read_bounded
+from gitsync.render.errors import LimitExceededError, RenderError
+from gitsync.render.manifest import RenderedManifest, to_manifests
+from gitsync.render.options import DirectoryOptions, RenderLimits
+from gitsync.render.safe_yaml import load_yaml_with_lines
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """``{a,b}`` alternatives, as Argo CD's glob supports; fnmatch has no braces."""
+    start = pattern.find("{")
+    if start < 0:
+        return [pattern]
+    depth = 0
+    for end in range(start, len(pattern)):
+        if pattern[end] == "{":
+            depth += 1
+        elif pattern[end] == "}":
+            depth -= 1
+            if depth == 0:
+                break
+    else:
+        return [pattern]  # unbalanced: treat literally
+    body, rest = pattern[start + 1 : end], pattern[end + 1 :]
+    options: list[str] = []
+    depth, last = 0, 0
+    for i, ch in enumerate(body):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            options.append(body[last:i])
+            last = i + 1
+    options.append(body[last:])
+    prefix = pattern[:start]
+    return [p for opt in options for p in expand_braces(prefix + opt + rest)]
+
+
+_MAX_ALTERNATIVES = 256
+
+
+class Glob:
+    """An include/exclude pattern, brace-expanded once; matches the file name or the path
+    relative to the app directory."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.alternatives = expand_braces(pattern)
+        if len(self.alternatives) > _MAX_ALTERNATIVES:
+            raise RenderError(f"glob {pattern!r} has more than {_MAX_ALTERNATIVES} alternatives")
+
+    def matches(self, rel_path: str) -> bool:
+        name = rel_path.rsplit("/", 1)[-1]
+        return any(fnmatchcase(name, p) or fnmatchcase(rel_path, p) for p in self.alternatives)
+
+
+def _candidates(
+    repo: Repo, app_dir: Path, options: DirectoryOptions, limits: RenderLimits, deadline: Deadline
+) -> list[Path]:
+    """Manifest files sorted by relative path; escaping symlinks in the walked scope are errors."""
+    include = Glob(options.include) if options.include else None
+    exclude = Glob(options.exclude) if options.exclude else None
+    found: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(app_dir, followlinks=False):
+        deadline.check("listing files")
+        for dname in dirnames:
+            full = Path(dirpath, dname)
+            if full.is_symlink():
+                repo.resolve(full, name=repo.rel(full))
+        dirnames[:] = (
+            sorted(d for d in dirnames if not d.startswith(".")) if options.recurse else []
+        )
+        for fname in sorted(filenames):
+            full = Path(dirpath, fname)
+            if full.is_symlink():
+                repo.resolve(full, name=repo.rel(full))
+            if fname.startswith(".") or not fname.endswith(MANIFEST_SUFFIXES):
+                continue
+            rel = Path(os.path.relpath(full, app_dir)).as_posix()
+            if include is not None and not include.matches(rel):
+                continue
+            if exclude is not None and exclude.matches(rel):
+                continue
+            found.append((rel, full))
+            if len(found) > limits.max_files:
+                raise LimitExceededError(
+                    f"more than {limits.max_files} manifest files", source=repo.rel(app_dir)
+                )
+    found.sort(key=lambda item: item[0])
+    return [full for _, full in found]
+
+
+def _parse_json(
+    data: bytes, *, source: str, limits: RenderLimits
+) -> list[tuple[int, int, dict[str, Any]]]:
+    if not data.strip():
+        return []
+    try:
+        doc = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise RenderError(f"invalid JSON: {exc.msg}", source=source, line=exc.lineno) from exc
+    except (ValueError, RecursionError) as exc:
+        raise RenderError(f"invalid JSON: {str(exc)[:200]}", source=source) from exc
+    _check_depth(doc, source=source, max_depth=limits.max_depth)
+    if not isinstance(doc, dict):
+        raise RenderError("document 1 is not a JSON object", source=source, line=1)
+    return [(1, 1, doc)]
+
+
+def _check_depth(value: Any, *, source: str, max_depth: int) -> None:
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= max_depth:
+                raise LimitExceededError(
+                    f"JSON nesting deeper than {max_depth} levels", source=source
+                )
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
+def render_directory(
+    repo: Repo, app_dir: Path, options: DirectoryOptions, limits: RenderLimits, deadline: Deadline
+) -> list[RenderedManifest]:
+    files = _candidates(repo, app_dir, options, limits, deadline)
+    total = 0
+    for full in files:  # sizes first: nothing is read if the total is over the limit
+        name = repo.rel(full)
+        try:
+            st = full.stat()
+        except OSError as exc:
+            raise RenderError(f"cannot stat file: {exc.strerror}", source=name) from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise RenderError("not a regular file", source=name)
+        check_readable(st, name)
+        total += st.st_size
+        if total > limits.max_bytes:
+            raise LimitExceededError(
+                f"manifests exceed the limit of {limits.max_bytes} bytes", source=name
+            )
+    manifests: list[RenderedManifest] = []
+    for full in files:
+        deadline.check("parsing manifests")
+        name = repo.rel(full)
+        data = read_bounded(full, name=name, max_bytes=limits.max_bytes)
+        if full.name.endswith(".json"):
+            docs = _parse_json(data, source=name, limits=limits)
+        else:
+            docs = load_yaml_with_lines(data, source=name, limits=limits)
+        manifests.extend(
+            to_manifests(
+                docs, source=name, max_documents=limits.max_documents, already=len(manifests)
+            )
+        )
+    return manifests

@@ -1,0 +1,95 @@
+"""``RenderedManifest`` and the check that turns parsed documents into manifests.
+
+Every source type (plain files, kustomize output, Helm output) ends in the same function, so the
+rules are stated once: ``kind: List`` (and any ``*List`` kind carrying ``items``) is flattened the
+way kubectl does, and every object must be a mapping with ``apiVersion``, ``kind`` and
+``metadata.name`` - otherwise a ``RenderError`` names the file, the document number and the line,
+because an object without an identity cannot be diffed, applied or pruned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gitsync.model import ResourceKey
+from gitsync.render.errors import LimitExceededError, RenderError
+
+HOOK_ANNOTATION = "helm.sh/hook"
+
+
+@dataclass(frozen=True)
+class RenderedManifest:
+    """One desired object. ``source`` is the repo-relative file, ``helm:<template path>`` or
+    ``kustomize``; ``hook`` is the Helm hook annotation value (``"test"``, ``"pre-install"``)."""
+
+    key: ResourceKey
+    obj: dict[str, Any]
+    source: str
+    hook: str | None = None
+
+
+def _missing_identity(obj: dict[str, Any]) -> str | None:
+    if not isinstance(obj.get("apiVersion"), str) or not obj.get("apiVersion"):
+        return "apiVersion"
+    if not isinstance(obj.get("kind"), str) or not obj.get("kind"):
+        return "kind"
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return "metadata"
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        return "metadata.name"
+    return None
+
+
+def _is_list(obj: dict[str, Any]) -> bool:
+    kind = obj.get("kind")
+    return isinstance(kind, str) and kind.endswith("List") and isinstance(obj.get("items"), list)
+
+
+def to_manifests(
+    documents: list[tuple[int, int, dict[str, Any]]],
+    *,
+    source: str,
+    max_documents: int,
+    already: int = 0,
+) -> list[RenderedManifest]:
+    """Validate ``(document_index, line, mapping)`` triples and flatten Lists.
+
+    ``already`` is how many manifests the render has produced so far, for the document limit.
+    """
+    out: list[RenderedManifest] = []
+    for index, line, doc in documents:
+        if _is_list(doc):
+            items: list[tuple[str, Any]] = [
+                (f"document {index} item {i}", item) for i, item in enumerate(doc["items"], 1)
+            ]
+        else:
+            items = [(f"document {index}", doc)]
+        for where, obj in items:
+            if not isinstance(obj, dict):
+                raise RenderError(f"{where} is not a mapping", source=source, line=line)
+            missing = _missing_identity(obj)
+            if missing is not None:
+                raise RenderError(
+                    f"{where} has no {missing} (every object needs apiVersion, kind and "
+                    "metadata.name)",
+                    source=source,
+                    line=line,
+                )
+            if already + len(out) >= max_documents:
+                raise LimitExceededError(
+                    f"more than {max_documents} objects", source=source, line=line
+                )
+            annotations = obj["metadata"].get("annotations")
+            hook = annotations.get(HOOK_ANNOTATION) if isinstance(annotations, dict) else None
+            out.append(
+                RenderedManifest(
+                    key=ResourceKey.of(obj),
+                    obj=obj,
+                    source=source,
+                    hook=str(hook) if hook is not None else None,
+                )
+            )
+    return out

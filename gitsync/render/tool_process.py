@@ -1,0 +1,149 @@
+"""Running a rendering tool (kubectl kustomize, the Helm worker) as a bounded child process.
+
+Tools run in a child process rather than in the controller because only a process can be stopped:
+a template loop or a huge kustomize build is killed when the render's deadline passes, and its
+output is read incrementally and cut off at a byte limit, so neither time nor memory is at the
+mercy of the repository. The child gets a scrubbed environment with ``HOME`` pointing at an empty
+temporary directory, so no credentials (git, docker, kube config, cloud SDKs) are visible to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from gitsync.render.errors import LimitExceededError, RenderError
+
+_STDERR_KEEP = 16 * 1024
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+
+@contextlib.contextmanager
+def scrubbed_env(extra: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """A minimal environment whose HOME is a fresh empty directory, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="gitsync-render-") as home:
+        env = {
+            "HOME": home,
+            "XDG_CONFIG_HOME": os.path.join(home, ".config"),
+            "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+            "KUBECONFIG": os.path.join(home, "no-kubeconfig"),
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "LANG": "C.UTF-8",
+            "TMPDIR": home,
+            "PATH": os.defpath,
+        }
+        env.update(extra or {})
+        yield env
+
+
+def run_tool(
+    argv: list[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str,
+    stdin: bytes = b"",
+    timeout: float,
+    max_output: int,
+    what: str,
+    source: str,
+) -> ToolResult:
+    """Run ``argv``; kill it (its whole process group) on timeout or when stdout passes
+    ``max_output`` bytes, raising ``LimitExceededError`` about ``what`` (e.g. "helm template")
+    located at ``source`` (the app directory)."""
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise RenderError(f"cannot start {argv[0]}: {exc.strerror}", source=source) from exc
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    out = bytearray()
+    err = bytearray()
+    pending = memoryview(stdin)
+    sel = selectors.DefaultSelector()
+    try:
+        if pending:
+            os.set_blocking(proc.stdin.fileno(), False)
+            sel.register(proc.stdin, selectors.EVENT_WRITE)
+        else:
+            proc.stdin.close()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(proc.stderr, selectors.EVENT_READ)
+        end = time.monotonic() + timeout
+        while len(sel.get_map()) > 0:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise _timeout(what, timeout, source)
+            for key, _ in sel.select(timeout=min(left, 1.0)):
+                if key.fileobj is proc.stdin:
+                    try:
+                        written = os.write(proc.stdin.fileno(), pending[:_CHUNK])
+                    except BrokenPipeError:
+                        written = len(pending)
+                    pending = pending[written:]
+                    if not pending:
+                        sel.unregister(proc.stdin)
+                        proc.stdin.close()
+                    continue
+                fd = key.fileobj.fileno()  # type: ignore[union-attr]
+                chunk = os.read(fd, _CHUNK)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                if key.fileobj is proc.stdout:
+                    out += chunk
+                    if len(out) > max_output:
+                        raise LimitExceededError(
+                            f"{what} produced more than {max_output} bytes", source=source
+                        )
+                else:
+                    err += chunk
+                    del err[:-_STDERR_KEEP]
+        returncode = proc.wait(timeout=max(0.1, end - time.monotonic()))
+    except subprocess.TimeoutExpired as exc:
+        _kill(proc)
+        raise _timeout(what, timeout, source) from exc
+    except BaseException:
+        _kill(proc)
+        raise
+    finally:
+        sel.close()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
+    return ToolResult(returncode, bytes(out), err.decode("utf-8", "replace"))
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+def _timeout(what: str, timeout: float, source: str) -> LimitExceededError:
+    return LimitExceededError(
+        f"{what} did not finish before the render deadline ({timeout:.1f}s left when started)",
+        source=source,
+    )

@@ -1,0 +1,562 @@
+"""Compare and sync one app's rendered manifests with the cluster - the only writer in the engine.
+
+Shape (Flux's kustomize-controller stages, Argo CD's per-resource results):
+
+1. **prepare** every manifest (namespace, tracking annotation; ``tracking.prepare``);
+2. **compare**: read the live object, and for objects that exist ask the API server for the
+   server-side-apply *dry-run* result, then diff that against live - so server defaults never show
+   up as differences. Objects whose comparison is Synced are never written;
+3. **apply** what differs, wave by wave (``ordering``), stage by stage, in parallel within a stage;
+   CRDs are waited on until Established, and each wave must be healthy before the next starts;
+4. **prune** what the inventory holds but Git no longer renders - only objects this app owns,
+   never when the render was empty unless ``allowEmpty``, never ones annotated
+   ``gitsync.dev/prune: "false"``, after all waves with ``PruneLast``;
+5. **record** the new inventory (written only if it changed).
+
+One failing object does not stop the others in its wave; each gets a ``ResourceResult``, and the
+sync as a whole is Failed. 409 conflicts are retried; 429, 5xx and connection errors are retried
+with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+
+from gitsync.application import Application
+from gitsync.diff import IgnoreRule, ResourceDiff, diff_resource
+from gitsync.errors import TerminalError
+from gitsync.health import Health, assess
+from gitsync.kube import ApiError, KubeClient
+from gitsync.model import HealthStatus, ResourceKey, ResultCode, SyncStatus
+from gitsync.render import RenderedManifest
+from gitsync.sync import ordering, tracking
+from gitsync.sync.inventory import Inventory, InventoryEntry
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+FIELD_MANAGER = "gitsync"
+LiveReader = Callable[[str, str, str, str], "dict[str, Any] | None"]
+"""``(api_version, kind, name, namespace) -> live object or None``: a GET, or a watch cache."""
+SKIPPED_HOOKS = ("test", "test-success", "test-failure")
+
+
+class EmptyRenderError(TerminalError):
+    """The render produced no objects while the inventory is not empty, and allowEmpty is off."""
+
+
+@dataclass(frozen=True)
+class ResourceResult:
+    key: ResourceKey
+    code: ResultCode
+    message: str = ""
+    wave: int = 0
+
+
+@dataclass(frozen=True)
+class _Memo:
+    """The last comparison of one object: valid while Git's object and the live
+    resourceVersion are both unchanged, which lets a no-change refresh skip the dry run."""
+
+    fingerprint: str
+    live_version: str
+    diff: ResourceDiff
+
+
+def _fingerprint(obj: dict[str, Any], ignore: Sequence[IgnoreRule]) -> str:
+    text = json.dumps([obj, [repr(r) for r in ignore]], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Item:
+    """One desired object on its way through compare and apply."""
+
+    key: ResourceKey
+    obj: dict[str, Any]
+    wave: int
+    source: str = ""
+    live: dict[str, Any] | None = None
+    diff: ResourceDiff | None = None
+    error: str = ""
+
+
+@dataclass
+class Comparison:
+    """What the cluster looks like next to what Git says."""
+
+    items: list[Item]
+    extraneous: dict[ResourceKey, InventoryEntry]
+    inventory: dict[ResourceKey, InventoryEntry]
+
+    @property
+    def diffs(self) -> list[ResourceDiff]:
+        out = [i.diff for i in self.items if i.diff is not None]
+        out += [
+            ResourceDiff(key, SyncStatus.EXTRANEOUS, changed_paths=())
+            for key in sorted(self.extraneous)
+        ]
+        return sorted(out, key=lambda d: d.key)
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.extraneous and all(
+            i.diff is not None and i.diff.status == SyncStatus.SYNCED and not i.error
+            for i in self.items
+        )
+
+    @property
+    def errors(self) -> list[tuple[ResourceKey, str]]:
+        return [(i.key, i.error) for i in self.items if i.error]
+
+
+@dataclass
+class SyncResult:
+    revision: str
+    results: list[ResourceResult] = field(default_factory=list)
+    dry_run: bool = False
+    message: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return not any(r.code == ResultCode.SYNC_FAILED for r in self.results) and not self.message
+
+    @property
+    def phase(self) -> str:
+        return "Succeeded" if self.succeeded else "Failed"
+
+
+def with_retries(
+    call: Callable[[], T], *, attempts: int = 5, base_delay: float = 0.5, max_delay: float = 8.0
+) -> T:
+    """Retry 409 a few times, and 429/5xx/unreachable with exponential backoff."""
+    delay = base_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except ApiError as exc:
+            retryable = exc.transient or exc.status == 409
+            if not retryable or attempt == attempts:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class Syncer:
+    """Compares and syncs apps against one cluster. Thread-safe; share one per cluster."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        *,
+        workers: int = 8,
+        wave_timeout: float = 300.0,
+        crd_timeout: float = 60.0,
+        poll_interval: float = 0.5,
+        live: LiveReader | None = None,
+    ):
+        self.kube = kube
+        self.live = live or kube.get
+        self._memo: dict[str, dict[ResourceKey, _Memo]] = {}
+        self.workers = workers
+        self.wave_timeout = wave_timeout
+        self.crd_timeout = crd_timeout
+        self.poll_interval = poll_interval
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _parallel(self, fn: Callable[[Item], T], items: Sequence[Item]) -> list[T]:
+        """``fn`` over ``items`` on up to ``workers`` threads, results in order."""
+        if len(items) <= 1 or self.workers <= 1:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    def _namespaced(self, obj: dict[str, Any]) -> bool | None:
+        """Whether the kind is namespaced; None when the server does not know the kind (yet)."""
+        try:
+            return self.kube.resource(
+                str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
+            ).namespaced
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _prepare(self, app: Application, manifests: Iterable[RenderedManifest]) -> list[Item]:
+        items: dict[ResourceKey, Item] = {}
+        crd_kinds = {
+            (
+                m.obj.get("spec", {}).get("group", ""),
+                m.obj.get("spec", {}).get("names", {}).get("kind", ""),
+            ): m.obj.get("spec", {}).get("scope", "Namespaced")
+            for m in manifests
+            if m.key.kind == "CustomResourceDefinition" and isinstance(m.obj.get("spec"), dict)
+        }
+        for m in manifests:
+            if m.hook in SKIPPED_HOOKS:
+                continue
+            namespaced = self._namespaced(m.obj)
+            if namespaced is None:
+                scope = crd_kinds.get((m.key.group, m.key.kind))
+                if scope is None:
+                    key = m.key
+                    items[key] = Item(
+                        key,
+                        m.obj,
+                        0,
+                        m.source,
+                        error=f"the server has no kind {m.obj.get('apiVersion')} {m.key.kind}",
+                    )
+                    continue
+                namespaced = scope == "Namespaced"
+            key, obj = tracking.prepare(
+                m.obj,
+                app=app.qualified_name,
+                namespaced=namespaced,
+                default_namespace=app.destination.namespace,
+            )
+            if namespaced and not key.namespace:
+                items[key] = Item(
+                    key,
+                    obj,
+                    0,
+                    m.source,
+                    error="namespaced object without a namespace, and the Application sets "
+                    "no destination namespace",
+                )
+                continue
+            try:
+                wave = ordering.wave_of(obj)
+            except ordering.WaveError as exc:
+                items[key] = Item(key, obj, 0, m.source, error=str(exc))
+                continue
+            if m.hook and m.hook.startswith("pre-"):
+                wave = -1_000_001
+            elif m.hook and m.hook.startswith("post-"):
+                wave = 1_000_001
+            if key in items:
+                items[key].error = f"duplicate object {key} (also in {items[key].source})"
+                continue
+            items[key] = Item(key, obj, wave, m.source)
+        return list(items.values())
+
+    def _read_live(self, item: Item) -> None:
+        meta = item.obj.get("metadata", {})
+        try:
+            item.live = with_retries(
+                lambda: self.live(
+                    item.obj["apiVersion"], item.key.kind, meta["name"], item.key.namespace
+                )
+            )
+        except ApiError as exc:
+            if exc.status == 404:  # kind not served yet (CRD in this same sync)
+                item.live = None
+            else:
+                item.error = str(exc)
+
+    def _compare_one(
+        self, item: Item, ignore: Sequence[IgnoreRule], memo: dict[ResourceKey, _Memo]
+    ) -> None:
+        if item.error and item.diff is None:
+            item.diff = ResourceDiff(item.key, SyncStatus.UNKNOWN, error=item.error)
+            return
+        if item.live is None:
+            item.diff = diff_resource(item.key, item.obj, None, ignore=ignore)
+            return
+        fingerprint = _fingerprint(item.obj, ignore)
+        live_version = str(item.live.get("metadata", {}).get("resourceVersion", ""))
+        known = memo.get(item.key)
+        if known and known.fingerprint == fingerprint and known.live_version == live_version:
+            item.diff = known.diff
+            return
+        try:
+            dry = with_retries(
+                lambda: self.kube.apply(item.obj, field_manager=FIELD_MANAGER, dry_run=True)
+            )
+            item.diff = diff_resource(item.key, dry, item.live, ignore=ignore)
+            if live_version:
+                memo[item.key] = _Memo(fingerprint, live_version, item.diff)
+        except ApiError as exc:
+            if exc.transient:
+                item.error = str(exc)
+                item.diff = ResourceDiff(item.key, SyncStatus.UNKNOWN, error=item.error)
+            else:
+                # The apply itself would fail (e.g. an immutable field); show the difference by
+                # comparing only the fields Git declares, and report why.
+                item.diff = diff_resource(
+                    item.key, item.obj, item.live, ignore=ignore, desired_is_dry_run=False
+                )
+                item.error = f"dry-run apply failed: {exc}"
+
+    # -- compare -----------------------------------------------------------------------------
+
+    def compare(self, app: Application, manifests: Sequence[RenderedManifest]) -> Comparison:
+        ignore = [
+            IgnoreRule(r.group, r.kind, r.name, r.namespace, r.json_pointers, r.managers)
+            for r in app.ignore_differences
+        ]
+        items = self._prepare(app, manifests)
+        ok = [i for i in items if not i.error]
+        self._parallel(self._read_live, ok)
+        previous = self._memo.get(app.qualified_name, {})
+        memo: dict[ResourceKey, _Memo] = {}
+        for item in items:
+            if item.key in previous:
+                memo[item.key] = previous[item.key]
+        self._parallel(lambda i: self._compare_one(i, ignore, memo), items)
+        self._memo[app.qualified_name] = memo
+        inventory = Inventory(self.kube, app.namespace, app.name).load()
+        rendered = {i.key for i in items}
+        extraneous = {k: e for k, e in inventory.items() if k not in rendered}
+        return Comparison(items, extraneous, inventory)
+
+    # -- sync --------------------------------------------------------------------------------
+
+    def sync(
+        self,
+        app: Application,
+        manifests: Sequence[RenderedManifest],
+        *,
+        revision: str,
+        dry_run: bool = False,
+        prune: bool | None = None,
+        comparison: Comparison | None = None,
+    ) -> SyncResult:
+        """Make the cluster match ``manifests``. ``prune`` defaults to the app's policy."""
+        prune = app.sync_policy.prune if prune is None else prune
+        comparison = comparison or self.compare(app, manifests)
+        if not comparison.items and comparison.inventory and not app.sync_policy.allow_empty:
+            raise EmptyRenderError(
+                f"the render of revision {revision[:12]} produced no objects but the app manages "
+                f"{len(comparison.inventory)}; refusing to prune everything (set "
+                "syncPolicy.automated.allowEmpty to allow it)"
+            )
+        result = SyncResult(revision=revision, dry_run=dry_run)
+        bound = log.bind(app=app.qualified_name, revision=revision[:12], dry_run=dry_run)
+        if app.sync_policy.option("CreateNamespace") and app.destination.namespace:
+            self._ensure_namespace(app.destination.namespace, dry_run)
+
+        prune_last = app.sync_policy.option("PruneLast")
+        to_prune = dict(comparison.extraneous) if prune else {}
+        pruned_or_skipped: dict[ResourceKey, ResultCode] = {}
+        prune_waves: dict[int, list[InventoryEntry]] = {}
+        if to_prune and not prune_last:
+            for entry in to_prune.values():
+                prune_waves.setdefault(self._live_wave(entry), []).append(entry)
+
+        waves = ordering.plan_waves(
+            comparison.items, wave=lambda i: i.wave, kind=lambda i: i.key.kind
+        )
+        wave_numbers = sorted({w.number for w in waves} | set(prune_waves))
+        by_number = {w.number: w for w in waves}
+        failed_wave = False
+        for n, number in enumerate(wave_numbers):
+            wave = by_number.get(number)
+            if wave is not None:
+                bound.info("sync wave", wave=number, objects=len(wave.items()))
+                for stage in wave.stages:
+                    result.results.extend(
+                        self._parallel(lambda i: self._apply(i, dry_run), list(stage))
+                    )
+                    crds = [i for i in stage if i.key.kind == "CustomResourceDefinition"]
+                    if crds and not dry_run:
+                        self._wait_crds(crds, result)
+                        self.kube.forget_discovery()
+            for entry in prune_waves.get(number, []):
+                code = self._prune(app, entry, dry_run, result, number)
+                pruned_or_skipped[entry.key] = code
+            if any(r.code == ResultCode.SYNC_FAILED for r in result.results):
+                failed_wave = True
+            is_last = n == len(wave_numbers) - 1
+            if failed_wave and not is_last:
+                result.message = f"wave {number} failed; later waves were not applied"
+                break
+            if wave is not None and not is_last and not dry_run:
+                healthy, why = self._wait_wave_healthy(wave)
+                if not healthy:
+                    result.message = f"wave {number} did not become healthy: {why}"
+                    break
+        if prune_last and to_prune and not result.message:
+            for entry in to_prune.values():
+                pruned_or_skipped[entry.key] = self._prune(app, entry, dry_run, result, 0)
+
+        if not dry_run:
+            keep: list[InventoryEntry] = []
+            for item in comparison.items:
+                if item.key.name:
+                    keep.append(
+                        InventoryEntry(
+                            item.obj["apiVersion"], item.key.kind, item.key.namespace, item.key.name
+                        )
+                    )
+            for key, entry in comparison.extraneous.items():
+                outcome = pruned_or_skipped.get(key)
+                if outcome is None or (
+                    outcome == ResultCode.PRUNE_SKIPPED and self._still_ours(app, entry)
+                ):
+                    keep.append(entry)
+            Inventory(self.kube, app.namespace, app.name).store(
+                keep, comparison.inventory, revision=revision
+            )
+        bound.info("sync finished", phase=result.phase, results=len(result.results))
+        return result
+
+    def _apply(self, item: Item, dry_run: bool) -> ResourceResult:
+        if item.error and (item.diff is None or item.diff.status == SyncStatus.UNKNOWN):
+            return ResourceResult(item.key, ResultCode.SYNC_FAILED, item.error, item.wave)
+        if item.diff is not None and item.diff.status == SyncStatus.SYNCED:
+            return ResourceResult(item.key, ResultCode.SYNCED, "unchanged", item.wave)
+        try:
+            with_retries(
+                lambda: self.kube.apply(item.obj, field_manager=FIELD_MANAGER, dry_run=dry_run)
+            )
+        except ApiError as exc:
+            return ResourceResult(
+                item.key, ResultCode.SYNC_FAILED, exc.message or str(exc), item.wave
+            )
+        verb = "created" if item.live is None else "configured"
+        return ResourceResult(
+            item.key, ResultCode.SYNCED, f"{verb}{' (dry run)' if dry_run else ''}", item.wave
+        )
+
+    def _live_wave(self, entry: InventoryEntry) -> int:
+        try:
+            live = self.kube.get(entry.api_version, entry.kind, entry.name, entry.namespace)
+        except ApiError:
+            return 0
+        try:
+            return ordering.wave_of(live or {})
+        except ordering.WaveError:
+            return 0
+
+    def _still_ours(self, app: Application, entry: InventoryEntry) -> bool:
+        try:
+            live = self.kube.get(entry.api_version, entry.kind, entry.name, entry.namespace)
+        except ApiError:
+            return True
+        return live is not None and tracking.owned_by(live, app.qualified_name, entry.key)
+
+    def _prune(
+        self, app: Application, entry: InventoryEntry, dry_run: bool, result: SyncResult, wave: int
+    ) -> ResultCode:
+        key = entry.key
+        try:
+            live = with_retries(
+                lambda: self.kube.get(entry.api_version, entry.kind, entry.name, entry.namespace)
+            )
+        except ApiError as exc:
+            result.results.append(
+                ResourceResult(key, ResultCode.SYNC_FAILED, f"prune: {exc}", wave)
+            )
+            return ResultCode.SYNC_FAILED
+        if live is None:
+            result.results.append(ResourceResult(key, ResultCode.PRUNED, "already gone", wave))
+            return ResultCode.PRUNED
+        if not tracking.owned_by(live, app.qualified_name, key):
+            result.results.append(
+                ResourceResult(
+                    key,
+                    ResultCode.PRUNE_SKIPPED,
+                    "not owned by this app (tracking annotation differs)",
+                    wave,
+                )
+            )
+            return ResultCode.PRUNE_SKIPPED
+        if tracking.prune_disabled(live):
+            result.results.append(
+                ResourceResult(
+                    key, ResultCode.PRUNE_SKIPPED, f'{tracking.PRUNE_ANNOTATION}: "false"', wave
+                )
+            )
+            return ResultCode.PRUNE_SKIPPED
+        if dry_run:
+            result.results.append(
+                ResourceResult(key, ResultCode.PRUNED, "would be pruned (dry run)", wave)
+            )
+            return ResultCode.PRUNED
+        uid = live["metadata"].get("uid")
+        try:
+            with_retries(
+                lambda: self.kube.delete(
+                    entry.api_version, entry.kind, entry.name, entry.namespace, precondition_uid=uid
+                )
+            )
+        except ApiError as exc:
+            result.results.append(
+                ResourceResult(key, ResultCode.SYNC_FAILED, f"prune: {exc.message or exc}", wave)
+            )
+            return ResultCode.SYNC_FAILED
+        result.results.append(ResourceResult(key, ResultCode.PRUNED, "pruned", wave))
+        return ResultCode.PRUNED
+
+    def _ensure_namespace(self, namespace: str, dry_run: bool) -> None:
+        if self.kube.get("v1", "Namespace", namespace) is not None:
+            return
+        obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+        try:
+            with_retries(lambda: self.kube.apply(obj, field_manager=FIELD_MANAGER, dry_run=dry_run))
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+
+    def _wait_crds(self, crds: Sequence[Item], result: SyncResult) -> None:
+        deadline = time.monotonic() + self.crd_timeout
+        pending = {i.key.name for i in crds}
+        while pending and time.monotonic() < deadline:
+            for name in list(pending):
+                live = self.kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+                conds = ((live or {}).get("status") or {}).get("conditions") or []
+                if any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
+                    pending.discard(name)
+            if pending:
+                time.sleep(self.poll_interval)
+        for item in crds:
+            if item.key.name in pending:
+                result.results.append(
+                    ResourceResult(
+                        item.key,
+                        ResultCode.SYNC_FAILED,
+                        f"not Established after {self.crd_timeout:.0f}s",
+                        item.wave,
+                    )
+                )
+
+    def wave_health(self, wave: ordering.Wave) -> list[tuple[ResourceKey, Health]]:
+        out = []
+        for item in wave.items():
+            live = self.kube.get(
+                item.obj["apiVersion"], item.key.kind, item.key.name, item.key.namespace
+            )
+            out.append((item.key, assess(live)))
+        return out
+
+    def _wait_wave_healthy(self, wave: ordering.Wave) -> tuple[bool, str]:
+        deadline = time.monotonic() + self.wave_timeout
+        why = ""
+        while time.monotonic() < deadline:
+            healths = self.wave_health(wave)
+            bad = [
+                (k, h)
+                for k, h in healths
+                if h.status not in (HealthStatus.HEALTHY, HealthStatus.SUSPENDED)
+            ]
+            if not bad:
+                return True, ""
+            degraded = [(k, h) for k, h in bad if h.status == HealthStatus.DEGRADED]
+            if degraded:
+                k, h = degraded[0]
+                return False, f"{k} is Degraded: {h.message}"
+            k, h = bad[0]
+            why = f"{k} is {h.status}: {h.message}"
+            time.sleep(self.poll_interval)
+        return False, f"timed out after {self.wave_timeout:.0f}s; {why}"

@@ -1,0 +1,100 @@
+"""Reading the test API server's audit log, so tests count writes where they land.
+
+The engine promises "zero writes when nothing changed" and the HA controller promises "only the
+leader writes". Counting on the client side would only prove what the client believes it sent;
+the kube-apiserver's own audit log (Metadata level, mutating verbs only) records every write with
+its user agent, user and whether it was a dry run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MUTATING_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: None
+"""
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    verb: str
+    user: str
+    user_agent: str
+    uri: str
+    code: int
+    resource: str
+    namespace: str
+    name: str
+    subresource: str
+
+    @property
+    def dry_run(self) -> bool:
+        return "dryRun=" in self.uri
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> AuditEvent:
+        ref = doc.get("objectRef") or {}
+        return cls(
+            verb=str(doc.get("verb", "")),
+            user=str((doc.get("user") or {}).get("username", "")),
+            user_agent=str(doc.get("userAgent", "")),
+            uri=str(doc.get("requestURI", "")),
+            code=int((doc.get("responseStatus") or {}).get("code") or 0),
+            resource=str(ref.get("resource", "")),
+            namespace=str(ref.get("namespace", "")),
+            name=str(ref.get("name", "")),
+            subresource=str(ref.get("subresource", "")),
+        )
+
+
+class AuditLog:
+    """The API server's audit log file; ``mark()`` then ``writes(since=mark)``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def mark(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def events(self, since: int = 0) -> list[AuditEvent]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(since)
+                lines = fh.read().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue  # a line being written right now
+            if doc.get("stage") == "ResponseComplete":
+                out.append(AuditEvent.from_json(doc))
+        return out
+
+    def writes(
+        self, since: int = 0, *, user_agent: str = "", include_dry_run: bool = False
+    ) -> list[AuditEvent]:
+        """Persisted mutating requests, optionally only from exactly one user agent."""
+        return [
+            e
+            for e in self.events(since)
+            if e.verb in MUTATING_VERBS
+            and (include_dry_run or not e.dry_run)
+            and (not user_agent or e.user_agent == user_agent)
+        ]
