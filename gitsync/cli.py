@@ -19,6 +19,7 @@ from gitsync.application import Application, SpecError
 
 if TYPE_CHECKING:
     from gitsync.engine import Engine
+    from gitsync.kube import KubeClient
     from gitsync.source import GitCredentials
 
 DEFAULT_CLUSTER_DIR = Path(".cluster")
@@ -172,6 +173,20 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     return _run_engine_command(args, body)
 
 
+def _cmd_sync_either(args: argparse.Namespace) -> int:
+    if args.file and args.app:
+        print("error: give either -f FILE or APP, not both", file=sys.stderr)
+        return EXIT_ERROR
+    if args.app:
+        return _cmd_request(args)
+    if not args.file:
+        print(
+            "error: give -f FILE (sync directly) or APP (through the controller)", file=sys.stderr
+        )
+        return EXIT_ERROR
+    return _cmd_sync(args)
+
+
 def _cmd_health(args: argparse.Namespace) -> int:
     def body(engine: Engine, app: Application) -> int:
         from gitsync.model import HealthStatus
@@ -218,6 +233,135 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- the controller -----------------------------------------------------------------------
+
+
+def _kube_for(args: argparse.Namespace, user_agent: str = "gitsync") -> KubeClient:
+    from gitsync.kube import KubeClient
+
+    if args.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return KubeClient.in_cluster(user_agent=user_agent)
+    return KubeClient.from_kubeconfig(args.kubeconfig, context=args.context, user_agent=user_agent)
+
+
+def _webhook_secrets() -> Callable[[str], list[str]]:
+    """Webhook secrets from the environment: GITSYNC_WEBHOOK_SECRET (all providers) and
+    GITSYNC_WEBHOOK_SECRET_<PROVIDER>; several comma-separated values allow rotation."""
+
+    def lookup(provider: str) -> list[str]:
+        name = "GITSYNC_WEBHOOK_SECRET_" + provider.upper().replace("-", "_")
+        raw = os.environ.get(name) or os.environ.get("GITSYNC_WEBHOOK_SECRET") or ""
+        return [v for v in raw.split(",") if v]
+
+    return lookup
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import socket
+    import threading
+
+    import waitress
+
+    from gitsync.controller.controller import Controller, ControllerConfig, ensure_crd
+    from gitsync.render import load_yaml_documents
+    from gitsync.web import create_app
+
+    kube = _kube_for(args)
+    for crd_file in args.install_crd:
+        for doc in load_yaml_documents(Path(crd_file).read_bytes(), source=crd_file):
+            ensure_crd(kube, doc)
+    host, _, port = args.listen.rpartition(":")
+    config = ControllerConfig(
+        cache_dir=Path(args.cache_dir or _default_cache_dir().parent / "controller"),
+        namespaces=[n for n in (args.namespaces or "").split(",") if n] or None,
+        config_file=Path(args.config) if args.config else None,
+        workers=args.workers,
+        controller_namespace=args.controller_namespace,
+        leader_elect=args.leader_elect,
+        identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
+        lease_duration=args.lease_duration,
+        allow_exec_credentials=args.allow_exec_credentials,
+    )
+    controller = Controller(kube, config)
+    app = create_app(
+        controller,
+        metrics_exposition=controller.metrics.exposition,
+        webhook_secrets=_webhook_secrets(),
+        on_webhook_result=controller.metrics.webhook,
+        max_webhook_bytes=args.webhook_max_bytes,
+    )
+    server = waitress.create_server(
+        app,
+        host=host or "127.0.0.1",
+        port=int(port),
+        threads=8,
+        max_request_body_size=args.webhook_max_bytes + 1,
+        channel_timeout=30,
+        ident="gitsync",
+    )
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            server.close()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    controller.start()
+    print(f"gitsync serving on http://{host or '127.0.0.1'}:{port}", file=sys.stderr, flush=True)
+    try:
+        server.run()
+    except OSError:
+        if not stopping.is_set():
+            raise
+    finally:
+        controller.stop()
+    return EXIT_OK
+
+
+def _annotate(args: argparse.Namespace, annotations: dict[str, str | None]) -> int:
+    from gitsync.kube import ApiError
+
+    namespace, _, name = args.app.rpartition("/")
+    namespace = namespace or args.app_namespace
+    kube = _kube_for(args, user_agent="gitsync-cli")
+    try:
+        kube.patch(
+            "gitsync.dev/v1alpha1",
+            "Application",
+            name,
+            {"metadata": {"annotations": annotations}},
+            namespace=namespace,
+        )
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"requested for {namespace}/{name}")
+    return EXIT_OK
+
+
+def _cmd_request(args: argparse.Namespace) -> int:
+    import secrets as _secrets
+
+    from gitsync.controller.reconciler import (
+        AUTOMATION_PAUSED,
+        REFRESH_REQUEST,
+        ROLLBACK_REQUEST,
+        SYNC_REQUEST,
+    )
+
+    nonce = _secrets.token_hex(6)
+    if args.command == "sync":
+        return _annotate(args, {SYNC_REQUEST: nonce + (";prune" if args.prune else "")})
+    if args.command == "refresh":
+        return _annotate(args, {REFRESH_REQUEST: nonce})
+    if args.command == "rollback":
+        return _annotate(args, {ROLLBACK_REQUEST: str(args.to)})
+    return _annotate(args, {AUTOMATION_PAUSED: None, ROLLBACK_REQUEST: None})
+
+
 def _repo_root_of(path: Path) -> Path:
     for candidate in (path, *path.parents):
         if (candidate / ".git").exists():
@@ -225,8 +369,8 @@ def _repo_root_of(path: Path) -> Path:
     return path
 
 
-def _engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--file", required=True, help="the Application manifest (YAML)")
+def _engine_args(p: argparse.ArgumentParser, *, file_required: bool = True) -> None:
+    p.add_argument("-f", "--file", required=file_required, help="the Application manifest (YAML)")
     p.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
     p.add_argument("--context", default=None)
     p.add_argument("--cache-dir", default=None, help="Git mirrors and checkouts")
@@ -265,11 +409,47 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_args(diff)
     diff.set_defaults(func=_cmd_diff)
 
-    sync = sub.add_parser("sync", help="make the cluster match Git; prints a result per object")
-    _engine_args(sync)
+    sync = sub.add_parser(
+        "sync",
+        help="make the cluster match Git: with -f FILE directly, with APP through the controller",
+    )
+    _engine_args(sync, file_required=False)
+    sync.add_argument("app", nargs="?", help="NAMESPACE/NAME of an Application in the cluster")
+    sync.add_argument("--app-namespace", default="gitsync")
     sync.add_argument("--dry-run", action="store_true", help="send everything with dryRun=All")
     sync.add_argument("--prune", action="store_true", help="delete objects Git no longer has")
-    sync.set_defaults(func=_cmd_sync)
+    sync.set_defaults(func=_cmd_sync_either)
+
+    for name, text in [
+        ("refresh", "ask the controller to compare APP with Git now"),
+        ("resume", "re-enable automated sync after a rollback"),
+        ("rollback", "re-deploy history entry N and pause automated sync"),
+    ]:
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("app", help="NAMESPACE/NAME")
+        cmd.add_argument("--app-namespace", default="gitsync")
+        cmd.add_argument("--kubeconfig", default=None)
+        cmd.add_argument("--context", default=None)
+        if name == "rollback":
+            cmd.add_argument("--to", type=int, required=True, metavar="N", help="history id")
+        cmd.set_defaults(func=_cmd_request)
+
+    serve = sub.add_parser("serve", help="run the controller, webhook receiver and metrics")
+    serve.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT")
+    serve.add_argument("--kubeconfig", default=None, help="default: in-cluster or $KUBECONFIG")
+    serve.add_argument("--context", default=None)
+    serve.add_argument("--namespaces", default="", help="comma-separated (default: all)")
+    serve.add_argument("--config", default=None, help="Applications from a file (no CRD)")
+    serve.add_argument("--workers", type=int, default=4)
+    serve.add_argument("--cache-dir", default=None)
+    serve.add_argument("--controller-namespace", default="gitsync")
+    serve.add_argument("--leader-elect", action="store_true")
+    serve.add_argument("--identity", default=None)
+    serve.add_argument("--lease-duration", type=float, default=15.0)
+    serve.add_argument("--allow-exec-credentials", action="store_true")
+    serve.add_argument("--install-crd", action="append", default=[], metavar="FILE")
+    serve.add_argument("--webhook-max-bytes", type=int, default=1024 * 1024)
+    serve.set_defaults(func=_cmd_serve)
 
     health = sub.add_parser("health", help="health of the app's objects (exit 0 when Healthy)")
     _engine_args(health)

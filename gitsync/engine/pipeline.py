@@ -92,10 +92,12 @@ class Engine:
 
     # -- stages ------------------------------------------------------------------------------
 
-    def fetch(self, app: Application) -> Checkout:
+    def fetch(self, app: Application, sha: str | None = None) -> Checkout:
+        """Check out the app's revision; ``sha`` (already resolved by the caller's cheap remote
+        check) skips the second ls-remote."""
         try:
             return self.sources.checkout(
-                app.source.repo_url, app.source.target_revision, self.credentials(app)
+                app.source.repo_url, sha or app.source.target_revision, self.credentials(app)
             )
         except GitsyncError as exc:
             raise FetchError(exc) from exc
@@ -136,8 +138,8 @@ class Engine:
         except (RenderError, GitsyncError) as exc:
             raise StageError("render", exc) from exc
 
-    def compare(self, app: Application) -> AppState:
-        checkout = self.fetch(app)
+    def compare(self, app: Application, sha: str | None = None) -> AppState:
+        checkout = self.fetch(app, sha)
         manifests = self.render(app, checkout)
         try:
             comparison = self.syncer.compare(app, manifests)
@@ -146,9 +148,15 @@ class Engine:
         return AppState(app, checkout.revision, tuple(manifests), comparison)
 
     def sync(
-        self, app: Application, *, dry_run: bool = False, prune: bool | None = None
+        self,
+        app: Application,
+        *,
+        dry_run: bool = False,
+        prune: bool | None = None,
+        state: AppState | None = None,
     ) -> tuple[AppState, SyncResult]:
-        state = self.compare(app)
+        """Sync ``state`` (a fresh compare when not given)."""
+        state = state or self.compare(app)
         try:
             result = self.syncer.sync(
                 app,

@@ -61,10 +61,13 @@ class RequestLog:
 
     counts: Counter[tuple[str, int]] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    listeners: list[Callable[[str, int], None]] = field(default_factory=list)
 
     def record(self, verb: str, status: int) -> None:
         with self.lock:
             self.counts[(verb, status)] += 1
+        for listener in self.listeners:
+            listener(verb, status)
 
     def writes(self) -> int:
         with self.lock:
@@ -124,6 +127,17 @@ class KubeClient:
         cfg = Configuration()
         kube_config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=path, context=context, client_configuration=cfg
+        )
+        return cls(cfg, user_agent=user_agent)
+
+    @classmethod
+    def from_kubeconfig_dict(
+        cls, doc: dict[str, Any], *, context: str | None = None, user_agent: str = "gitsync"
+    ) -> KubeClient:
+        """From a parsed kubeconfig (e.g. a registered remote cluster's Secret)."""
+        cfg = Configuration()
+        kube_config.load_kube_config_from_dict(  # type: ignore[no-untyped-call]
+            doc, context=context, client_configuration=cfg
         )
         return cls(cfg, user_agent=user_agent)
 
@@ -251,8 +265,8 @@ class KubeClient:
         ``ApiError`` here. ``events`` yields decoded watch events until the server ends the stream;
         ``close()`` - safe from any thread, more than once - shuts the socket down, so a read
         blocked in ``events`` ends at once and the iteration stops quietly. ``timeout`` is the read
-        timeout: the longest silence tolerated before the stream counts as dead. Iterate or
-        ``close()`` what you open, so the connection goes back to the pool.
+        timeout: the longest silence tolerated before the stream counts as dead. Iterate what you
+        open (after ``close()`` that ends at once), so the connection is released.
         """
         url = self.host + path + ("?" + urlencode(query) if query else "")
         try:

@@ -1,0 +1,232 @@
+"""Where Applications come from and where their status goes.
+
+``CrdApplications``: the ``applications.gitsync.dev`` custom resources, read from a watch cache
+(no GET per reconcile), status written to the status subresource, Kubernetes Events recorded on
+the Application. ``FileApplications`` (``gitsync serve --config apps.yaml``): for clusters where
+CRDs cannot be installed - Applications come from a file and status is kept in a ConfigMap
+``gitsync-status-<name>`` in the Application's namespace. Both write status only when asked, and
+the controller asks only when something changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from gitsync.controller.status import now_rfc3339
+from gitsync.kube import ApiError, KubeClient
+from gitsync.kube.cache import WatchCache
+from gitsync.model import ResourceKey
+from gitsync.render import RenderLimits, load_yaml_documents
+
+API_VERSION = "gitsync.dev/v1alpha1"
+KIND = "Application"
+AppKey = tuple[str, str]  # (namespace, name)
+
+
+class ApplicationStore(Protocol):
+    def app_keys(self) -> list[AppKey]: ...
+    def get(self, key: AppKey) -> dict[str, Any] | None: ...
+    def write_status(
+        self, key: AppKey, status: dict[str, Any], previous: dict[str, Any]
+    ) -> None: ...
+    def patch_annotations(self, key: AppKey, annotations: dict[str, str | None]) -> None: ...
+    def record_event(
+        self, key: AppKey, reason: str, message: str, *, warning: bool = False
+    ) -> None: ...
+
+
+def status_patch(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch turning ``old`` status into ``new`` (removed keys become null)."""
+    patch: dict[str, Any] = dict(new)
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch
+
+
+class _Events:
+    """Records core/v1 Events about an object; failures are ignored (events are best effort)."""
+
+    def __init__(self, kube: KubeClient, component: str = "gitsync"):
+        self.kube = kube
+        self.component = component
+
+    def record(self, involved: dict[str, Any], reason: str, message: str, warning: bool) -> None:
+        meta = involved.get("metadata", {})
+        now = now_rfc3339()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta.get('name', 'x')[:200]}.{secrets.token_hex(8)}",
+                "namespace": meta.get("namespace") or "default",
+            },
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": self.component},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        with contextlib.suppress(ApiError):
+            self.kube.create(event)
+
+
+class CrdApplications:
+    """Applications as custom resources, in all namespaces or a given list."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        cache: WatchCache,
+        namespaces: list[str] | None = None,
+    ):
+        self.kube = kube
+        self.cache = cache
+        self.namespaces = namespaces
+        self.events = _Events(kube)
+
+    def start(self) -> None:
+        if self.namespaces:
+            self.cache.ensure_namespaces(API_VERSION, KIND, self.namespaces)
+        else:
+            self.cache.ensure(API_VERSION, KIND)
+
+    def app_keys(self) -> list[AppKey]:
+        if self.namespaces:
+            objs = [o for ns in self.namespaces for o in self.cache.list(API_VERSION, KIND, ns)]
+        else:
+            objs = self.cache.list(API_VERSION, KIND)
+        return sorted((o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs)
+
+    def get(self, key: AppKey) -> dict[str, Any] | None:
+        return self.cache.get(API_VERSION, KIND, key[0], key[1])
+
+    def write_status(self, key: AppKey, status: dict[str, Any], previous: dict[str, Any]) -> None:
+        self.kube.patch(
+            API_VERSION,
+            KIND,
+            key[1],
+            {"status": status_patch(status, previous)},
+            namespace=key[0],
+            subresource="status",
+            field_manager="gitsync",
+        )
+
+    def patch_annotations(self, key: AppKey, annotations: dict[str, str | None]) -> None:
+        self.kube.patch(
+            API_VERSION, KIND, key[1], {"metadata": {"annotations": annotations}}, namespace=key[0]
+        )
+
+    def record_event(
+        self, key: AppKey, reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        obj = self.get(key)
+        if obj is not None:
+            self.events.record(obj, reason, message, warning)
+
+
+class FileApplications:
+    """Applications declared in a YAML file; status in one ConfigMap per Application."""
+
+    def __init__(self, kube: KubeClient, path: Path):
+        self.kube = kube
+        self.path = path
+        self.events = _Events(kube)
+        self._lock = threading.Lock()
+        self._apps: dict[AppKey, dict[str, Any]] = {}
+        self._annotations: dict[AppKey, dict[str, str]] = {}
+
+    def start(self) -> None:
+        docs = load_yaml_documents(
+            self.path.read_bytes(), source=str(self.path), limits=RenderLimits(max_bytes=8 << 20)
+        )
+        apps = {}
+        for doc in docs:
+            meta = doc.setdefault("metadata", {})
+            meta.setdefault("namespace", "gitsync")
+            apps[(meta["namespace"], meta.get("name", ""))] = doc
+        with self._lock:
+            self._apps = apps
+
+    def _status_name(self, key: AppKey) -> str:
+        return f"gitsync-status-{key[1]}"[:253]
+
+    def app_keys(self) -> list[AppKey]:
+        with self._lock:
+            return sorted(self._apps)
+
+    def get(self, key: AppKey) -> dict[str, Any] | None:
+        with self._lock:
+            doc = self._apps.get(key)
+            extra = dict(self._annotations.get(key, {}))
+        if doc is None:
+            return None
+        cm = self.kube.get("v1", "ConfigMap", self._status_name(key), key[0])
+        status = json.loads((cm or {}).get("data", {}).get("status", "{}"))
+        meta = dict(doc.get("metadata", {}))
+        meta["annotations"] = {**(meta.get("annotations") or {}), **extra}
+        meta.setdefault("generation", 1)
+        return {**doc, "metadata": meta, "status": status}
+
+    def write_status(self, key: AppKey, status: dict[str, Any], previous: dict[str, Any]) -> None:
+        self.kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": self._status_name(key),
+                    "namespace": key[0],
+                    "labels": {"app.kubernetes.io/managed-by": "gitsync"},
+                    "annotations": {"gitsync.dev/application": f"{key[0]}/{key[1]}"},
+                },
+                "data": {"status": json.dumps(status, sort_keys=True)},
+            },
+            field_manager="gitsync",
+        )
+
+    def patch_annotations(self, key: AppKey, annotations: dict[str, str | None]) -> None:
+        with self._lock:
+            current = self._annotations.setdefault(key, {})
+            for k, v in annotations.items():
+                if v is None:
+                    current.pop(k, None)
+                else:
+                    current[k] = v
+
+    def record_event(
+        self, key: AppKey, reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        cm = self.kube.get("v1", "ConfigMap", self._status_name(key), key[0])
+        if cm is not None:
+            self.events.record(
+                {"apiVersion": "v1", "kind": "ConfigMap", **cm}, reason, message, warning
+            )
+
+
+def app_of_tracked(obj: dict[str, Any] | None) -> AppKey | None:
+    """The Application that owns a live object, from its tracking annotation."""
+    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    tracking = annotations.get("gitsync.dev/tracking")
+    if not isinstance(tracking, str) or ":" not in tracking:
+        return None
+    app = tracking.split(":", 1)[0]
+    namespace, _, name = app.partition("/")
+    return (namespace, name) if namespace and name else None
+
+
+EventCallback = Callable[[str, ResourceKey, dict[str, Any] | None], None]

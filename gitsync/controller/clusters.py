@@ -1,0 +1,96 @@
+"""Destination clusters: the one gitsync runs in, and remote ones registered by Secret.
+
+A remote cluster is a Secret in the controller's namespace labelled
+``gitsync.dev/secret-type: cluster`` whose ``name`` key (or the Secret's name) is what
+``spec.destination.name`` refers to, and whose ``kubeconfig`` key holds a kubeconfig. A kubeconfig
+with an ``exec`` credential plugin would run an arbitrary program from cluster data, so it is
+refused unless the operator opts in (``--allow-exec-credentials``).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from typing import Any
+
+import yaml
+
+from gitsync.errors import TerminalError
+from gitsync.kube import ApiError, KubeClient
+
+SECRET_TYPE_LABEL = "gitsync.dev/secret-type"  # noqa: S105 - a label name
+
+
+class ClusterError(TerminalError):
+    """The destination cluster is not registered or its kubeconfig is refused."""
+
+
+def _decode(secret: dict[str, Any], key: str) -> str | None:
+    raw = (secret.get("data") or {}).get(key)
+    if raw is None:
+        return (secret.get("stringData") or {}).get(key)
+    try:
+        return base64.b64decode(raw).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def check_kubeconfig(doc: Any, *, allow_exec: bool) -> dict[str, Any]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("clusters"), list):
+        raise ClusterError("not a kubeconfig (no clusters)")
+    for user in doc.get("users") or []:
+        spec = (user or {}).get("user") or {}
+        if "exec" in spec and not allow_exec:
+            raise ClusterError(
+                f"user {user.get('name')!r} uses an exec credential plugin; refused "
+                "(start gitsync with --allow-exec-credentials to allow it)"
+            )
+        if "auth-provider" in spec and not allow_exec:
+            raise ClusterError(f"user {user.get('name')!r} uses an auth-provider plugin; refused")
+    return doc
+
+
+class ClusterRegistry:
+    """Resolves ``spec.destination.name`` to a KubeClient; caches clients by Secret version."""
+
+    def __init__(self, local: KubeClient, namespace: str, *, allow_exec: bool = False):
+        self.local = local
+        self.namespace = namespace
+        self.allow_exec = allow_exec
+        self._lock = threading.Lock()
+        self._clients: dict[str, tuple[str, KubeClient]] = {}
+
+    def client(self, name: str) -> KubeClient:
+        if not name or name == "in-cluster":
+            return self.local
+        try:
+            secrets = self.local.list(
+                "v1", "Secret", self.namespace, label_selector=f"{SECRET_TYPE_LABEL}=cluster"
+            )["items"]
+        except ApiError as exc:
+            raise ClusterError(
+                f"cannot read cluster Secrets in {self.namespace}: {exc.message}"
+            ) from None
+        for secret in secrets:
+            registered = _decode(secret, "name") or secret["metadata"]["name"]
+            if registered != name:
+                continue
+            version = secret["metadata"].get("resourceVersion", "")
+            with self._lock:
+                cached = self._clients.get(name)
+            if cached and cached[0] == version:
+                return cached[1]
+            text = _decode(secret, "kubeconfig")
+            if not text:
+                raise ClusterError(f"cluster Secret for {name!r} has no kubeconfig key")
+            try:
+                doc = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise ClusterError(f"cluster Secret for {name!r}: kubeconfig is not YAML") from None
+            client = KubeClient.from_kubeconfig_dict(
+                check_kubeconfig(doc, allow_exec=self.allow_exec)
+            )
+            with self._lock:
+                self._clients[name] = (version, client)
+            return client
+        raise ClusterError(f"destination cluster {name!r} is not registered in {self.namespace}")

@@ -1,0 +1,361 @@
+"""The controller process: watches Applications, schedules refreshes, reacts to pushes and
+drift, and runs reconciles on a bounded worker pool - only while it holds the leader Lease.
+
+Triggers and where they come from:
+
+* the interval (``RefreshScheduler``, APScheduler) - a cheap remote-head check per app;
+* a push webhook (``on_push``) - the apps whose normalized repo URL and branch/tag match;
+* a live change (the watch cache's events) - an object carrying an app's tracking annotation
+  was edited or deleted, so drift is noticed within seconds;
+* an Application change (spec generation or request annotations).
+
+All of them go through one coalescing ``WorkQueue``: one reconcile per app at a time, bursts
+merged. With leader election only the leader runs workers (and so only the leader writes);
+followers keep watching so they can take over at once and still serve read-only status.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gitsync.application import Application, SpecError, is_semver_range, parse_application
+from gitsync.controller.apps import (
+    API_VERSION,
+    KIND,
+    AppKey,
+    ApplicationStore,
+    CrdApplications,
+    FileApplications,
+    app_of_tracked,
+)
+from gitsync.controller.clusters import ClusterRegistry
+from gitsync.controller.metrics import Metrics
+from gitsync.controller.queue import WorkQueue
+from gitsync.controller.reconciler import Reconciler
+from gitsync.controller.scheduler import RefreshScheduler
+from gitsync.engine import Engine
+from gitsync.kube import ApiError, KubeClient
+from gitsync.kube.cache import WatchCache
+from gitsync.kube.leader import LeaderElector
+from gitsync.model import ResourceKey
+from gitsync.render import RenderCache
+from gitsync.source import GitCredentials, SourceCache, normalize_url
+from gitsync.sync import Syncer
+from gitsync.webhook import PushEvent
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class ControllerConfig:
+    cache_dir: Path
+    namespaces: list[str] | None = None
+    config_file: Path | None = None
+    workers: int = 4
+    controller_namespace: str = "gitsync"
+    leader_elect: bool = False
+    identity: str = ""
+    lease_duration: float = 15.0
+    allow_exec_credentials: bool = False
+    full_compare_every: float = 300.0
+    apply_workers: int = 8
+
+
+@dataclass
+class _Cluster:
+    kube: KubeClient
+    cache: WatchCache
+    engine: Engine
+
+
+@dataclass
+class _Seen:
+    generation: int = -1
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+class Controller:
+    def __init__(
+        self, kube: KubeClient, config: ControllerConfig, *, metrics: Metrics | None = None
+    ):
+        self.kube = kube
+        self.config = config
+        self.metrics = metrics or Metrics()
+        kube.requests.listeners.append(self.metrics.kube_request)
+        self.sources = SourceCache(
+            config.cache_dir / "sources", on_request=self.metrics.git_request
+        )
+        self.renders = RenderCache()
+        self.clusters = ClusterRegistry(
+            kube, config.controller_namespace, allow_exec=config.allow_exec_credentials
+        )
+        self._clusters: dict[int, _Cluster] = {}
+        self._clusters_lock = threading.Lock()
+        local = self._cluster(kube)
+        self.store: ApplicationStore
+        if config.config_file is not None:
+            self.store = FileApplications(kube, config.config_file)
+        else:
+            self.store = CrdApplications(kube, local.cache, config.namespaces)
+        self.reconciler = Reconciler(
+            self.store,
+            self._engine_for,
+            metrics=self.metrics,
+            full_compare_every=config.full_compare_every,
+        )
+        self.queue: WorkQueue[AppKey] = WorkQueue()
+        self.scheduler = RefreshScheduler(lambda key: self.queue.add(key, "interval"))
+        self._seen: dict[AppKey, _Seen] = {}
+        self._workers: list[threading.Thread] = []
+        self._leading = threading.Event()
+        self._stopped = threading.Event()
+        self._started = threading.Event()
+        self._credentials: dict[tuple[str, str], tuple[float, GitCredentials | None]] = {}
+        self.elector: LeaderElector | None = None
+        if config.leader_elect:
+            self.elector = LeaderElector(
+                kube,
+                namespace=config.controller_namespace,
+                name="gitsync-controller",
+                identity=config.identity,
+                lease_duration=config.lease_duration,
+                renew_deadline=config.lease_duration * 2 / 3,
+                retry_period=max(config.lease_duration / 7.5, 0.5),
+                on_started_leading=self._start_leading,
+                on_stopped_leading=self._stop_leading,
+            )
+
+    # -- clusters and engines -------------------------------------------------------------------
+
+    def _cluster(self, kube: KubeClient) -> _Cluster:
+        with self._clusters_lock:
+            cluster = self._clusters.get(id(kube))
+            if cluster is None:
+                cache = WatchCache(kube, on_event=self._on_event)
+                syncer = Syncer(
+                    kube, workers=self.config.apply_workers, live=self._live_reader(cache)
+                )
+                engine = Engine(
+                    kube,
+                    self.sources,
+                    renders=self.renders,
+                    syncer=syncer,
+                    credentials=self._credentials_for,
+                )
+                cluster = self._clusters[id(kube)] = _Cluster(kube, cache, engine)
+            return cluster
+
+    def _live_reader(
+        self, cache: WatchCache
+    ) -> Callable[[str, str, str, str], dict[str, Any] | None]:
+        namespaces = self.config.namespaces
+
+        def read(api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+            if namespaces:
+                cache.ensure(api_version, kind, namespace or None)
+            else:
+                cache.ensure(api_version, kind)
+            return cache.get(api_version, kind, namespace, name)
+
+        return read
+
+    def _engine_for(self, app: Application) -> Engine:
+        return self._cluster(self.clusters.client(app.destination.name)).engine
+
+    def _credentials_for(self, app: Application) -> GitCredentials | None:
+        name = app.source.credentials_secret
+        if not name:
+            return None
+        key = (app.namespace, name)
+        cached = self._credentials.get(key)
+        if cached and time.monotonic() - cached[0] < 30:
+            return cached[1]
+        secret = self.kube.get("v1", "Secret", name, app.namespace)
+        creds = None
+        if secret is not None:
+            data = {
+                k: base64.b64decode(v).decode(errors="replace")
+                for k, v in (secret.get("data") or {}).items()
+            }
+            creds = GitCredentials(
+                username=data.get("username"),
+                password=data.get("password"),
+                ssh_private_key=data.get("sshPrivateKey"),
+                known_hosts=data.get("knownHosts"),
+            )
+        self._credentials[key] = (time.monotonic(), creds)
+        return creds
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        starter = getattr(self.store, "start", None)
+        if starter is not None:
+            starter()
+        if self.elector is not None:
+            self.elector.start()
+        else:
+            self._start_leading()
+        self._started.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self.elector is not None:
+            self.elector.stop()
+        self._stop_leading()
+        self.queue.close()
+        for cluster in list(self._clusters.values()):
+            cluster.cache.stop()
+
+    @property
+    def leading(self) -> bool:
+        return self._leading.is_set()
+
+    @property
+    def ready(self) -> bool:
+        return self._started.is_set() and not self._stopped.is_set()
+
+    def _start_leading(self) -> None:
+        if self._leading.is_set() or self._stopped.is_set():
+            return
+        log.info("started leading", identity=self.config.identity or "(single)")
+        self._leading.set()
+        self.scheduler.start()
+        for i in range(self.config.workers):
+            t = threading.Thread(target=self._work, name=f"gitsync-worker-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+        for key in self.store.app_keys():
+            self.queue.add(key, "startup")
+
+    def _stop_leading(self) -> None:
+        if not self._leading.is_set():
+            return
+        log.info("stopped leading")
+        self._leading.clear()
+        self.scheduler.stop()
+
+    def _work(self) -> None:
+        while not self._stopped.is_set():
+            item = self.queue.get(timeout=0.5)
+            if item is None:
+                continue
+            key, reasons = item
+            try:
+                if not self._leading.is_set():
+                    continue  # a follower never reconciles (and so never writes)
+                self._reconcile(key, reasons)
+            except Exception:  # one app's bug must not kill the worker
+                log.exception("reconcile crashed", app=f"{key[0]}/{key[1]}")
+                self.queue.add(key, "retry-after-crash", delay=30.0)
+            finally:
+                self.queue.done(key)
+
+    def _reconcile(self, key: AppKey, reasons: set[str]) -> None:
+        outcome = self.reconciler.reconcile(key, reasons)
+        obj = self.store.get(key)
+        if obj is None:
+            self.scheduler.unschedule(key)
+            return
+        try:
+            interval = parse_application(obj).interval
+        except SpecError:
+            interval = 180.0
+        self.scheduler.schedule(key, interval)
+        if outcome.requeue is not None:
+            self.queue.add(key, "requeue", delay=outcome.requeue)
+
+    # -- triggers ------------------------------------------------------------------------------
+
+    def refresh(self, key: AppKey, reason: str = "manual") -> None:
+        self.reconciler.mark_live_change(key)
+        self.queue.add(key, reason)
+
+    def _on_event(self, event_type: str, key: ResourceKey, obj: dict[str, Any] | None) -> None:
+        if key.group == "gitsync.dev" and key.kind == KIND:
+            self._on_application(event_type, (key.namespace, key.name), obj)
+            return
+        app = app_of_tracked(obj)
+        if app is not None:
+            self.reconciler.mark_live_change(app)
+            self.queue.add(app, "live-change", delay=0.3)
+
+    def _on_application(self, event_type: str, key: AppKey, obj: dict[str, Any] | None) -> None:
+        if event_type == "DELETED" or obj is None:
+            self._seen.pop(key, None)
+            self.scheduler.unschedule(key)
+            self.queue.add(key, "deleted")
+            return
+        meta = obj.get("metadata") or {}
+        seen = self._seen.setdefault(key, _Seen())
+        generation = int(meta.get("generation") or 0)
+        annotations = {k: str(v) for k, v in (meta.get("annotations") or {}).items()}
+        if generation != seen.generation or annotations != seen.annotations:
+            seen.generation, seen.annotations = generation, annotations
+            self.queue.add(key, "application-changed")
+
+    def on_push(self, event: PushEvent) -> int:
+        """Refresh the Applications following the pushed repository and ref; returns how many."""
+        urls = set(event.repo_urls)
+        matched = 0
+        for key in self.store.app_keys():
+            obj = self.store.get(key)
+            if obj is None:
+                continue
+            try:
+                app = parse_application(obj)
+            except SpecError:
+                continue
+            if normalize_url(app.source.repo_url) not in urls:
+                continue
+            if not _ref_matches(app.source.target_revision, event):
+                continue
+            matched += 1
+            self.queue.add(key, f"push:{event.provider}")
+        log.info("webhook push", provider=event.provider, ref=event.ref, refreshed=matched)
+        return matched
+
+    def application_objects(self) -> list[dict[str, Any]]:
+        """Every Application with its status, for the read-only API (followers too)."""
+        out = []
+        for key in self.store.app_keys():
+            obj = self.store.get(key)
+            if obj is not None:
+                out.append(obj)
+        return out
+
+
+def _ref_matches(target: str, event: PushEvent) -> bool:
+    if target == "HEAD":
+        return event.branch is not None
+    if is_semver_range(target):
+        return event.tag is not None
+    if event.ref in (target, f"refs/heads/{target}", f"refs/tags/{target}"):
+        return True
+    return bool(event.after) and event.after.startswith(target)
+
+
+def ensure_crd(kube: KubeClient, crd: dict[str, Any]) -> None:
+    """Install or update a CRD and wait until it is Established."""
+    kube.apply(crd, field_manager="gitsync")
+    name = crd["metadata"]["name"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        live = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name) or {}
+        conds = (live.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
+            kube.forget_discovery()
+            return
+        time.sleep(0.2)
+    raise ApiError(0, "Timeout", f"CRD {name} not Established after 30s")
+
+
+__all__ = ["API_VERSION", "Controller", "ControllerConfig", "ensure_crd"]

@@ -1,0 +1,465 @@
+"""One reconcile of one Application: cheap check, compare, maybe sync, finalize status.
+
+The order of work, and why:
+
+1. **Parse the spec.** A bad spec is *Stalled* (terminal): nothing is fetched or applied.
+2. **Cheap remote check**: one ``ls-remote`` turns ``targetRevision`` into a SHA. A failure here
+   (server down, bad credentials, an HTML page) is reported on the conditions and nothing else
+   happens - no apply, and above all no prune.
+3. **Compare** only when something may have changed: a new SHA, a watched live object changed, a
+   manual request, or the periodic full compare is due. Otherwise the reconcile ends with zero API
+   requests beyond the ls-remote.
+4. **Sync** when automated and out of sync (new revision; or drift with ``selfHeal``, with backoff
+   2 s, 4 s, ... capped at 5 min), when requested by hand, or to finish an operation a crashed
+   process left ``Running``. The operation is persisted as ``Running`` *before* anything is
+   applied, and its history entry is keyed by the operation id, so a resumed operation applies
+   nothing twice (unchanged objects are never written) and records one history entry.
+   A revision whose sync failed is retried per ``spec.syncPolicy.retry`` and not hot-looped.
+5. **Finalize status** in one place, written only if it differs from what is stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from gitsync.application import Application, SpecError, parse_application
+from gitsync.controller import status as st
+from gitsync.controller.apps import AppKey, ApplicationStore
+from gitsync.controller.metrics import Metrics
+from gitsync.engine import AppState, Engine, StageError
+from gitsync.errors import GitsyncError, TerminalError
+from gitsync.model import HealthStatus, SyncStatus
+from gitsync.sync import SyncResult
+
+log = structlog.get_logger(__name__)
+
+SYNC_REQUEST = "gitsync.dev/sync-request"  # "<nonce>[;prune]" written by `gitsync sync APP`
+REFRESH_REQUEST = "gitsync.dev/refresh"
+ROLLBACK_REQUEST = "gitsync.dev/rollback-to"  # history id
+AUTOMATION_PAUSED = "gitsync.dev/automation-paused"  # set by rollback, removed by resume
+
+HEAL_MIN, HEAL_MAX = 2.0, 300.0
+
+
+@dataclass
+class AppRuntime:
+    """In-memory state per Application; everything that must survive a restart is in status."""
+
+    last_sha: str = ""
+    last_compare: float = 0.0
+    live_dirty: bool = True
+    heal_delay: float = 0.0
+    last_heal: float = 0.0
+    failed_revision: str = ""
+    failures: int = 0
+    retry_at: float = 0.0
+    fetch_failures: int = 0
+    seen_generation: int = -1
+    seen_annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Pass:
+    """Everything one reconcile of one app works with."""
+
+    key: AppKey
+    app: Application
+    engine: Engine
+    rt: AppRuntime
+    old: dict[str, Any]
+    new: dict[str, Any]
+    generation: int
+    bound: Any
+
+
+@dataclass
+class Outcome:
+    """What the reconcile wants next: requeue after ``requeue`` seconds (None: at the interval)."""
+
+    requeue: float | None = None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: ApplicationStore,
+        engine_for: Callable[[Application], Engine],
+        *,
+        metrics: Metrics | None = None,
+        full_compare_every: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.store = store
+        self.engine_for = engine_for
+        self.metrics = metrics
+        self.full_compare_every = full_compare_every
+        self.clock = clock
+        self.runtime: dict[AppKey, AppRuntime] = {}
+
+    def mark_live_change(self, key: AppKey) -> None:
+        self.runtime.setdefault(key, AppRuntime()).live_dirty = True
+
+    # -- the reconcile -------------------------------------------------------------------------
+
+    def reconcile(self, key: AppKey, reasons: set[str]) -> Outcome:
+        obj = self.store.get(key)
+        if obj is None:
+            self.runtime.pop(key, None)
+            if self.metrics:
+                self.metrics.forget_app(*key)
+            return Outcome()
+        rt = self.runtime.setdefault(key, AppRuntime())
+        started = self.clock()
+        bound = log.bind(app=f"{key[0]}/{key[1]}", trigger=",".join(sorted(reasons)))
+        old = dict(obj.get("status") or {})
+        new = {k: v for k, v in old.items()}
+        generation = int(obj.get("metadata", {}).get("generation") or 0)
+        annotations = dict(obj.get("metadata", {}).get("annotations") or {})
+        try:
+            app = parse_application(obj)
+        except SpecError as exc:
+            self._stalled(new, generation, "InvalidSpec", str(exc))
+            self._write(key, new, old)
+            return Outcome()
+        new["observedGeneration"] = generation
+        if generation != rt.seen_generation:
+            rt.seen_generation = generation
+            rt.live_dirty = True  # the spec changed: compare again
+        p = _Pass(key, app, self.engine_for(app), rt, old, new, generation, bound)
+        try:
+            return self._reconcile(p, annotations)
+        finally:
+            if self.metrics:
+                self.metrics.reconcile_duration.observe(self.clock() - started)
+
+    def _reconcile(self, p: _Pass, annotations: dict[str, str]) -> Outcome:
+        key, app, engine, rt, old, new = p.key, p.app, p.engine, p.rt, p.old, p.new
+        generation, bound = p.generation, p.bound
+        op = dict(new.get("operationState") or {})
+        resume = op.get("phase") == "Running"
+        sync_request = annotations.get(SYNC_REQUEST, "")
+        manual = bool(sync_request) and sync_request != new.get("lastHandledSyncRequest")
+        rollback = annotations.get(ROLLBACK_REQUEST, "")
+        rollback_pending = bool(rollback) and rollback != new.get("lastHandledRollback")
+        paused = AUTOMATION_PAUSED in annotations
+
+        # 2. cheap remote check
+        target_sha: str | None = None
+        if rollback_pending:
+            entry = next((h for h in new.get("history", []) if str(h.get("id")) == rollback), None)
+            if entry is None:
+                new["lastHandledRollback"] = rollback
+                self._stalled(new, generation, "RollbackFailed", f"no history entry {rollback}")
+                self._write(key, new, old)
+                return Outcome()
+            target_sha = str(entry["revision"])
+        elif resume and op.get("revision"):
+            target_sha = str(op["revision"])
+        try:
+            sha = target_sha or engine.sources.resolve(
+                app.source.repo_url, app.source.target_revision, engine.credentials(app)
+            )
+        except GitsyncError as exc:
+            return self._fetch_failed(p, exc)
+        rt.fetch_failures = 0
+
+        due = self.clock() - rt.last_compare >= self.full_compare_every
+        need_compare = (
+            sha != rt.last_sha or rt.live_dirty or due or manual or resume or rollback_pending
+        )
+        if not need_compare and not self._stale_conditions(new):
+            return Outcome()
+
+        # 3. compare
+        try:
+            state = engine.compare(app, sha)
+        except StageError as exc:
+            return self._stage_failed(p, exc)
+        rt.last_sha, rt.last_compare, rt.live_dirty = sha, self.clock(), False
+        out_of_sync = not state.comparison.in_sync
+
+        # 4. sync?
+        initiated = ""
+        if resume:
+            initiated = str(op.get("initiatedBy") or "automated")
+        elif rollback_pending:
+            initiated = "rollback"
+        elif manual:
+            initiated = "manual"
+        elif app.sync_policy.automated and not app.suspend and not paused and out_of_sync:
+            initiated = self._automated_trigger(app, rt, new, sha, bound)
+        requeue: float | None = None
+        if initiated == "wait":
+            initiated = ""
+            requeue = max(0.5, min(rt.retry_at, rt.last_heal + rt.heal_delay) - self.clock())
+        if initiated:
+            prune = None
+            if initiated == "manual" and sync_request.endswith(";prune"):
+                prune = True
+            state, result = self._run_operation(p, state, op if resume else {}, initiated, prune)
+            if initiated == "manual":
+                new["lastHandledSyncRequest"] = sync_request
+            if initiated == "rollback":
+                new["lastHandledRollback"] = rollback
+                self.store.patch_annotations(key, {AUTOMATION_PAUSED: f"rollback to {rollback}"})
+            if not result.succeeded:
+                if rt.failed_revision != sha:
+                    rt.failed_revision, rt.failures = sha, 0
+                rt.failures += 1
+                backoff = app.sync_policy.retry.backoff
+                delay = min(
+                    backoff.duration * backoff.factor ** (rt.failures - 1), backoff.max_duration
+                )
+                rt.retry_at = self.clock() + delay
+                requeue = delay
+            else:
+                rt.failed_revision, rt.failures = "", 0
+
+        # 5. finalize
+        self._finalize(p, state, paused)
+        if requeue is None and state.health.status == HealthStatus.PROGRESSING:
+            requeue = 5.0
+        return Outcome(requeue)
+
+    def _automated_trigger(
+        self, app: Application, rt: AppRuntime, new: dict[str, Any], sha: str, bound: Any
+    ) -> str:
+        """'automated' to sync now, 'wait' to come back later, '' to leave it OutOfSync."""
+        now = self.clock()
+        limit = app.sync_policy.retry.limit
+        if rt.failed_revision == sha:
+            if limit != -1 and rt.failures > limit:
+                return ""  # retries exhausted: wait for a new commit or a manual sync
+            if now < rt.retry_at:
+                return "wait"
+        applied = new.get("lastAppliedRevision")
+        if applied != sha:
+            return "automated"  # a new revision
+        if not app.sync_policy.self_heal:
+            return ""
+        # drift on the same revision: self-heal with backoff
+        if now - rt.last_heal > max(2 * rt.heal_delay, 60.0):
+            rt.heal_delay = HEAL_MIN
+        elif now < rt.last_heal + rt.heal_delay:
+            return "wait"
+        else:
+            rt.heal_delay = min(max(rt.heal_delay * 2, HEAL_MIN), HEAL_MAX)
+        rt.last_heal = now
+        bound.info("self-heal", delay=rt.heal_delay)
+        return "automated"
+
+    def _run_operation(
+        self,
+        p: _Pass,
+        state: AppState,
+        resumed: dict[str, Any],
+        initiated: str,
+        prune: bool | None,
+    ) -> tuple[AppState, SyncResult]:
+        key, app, engine, new, old, bound = p.key, p.app, p.engine, p.new, p.old, p.bound
+        sha = state.revision.sha
+        op = {
+            "id": resumed.get("id") or uuid.uuid4().hex[:12],
+            "phase": "Running",
+            "revision": sha,
+            "initiatedBy": initiated,
+            "startedAt": resumed.get("startedAt") or st.now_rfc3339(),
+            "message": f"syncing revision {sha[:12]}",
+        }
+        new["operationState"] = op
+        new["lastAttemptedRevision"] = sha
+        new["conditions"] = st.set_condition(
+            new.get("conditions", []),
+            st.RECONCILING,
+            True,
+            "Syncing",
+            f"syncing revision {sha[:12]} ({len(state.manifests)} objects)",
+            generation=new["observedGeneration"],
+            now=st.now_rfc3339(),
+        )
+        self._write(key, new, old)
+        old.clear()
+        old.update(new)
+        self.store.record_event(key, "SyncStarted", f"sync of {sha[:12]} started ({initiated})")
+        bound.info("sync started", revision=sha[:12], initiated=initiated, resumed=bool(resumed))
+        try:
+            state, result = engine.sync(app, prune=prune, state=state)
+        except StageError as exc:
+            result = SyncResult(revision=sha, message=str(exc.cause))
+        op = dict(op)
+        op.update(
+            phase=result.phase,
+            finishedAt=st.now_rfc3339(),
+            message=result.message or f"{result.phase.lower()} at revision {sha[:12]}",
+            resources=[
+                {
+                    "group": r.key.group,
+                    "kind": r.key.kind,
+                    "namespace": r.key.namespace,
+                    "name": r.key.name,
+                    "status": str(r.code),
+                    "message": r.message[:512],
+                }
+                for r in result.results
+            ][: st.RESOURCE_LIMIT],
+        )
+        new["operationState"] = op
+        new["history"] = st.append_history(
+            new.get("history", []),
+            {
+                "operation": op["id"],
+                "revision": sha,
+                "message": state.revision.message[:512],
+                "author": state.revision.author,
+                "deployedAt": op["finishedAt"],
+                "result": result.phase,
+                "initiatedBy": initiated,
+            },
+        )
+        if result.succeeded:
+            new["lastAppliedRevision"] = sha
+        pruned = [r for r in result.results if r.code == "Pruned"]
+        if pruned:
+            self.store.record_event(key, "Pruned", f"pruned {len(pruned)} objects no longer in Git")
+        if result.succeeded:
+            self.store.record_event(key, "SyncSucceeded", f"synced revision {sha[:12]}")
+        else:
+            self.store.record_event(
+                key, "SyncFailed", f"sync of {sha[:12]} failed: {op['message']}", warning=True
+            )
+        if self.metrics:
+            self.metrics.app_sync_total.labels(key[0], key[1], result.phase).inc()
+        bound.info("sync finished", revision=sha[:12], phase=result.phase)
+        with contextlib.suppress(StageError):  # else keep the pre-sync comparison
+            state = engine.compare(app, sha)
+        return state, result
+
+    def _finalize(self, p: _Pass, state: AppState, paused: bool) -> None:
+        key, app, new, old, generation = p.key, p.app, p.new, p.old, p.generation
+        now = st.now_rfc3339()
+        health = state.health
+        healths = dict(state.resource_health())
+        sync_status = state.sync_status
+        new["sync"] = {"status": str(sync_status), "revision": state.revision.sha}
+        new["health"] = {
+            "status": str(health.status),
+            **({"message": health.message} if health.message else {}),
+        }
+        new["sourceRevision"] = {
+            "sha": state.revision.sha,
+            "ref": state.revision.ref,
+            "message": state.revision.message[:512],
+            "author": state.revision.author,
+            "date": state.revision.date,
+        }
+        rows = []
+        for d in state.comparison.diffs:
+            h = healths.get(d.key)
+            rows.append((d.key, str(d.status), str(h.status) if h else "", h.message if h else ""))
+        new["resources"] = st.resource_entries(rows)
+        new["automationPaused"] = paused
+        previous_health = (old.get("health") or {}).get("status")
+        if previous_health and previous_health != str(health.status):
+            self.store.record_event(
+                key,
+                "HealthChanged",
+                f"health {previous_health} -> {health.status}"
+                + (f": {health.message}" if health.message else ""),
+                warning=health.status == HealthStatus.DEGRADED,
+            )
+        conds = st.drop_condition(new.get("conditions", []), st.RECONCILING)
+        conds = st.drop_condition(conds, st.STALLED)
+        errors = state.comparison.errors
+        op = new.get("operationState") or {}
+        if op.get("phase") == "Failed" and op.get("revision") == state.revision.sha:
+            ready, reason, message = False, "SyncFailed", str(op.get("message", ""))
+        elif errors:
+            ready, reason = False, "CompareFailed"
+            message = "; ".join(f"{k}: {e}" for k, e in errors[:3])
+        elif sync_status != SyncStatus.SYNCED:
+            ready, reason = False, "OutOfSync"
+            message = f"revision {state.revision.sha[:12]}: the cluster differs from Git"
+            if not app.sync_policy.automated or app.suspend or paused:
+                message += " (automated sync is off: sync manually)"
+        elif health.status != HealthStatus.HEALTHY:
+            ready, reason = False, str(health.status)
+            message = health.message or f"health is {health.status}"
+        else:
+            ready, reason = True, "Synced"
+            message = f"synced to {state.revision.sha[:12]} and healthy"
+        new["conditions"] = st.set_condition(
+            conds, st.READY, ready, reason, message, generation=generation, now=now
+        )
+        if self.metrics:
+            self.metrics.set_app(key[0], key[1], str(sync_status), str(health.status))
+        self._write(key, new, old)
+
+    # -- failures ------------------------------------------------------------------------------
+
+    def _stalled(self, new: dict[str, Any], generation: int, reason: str, message: str) -> None:
+        now = st.now_rfc3339()
+        conds = st.drop_condition(new.get("conditions", []), st.RECONCILING)
+        conds = st.set_condition(
+            conds, st.STALLED, True, reason, message, generation=generation, now=now
+        )
+        new["conditions"] = st.set_condition(
+            conds, st.READY, False, reason, message, generation=generation, now=now
+        )
+
+    def _retrying(self, new: dict[str, Any], generation: int, reason: str, message: str) -> None:
+        now = st.now_rfc3339()
+        conds = st.drop_condition(new.get("conditions", []), st.STALLED)
+        conds = st.set_condition(
+            conds,
+            st.RECONCILING,
+            True,
+            reason,
+            f"retrying: {message}",
+            generation=generation,
+            now=now,
+        )
+        new["conditions"] = st.set_condition(
+            conds, st.READY, False, reason, message, generation=generation, now=now
+        )
+
+    def _fetch_failed(self, p: _Pass, exc: GitsyncError) -> Outcome:
+        key, rt, old, new, generation = p.key, p.rt, p.old, p.new, p.generation
+        rt.fetch_failures += 1
+        message = f"fetch failed: {exc}"
+        if isinstance(exc, TerminalError):
+            self._stalled(new, generation, "FetchFailed", message)
+        else:
+            self._retrying(new, generation, "FetchFailed", message)
+        self._write(key, new, old)
+        return Outcome(requeue=min(5.0 * 2 ** (rt.fetch_failures - 1), 300.0))
+
+    def _stage_failed(self, p: _Pass, exc: StageError) -> Outcome:
+        key, rt, old, new, generation = p.key, p.rt, p.old, p.new, p.generation
+        reason = {"fetch": "FetchFailed", "render": "RenderFailed"}.get(exc.stage, "CompareFailed")
+        if exc.terminal:
+            self._stalled(new, generation, reason, str(exc))
+        else:
+            self._retrying(new, generation, reason, str(exc))
+        self._write(key, new, old)
+        rt.fetch_failures += 1
+        return Outcome(requeue=min(5.0 * 2 ** (rt.fetch_failures - 1), 300.0))
+
+    @staticmethod
+    def _stale_conditions(new: dict[str, Any]) -> bool:
+        """A failure condition is showing: compare again so recovery clears it."""
+        return any(
+            c.get("type") in (st.STALLED, st.RECONCILING) and c.get("status") == "True"
+            for c in new.get("conditions", [])
+        ) or not new.get("sync")
+
+    def _write(self, key: AppKey, new: dict[str, Any], old: dict[str, Any]) -> None:
+        if st.without_volatile(new) == st.without_volatile(old):
+            return
+        self.store.write_status(key, new, old)
