@@ -267,7 +267,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from gitsync.render import load_yaml_documents
     from gitsync.web import create_app
 
-    kube = _kube_for(args)
+    identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
+    kube = _kube_for(args, user_agent=f"gitsync-controller/{identity}")
     for crd_file in args.install_crd:
         for doc in load_yaml_documents(Path(crd_file).read_bytes(), source=crd_file):
             ensure_crd(kube, doc)
@@ -279,7 +280,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         controller_namespace=args.controller_namespace,
         leader_elect=args.leader_elect,
-        identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
+        identity=identity,
         lease_duration=args.lease_duration,
         allow_exec_credentials=args.allow_exec_credentials,
     )

@@ -129,9 +129,9 @@ class Reconciler:
             self._write(key, new, old)
             return Outcome()
         new["observedGeneration"] = generation
-        if generation != rt.seen_generation:
-            rt.seen_generation = generation
-            rt.live_dirty = True  # the spec changed: compare again
+        if generation != rt.seen_generation or annotations != rt.seen_annotations:
+            rt.seen_generation, rt.seen_annotations = generation, annotations
+            rt.live_dirty = True  # the spec or a request annotation changed: compare again
         p = _Pass(key, app, self.engine_for(app), rt, old, new, generation, bound)
         try:
             return self._reconcile(p, annotations)
