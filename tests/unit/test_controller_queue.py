@@ -33,9 +33,8 @@ def test_delay_and_earlier_trigger_wins() -> None:
     q: WorkQueue[str] = WorkQueue()
     q.add("a", "later", delay=5)
     q.add("a", "now")
-    start = time.monotonic()
+    # handed out within the 1 s timeout although the first add asked for 5 s
     assert q.get(timeout=1) == ("a", {"later", "now"})
-    assert time.monotonic() - start < 1
 
 
 def test_delayed_item_waits() -> None:

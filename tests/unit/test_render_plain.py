@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -190,10 +191,16 @@ def test_fifty_megabyte_manifest_is_refused_from_its_size(tmp_path: Path) -> Non
     with big.open("wb") as fh:  # sparse: 50 MB on paper, a few bytes on disk
         fh.write(CONFIGMAP.format(name="big").encode())
         fh.truncate(50 * 1024 * 1024)
-    with pytest.raises(LimitExceededError) as info:
-        render(RenderRequest(repo_root=repo, path="app"))
+    tracemalloc.start()
+    try:
+        with pytest.raises(LimitExceededError) as info:
+            render(RenderRequest(repo_root=repo, path="app"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert info.value.source == "app/big.yaml"
     assert "limit of 10485760 bytes" in str(info.value)
+    assert peak < 5 * 1024 * 1024, f"the file was read: peak Python allocation {peak} bytes"
 
 
 def test_total_bytes_and_document_count_limits(tmp_path: Path) -> None:
