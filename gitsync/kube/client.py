@@ -222,39 +222,13 @@ class KubeClient:
     def stream(
         self, path: str, *, query: dict[str, str] | None = None, timeout: float = 330.0
     ) -> Iterator[dict[str, Any]]:
-        """A watch: yields decoded watch events until the server closes the stream."""
-        url = self.host + path + ("?" + urlencode(query) if query else "")
+        """A watch: yields decoded watch events until the server closes the stream.
+        (``open_watch`` when another thread must be able to interrupt it.)"""
+        events, close = self.open_watch(path, query=query, timeout=timeout)
         try:
-            resp = self._pool.request(
-                "GET",
-                url,
-                headers=self._headers(None),
-                timeout=urllib3.Timeout(connect=10.0, read=timeout),
-                retries=False,
-                preload_content=False,
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            self.requests.record("WATCH", 0)
-            raise ApiError(0, "Unreachable", type(exc).__name__, method="WATCH", path=path) from exc
-        self.requests.record("WATCH", resp.status)
-        try:
-            if resp.status >= 400:
-                raw = resp.read()
-                msg = raw[:300].decode("utf-8", "replace")
-                raise ApiError(resp.status, str(resp.reason or ""), msg, method="WATCH", path=path)
-            buf = b""
-            for chunk in resp.stream(65536):
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    if line.strip():
-                        yield json.loads(line)
-        except urllib3.exceptions.HTTPError as exc:
-            raise ApiError(
-                0, "StreamClosed", type(exc).__name__, method="WATCH", path=path
-            ) from exc
+            yield from events
         finally:
-            resp.release_conn()
+            close()
 
     def open_watch(
         self, path: str, *, query: dict[str, str] | None = None, timeout: float = 330.0

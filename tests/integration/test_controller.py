@@ -20,6 +20,7 @@ from gitsync.kube import KubeClient
 from gitsync.testing.cluster import TestCluster
 from gitsync.testing.controller import ServeProcess
 from gitsync.testing.gitserver import GitRepo, GitServer
+from gitsync.testing.manifests import two_wave_manifests
 from gitsync.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -377,29 +378,7 @@ def test_kill_during_multi_wave_sync_resumes_with_one_history_entry(
     serve: Any, kube: KubeClient, namespace: str, git_server: GitServer, cluster: TestCluster
 ) -> None:
     repo = configmap_repo(git_server)
-    slow = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "db", "annotations": {"gitsync.dev/sync-wave": "0"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "db"}},
-            "template": {
-                "metadata": {
-                    "labels": {"app": "db"},
-                    "annotations": {"sim.gitsync.dev/ready-after": "8"},
-                },
-                "spec": {"containers": [{"name": "db", "image": "postgres:16"}]},
-            },
-        },
-    }
-    late = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "after-db", "annotations": {"gitsync.dev/sync-wave": "1"}},
-        "data": {"ready": "yes"},
-    }
-    repo.commit({"app/waves.yaml": yaml.safe_dump_all([slow, late])}, "two waves")
+    repo.commit({"app/waves.yaml": two_wave_manifests(ready_after=8)}, "two waves")
     repo.push()
     mark = cluster.audit.mark() if cluster.audit else 0
     first = serve()

@@ -17,6 +17,7 @@ from gitsync.kube import KubeClient
 from gitsync.testing.cli import CliRun, run_gitsync
 from gitsync.testing.cluster import TestCluster
 from gitsync.testing.gitserver import GitRepo, GitServer
+from gitsync.testing.manifests import two_wave_manifests
 from gitsync.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -304,29 +305,7 @@ def test_sync_waves_wait_for_health(
     make_app: Any, kube: KubeClient, cluster: TestCluster, git_server: GitServer
 ) -> None:
     app = make_app("guestbook.yaml")
-    slow = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "db", "annotations": {"gitsync.dev/sync-wave": "0"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "db"}},
-            "template": {
-                "metadata": {
-                    "labels": {"app": "db"},
-                    "annotations": {"sim.gitsync.dev/ready-after": "4"},
-                },
-                "spec": {"containers": [{"name": "db", "image": "postgres:16"}]},
-            },
-        },
-    }
-    after = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "after-db", "annotations": {"gitsync.dev/sync-wave": "1"}},
-        "data": {"x": "1"},
-    }
-    app.repo.commit({"apps/guestbook/waves.yaml": yaml.safe_dump_all([slow, after])}, "waves")
+    app.repo.commit({"apps/guestbook/waves.yaml": two_wave_manifests(ready_after=4)}, "waves")
     app.repo.push()
     assert app.cli("sync").code == 0
     db = kube.get("apps/v1", "Deployment", "db", app.namespace)
