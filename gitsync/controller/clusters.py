@@ -87,8 +87,9 @@ class ClusterRegistry:
                 doc = yaml.safe_load(text)
             except yaml.YAMLError:
                 raise ClusterError(f"cluster Secret for {name!r}: kubeconfig is not YAML") from None
+            # The local client's user agent, so every write names the controller replica.
             client = KubeClient.from_kubeconfig_dict(
-                check_kubeconfig(doc, allow_exec=self.allow_exec)
+                check_kubeconfig(doc, allow_exec=self.allow_exec), user_agent=self.local.user_agent
             )
             with self._lock:
                 self._clients[name] = (version, client)

@@ -132,7 +132,13 @@ class Reconciler:
         if generation != rt.seen_generation or annotations != rt.seen_annotations:
             rt.seen_generation, rt.seen_annotations = generation, annotations
             rt.live_dirty = True  # the spec or a request annotation changed: compare again
-        p = _Pass(key, app, self.engine_for(app), rt, old, new, generation, bound)
+        try:
+            engine = self.engine_for(app)
+        except TerminalError as exc:  # the destination cluster is unknown or its kubeconfig refused
+            self._stalled(new, generation, "InvalidDestination", str(exc))
+            self._write(key, new, old)
+            return Outcome()
+        p = _Pass(key, app, engine, rt, old, new, generation, bound)
         try:
             return self._reconcile(p, annotations)
         finally:
