@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import semantic_version
 
@@ -152,7 +153,13 @@ def validate_repo_url(url: object, field_path: str) -> str:
         raise SpecError(field_path, "is required (https://, ssh://, git@host:path or file://)")
     if url.startswith("-") or any(c in url for c in "\x00\n\r \t"):
         raise SpecError(field_path, "contains characters a repository URL cannot have")
-    if re.match(r"^(https?|ssh|file)://", url) or re.match(r"^[\w.-]+@[\w.-]+:[^/]", url):
+    if re.match(r"^(https?|ssh|file)://", url):
+        try:
+            urlsplit(url).port  # noqa: B018 - raises ValueError on a malformed host or port
+        except ValueError as exc:
+            raise SpecError(field_path, f"not a valid URL: {exc}") from None
+        return url
+    if re.match(r"^[\w.-]+@[\w.-]+:[^/]", url):
         return url
     raise SpecError(field_path, "must be https://, http://, ssh://, file:// or user@host:path")
 

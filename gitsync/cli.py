@@ -78,6 +78,24 @@ def _load_application(path: str) -> Application:
     return parse_application(docs[0])
 
 
+def _env_credentials() -> GitCredentials | None:
+    """Credentials from GITSYNC_GIT_* for Applications that name no secretRef."""
+    from gitsync.source import GitCredentials
+
+    def read(path: str | None) -> str | None:
+        return Path(path).read_text() if path else None
+
+    username = os.environ.get("GITSYNC_GIT_USERNAME")
+    password = os.environ.get("GITSYNC_GIT_PASSWORD")
+    ssh_key = read(os.environ.get("GITSYNC_GIT_SSH_KEY_FILE"))
+    known_hosts = read(os.environ.get("GITSYNC_GIT_KNOWN_HOSTS_FILE"))
+    if not any((username, password, ssh_key, known_hosts)):
+        return None
+    return GitCredentials(
+        username=username, password=password, ssh_private_key=ssh_key, known_hosts=known_hosts
+    )
+
+
 def _credentials(args: argparse.Namespace) -> GitCredentials | None:
     from gitsync.source import GitCredentials
 
@@ -283,6 +301,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         identity=identity,
         lease_duration=args.lease_duration,
         allow_exec_credentials=args.allow_exec_credentials,
+        default_credentials=_env_credentials(),
     )
     controller = Controller(kube, config)
     app = create_app(

@@ -67,6 +67,7 @@ class ControllerConfig:
     allow_exec_credentials: bool = False
     full_compare_every: float = 300.0
     apply_workers: int = 8
+    default_credentials: GitCredentials | None = None  # for Applications without a secretRef
 
 
 @dataclass
@@ -173,7 +174,7 @@ class Controller:
     def _credentials_for(self, app: Application) -> GitCredentials | None:
         name = app.source.credentials_secret
         if not name:
-            return None
+            return self.config.default_credentials
         key = (app.namespace, name)
         cached = self._credentials.get(key)
         if cached and time.monotonic() - cached[0] < 30:
@@ -314,13 +315,16 @@ class Controller:
                 app = parse_application(obj)
             except SpecError:
                 continue
-            if normalize_url(app.source.repo_url) not in urls:
+            try:
+                app_url = normalize_url(app.source.repo_url)
+            except ValueError:  # urlsplit refuses it (e.g. "http://[::1/x"): no forge pushes there
+                continue
+            if app_url not in urls:
                 continue
             if not _ref_matches(app.source.target_revision, event):
                 continue
             matched += 1
             self.queue.add(key, f"push:{event.provider}")
-        log.info("webhook push", provider=event.provider, ref=event.ref, refreshed=matched)
         return matched
 
     def application_objects(self) -> list[dict[str, Any]]:

@@ -386,6 +386,11 @@ class Reconciler:
         op = new.get("operationState") or {}
         if op.get("phase") == "Failed" and op.get("revision") == state.revision.sha:
             ready, reason, message = False, "SyncFailed", str(op.get("message", ""))
+            failed = [r for r in op.get("resources", []) if r.get("status") == "SyncFailed"]
+            if failed:
+                message += "; " + "; ".join(
+                    f"{r['kind']}/{r['name']}: {r['message']}" for r in failed[:3]
+                )
         elif errors:
             ready, reason = False, "CompareFailed"
             message = "; ".join(f"{k}: {e}" for k, e in errors[:3])
@@ -439,6 +444,7 @@ class Reconciler:
         key, rt, old, new, generation = p.key, p.rt, p.old, p.new, p.generation
         rt.fetch_failures += 1
         message = f"fetch failed: {exc}"
+        p.bound.warning("fetch failed", error=str(exc), attempt=rt.fetch_failures)
         if isinstance(exc, TerminalError):
             self._stalled(new, generation, "FetchFailed", message)
         else:
@@ -449,6 +455,7 @@ class Reconciler:
     def _stage_failed(self, p: _Pass, exc: StageError) -> Outcome:
         key, rt, old, new, generation = p.key, p.rt, p.old, p.new, p.generation
         reason = {"fetch": "FetchFailed", "render": "RenderFailed"}.get(exc.stage, "CompareFailed")
+        p.bound.warning("stage failed", stage=exc.stage, error=str(exc.cause))
         if exc.terminal:
             self._stalled(new, generation, reason, str(exc))
         else:

@@ -7,9 +7,17 @@ one stays healthy for everybody else.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from gitsync.controller.controller import ensure_crd
+from gitsync.kube import KubeClient
+from gitsync.testing.apps import CRD, WEBHOOK_SECRET
+from gitsync.testing.cluster import TestCluster
+from gitsync.testing.controller import ServeProcess
 from gitsync.testing.gitserver import GitServer
 
 
@@ -17,3 +25,27 @@ from gitsync.testing.gitserver import GitServer
 def git_server() -> Iterator[GitServer]:
     with GitServer(username="gitsync-test", password="integration-secret-7f3a") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def crd(kube: KubeClient) -> None:
+    ensure_crd(kube, yaml.safe_load(CRD.read_text()))
+
+
+@pytest.fixture
+def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:
+    started: list[ServeProcess] = []
+
+    def start(*extra: str, env: dict[str, str] | None = None) -> ServeProcess:
+        proc = ServeProcess(
+            cluster.kubeconfig_path,
+            tmp_path,
+            list(extra),
+            {"GITSYNC_WEBHOOK_SECRET": WEBHOOK_SECRET, **(env or {})},
+        )
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
+        proc.stop()

@@ -11,16 +11,15 @@ from typing import Any
 
 import pytest
 import yaml
-from test_controller import (
+
+from gitsync.kube import ApiError, KubeClient
+from gitsync.testing.apps import (
     WEBHOOK_SECRET,
     app_status,
     application,
     configmap_repo,
     configmap_value,
-    crd,  # noqa: F401 - a fixture `serve` depends on
 )
-
-from gitsync.kube import ApiError, KubeClient
 from gitsync.testing.cluster import TestCluster
 from gitsync.testing.controller import ServeProcess
 from gitsync.testing.controlplane import ControlPlane
@@ -33,7 +32,7 @@ CONTROLLER_NAMESPACE = "gitsync"
 
 
 @pytest.fixture
-def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:  # noqa: F811
+def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:
     started: list[ServeProcess] = []
 
     def start(*extra: str) -> ServeProcess:

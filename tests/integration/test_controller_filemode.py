@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from test_controller import WEBHOOK_SECRET, application, configmap_repo, configmap_value
 
 from gitsync.kube import KubeClient
+from gitsync.testing.apps import WEBHOOK_SECRET, application, configmap_repo, configmap_value
 from gitsync.testing.cluster import TestCluster
 from gitsync.testing.controller import ServeProcess
 from gitsync.testing.gitserver import GitServer

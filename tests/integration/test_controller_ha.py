@@ -15,18 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_controller import (
+
+from gitsync.kube import ApiError, KubeClient
+from gitsync.testing.apps import (
     WEBHOOK_SECRET,
     app_status,
     application,
     configmap_repo,
     configmap_value,
-    crd,  # noqa: F401 - a fixture `serve` depends on
     github_webhook,
     push_value,
 )
-
-from gitsync.kube import ApiError, KubeClient
 from gitsync.testing.audit import AuditLog
 from gitsync.testing.cluster import TestCluster
 from gitsync.testing.controller import ServeProcess
@@ -54,7 +53,7 @@ def controller_namespace(kube: KubeClient) -> str:
 
 
 @pytest.fixture
-def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:  # noqa: F811
+def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:
     """Start replicas, each with its own work dir and Git cache, as separate pods would have."""
     started: list[ServeProcess] = []
 

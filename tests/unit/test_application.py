@@ -154,3 +154,9 @@ def test_empty_values_are_errors_not_defaults(path: str, value: Any, field: str)
     with pytest.raises(SpecError) as err:
         parse_application(with_change(path, value))
     assert err.value.field == field
+
+
+def test_malformed_url_host_is_a_spec_error() -> None:
+    with pytest.raises(SpecError) as err:
+        parse_application(with_change("spec.source.repoURL", "http://[::1/team/repo.git"))
+    assert err.value.field == "spec.source.repoURL"

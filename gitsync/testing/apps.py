@@ -1,0 +1,123 @@
+"""Building blocks for controller tests: a small repository, an Application for it, and ways to
+observe the result and to deliver a signed push webhook like a forge does."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gitsync.kube import KubeClient
+from gitsync.testing.gitserver import GitRepo, GitServer
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository (editable install)
+CRD = ROOT / "charts/gitsync/crds/applications.gitsync.dev.yaml"
+WEBHOOK_SECRET = "webhook-" + secrets.token_hex(8)
+
+
+def configmap_repo(git_server: GitServer, value: str = "v1") -> GitRepo:
+    return git_server.create_repo(
+        f"ctl-{secrets.token_hex(3)}",
+        files={
+            "app/cm.yaml": yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "config"},
+                    "data": {"value": value},
+                }
+            ),
+            "app/deploy.yaml": yaml.safe_dump(
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": "web"},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": {"app": "web"}},
+                        "template": {
+                            "metadata": {"labels": {"app": "web"}},
+                            "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]},
+                        },
+                    },
+                }
+            ),
+        },
+    )
+
+
+def application(name: str, namespace: str, repo_url: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "gitsync.dev/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "source": {"repoURL": repo_url, "targetRevision": "main", "path": "app"},
+            "destination": {"namespace": namespace},
+            "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
+            "interval": "3m",
+            **spec,
+        },
+    }
+
+
+def app_status(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
+    obj = kube.get("gitsync.dev/v1alpha1", "Application", name, namespace) or {}
+    return obj.get("status") or {}
+
+
+def configmap_value(kube: KubeClient, namespace: str) -> str | None:
+    cm = kube.get("v1", "ConfigMap", "config", namespace)
+    value = (cm or {}).get("data", {}).get("value")
+    return None if value is None else str(value)
+
+
+def push_value(repo: GitRepo, value: str) -> str:
+    sha = repo.commit(
+        {
+            "app/cm.yaml": yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "config"},
+                    "data": {"value": value},
+                }
+            )
+        },
+        f"set value {value}",
+    )
+    repo.push()
+    return sha
+
+
+def github_webhook(
+    url: str, repo_url: str, ref: str, after: str, secret: str = WEBHOOK_SECRET
+) -> int:
+    body = json.dumps(
+        {"ref": ref, "after": after, "repository": {"clone_url": repo_url, "html_url": repo_url}}
+    ).encode()
+    sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"test webhooks go to the local controller only, not {url!r}")
+    req = urllib.request.Request(  # noqa: S310 - checked above
+        url + "/api/webhook",
+        data=body,
+        headers={
+            "X-GitHub-Event": "push",
+            "X-Hub-Signature-256": sig,
+            "Content-Type": "application/json",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)

@@ -1,0 +1,273 @@
+"""The Helm chart installed on the test control plane, and gitsync running with exactly its RBAC.
+
+The chart is rendered for the server's Kubernetes version (as ``helm install`` would see it), its
+objects are server-side-applied (CRDs first), and ``gitsync serve`` runs as the chart's
+ServiceAccount - its token, nothing more - with the arguments of the chart's Deployment. So the
+test proves the grants are enough for what the controller does (watch Applications, apply and
+prune, inventory, status, Events, the leader Lease) and, in namespaced mode, that a destination
+outside the listed namespaces is refused by the API server and reported in the status.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import pytest
+import yaml
+from helm_python import _native
+
+from gitsync.controller.controller import ensure_crd
+from gitsync.kube import ApiError, KubeClient
+from gitsync.testing.apps import app_status, application, configmap_repo, configmap_value
+from gitsync.testing.cluster import TestCluster, temporary_namespace
+from gitsync.testing.controller import ServeProcess
+from gitsync.testing.gitserver import GitServer
+from gitsync.testing.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "gitsync"
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace"}
+# Kinds the chart may render that a bare control plane need not serve (their CRDs come from
+# other projects). Anything else the server does not serve is a chart bug and must fail.
+OPTIONAL_KINDS = {("monitoring.coreos.com", "ServiceMonitor")}
+
+
+def render_chart(
+    kube: KubeClient, values: dict[str, Any], *, release: str, namespace: str
+) -> list[dict[str, Any]]:
+    """The chart's objects for this cluster's Kubernetes version (``--kube-version``)."""
+    kube_version = str(kube.request("GET", "/version")["gitVersion"])
+    opts = {"name": release, "namespace": namespace, "kube_version": kube_version}
+    with helm_python.Chart.load(CHART) as chart:
+        # Chart.render (helm_python 0.2.2) does not expose --kube-version, although the C ABI it
+        # calls accepts the option; call the ABI the same way Chart.render does.
+        rendered: dict[str, str] = json.loads(
+            _native.call_string("helm_render", chart._raw(), json.dumps(values), json.dumps(opts))
+        )
+    objects = []
+    for path, text in sorted(rendered.items()):
+        if not path.endswith("NOTES.txt"):
+            objects += [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    return objects
+
+
+def chart_crds() -> list[dict[str, Any]]:
+    with helm_python.Chart.load(CHART) as chart:
+        return [yaml.safe_load(crd["data"]) for crd in chart.crds]
+
+
+def install(kube: KubeClient, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Server-side apply, CRDs first; returns what was applied (optional kinds not served are
+    skipped)."""
+    for crd in chart_crds():
+        ensure_crd(kube, crd)
+    applied = []
+    for obj in objects:
+        group = obj["apiVersion"].rpartition("/")[0]
+        try:
+            kube.resource(obj["apiVersion"], obj["kind"])
+        except ApiError as exc:
+            if exc.status == 404 and (group, obj["kind"]) in OPTIONAL_KINDS:
+                continue
+            raise
+        kube.apply(obj, field_manager="helm-test")
+        applied.append(obj)
+    return applied
+
+
+def remove_cluster_scoped(kube: KubeClient, objects: list[dict[str, Any]]) -> None:
+    for obj in objects:
+        if obj["kind"] in CLUSTER_SCOPED - {"CustomResourceDefinition"}:
+            with contextlib.suppress(ApiError):
+                kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def service_account_token(kube: KubeClient, namespace: str, name: str) -> str:
+    """The token the v1.20 token controller minted for the ServiceAccount (in a Secret)."""
+
+    def probe() -> str | None:
+        sa = kube.get("v1", "ServiceAccount", name, namespace) or {}
+        for ref in sa.get("secrets") or []:
+            secret = kube.get("v1", "Secret", ref["name"], namespace) or {}
+            token = (secret.get("data") or {}).get("token")
+            if secret.get("type") == "kubernetes.io/service-account-token" and token:
+                return base64.b64decode(token).decode()
+        return None
+
+    return wait_for(probe, timeout=30, what=f"a token Secret for {namespace}/{name}")
+
+
+def serve_as_chart(
+    cluster: TestCluster, kube: KubeClient, objects: list[dict[str, Any]], workdir: Path
+) -> ServeProcess:
+    """``gitsync serve`` with the chart Deployment's arguments, as its ServiceAccount."""
+    assert cluster.control_plane is not None
+    (dep,) = of_kind(objects, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    token = service_account_token(kube, dep["metadata"]["namespace"], pod["serviceAccountName"])
+    kubeconfig = cluster.control_plane.write_token_kubeconfig(
+        workdir / "chart-sa.kubeconfig", token, user=pod["serviceAccountName"]
+    )
+    (container,) = pod["containers"]
+    args = [
+        a
+        for a in container["args"]
+        if a != "serve" and not a.startswith(("--listen=", "--cache-dir="))
+    ]
+    return ServeProcess(kubeconfig, workdir, extra_args=args).start()
+
+
+def ready_condition(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
+    status = app_status(kube, namespace, name)
+    return next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+
+
+def wait_ready_true(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
+    return wait_for(
+        lambda: (
+            ready_condition(kube, namespace, name).get("status") == "True"
+            and app_status(kube, namespace, name)
+        ),
+        timeout=90,
+        what=f"Application {namespace}/{name} Ready=True",
+    )
+
+
+def application_events(kube: KubeClient, namespace: str, name: str) -> list[dict[str, Any]]:
+    events = kube.list("v1", "Event", namespace)["items"]
+    return [
+        e
+        for e in events
+        if e["involvedObject"].get("kind") == "Application" and e["involvedObject"]["name"] == name
+    ]
+
+
+@pytest.fixture
+def release_namespace(kube: KubeClient) -> Iterator[str]:
+    with temporary_namespace(kube, "gitsync-release") as ns:
+        yield ns
+
+
+@pytest.fixture
+def needs_control_plane(cluster: TestCluster) -> None:
+    if cluster.control_plane is None:
+        pytest.skip("writes a ServiceAccount kubeconfig through the project's control plane")
+
+
+@pytest.mark.parametrize(
+    "values", [{}, {"rbac": {"manageAll": False}}], ids=["default", "explicit-kinds"]
+)
+def test_cluster_mode_install_and_sync(
+    values: dict[str, Any],
+    cluster: TestCluster,
+    kube: KubeClient,
+    namespace: str,
+    release_namespace: str,
+    git_server: GitServer,
+    tmp_path: Path,
+    needs_control_plane: None,
+) -> None:
+    release = f"gs-{secrets.token_hex(3)}"
+    objects = render_chart(kube, values, release=release, namespace=release_namespace)
+    ctl = None
+    try:
+        applied = install(kube, objects)
+        assert {o["kind"] for o in applied} >= {"ClusterRole", "ClusterRoleBinding", "Deployment"}
+        pdb = of_kind(applied, "PodDisruptionBudget")[0]
+        assert pdb["apiVersion"] == "policy/v1beta1"  # v1.20 has no policy/v1
+        ctl = serve_as_chart(cluster, kube, objects, tmp_path)
+        repo = configmap_repo(git_server, "from-chart")
+        kube.create(application("web", namespace, repo.file_url()))
+        status = wait_ready_true(kube, namespace, "web")
+        assert status["sync"] == {"status": "Synced", "revision": repo.head()}
+        assert configmap_value(kube, namespace) == "from-chart"
+        assert kube.get("v1", "ConfigMap", "gitsync-inventory-web", namespace)
+        assert application_events(kube, namespace, "web")  # events: create is granted
+    finally:
+        if ctl is not None:
+            ctl.stop()
+        remove_cluster_scoped(kube, objects)
+
+
+def test_namespaced_mode_syncs_inside_and_is_refused_outside(
+    cluster: TestCluster,
+    kube: KubeClient,
+    namespace: str,
+    release_namespace: str,
+    git_server: GitServer,
+    tmp_path: Path,
+    needs_control_plane: None,
+) -> None:
+    allowed = namespace
+    release = f"gs-{secrets.token_hex(3)}"
+    values = {
+        "replicas": 2,
+        "rbac": {"namespaced": True, "namespaces": [allowed]},
+        "ingress": {"enabled": True},
+        "webhook": {"existingSecret": "gitsync-webhook"},
+        "networkPolicy": {"enabled": True, "egress": {"enabled": True}},
+        "serviceMonitor": {"enabled": True},
+    }
+    objects = render_chart(kube, values, release=release, namespace=release_namespace)
+    assert of_kind(objects, "ClusterRole") == of_kind(objects, "ClusterRoleBinding") == []
+    ctl = None
+    with temporary_namespace(kube, "gitsync-outside") as outside:
+        try:
+            applied = install(kube, objects)
+            assert {o["kind"] for o in applied} >= {"Ingress", "NetworkPolicy", "Role"}
+            assert not of_kind(applied, "ServiceMonitor")  # not served here: skipped
+            ctl = serve_as_chart(cluster, kube, objects, tmp_path)
+            assert "--leader-elect" in ctl.extra_args
+            assert f"--namespaces={allowed}" in ctl.extra_args
+
+            repo = configmap_repo(git_server, "inside")
+            kube.create(application("inside", allowed, repo.file_url()))
+            status = wait_ready_true(kube, allowed, "inside")
+            assert status["sync"]["revision"] == repo.head()
+            assert configmap_value(kube, allowed) == "inside"
+            lease = kube.get(
+                "coordination.k8s.io/v1", "Lease", "gitsync-controller", release_namespace
+            )
+            assert lease and lease["spec"]["holderIdentity"]
+
+            kube.create(
+                application("outside", allowed, repo.file_url(), destination={"namespace": outside})
+            )
+
+            def refused() -> dict[str, Any] | None:
+                status = app_status(kube, allowed, "outside")
+                ready = ready_condition(kube, allowed, "outside")
+                op = status.get("operationState") or {}
+                if ready.get("status") != "False" or op.get("phase") != "Failed":
+                    return None
+                return status
+
+            status = wait_for(refused, timeout=60, what="the outside Application refused")
+            assert ready_condition(kube, allowed, "outside")["reason"] == "SyncFailed"
+            resources = status["operationState"]["resources"]
+            assert {(r["kind"], r["namespace"]) for r in resources} == {
+                ("ConfigMap", outside),
+                ("Deployment", outside),
+            }
+            for r in resources:
+                assert r["status"] == "SyncFailed", r
+                assert "forbidden" in r["message"].lower(), r
+            assert kube.get("v1", "ConfigMap", "config", outside) is None
+            assert kube.get("apps/v1", "Deployment", "web", outside) is None
+        finally:
+            if ctl is not None:
+                ctl.stop()
+            remove_cluster_scoped(kube, objects)
