@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gitsync.engine import Engine
     from gitsync.kube import KubeClient
     from gitsync.source import GitCredentials
+    from gitsync.web.auth import AuthSettings
 
 DEFAULT_CLUSTER_DIR = Path(".cluster")
 
@@ -283,8 +284,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from gitsync.controller.controller import Controller, ControllerConfig, ensure_crd
     from gitsync.render import load_yaml_documents
-    from gitsync.web import create_app
+    from gitsync.web import AuthConfigError, create_app
 
+    try:
+        auth = _web_auth(args)
+    except AuthConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
     kube = _kube_for(args, user_agent=f"gitsync-controller/{identity}")
     for crd_file in args.install_crd:
@@ -310,6 +316,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         webhook_secrets=_webhook_secrets(),
         on_webhook_result=controller.metrics.webhook,
         max_webhook_bytes=args.webhook_max_bytes,
+        auth=auth,
     )
     server = waitress.create_server(
         app,
@@ -339,6 +346,35 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     finally:
         controller.stop()
     return EXIT_OK
+
+
+def _web_auth(args: argparse.Namespace) -> AuthSettings:
+    """The UI's and API's credentials from the serve flags (files, so nothing secret shows in
+    ``ps``); ``GITSYNC_ADMIN_PASSWORD_BCRYPT`` may hold the hash instead of the flag."""
+    from gitsync.web.auth import (
+        AuthSettings,
+        bcrypt_value,
+        read_secret_file,
+        read_token_file,
+    )
+
+    bcrypt_hash = args.admin_password_bcrypt or os.environ.get("GITSYNC_ADMIN_PASSWORD_BCRYPT")
+    return AuthSettings.build(
+        admin_password=(
+            read_secret_file(args.admin_password_file, "admin password")
+            if args.admin_password_file
+            else None
+        ),
+        admin_password_bcrypt=bcrypt_value(bcrypt_hash) if bcrypt_hash else None,
+        api_tokens=read_token_file(args.api_token_file, "API token") if args.api_token_file else (),
+        read_only_tokens=(
+            read_token_file(args.read_only_token_file, "read-only token")
+            if args.read_only_token_file
+            else ()
+        ),
+        anonymous_read=args.anonymous_read,
+        secure_cookie=args.behind_tls,
+    )
 
 
 def _annotate(args: argparse.Namespace, annotations: dict[str, str | None]) -> int:
@@ -469,6 +505,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-exec-credentials", action="store_true")
     serve.add_argument("--install-crd", action="append", default=[], metavar="FILE")
     serve.add_argument("--webhook-max-bytes", type=int, default=1024 * 1024)
+    ui = serve.add_argument_group("web UI and API access (see docs/api.md)")
+    ui.add_argument("--admin-password-file", metavar="FILE", help="admin password (first line)")
+    ui.add_argument(
+        "--admin-password-bcrypt",
+        metavar="HASH|FILE",
+        help="admin password as a bcrypt hash, or a file holding it",
+    )
+    ui.add_argument("--api-token-file", metavar="FILE", help="admin bearer tokens, one a line")
+    ui.add_argument(
+        "--read-only-token-file", metavar="FILE", help="read-only bearer tokens, one a line"
+    )
+    ui.add_argument(
+        "--anonymous-read", action="store_true", help="let anyone read the status pages and API"
+    )
+    ui.add_argument(
+        "--behind-tls",
+        action="store_true",
+        help="clients reach the UI over HTTPS (a TLS proxy): Secure cookies and HSTS",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     health = sub.add_parser("health", help="health of the app's objects (exit 0 when Healthy)")

@@ -1,10 +1,22 @@
-"""The HTTP face of ``gitsync serve`` (Flask, served by waitress): push webhooks, health
-probes, Prometheus metrics - and, with the UI issue, the status pages and JSON API.
+"""The HTTP face of ``gitsync serve`` (Flask, served by waitress): push webhooks, health probes,
+Prometheus metrics, the status pages and the JSON API (``/api/v1``, see docs/api.md).
 
 ``create_app`` receives what it serves (an app factory, no globals), so tests build one app per
-test. Flask is imported only in this package and the webhook's HTTP adapter.
+test. Flask is imported only in this package and the webhook's HTTP adapter. Modules, bottom up:
+``view`` (the documents shown, pure), ``auth`` (credentials, sessions, rate limit; no Flask),
+``actions`` and ``diff`` (what the buttons and the diff view ask of the controller), ``guard``
+(authentication and CSRF over HTTP, the login page), ``pages`` and ``api`` (the routes), ``app``.
 """
 
-from gitsync.web.app import create_app
+from gitsync.web.app import create_app, web_dir
+from gitsync.web.auth import AuthConfigError, AuthSettings, LoginLimits
+from gitsync.web.view import ControllerView
 
-__all__ = ["create_app"]
+__all__ = [
+    "AuthConfigError",
+    "AuthSettings",
+    "ControllerView",
+    "LoginLimits",
+    "create_app",
+    "web_dir",
+]

@@ -1,23 +1,71 @@
-"""``create_app``: the Flask application for one controller."""
+"""``create_app``: the Flask application for one controller.
+
+It serves push webhooks, probes and metrics (no authentication: ``/healthz``, ``/readyz``,
+``/metrics``, ``/api/webhook`` - the webhook is authenticated by its signature), and the status
+UI and JSON API behind ``gitsync.web.guard``. Every response carries the security headers
+(a strict Content-Security-Policy: scripts and styles only from ``/static``, nothing inline).
+
+Templates and static files come from the top-level ``web/`` directory of the source tree;
+``GITSYNC_WEB_DIR`` (or ``web_dir``) points elsewhere, e.g. for an installed package.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import Any
 
+import flask
+import structlog
 from flask import Flask, Response
+from jinja2 import TemplateNotFound
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
 
-from gitsync.webhook import DEFAULT_MAX_BYTES, PushEvent
+from gitsync.web.api import api_blueprint
+from gitsync.web.auth import AuthSettings
+from gitsync.web.diff import Differ
+from gitsync.web.guard import Guard, auth_blueprint
+from gitsync.web.pages import pages_blueprint
+from gitsync.web.view import ControllerView, Snapshot
+from gitsync.webhook import DEFAULT_MAX_BYTES
 from gitsync.webhook.http import webhook_blueprint
 
+log = structlog.get_logger(__name__)
 
-class ControllerView(Protocol):
-    """What the web layer needs from the controller."""
+WEB_DIR_ENV = "GITSYNC_WEB_DIR"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
 
-    @property
-    def ready(self) -> bool: ...
+__all__ = ["ControllerView", "create_app", "web_dir"]
 
-    def on_push(self, event: PushEvent) -> int: ...
+
+def web_dir(explicit: str | Path | None = None) -> Path:
+    """Where the UI's ``templates/`` and ``static/`` are: ``explicit``, ``$GITSYNC_WEB_DIR``,
+    ``web/`` next to the ``gitsync`` package (a source checkout or an editable install), or
+    ``<prefix>/share/gitsync/web`` (where an image or a package may install it)."""
+    if explicit:
+        return Path(explicit).resolve()
+    env = os.environ.get(WEB_DIR_ENV)
+    if env:
+        return Path(env).resolve()
+    source_tree = Path(__file__).resolve().parents[2] / "web"
+    installed = Path(sys.prefix) / "share" / "gitsync" / "web"
+    if not (source_tree / "templates").is_dir() and (installed / "templates").is_dir():
+        return installed
+    return source_tree
 
 
 def create_app(
@@ -27,9 +75,26 @@ def create_app(
     webhook_secrets: Callable[[str], Sequence[str]],
     on_webhook_result: Callable[[str, str], None] | None = None,
     max_webhook_bytes: int = DEFAULT_MAX_BYTES,
+    auth: AuthSettings | None = None,
+    ui_dir: str | Path | None = None,
+    snapshot_ttl: float = 1.0,
+    diff_concurrency: int = 2,
+    clock: Callable[[], float] | None = None,
 ) -> Flask:
-    app = Flask("gitsync")
+    """The app. Without ``auth`` nobody can log in and nothing can be read: the UI and API
+    answer 401 / redirect to a login page that explains which ``gitsync serve`` flags to use."""
+    root = web_dir(ui_dir)
+    if not (root / "templates").is_dir():
+        log.warning("web UI templates not found; set " + WEB_DIR_ENV, path=str(root))
+    app = Flask(
+        "gitsync",
+        template_folder=str(root / "templates"),
+        static_folder=str(root / "static"),
+        static_url_path="/static",
+    )
     app.config["MAX_CONTENT_LENGTH"] = max(max_webhook_bytes, 64 * 1024) + 1
+    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 300
+    app.jinja_env.autoescape = True
     app.register_blueprint(
         webhook_blueprint(
             controller.on_push,
@@ -38,6 +103,22 @@ def create_app(
             on_result=on_webhook_result,
         )
     )
+
+    settings = auth or AuthSettings()
+    if (
+        not settings.login_enabled
+        and not settings.api_tokens_sha256
+        and not settings.anonymous_read
+    ):
+        log.warning(
+            "the status UI and API are closed: no admin password, token or --anonymous-read"
+        )
+    guard = Guard(settings, clock=clock)
+    snapshot = Snapshot(controller.application_objects, ttl=snapshot_ttl)
+    differ = Differ(controller, concurrency=diff_concurrency)
+    app.register_blueprint(auth_blueprint(guard))
+    app.register_blueprint(pages_blueprint(controller, guard, snapshot, differ))
+    app.register_blueprint(api_blueprint(controller, guard, snapshot, differ))
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -52,5 +133,43 @@ def create_app(
     @app.get("/metrics")
     def metrics() -> Response:
         return Response(metrics_exposition(), mimetype="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/favicon.ico")
+    def favicon() -> WerkzeugResponse:
+        return flask.redirect(flask.url_for("static", filename="favicon.svg"), 301)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if settings.secure_cookie:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if not flask.request.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        if exc.response is not None:  # abort(response): already the answer
+            return exc.response
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if flask.request.path.startswith("/api/v1/") or flask.request.path == "/api/v1":
+            response = flask.jsonify({"error": exc.name.lower()})
+            response.status_code = status
+            return response
+        try:
+            return flask.render_template("error.html", status=status, title=exc.name), status
+        except TemplateNotFound:
+            return Response(f"{status} {message}\n", status=status, mimetype="text/plain")
+
+    @app.errorhandler(TemplateNotFound)
+    def no_templates(exc: TemplateNotFound) -> Response:
+        log.error("web UI template missing; set " + WEB_DIR_ENV, template=str(exc), path=str(root))
+        return Response(
+            f"the web UI's templates are not installed; set {WEB_DIR_ENV}\n",
+            status=503,
+            mimetype="text/plain",
+        )
 
     return app

@@ -1,0 +1,325 @@
+"""The HTTP side of authentication: who a request comes from, what it may do, and the login page.
+
+Checks, in the order a state-changing request meets them:
+
+1. **Who** - ``Authorization: Bearer`` (the header wins when present; a wrong token is a 401 and
+   counts against the login rate limit), else the session cookie, else anonymous when
+   ``--anonymous-read`` is on. Nobody: 401 (API) or a redirect to ``/login`` (pages).
+2. **Media type** - the JSON API takes ``application/json`` only and forms take form encodings
+   only (415): a cross-site ``<form enctype="text/plain">`` or ``fetch`` without a preflight can
+   never reach an action.
+3. **CSRF** - a session-authenticated request carries the session's token, in ``X-CSRF-Token``
+   (JavaScript) or the ``csrf_token`` field (forms); a browser's ``Sec-Fetch-Site`` other than
+   ``same-origin`` is refused too (403). Bearer requests carry no ambient credentials and are
+   exempt.
+4. **Role** - actions need the admin role (403 for a viewer).
+
+The login form has its own CSRF token (a double-submit cookie scoped to ``/login``), so another
+site cannot log a browser in to an account of its choosing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+import flask
+import structlog
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from gitsync.web.auth import (
+    ANONYMOUS,
+    NOBODY,
+    Authenticator,
+    AuthSettings,
+    LoginLimiter,
+    Principal,
+    Role,
+    Session,
+    SessionStore,
+)
+
+log = structlog.get_logger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+JSON_TYPES = ("application/json",)
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+MAX_FORM_BYTES = 16 * 1024
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="gitsync"'}
+
+
+def json_error(status: int, message: str, **headers: str) -> flask.Response:
+    response = flask.jsonify({"error": message})
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to return to after login; anything else (other hosts, schemes, ``//x``,
+    backslashes) becomes ``/``."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if any(c in target for c in "\\\r\n\t") or len(target) > 2048:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
+
+
+class Guard:
+    """Authentication state for one app: sessions, the login limiter and the checks."""
+
+    def __init__(self, settings: AuthSettings, *, clock: Callable[[], float] | None = None):
+        self.settings = settings
+        self.authenticator = Authenticator(settings)
+        extra: dict[str, Any] = {"clock": clock} if clock else {}
+        self.sessions = SessionStore(
+            idle=settings.session_idle_seconds, max_age=settings.session_max_seconds, **extra
+        )
+        self.limiter = LoginLimiter(settings.login_limits, **extra)
+        prefix = "__Host-" if settings.secure_cookie else ""
+        self.session_cookie = prefix + "gitsync_session"
+        self.login_cookie = ("__Secure-" if settings.secure_cookie else "") + "gitsync_login"
+
+    # -- who ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def client() -> str:
+        return flask.request.remote_addr or "unknown"
+
+    def principal(self) -> Principal:
+        """The request's principal (memoised on ``flask.g``); aborts 401/429 on a bad token."""
+        cached = flask.g.get("gitsync_principal")
+        if isinstance(cached, Principal):
+            return cached
+        principal = self._resolve()
+        flask.g.gitsync_principal = principal
+        return principal
+
+    def _resolve(self) -> Principal:
+        header = flask.request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            role = None
+            if scheme.lower() == "bearer" and token.strip():
+                role = self.authenticator.check_bearer(token.strip())
+            if role is None:
+                wait = self.limiter.acquire(self.client())
+                if wait > 0:
+                    flask.abort(
+                        json_error(429, "too many failed attempts", **{"Retry-After": _secs(wait)})
+                    )
+                flask.abort(json_error(401, "invalid token", **CHALLENGE))
+            name = "api-token" if role == Role.ADMIN else "read-only-token"
+            return Principal(role, name, "bearer")
+        session = self.sessions.get(flask.request.cookies.get(self.session_cookie))
+        if session is not None:
+            return Principal(session.role, session.name, "session", session)
+        return ANONYMOUS if self.settings.anonymous_read else NOBODY
+
+    # -- decorators --------------------------------------------------------------------------
+
+    def page(self, view: F) -> F:
+        """A page that needs read access: anyone else is sent to the login page."""
+
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not self.principal().can_read:
+                return flask.redirect(
+                    flask.url_for("auth.login", next=flask.request.full_path.rstrip("?")), 303
+                )
+            return view(*args, **kwargs)
+
+        return cast(F, wrapped)
+
+    def api_read(self, view: F) -> F:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not self.principal().can_read:
+                return _unauthorized()
+            return view(*args, **kwargs)
+
+        return cast(F, wrapped)
+
+    def api_action(self, view: F) -> F:
+        """A JSON API action: authenticated, ``application/json``, CSRF when by session, admin."""
+
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            principal = self.principal()
+            if principal.via in ("none", "anonymous"):
+                return _unauthorized()
+            if flask.request.mimetype not in JSON_TYPES:
+                return json_error(415, "send the request body as application/json")
+            if principal.via == "session":
+                refused = self._csrf_refusal(principal, flask.request.headers.get(CSRF_HEADER))
+                if refused:
+                    return json_error(403, refused)
+            if not principal.can_act:
+                return json_error(403, "this account may read but not act")
+            return view(*args, **kwargs)
+
+        return cast(F, wrapped)
+
+    def form_action(self, view: F) -> F:
+        """A form post from our own pages: a session, a form encoding, its CSRF field, admin."""
+
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            principal = self.principal()
+            if principal.via in ("none", "anonymous"):
+                return flask.redirect(flask.url_for("auth.login"), 303)
+            if principal.via != "session":
+                return _text(403, "forms need a browser session; use the JSON API with a token")
+            if flask.request.mimetype not in FORM_TYPES:
+                return _text(415, "unsupported form encoding")
+            if (flask.request.content_length or 0) > MAX_FORM_BYTES:
+                return _text(413, "form too large")
+            refused = self._csrf_refusal(principal, flask.request.form.get(CSRF_FIELD))
+            if refused:
+                return _text(403, refused)
+            if not principal.can_act:
+                return _text(403, "this account may read but not act")
+            return view(*args, **kwargs)
+
+        return cast(F, wrapped)
+
+    @staticmethod
+    def _csrf_refusal(principal: Principal, token: str | None) -> str:
+        if not _same_origin():
+            return "cross-site request refused"
+        session = principal.session
+        if session is None or not session.check_csrf(token):
+            return "missing or wrong CSRF token"
+        return ""
+
+    # -- cookies -----------------------------------------------------------------------------
+
+    def start_session(self, response: WerkzeugResponse, role: Role, name: str) -> Session:
+        session = self.sessions.create(role, name)
+        response.set_cookie(
+            self.session_cookie,
+            session.id,
+            httponly=True,
+            samesite="Strict",
+            secure=self.settings.secure_cookie,
+            path="/",
+        )
+        return session
+
+    def end_session(self, response: WerkzeugResponse) -> None:
+        self.sessions.drop(flask.request.cookies.get(self.session_cookie))
+        response.delete_cookie(
+            self.session_cookie,
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=self.settings.secure_cookie,
+        )
+
+
+def _same_origin() -> bool:
+    """False when the browser says the request comes from another site or origin (Fetch
+    Metadata); requests from clients that do not send the header are judged by the other checks."""
+    site = flask.request.headers.get("Sec-Fetch-Site")
+    return site is None or site in ("same-origin", "none")
+
+
+def _secs(wait: float) -> str:
+    return str(max(1, int(wait + 0.999)))
+
+
+def _unauthorized() -> flask.Response:
+    return json_error(401, "authentication required", **CHALLENGE)
+
+
+def _text(status: int, message: str) -> flask.Response:
+    return flask.Response(message + "\n", status=status, mimetype="text/plain")
+
+
+def auth_blueprint(guard: Guard) -> flask.Blueprint:
+    """``/login`` (GET form, POST password) and ``/logout`` (POST)."""
+    bp = flask.Blueprint("auth", __name__)
+
+    def render(status: int, *, error: str = "", retry: float = 0.0) -> flask.Response:
+        token = secrets.token_urlsafe(32)
+        body = flask.render_template(
+            "login.html",
+            login_csrf=token,
+            error=error,
+            next=safe_next(flask.request.values.get("next")),
+            login_enabled=guard.settings.login_enabled,
+        )
+        response = flask.make_response(body, status)
+        response.set_cookie(
+            guard.login_cookie,
+            token,
+            httponly=True,
+            samesite="Strict",
+            secure=guard.settings.secure_cookie,
+            path="/login",
+        )
+        if retry:
+            response.headers["Retry-After"] = _secs(retry)
+        return response
+
+    @bp.get("/login")
+    def login() -> flask.Response:
+        return render(200)
+
+    @bp.post("/login")
+    def login_post() -> WerkzeugResponse:
+        request = flask.request
+        if request.mimetype not in FORM_TYPES:
+            return _text(415, "unsupported form encoding")
+        if (request.content_length or 0) > MAX_FORM_BYTES:
+            return _text(413, "form too large")
+        cookie = request.cookies.get(guard.login_cookie, "")
+        field = request.form.get(CSRF_FIELD, "")
+        if (
+            not cookie
+            or not secrets.compare_digest(cookie.encode(), field.encode())
+            or not _same_origin()
+        ):
+            return render(403, error="The login form expired. Please try again.")
+        wait = guard.limiter.acquire(guard.client())
+        if wait > 0:
+            log.warning("login rate limited", client=guard.client())
+            return render(429, error="Too many login attempts. Try again later.", retry=wait)
+        if not guard.limiter.check_slot():
+            return render(429, error="Too many login attempts. Try again later.", retry=1)
+        try:
+            role = guard.authenticator.check_login(request.form.get("password", "")[:1024])
+        finally:
+            guard.limiter.release_slot()
+        if role is None:
+            log.warning("login failed", client=guard.client())
+            return render(401, error="Wrong password or token.")
+        response = flask.redirect(safe_next(request.form.get("next")), 303)
+        # a new session id on every login (no fixation); the old session, if any, ends
+        guard.sessions.drop(request.cookies.get(guard.session_cookie))
+        guard.start_session(response, role, "admin" if role == Role.ADMIN else "viewer")
+        response.delete_cookie(guard.login_cookie, path="/login")
+        log.info("login", role=str(role), client=guard.client())
+        return response
+
+    @bp.post("/logout")
+    def logout() -> WerkzeugResponse:
+        principal = guard.principal()
+        if principal.session is not None:
+            if flask.request.mimetype not in FORM_TYPES:
+                return _text(415, "unsupported form encoding")
+            if not principal.session.check_csrf(flask.request.form.get(CSRF_FIELD)):
+                return _text(403, "missing or wrong CSRF token")
+        response = flask.redirect(flask.url_for("auth.login"), 303)
+        guard.end_session(response)
+        return response
+
+    return bp

@@ -1,0 +1,163 @@
+"""The server-rendered pages: the Application list, one Application, its diff, and the form
+fallback for actions (the page's JavaScript calls the JSON API instead; without JavaScript the
+same buttons post these forms).
+
+Templates live in the top-level ``web/templates`` and escape everything (Jinja autoescape); the
+documents they render come from ``gitsync.web.view``, the same the JSON API returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from gitsync.web.actions import ACTIONS, ActionError, parse_body, request_action
+from gitsync.web.auth import NOBODY
+from gitsync.web.diff import Differ, DiffError
+from gitsync.web.guard import CSRF_FIELD, CSRF_HEADER, Guard
+from gitsync.web.view import (
+    DEFAULT_PER_PAGE,
+    ControllerView,
+    ListQuery,
+    Snapshot,
+    detail,
+    find,
+    list_applications,
+    status_class,
+)
+
+SYNC_STATUSES = ("Synced", "OutOfSync", "Unknown")
+HEALTH_STATUSES = ("Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown")
+
+
+def when(value: str) -> str:
+    """An RFC 3339 UTC timestamp as ``2024-05-01 12:00:00 UTC`` (anything else as it is)."""
+    if len(value) >= 20 and value[10] == "T" and value.endswith("Z"):
+        return value[:10] + " " + value[11:-1] + " UTC"
+    return value
+
+
+def first_line(value: str) -> str:
+    return value.strip().splitlines()[0] if value.strip() else ""
+
+
+def diff_lines(text: str) -> list[tuple[str, str]]:
+    """(css class, line) for a unified diff."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith(("+++", "---")):
+            kind = "file"
+        elif line.startswith("@@"):
+            kind = "hunk"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        else:
+            kind = "ctx"
+        out.append((kind, line))
+    return out
+
+
+def pages_blueprint(
+    controller: ControllerView, guard: Guard, snapshot: Snapshot, differ: Differ
+) -> flask.Blueprint:
+    bp = flask.Blueprint("ui", __name__)
+
+    @bp.app_template_filter("status_class")
+    def _status_class(value: str) -> str:
+        return status_class(value or "")
+
+    bp.add_app_template_filter(when, "when")
+    bp.add_app_template_filter(first_line, "first_line")
+    bp.add_app_template_filter(diff_lines, "diff_lines")
+
+    @bp.app_context_processor
+    def context() -> dict[str, Any]:
+        try:
+            principal = guard.principal()
+        except HTTPException:  # a bad token, while an error page is rendered
+            principal = NOBODY
+        session = principal.session
+        flashes: list[tuple[str, str]] = []
+        if session is not None:
+            flashes, session.flashes = session.flashes, []
+        return {
+            "principal": principal,
+            "csrf_token": session.csrf if session else "",
+            "csrf_field": CSRF_FIELD,
+            "csrf_header": CSRF_HEADER,
+            "can_act": principal.can_act and principal.via == "session",
+            "flashes": flashes,
+            "login_enabled": guard.settings.login_enabled,
+        }
+
+    @bp.get("/")
+    @guard.page
+    def index() -> Any:
+        query = ListQuery.parse(flask.request.args, strict=False)
+        listing = list_applications(snapshot.get(fresh=True), query)
+        return flask.render_template(
+            "apps.html",
+            listing=listing,
+            query=query,
+            default_per_page=DEFAULT_PER_PAGE,
+            sync_statuses=SYNC_STATUSES,
+            health_statuses=HEALTH_STATUSES,
+        )
+
+    @bp.get("/apps/<namespace>/<name>")
+    @guard.page
+    def app_detail(namespace: str, name: str) -> Any:
+        obj = find(snapshot.get(fresh=True), (namespace, name))
+        if obj is None:
+            flask.abort(404)
+        return flask.render_template("app.html", app=detail(obj))
+
+    @bp.get("/apps/<namespace>/<name>/diff")
+    @guard.page
+    def app_diff(namespace: str, name: str) -> Any:
+        obj = find(snapshot.get(fresh=True), (namespace, name))
+        if obj is None:
+            flask.abort(404)
+        error = ""
+        doc: dict[str, Any] | None = None
+        status = 200
+        try:
+            doc = differ.diff((namespace, name))
+        except DiffError as exc:
+            error, status = exc.message, exc.status
+        return flask.render_template("diff.html", app=detail(obj), diff=doc, error=error), status
+
+    @bp.post("/apps/<namespace>/<name>/<action>")
+    @guard.form_action
+    def app_action(namespace: str, name: str, action: str) -> WerkzeugResponse:
+        if action not in ACTIONS:
+            flask.abort(404)
+        principal = guard.principal()
+        form = flask.request.form
+        body: dict[str, Any] = {}
+        if action == "sync":
+            body["prune"] = form.get("prune") in ("on", "true", "1")
+        if action == "rollback":
+            body["id"] = form.get("id", "")
+        try:
+            result = request_action(
+                controller,
+                (namespace, name),
+                action,
+                parse_body(action, body),
+                actor=principal.name,
+            )
+            category, message = "ok", str(result["message"])
+        except ActionError as exc:
+            category, message = "error", exc.message
+        if principal.session is not None:
+            principal.session.flashes.append((category, message))
+        snapshot.invalidate()
+        return flask.redirect(flask.url_for("ui.app_detail", namespace=namespace, name=name), 303)
+
+    return bp

@@ -1,0 +1,480 @@
+"""What the web layer reads from the controller, and the shapes it shows: pure functions from
+Application dicts (as the controller stores them, ``status`` included) to the JSON API's documents.
+
+The pages and the JSON API render the *same* documents (``summary`` and ``detail``), so a field the
+page shows is a field the API has, and the browser's live updates need no second source. The raw
+Application object is never passed through: every value is picked, typed and bounded here, repo
+URLs lose their userinfo, and links are only ever made for ``http(s)`` URLs. Status written by
+someone else may be malformed - nothing here raises on a missing or mistyped field.
+
+``ControllerView`` is the controller as the web layer sees it (``gitsync.controller.Controller``
+satisfies it); unit tests pass an in-memory one.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from gitsync.controller.reconciler import AUTOMATION_PAUSED
+from gitsync.source import redact_url
+from gitsync.webhook import PushEvent
+
+AppKey = tuple[str, str]  # (namespace, name)
+
+DEFAULT_PER_PAGE = 50
+MAX_PER_PAGE = 1000
+MAX_TEXT = 2048  # any one free-text value shown (commit message, condition message, ...)
+MAX_ANNOTATION = 512
+
+
+class ApplicationStoreView(Protocol):
+    """The part of the controller's ``ApplicationStore`` the actions use."""
+
+    def get(self, key: AppKey) -> dict[str, Any] | None: ...
+
+    def patch_annotations(self, key: AppKey, annotations: dict[str, str | None]) -> None: ...
+
+
+class ControllerView(Protocol):
+    """What the web layer needs from the controller."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def store(self) -> ApplicationStoreView: ...
+
+    def on_push(self, event: PushEvent) -> int: ...
+
+    def application_objects(self) -> list[dict[str, Any]]: ...
+
+    def refresh(self, key: AppKey, reason: str = "manual") -> None: ...
+
+
+# -- small readers that never raise -----------------------------------------------------------
+
+
+def _map(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return list(value) if isinstance(value, list) else []
+
+
+def _text(value: object, limit: int = MAX_TEXT) -> str:
+    if value is None or isinstance(value, dict | list):
+        return ""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _message(value: object, limit: int = MAX_TEXT) -> str:
+    """Free text from status (errors quote URLs): bounded, with passwords in URLs redacted."""
+    return redact_url(_text(value, limit))
+
+
+def status_class(status: str) -> str:
+    """A CSS-safe class suffix for a status value: ``OutOfSync`` -> ``outofsync``."""
+    return re.sub(r"[^a-z]", "", status.lower()) or "unknown"
+
+
+# -- URLs --------------------------------------------------------------------------------------
+
+_SCP_LIKE = re.compile(r"^(?P<user>[^@/\s]+)@(?P<rest>[^:/\s]+:.*)$")
+
+
+def display_repo_url(url: str) -> str:
+    """A repo URL fit to show: for http(s) the whole userinfo goes (a token is often the user
+    name), for other schemes any password; ``git@host:path`` stays as it is."""
+    url = _text(url, 1024)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_url(url)
+    if parts.scheme.lower() in ("http", "https") and "@" in parts.netloc:
+        host = parts.netloc.rpartition("@")[2]
+        return parts._replace(netloc=f"***@{host}").geturl()
+    return redact_url(url)
+
+
+def http_link(url: str) -> str | None:
+    """``url`` when it is a plain ``http(s)://host/...`` URL that is safe as an ``href``; else
+    None (``javascript:``, ``data:``, ``file:``, ``ssh://``, scp-like and malformed URLs)."""
+    if not url or any(c in url for c in "\x00\r\n\t \\\"'<>`"):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    if "@" in parts.netloc:  # never link a URL that carries credentials
+        return None
+    return url
+
+
+# -- documents ---------------------------------------------------------------------------------
+
+
+def _ready(conditions: list[Any]) -> dict[str, str]:
+    for raw in conditions:
+        c = _map(raw)
+        if c.get("type") == "Ready":
+            return {
+                "status": _text(c.get("status"), 16),
+                "reason": _text(c.get("reason"), 128),
+                "message": _message(c.get("message")),
+            }
+    return {"status": "Unknown", "reason": "", "message": ""}
+
+
+def _last_synced(status: Mapping[str, Any]) -> str:
+    op = _map(status.get("operationState"))
+    if op.get("finishedAt"):
+        return _text(op.get("finishedAt"), 64)
+    history = [_map(h) for h in _list(status.get("history"))]
+    return _text(history[-1].get("deployedAt"), 64) if history else ""
+
+
+def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """One Application as a row of the list (``GET /api/v1/applications``)."""
+    meta = _map(obj.get("metadata"))
+    spec = _map(obj.get("spec"))
+    source = _map(spec.get("source"))
+    status = _map(obj.get("status"))
+    sync = _map(status.get("sync"))
+    health = _map(status.get("health"))
+    source_rev = _map(status.get("sourceRevision"))
+    annotations = _map(meta.get("annotations"))
+    sha = _text(source_rev.get("sha") or sync.get("revision"), 64)
+    repo = _text(source.get("repoURL"), 1024)
+    op = _map(status.get("operationState"))
+    policy = _map(spec.get("syncPolicy"))
+    automated = policy.get("automated")
+    conditions = _list(status.get("conditions"))
+    stalled = any(
+        _map(c).get("type") == "Stalled" and _map(c).get("status") == "True" for c in conditions
+    )
+    paused = AUTOMATION_PAUSED in annotations or status.get("automationPaused") is True
+    suspended = spec.get("suspend") is True
+    return {
+        "namespace": _text(meta.get("namespace"), 253),
+        "name": _text(meta.get("name"), 253),
+        "repoURL": display_repo_url(repo),
+        "repoLink": http_link(repo),
+        "path": _text(source.get("path") or ".", 1024),
+        "targetRevision": _text(source.get("targetRevision") or "HEAD", 256),
+        "revision": {
+            "sha": sha,
+            "short": sha[:7],
+            "ref": _text(source_rev.get("ref"), 256),
+            "message": _text(source_rev.get("message")),
+            "author": _text(source_rev.get("author"), 256),
+            "date": _text(source_rev.get("date"), 64),
+        },
+        "sync": {
+            "status": _text(sync.get("status"), 32) or "Unknown",
+            "revision": _text(sync.get("revision"), 64),
+        },
+        "health": {
+            "status": _text(health.get("status"), 32) or "Unknown",
+            "message": _message(health.get("message")),
+        },
+        "ready": _ready(conditions),
+        "stalled": stalled,
+        "lastSyncedAt": _last_synced(status),
+        "operation": {
+            "phase": _text(op.get("phase"), 32),
+            "message": _message(op.get("message")),
+        },
+        "automated": isinstance(automated, Mapping),
+        "automationPaused": paused,
+        "suspended": suspended,
+        "automation": _automation(automated, paused=paused, suspended=suspended),
+    }
+
+
+def _automation(automated: object, *, paused: bool, suspended: bool) -> str:
+    """How changes in Git reach the cluster, in words."""
+    if not isinstance(automated, Mapping):
+        return "manual sync"
+    if suspended:
+        return "automated sync suspended (spec.suspend)"
+    if paused:
+        return "automated sync paused"
+    options = [n for n, k in (("prune", "prune"), ("self-heal", "selfHeal")) if automated.get(k)]
+    return "automated" + (f" ({', '.join(options)})" if options else "")
+
+
+def _resource_id(r: Mapping[str, Any]) -> str:
+    return "/".join(_text(r.get(k), 253) for k in ("group", "kind", "namespace", "name"))
+
+
+def _resource(r: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "group": _text(r.get("group"), 253),
+        "kind": _text(r.get("kind"), 253),
+        "namespace": _text(r.get("namespace"), 253),
+        "name": _text(r.get("name"), 253),
+    }
+
+
+def detail(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """One Application in full (``GET /api/v1/applications/<ns>/<name>``): the summary plus its
+    objects, the current operation, the deploy history and the conditions."""
+    out = summary(obj)
+    meta = _map(obj.get("metadata"))
+    spec = _map(obj.get("spec"))
+    status = _map(obj.get("status"))
+    op = _map(status.get("operationState"))
+    op_results = {_resource_id(_map(r)): _map(r) for r in _list(op.get("resources"))}
+    resources = []
+    for raw in _list(status.get("resources")):
+        r = _map(raw)
+        health = _map(r.get("health"))
+        result = op_results.get(_resource_id(r), {})
+        resources.append(
+            {
+                **_resource(r),
+                "id": _resource_id(r),
+                "status": _text(r.get("status"), 32) or "Unknown",
+                "health": {
+                    "status": _text(health.get("status"), 32),
+                    "message": _message(health.get("message"), 512),
+                },
+                "lastResult": {
+                    "status": _text(result.get("status"), 32),
+                    "message": _message(result.get("message"), 512),
+                },
+            }
+        )
+    history: list[dict[str, Any]] = []
+    for raw in _list(status.get("history")):
+        h = _map(raw)
+        try:
+            hid = int(h.get("id", 0))
+        except (TypeError, ValueError):
+            continue
+        history.append(
+            {
+                "id": hid,
+                "revision": _text(h.get("revision"), 64),
+                "short": _text(h.get("revision"), 64)[:7],
+                "message": _text(h.get("message")),
+                "author": _text(h.get("author"), 256),
+                "deployedAt": _text(h.get("deployedAt"), 64),
+                "result": _text(h.get("result"), 32),
+                "initiatedBy": _text(h.get("initiatedBy"), 64),
+            }
+        )
+    history.sort(key=lambda h: -h["id"])
+    policy = _map(spec.get("syncPolicy"))
+    automated = _map(policy.get("automated"))
+    annotations = {
+        _text(k, 253): _text(v, MAX_ANNOTATION) for k, v in _map(meta.get("annotations")).items()
+    }
+    annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    out.update(
+        resources=resources,
+        operation={
+            "id": _text(op.get("id"), 64),
+            "phase": _text(op.get("phase"), 32),
+            "revision": _text(op.get("revision"), 64),
+            "initiatedBy": _text(op.get("initiatedBy"), 64),
+            "startedAt": _text(op.get("startedAt"), 64),
+            "finishedAt": _text(op.get("finishedAt"), 64),
+            "message": _message(op.get("message")),
+            "resources": [
+                {
+                    **_resource(_map(r)),
+                    "status": _text(_map(r).get("status"), 32),
+                    "message": _message(_map(r).get("message"), 512),
+                }
+                for r in _list(op.get("resources"))
+            ],
+        },
+        history=history,
+        conditions=[
+            {
+                "type": _text(_map(c).get("type"), 64),
+                "status": _text(_map(c).get("status"), 16),
+                "reason": _text(_map(c).get("reason"), 128),
+                "message": _message(_map(c).get("message")),
+                "lastTransitionTime": _text(_map(c).get("lastTransitionTime"), 64),
+            }
+            for c in _list(status.get("conditions"))
+        ],
+        syncPolicy={
+            "automated": isinstance(policy.get("automated"), Mapping),
+            "prune": automated.get("prune") is True,
+            "selfHeal": automated.get("selfHeal") is True,
+        },
+        lastAppliedRevision=_text(status.get("lastAppliedRevision"), 64),
+        annotations=dict(sorted(annotations.items())),
+    )
+    return out
+
+
+# -- listing -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """Filters and page of the list: ``?q=&sync=&health=&page=&per_page=``."""
+
+    text: str = ""
+    sync: tuple[str, ...] = ()
+    health: tuple[str, ...] = ()
+    page: int = 1
+    per_page: int = DEFAULT_PER_PAGE
+
+    @classmethod
+    def parse(cls, args: Mapping[str, str] | Any, *, strict: bool) -> ListQuery:
+        """From query parameters. ``strict`` (the API): a bad number is a ``ValueError``;
+        otherwise (pages) it falls back to the default."""
+
+        def number(name: str, default: int, low: int, high: int) -> int:
+            raw = args.get(name)
+            if raw in (None, ""):
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                if strict:
+                    raise ValueError(f"{name} must be an integer") from None
+                return default
+            if not low <= value <= high:
+                if strict:
+                    raise ValueError(f"{name} must be between {low} and {high}")
+                return min(max(value, low), high)
+            return value
+
+        def values(name: str) -> tuple[str, ...]:
+            getlist: Callable[[str], list[str]] = getattr(
+                args, "getlist", lambda n: [args.get(n) or ""]
+            )
+            out: list[str] = []
+            for raw in getlist(name):
+                out += [v.strip().lower() for v in str(raw).split(",") if v.strip()]
+            return tuple(out[:16])
+
+        return cls(
+            text=_text(args.get("q") or "", 256).strip(),
+            sync=values("sync"),
+            health=values("health"),
+            page=number("page", 1, 1, 1_000_000),
+            per_page=number("per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE),
+        )
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        if self.sync and row["sync"]["status"].lower() not in self.sync:
+            return False
+        if self.health and row["health"]["status"].lower() not in self.health:
+            return False
+        if self.text:
+            needle = self.text.lower()
+            haystack = " ".join(
+                (
+                    f"{row['namespace']}/{row['name']}",
+                    row["repoURL"],
+                    row["path"],
+                    row["revision"]["sha"][:12],
+                )
+            ).lower()
+            if needle not in haystack:
+                return False
+        return True
+
+    def params(self, **override: Any) -> dict[str, Any]:
+        """The query as URL parameters (non-defaults only), with ``override`` applied."""
+        out: dict[str, Any] = {}
+        if self.text:
+            out["q"] = self.text
+        if self.sync:
+            out["sync"] = ",".join(self.sync)
+        if self.health:
+            out["health"] = ",".join(self.health)
+        if self.per_page != DEFAULT_PER_PAGE:
+            out["per_page"] = self.per_page
+        if self.page != 1:
+            out["page"] = self.page
+        out.update(override)
+        return {k: v for k, v in out.items() if v not in (None, "")}
+
+
+@dataclass(frozen=True)
+class Listing:
+    items: list[dict[str, Any]]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "items": self.items,
+            "page": self.page,
+            "perPage": self.per_page,
+            "total": self.total,
+            "pages": self.pages,
+        }
+
+
+def list_applications(objs: Iterable[Mapping[str, Any]], query: ListQuery) -> Listing:
+    """Summaries of the Applications matching ``query``, sorted by namespace/name, one page."""
+    rows = [summary(o) for o in objs]
+    rows = [r for r in rows if query.matches(r)]
+    rows.sort(key=lambda r: (r["namespace"], r["name"]))
+    start = (query.page - 1) * query.per_page
+    return Listing(rows[start : start + query.per_page], query.page, query.per_page, len(rows))
+
+
+def find(objs: Sequence[Mapping[str, Any]], key: AppKey) -> Mapping[str, Any] | None:
+    for o in objs:
+        meta = _map(o.get("metadata"))
+        if (meta.get("namespace"), meta.get("name")) == key:
+            return o
+    return None
+
+
+class Snapshot:
+    """``application_objects()`` shared for ``ttl`` seconds: many browser tabs polling every two
+    seconds cost one read of the store per ``ttl``, not one per request (with ``--config`` each
+    read is one GET per Application)."""
+
+    def __init__(
+        self,
+        read: Callable[[], list[dict[str, Any]]],
+        ttl: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._read = read
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._at = float("-inf")
+        self._objs: list[dict[str, Any]] = []
+
+    def get(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """The Applications; ``fresh`` reads the store now (a page load, after an action) and
+        renews the shared copy, so only polling ever sees data up to ``ttl`` old."""
+        with self._lock:
+            now = self._clock()
+            if fresh or self._ttl <= 0 or now - self._at >= self._ttl:
+                self._objs = self._read()
+                self._at = now
+            return self._objs
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._at = float("-inf")
