@@ -10,9 +10,8 @@ test:             ## the full test command (what .ci/run runs)
 test-unit:        ## fast checks: no control plane, no Git server
 	bash scripts/test.sh tests/unit
 
-demo: setup       ## local control plane + example repo + gitsync (see README)
-	.venv/bin/gitsync cluster up
-	@echo "The control plane runs in the background; stop it with: make cluster-down"
+demo: setup       ## local control plane + example repo + gitsync serve with the UI; Ctrl-C stops it
+	.venv/bin/gitsync demo
 
 cluster-binaries: ## build kube-apiserver and kube-controller-manager v1.20.2 once (cached)
 	bash scripts/build-k8s.sh

@@ -55,6 +55,15 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gitsync import demo
+
+    root = _repo_root_of(Path.cwd())
+    return demo.main(
+        root, port=args.port, state_dir=Path(args.state_dir).resolve() if args.state_dir else None
+    )
+
+
 def _cmd_cluster_down(args: argparse.Namespace) -> int:
     from gitsync.testing.controlplane import ControlPlane
 
@@ -529,6 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", help="health of the app's objects (exit 0 when Healthy)")
     _engine_args(health)
     health.set_defaults(func=_cmd_health)
+
+    demo = sub.add_parser(
+        "demo", help="local control plane + example repo + gitsync serve with the UI (Ctrl-C stops)"
+    )
+    demo.add_argument("--port", type=int, default=None, help="UI port (default 8080 if free)")
+    demo.add_argument("--state-dir", default=None, help="where the demo keeps its files")
+    demo.set_defaults(func=_cmd_demo)
 
     cluster = sub.add_parser(
         "cluster", help="the local test control plane (etcd + kube-apiserver + controllers)"

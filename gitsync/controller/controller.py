@@ -283,7 +283,8 @@ class Controller:
     def _on_event(self, event_type: str, key: ResourceKey, obj: dict[str, Any] | None) -> None:
         if key.group == "gitsync.dev" and key.kind == KIND:
             self._on_application(event_type, (key.namespace, key.name), obj)
-            return
+            # an Application managed by another one (app of apps): its status is the parent's
+            # health, so the parent looks again - below, like any other managed object
         app = app_of_tracked(obj)
         if app is not None:
             self.reconciler.mark_live_change(app)

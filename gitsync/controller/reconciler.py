@@ -231,6 +231,7 @@ class Reconciler:
         # 5. finalize
         self._finalize(p, state, paused)
         if requeue is None and state.health.status == HealthStatus.PROGRESSING:
+            rt.live_dirty = True  # health moves without spec changes: look again soon
             requeue = 5.0
         return Outcome(requeue)
 

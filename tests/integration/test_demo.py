@@ -1,0 +1,140 @@
+"""The newcomer path: `gitsync demo` brings up the control plane, the example repo, the
+controller and the UI; the app of apps creates every example Application; the suggested
+edit-and-push deploys. Ctrl-C (SIGINT) stops everything it started."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import re
+import signal
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from gitsync.kube import KubeClient
+from gitsync.testing.processes import free_port
+from gitsync.testing.waiting import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_APPS = {"guestbook", "helm-chart", "podinfo-staging"}
+
+
+def read_until(
+    proc: subprocess.Popen[str], pattern: str, lines: list[str], limit: int = 400
+) -> re.Match[str]:
+    assert proc.stdout is not None
+    for _ in range(limit):
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError("demo exited early:\n" + "".join(lines))
+        lines.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match
+    raise AssertionError(f"{pattern!r} not printed:\n" + "".join(lines))
+
+
+def logged_in_opener(url: str, password: str) -> urllib.request.OpenerDirector:
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    page = opener.open(url + "/login", timeout=10).read().decode()
+    field = re.search(r'type="hidden" name="([^"]+)" value="([^"]+)"', page)
+    assert field, page
+    form = urllib.parse.urlencode(
+        {field.group(1): field.group(2), "next": "/", "password": password}
+    )
+    opener.open(url + "/login", data=form.encode(), timeout=10).read()
+    return opener
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the demo runs the Linux control plane")
+def test_demo_brings_up_all_example_apps_and_deploys_a_push(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gitsync",
+            "demo",
+            f"--port={port}",
+            f"--state-dir={tmp_path / 'demo'}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        password = read_until(proc, r"admin password: (\S+)\)", lines).group(1)
+        kubeconfig = read_until(proc, r"export KUBECONFIG=(\S+);", lines).group(1)
+        work_tree = read_until(proc, r"^  cd (\S+)$", lines).group(1)
+        kube = KubeClient.from_kubeconfig(kubeconfig)
+
+        def all_synced_and_healthy() -> bool:
+            apps = kube.list("gitsync.dev/v1alpha1", "Application", "gitsync")["items"]
+            got = {
+                a["metadata"]["name"]: (
+                    a.get("status", {}).get("sync", {}).get("status"),
+                    a.get("status", {}).get("health", {}).get("status"),
+                )
+                for a in apps
+            }
+            return EXAMPLE_APPS | {"root"} <= set(got) and all(
+                v == ("Synced", "Healthy") for v in got.values()
+            )
+
+        wait_for(
+            all_synced_and_healthy,
+            timeout=180,
+            interval=1,
+            what="every example app Synced and Healthy",
+        )
+
+        url = f"http://127.0.0.1:{port}"
+        page = logged_in_opener(url, password).open(url + "/", timeout=10).read().decode()
+        for name in EXAMPLE_APPS:
+            assert name in page
+        assert page.count("Synced") >= 4 and page.count("Healthy") >= 4
+
+        deployment = Path(work_tree) / "apps/guestbook/deployment.yaml"
+        deployment.write_text(deployment.read_text().replace("nginx:1.25\n", "nginx:1.26\n"))
+        subprocess.run(["git", "commit", "-qam", "bump guestbook"], cwd=work_tree, check=True)
+        pushed = subprocess.run(
+            ["git", "push", "origin", "main"],
+            cwd=work_tree,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        assert "webhook delivered" in pushed.stderr, pushed.stderr
+
+        def image() -> str | None:
+            dep = kube.get("apps/v1", "Deployment", "guestbook-ui", "guestbook") or {}
+            return (
+                dep.get("spec", {})
+                .get("template", {})
+                .get("spec", {})
+                .get("containers", [{}])[0]
+                .get("image")
+            )
+
+        wait_for(lambda: image() == "nginx:1.26", timeout=30, what="the pushed image live")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, "".join(lines)
+    leftovers = subprocess.run(
+        ["pgrep", "-f", str(tmp_path / "demo")], check=False, capture_output=True, text=True
+    )
+    assert leftovers.stdout.strip() == "", "processes left running: " + leftovers.stdout
