@@ -1,0 +1,557 @@
+"""The canary state machine without a traffic router: a pure decision core.
+
+``start`` (a sync rendered a Deployment a Rollout governs) and ``step`` (one tick of a rollout in
+progress) take the Rollout's spec, its persisted status and an ``Observation`` of the cluster
+(the live stable and canary Deployments, their pods' readiness, the request annotations, the
+time) and return a ``Decision``: the new status and the ``Action``s that get the cluster there.
+They read no clock and do no I/O - ``gitsync.rollout.executor`` observes, executes the actions
+through the Kubernetes adapter and writes the status - so every rule below is table-tested, and
+the same inputs always give the same phase (no flapping during a long pause).
+
+The canary is a second Deployment, ``<name>-canary``, running the new template; its pods carry
+the labels the stable Service selects, so the Service sends each ready pod its share of traffic.
+Per step:
+
+* ``setWeight: w`` - the canary is scaled to ``math.canary_replicas(N, w)`` and the stable
+  Deployment to the rest, one surge pod at a time (``math.next_replicas``: never more than N+1
+  pods, never fewer than N ready). The step is done only when the canary's pods are **ready** and
+  the stable side is down to its share; the reported weight is measured from ready pods.
+* ``pause: {duration}`` - the deadline is stored in ``status.pauseUntil`` on entry, so a restarted
+  controller neither restarts nor skips it. ``pause: {}`` waits for a promote request.
+* ``analysis`` - not run by this version: treated as inconclusive, i.e. a pause until promoted
+  (never a silent pass).
+* after the last step (or a full promote) the stable Deployment gets the new template (a normal
+  rolling update, to N replicas); once it is rolled out the canary is deleted: Healthy.
+
+Abort (a request, or ``progressDeadlineSeconds`` without progress while not paused): stable back
+to N and canary to 0 in the same tick, so traffic is back on stable as soon as the canary pods go;
+phase Degraded with the reason. The aborted template is not tried again until Git renders a
+different one or a retry request comes. Progress is a step advancing, a replica count changing or
+one more canary pod turning ready; time spent paused never counts against the deadline, and
+neither does the final rolling update of the stable Deployment (its own progress deadline and
+health cover it). Status keeps whole seconds, rounded up: a pause never ends early and the
+deadline never fires early (each at most a second late). A request to promote while no pause is
+current is kept for the next pause; requests made while nothing could act on them (no rollout
+running, or before one starts) are marked handled and do nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from gitsync.rollout.math import actual_weight, canary_replicas, next_replicas
+from gitsync.rollout.spec import Analysis, CanaryStep, Pause, RolloutSpec, SetWeight
+from gitsync.rollout.status import (
+    ABORT_ANNOTATION,
+    FULL_PROMOTE_SUFFIX,
+    PROMOTE_ANNOTATION,
+    RETRY_ANNOTATION,
+    Phase,
+    RolloutStatus,
+    format_time,
+    parse_time,
+)
+
+PROGRESS_REQUEUE_SECONDS = 2.0
+"""How soon to look again while pods are being scaled or rolled."""
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    """What the core needs to know about one live Deployment and its pods."""
+
+    replicas: int
+    """``spec.replicas``: what was asked for."""
+    pods: int = 0
+    """Pods that are not terminating."""
+    ready: int = 0
+    """Pods that are not terminating and Ready."""
+    template_hash: str = ""
+    """Stable: its ``stable-hash`` annotation. Canary: its ``template-hash`` label."""
+    rolled_out: bool = False
+    """Healthy by ``gitsync.health``: the spec observed, all replicas updated and available."""
+    health_message: str = ""
+
+
+@dataclass(frozen=True)
+class Requests:
+    """The request annotations on the Rollout (nonces; "" when absent)."""
+
+    promote: str = ""
+    abort: str = ""
+    retry: str = ""
+
+    @classmethod
+    def from_annotations(cls, annotations: Mapping[str, str]) -> Requests:
+        return cls(
+            promote=str(annotations.get(PROMOTE_ANNOTATION, "")),
+            abort=str(annotations.get(ABORT_ANNOTATION, "")),
+            retry=str(annotations.get(RETRY_ANNOTATION, "")),
+        )
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The cluster as the executor saw it for this decision."""
+
+    now: datetime
+    stable: WorkloadState | None
+    canary: WorkloadState | None
+    requests: Requests = Requests()
+    generation: int = 0
+
+
+class Role(enum.StrEnum):
+    STABLE = "stable"
+    CANARY = "canary"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Set ``spec.replicas`` of the stable or canary Deployment."""
+
+    role: Role
+    replicas: int
+
+
+@dataclass(frozen=True)
+class CreateCanary:
+    """Create the canary Deployment (0 replicas) from the rendered Deployment with this hash."""
+
+    template_hash: str
+
+
+@dataclass(frozen=True)
+class DeleteCanary:
+    """Delete the canary Deployment (and, by garbage collection, its pods)."""
+
+
+@dataclass(frozen=True)
+class PromoteStable:
+    """Give the stable Deployment the canary's template, ``replicas`` and stable-hash."""
+
+    template_hash: str
+    replicas: int
+
+
+Action = Scale | CreateCanary | DeleteCanary | PromoteStable
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: RolloutStatus
+    actions: tuple[Action, ...] = ()
+    requeue_after: float | None = None
+    """Seconds until the next tick is useful; None: only when something changes."""
+
+
+def unsupported(spec: RolloutSpec) -> str:
+    """Why this version cannot run ``spec`` ("" when it can)."""
+    if spec.blue_green is not None:
+        return "the blueGreen strategy is not implemented by this version yet"
+    if spec.canary is not None and spec.canary.traffic_routing is not None:
+        return "canary trafficRouting is not implemented by this version yet"
+    return ""
+
+
+def _steps(spec: RolloutSpec) -> tuple[CanaryStep, ...]:
+    return spec.canary.steps if spec.canary is not None else ()
+
+
+def _weight(obs: Observation) -> int:
+    canary = obs.canary.ready if obs.canary else 0
+    stable = obs.stable.ready if obs.stable else 0
+    return actual_weight(canary, stable)
+
+
+def _observed(status: RolloutStatus, obs: Observation) -> RolloutStatus:
+    return replace(
+        status,
+        observed_generation=obs.generation,
+        ready_canary=obs.canary.ready if obs.canary else 0,
+        ready_stable=obs.stable.ready if obs.stable else 0,
+    )
+
+
+def _consume_requests(status: RolloutStatus, requests: Requests) -> RolloutStatus:
+    """Mark every pending request handled: one made while nothing could act on it must not act
+    on a later rollout by surprise."""
+    return replace(
+        status,
+        handled_promote=requests.promote,
+        handled_abort=requests.abort,
+        handled_retry=requests.retry,
+    )
+
+
+def _ceil_second(moment: datetime) -> datetime:
+    """Status keeps whole seconds; rounding up means a pause never ends early and the progress
+    deadline never fires early (both at most a second late)."""
+    if moment.microsecond:
+        return moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
+
+
+def _stamp(now: datetime) -> str:
+    """``now`` as a progress timestamp (rounded up, see ``_ceil_second``)."""
+    return format_time(_ceil_second(now))
+
+
+def _pause_deadline(now: datetime, seconds: float) -> datetime:
+    return _ceil_second(now + timedelta(seconds=seconds))
+
+
+def _held_weight(steps: tuple[CanaryStep, ...], index: int) -> int:
+    """The weight in force at step ``index``: that of the last setWeight before it."""
+    for s in reversed(steps[:index]):
+        if isinstance(s, SetWeight):
+            return s.weight
+    return 0
+
+
+def _scale_towards(
+    total: int, weight: int, stable: WorkloadState, canary: WorkloadState
+) -> tuple[list[Action], tuple[int, int]]:
+    target = canary_replicas(total, weight)
+    nxt_canary, nxt_stable = next_replicas(
+        total, target, (canary.replicas, stable.replicas), canary.ready
+    )
+    actions: list[Action] = []
+    if nxt_stable != stable.replicas:
+        actions.append(Scale(Role.STABLE, nxt_stable))
+    if nxt_canary != canary.replicas:
+        actions.append(Scale(Role.CANARY, nxt_canary))
+    return actions, target
+
+
+def abort(status: RolloutStatus, obs: Observation, reason: str) -> Decision:
+    """Traffic back to stable at once: stable to N, canary to 0; Degraded with ``reason``."""
+    actions: list[Action] = []
+    if obs.stable is not None and obs.stable.replicas != status.replicas:
+        actions.append(Scale(Role.STABLE, status.replicas))
+    if obs.canary is not None and obs.canary.replicas != 0:
+        actions.append(Scale(Role.CANARY, 0))
+    new = replace(
+        _observed(status, obs),
+        phase=Phase.DEGRADED,
+        message=f"aborted canary {status.canary_hash}: {reason}; traffic is back on stable "
+        f"{status.stable_hash or '(unknown)'}",
+        aborted_hash=status.canary_hash,
+        pause_until="",
+        current_weight=_weight(obs),
+    )
+    return Decision(new, tuple(actions), PROGRESS_REQUEUE_SECONDS if actions else None)
+
+
+def _degraded(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decision:
+    requests = obs.requests
+    if (
+        requests.retry
+        and requests.retry != status.handled_retry
+        and status.aborted_hash == status.canary_hash
+    ):
+        restarted = replace(
+            _consume_requests(status, requests),
+            phase=Phase.PROGRESSING,
+            message=f"retrying canary {status.canary_hash} ({RETRY_ANNOTATION}: {requests.retry})",
+            current_step_index=0,
+            aborted_hash="",
+            pause_until="",
+            last_progress_time=_stamp(obs.now),
+        )
+        return step(spec, restarted, obs)
+    # Keep the aborted shape (someone may have scaled by hand, or a sync raced the abort).
+    actions: list[Action] = []
+    if status.aborted_hash:
+        if obs.stable is not None and obs.stable.replicas != status.replicas:
+            actions.append(Scale(Role.STABLE, status.replicas))
+        if obs.canary is not None and obs.canary.replicas != 0:
+            actions.append(Scale(Role.CANARY, 0))
+    new = replace(
+        _consume_requests(_observed(status, obs), obs.requests), current_weight=_weight(obs)
+    )
+    return Decision(new, tuple(actions), PROGRESS_REQUEUE_SECONDS if actions else None)
+
+
+def start(
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    obs: Observation,
+    *,
+    desired_hash: str,
+    held: bool,
+    replicas: int,
+    revision: str,
+) -> Decision:
+    """A sync rendered the target Deployment with template ``desired_hash``.
+
+    ``held``: the sync kept the live template because ``desired_hash`` differs from the stable
+    one - a rollout of ``desired_hash`` starts (or goes on). Otherwise the template was applied
+    directly (it is the stable one, or the Deployment is new or adopted): no rollout; a canary of
+    another template still running is removed (Git went back to stable).
+    """
+    status = replace(status, observed_generation=obs.generation)
+    why = unsupported(spec)
+    if not held:
+        return _steady(spec, status, obs, desired_hash=desired_hash, replicas=replicas)
+    if why and status.in_progress:
+        return abort(status, obs, why)  # a running canary goes; the new template is held
+    if why:
+        return Decision(
+            replace(
+                _observed(status, obs),
+                phase=Phase.DEGRADED,
+                message=f"{why}; the pod template change to {desired_hash} is held back",
+            )
+        )
+    if status.canary_hash == desired_hash:
+        # Already rolling out (or aborted) this template: go on from the stored status.
+        status = replace(status, replicas=replicas)
+        if obs.canary is None and status.in_progress:
+            return Decision(
+                replace(status, message=f"recreating the canary Deployment for {desired_hash}"),
+                (CreateCanary(desired_hash),),
+                PROGRESS_REQUEUE_SECONDS,
+            )
+        return step(spec, status, obs)
+    actions: list[Action] = []
+    if obs.canary is not None and obs.canary.template_hash != desired_hash:
+        actions.append(DeleteCanary())
+    if obs.stable is not None and obs.stable.replicas != replicas:
+        actions.append(Scale(Role.STABLE, replicas))
+    if obs.canary is None or obs.canary.template_hash != desired_hash:
+        actions.append(CreateCanary(desired_hash))
+    stable_hash = (obs.stable.template_hash if obs.stable else "") or status.stable_hash
+    new = replace(
+        _consume_requests(_observed(status, obs), obs.requests),
+        phase=Phase.PROGRESSING,
+        message=f"starting canary {desired_hash} beside stable {stable_hash or '(unknown)'}",
+        current_step_index=0,
+        current_weight=0,
+        stable_hash=stable_hash,
+        canary_hash=desired_hash,
+        git_revision=revision,
+        pause_until="",
+        aborted_hash="",
+        replicas=replicas,
+        last_progress_time=_stamp(obs.now),
+    )
+    return Decision(new, tuple(actions), PROGRESS_REQUEUE_SECONDS)
+
+
+def _steady(
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    obs: Observation,
+    *,
+    desired_hash: str,
+    replicas: int,
+) -> Decision:
+    if status.canary_hash and status.canary_hash == desired_hash:
+        # The stable Deployment already has the canary's template: a promotion is finishing.
+        return step(spec, replace(status, replicas=replicas), obs)
+    actions: list[Action] = []
+    message = f"stable at template {desired_hash}; no rollout in progress"
+    if obs.canary is not None:
+        actions.append(DeleteCanary())
+    if status.in_progress:
+        message = (
+            f"Git went back to the stable template {desired_hash}: canary "
+            f"{status.canary_hash} removed"
+        )
+        if obs.stable is not None and obs.stable.replicas < status.replicas:
+            actions.append(Scale(Role.STABLE, status.replicas))
+    new = replace(
+        _consume_requests(_observed(status, obs), obs.requests),
+        phase=Phase.HEALTHY,
+        message=message,
+        current_step_index=len(_steps(spec)),
+        current_weight=100,
+        stable_hash=desired_hash,
+        canary_hash="",
+        pause_until="",
+        aborted_hash="",
+        replicas=replicas,
+    )
+    return Decision(new, tuple(actions), PROGRESS_REQUEUE_SECONDS if actions else None)
+
+
+@dataclass
+class _Tick:
+    """The status fields one tick moves, while it walks the steps."""
+
+    index: int
+    pause_until: str
+    progress_at: str
+    handled_promote: str
+    promote: str
+    phase: Phase = Phase.PROGRESSING
+    message: str = ""
+    requeue: float | None = PROGRESS_REQUEUE_SECONDS
+    actions: tuple[Action, ...] = ()
+
+    def advance(self, now: datetime) -> None:
+        self.index, self.pause_until, self.progress_at = self.index + 1, "", _stamp(now)
+
+
+def _walk_steps(
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    tick: _Tick,
+    now: datetime,
+    *,
+    stable: WorkloadState,
+    canary: WorkloadState,
+) -> None:
+    """Advance ``tick`` through every step whose condition already holds; stop at the first
+    that has to wait, with the actions that move it on."""
+    steps = _steps(spec)
+    total = status.replicas
+    while tick.index < len(steps):
+        current = steps[tick.index]
+        where = f"step {tick.index + 1}/{len(steps)}"
+        if isinstance(current, SetWeight):
+            actions, (want_canary, want_stable) = _scale_towards(
+                total, current.weight, stable, canary
+            )
+            tick.actions = tuple(actions)
+            done = (
+                not actions
+                and canary.ready >= want_canary
+                and canary.pods <= want_canary
+                and stable.pods <= want_stable
+            )
+            if done:
+                tick.advance(now)
+                continue
+            tick.message = (
+                f"{where}: setWeight {current.weight}: canary {canary.ready}/{want_canary} pods "
+                f"ready, stable {stable.pods} pods (target {want_stable})"
+            )
+            return
+        # A pause or an analysis holds the weight reached so far while it waits.
+        actions, _ = _scale_towards(total, _held_weight(steps, tick.index), stable, canary)
+        tick.actions = tuple(actions)
+        if tick.promote:
+            tick.handled_promote, tick.promote = tick.promote, ""
+            tick.advance(now)
+            continue
+        tick.phase = Phase.PAUSED
+        tick.requeue = PROGRESS_REQUEUE_SECONDS if actions else None
+        if isinstance(current, Pause) and current.duration is not None:
+            until = parse_time(tick.pause_until)
+            if until is None:
+                until = _pause_deadline(now, current.duration)
+                tick.pause_until = format_time(until)
+            if now >= until:
+                tick.phase = Phase.PROGRESSING
+                tick.advance(now)
+                continue
+            tick.message = f"{where}: paused until {tick.pause_until}"
+            tick.requeue = max((until - now).total_seconds(), 0.5)
+        elif isinstance(current, Analysis):
+            tick.message = (
+                f"{where}: analysis of {', '.join(current.metrics)} is not run by this version "
+                f"yet (inconclusive): paused until promoted ({PROMOTE_ANNOTATION})"
+            )
+        else:
+            tick.message = f"{where}: paused until promoted ({PROMOTE_ANNOTATION})"
+        return
+    tick.phase, tick.actions, tick.requeue = Phase.PROGRESSING, (), PROGRESS_REQUEUE_SECONDS
+
+
+def step(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decision:
+    """One tick of the rollout ``status`` describes (see the module docstring)."""
+    now = obs.now
+    requests = obs.requests
+    status = replace(status, observed_generation=obs.generation)
+    if not status.canary_hash:
+        # Nothing to roll out; a canary left behind (a crash between steps) goes.
+        leftover: tuple[Action, ...] = (DeleteCanary(),) if obs.canary is not None else ()
+        return Decision(_consume_requests(_observed(status, obs), requests), leftover)
+    if status.phase == Phase.DEGRADED:
+        return _degraded(spec, status, obs)
+    if not status.in_progress:
+        return Decision(_observed(status, obs))
+    if requests.abort and requests.abort != status.handled_abort:
+        return abort(
+            replace(status, handled_abort=requests.abort),
+            obs,
+            f"abort requested ({ABORT_ANNOTATION}: {requests.abort})",
+        )
+    why = unsupported(spec)
+    if why:
+        return abort(status, obs, why)
+
+    steps = _steps(spec)
+    total = status.replicas
+    tick = _Tick(
+        index=status.current_step_index,
+        pause_until=status.pause_until,
+        progress_at=status.last_progress_time,
+        handled_promote=status.handled_promote,
+        promote=requests.promote if requests.promote != status.handled_promote else "",
+    )
+    if tick.promote.endswith(FULL_PROMOTE_SUFFIX):
+        tick.handled_promote, tick.promote = tick.promote, ""
+        tick.index, tick.pause_until, tick.progress_at = len(steps), "", _stamp(now)
+
+    stable, canary = obs.stable, obs.canary
+    if stable is not None and canary is not None:
+        _walk_steps(spec, status, tick, now, stable=stable, canary=canary)
+    completing = stable is not None and tick.index >= len(steps)
+    weight = 100 if completing else _weight(obs)
+    if stable is None:
+        tick.message = "waiting for the stable Deployment to exist"
+    elif completing and stable.template_hash != status.canary_hash:
+        if canary is None:
+            tick.message = "promoting: waiting for the canary Deployment to exist"
+        else:
+            tick.actions = (PromoteStable(status.canary_hash, total),)
+            tick.message = f"promoting: the stable Deployment gets template {status.canary_hash}"
+    elif completing and stable.rolled_out and stable.replicas == total:
+        done = replace(
+            _consume_requests(_observed(status, obs), requests),
+            phase=Phase.HEALTHY,
+            message=f"rollout of template {status.canary_hash} complete",
+            current_step_index=len(steps),
+            current_weight=100,
+            stable_hash=status.canary_hash,
+            canary_hash="",
+            pause_until="",
+            last_progress_time=_stamp(now),
+        )
+        return Decision(done, (DeleteCanary(),) if canary is not None else ())
+    elif completing:
+        if stable.replicas != total:
+            tick.actions = (Scale(Role.STABLE, total),)
+        tick.message = f"promoting: {stable.health_message or 'stable Deployment rolling out'}"
+    elif canary is None:
+        tick.message = "waiting for the canary Deployment to exist"
+
+    if tick.actions or (canary is not None and canary.ready > status.ready_canary):
+        tick.progress_at = _stamp(now)
+    new = replace(
+        _observed(status, obs),
+        phase=tick.phase,
+        message=tick.message,
+        current_step_index=tick.index,
+        current_weight=weight,
+        pause_until=tick.pause_until,
+        last_progress_time=tick.progress_at,
+        handled_promote=tick.handled_promote,
+    )
+    if tick.phase == Phase.PROGRESSING and not completing:
+        since = parse_time(tick.progress_at) or now
+        stalled = (now - since).total_seconds()
+        if stalled > spec.progress_deadline_seconds:
+            return abort(
+                new,
+                obs,
+                f"progress deadline exceeded: no progress for {stalled:.0f}s "
+                f"(progressDeadlineSeconds {spec.progress_deadline_seconds}) at {tick.message}",
+            )
+    return Decision(new, tick.actions, tick.requeue)

@@ -1,0 +1,486 @@
+"""The canary executor: observes the cluster, runs the decision core, applies what it decided.
+
+One place for the rollout's side effects, all through the Kubernetes adapter and under the
+``gitsync-rollout`` field manager: scaling the stable and canary Deployments, creating and
+deleting the canary, giving the stable Deployment the new template on promotion, and writing the
+Rollout's status (through the status subresource, with the Rollout's ``resourceVersion`` as a
+precondition so a status computed from a stale read is never written). The decisions themselves
+are ``gitsync.rollout.canary``'s.
+
+Two entry points, both idempotent and safe to call again after a crash at any point:
+
+* ``begin(work, revision=...)`` - a sync rendered a Rollout's target (``takeover.RolloutWork``):
+  start a rollout of a held template, go on with the one running, or settle when the template was
+  applied directly;
+* ``tick(namespace, name)`` - move a rollout on: call it on every reconcile of the app and again
+  after ``Outcome.requeue_after`` seconds.
+
+Actions run before the status is written, so the status never claims what was not done; a tick
+that fails half-way leaves the old status and the next tick recomputes from what it observes.
+
+``RolloutSyncHook`` is what the sync layer holds: ``plan`` (``takeover.plan_takeover``) before the
+compare, ``start`` (``begin`` for each work item) after the apply.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from gitsync.health import assess
+from gitsync.kube import ApiError, KubeClient
+from gitsync.model import HealthStatus, ResourceKey, ResultCode
+from gitsync.rollout import canary as core
+from gitsync.rollout.math import HASH_LABEL, ROLE_LABEL
+from gitsync.rollout.spec import API_VERSION, KIND, Rollout, RolloutSpecError, canary_name
+from gitsync.rollout.spec import parse_rollout as parse_rollout_doc
+from gitsync.rollout.status import (
+    CANARY_ROLE,
+    OWNER_ANNOTATION,
+    ROLLOUT_FIELD_MANAGER,
+    STABLE_HASH_ANNOTATION,
+    Phase,
+    RolloutStatus,
+)
+from gitsync.rollout.takeover import (
+    RolloutWork,
+    TakeoverPlan,
+    plan_takeover,
+    targeted_deployments,
+)
+from gitsync.sync import ResourceResult
+
+log = structlog.get_logger(__name__)
+
+DEPLOYMENT_API = "apps/v1"
+FAILURE_REQUEUE_SECONDS = 5.0
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one ``begin``/``tick`` did."""
+
+    key: ResourceKey
+    status: RolloutStatus
+    actions: tuple[core.Action, ...] = ()
+    requeue_after: float | None = None
+    error: str = ""
+
+
+class _Conflict(Exception):
+    """The Rollout changed between our read and our status write."""
+
+
+# -- manifests (pure) --------------------------------------------------------------------------
+
+
+def canary_deployment(
+    desired: Mapping[str, Any], *, rollout_name: str, rollout_uid: str, template_hash: str
+) -> dict[str, Any]:
+    """The canary Deployment for the rendered ``desired`` Deployment, at 0 replicas.
+
+    Same spec and template, so its pods carry every label the stable Service selects, plus
+    ``rollouts.gitsync.dev/role: canary`` and the template hash, which also joins the selector
+    (the canary's ReplicaSets never match stable pods). Owned by the Rollout, so deleting the
+    Rollout garbage-collects it; without gitsync's tracking annotation, so no app claims it.
+    """
+    meta = desired.get("metadata") or {}
+    spec = copy.deepcopy(dict(desired.get("spec") or {}))
+    spec["replicas"] = 0
+    selector = spec.setdefault("selector", {})
+    selector.setdefault("matchLabels", {})[HASH_LABEL] = template_hash
+    template = spec.setdefault("template", {})
+    pod_labels = template.setdefault("metadata", {}).setdefault("labels", {})
+    pod_labels.update({ROLE_LABEL: CANARY_ROLE, HASH_LABEL: template_hash})
+    labels = dict(meta.get("labels") or {})
+    labels.update({ROLE_LABEL: CANARY_ROLE, HASH_LABEL: template_hash})
+    out_meta: dict[str, Any] = {
+        "name": canary_name(str(meta.get("name", ""))),
+        "namespace": meta.get("namespace", ""),
+        "labels": labels,
+        "annotations": {OWNER_ANNOTATION: rollout_name},
+    }
+    if rollout_uid:
+        out_meta["ownerReferences"] = [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": rollout_name,
+                "uid": rollout_uid,
+                "controller": True,
+            }
+        ]
+    return {"apiVersion": DEPLOYMENT_API, "kind": "Deployment", "metadata": out_meta, "spec": spec}
+
+
+def promoted_template(canary: Mapping[str, Any]) -> dict[str, Any]:
+    """The live canary's pod template without the labels only a canary carries."""
+    template = copy.deepcopy(dict((canary.get("spec") or {}).get("template") or {}))
+    meta = template.setdefault("metadata", {})
+    meta.pop("creationTimestamp", None)
+    labels = meta.get("labels")
+    if isinstance(labels, dict):
+        labels.pop(ROLE_LABEL, None)
+        labels.pop(HASH_LABEL, None)
+    return template
+
+
+def selector_string(selector: Mapping[str, Any]) -> str:
+    """A label selector (``matchLabels`` and ``matchExpressions``) in query-string syntax."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        key, operator = expr.get("key", ""), expr.get("operator", "")
+        values = ",".join(expr.get("values") or [])
+        if operator == "In":
+            parts.append(f"{key} in ({values})")
+        elif operator == "NotIn":
+            parts.append(f"{key} notin ({values})")
+        elif operator == "Exists":
+            parts.append(key)
+        elif operator == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _replicas(obj: Mapping[str, Any]) -> int:
+    value = (obj.get("spec") or {}).get("replicas")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1
+
+
+def workload_states(
+    stable: Mapping[str, Any] | None,
+    canary: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+) -> tuple[core.WorkloadState | None, core.WorkloadState | None]:
+    """Summaries of the live Deployments; ``pods`` are those the stable selector matches."""
+    canary_hash = ""
+    if canary is not None:
+        template_meta = ((canary.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        canary_hash = str((template_meta.get("labels") or {}).get(HASH_LABEL, ""))
+    counts = {"stable": [0, 0], "canary": [0, 0]}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        labels = meta.get("labels") or {}
+        if labels.get(ROLE_LABEL) == CANARY_ROLE:
+            if not canary_hash or labels.get(HASH_LABEL) != canary_hash:
+                continue  # an earlier canary's pod on its way out
+            side = counts["canary"]
+        else:
+            side = counts["stable"]
+        side[0] += 1
+        side[1] += _ready(pod)
+    stable_state = canary_state = None
+    if stable is not None:
+        health = assess(stable)
+        annotations = (stable.get("metadata") or {}).get("annotations") or {}
+        stable_state = core.WorkloadState(
+            replicas=_replicas(stable),
+            pods=counts["stable"][0],
+            ready=counts["stable"][1],
+            template_hash=str(annotations.get(STABLE_HASH_ANNOTATION, "")),
+            rolled_out=health.status == HealthStatus.HEALTHY,
+            health_message=health.message,
+        )
+    if canary is not None:
+        canary_state = core.WorkloadState(
+            replicas=_replicas(canary),
+            pods=counts["canary"][0],
+            ready=counts["canary"][1],
+            template_hash=canary_hash,
+        )
+    return stable_state, canary_state
+
+
+# -- the executor ------------------------------------------------------------------------------
+
+
+Decide = Callable[[Rollout, RolloutStatus, core.Observation], core.Decision]
+
+
+class CanaryExecutor:
+    """Runs canary rollouts against one cluster. Call it from one thread per Rollout at a time
+    (the controller's per-app work queue guarantees that)."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        field_manager: str = ROLLOUT_FIELD_MANAGER,
+    ):
+        self.kube = kube
+        self.clock = clock
+        self.field_manager = field_manager
+
+    def begin(self, work: RolloutWork, *, revision: str) -> Outcome:
+        """A sync rendered ``work.target`` (see ``canary.start``)."""
+        if work.error:
+            return self._report_error(work.rollout, work.error)
+
+        def decide(rollout: Rollout, status: RolloutStatus, obs: core.Observation) -> core.Decision:
+            return core.start(
+                rollout.spec,
+                status,
+                obs,
+                desired_hash=work.desired_hash,
+                held=work.held,
+                replicas=work.replicas,
+                revision=revision,
+            )
+
+        return self._run(work.rollout, decide, work)
+
+    def tick(self, namespace: str, name: str) -> Outcome:
+        """Move the rollout of Rollout ``namespace/name`` on by what its status and the cluster
+        allow (see ``canary.step``)."""
+        key = ResourceKey("gitsync.dev", KIND, namespace, name)
+        return self._run(key, lambda r, s, o: core.step(r.spec, s, o), None)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _run(self, key: ResourceKey, decide: Decide, work: RolloutWork | None) -> Outcome:
+        for _ in range(3):
+            try:
+                return self._once(key, decide, work)
+            except _Conflict:
+                continue
+            except ApiError as exc:
+                log.warning("rollout failed", rollout=str(key), error=str(exc))
+                return Outcome(key, RolloutStatus(), (), FAILURE_REQUEUE_SECONDS, str(exc))
+        return Outcome(key, RolloutStatus(), (), 1.0, "the Rollout kept changing; try again")
+
+    def _report_error(self, key: ResourceKey, error: str) -> Outcome:
+        """Degraded with ``error`` (when the Rollout exists to carry it)."""
+        try:
+            live = self.kube.get(API_VERSION, KIND, key.name, key.namespace)
+            if live is None:
+                return Outcome(key, RolloutStatus(), (), None, error)
+            old = RolloutStatus.from_dict(live.get("status"))
+            generation = int((live.get("metadata") or {}).get("generation") or 0)
+            new = replace(old, phase=Phase.DEGRADED, message=error, observed_generation=generation)
+            self._write_status(live, old, new)
+        except (ApiError, _Conflict) as exc:
+            return Outcome(key, RolloutStatus(), (), FAILURE_REQUEUE_SECONDS, f"{error}; {exc}")
+        return Outcome(key, new, (), None, error)
+
+    def _once(self, key: ResourceKey, decide: Decide, work: RolloutWork | None) -> Outcome:
+        kube = self.kube
+        live = kube.get(API_VERSION, KIND, key.name, key.namespace)
+        if live is None:
+            return Outcome(key, RolloutStatus(), (), None, f"Rollout {key} does not exist")
+        old = RolloutStatus.from_dict(live.get("status"))
+        try:
+            rollout = parse_rollout_doc(live)
+        except RolloutSpecError as exc:
+            return self._report_error(key, f"invalid Rollout spec: {exc}")
+        target = rollout.spec.target_ref.name
+        namespace = key.namespace
+        stable = kube.get(DEPLOYMENT_API, "Deployment", target, namespace)
+        canary = kube.get(DEPLOYMENT_API, "Deployment", canary_name(target), namespace)
+        if canary is not None:
+            owner = ((canary.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
+            if owner != rollout.name:
+                return self._report_error(
+                    key,
+                    f"Deployment {canary_name(target)} exists and is not this Rollout's canary "
+                    f"({OWNER_ANNOTATION}: {owner!r}); rename or delete it",
+                )
+        pods: list[dict[str, Any]] = []
+        if stable is not None:
+            selector = selector_string((stable.get("spec") or {}).get("selector") or {})
+            if selector:
+                pods = kube.list("v1", "Pod", namespace, label_selector=selector)["items"]
+        stable_state, canary_state = workload_states(stable, canary, pods)
+        obs = core.Observation(
+            now=self.clock(),
+            stable=stable_state,
+            canary=canary_state,
+            requests=core.Requests.from_annotations(rollout.annotations),
+            generation=rollout.generation,
+        )
+        decision = decide(rollout, old, obs)
+        error = ""
+        try:
+            for action in decision.actions:
+                self._execute(action, rollout, stable, canary, work)
+        except ApiError as exc:
+            error = f"{type(action).__name__} failed: {exc.message or exc}"
+        if error:
+            failed = replace(old, message=error, observed_generation=rollout.generation)
+            self._write_status(live, old, failed)
+            log.warning("rollout action failed", rollout=str(key), error=error)
+            return Outcome(key, failed, decision.actions, FAILURE_REQUEUE_SECONDS, error)
+        self._write_status(live, old, decision.status)
+        if decision.actions or decision.status.phase != old.phase:
+            log.info(
+                "rollout",
+                rollout=str(key),
+                phase=decision.status.phase,
+                step=decision.status.current_step_index,
+                weight=decision.status.current_weight,
+                actions=[repr(a) for a in decision.actions],
+            )
+        return Outcome(key, decision.status, decision.actions, decision.requeue_after)
+
+    def _scale(self, name: str, namespace: str, replicas: int) -> None:
+        self.kube.patch(
+            DEPLOYMENT_API,
+            "Deployment",
+            name,
+            {"spec": {"replicas": replicas}},
+            namespace=namespace,
+            field_manager=self.field_manager,
+        )
+
+    def _execute(
+        self,
+        action: core.Action,
+        rollout: Rollout,
+        stable: Mapping[str, Any] | None,
+        canary: Mapping[str, Any] | None,
+        work: RolloutWork | None,
+    ) -> None:
+        namespace = rollout.namespace
+        target = rollout.spec.target_ref.name
+        if isinstance(action, core.Scale):
+            name = target if action.role == core.Role.STABLE else canary_name(target)
+            self._scale(name, namespace, action.replicas)
+        elif isinstance(action, core.CreateCanary):
+            if work is None or work.desired_hash != action.template_hash:
+                raise ApiError(0, "NoTemplate", "the rendered template is not at hand")
+            manifest = canary_deployment(
+                work.desired,
+                rollout_name=rollout.name,
+                rollout_uid=rollout.uid,
+                template_hash=action.template_hash,
+            )
+            self.kube.apply(manifest, field_manager=self.field_manager, force=True)
+        elif isinstance(action, core.DeleteCanary):
+            if canary is not None:
+                uid = (canary.get("metadata") or {}).get("uid")
+                self.kube.delete(
+                    DEPLOYMENT_API,
+                    "Deployment",
+                    canary_name(target),
+                    namespace,
+                    precondition_uid=uid,
+                )
+        elif isinstance(action, core.PromoteStable):
+            if canary is None or stable is None:
+                raise ApiError(0, "NotFound", "promotion needs both the stable and the canary")
+            annotations = (stable.get("metadata") or {}).get("annotations")
+            ops: list[dict[str, Any]] = [
+                {"op": "add", "path": "/spec/template", "value": promoted_template(canary)},
+                {"op": "add", "path": "/spec/replicas", "value": action.replicas},
+            ]
+            if isinstance(annotations, dict):
+                path = "/metadata/annotations/" + STABLE_HASH_ANNOTATION.replace("/", "~1")
+                ops.append({"op": "add", "path": path, "value": action.template_hash})
+            else:
+                ops.append(
+                    {
+                        "op": "add",
+                        "path": "/metadata/annotations",
+                        "value": {STABLE_HASH_ANNOTATION: action.template_hash},
+                    }
+                )
+            self.kube.patch(
+                DEPLOYMENT_API,
+                "Deployment",
+                target,
+                ops,
+                namespace=namespace,
+                patch_type="json",
+                field_manager=self.field_manager,
+            )
+
+    def _write_status(
+        self, live: Mapping[str, Any], old: RolloutStatus, new: RolloutStatus
+    ) -> None:
+        """Merge-patch the status subresource when it changed; ``_Conflict`` on a lost race."""
+        before, after = old.to_dict(), new.to_dict()
+        raw = live.get("status")
+        stored: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        if after == before and all(stored.get(k) == v for k, v in after.items()):
+            return
+        patch: dict[str, Any] = dict(after)
+        for key in before:
+            if key not in after:
+                patch[key] = None
+        meta = live.get("metadata") or {}
+        try:
+            self.kube.patch(
+                API_VERSION,
+                KIND,
+                str(meta.get("name", "")),
+                {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": patch},
+                namespace=str(meta.get("namespace", "")),
+                subresource="status",
+                field_manager=self.field_manager,
+            )
+        except ApiError as exc:
+            if exc.status == 409:
+                raise _Conflict(str(exc)) from exc
+            raise
+
+
+# -- the sync layer's hook ---------------------------------------------------------------------
+
+
+class RolloutSyncHook:
+    """What the Syncer holds to hand pod-template changes over to rollouts.
+
+    ``plan`` before the compare (the replacements are what gets compared and applied), ``start``
+    after the apply of a real (not dry-run) sync.
+    """
+
+    def __init__(self, kube: KubeClient, *, executor: CanaryExecutor | None = None):
+        self.kube = kube
+        self.executor = executor or CanaryExecutor(kube)
+
+    def plan(
+        self,
+        desired: Mapping[ResourceKey, Mapping[str, Any]],
+        live: Mapping[ResourceKey, Mapping[str, Any] | None],
+    ) -> TakeoverPlan:
+        """``takeover.plan_takeover``, with every targeted Deployment read fresh from the API
+        server: ``live`` may come from a watch cache, and a cached copy from before a promotion
+        would hold - and so re-apply - the old template."""
+        fresh = dict(live)
+        for key in targeted_deployments(desired):
+            fresh[key] = self.kube.get(DEPLOYMENT_API, "Deployment", key.name, key.namespace)
+        return plan_takeover(desired, fresh)
+
+    def start(
+        self, work: Sequence[RolloutWork], *, revision: str, dry_run: bool = False
+    ) -> list[ResourceResult]:
+        """``begin`` each work item; one result per Rollout (SyncFailed when it could not)."""
+        results = []
+        for item in work:
+            if dry_run:
+                what = f"would roll out template {item.desired_hash}" if item.held else "unchanged"
+                results.append(ResourceResult(item.rollout, ResultCode.SYNCED, f"{what} (dry run)"))
+                continue
+            outcome = self.executor.begin(item, revision=revision)
+            if outcome.error:
+                code, message = ResultCode.SYNC_FAILED, outcome.error
+            else:
+                code, message = ResultCode.SYNCED, outcome.status.message or outcome.status.phase
+            results.append(ResourceResult(item.rollout, code, f"rollout: {message}"))
+        return results
