@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,7 @@ def create_app(
         )
     guard = Guard(settings, clock=clock)
     snapshot = Snapshot(controller.application_objects, ttl=snapshot_ttl)
-    differ = Differ(controller, concurrency=diff_concurrency)
+    differ = Differ(controller, concurrency=diff_concurrency, clock=clock or time.monotonic)
     app.register_blueprint(auth_blueprint(guard))
     app.register_blueprint(pages_blueprint(controller, guard, snapshot, differ))
     app.register_blueprint(api_blueprint(controller, guard, snapshot, differ))

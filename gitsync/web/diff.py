@@ -8,14 +8,15 @@ a Secret value), and only ``unified``/``changed_paths``/``error`` leave this mod
 desired or live objects themselves.
 
 A compare costs a fetch, a render and a server-side-apply dry run per object, so at most
-``concurrency`` run at once per process; more get ``DiffBusy`` (503) instead of queueing up the
-web server's threads.
+``concurrency`` run at once per process - more get ``DiffBusy`` (503) instead of queueing up the
+web server's threads - and a compare of the same app is reused for ``reuse`` seconds.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from gitsync.application import SpecError, parse_application
@@ -84,17 +85,39 @@ class DiffBusy(DiffError):
 
 
 class Differ:
-    def __init__(self, controller: ControllerView, *, concurrency: int = 2):
+    """Computes diffs, at most ``concurrency`` at once; a compare of the same app finished less
+    than ``reuse`` seconds ago is answered again instead of asking Git and the API server anew."""
+
+    def __init__(
+        self,
+        controller: ControllerView,
+        *,
+        concurrency: int = 2,
+        reuse: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.controller = controller
         self._slots = threading.BoundedSemaphore(concurrency)
+        self._reuse = reuse
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._recent: dict[AppKey, tuple[float, AppStateLike]] = {}
 
     def diff(self, key: AppKey, *, include_synced: bool = False) -> dict[str, Any]:
+        with self._lock:
+            recent = self._recent.get(key)
+            now = self._clock()
+            self._recent = {k: v for k, v in self._recent.items() if now - v[0] < self._reuse}
+        if recent is not None and now - recent[0] < self._reuse:
+            return document(key, recent[1], include_synced=include_synced)
         if not self._slots.acquire(blocking=False):
             raise DiffBusy
         try:
             state = self._compare(key)
         finally:
             self._slots.release()
+        with self._lock:
+            self._recent[key] = (self._clock(), state)
         return document(key, state, include_synced=include_synced)
 
     def _compare(self, key: AppKey) -> AppStateLike:
@@ -167,7 +190,3 @@ def document(key: AppKey, state: AppStateLike, *, include_synced: bool) -> dict[
         "resources": resources,
         "errors": errors,
     }
-
-
-def changed_only(doc: Mapping[str, Any]) -> int:
-    return sum(1 for r in doc.get("resources", []) if r.get("status") != "Synced")

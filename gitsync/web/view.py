@@ -87,8 +87,6 @@ def status_class(status: str) -> str:
 
 # -- URLs --------------------------------------------------------------------------------------
 
-_SCP_LIKE = re.compile(r"^(?P<user>[^@/\s]+)@(?P<rest>[^:/\s]+:.*)$")
-
 
 def display_repo_url(url: str) -> str:
     """A repo URL fit to show: for http(s) the whole userinfo goes (a token is often the user

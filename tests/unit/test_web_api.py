@@ -220,3 +220,15 @@ def test_a_store_failure_is_reported_without_details(
     controller.store.fail = RuntimeError("apiserver said: token=abc123 is forbidden")
     doc = post(client, "/api/v1/applications/team-a/web/sync", status=502)
     assert "abc123" not in doc["error"]
+
+
+def test_a_recent_diff_is_reused_for_two_seconds(controller: FakeController) -> None:
+    now = [100.0]
+    client = make_app(controller, clock=lambda: now[0]).test_client()
+    url = "/api/v1/applications/team-a/api/diff"
+    get(client, url)
+    get(client, url + "?all=true")
+    assert controller.diff_calls == 1
+    now[0] += 2.0
+    get(client, url)
+    assert controller.diff_calls == 2

@@ -219,6 +219,7 @@ def test_diff_page_masks_secret_values(controller: FakeController) -> None:
     login(client)
     html = page(client, "/apps/team-a/web/diff")
     assert "Secret" in html and "OutOfSync" in html
+    assert '<pre class="diff"><span class="file">--- live/Secret/team-a/db\n</span>' in html
     assert '<span class="del">-  password: ++++++++ (hmac-sha256:' in html
     assert '<span class="add">+  password: ++++++++ (hmac-sha256:' in html
     for value in ("new-Pa55word!", "old-Pa55word!"):

@@ -158,7 +158,7 @@
     document.querySelectorAll("tr[data-app]").forEach(function (row) {
       rows[row.getAttribute("data-app")] = row;
     });
-    poll(api + window.location.search, function (data) {
+    poll(api, function (data) { // api carries the page's filters and page, normalized
       var seen = 0;
       (data.items || []).forEach(function (item) {
         var row = rows[item.namespace + "/" + item.name];
