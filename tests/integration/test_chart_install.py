@@ -271,3 +271,47 @@ def test_namespaced_mode_syncs_inside_and_is_refused_outside(
             if ctl is not None:
                 ctl.stop()
             remove_cluster_scoped(kube, objects)
+
+
+EXAMPLE_REPO = Path(__file__).resolve().parents[2] / "example-repo"
+
+
+def test_the_chart_service_account_syncs_the_example_apps(
+    cluster: TestCluster,
+    kube: KubeClient,
+    namespace: str,
+    release_namespace: str,
+    git_server: GitServer,
+    tmp_path: Path,
+    needs_control_plane: None,
+) -> None:
+    """The default install (cluster mode) runs every example app with the permissions the
+    chart grants and nothing more: the controller's only credential is the chart's token."""
+    objects = render_chart(
+        kube, {}, release=f"gs-{secrets.token_hex(3)}", namespace=release_namespace
+    )
+    ctl = None
+    created: list[str] = []
+    try:
+        install(kube, objects)
+        ctl = serve_as_chart(cluster, kube, objects, tmp_path)
+        repo = git_server.create_repo(f"examples-{secrets.token_hex(3)}", from_dir=EXAMPLE_REPO)
+        names = ["guestbook", "podinfo-staging", "helm-chart"]
+        for name in names:
+            doc = yaml.safe_load((EXAMPLE_REPO / "applications" / f"{name}.yaml").read_text())
+            doc["metadata"]["namespace"] = namespace
+            doc["spec"]["source"]["repoURL"] = repo.file_url()
+            target = f"{namespace[:40]}-{name[:10]}"
+            doc["spec"]["destination"]["namespace"] = target
+            created.append(target)
+            kube.create(doc)
+        for name in names:
+            status = wait_ready_true(kube, namespace, name)
+            assert status["sync"]["status"] == "Synced" and status["health"]["status"] == "Healthy"
+    finally:
+        if ctl is not None:
+            ctl.stop()
+        for target in created:
+            with contextlib.suppress(ApiError):
+                kube.delete("v1", "Namespace", target)
+        remove_cluster_scoped(kube, objects)
