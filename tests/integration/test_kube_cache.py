@@ -141,7 +141,16 @@ def test_reads_are_served_from_memory(
     watching = [t for t in threading.enumerate() if t.name == "gitsync-watch ConfigMap.v1 *"]
     assert len(watching) == 1
     assert lists >= 3, "expected a paged list"
-    assert cached_state(cache, "ConfigMap", namespace) == server_state(kube, "ConfigMap", namespace)
+    # the controller-manager may publish kube-root-ca.crt between our list and this read: the
+    # watch brings it in, so compare once the cache had a moment to see it
+    wait_for(
+        lambda: (
+            cached_state(cache, "ConfigMap", namespace)
+            == server_state(kube, "ConfigMap", namespace)
+        ),
+        timeout=10,
+        what="the cache to match the server",
+    )
 
     before = client.requests.total()
     for _ in range(200):
