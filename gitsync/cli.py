@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gitsync import __version__, logs
 from gitsync.application import Application, SpecError
@@ -427,6 +427,107 @@ def _cmd_request(args: argparse.Namespace) -> int:
     return _annotate(args, {AUTOMATION_PAUSED: None, ROLLBACK_REQUEST: None})
 
 
+# -- rollout requests ----------------------------------------------------------------------
+
+
+def _rollout_location(args: argparse.Namespace, kube: KubeClient) -> tuple[str, str]:
+    """(namespace, name) of the Rollout ``args.target`` names: ``ROLLOUT`` with ``--namespace``
+    as it is; else ``[NS/]APP/ROLLOUT``, a Rollout the Application lists in its status (it lives
+    in the app's destination namespace). Raises ``ValueError`` with what to fix."""
+    parts = args.target.split("/")
+    if args.namespace:
+        if len(parts) != 1 or not parts[0]:
+            raise ValueError("with --namespace, give just the Rollout's name")
+        return args.namespace, parts[0]
+    if len(parts) == 2:
+        parts = [args.app_namespace, *parts]
+    if len(parts) != 3 or not all(parts):
+        raise ValueError("give NAMESPACE/APP/ROLLOUT, APP/ROLLOUT, or ROLLOUT --namespace NS")
+    app_ns, app_name, name = parts
+    app = kube.get("gitsync.dev/v1alpha1", "Application", app_name, app_ns)
+    if app is None:
+        raise ValueError(f"no Application {app_ns}/{app_name}")
+    destination = (app.get("spec") or {}).get("destination") or {}
+    cluster = destination.get("name") or ""
+    if cluster and cluster != "in-cluster":
+        raise ValueError(
+            f"{app_ns}/{app_name} deploys to cluster {cluster!r}: point --kubeconfig/--context "
+            "at that cluster and name the Rollout with --namespace"
+        )
+    for r in (app.get("status") or {}).get("resources") or []:
+        if r.get("group") == "gitsync.dev" and r.get("kind") == "Rollout" and r.get("name") == name:
+            return str(r.get("namespace") or destination.get("namespace") or app_ns), name
+    raise ValueError(f"the Application {app_ns}/{app_name} lists no Rollout {name!r}")
+
+
+def _cmd_rollout(args: argparse.Namespace) -> int:
+    """``gitsync rollout promote|abort|retry``: the request annotation on the Rollout, with a
+    fresh nonce (what ``kubectl annotate --overwrite`` would write; the executor handles each
+    nonce once)."""
+    import secrets as _secrets
+
+    from gitsync.kube import ApiError
+    from gitsync.rollout.status import (
+        ABORT_ANNOTATION,
+        FULL_PROMOTE_SUFFIX,
+        PROMOTE_ANNOTATION,
+        RETRY_ANNOTATION,
+    )
+
+    if args.full and args.rollout_command != "promote":
+        print("error: --full applies to promote only", file=sys.stderr)
+        return EXIT_ERROR
+    annotation = {
+        "promote": PROMOTE_ANNOTATION,
+        "abort": ABORT_ANNOTATION,
+        "retry": RETRY_ANNOTATION,
+    }[args.rollout_command]
+    value = _secrets.token_hex(6) + (FULL_PROMOTE_SUFFIX if args.full else "")
+    kube = _kube_for(args, user_agent="gitsync-cli")
+    try:
+        namespace, name = _rollout_location(args, kube)
+        kube.patch(
+            "gitsync.dev/v1alpha1",
+            "Rollout",
+            name,
+            {"metadata": {"annotations": {annotation: value}}},
+            namespace=namespace,
+        )
+    except (ValueError, ApiError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    what = args.rollout_command + (" --full" if args.full else "")
+    print(f"{what} requested for Rollout {namespace}/{name} ({annotation}: {value})")
+    return EXIT_OK
+
+
+def _rollout_parser(sub: Any) -> None:
+    rollout = sub.add_parser(
+        "rollout", help="promote, abort or retry a canary / blue-green rollout (see docs/api.md)"
+    )
+    actions = rollout.add_subparsers(dest="rollout_command", metavar="ACTION", required=True)
+    for name, text in [
+        ("promote", "end the current pause or analysis (--full: skip all remaining steps)"),
+        ("abort", "send all traffic back to stable; the rollout goes Degraded"),
+        ("retry", "start an aborted revision again"),
+    ]:
+        cmd = actions.add_parser(name, help=text)
+        cmd.add_argument(
+            "target", help="NAMESPACE/APP/ROLLOUT, APP/ROLLOUT, or ROLLOUT with --namespace"
+        )
+        cmd.add_argument("--app-namespace", default="gitsync", help="for APP/ROLLOUT")
+        cmd.add_argument(
+            "--namespace", default=None, help="the Rollout's own namespace (no Application read)"
+        )
+        if name == "promote":
+            cmd.add_argument("--full", action="store_true", help="skip all remaining steps")
+        else:
+            cmd.set_defaults(full=False)
+        cmd.add_argument("--kubeconfig", default=None)
+        cmd.add_argument("--context", default=None)
+        cmd.set_defaults(func=_cmd_rollout)
+
+
 def _repo_root_of(path: Path) -> Path:
     for candidate in (path, *path.parents):
         if (candidate / ".git").exists():
@@ -498,6 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "rollback":
             cmd.add_argument("--to", type=int, required=True, metavar="N", help="history id")
         cmd.set_defaults(func=_cmd_request)
+
+    _rollout_parser(sub)
 
     serve = sub.add_parser("serve", help="run the controller, webhook receiver and metrics")
     serve.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT")

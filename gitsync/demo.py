@@ -194,9 +194,10 @@ gitsync demo is running ({info["seconds"]:.0f}s to start).
 
 Try next:
   cd {info["work_tree"]}
-  sed -i 's/nginx:1.25$/nginx:1.26/' apps/guestbook/deployment.yaml
-  git commit -am "bump guestbook" && git push origin main
-  -> the push hook sends a signed webhook; watch the revision change in the UI.
+  sed -i 's/nginx:1.25$/nginx:1.26/' apps/canary/deployment.yaml
+  git commit -am "new canary image" && git push origin main
+  -> the push hook sends a signed webhook; open the "canary" app in the UI and watch the
+     canary take 20 % of the pods, pause 30 s, take 60 %, then wait for you to press Promote.
 
 Press Ctrl-C to stop everything the demo started.
 """,

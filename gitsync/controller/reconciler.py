@@ -35,7 +35,7 @@ from gitsync.controller.apps import AppKey, ApplicationStore
 from gitsync.controller.metrics import Metrics
 from gitsync.engine import AppState, Engine, StageError
 from gitsync.errors import GitsyncError, TerminalError
-from gitsync.model import HealthStatus, SyncStatus
+from gitsync.model import HealthStatus, ResourceKey, SyncStatus
 from gitsync.sync import SyncResult
 
 log = structlog.get_logger(__name__)
@@ -63,6 +63,7 @@ class AppRuntime:
     fetch_failures: int = 0
     seen_generation: int = -1
     seen_annotations: dict[str, str] = field(default_factory=dict)
+    rollouts: list[ResourceKey] = field(default_factory=list)
 
 
 @dataclass
@@ -176,12 +177,13 @@ class Reconciler:
             return self._fetch_failed(p, exc)
         rt.fetch_failures = 0
 
+        rollout_requeue = self._tick_rollouts(engine, rt, bound)
         due = self.clock() - rt.last_compare >= self.full_compare_every
         need_compare = (
             sha != rt.last_sha or rt.live_dirty or due or manual or resume or rollback_pending
         )
         if not need_compare and not self._stale_conditions(new):
-            return Outcome()
+            return Outcome(rollout_requeue)
 
         # 3. compare
         try:
@@ -189,6 +191,7 @@ class Reconciler:
         except StageError as exc:
             return self._stage_failed(p, exc)
         rt.last_sha, rt.last_compare, rt.live_dirty = sha, self.clock(), False
+        rt.rollouts = state.rollouts()
         out_of_sync = not state.comparison.in_sync
 
         # 4. sync?
@@ -233,7 +236,30 @@ class Reconciler:
         if requeue is None and state.health.status == HealthStatus.PROGRESSING:
             rt.live_dirty = True  # health moves without spec changes: look again soon
             requeue = 5.0
+        if rt.rollouts and rollout_requeue is None:
+            # first sight of the app's Rollouts (e.g. just after a restart), or one just begun
+            rollout_requeue = self._tick_rollouts(engine, rt, bound)
+        if rollout_requeue is not None:
+            rt.live_dirty = True  # a running rollout changes health and status as it goes
+            requeue = rollout_requeue if requeue is None else min(requeue, rollout_requeue)
         return Outcome(requeue)
+
+    def _tick_rollouts(self, engine: Engine, rt: AppRuntime, bound: Any) -> float | None:
+        """Advance each of the app's Rollouts one step; the earliest time one wants another."""
+        soonest: float | None = None
+        for key in rt.rollouts:
+            outcome = engine.rollouts.executor.tick(key.namespace, key.name)
+            if outcome.error:
+                bound.warning("rollout", rollout=str(key), error=outcome.error)
+            if outcome.actions:
+                rt.live_dirty = True
+            if outcome.requeue_after is not None:
+                soonest = (
+                    outcome.requeue_after
+                    if soonest is None
+                    else min(soonest, outcome.requeue_after)
+                )
+        return soonest
 
     def _automated_trigger(
         self, app: Application, rt: AppRuntime, new: dict[str, Any], sha: str, bound: Any

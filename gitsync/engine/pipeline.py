@@ -27,6 +27,7 @@ from gitsync.render import (
     RenderLimits,
     RenderRequest,
 )
+from gitsync.rollout.executor import RolloutSyncHook
 from gitsync.source import Checkout, GitCredentials, Revision, SourceCache
 from gitsync.sync import Comparison, Syncer, SyncResult
 
@@ -62,6 +63,14 @@ class AppState:
     def sync_status(self) -> SyncStatus:
         return SyncStatus.SYNCED if self.comparison.in_sync else SyncStatus.OUT_OF_SYNC
 
+    def rollouts(self) -> list[ResourceKey]:
+        """The Rollouts this app renders (the controller advances them between syncs)."""
+        return [
+            i.key
+            for i in self.comparison.items
+            if i.key.group == "gitsync.dev" and i.key.kind == "Rollout"
+        ]
+
     def resource_health(self) -> list[tuple[ResourceKey, Health]]:
         return [(item.key, assess(item.live)) for item in self.comparison.items]
 
@@ -86,7 +95,10 @@ class Engine:
         self.kube = kube
         self.sources = sources
         self.renders = renders or RenderCache()
-        self.syncer = syncer or Syncer(kube)
+        self.rollouts = RolloutSyncHook(kube)
+        self.syncer = syncer or Syncer(kube, takeover=self.rollouts)
+        if self.syncer.takeover is None:
+            self.syncer.takeover = self.rollouts
         self.credentials = credentials or (lambda app: None)
         self.limits = limits or RenderLimits()
 

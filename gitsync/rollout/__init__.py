@@ -5,8 +5,11 @@ Deployment and a strategy. When a sync would change that Deployment's pod templa
 applies everything else and holds the template (``takeover``); the rollout then runs the new
 template as a canary beside the stable Deployment and moves it through the steps (``canary``,
 the pure decision core; ``executor``, the one place that writes), until it is promoted into the
-stable Deployment or aborted. ``spec`` parses the Rollout, ``math`` holds the replica arithmetic
-and the template hash, ``status`` what survives a restart.
+stable Deployment or aborted. ``bluegreen`` is the decision core of the blue-green strategy
+(a preview Deployment behind its own Service, one switch of the active Service), ``routers`` the
+traffic routers (ingress-nginx, Gateway API) and the Service selectors both pin. ``spec`` parses
+the Rollout, ``math`` holds the replica arithmetic and the template hash, ``status`` what
+survives a restart.
 
 Layering: above ``sync`` (it uses the sync layer's result type and is called by it through a
 hook the engine injects), below ``engine``; it writes to the cluster only through ``gitsync.kube``.

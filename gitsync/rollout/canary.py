@@ -18,10 +18,25 @@ Per step:
   the stable side is down to its share; the reported weight is measured from ready pods.
 * ``pause: {duration}`` - the deadline is stored in ``status.pauseUntil`` on entry, so a restarted
   controller neither restarts nor skips it. ``pause: {}`` waits for a promote request.
-* ``analysis`` - not run by this version: treated as inconclusive, i.e. a pause until promoted
-  (never a silent pass).
+* ``analysis: {metrics}`` - the metrics are measured while the weight reached so far holds
+  (``gitsync.rollout.analysis`` has the rules): the decision names the metrics due now
+  (``Decision.measure``), the executor reads them and decides again with the readings
+  (``Observation.readings``), and ``requeue_after`` says when the next one is due. A successful
+  analysis goes on, a failed one aborts (below), an inconclusive one (no data, a metric source
+  that keeps failing) pauses with the reason until promoted - never a silent pass. Time spent
+  analysing does not count against the progress deadline (``count`` x ``interval`` bounds it).
 * after the last step (or a full promote) the stable Deployment gets the new template (a normal
   rolling update, to N replicas); once it is rolled out the canary is deleted: Healthy.
+
+**With a traffic router** (``trafficRouting``; see ``gitsync.rollout.routers``) the stable
+Deployment stays at N and the canary runs ``routers.routed_canary_replicas(N, w)`` pods. Before
+the canary gets pods, the stable Service is pinned to the stable pods and the canary Service to
+the canary pods (selector key ``template-hash``), so each selects one side only. A step raises
+the router's weight only once that many canary pods are ready in the canary Service's Endpoints
+(lowering it never waits), and is done when the router carries the weight. Promotion: the canary
+scales to N, the stable Service switches to the canary pods and the router goes back to 100/0 in
+one tick, then the stable Deployment gets the new template (its pods carry the same hash, so the
+stable Service keeps selecting new pods only) and the canary goes. Abort: weight 0 first.
 
 Abort (a request, or ``progressDeadlineSeconds`` without progress while not paused): stable back
 to N and canary to 0 in the same tick, so traffic is back on stable as soon as the canary pods go;
@@ -39,10 +54,18 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from gitsync.rollout.math import actual_weight, canary_replicas, next_replicas
+from gitsync.rollout.analysis import AnalysisRun, Reading, RunPhase, analyse_step, skip_step
+from gitsync.rollout.math import HASH_LABEL, actual_weight, canary_replicas, next_replicas
+from gitsync.rollout.routers import (
+    PinSelector,
+    RouterState,
+    ServiceState,
+    SetRouterWeight,
+    routed_canary_replicas,
+)
 from gitsync.rollout.spec import Analysis, CanaryStep, Pause, RolloutSpec, SetWeight
 from gitsync.rollout.status import (
     ABORT_ANNOTATION,
@@ -74,6 +97,9 @@ class WorkloadState:
     rolled_out: bool = False
     """Healthy by ``gitsync.health``: the spec observed, all replicas updated and available."""
     health_message: str = ""
+    labeled_ready: int = 0
+    """Ready pods that carry ``template-hash: <template_hash>``: what a Service pinned to this
+    template selects (``routers``). All of a canary's or preview's ready pods do."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +128,13 @@ class Observation:
     canary: WorkloadState | None
     requests: Requests = Requests()
     generation: int = 0
+    readings: Mapping[str, Reading] = field(default_factory=dict)
+    """Metric readings the executor took at ``now`` because a decision asked (``measure``)."""
+    services: Mapping[str, ServiceState] = field(default_factory=dict)
+    """The Services the rollout pins, by role: ``stable``/``canary`` with a router,
+    ``active``/``preview`` for blue-green; empty for a canary without a router."""
+    router: RouterState | None = None
+    """The traffic router of a canary with ``trafficRouting``; None without one."""
 
 
 class Role(enum.StrEnum):
@@ -137,7 +170,10 @@ class PromoteStable:
     replicas: int
 
 
-Action = Scale | CreateCanary | DeleteCanary | PromoteStable
+Action = Scale | CreateCanary | DeleteCanary | PromoteStable | PinSelector | SetRouterWeight
+
+STABLE_SERVICE = "stable"
+CANARY_SERVICE = "canary"
 
 
 @dataclass(frozen=True)
@@ -146,14 +182,14 @@ class Decision:
     actions: tuple[Action, ...] = ()
     requeue_after: float | None = None
     """Seconds until the next tick is useful; None: only when something changes."""
+    measure: tuple[str, ...] = ()
+    """Metrics due now without a reading: read them, then decide again with ``readings``."""
 
 
 def unsupported(spec: RolloutSpec) -> str:
-    """Why this version cannot run ``spec`` ("" when it can)."""
-    if spec.blue_green is not None:
-        return "the blueGreen strategy is not implemented by this version yet"
-    if spec.canary is not None and spec.canary.traffic_routing is not None:
-        return "canary trafficRouting is not implemented by this version yet"
+    """Why this version cannot run ``spec`` ("" when it can): every strategy ``spec`` parses
+    runs (blue-green in ``gitsync.rollout.bluegreen``, routers here)."""
+    del spec
     return ""
 
 
@@ -162,6 +198,8 @@ def _steps(spec: RolloutSpec) -> tuple[CanaryStep, ...]:
 
 
 def _weight(obs: Observation) -> int:
+    if obs.router is not None:
+        return obs.router.weight  # the router, not the pod count, decides the traffic share
     canary = obs.canary.ready if obs.canary else 0
     stable = obs.stable.ready if obs.stable else 0
     return actual_weight(canary, stable)
@@ -227,9 +265,29 @@ def _scale_towards(
     return actions, target
 
 
+def _traffic_back(status: RolloutStatus, obs: Observation) -> list[Action]:
+    """With a router: all traffic back to stable at once - the router to 100/0, and the stable
+    Service back on the stable pods if a promotion had switched it (only while the stable
+    Deployment still runs them). Without a router: nothing (pods carry the traffic)."""
+    actions: list[Action] = []
+    if obs.router is not None and obs.router.weight != 0:
+        actions.append(SetRouterWeight(0))
+    svc = obs.services.get(STABLE_SERVICE)
+    if (
+        svc is not None
+        and svc.exists
+        and status.stable_hash
+        and svc.selector_hash not in ("", status.stable_hash)
+        and obs.stable is not None
+        and obs.stable.template_hash == status.stable_hash
+    ):
+        actions.append(PinSelector(svc.name, status.stable_hash))
+    return actions
+
+
 def abort(status: RolloutStatus, obs: Observation, reason: str) -> Decision:
     """Traffic back to stable at once: stable to N, canary to 0; Degraded with ``reason``."""
-    actions: list[Action] = []
+    actions: list[Action] = _traffic_back(status, obs)
     if obs.stable is not None and obs.stable.replicas != status.replicas:
         actions.append(Scale(Role.STABLE, status.replicas))
     if obs.canary is not None and obs.canary.replicas != 0:
@@ -261,11 +319,13 @@ def _degraded(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Dec
             aborted_hash="",
             pause_until="",
             last_progress_time=_stamp(obs.now),
+            analysis_runs=(),
         )
         return step(spec, restarted, obs)
     # Keep the aborted shape (someone may have scaled by hand, or a sync raced the abort).
     actions: list[Action] = []
     if status.aborted_hash:
+        actions.extend(_traffic_back(status, obs))
         if obs.stable is not None and obs.stable.replicas != status.replicas:
             actions.append(Scale(Role.STABLE, status.replicas))
         if obs.canary is not None and obs.canary.replicas != 0:
@@ -319,6 +379,7 @@ def start(
         return step(spec, status, obs)
     actions: list[Action] = []
     if obs.canary is not None and obs.canary.template_hash != desired_hash:
+        actions.extend(_traffic_back(status, obs))  # no weight on a canary that goes
         actions.append(DeleteCanary())
     if obs.stable is not None and obs.stable.replicas != replicas:
         actions.append(Scale(Role.STABLE, replicas))
@@ -338,6 +399,7 @@ def start(
         aborted_hash="",
         replicas=replicas,
         last_progress_time=_stamp(obs.now),
+        analysis_runs=(),
     )
     return Decision(new, tuple(actions), PROGRESS_REQUEUE_SECONDS)
 
@@ -356,6 +418,7 @@ def _steady(
     actions: list[Action] = []
     message = f"stable at template {desired_hash}; no rollout in progress"
     if obs.canary is not None:
+        actions.extend(_traffic_back(replace(status, stable_hash=desired_hash), obs))
         actions.append(DeleteCanary())
     if status.in_progress:
         message = (
@@ -392,9 +455,117 @@ class _Tick:
     message: str = ""
     requeue: float | None = PROGRESS_REQUEUE_SECONDS
     actions: tuple[Action, ...] = ()
+    analysis_runs: tuple[AnalysisRun, ...] = ()
+    measure: tuple[str, ...] = ()
+    abort_reason: str = ""
+    deadline_applies: bool = True
 
     def advance(self, now: datetime) -> None:
         self.index, self.pause_until, self.progress_at = self.index + 1, "", _stamp(now)
+
+
+def _route_towards(
+    total: int,
+    weight: int,
+    *,
+    stable: WorkloadState,
+    canary: WorkloadState,
+    router: RouterState,
+    canary_endpoints: int,
+) -> tuple[list[Action], bool, str]:
+    """With a router: the actions towards ``weight``, whether it is reached, and where it is.
+
+    The stable side stays at N. A lower weight is set first (before the canary shrinks); a
+    higher one only once the canary has that many ready pods in its Service's Endpoints, so the
+    router never sends a share to pods that cannot take it.
+    """
+    want = routed_canary_replicas(total, weight)
+    actions: list[Action] = []
+    if router.weight > weight:
+        actions.append(SetRouterWeight(weight))
+    if stable.replicas != total:
+        actions.append(Scale(Role.STABLE, total))
+    if canary.replicas != want:
+        actions.append(Scale(Role.CANARY, want))
+    serving = min(canary.ready, canary_endpoints)
+    if router.weight < weight and serving >= want:
+        actions.append(SetRouterWeight(weight))
+    done = not actions and router.weight == weight and canary.pods <= want
+    detail = (
+        f"canary {serving}/{want} pods ready in the canary Service, router at {router.weight} "
+        f"(target {weight})"
+    )
+    return actions, done, detail
+
+
+def _route_prerequisites(status: RolloutStatus, obs: Observation) -> tuple[list[Action], str]:
+    """With a router, before the canary gets pods: the stable Service pinned to the stable pods
+    and the canary Service to the canary pods, and a router that can be driven. Returns the pin
+    actions, or what is being waited for ("" and no actions: all in place)."""
+    stable_svc = obs.services.get(STABLE_SERVICE)
+    canary_svc = obs.services.get(CANARY_SERVICE)
+    for role, svc in ((STABLE_SERVICE, stable_svc), (CANARY_SERVICE, canary_svc)):
+        if svc is None or not svc.exists:
+            name = svc.name if svc is not None else "(not named)"
+            return [], f"waiting for the {role} Service {name} to exist"
+    if obs.router is not None and obs.router.problem:
+        return [], f"router: {obs.router.problem}"
+    assert stable_svc is not None and canary_svc is not None and obs.stable is not None
+    actions: list[Action] = []
+    if stable_svc.selector_hash != status.stable_hash:
+        if obs.stable.labeled_ready < obs.stable.replicas:
+            return [], (
+                f"waiting for the stable pods to carry {HASH_LABEL}={status.stable_hash} "
+                f"({obs.stable.labeled_ready}/{obs.stable.replicas} ready) before Service "
+                f"{stable_svc.name} is pinned to them"
+            )
+        actions.append(PinSelector(stable_svc.name, status.stable_hash))
+    if canary_svc.selector_hash != status.canary_hash:
+        actions.append(PinSelector(canary_svc.name, status.canary_hash))
+    if actions:
+        return actions, (
+            f"pinning Service {stable_svc.name} to the stable pods and {canary_svc.name} to the "
+            "canary pods"
+        )
+    return [], ""
+
+
+def _route_handover(
+    status: RolloutStatus, obs: Observation, total: int
+) -> tuple[tuple[Action, ...], str, bool] | None:
+    """With a router, promotion before the stable Deployment gets the new template: the canary
+    to N, then the stable Service onto the canary pods and the router to 100/0 in one tick.
+    Returns (actions, message, before the switch), or None when the stable Deployment is next."""
+    canary, svc, router = obs.canary, obs.services.get(STABLE_SERVICE), obs.router
+    assert canary is not None and router is not None
+    if svc is None or not svc.exists:
+        return (), "promoting: waiting for the stable Service to exist", True
+    if svc.selector_hash != status.canary_hash:
+        if canary.replicas < total:
+            return (
+                (Scale(Role.CANARY, total),),
+                f"promoting: the canary scales to {total} pods before Service {svc.name} "
+                "switches to it",
+                True,
+            )
+        if canary.ready < total:
+            return (
+                (),
+                f"promoting: canary {canary.ready}/{total} pods ready before Service {svc.name} "
+                "switches to it",
+                True,
+            )
+        actions: list[Action] = [PinSelector(svc.name, status.canary_hash)]
+        if router.weight != 0:
+            actions.append(SetRouterWeight(0))
+        return (
+            tuple(actions),
+            f"promoting: Service {svc.name} now selects the canary pods; router back to 100/0",
+            False,
+        )
+    if router.weight != 0:
+        return (SetRouterWeight(0),), "promoting: router back to 100/0", False
+    return None
 
 
 def _walk_steps(
@@ -405,6 +576,9 @@ def _walk_steps(
     *,
     stable: WorkloadState,
     canary: WorkloadState,
+    readings: Mapping[str, Reading],
+    router: RouterState | None = None,
+    canary_endpoints: int = 0,
 ) -> None:
     """Advance ``tick`` through every step whose condition already holds; stop at the first
     that has to wait, with the actions that move it on."""
@@ -413,6 +587,21 @@ def _walk_steps(
     while tick.index < len(steps):
         current = steps[tick.index]
         where = f"step {tick.index + 1}/{len(steps)}"
+        if isinstance(current, SetWeight) and router is not None:
+            routed, reached, detail = _route_towards(
+                total,
+                current.weight,
+                stable=stable,
+                canary=canary,
+                router=router,
+                canary_endpoints=canary_endpoints,
+            )
+            tick.actions = tuple(routed)
+            if reached:
+                tick.advance(now)
+                continue
+            tick.message = f"{where}: setWeight {current.weight}: {detail}"
+            return
         if isinstance(current, SetWeight):
             actions, (want_canary, want_stable) = _scale_towards(
                 total, current.weight, stable, canary
@@ -433,9 +622,21 @@ def _walk_steps(
             )
             return
         # A pause or an analysis holds the weight reached so far while it waits.
-        actions, _ = _scale_towards(total, _held_weight(steps, tick.index), stable, canary)
+        if router is not None:
+            actions, _, _ = _route_towards(
+                total,
+                _held_weight(steps, tick.index),
+                stable=stable,
+                canary=canary,
+                router=router,
+                canary_endpoints=canary_endpoints,
+            )
+        else:
+            actions, _ = _scale_towards(total, _held_weight(steps, tick.index), stable, canary)
         tick.actions = tuple(actions)
         if tick.promote:
+            why = f"not finished: promoted ({PROMOTE_ANNOTATION}: {tick.promote})"
+            tick.analysis_runs = skip_step(tick.index, tick.analysis_runs, why)
             tick.handled_promote, tick.promote = tick.promote, ""
             tick.advance(now)
             continue
@@ -453,14 +654,46 @@ def _walk_steps(
             tick.message = f"{where}: paused until {tick.pause_until}"
             tick.requeue = max((until - now).total_seconds(), 0.5)
         elif isinstance(current, Analysis):
-            tick.message = (
-                f"{where}: analysis of {', '.join(current.metrics)} is not run by this version "
-                f"yet (inconclusive): paused until promoted ({PROMOTE_ANNOTATION})"
-            )
+            if _analyse(
+                spec, tick, current, where, now=now, readings=readings, scaling=bool(actions)
+            ):
+                continue
         else:
             tick.message = f"{where}: paused until promoted ({PROMOTE_ANNOTATION})"
         return
     tick.phase, tick.actions, tick.requeue = Phase.PROGRESSING, (), PROGRESS_REQUEUE_SECONDS
+
+
+def _analyse(
+    spec: RolloutSpec,
+    tick: _Tick,
+    current: Analysis,
+    where: str,
+    *,
+    now: datetime,
+    readings: Mapping[str, Reading],
+    scaling: bool,
+) -> bool:
+    """One tick of analysis step ``current``; True when it passed and ``tick`` advanced."""
+    metrics = {m.name: m for m in spec.metrics}
+    result = analyse_step(
+        tick.index, current, metrics, tick.analysis_runs, readings=readings, now=now
+    )
+    tick.analysis_runs = result.runs
+    tick.message = f"{where}: {result.message}"
+    if result.phase == RunPhase.SUCCESSFUL:
+        tick.phase = Phase.PROGRESSING
+        tick.advance(now)
+        return True
+    if result.phase == RunPhase.FAILED:
+        tick.abort_reason = tick.message
+    elif result.phase == RunPhase.RUNNING:
+        tick.phase, tick.deadline_applies, tick.measure = Phase.PROGRESSING, False, result.due
+        wait = 0.0 if result.due else (result.next_in or PROGRESS_REQUEUE_SECONDS)
+        tick.requeue = min(wait, PROGRESS_REQUEUE_SECONDS) if scaling else wait
+    else:
+        tick.message += f"; paused until promoted ({PROMOTE_ANNOTATION})"
+    return False
 
 
 def step(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decision:
@@ -494,21 +727,48 @@ def step(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decision
         progress_at=status.last_progress_time,
         handled_promote=status.handled_promote,
         promote=requests.promote if requests.promote != status.handled_promote else "",
+        analysis_runs=status.analysis_runs,
     )
     if tick.promote.endswith(FULL_PROMOTE_SUFFIX):
+        why = f"not finished: promoted in full ({PROMOTE_ANNOTATION}: {tick.promote})"
+        tick.analysis_runs = skip_step(tick.index, tick.analysis_runs, why)
         tick.handled_promote, tick.promote = tick.promote, ""
         tick.index, tick.pause_until, tick.progress_at = len(steps), "", _stamp(now)
 
     stable, canary = obs.stable, obs.canary
     if stable is not None and canary is not None:
-        _walk_steps(spec, status, tick, now, stable=stable, canary=canary)
+        pins: list[Action] = []
+        waiting = ""
+        if obs.router is not None and tick.index < len(steps):
+            pins, waiting = _route_prerequisites(status, obs)
+        if pins or waiting:
+            tick.actions, tick.message = tuple(pins), waiting
+        else:
+            canary_svc = obs.services.get(CANARY_SERVICE)
+            _walk_steps(
+                spec,
+                status,
+                tick,
+                now,
+                stable=stable,
+                canary=canary,
+                readings=obs.readings,
+                router=obs.router,
+                canary_endpoints=canary_svc.ready_endpoints if canary_svc else 0,
+            )
     completing = stable is not None and tick.index >= len(steps)
+    handing_over = False
     weight = 100 if completing else _weight(obs)
     if stable is None:
         tick.message = "waiting for the stable Deployment to exist"
     elif completing and stable.template_hash != status.canary_hash:
+        handover = None
+        if canary is not None and obs.router is not None:
+            handover = _route_handover(status, obs, total)
         if canary is None:
             tick.message = "promoting: waiting for the canary Deployment to exist"
+        elif handover is not None:
+            tick.actions, tick.message, handing_over = handover
         else:
             tick.actions = (PromoteStable(status.canary_hash, total),)
             tick.message = f"promoting: the stable Deployment gets template {status.canary_hash}"
@@ -543,8 +803,12 @@ def step(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decision
         pause_until=tick.pause_until,
         last_progress_time=tick.progress_at,
         handled_promote=tick.handled_promote,
+        analysis_runs=tick.analysis_runs,
     )
-    if tick.phase == Phase.PROGRESSING and not completing:
+    if tick.abort_reason:
+        return abort(new, obs, tick.abort_reason)
+    guarded = not completing or handing_over  # until the promotion switches traffic
+    if tick.phase == Phase.PROGRESSING and guarded and tick.deadline_applies:
         since = parse_time(tick.progress_at) or now
         stalled = (now - since).total_seconds()
         if stalled > spec.progress_deadline_seconds:
@@ -554,4 +818,4 @@ def step(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decision
                 f"progress deadline exceeded: no progress for {stalled:.0f}s "
                 f"(progressDeadlineSeconds {spec.progress_deadline_seconds}) at {tick.message}",
             )
-    return Decision(new, tick.actions, tick.requeue)
+    return Decision(new, tick.actions, tick.requeue, tick.measure)

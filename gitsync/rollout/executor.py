@@ -15,6 +15,18 @@ Two entry points, both idempotent and safe to call again after a crash at any po
 * ``tick(namespace, name)`` - move a rollout on: call it on every reconcile of the app and again
   after ``Outcome.requeue_after`` seconds.
 
+An analysis step's metrics are read here too, through ``providers.MetricProviders``, when the
+decision names them (``Decision.measure``): the executor reads them and runs the decision again
+with the readings, so the core stays pure and the status records each measurement once.
+
+Blue-green (``gitsync.rollout.bluegreen``) runs through the same two entry points, with the
+preview Deployment ``<name>-preview`` where a canary has ``<name>-canary``. Blue-green and a
+canary with ``trafficRouting`` also pin Service selectors and drive a router
+(``gitsync.rollout.routers``): a pin is a server-side apply of the one selector key under the
+``gitsync-rollout`` field manager (the whole selector only where the API server treats it as an
+atomic map, which a dry run tells); the nginx canary Ingress is applied and deleted; an HTTPRoute
+gets its weights by a merge patch with its ``resourceVersion`` as precondition.
+
 Actions run before the status is written, so the status never claims what was not done; a tick
 that fails half-way leaves the old status and the next tick recomputes from what it observes.
 
@@ -25,6 +37,7 @@ compare, ``start`` (``begin`` for each work item) after the apply.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -35,13 +48,43 @@ import structlog
 from gitsync.health import assess
 from gitsync.kube import ApiError, KubeClient
 from gitsync.model import HealthStatus, ResourceKey, ResultCode
+from gitsync.rollout import bluegreen
 from gitsync.rollout import canary as core
+from gitsync.rollout.analysis import Reading
 from gitsync.rollout.math import HASH_LABEL, ROLE_LABEL
-from gitsync.rollout.spec import API_VERSION, KIND, Rollout, RolloutSpecError, canary_name
+from gitsync.rollout.providers import MetricProviders
+from gitsync.rollout.routers import (
+    GATEWAY_GROUP,
+    HTTPROUTE_VERSIONS,
+    INGRESS_API,
+    PinSelector,
+    RouterError,
+    RouterState,
+    ServiceState,
+    SetRouterWeight,
+    canary_ingress,
+    canary_ingress_name,
+    nginx_weight,
+    pinned_service,
+    route_weight,
+    route_with_weight,
+    service_state,
+)
+from gitsync.rollout.spec import (
+    API_VERSION,
+    KIND,
+    Rollout,
+    RolloutSpec,
+    RolloutSpecError,
+    canary_name,
+    preview_name,
+    second_name,
+)
 from gitsync.rollout.spec import parse_rollout as parse_rollout_doc
 from gitsync.rollout.status import (
     CANARY_ROLE,
     OWNER_ANNOTATION,
+    PREVIEW_ROLE,
     ROLLOUT_FIELD_MANAGER,
     STABLE_HASH_ANNOTATION,
     Phase,
@@ -50,6 +93,7 @@ from gitsync.rollout.status import (
 from gitsync.rollout.takeover import (
     RolloutWork,
     TakeoverPlan,
+    pinned_objects,
     plan_takeover,
     targeted_deployments,
 )
@@ -84,9 +128,15 @@ class _Conflict(Exception):
 
 
 def canary_deployment(
-    desired: Mapping[str, Any], *, rollout_name: str, rollout_uid: str, template_hash: str
+    desired: Mapping[str, Any],
+    *,
+    rollout_name: str,
+    rollout_uid: str,
+    template_hash: str,
+    role: str = CANARY_ROLE,
 ) -> dict[str, Any]:
-    """The canary Deployment for the rendered ``desired`` Deployment, at 0 replicas.
+    """The canary Deployment for the rendered ``desired`` Deployment, at 0 replicas (with
+    ``role`` preview: the blue-green preview Deployment, ``<name>-preview``).
 
     Same spec and template, so its pods carry every label the stable Service selects, plus
     ``rollouts.gitsync.dev/role: canary`` and the template hash, which also joins the selector
@@ -100,11 +150,12 @@ def canary_deployment(
     selector.setdefault("matchLabels", {})[HASH_LABEL] = template_hash
     template = spec.setdefault("template", {})
     pod_labels = template.setdefault("metadata", {}).setdefault("labels", {})
-    pod_labels.update({ROLE_LABEL: CANARY_ROLE, HASH_LABEL: template_hash})
+    pod_labels.update({ROLE_LABEL: role, HASH_LABEL: template_hash})
     labels = dict(meta.get("labels") or {})
-    labels.update({ROLE_LABEL: CANARY_ROLE, HASH_LABEL: template_hash})
+    labels.update({ROLE_LABEL: role, HASH_LABEL: template_hash})
+    name = str(meta.get("name", ""))
     out_meta: dict[str, Any] = {
-        "name": canary_name(str(meta.get("name", ""))),
+        "name": preview_name(name) if role == PREVIEW_ROLE else canary_name(name),
         "namespace": meta.get("namespace", ""),
         "labels": labels,
         "annotations": {OWNER_ANNOTATION: rollout_name},
@@ -122,15 +173,17 @@ def canary_deployment(
     return {"apiVersion": DEPLOYMENT_API, "kind": "Deployment", "metadata": out_meta, "spec": spec}
 
 
-def promoted_template(canary: Mapping[str, Any]) -> dict[str, Any]:
-    """The live canary's pod template without the labels only a canary carries."""
+def promoted_template(canary: Mapping[str, Any], *, keep_hash: bool = False) -> dict[str, Any]:
+    """The live canary's pod template without the labels only a canary carries (keeping the
+    template hash with ``keep_hash``: the stable pods of a Rollout that pins Services carry it)."""
     template = copy.deepcopy(dict((canary.get("spec") or {}).get("template") or {}))
     meta = template.setdefault("metadata", {})
     meta.pop("creationTimestamp", None)
     labels = meta.get("labels")
     if isinstance(labels, dict):
         labels.pop(ROLE_LABEL, None)
-        labels.pop(HASH_LABEL, None)
+        if not keep_hash:
+            labels.pop(HASH_LABEL, None)
     return template
 
 
@@ -171,13 +224,15 @@ def workload_states(
     if canary is not None:
         template_meta = ((canary.get("spec") or {}).get("template") or {}).get("metadata") or {}
         canary_hash = str((template_meta.get("labels") or {}).get(HASH_LABEL, ""))
-    counts = {"stable": [0, 0], "canary": [0, 0]}
+    stable_annotations = ((stable or {}).get("metadata") or {}).get("annotations") or {}
+    stable_hash = str(stable_annotations.get(STABLE_HASH_ANNOTATION, ""))
+    counts = {"stable": [0, 0, 0], "canary": [0, 0, 0]}  # pods, ready, ready with the hash label
     for pod in pods:
         meta = pod.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             continue
         labels = meta.get("labels") or {}
-        if labels.get(ROLE_LABEL) == CANARY_ROLE:
+        if labels.get(ROLE_LABEL) in (CANARY_ROLE, PREVIEW_ROLE):
             if not canary_hash or labels.get(HASH_LABEL) != canary_hash:
                 continue  # an earlier canary's pod on its way out
             side = counts["canary"]
@@ -185,6 +240,8 @@ def workload_states(
             side = counts["stable"]
         side[0] += 1
         side[1] += _ready(pod)
+        want = canary_hash if side is counts["canary"] else stable_hash
+        side[2] += bool(want) and _ready(pod) and labels.get(HASH_LABEL) == want
     stable_state = canary_state = None
     if stable is not None:
         health = assess(stable)
@@ -196,6 +253,7 @@ def workload_states(
             template_hash=str(annotations.get(STABLE_HASH_ANNOTATION, "")),
             rolled_out=health.status == HealthStatus.HEALTHY,
             health_message=health.message,
+            labeled_ready=counts["stable"][2],
         )
     if canary is not None:
         canary_state = core.WorkloadState(
@@ -203,6 +261,7 @@ def workload_states(
             pods=counts["canary"][0],
             ready=counts["canary"][1],
             template_hash=canary_hash,
+            labeled_ready=counts["canary"][2],
         )
     return stable_state, canary_state
 
@@ -211,6 +270,31 @@ def workload_states(
 
 
 Decide = Callable[[Rollout, RolloutStatus, core.Observation], core.Decision]
+
+
+def _step_of(
+    spec: RolloutSpec,
+) -> Callable[[RolloutSpec, RolloutStatus, core.Observation], core.Decision]:
+    return bluegreen.step if spec.blue_green is not None else core.step
+
+
+def _pinned_services(spec: RolloutSpec) -> dict[str, str]:
+    """The Services a rollout of ``spec`` pins, by role (``Observation.services``)."""
+    if spec.blue_green is not None:
+        roles = {bluegreen.ACTIVE_SERVICE: spec.blue_green.active_service}
+        if spec.blue_green.preview_service:
+            roles[bluegreen.PREVIEW_SERVICE] = spec.blue_green.preview_service
+        return roles
+    if spec.canary is not None and spec.canary.traffic_routing is not None:
+        return {
+            core.STABLE_SERVICE: spec.canary.stable_service,
+            core.CANARY_SERVICE: spec.canary.canary_service,
+        }
+    return {}
+
+
+def _pins(spec: RolloutSpec) -> bool:
+    return bool(_pinned_services(spec))
 
 
 class CanaryExecutor:
@@ -223,10 +307,16 @@ class CanaryExecutor:
         *,
         clock: Callable[[], datetime] = _utc_now,
         field_manager: str = ROLLOUT_FIELD_MANAGER,
+        providers: MetricProviders | None = None,
     ):
         self.kube = kube
         self.clock = clock
         self.field_manager = field_manager
+        self._selector_atomic: bool | None = None
+        """Whether the API server applies ``Service.spec.selector`` as one atomic map (found
+        out by a dry run the first time it matters)."""
+        self._route_api_version = ""
+        self.providers = providers or MetricProviders()
 
     def begin(self, work: RolloutWork, *, revision: str) -> Outcome:
         """A sync rendered ``work.target`` (see ``canary.start``)."""
@@ -234,7 +324,8 @@ class CanaryExecutor:
             return self._report_error(work.rollout, work.error)
 
         def decide(rollout: Rollout, status: RolloutStatus, obs: core.Observation) -> core.Decision:
-            return core.start(
+            start = bluegreen.start if rollout.spec.blue_green is not None else core.start
+            return start(
                 rollout.spec,
                 status,
                 obs,
@@ -250,7 +341,7 @@ class CanaryExecutor:
         """Move the rollout of Rollout ``namespace/name`` on by what its status and the cluster
         allow (see ``canary.step``)."""
         key = ResourceKey("gitsync.dev", KIND, namespace, name)
-        return self._run(key, lambda r, s, o: core.step(r.spec, s, o), None)
+        return self._run(key, lambda r, s, o: _step_of(r.spec)(r.spec, s, o), None)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -291,14 +382,16 @@ class CanaryExecutor:
             return self._report_error(key, f"invalid Rollout spec: {exc}")
         target = rollout.spec.target_ref.name
         namespace = key.namespace
+        second = second_name(rollout.spec)
         stable = kube.get(DEPLOYMENT_API, "Deployment", target, namespace)
-        canary = kube.get(DEPLOYMENT_API, "Deployment", canary_name(target), namespace)
+        canary = kube.get(DEPLOYMENT_API, "Deployment", second, namespace)
         if canary is not None:
             owner = ((canary.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
             if owner != rollout.name:
+                what = "preview" if rollout.spec.blue_green is not None else "canary"
                 return self._report_error(
                     key,
-                    f"Deployment {canary_name(target)} exists and is not this Rollout's canary "
+                    f"Deployment {second} exists and is not this Rollout's {what} "
                     f"({OWNER_ANNOTATION}: {owner!r}); rename or delete it",
                 )
         pods: list[dict[str, Any]] = []
@@ -313,8 +406,13 @@ class CanaryExecutor:
             canary=canary_state,
             requests=core.Requests.from_annotations(rollout.annotations),
             generation=rollout.generation,
+            services=self._services(rollout),
+            router=self._router(rollout),
         )
         decision = decide(rollout, old, obs)
+        if decision.measure:
+            obs = replace(obs, readings=self._read_metrics(key, rollout, decision.measure))
+            decision = decide(rollout, old, obs)
         error = ""
         try:
             for action in decision.actions:
@@ -338,6 +436,22 @@ class CanaryExecutor:
             )
         return Outcome(key, decision.status, decision.actions, decision.requeue_after)
 
+    def _read_metrics(
+        self, key: ResourceKey, rollout: Rollout, names: Sequence[str]
+    ) -> dict[str, Reading]:
+        """A reading of each metric in ``names`` (never raises: errors are readings)."""
+        metrics = {m.name: m for m in rollout.spec.metrics}
+        readings = {name: self.providers.read(metrics[name]) for name in names if name in metrics}
+        for name, reading in readings.items():
+            log.info(
+                "metric read",
+                rollout=str(key),
+                metric=name,
+                value=reading.value,
+                error=reading.error or None,
+            )
+        return readings
+
     def _scale(self, name: str, namespace: str, replicas: int) -> None:
         self.kube.patch(
             DEPLOYMENT_API,
@@ -359,7 +473,7 @@ class CanaryExecutor:
         namespace = rollout.namespace
         target = rollout.spec.target_ref.name
         if isinstance(action, core.Scale):
-            name = target if action.role == core.Role.STABLE else canary_name(target)
+            name = target if action.role == core.Role.STABLE else second_name(rollout.spec)
             self._scale(name, namespace, action.replicas)
         elif isinstance(action, core.CreateCanary):
             if work is None or work.desired_hash != action.template_hash:
@@ -369,6 +483,7 @@ class CanaryExecutor:
                 rollout_name=rollout.name,
                 rollout_uid=rollout.uid,
                 template_hash=action.template_hash,
+                role=PREVIEW_ROLE if rollout.spec.blue_green is not None else CANARY_ROLE,
             )
             self.kube.apply(manifest, field_manager=self.field_manager, force=True)
         elif isinstance(action, core.DeleteCanary):
@@ -377,7 +492,7 @@ class CanaryExecutor:
                 self.kube.delete(
                     DEPLOYMENT_API,
                     "Deployment",
-                    canary_name(target),
+                    second_name(rollout.spec),
                     namespace,
                     precondition_uid=uid,
                 )
@@ -386,7 +501,11 @@ class CanaryExecutor:
                 raise ApiError(0, "NotFound", "promotion needs both the stable and the canary")
             annotations = (stable.get("metadata") or {}).get("annotations")
             ops: list[dict[str, Any]] = [
-                {"op": "add", "path": "/spec/template", "value": promoted_template(canary)},
+                {
+                    "op": "add",
+                    "path": "/spec/template",
+                    "value": promoted_template(canary, keep_hash=_pins(rollout.spec)),
+                },
                 {"op": "add", "path": "/spec/replicas", "value": action.replicas},
             ]
             if isinstance(annotations, dict):
@@ -409,6 +528,168 @@ class CanaryExecutor:
                 patch_type="json",
                 field_manager=self.field_manager,
             )
+        elif isinstance(action, PinSelector):
+            self._pin(namespace, action)
+        elif isinstance(action, SetRouterWeight):
+            self._set_weight(rollout, action.weight)
+
+    # -- Services and routers ------------------------------------------------------------------
+
+    def _services(self, rollout: Rollout) -> dict[str, ServiceState]:
+        """The Services the rollout pins, by role, with their Endpoints (``Observation``)."""
+        names = _pinned_services(rollout.spec)
+        out = {}
+        for role, name in names.items():
+            live = self.kube.get("v1", "Service", name, rollout.namespace)
+            endpoints = None
+            if live is not None:
+                endpoints = self.kube.get("v1", "Endpoints", name, rollout.namespace)
+            out[role] = service_state(name, live, endpoints)
+        return out
+
+    def _pin(self, namespace: str, action: PinSelector) -> None:
+        """Server-side apply of the selector key (see the module docstring)."""
+        live = self.kube.get("v1", "Service", action.service, namespace)
+        if live is None:
+            raise ApiError(404, "NotFound", f"Service {action.service} does not exist")
+        selector = (live.get("spec") or {}).get("selector") or {}
+        body = pinned_service(action.service, namespace, action.template_hash)
+        if self._selector_atomic is None and any(k != HASH_LABEL for k in selector):
+            dry = self.kube.apply(body, field_manager=self.field_manager, force=True, dry_run=True)
+            kept = (dry.get("spec") or {}).get("selector") or {}
+            self._selector_atomic = any(k not in kept for k in selector if k != HASH_LABEL)
+        if self._selector_atomic:
+            body = pinned_service(
+                action.service, namespace, action.template_hash, live_selector=selector
+            )
+        self.kube.apply(body, field_manager=self.field_manager, force=True)
+
+    def _route_api(self) -> str:
+        """The served HTTPRoute version (``HTTPROUTE_VERSIONS``, preferred first); remembered
+        once found, looked up again after the API server stops serving it."""
+        if self._route_api_version:
+            try:
+                self.kube.resource(self._route_api_version, "HTTPRoute")
+                return self._route_api_version
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                self._route_api_version = ""
+        for version in HTTPROUTE_VERSIONS:
+            api = f"{GATEWAY_GROUP}/{version}"
+            try:
+                self.kube.resource(api, "HTTPRoute")
+            except ApiError as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            self._route_api_version = api
+            return api
+        raise ApiError(404, "NotFound", "the API server serves no Gateway API HTTPRoute")
+
+    def _router(self, rollout: Rollout) -> RouterState | None:
+        """The router's weight as observed (None for a Rollout without ``trafficRouting``)."""
+        canary = rollout.spec.canary
+        routing = canary.traffic_routing if canary is not None else None
+        if canary is None or routing is None:
+            return None
+        namespace = rollout.namespace
+        if routing.nginx is not None:
+            stable_name = routing.nginx.stable_ingress
+            stable = self.kube.get(INGRESS_API, "Ingress", stable_name, namespace)
+            live = self.kube.get(
+                INGRESS_API, "Ingress", canary_ingress_name(stable_name), namespace
+            )
+            live_meta = (live or {}).get("metadata") or {}
+            owner = (live_meta.get("annotations") or {}).get(OWNER_ANNOTATION)
+            if live is not None and owner != rollout.name:
+                return RouterState(
+                    0,
+                    f"Ingress {canary_ingress_name(stable_name)} exists and is not this "
+                    f"Rollout's ({OWNER_ANNOTATION}: {owner!r}); rename or delete it",
+                )
+            problem = ""
+            if stable is None:
+                problem = f"the stable Ingress {stable_name} does not exist"
+            else:
+                try:
+                    canary_ingress(
+                        stable,
+                        stable_service=canary.stable_service,
+                        canary_service=canary.canary_service,
+                        weight=0,
+                        rollout_name=rollout.name,
+                    )
+                except RouterError as exc:
+                    problem = str(exc)
+            return RouterState(nginx_weight(live), problem)
+        assert routing.gateway_api is not None
+        name = routing.gateway_api.http_route
+        try:
+            route = self.kube.get(self._route_api(), "HTTPRoute", name, namespace)
+        except ApiError as exc:
+            return RouterState(0, str(exc.message or exc))
+        if route is None:
+            return RouterState(0, f"HTTPRoute {name} does not exist")
+        weight = route_weight(route, canary.stable_service, canary.canary_service)
+        if weight is None:
+            return RouterState(
+                0,
+                f"no rule of HTTPRoute {name} has a backendRef to Service {canary.stable_service}",
+            )
+        return RouterState(weight)
+
+    def _set_weight(self, rollout: Rollout, weight: int) -> None:
+        canary = rollout.spec.canary
+        routing = canary.traffic_routing if canary is not None else None
+        if canary is None or routing is None:
+            raise ApiError(0, "NoRouter", "the Rollout has no trafficRouting")
+        namespace = rollout.namespace
+        if routing.nginx is not None:
+            stable_name = routing.nginx.stable_ingress
+            name = canary_ingress_name(stable_name)
+            if weight == 0:
+                self.kube.delete(INGRESS_API, "Ingress", name, namespace)
+                return
+            stable = self.kube.get(INGRESS_API, "Ingress", stable_name, namespace)
+            if stable is None:
+                raise ApiError(404, "NotFound", f"the stable Ingress {stable_name} does not exist")
+            try:
+                manifest = canary_ingress(
+                    stable,
+                    stable_service=canary.stable_service,
+                    canary_service=canary.canary_service,
+                    weight=weight,
+                    rollout_name=rollout.name,
+                    rollout_uid=rollout.uid,
+                )
+            except RouterError as exc:
+                raise ApiError(0, "RouterError", str(exc)) from exc
+            self.kube.apply(manifest, field_manager=self.field_manager, force=True)
+            return
+        assert routing.gateway_api is not None
+        api, name = self._route_api(), routing.gateway_api.http_route
+        route = self.kube.get(api, "HTTPRoute", name, namespace)
+        if route is None:
+            raise ApiError(404, "NotFound", f"HTTPRoute {name} does not exist")
+        try:
+            weighted = route_with_weight(
+                route, canary.stable_service, canary.canary_service, weight
+            )
+        except RouterError as exc:
+            raise ApiError(0, "RouterError", str(exc)) from exc
+        meta = route.get("metadata") or {}
+        self.kube.patch(
+            api,
+            "HTTPRoute",
+            name,
+            {
+                "metadata": {"resourceVersion": meta.get("resourceVersion")},
+                "spec": {"rules": (weighted.get("spec") or {}).get("rules") or []},
+            },
+            namespace=namespace,
+            field_manager=self.field_manager,
+        )
 
     def _write_status(
         self, live: Mapping[str, Any], old: RolloutStatus, new: RolloutStatus
@@ -465,7 +746,21 @@ class RolloutSyncHook:
         fresh = dict(live)
         for key in targeted_deployments(desired):
             fresh[key] = self.kube.get(DEPLOYMENT_API, "Deployment", key.name, key.namespace)
-        return plan_takeover(desired, fresh)
+        for key in pinned_objects(desired):  # a cached copy could undo a selector switch
+            api_version = str(desired[key].get("apiVersion", ""))
+            fresh[key] = self.kube.get(api_version, key.kind, key.name, key.namespace)
+        plan = plan_takeover(desired, fresh)
+        return dataclasses.replace(plan, work=tuple(self._mark_running(w) for w in plan.work))
+
+    def _mark_running(self, work: RolloutWork) -> RolloutWork:
+        """Whether the Rollout already runs (or has aborted) this template, so a sync has
+        nothing to start and the app is not out of sync because of it."""
+        if not work.held:
+            return work
+        live = self.kube.get(API_VERSION, KIND, work.rollout.name, work.rollout.namespace) or {}
+        status = live.get("status") or {}
+        running = work.desired_hash in (status.get("canaryHash"), status.get("abortedHash"))
+        return dataclasses.replace(work, running=running)
 
     def start(
         self, work: Sequence[RolloutWork], *, revision: str, dry_run: bool = False

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitsync.application import SpecError, parse_duration
+from gitsync.rollout.expressions import ConditionError, compile_condition, compile_json_path
 
 API_VERSION = "gitsync.dev/v1alpha1"
 GROUP = "gitsync.dev"
@@ -30,6 +31,9 @@ MAX_METRIC_COUNT = 1000
 MAX_CONDITION_LENGTH = 1024
 MAX_QUERY_LENGTH = 8192
 CANARY_SUFFIX = "-canary"
+PREVIEW_SUFFIX = "-preview"
+CANARY_INGRESS_SUFFIX = "-canary"
+MAX_NAME_LENGTH = 253
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -179,6 +183,18 @@ class Rollout:
 def canary_name(target: str) -> str:
     """The name of the canary Deployment beside ``target``."""
     return f"{target}{CANARY_SUFFIX}"
+
+
+def preview_name(target: str) -> str:
+    """The name of the blue-green preview Deployment beside ``target``."""
+    return f"{target}{PREVIEW_SUFFIX}"
+
+
+def second_name(spec: RolloutSpec) -> str:
+    """The Deployment a rollout of ``spec`` runs the new template in, beside the stable one:
+    ``<target>-preview`` for blue-green, ``<target>-canary`` for a canary."""
+    target = spec.target_ref.name
+    return preview_name(target) if spec.blue_green is not None else canary_name(target)
 
 
 # -- reading fields ----------------------------------------------------------------------------
@@ -365,9 +381,13 @@ def _parse_canary(value: object, metric_names: set[str]) -> CanaryStrategy:
         which = r.one_of(("nginx", "gatewayAPI"), required=True)
         if which == "nginx":
             n = _Fields(r.raw("nginx"), r.path("nginx"))
-            routing = TrafficRouting(
-                nginx=NginxRouting(_name(n.text("stableIngress"), n.path("stableIngress")))
-            )
+            ingress = _name(n.text("stableIngress"), n.path("stableIngress"))
+            if len(ingress) + len(CANARY_INGRESS_SUFFIX) > MAX_NAME_LENGTH:
+                raise RolloutSpecError(
+                    n.path("stableIngress"),
+                    f"too long to add {CANARY_INGRESS_SUFFIX!r} for the canary Ingress",
+                )
+            routing = TrafficRouting(nginx=NginxRouting(ingress))
             n.done()
         else:
             g = _Fields(r.raw("gatewayAPI"), r.path("gatewayAPI"))
@@ -378,6 +398,9 @@ def _parse_canary(value: object, metric_names: set[str]) -> CanaryStrategy:
         r.done()
         if not stable:
             raise RolloutSpecError(f.path("stableService"), "is required with trafficRouting")
+        if not canary:
+            # The router splits traffic between two Services; the canary's is the second.
+            raise RolloutSpecError(f.path("canaryService"), "is required with trafficRouting")
     steps = tuple(
         _parse_step(s, f"{f.path('steps')}[{i}]", metric_names)
         for i, s in enumerate(f.items("steps"))
@@ -451,6 +474,10 @@ def _parse_metric(value: object, path: str) -> Metric:
         raise RolloutSpecError(
             f.path("successCondition"), f"is longer than {MAX_CONDITION_LENGTH} characters"
         )
+    try:
+        compile_condition(condition)
+    except ConditionError as exc:
+        raise RolloutSpecError(f.path("successCondition"), str(exc)) from None
     if f.raw("provider") is None:
         raise RolloutSpecError(f.path("provider"), "is required (prometheus or web)")
     pf = _Fields(f.raw("provider"), f.path("provider"))
@@ -470,8 +497,10 @@ def _parse_metric(value: object, path: str) -> Metric:
         w = _Fields(pf.raw("web"), pf.path("web"))
         url = _http_url(w.text("url"), w.path("url"))
         json_path = w.text("jsonPath", "$")
-        if not json_path.startswith("$"):
-            raise RolloutSpecError(w.path("jsonPath"), f"must start with '$', got {json_path!r}")
+        try:
+            compile_json_path(json_path)
+        except ValueError as exc:
+            raise RolloutSpecError(w.path("jsonPath"), str(exc)) from None
         timeout = w.duration("timeout", 10.0, minimum=0.001)
         if timeout > 300:
             raise RolloutSpecError(w.path("timeout"), "must be at most 5m")
@@ -516,6 +545,10 @@ def parse_rollout_spec(value: object) -> RolloutSpec:
         blue_green = _parse_blue_green(strategy.raw("blueGreen"), seen)
     strategy.done()
     spec.done()
+    if blue_green is not None and len(preview_name(target.name)) > MAX_NAME_LENGTH:
+        raise RolloutSpecError(
+            "spec.targetRef.name", f"too long to add {PREVIEW_SUFFIX!r} for the preview Deployment"
+        )
     return RolloutSpec(
         target_ref=target,
         canary=canary,

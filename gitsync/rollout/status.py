@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from gitsync.rollout.analysis import AnalysisRun
 from gitsync.rollout.math import HASH_LABEL, ROLE_LABEL
 
 PROMOTE_ANNOTATION = "rollouts.gitsync.dev/promote"
@@ -40,6 +41,8 @@ OWNER_ANNOTATION = "rollouts.gitsync.dev/rollout"
 """On the canary Deployment: the name of the Rollout that created it (never touch another's)."""
 FULL_PROMOTE_SUFFIX = ";full"
 CANARY_ROLE = "canary"
+PREVIEW_ROLE = "preview"
+"""``rollouts.gitsync.dev/role`` of the blue-green preview Deployment's pods."""
 ROLLOUT_FIELD_MANAGER = "gitsync-rollout"
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "FULL_PROMOTE_SUFFIX",
     "HASH_LABEL",
     "OWNER_ANNOTATION",
+    "PREVIEW_ROLE",
     "PROMOTE_ANNOTATION",
     "RETRY_ANNOTATION",
     "ROLE_LABEL",
@@ -103,6 +107,8 @@ _CAMEL = {
     "handled_abort": "lastHandledAbort",
     "handled_retry": "lastHandledRetry",
     "observed_generation": "observedGeneration",
+    "scale_down_at": "scaleDownAt",
+    "analysis_runs": "analysisRuns",
 }
 ALWAYS_WRITTEN = frozenset({"phase", "current_step_index", "current_weight", "observed_generation"})
 
@@ -117,6 +123,12 @@ class RolloutStatus:
     ``canary_hash`` is the template being rolled out ("" when none is); ``aborted_hash`` the one
     that was aborted and is not retried until Git renders another template or a retry request.
     ``replicas`` is N, the Deployment's size from Git, which the rollout shares out.
+
+    Blue-green (``gitsync.rollout.bluegreen``) also keeps ``scale_down_at``: when the old pods
+    scale down after a promotion (stored at the switch, so a restart neither resets nor skips it).
+
+    ``analysis_runs`` are the metric runs of analysis steps, with their measurements
+    (``gitsync.rollout.analysis``, bounded there); cleared when a new template starts or a retry.
     """
 
     phase: str = ""
@@ -136,12 +148,17 @@ class RolloutStatus:
     handled_abort: str = ""
     handled_retry: str = ""
     observed_generation: int = 0
+    scale_down_at: str = ""
+    analysis_runs: tuple[AnalysisRun, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ALWAYS_WRITTEN or value not in ("", 0):
+            if f.name == "analysis_runs":
+                if value:
+                    out[_CAMEL[f.name]] = [run.to_dict() for run in value]
+            elif f.name in ALWAYS_WRITTEN or value not in ("", 0):
                 out[_CAMEL[f.name]] = value
         if not self.phase:
             out.pop("phase")
@@ -155,7 +172,10 @@ class RolloutStatus:
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = doc.get(_CAMEL[f.name])
-            if f.type == "int":
+            if f.name == "analysis_runs":
+                runs = [AnalysisRun.from_dict(r) for r in raw] if isinstance(raw, list) else []
+                values[f.name] = tuple(r for r in runs if r is not None)
+            elif f.type == "int":
                 if isinstance(raw, int) and not isinstance(raw, bool):
                     values[f.name] = raw
             elif isinstance(raw, str):

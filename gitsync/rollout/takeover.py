@@ -24,6 +24,21 @@ Deployment) are reported the same way.
 The held object is the live template taken as it is (with the defaults the server added): what
 gitsync applies while the rollout runs is exactly what runs. Those defaulted fields are released
 again by the first normal apply after the rollout, and the server defaults them back unchanged.
+
+**Pinned Services and routers** (blue-green, and a canary with ``trafficRouting``; see
+``routers``). The rollout pins Service selectors to one side with the selector key
+``rollouts.gitsync.dev/template-hash``, so the pods of such a target carry that label: its pod
+template is applied with ``template-hash: <hash>`` added (the rendered hash, or the recorded one
+while held; the label is not part of the hash, so this never starts a rollout - but adding it to
+a Deployment that did not have it is one rolling restart of the same version). A label already
+on the live template stays while a Rollout targets the Deployment, even with a broken spec.
+Every Service a rendered Rollout names (``activeService``/``previewService``,
+``stableService``/``canaryService``) is applied as rendered **plus the live value of that
+selector key**, and an HTTPRoute a Rollout routes through with the live canary weight while it
+is not 0 (at rest it is applied exactly as Git says): a sync never moves traffic a rollout set,
+whether or not the API server merges selector keys one by one (it does not from Kubernetes 1.21,
+where ``Service.spec.selector`` is an atomic map). ``selector_ignore_rules`` gives the matching
+``diff.IgnoreRule``s for a comparison of Git against live that does not use the replacements.
 """
 
 from __future__ import annotations
@@ -33,9 +48,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitsync.diff import IgnoreRule
 from gitsync.model import ResourceKey
-from gitsync.rollout.math import template_hash
-from gitsync.rollout.spec import GROUP, KIND, RolloutSpecError, parse_rollout_spec
+from gitsync.rollout.math import HASH_LABEL, template_hash
+from gitsync.rollout.routers import (
+    GATEWAY_GROUP,
+    SELECTOR_HASH_POINTER,
+    keep_pinned_selector,
+    keep_route_weight,
+)
+from gitsync.rollout.spec import GROUP, KIND, RolloutSpec, RolloutSpecError, parse_rollout_spec
 from gitsync.rollout.status import STABLE_HASH_ANNOTATION
 
 DEPLOYMENT_GROUP = "apps"
@@ -55,6 +77,8 @@ class RolloutWork:
     held: bool = False
     """The sync kept the live template: a rollout of ``desired_hash`` is to run."""
     error: str = ""
+    running: bool = False
+    """The Rollout already runs (or aborted) ``desired_hash``: nothing new for a sync to start."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +149,137 @@ def holding(
     return out
 
 
+def _text(value: object, *path: str) -> str:
+    for name in path:
+        value = value.get(name) if isinstance(value, Mapping) else None
+    return value if isinstance(value, str) else ""
+
+
+def named_services(rollout: Mapping[str, Any]) -> list[str]:
+    """The Services a Rollout document names for pinning, read leniently (a broken spec must not
+    let a sync unpin a Service mid-rollout): blue-green's active and preview Services; a
+    canary's stable and canary Services when it has ``trafficRouting``."""
+    strategy = _spec(rollout).get("strategy")
+    names = [
+        _text(strategy, "blueGreen", "activeService"),
+        _text(strategy, "blueGreen", "previewService"),
+    ]
+    routing = strategy.get("canary") if isinstance(strategy, Mapping) else None
+    if isinstance(routing, Mapping) and routing.get("trafficRouting") is not None:
+        names += [_text(routing, "stableService"), _text(routing, "canaryService")]
+    return [n for n in dict.fromkeys(names) if n]
+
+
+def _pins_services(spec: RolloutSpec | None) -> bool:
+    if spec is None:
+        return False
+    return spec.blue_green is not None or (
+        spec.canary is not None and spec.canary.traffic_routing is not None
+    )
+
+
+def _route_key(
+    desired: Mapping[ResourceKey, Mapping[str, Any]], namespace: str, name: str
+) -> ResourceKey | None:
+    for key in desired:
+        if (key.group, key.kind, key.namespace, key.name) == (
+            GATEWAY_GROUP,
+            "HTTPRoute",
+            namespace,
+            name,
+        ):
+            return key
+    return None
+
+
+def pinned_objects(desired: Mapping[ResourceKey, Mapping[str, Any]]) -> list[ResourceKey]:
+    """The keys of the rendered Services and HTTPRoutes that rendered Rollouts pin or route
+    through (what the sync applies with the rollout's live values, ``plan_takeover``)."""
+    out: list[ResourceKey] = []
+    for key, obj in desired.items():
+        if key.group != GROUP or key.kind != KIND:
+            continue
+        for name in named_services(obj):
+            service = ResourceKey("", "Service", key.namespace, name)
+            if service in desired:
+                out.append(service)
+        route_name = _text(
+            _spec(obj).get("strategy"), "canary", "trafficRouting", "gatewayAPI", "httpRoute"
+        )
+        route = _route_key(desired, key.namespace, route_name) if route_name else None
+        if route is not None:
+            out.append(route)
+    return sorted(set(out))
+
+
+def selector_ignore_rules(desired: Mapping[ResourceKey, Mapping[str, Any]]) -> list[IgnoreRule]:
+    """For each rendered Service a rendered Rollout pins: ignore the one selector key the
+    rollout owns, ``/spec/selector/rollouts.gitsync.dev~1template-hash``."""
+    rules = []
+    for key in pinned_objects(desired):
+        if key.kind == "Service":
+            rules.append(
+                IgnoreRule(
+                    group="",
+                    kind="Service",
+                    name=key.name,
+                    namespace=key.namespace,
+                    json_pointers=(SELECTOR_HASH_POINTER,),
+                )
+            )
+    return rules
+
+
+def _labeled(obj: dict[str, Any], value: str) -> dict[str, Any]:
+    """``obj`` (a Deployment, modified) with ``template-hash: value`` on its pod template."""
+    template = obj.setdefault("spec", {}).setdefault("template", {})
+    meta = template.get("metadata")
+    if not isinstance(meta, dict):
+        meta = template["metadata"] = {}
+    labels = meta.get("labels")
+    if not isinstance(labels, dict):
+        labels = meta["labels"] = {}
+    labels[HASH_LABEL] = value
+    return obj
+
+
+def _live_label(live: Mapping[str, Any] | None) -> str:
+    template = _spec(live).get("template")
+    meta = template.get("metadata") if isinstance(template, Mapping) else None
+    labels = meta.get("labels") if isinstance(meta, Mapping) else None
+    value = labels.get(HASH_LABEL) if isinstance(labels, Mapping) else None
+    return value if isinstance(value, str) else ""
+
+
+def _keep_rollout_fields(
+    rollout_key: ResourceKey,
+    rollout: Mapping[str, Any],
+    *,
+    spec: RolloutSpec | None,
+    desired: Mapping[ResourceKey, Mapping[str, Any]],
+    live: Mapping[ResourceKey, Mapping[str, Any] | None],
+    replacements: dict[ResourceKey, dict[str, Any]],
+) -> None:
+    """The pinned Services' selector keys and the HTTPRoute's canary weight, as live."""
+    namespace = rollout_key.namespace
+    for name in named_services(rollout):
+        key = ResourceKey("", "Service", namespace, name)
+        if key in desired:
+            kept = keep_pinned_selector(desired[key], live.get(key))
+            if kept is not None:
+                replacements[key] = kept
+    routing = spec.canary.traffic_routing if spec and spec.canary else None
+    if spec is None or spec.canary is None or routing is None or routing.gateway_api is None:
+        return
+    route = _route_key(desired, namespace, routing.gateway_api.http_route)
+    if route is not None:
+        kept = keep_route_weight(
+            desired[route], live.get(route), spec.canary.stable_service, spec.canary.canary_service
+        )
+        if kept is not None:
+            replacements[route] = kept
+
+
 def targeted_deployments(desired: Mapping[ResourceKey, Mapping[str, Any]]) -> list[ResourceKey]:
     """The keys of the rendered Deployments that rendered Rollouts target."""
     out = []
@@ -154,8 +309,10 @@ def plan_takeover(
             continue
         rollout = desired[key]
         error = ""
+        parsed: RolloutSpec | None = None
         try:
-            target_name = parse_rollout_spec(rollout.get("spec")).target_ref.name
+            parsed = parse_rollout_spec(rollout.get("spec"))
+            target_name = parsed.target_ref.name
         except RolloutSpecError as exc:
             error = f"invalid Rollout spec: {exc}"
             target_name = _raw_target_name(rollout)
@@ -190,6 +347,11 @@ def plan_takeover(
             replacements[target] = holding(deployment, live_deployment, recorded)
         else:
             replacements[target] = _annotated(deployment, digest)
+        if _pins_services(parsed) or _live_label(live_deployment):
+            _labeled(replacements[target], recorded if held else digest)
+        _keep_rollout_fields(
+            key, rollout, spec=parsed, desired=desired, live=live, replacements=replacements
+        )
         work.append(
             RolloutWork(
                 rollout=key,

@@ -23,10 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -59,6 +59,30 @@ class ResourceResult:
     code: ResultCode
     message: str = ""
     wave: int = 0
+
+
+class TakeoverPlanLike(Protocol):
+    @property
+    def replacements(self) -> dict[ResourceKey, dict[str, Any]]: ...
+
+    @property
+    def work(self) -> tuple[Any, ...]: ...
+
+
+class TemplateTakeover(Protocol):
+    """Hands pod-template changes of Rollout-governed Deployments to the rollout layer (which
+    sits above sync, so it is injected): ``plan`` says what to compare and apply instead of the
+    rendered Deployment, ``start`` begins the rollouts once the wave is applied."""
+
+    def plan(
+        self,
+        desired: Mapping[ResourceKey, Mapping[str, Any]],
+        live: Mapping[ResourceKey, Mapping[str, Any] | None],
+    ) -> TakeoverPlanLike: ...
+
+    def start(
+        self, work: Sequence[Any], *, revision: str, dry_run: bool = False
+    ) -> list[ResourceResult]: ...
 
 
 @dataclass(frozen=True)
@@ -96,6 +120,8 @@ class Comparison:
     items: list[Item]
     extraneous: dict[ResourceKey, InventoryEntry]
     inventory: dict[ResourceKey, InventoryEntry]
+    rollout_work: tuple[Any, ...] = ()
+    """Pod-template changes held for a rollout (``TemplateTakeover``), started after the apply."""
 
     @property
     def diffs(self) -> list[ResourceDiff]:
@@ -163,8 +189,10 @@ class Syncer:
         crd_timeout: float = 60.0,
         poll_interval: float = 0.5,
         live: LiveReader | None = None,
+        takeover: TemplateTakeover | None = None,
     ):
         self.kube = kube
+        self.takeover = takeover
         self.live = live or kube.get
         self._memo: dict[str, dict[ResourceKey, _Memo]] = {}
         self.workers = workers
@@ -308,17 +336,33 @@ class Syncer:
         items = self._prepare(app, manifests)
         ok = [i for i in items if not i.error]
         self._parallel(self._read_live, ok)
+        rollout_work: tuple[Any, ...] = ()
+        pending: set[ResourceKey] = set()
+        rendered: dict[ResourceKey, dict[str, Any]] = {}
+        if self.takeover is not None:
+            plan = self.takeover.plan({i.key: i.obj for i in ok}, {i.key: i.live for i in ok})
+            rendered = {i.key: i.obj for i in ok}
+            for item in ok:
+                item.obj = plan.replacements.get(item.key, item.obj)
+            rollout_work = tuple(plan.work)
+            pending = {w.target for w in rollout_work if w.held and not w.running}
         previous = self._memo.get(app.qualified_name, {})
         memo: dict[ResourceKey, _Memo] = {}
         for item in items:
             if item.key in previous:
                 memo[item.key] = previous[item.key]
         self._parallel(lambda i: self._compare_one(i, ignore, memo), items)
+        for item in items:
+            if self.takeover is not None and item.key in pending:
+                # A template change the rollout has not started yet: what Git says differs
+                # from what runs, although what the sync will apply (the held object) does not.
+                item.diff = diff_resource(
+                    item.key, rendered[item.key], item.live, ignore=ignore, desired_is_dry_run=False
+                )
         self._memo[app.qualified_name] = memo
         inventory = Inventory(self.kube, app.namespace, app.name).load()
-        rendered = {i.key for i in items}
-        extraneous = {k: e for k, e in inventory.items() if k not in rendered}
-        return Comparison(items, extraneous, inventory)
+        extraneous = {k: e for k, e in inventory.items() if k not in {i.key for i in items}}
+        return Comparison(items, extraneous, inventory, rollout_work)
 
     # -- sync --------------------------------------------------------------------------------
 
@@ -372,6 +416,13 @@ class Syncer:
                     if crds and not dry_run:
                         self._wait_crds(crds, result)
                         self.kube.forget_discovery()
+                if self.takeover is not None and comparison.rollout_work:
+                    in_wave = {i.key for i in wave.items()}
+                    work = [w for w in comparison.rollout_work if w.rollout in in_wave]
+                    if work:
+                        result.results.extend(
+                            self.takeover.start(work, revision=revision, dry_run=dry_run)
+                        )
             for entry in prune_waves.get(number, []):
                 code = self._prune(app, entry, dry_run, result, number)
                 pruned_or_skipped[entry.key] = code
@@ -549,6 +600,12 @@ class Syncer:
                 (k, h)
                 for k, h in healths
                 if h.status not in (HealthStatus.HEALTHY, HealthStatus.SUSPENDED)
+                # a canary can take hours: its wave is done once the rollout is running
+                and not (
+                    k.group == "gitsync.dev"
+                    and k.kind == "Rollout"
+                    and h.status == HealthStatus.PROGRESSING
+                )
             ]
             if not bad:
                 return True, ""

@@ -4,8 +4,9 @@ Prometheus metrics, the status pages and the JSON API (``/api/v1``, see docs/api
 ``create_app`` receives what it serves (an app factory, no globals), so tests build one app per
 test. Flask is imported only in this package and the webhook's HTTP adapter. Modules, bottom up:
 ``view`` (the documents shown, pure), ``auth`` (credentials, sessions, rate limit; no Flask),
-``actions`` and ``diff`` (what the buttons and the diff view ask of the controller), ``guard``
-(authentication and CSRF over HTTP, the login page), ``pages`` and ``api`` (the routes), ``app``.
+``actions``, ``diff`` and ``rollouts`` (what the buttons, the diff view and the rollout panel ask
+of the controller and the cluster), ``guard`` (authentication and CSRF over HTTP, the login
+page), ``pages`` and ``api`` (the routes), ``app``.
 """
 
 from gitsync.web.app import create_app, web_dir

@@ -1,8 +1,9 @@
 """The JSON API, ``/api/v1`` (documented in docs/api.md).
 
-Reads return the documents ``gitsync.web.view`` builds - the same the pages render. Actions
-answer 202: they record a request on the Application and the controller carries it out; poll the
-Application to see the result. Every error is ``{"error": "<message>"}``.
+Reads return the documents ``gitsync.web.view`` and ``gitsync.web.rollouts`` build - the same
+the pages render. Actions answer 202: they record a request on the Application (or, for promote /
+abort / retry, on one of its Rollouts) and the controller carries it out; poll to see the result.
+Every error is ``{"error": "<message>"}``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,39 @@ import flask
 from gitsync.web.actions import ActionError, parse_body, request_action
 from gitsync.web.diff import Differ, DiffError
 from gitsync.web.guard import Guard, json_error
+from gitsync.web.rollouts import (
+    RolloutError,
+    Rollouts,
+    parse_rollout_body,
+    split_rollout_action,
+)
 from gitsync.web.view import ControllerView, ListQuery, Snapshot, detail, find, list_applications
 
 MAX_JSON_BYTES = 16 * 1024
 
 
+def _json_body() -> dict[str, Any] | flask.Response:
+    """The request's JSON object (``{}`` when empty), or the error response to send."""
+    if (flask.request.content_length or 0) > MAX_JSON_BYTES:
+        return json_error(413, "request body too large")
+    raw = flask.request.get_data(cache=False)
+    body: Any = {}
+    if raw.strip():
+        try:
+            body = flask.json.loads(raw)
+        except ValueError:
+            return json_error(400, "the body is not valid JSON")
+    if not isinstance(body, dict):
+        return json_error(400, "the body must be a JSON object")
+    return body
+
+
 def api_blueprint(
-    controller: ControllerView, guard: Guard, snapshot: Snapshot, differ: Differ
+    controller: ControllerView,
+    guard: Guard,
+    snapshot: Snapshot,
+    differ: Differ,
+    rollouts: Rollouts,
 ) -> flask.Blueprint:
     bp = flask.Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -31,7 +58,10 @@ def api_blueprint(
             query = ListQuery.parse(flask.request.args, strict=True)
         except ValueError as exc:
             return json_error(400, str(exc))
-        return flask.jsonify(list_applications(snapshot.get(), query).document())
+        objs = snapshot.get()
+        listing = list_applications(objs, query)
+        rollouts.annotate_rows(listing.items, objs)
+        return flask.jsonify(listing.document())
 
     @bp.get("/applications/<namespace>/<name>")
     @guard.api_read
@@ -52,20 +82,45 @@ def api_blueprint(
             return json_error(exc.status, exc.message, **headers)
         return flask.jsonify(doc)
 
+    @bp.get("/applications/<namespace>/<name>/rollouts")
+    @guard.api_read
+    def application_rollouts(namespace: str, name: str) -> Any:
+        obj = find(snapshot.get(), (namespace, name))
+        if obj is None:
+            return json_error(404, f"no Application {namespace}/{name}")
+        return flask.jsonify(rollouts.of_application(obj))
+
+    # ``.../rollouts/<rollout>/<verb>``: one path variable ``action`` holds "<rollout>/<verb>",
+    # so the route has the same parameters as the Application's actions.
+    @bp.post("/applications/<namespace>/<name>/rollouts/<path:action>")
+    @guard.api_action
+    def rollout_action(namespace: str, name: str, action: str) -> Any:
+        rollout, verb = split_rollout_action(action)
+        body = _json_body()
+        if isinstance(body, flask.Response):
+            return body
+        obj = find(snapshot.get(fresh=True), (namespace, name))
+        if obj is None:
+            return json_error(404, f"no Application {namespace}/{name}")
+        try:
+            result = rollouts.request(
+                obj,
+                rollout,
+                verb,
+                full=parse_rollout_body(verb, body),
+                actor=guard.principal().name,
+            )
+        except RolloutError as exc:
+            return json_error(exc.status, exc.message)
+        controller.refresh((namespace, name), f"web:rollout-{verb}")
+        return flask.jsonify(result), 202
+
     @bp.post("/applications/<namespace>/<name>/<action>")
     @guard.api_action
     def act(namespace: str, name: str, action: str) -> Any:
-        if (flask.request.content_length or 0) > MAX_JSON_BYTES:
-            return json_error(413, "request body too large")
-        raw = flask.request.get_data(cache=False)
-        body: Any = {}
-        if raw.strip():
-            try:
-                body = flask.json.loads(raw)
-            except ValueError:
-                return json_error(400, "the body is not valid JSON")
-        if not isinstance(body, dict):
-            return json_error(400, "the body must be a JSON object")
+        body = _json_body()
+        if isinstance(body, flask.Response):
+            return body
         principal = guard.principal()
         try:
             result = request_action(

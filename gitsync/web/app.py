@@ -30,6 +30,7 @@ from gitsync.web.auth import AuthSettings
 from gitsync.web.diff import Differ
 from gitsync.web.guard import Guard, auth_blueprint
 from gitsync.web.pages import pages_blueprint
+from gitsync.web.rollouts import Rollouts
 from gitsync.web.view import ControllerView, Snapshot
 from gitsync.webhook import DEFAULT_MAX_BYTES
 from gitsync.webhook.http import webhook_blueprint
@@ -117,9 +118,10 @@ def create_app(
     guard = Guard(settings, clock=clock)
     snapshot = Snapshot(controller.application_objects, ttl=snapshot_ttl)
     differ = Differ(controller, concurrency=diff_concurrency, clock=clock or time.monotonic)
+    rollouts = Rollouts(controller, ttl=snapshot_ttl, clock=clock or time.monotonic)
     app.register_blueprint(auth_blueprint(guard))
-    app.register_blueprint(pages_blueprint(controller, guard, snapshot, differ))
-    app.register_blueprint(api_blueprint(controller, guard, snapshot, differ))
+    app.register_blueprint(pages_blueprint(controller, guard, snapshot, differ, rollouts))
+    app.register_blueprint(api_blueprint(controller, guard, snapshot, differ, rollouts))
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -1,6 +1,6 @@
-"""The server-rendered pages: the Application list, one Application, its diff, and the form
-fallback for actions (the page's JavaScript calls the JSON API instead; without JavaScript the
-same buttons post these forms).
+"""The server-rendered pages: the Application list, one Application (with its rollout panel),
+its diff, and the form fallback for actions (the page's JavaScript calls the JSON API instead;
+without JavaScript the same buttons post these forms).
 
 Templates live in the top-level ``web/templates`` and escape everything (Jinja autoescape); the
 documents they render come from ``gitsync.web.view``, the same the JSON API returns.
@@ -8,6 +8,7 @@ documents they render come from ``gitsync.web.view``, the same the JSON API retu
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import flask
@@ -18,6 +19,13 @@ from gitsync.web.actions import ACTIONS, ActionError, parse_body, request_action
 from gitsync.web.auth import NOBODY
 from gitsync.web.diff import Differ, DiffError
 from gitsync.web.guard import CSRF_FIELD, CSRF_HEADER, Guard
+from gitsync.web.rollouts import (
+    RolloutError,
+    Rollouts,
+    chart,
+    remaining,
+    split_rollout_action,
+)
 from gitsync.web.view import (
     DEFAULT_PER_PAGE,
     ControllerView,
@@ -63,9 +71,18 @@ def diff_lines(text: str) -> list[tuple[str, str]]:
 
 
 def pages_blueprint(
-    controller: ControllerView, guard: Guard, snapshot: Snapshot, differ: Differ
+    controller: ControllerView,
+    guard: Guard,
+    snapshot: Snapshot,
+    differ: Differ,
+    rollouts: Rollouts,
 ) -> flask.Blueprint:
     bp = flask.Blueprint("ui", __name__)
+    bp.add_app_template_filter(chart, "rollout_chart")
+
+    @bp.app_template_filter("remaining")
+    def _remaining(until: str) -> str:
+        return remaining(until, datetime.now(UTC))
 
     @bp.app_template_filter("status_class")
     def _status_class(value: str) -> str:
@@ -99,7 +116,9 @@ def pages_blueprint(
     @guard.page
     def index() -> Any:
         query = ListQuery.parse(flask.request.args, strict=False)
-        listing = list_applications(snapshot.get(fresh=True), query)
+        objs = snapshot.get(fresh=True)
+        listing = list_applications(objs, query)
+        rollouts.annotate_rows(listing.items, objs)
         return flask.render_template(
             "apps.html",
             listing=listing,
@@ -115,7 +134,9 @@ def pages_blueprint(
         obj = find(snapshot.get(fresh=True), (namespace, name))
         if obj is None:
             flask.abort(404)
-        return flask.render_template("app.html", app=detail(obj))
+        return flask.render_template(
+            "app.html", app=detail(obj), rollouts=rollouts.of_application(obj, fresh=True)
+        )
 
     @bp.get("/apps/<namespace>/<name>/diff")
     @guard.page
@@ -131,6 +152,30 @@ def pages_blueprint(
         except DiffError as exc:
             error, status = exc.message, exc.status
         return flask.render_template("diff.html", app=detail(obj), diff=doc, error=error), status
+
+    @bp.post("/apps/<namespace>/<name>/rollouts/<path:action>")  # "<rollout>/<verb>", as the API
+    @guard.form_action
+    def rollout_action(namespace: str, name: str, action: str) -> WerkzeugResponse:
+        rollout, verb = split_rollout_action(action)
+        principal = guard.principal()
+        obj = find(snapshot.get(fresh=True), (namespace, name))
+        if obj is None:
+            flask.abort(404)
+        try:
+            result = rollouts.request(
+                obj,
+                rollout,
+                verb,
+                full=flask.request.form.get("full") in ("on", "true", "1"),
+                actor=principal.name,
+            )
+            category, message = "ok", str(result["message"])
+            controller.refresh((namespace, name), f"web:rollout-{verb}")
+        except RolloutError as exc:
+            category, message = "error", exc.message
+        if principal.session is not None:
+            principal.session.flashes.append((category, message))
+        return flask.redirect(flask.url_for("ui.app_detail", namespace=namespace, name=name), 303)
 
     @bp.post("/apps/<namespace>/<name>/<action>")
     @guard.form_action

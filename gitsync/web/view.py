@@ -41,6 +41,26 @@ class ApplicationStoreView(Protocol):
     def patch_annotations(self, key: AppKey, annotations: dict[str, str | None]) -> None: ...
 
 
+class KubeAccess(Protocol):
+    """The part of ``gitsync.kube.KubeClient`` the rollout panel uses: read a Rollout, and write
+    a request annotation on it (a merge patch, like ``kubectl annotate``)."""
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str = ""
+    ) -> dict[str, Any] | None: ...
+
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        patch: Any,
+        *,
+        namespace: str = "",
+        patch_type: str = "merge",
+    ) -> dict[str, Any]: ...
+
+
 class ControllerView(Protocol):
     """What the web layer needs from the controller."""
 
@@ -49,6 +69,13 @@ class ControllerView(Protocol):
 
     @property
     def store(self) -> ApplicationStoreView: ...
+
+    @property
+    def kube(self) -> KubeAccess:
+        """The client of the controller's own cluster: Rollouts are read and annotated through
+        it (``gitsync.web.rollouts``; Applications deploying to another cluster go through
+        ``clusters.client(name)`` when the controller has a cluster registry)."""
+        ...
 
     def on_push(self, event: PushEvent) -> int: ...
 

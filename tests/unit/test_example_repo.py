@@ -31,6 +31,7 @@ EXPECTED_APPS = {
     "guestbook": ("apps/guestbook", "guestbook"),
     "podinfo-staging": ("apps/podinfo-kustomize/overlays/staging", "podinfo-staging"),
     "helm-chart": ("apps/helm-chart", "helm-demo"),
+    "canary": ("apps/canary", "canary-demo"),
 }
 HELM_RELEASE = "helm-demo"
 
@@ -45,6 +46,7 @@ SERVED_API_VERSIONS = {
     "autoscaling/v2beta2",
     "policy/v1beta1",
     "rbac.authorization.k8s.io/v1",
+    "gitsync.dev/v1alpha1",  # gitsync's own Rollout (charts/gitsync/crds)
 }
 FORBIDDEN = {("batch/v1", "CronJob")}
 
@@ -53,9 +55,9 @@ def load_docs(text: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if doc is not None]
 
 
-def render_guestbook() -> list[dict[str, Any]]:
+def render_plain(directory: str) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
-    for path in sorted((EXAMPLE / "apps/guestbook").glob("*.yaml")):
+    for path in sorted((EXAMPLE / directory).glob("*.yaml")):
         docs += load_docs(path.read_text())
     return docs
 
@@ -91,8 +93,8 @@ def render_helm(values: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def render_app(name: str) -> list[dict[str, Any]]:
-    if name == "guestbook":
-        return render_guestbook()
+    if name in ("guestbook", "canary"):
+        return render_plain(EXPECTED_APPS[name][0])
     if name == "podinfo-staging":
         return render_kustomize(EXPECTED_APPS[name][0])
     return render_helm(helm_values("values-prod.yaml"))
@@ -153,7 +155,7 @@ def test_guestbook_is_plain_yaml_with_a_multi_document_file() -> None:
     files = sorted((EXAMPLE / "apps/guestbook").glob("*.yaml"))
     counts = {p.name: len(load_docs(p.read_text())) for p in files}
     assert len(files) >= 3 and max(counts.values()) >= 2, counts
-    docs = render_guestbook()
+    docs = render_plain("apps/guestbook")
     for doc in docs:
         assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"], doc
     assert sorted(doc["kind"] for doc in docs) == ["ConfigMap", "Deployment", "Secret", "Service"]
@@ -163,7 +165,7 @@ def test_guestbook_is_plain_yaml_with_a_multi_document_file() -> None:
 
 
 def test_guestbook_deployment_uses_its_configmap_and_secret() -> None:
-    docs = render_guestbook()
+    docs = render_plain("apps/guestbook")
     [deployment] = by_kind(docs, "Deployment")
     text = yaml.safe_dump(deployment)
     for kind in ("ConfigMap", "Secret"):

@@ -207,45 +207,6 @@ def test_git_going_back_to_stable_removes_the_canary() -> None:
     assert "went back to the stable template" in decision.status.message
 
 
-def test_an_unsupported_strategy_holds_the_template_and_says_why() -> None:
-    routed = spec(
-        [{"setWeight": 20}], stableService="web", trafficRouting={"nginx": {"stableIngress": "web"}}
-    )
-    decision = core.start(
-        routed,
-        RolloutStatus(),
-        Pods().observe(T0),
-        desired_hash="n",
-        held=True,
-        replicas=N,
-        revision="r",
-    )
-    assert decision.actions == ()
-    assert decision.status.phase == Phase.DEGRADED
-    assert "trafficRouting is not implemented" in decision.status.message
-    assert "held back" in decision.status.message
-
-
-def test_a_strategy_this_version_cannot_run_aborts_a_running_canary() -> None:
-    pods = Pods()
-    status, now = run(pods, started(pods), T0, until=at_step(1, Phase.PAUSED))
-    blue_green = parse_rollout_spec(
-        {"targetRef": {"name": "web"}, "strategy": {"blueGreen": {"activeService": "web"}}}
-    )
-    decision = core.start(
-        blue_green,
-        status,
-        pods.observe(now),
-        desired_hash="newer",
-        held=True,
-        replicas=N,
-        revision="z",
-    )
-    assert decision.actions == (Scale(Role.STABLE, N), Scale(Role.CANARY, 0))
-    assert decision.status.phase == Phase.DEGRADED
-    assert "blueGreen strategy is not implemented" in decision.status.message
-
-
 # -- steps ------------------------------------------------------------------------------------
 
 
@@ -393,15 +354,21 @@ def test_a_crash_after_deleting_the_canary_still_completes() -> None:
     assert decision.status.phase == Phase.HEALTHY and decision.actions == ()
 
 
-def test_analysis_steps_are_inconclusive_and_pause_until_promoted() -> None:
+def test_an_analysis_step_asks_for_measurements_and_never_passes_without_them() -> None:
+    # (measurements and their verdicts: tests/unit/test_rollout_analysis.py)
     pods = Pods()
     steps = spec([{"setWeight": 20}, {"analysis": {"metrics": ["ok"]}}, {"setWeight": 40}])
     status, now = run(
-        pods, started(pods, the_spec=steps), T0, the_spec=steps, until=at_step(1, Phase.PAUSED)
+        pods,
+        started(pods, the_spec=steps),
+        T0,
+        the_spec=steps,
+        until=at_step(1, Phase.PROGRESSING),
     )
-    assert "not run by this version" in status.message and "inconclusive" in status.message
-    status, now = run(pods, status, now + timedelta(hours=2), the_spec=steps, ticks=3)
-    assert status.phase == Phase.PAUSED, "never a silent pass, never an abort while waiting"
+    decision = core.step(steps, status, pods.observe(now + timedelta(hours=2)))
+    assert decision.measure == ("ok",) and decision.requeue_after == 0
+    assert decision.status.current_step_index == 1, "never a silent pass"
+    assert decision.status.phase == Phase.PROGRESSING, "analysing is not a stalled rollout"
 
 
 # -- abort, deadline, retry -------------------------------------------------------------------

@@ -1,7 +1,8 @@
 // gitsync status UI: live updates (polling the JSON API every 2 s), actions with a confirmation
-// dialog, and the inline diff. Plain JavaScript, no build step, nothing inline (the page's CSP
-// allows scripts from /static only). Text from the API is only ever set with textContent, never
-// parsed as HTML. The pages work without this file: forms post and the diff has its own page.
+// dialog, the inline diff and the rollout panel (weight bar, pause countdown, analysis charts
+// drawn as SVG). Plain JavaScript, no build step, nothing inline (the page's CSP allows scripts
+// from /static only). Text from the API is only ever set with textContent, never parsed as HTML.
+// The pages work without this file: forms post and the diff has its own page.
 (function () {
   "use strict";
 
@@ -158,13 +159,21 @@
     document.querySelectorAll("tr[data-app]").forEach(function (row) {
       rows[row.getAttribute("data-app")] = row;
     });
+    var lastRollouts = {};
     poll(api, function (data) { // api carries the page's filters and page, normalized
       var seen = 0;
       (data.items || []).forEach(function (item) {
-        var row = rows[item.namespace + "/" + item.name];
+        var id = item.namespace + "/" + item.name;
+        var row = rows[id];
         if (row) {
           seen += 1;
           fill(row, item);
+          var key = JSON.stringify(item.rollouts || []);
+          var cell = row.querySelector(".rollouts-cell");
+          if (cell && lastRollouts[id] !== key) {
+            cell.replaceChildren.apply(cell, (item.rollouts || []).map(rolloutCell));
+          }
+          lastRollouts[id] = key;
         }
       });
       var changed = seen !== Object.keys(rows).length || seen !== (data.items || []).length;
@@ -286,8 +295,13 @@
         form.hidden = form.getAttribute("data-show-when") === "paused"
           ? !paused : paused || !app.automated;
       });
+      // an app that starts listing a Rollout gets the panel without a reload
+      if ((app.resources || []).some(function (r) {
+        return r.group === "gitsync.dev" && r.kind === "Rollout";
+      })) startRollouts();
     });
     window.gitsyncPoll = poller;
+    if (!document.getElementById("rollouts-panel").hidden) startRollouts();
     var link = document.getElementById("show-diff");
     if (link) {
       link.addEventListener("click", function (event) {
@@ -342,6 +356,254 @@
     });
   }
 
+  // -- rollouts ------------------------------------------------------------------------------
+  // The same markup as the macros rollout_panel / rollout_cell / analysis_run in _macros.html.
+
+  var SVG_NS = "http://www.w3.org/2000/svg";
+
+  function svg(tag, attrs) {
+    var node = document.createElementNS(SVG_NS, tag);
+    Object.keys(attrs || {}).forEach(function (name) {
+      node.setAttribute(name, String(attrs[name]));
+    });
+    for (var i = 2; i < arguments.length; i++) {
+      var child = arguments[i];
+      if (child === null || child === undefined || child === "") continue;
+      node.appendChild(typeof child === "object" ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function newLabel(r) { return r.strategy === "blueGreen" ? "new" : "canary"; }
+
+  function weightBar(r) {
+    var w = r.weight || { stable: 100, canary: 0 };
+    return svg("svg", {
+      class: "weight-bar", viewBox: "0 0 100 10", preserveAspectRatio: "none", role: "img",
+      focusable: "false",
+      "aria-label": "stable " + w.stable + " %, " + newLabel(r) + " " + w.canary + " %",
+    },
+    svg("rect", { class: "bar-stable", x: 0, y: 0, width: w.stable, height: 10 }),
+    svg("rect", { class: "bar-canary", x: w.stable, y: 0, width: w.canary, height: 10 }));
+  }
+
+  function rolloutCell(r) {
+    return el("div", { class: "rollout-cell", "data-rollout": r.name },
+      badge("rollout", r.phase), " ",
+      el("span", { class: "name" }, r.name), " ",
+      r.stepCount ? el("span", { class: "rollout-step" },
+        r.complete ? "done" : "step " + r.stepNumber + "/" + r.stepCount) : null, " ",
+      el("span", { class: "weight-text" }, newLabel(r) + " " + r.weight.canary + " %"), " ",
+      weightBar(r));
+  }
+
+  // chart geometry: as gitsync.web.rollouts.chart
+  var CHART_W = 240, CHART_H = 72, CHART_PAD = 8, CHART_LEFT = 34;
+  var MARKERS = { Successful: "circle", Failed: "cross", Inconclusive: "square", Error: "triangle" };
+
+  function num(v) { return String(Math.round(v * 10) / 10); }
+
+  function markerPath(shape, x, y) {
+    var r = 3.5;
+    if (shape === "cross") {
+      return "M" + num(x - r) + " " + num(y - r) + "L" + num(x + r) + " " + num(y + r) +
+        "M" + num(x - r) + " " + num(y + r) + "L" + num(x + r) + " " + num(y - r);
+    }
+    if (shape === "square") return "M" + num(x - 3) + " " + num(y - 3) + "h6v6h-6Z";
+    if (shape === "triangle") {
+      return "M" + num(x) + " " + num(y - 4) + "L" + num(x + 4) + " " + num(y + 3) +
+        "L" + num(x - 4) + " " + num(y + 3) + "Z";
+    }
+    return "M" + num(x - r) + " " + num(y) + "a3.5 3.5 0 1 0 7 0a3.5 3.5 0 1 0 -7 0";
+  }
+
+  function measuredValue(text) {
+    if (text === "true") return 1;
+    if (text === "false") return 0;
+    if (text === "" || text === null || text === undefined) return null;
+    var v = Number(text);
+    return isFinite(v) ? v : null;
+  }
+
+  function fmt(v) { return String(Number(v.toPrecision(4))); }
+
+  function chart(run) {
+    var ms = run.measurements || [];
+    var values = ms.map(function (m) { return measuredValue(m.value); });
+    var times = ms.map(function (m) { var t = Date.parse(m.time); return isNaN(t) ? null : t; });
+    var stamps = times.filter(function (t) { return t !== null; });
+    var distinct = stamps.filter(function (t, i) { return stamps.indexOf(t) === i; });
+    var byTime = stamps.length === ms.length && distinct.length > 1;
+    var numbers = values.filter(function (v) { return v !== null; });
+    var low = numbers.length ? Math.min.apply(null, numbers) : 0;
+    var high = numbers.length ? Math.max.apply(null, numbers) : 1;
+    var t0 = byTime ? Math.min.apply(null, stamps) : 0;
+    var span = byTime ? Math.max.apply(null, stamps) - t0 : 1;
+    var innerW = CHART_W - CHART_LEFT - CHART_PAD, innerH = CHART_H - 2 * CHART_PAD;
+    var node = svg("svg", {
+      class: "chart", viewBox: "0 0 " + CHART_W + " " + CHART_H, width: CHART_W, height: CHART_H,
+      role: "img",
+      "aria-label": run.metric + ": " + ms.length + " measurements" +
+        (numbers.length ? ", between " + fmt(low) + " and " + fmt(high) : ""),
+    }, svg("rect", { class: "frame", x: 0.5, y: 0.5, width: CHART_W - 1, height: CHART_H - 1 }));
+    var line = [];
+    var markers = ms.map(function (m, i) {
+      var frac = byTime ? (times[i] - t0) / span : (ms.length > 1 ? i / (ms.length - 1) : 0.5);
+      var v = values[i];
+      var yFrac = v === null ? 0 : (high - low < 1e-12 ? 0.5 : (v - low) / (high - low));
+      var x = Math.round((CHART_LEFT + frac * innerW) * 10) / 10;
+      var y = Math.round((CHART_PAD + (1 - yFrac) * innerH) * 10) / 10;
+      if (v !== null) line.push(x + "," + y);
+      var label = (m.time || "?") + ": " + (m.value || "no value") + " (" + (m.phase || "?") + ")" +
+        (m.message ? " - " + m.message : "");
+      return svg("path", {
+        class: "marker marker-" + statusClass(m.phase),
+        d: markerPath(MARKERS[m.phase] || "circle", x, y),
+      }, svg("title", {}, label));
+    });
+    if (line.length) node.appendChild(svg("polyline", { class: "line", points: line.join(" ") }));
+    markers.forEach(function (m) { node.appendChild(m); });
+    if (numbers.length) {
+      node.appendChild(svg("text", { class: "axis", x: 3, y: 10 }, fmt(high)));
+      node.appendChild(svg("text", { class: "axis", x: 3, y: CHART_H - 3 }, fmt(low)));
+    }
+    return node;
+  }
+
+  function analysisRun(run) {
+    return el("figure", { class: "analysis-run", "data-metric": run.metric, "data-step": run.step },
+      el("figcaption", {}, "step " + (run.step + 1) + " · ", el("strong", {}, run.metric), " ",
+        badge("run", run.phase), " ",
+        el("span", { class: "muted" }, run.successful + " successful, " + run.failed + " failed, " +
+          run.inconclusive + " inconclusive, " + run.errors + " errors")),
+      chart(run),
+      run.message ? el("p", { class: "muted run-message" }, run.message) : null);
+  }
+
+  function rolloutForm(app, r, action, label, confirmText, allowed, full) {
+    var path = encodeURIComponent(app.namespace) + "/" + encodeURIComponent(app.name) +
+      "/rollouts/" + encodeURIComponent(r.name) + "/" + action;
+    return el("form", {
+      method: "post",
+      action: "/apps/" + path,
+      "data-api": "/api/v1/applications/" + path,
+      "data-confirm": confirmText,
+    }, hidden("csrf_token", csrfToken()),
+    full ? hidden("full", "true") : null,
+    el("button", { type: "submit", "data-action": action + (full ? "-full" : ""), disabled: !allowed },
+      label));
+  }
+
+  // server time minus browser time, so a pause counts down by the server's clock
+  var clockOffset = 0;
+
+  function setServerTime(text) {
+    var t = Date.parse(text || "");
+    if (!isNaN(t)) clockOffset = t - Date.now();
+  }
+
+  function remaining(until) {
+    var end = Date.parse(until || "");
+    if (isNaN(end)) return "";
+    var s = Math.max(0, Math.ceil((end - (Date.now() + clockOffset)) / 1000));
+    function two(n) { return (n < 10 ? "0" : "") + n; }
+    if (s >= 3600) return Math.floor(s / 3600) + "h " + two(Math.floor((s % 3600) / 60)) + "m";
+    if (s >= 60) return Math.floor(s / 60) + "m " + two(s % 60) + "s";
+    return s + "s";
+  }
+
+  function tickCountdowns() {
+    document.querySelectorAll(".countdown[data-until]").forEach(function (node) {
+      var text = remaining(node.getAttribute("data-until"));
+      if (node.textContent !== text) node.textContent = text;
+    });
+  }
+
+  function rolloutPanel(app, r, canAct) {
+    var nl = newLabel(r);
+    var what = "rollout " + r.name + " of " + app.namespace + "/" + app.name;
+    var w = r.weight || { stable: 100, canary: 0, target: null };
+    var pods = r.replicas ? el("span", { class: "muted pods" }, r.readyCanaryReplicas + " " + nl +
+      " + " + r.readyStableReplicas + " stable pods ready of " + r.replicas) : null;
+    var steps = null;
+    if ((r.steps || []).length) {
+      steps = el.apply(null, ["ol", { class: "steps" }].concat(r.steps.map(function (s) {
+        return el("li", { class: "step step-" + s.state,
+          "aria-current": s.state === "current" ? "step" : null }, s.text);
+      })));
+    }
+    var analysis = null;
+    if ((r.analysisRuns || []).length) {
+      analysis = el.apply(null, ["div", { class: "analysis" }, el("h4", {}, "Analysis")]
+        .concat(r.analysisRuns.map(analysisRun)));
+    }
+    var actions = null;
+    if (canAct) {
+      var a = r.actions || {};
+      actions = el("div", { class: "rollout-actions" },
+        rolloutForm(app, r, "promote", "Promote", "Promote " + what + " past its current step?",
+          a.promote, false),
+        rolloutForm(app, r, "promote", "Promote full", "Promote " + what +
+          " in full, skipping all remaining steps and analyses?", a.promoteFull, true),
+        rolloutForm(app, r, "abort", "Abort", "Abort " + what +
+          "? Traffic goes back to stable at once.", a.abort, false),
+        rolloutForm(app, r, "retry", "Retry", "Retry the aborted revision of " + what + "?",
+          a.retry, false));
+    }
+    return el("article", { class: "rollout", "data-rollout": r.name },
+      el("h3", {}, el("span", { class: "kind" }, "Rollout"), " ",
+        el("span", { class: "name" }, r.name), " ", badge("rollout", r.phase), " ",
+        el("span", { class: "muted" }, r.strategy === "blueGreen" ? "blue-green" : r.strategy,
+          r.gitRevisionShort ? " · Git " : "",
+          r.gitRevisionShort ? el("code", {}, r.gitRevisionShort) : null)),
+      r.error ? el("p", { class: "flash flash-error rollout-error" }, r.error) : null,
+      el("p", { class: "rollout-message" }, r.message),
+      el("p", { class: "rollout-step" }, r.stepText),
+      el("div", { class: "weight" }, weightBar(r),
+        el("p", { class: "weight-text" },
+          el("span", { class: "weight-stable" }, "stable " + w.stable + " %"), " · ",
+          el("span", { class: "weight-canary" }, nl + " " + w.canary + " %"), " ",
+          w.target !== null && w.target !== undefined
+            ? el("span", { class: "muted" }, "(step target " + w.target + " %)") : null, " ",
+          pods)),
+      r.pauseUntil ? el("p", { class: "pause" }, "Pause ends in ",
+        el("strong", { class: "countdown", "data-until": r.pauseUntil }, remaining(r.pauseUntil)),
+        " ", el("span", { class: "muted" }, "(" + when(r.pauseUntil) + ")")) : null,
+      steps, analysis, actions);
+  }
+
+  var rolloutsStarted = false;
+
+  function startRollouts() {
+    if (rolloutsStarted) return;
+    rolloutsStarted = true;
+    var section = document.getElementById("rollouts-panel");
+    var target = document.getElementById("rollouts");
+    if (!section || !target) return;
+    setServerTime(section.getAttribute("data-server-time"));
+    var app = {
+      namespace: decodeURIComponent(section.getAttribute("data-api").split("/")[4]),
+      name: decodeURIComponent(section.getAttribute("data-api").split("/")[5]),
+    };
+    var canAct = body.getAttribute("data-can-act") === "1";
+    var last = null;
+    window.gitsyncRolloutPoll = poll(section.getAttribute("data-api"), function (data) {
+      setServerTime(data.serverTime);
+      var list = data.rollouts || [];
+      var key = JSON.stringify(list);
+      if (key !== last) {
+        target.replaceChildren.apply(target, list.map(function (r) {
+          return rolloutPanel(app, r, canAct);
+        }));
+        section.hidden = !list.length;
+      }
+      last = key;
+      target.setAttribute("data-updated", data.serverTime || "");
+    });
+    window.gitsyncRolloutPoll.now();
+    setInterval(tickCountdowns, 1000);
+  }
+
   // -- actions -------------------------------------------------------------------------------
 
   function showResult(ok, message) {
@@ -367,6 +629,8 @@
     if (prune) payload.prune = prune.checked;
     var id = form.querySelector('input[name="id"]');
     if (id) payload.id = Number(id.value);
+    var full = form.querySelector('input[name="full"]');
+    if (full) payload.full = full.value === "true";
     var buttons = form.querySelectorAll("button");
     buttons.forEach(function (b) { b.disabled = true; });
     fetch(api, {
@@ -389,6 +653,7 @@
       var details = form.closest("details");
       if (details) details.open = false;
       if (window.gitsyncPoll) window.gitsyncPoll.now();
+      if (window.gitsyncRolloutPoll) window.gitsyncRolloutPoll.now();
     });
   });
 
