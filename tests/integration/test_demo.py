@@ -12,6 +12,7 @@ import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from gitsync.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_APPS = {"guestbook", "helm-chart", "podinfo-staging"}
+EXAMPLE_APPS = {"guestbook", "helm-chart", "podinfo-staging", "canary", "bluegreen"}
 
 
 def read_until(
@@ -103,9 +104,10 @@ def test_demo_brings_up_all_example_apps_and_deploys_a_push(tmp_path: Path) -> N
             assert name in page
         assert page.count("Synced") >= 4 and page.count("Healthy") >= 4
 
-        deployment = Path(work_tree) / "apps/guestbook/deployment.yaml"
+        # the suggested edit-and-push: a new image for the canary app
+        deployment = Path(work_tree) / "apps/canary/deployment.yaml"
         deployment.write_text(deployment.read_text().replace("nginx:1.25\n", "nginx:1.26\n"))
-        subprocess.run(["git", "commit", "-qam", "bump guestbook"], cwd=work_tree, check=True)
+        subprocess.run(["git", "commit", "-qam", "new canary image"], cwd=work_tree, check=True)
         pushed = subprocess.run(
             ["git", "push", "origin", "main"],
             cwd=work_tree,
@@ -115,17 +117,21 @@ def test_demo_brings_up_all_example_apps_and_deploys_a_push(tmp_path: Path) -> N
         )
         assert "webhook delivered" in pushed.stderr, pushed.stderr
 
-        def image() -> str | None:
-            dep = kube.get("apps/v1", "Deployment", "guestbook-ui", "guestbook") or {}
+        def canary_running() -> dict[str, Any] | None:
+            rollout = kube.get("gitsync.dev/v1alpha1", "Rollout", "web", "canary-demo") or {}
+            status = rollout.get("status") or {}
+            # 1 of the 5 pods (apps/canary/rollout.yaml, step 1: setWeight 20), counted from ready
+            # pods; 1 of 6 (17 %) on the way, while the stable side scales down
             return (
-                dep.get("spec", {})
-                .get("template", {})
-                .get("spec", {})
-                .get("containers", [{}])[0]
-                .get("image")
+                status if status.get("canaryHash") and status.get("currentWeight") == 20 else None
             )
 
-        wait_for(lambda: image() == "nginx:1.26", timeout=30, what="the pushed image live")
+        wait_for(canary_running, timeout=90, what="a canary with ready pods taking traffic")
+        opener = logged_in_opener(url, password)
+        detail = opener.open(url + "/apps/gitsync/canary", timeout=10).read().decode()
+        assert "rollout-step" in detail and "canary 20 %" in detail, detail[:3000]
+        listed = opener.open(url + "/", timeout=10).read().decode()
+        assert "canary 20 %" in listed
     finally:
         proc.send_signal(signal.SIGINT)
         try:

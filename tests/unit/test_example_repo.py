@@ -32,6 +32,7 @@ EXPECTED_APPS = {
     "podinfo-staging": ("apps/podinfo-kustomize/overlays/staging", "podinfo-staging"),
     "helm-chart": ("apps/helm-chart", "helm-demo"),
     "canary": ("apps/canary", "canary-demo"),
+    "bluegreen": ("apps/bluegreen", "bluegreen-demo"),
 }
 HELM_RELEASE = "helm-demo"
 
@@ -93,7 +94,7 @@ def render_helm(values: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def render_app(name: str) -> list[dict[str, Any]]:
-    if name in ("guestbook", "canary"):
+    if name in ("guestbook", "canary", "bluegreen"):
         return render_plain(EXPECTED_APPS[name][0])
     if name == "podinfo-staging":
         return render_kustomize(EXPECTED_APPS[name][0])
