@@ -42,8 +42,16 @@ class ApplicationStore(Protocol):
 
 
 def status_patch(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
-    """A JSON merge patch turning ``old`` status into ``new`` (removed keys become null)."""
-    patch: dict[str, Any] = dict(new)
+    """A JSON merge patch (RFC 7386) turning ``old`` into ``new``: removed keys become null at
+    every depth (a merge patch would otherwise keep a nested key that disappeared, such as a
+    stale ``health.message``); lists are replaced whole."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            patch[key] = status_patch(value, before)
+        else:
+            patch[key] = value
     for key in old:
         if key not in new:
             patch[key] = None

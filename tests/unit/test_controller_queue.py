@@ -94,3 +94,12 @@ def test_without_volatile_ignores_reconciled_at() -> None:
     assert st.without_volatile({"a": 1, "reconciledAt": "x"}) == st.without_volatile(
         {"a": 1, "reconciledAt": "y"}
     )
+
+
+def test_status_patch_nulls_nested_keys_that_disappeared() -> None:
+    from gitsync.controller.apps import status_patch
+
+    old = {"health": {"status": "Progressing", "message": "waiting"}, "gone": 1, "list": [1, 2]}
+    new = {"health": {"status": "Healthy"}, "list": [3]}
+    patch = status_patch(new, old)
+    assert patch == {"health": {"status": "Healthy", "message": None}, "gone": None, "list": [3]}
