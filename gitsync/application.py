@@ -164,20 +164,39 @@ def validate_repo_url(url: object, field_path: str) -> str:
     raise SpecError(field_path, "must be https://, http://, ssh://, file:// or user@host:path")
 
 
-class _Fields:
-    """Reads a mapping field by field and complains about anything left over."""
+class SpecFields:
+    """Reads a mapping field by field, names the field in every error, and complains about
+    anything left over (``done``). Shared by every spec parser (Application, Rollout); a
+    subclass sets ``error`` to its own ``SpecError`` subclass and ``max_duration``."""
+
+    error: type[SpecError] = SpecError
+    max_duration: float = MAX_INTERVAL_SECONDS
 
     def __init__(self, value: object, path: str):
         if value is None:
             value = {}
         if not isinstance(value, Mapping):
-            raise SpecError(path, f"expected an object, got {type(value).__name__}")
+            raise self.error(path, f"expected an object, got {type(value).__name__}")
         self._data: Mapping[str, Any] = value
         self._path = path
         self._seen: set[str] = set()
 
     def path(self, name: str) -> str:
         return f"{self._path}.{name}" if self._path else name
+
+    def has(self, name: str) -> bool:
+        return name in self._data
+
+    def one_of(self, names: tuple[str, ...], *, required: bool) -> str:
+        """The one of ``names`` that is set ("" when none is and that is allowed)."""
+        present = [n for n in names if self.has(n)]
+        if len(present) > 1:
+            raise self.error(self.path(present[1]), f"set only one of {', '.join(names)}")
+        if not present:
+            if required:
+                raise self.error(self._path, f"set one of {', '.join(names)}")
+            return ""
+        return present[0]
 
     def raw(self, name: str) -> Any:
         self._seen.add(name)
@@ -188,7 +207,7 @@ class _Fields:
         if value is None:
             return default
         if not isinstance(value, str):
-            raise SpecError(self.path(name), f"expected a string, got {type(value).__name__}")
+            raise self.error(self.path(name), f"expected a string, got {type(value).__name__}")
         return value
 
     def flag(self, name: str, default: bool = False) -> bool:
@@ -196,21 +215,49 @@ class _Fields:
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise SpecError(self.path(name), f"expected true or false, got {value!r}")
+            raise self.error(self.path(name), f"expected true or false, got {value!r}")
         return value
+
+    def integer(self, name: str, *, minimum: int, maximum: int) -> int | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(self.path(name), f"expected an integer, got {value!r}")
+        if not minimum <= value <= maximum:
+            raise self.error(
+                self.path(name), f"expected an integer from {minimum} to {maximum}, got {value}"
+            )
+        return value
+
+    def duration(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        seconds = self.optional_duration(name, minimum=minimum)
+        return default if seconds is None else seconds
+
+    def optional_duration(self, name: str, *, minimum: float = 0.0) -> float | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        try:
+            return parse_duration(
+                value, self.path(name), maximum=self.max_duration, minimum=minimum
+            )
+        except SpecError as exc:
+            raise self.error(exc.field, exc.problem) from None
 
     def items(self, name: str) -> list[Any]:
         value = self.raw(name)
         if value is None:
             return []
         if not isinstance(value, list):
-            raise SpecError(self.path(name), f"expected a list, got {type(value).__name__}")
+            raise self.error(self.path(name), f"expected a list, got {type(value).__name__}")
         return value
 
     def done(self) -> None:
         unknown = sorted(set(self._data) - self._seen)
         if unknown:
-            raise SpecError(self.path(unknown[0]), "unknown field")
+            raise self.error(self.path(unknown[0]), "unknown field")
+
 
 
 @dataclass(frozen=True)
@@ -311,21 +358,21 @@ def _dns_name(value: str, path: str, *, label: bool = False, required: bool = Tr
 
 
 def _parse_source(value: object) -> Source:
-    f = _Fields(value, "spec.source")
+    f = SpecFields(value, "spec.source")
     repo_url = validate_repo_url(f.raw("repoURL"), f.path("repoURL"))
     revision = validate_revision(f.text("targetRevision", "HEAD"), f.path("targetRevision"))
     path = validate_repo_path(f.text("path", "."), f.path("path"))
     directory = None
     if f.raw("directory") is not None:
-        d = _Fields(f.raw("directory"), f.path("directory"))
+        d = SpecFields(f.raw("directory"), f.path("directory"))
         directory = DirectorySource(d.flag("recurse"), d.text("include"), d.text("exclude"))
         d.done()
     kustomize = f.raw("kustomize") is not None
     if kustomize:
-        _Fields(f.raw("kustomize"), f.path("kustomize")).done()
+        SpecFields(f.raw("kustomize"), f.path("kustomize")).done()
     helm = None
     if f.raw("helm") is not None:
-        h = _Fields(f.raw("helm"), f.path("helm"))
+        h = SpecFields(f.raw("helm"), f.path("helm"))
         files = []
         for i, vf in enumerate(h.items("valueFiles")):
             p = f"{h.path('valueFiles')}[{i}]"
@@ -344,7 +391,7 @@ def _parse_source(value: object) -> Source:
         h.done()
     creds = ""
     if f.raw("secretRef") is not None:
-        s = _Fields(f.raw("secretRef"), f.path("secretRef"))
+        s = SpecFields(f.raw("secretRef"), f.path("secretRef"))
         creds = _dns_name(s.text("name"), s.path("name"))
         s.done()
     f.done()
@@ -354,11 +401,11 @@ def _parse_source(value: object) -> Source:
 
 
 def _parse_sync_policy(value: object) -> SyncPolicy:
-    f = _Fields(value, "spec.syncPolicy")
+    f = SpecFields(value, "spec.syncPolicy")
     automated = f.raw("automated")
     prune = self_heal = allow_empty = False
     if automated is not None:
-        a = _Fields(automated, f.path("automated"))
+        a = SpecFields(automated, f.path("automated"))
         prune, self_heal, allow_empty = a.flag("prune"), a.flag("selfHeal"), a.flag("allowEmpty")
         a.done()
     options = set()
@@ -377,7 +424,7 @@ def _parse_sync_policy(value: object) -> SyncPolicy:
             options.add(name)
     retry = Retry()
     if f.raw("retry") is not None:
-        r = _Fields(f.raw("retry"), f.path("retry"))
+        r = SpecFields(f.raw("retry"), f.path("retry"))
         limit = r.raw("limit")
         if limit is None:
             limit = 5
@@ -391,7 +438,7 @@ def _parse_sync_policy(value: object) -> SyncPolicy:
             )
         backoff = Backoff()
         if r.raw("backoff") is not None:
-            b = _Fields(r.raw("backoff"), r.path("backoff"))
+            b = SpecFields(r.raw("backoff"), r.path("backoff"))
             duration = parse_duration(
                 _or_default(b.raw("duration"), "5s"),
                 b.path("duration"),
@@ -428,7 +475,7 @@ def _parse_ignore(value: object) -> tuple[IgnoreDifference, ...]:
         raise SpecError("spec.ignoreDifferences", "expected a list")
     rules = []
     for i, item in enumerate(value):
-        f = _Fields(item, f"spec.ignoreDifferences[{i}]")
+        f = SpecFields(item, f"spec.ignoreDifferences[{i}]")
         pointers = []
         for j, ptr in enumerate(f.items("jsonPointers")):
             if (
@@ -461,13 +508,13 @@ def _parse_ignore(value: object) -> tuple[IgnoreDifference, ...]:
 
 def parse_application(doc: object) -> Application:
     """Validate an Application document; raises ``SpecError`` naming the first bad field."""
-    top = _Fields(doc, "")
+    top = SpecFields(doc, "")
     api_version, kind = top.text("apiVersion"), top.text("kind")
     if api_version != API_VERSION or kind != KIND:
         raise SpecError(
             "apiVersion/kind", f"expected {API_VERSION} {KIND}, got {api_version} {kind}"
         )
-    meta = _Fields(top.raw("metadata"), "metadata")
+    meta = SpecFields(top.raw("metadata"), "metadata")
     name = _dns_name(meta.text("name"), "metadata.name")
     namespace = _dns_name(meta.text("namespace", "gitsync"), "metadata.namespace", label=True)
     uid = meta.text("uid")
@@ -476,11 +523,11 @@ def parse_application(doc: object) -> Application:
         meta.raw(ignored)
     meta.done()
     top.raw("status")
-    spec = _Fields(top.raw("spec"), "spec")
+    spec = SpecFields(top.raw("spec"), "spec")
     if spec.raw("source") is None:
         raise SpecError("spec.source", "is required")
     source = _parse_source(spec.raw("source"))
-    d = _Fields(spec.raw("destination"), "spec.destination")
+    d = SpecFields(spec.raw("destination"), "spec.destination")
     destination = Destination(
         namespace=_dns_name(d.text("namespace"), d.path("namespace"), label=True, required=False),
         name=_dns_name(d.text("name"), d.path("name"), required=False),

@@ -16,9 +16,8 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from gitsync.application import SpecError, parse_duration
+from gitsync.application import SpecError, SpecFields
 from gitsync.rollout.expressions import ConditionError, compile_condition, compile_json_path
 
 API_VERSION = "gitsync.dev/v1alpha1"
@@ -200,94 +199,11 @@ def second_name(spec: RolloutSpec) -> str:
 # -- reading fields ----------------------------------------------------------------------------
 
 
-class _Fields:
-    """Reads a mapping field by field and complains about anything left over."""
+class _Fields(SpecFields):
+    """The Application's field reader, raising ``RolloutSpecError``."""
 
-    def __init__(self, value: object, path: str):
-        if value is None:
-            value = {}
-        if not isinstance(value, Mapping):
-            raise RolloutSpecError(path, f"expected an object, got {type(value).__name__}")
-        self._data: Mapping[str, Any] = value
-        self._path = path
-        self._seen: set[str] = set()
-
-    def path(self, name: str) -> str:
-        return f"{self._path}.{name}" if self._path else name
-
-    def has(self, name: str) -> bool:
-        return name in self._data
-
-    def one_of(self, names: tuple[str, ...], *, required: bool) -> str:
-        """The one of ``names`` that is set ("" when none is and that is allowed)."""
-        present = [n for n in names if self.has(n)]
-        if len(present) > 1:
-            raise RolloutSpecError(self.path(present[1]), f"set only one of {', '.join(names)}")
-        if not present:
-            if required:
-                raise RolloutSpecError(self._path, f"set one of {', '.join(names)}")
-            return ""
-        return present[0]
-
-    def raw(self, name: str) -> Any:
-        self._seen.add(name)
-        return self._data.get(name)
-
-    def text(self, name: str, default: str = "") -> str:
-        value = self.raw(name)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise RolloutSpecError(
-                self.path(name), f"expected a string, got {type(value).__name__}"
-            )
-        return value
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self.raw(name)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise RolloutSpecError(self.path(name), f"expected true or false, got {value!r}")
-        return value
-
-    def integer(self, name: str, *, minimum: int, maximum: int) -> int | None:
-        value = self.raw(name)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RolloutSpecError(self.path(name), f"expected an integer, got {value!r}")
-        if not minimum <= value <= maximum:
-            raise RolloutSpecError(
-                self.path(name), f"expected an integer from {minimum} to {maximum}, got {value}"
-            )
-        return value
-
-    def duration(self, name: str, default: float, *, minimum: float = 0.0) -> float:
-        seconds = self.optional_duration(name, minimum=minimum)
-        return default if seconds is None else seconds
-
-    def optional_duration(self, name: str, *, minimum: float = 0.0) -> float | None:
-        value = self.raw(name)
-        if value is None:
-            return None
-        try:
-            return parse_duration(value, self.path(name), maximum=MAX_SECONDS, minimum=minimum)
-        except SpecError as exc:
-            raise RolloutSpecError(exc.field, exc.problem) from None
-
-    def items(self, name: str) -> list[Any]:
-        value = self.raw(name)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise RolloutSpecError(self.path(name), f"expected a list, got {type(value).__name__}")
-        return value
-
-    def done(self) -> None:
-        unknown = sorted(set(self._data) - self._seen)
-        if unknown:
-            raise RolloutSpecError(self.path(unknown[0]), "unknown field")
+    error = RolloutSpecError
+    max_duration = MAX_SECONDS
 
 
 def _name(value: str, path: str, *, label: bool = False, required: bool = True) -> str:
