@@ -15,7 +15,7 @@ import yaml
 
 from gitsync.controller.controller import ensure_crd
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import CRD, WEBHOOK_SECRET
+from gitsync.testing.apps import CRD, ROLLOUT_CRD, WEBHOOK_SECRET
 from gitsync.testing.cluster import TestCluster
 from gitsync.testing.controller import ServeProcess
 from gitsync.testing.gitserver import GitServer
@@ -49,3 +49,16 @@ def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def rollout_crd(kube: KubeClient) -> None:
+    """The Rollout CRD from the chart, installed and Established (left installed)."""
+    ensure_crd(kube, yaml.safe_load(ROLLOUT_CRD.read_text()))
+
+
+@pytest.fixture
+def sim(cluster: TestCluster) -> None:
+    """Tests that tell pods to misbehave through the gitsync pod simulator."""
+    if not cluster.has_simulator:
+        pytest.skip("tells pods to misbehave through the gitsync pod simulator")

@@ -15,11 +15,9 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from gitsync.health import assess
 from gitsync.kube import KubeClient
@@ -34,7 +32,6 @@ from gitsync.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CRD_PATH = Path(__file__).resolve().parents[2] / "charts/gitsync/crds/rollouts.gitsync.dev.yaml"
 APP = "gitsync/rollout-analysis-test"
 ROLLOUT_API = "gitsync.dev/v1alpha1"
 N = 4
@@ -59,22 +56,6 @@ def prometheus(exporter: Exporter) -> Iterator[Prometheus]:
     with Prometheus([exporter.address], scrape_interval=1.0) as prom:
         prom.wait_for_value("success_ratio", lambda v: True, timeout=60)
         yield prom
-
-
-@pytest.fixture(scope="module")
-def rollout_crd(kube: KubeClient) -> None:
-    crd = yaml.safe_load(CRD_PATH.read_text())
-    kube.apply(crd, field_manager="gitsync-tests")
-
-    def established() -> bool:
-        live = kube.get(
-            "apiextensions.k8s.io/v1", "CustomResourceDefinition", crd["metadata"]["name"]
-        )
-        conditions = ((live or {}).get("status") or {}).get("conditions") or []
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-    wait_for(established, timeout=30, what="the Rollout CRD to be Established")
-    kube.forget_discovery()
 
 
 def deployment(image: str) -> dict[str, Any]:

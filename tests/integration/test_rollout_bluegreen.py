@@ -16,11 +16,9 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from gitsync.diff import diff_resource
 from gitsync.health import assess
@@ -36,32 +34,9 @@ from gitsync.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CRD_PATH = Path(__file__).resolve().parents[2] / "charts/gitsync/crds/rollouts.gitsync.dev.yaml"
 APP = "gitsync/bluegreen-test"
 ROLLOUT_API = "gitsync.dev/v1alpha1"
 N = 4
-
-
-@pytest.fixture(scope="module")
-def rollout_crd(kube: KubeClient) -> None:
-    crd = yaml.safe_load(CRD_PATH.read_text())
-    kube.apply(crd, field_manager="gitsync-tests")
-
-    def established() -> bool:
-        live = kube.get(
-            "apiextensions.k8s.io/v1", "CustomResourceDefinition", crd["metadata"]["name"]
-        )
-        conditions = ((live or {}).get("status") or {}).get("conditions") or []
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-    wait_for(established, timeout=30, what="the Rollout CRD to be Established")
-    kube.forget_discovery()
-
-
-@pytest.fixture
-def sim(cluster: Any) -> None:
-    if not cluster.has_simulator:
-        pytest.skip("counts pods and Endpoints the gitsync pod simulator reports at once")
 
 
 class MetricServer:

@@ -26,7 +26,6 @@ import pytest
 import yaml
 from test_ui_browser import SCREENSHOTS, UI, browser  # noqa: F401  (browser: a fixture)
 
-from gitsync.controller.controller import ensure_crd
 from gitsync.kube import KubeClient
 from gitsync.testing.apps import app_status, application, github_webhook
 from gitsync.testing.cli import run_gitsync
@@ -91,11 +90,6 @@ def canary_repo(git_server: GitServer) -> GitRepo:
             "app/rollout.yaml": yaml.safe_dump(CANARY),
         },
     )
-
-
-@pytest.fixture(scope="module")
-def rollout_crd(kube: KubeClient) -> None:
-    ensure_crd(kube, yaml.safe_load(ROLLOUT_CRD.read_text()))
 
 
 def app_ready(kube: KubeClient, namespace: str, sha: str) -> bool:
