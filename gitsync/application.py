@@ -254,10 +254,9 @@ class SpecFields:
         return value
 
     def done(self) -> None:
-        unknown = sorted(set(self._data) - self._seen)
+        unknown = sorted(str(k) for k in set(self._data) - self._seen)
         if unknown:
             raise self.error(self.path(unknown[0]), "unknown field")
-
 
 
 @dataclass(frozen=True)

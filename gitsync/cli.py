@@ -126,12 +126,16 @@ def _credentials(args: argparse.Namespace) -> GitCredentials | None:
 def _engine(args: argparse.Namespace) -> Engine:
     from gitsync.engine import Engine
     from gitsync.kube import KubeClient
+    from gitsync.policy import Policy
     from gitsync.source import SourceCache
 
+    policy = Policy.from_yaml(Path(args.policy).read_bytes()) if args.policy else None
     kube = KubeClient.from_kubeconfig(args.kubeconfig, context=args.context)
     cache_root = Path(args.cache_dir or _default_cache_dir())
     creds = _credentials(args)
-    return Engine(kube, SourceCache(cache_root), credentials=lambda app: creds)
+    engine = Engine(kube, SourceCache(cache_root), credentials=lambda app: creds)
+    engine.syncer.policy = policy
+    return engine
 
 
 def _default_cache_dir() -> Path:
@@ -292,6 +296,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import waitress
 
     from gitsync.controller.controller import Controller, ControllerConfig, ensure_crd
+    from gitsync.errors import GitsyncError
     from gitsync.render import load_yaml_documents
     from gitsync.web import AuthConfigError, create_app
 
@@ -317,8 +322,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         lease_duration=args.lease_duration,
         allow_exec_credentials=args.allow_exec_credentials,
         default_credentials=_env_credentials(),
+        policy_file=Path(args.policy) if args.policy else None,
     )
-    controller = Controller(kube, config)
+    try:
+        controller = Controller(kube, config)
+    except (GitsyncError, OSError) as exc:  # e.g. a bad --policy file
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     app = create_app(
         controller,
         metrics_exposition=controller.metrics.exposition,
@@ -544,6 +554,9 @@ def _engine_args(p: argparse.ArgumentParser, *, file_required: bool = True) -> N
     p.add_argument("--git-password-file", default=None, help="or $GITSYNC_GIT_PASSWORD")
     p.add_argument("--ssh-key", default=None, help="private key file, or $GITSYNC_GIT_SSH_KEY_FILE")
     p.add_argument("--known-hosts", default=None, help="or $GITSYNC_GIT_KNOWN_HOSTS_FILE")
+    p.add_argument(
+        "--policy", default=None, metavar="FILE", help="destination policy (README: Security)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -617,6 +630,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-exec-credentials", action="store_true")
     serve.add_argument("--install-crd", action="append", default=[], metavar="FILE")
     serve.add_argument("--webhook-max-bytes", type=int, default=1024 * 1024)
+    serve.add_argument(
+        "--policy",
+        default=None,
+        metavar="FILE",
+        help="destination policy: allowed namespaces and cluster-scoped kinds per Application "
+        "namespace (README: Security); without it everything is allowed",
+    )
     ui = serve.add_argument_group("web UI and API access (see docs/api.md)")
     ui.add_argument("--admin-password-file", metavar="FILE", help="admin password (first line)")
     ui.add_argument(

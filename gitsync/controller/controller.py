@@ -46,6 +46,7 @@ from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import WatchCache
 from gitsync.kube.leader import LeaderElector
 from gitsync.model import ResourceKey
+from gitsync.policy import Policy
 from gitsync.render import RenderCache
 from gitsync.source import GitCredentials, SourceCache, normalize_url
 from gitsync.sync import Syncer
@@ -68,6 +69,7 @@ class ControllerConfig:
     full_compare_every: float = 300.0
     apply_workers: int = 8
     default_credentials: GitCredentials | None = None  # for Applications without a secretRef
+    policy_file: Path | None = None  # destination policy (gitsync.policy); None allows everything
 
 
 @dataclass
@@ -95,6 +97,7 @@ class Controller:
             config.cache_dir / "sources", on_request=self.metrics.git_request
         )
         self.renders = RenderCache()
+        self.policy = load_policy(config.policy_file)
         self.clusters = ClusterRegistry(
             kube, config.controller_namespace, allow_exec=config.allow_exec_credentials
         )
@@ -142,7 +145,10 @@ class Controller:
             if cluster is None:
                 cache = WatchCache(kube, on_event=self._on_event)
                 syncer = Syncer(
-                    kube, workers=self.config.apply_workers, live=self._live_reader(cache)
+                    kube,
+                    workers=self.config.apply_workers,
+                    live=self._live_reader(cache),
+                    policy=self.policy,
                 )
                 engine = Engine(
                     kube,
@@ -348,6 +354,21 @@ def _ref_matches(target: str, event: PushEvent) -> bool:
     return bool(event.after) and event.after.startswith(target)
 
 
+def load_policy(path: Path | None) -> Policy | None:
+    """The destination policy in ``path``; None (with a warning) when no file is given, which
+    keeps the old allow-everything behaviour. Raises ``PolicyError`` (naming the field) or
+    ``OSError``."""
+    if path is None:
+        log.warning(
+            "no destination policy (--policy): Applications may deploy any object to any "
+            "namespace, including cluster-scoped objects and bindings to cluster-admin"
+        )
+        return None
+    policy = Policy.from_yaml(path.read_bytes())
+    log.info("destination policy loaded", path=str(path), projects=len(policy.projects))
+    return policy
+
+
 def ensure_crd(kube: KubeClient, crd: dict[str, Any]) -> None:
     """Install or update a CRD and wait until it is Established."""
     kube.apply(crd, field_manager="gitsync")
@@ -363,4 +384,4 @@ def ensure_crd(kube: KubeClient, crd: dict[str, Any]) -> None:
     raise ApiError(0, "Timeout", f"CRD {name} not Established after 30s")
 
 
-__all__ = ["API_VERSION", "Controller", "ControllerConfig", "ensure_crd"]
+__all__ = ["API_VERSION", "Controller", "ControllerConfig", "ensure_crd", "load_policy"]

@@ -13,6 +13,10 @@ Shape (Flux's kustomize-controller stages, Argo CD's per-resource results):
    ``gitsync.dev/prune: "false"``, after all waves with ``PruneLast``;
 5. **record** the new inventory (written only if it changed).
 
+With a destination ``policy`` (``gitsync.policy``), every prepared object is checked before it is
+compared: a refused object is SyncFailed ("denied by destination policy: ..."), and is never read,
+dry-run applied, applied or pruned (a live object the policy refuses is PruneSkipped).
+
 One failing object does not stop the others in its wave; each gets a ``ResourceResult``, and the
 sync as a whole is Failed. 409 conflicts are retried; 429, 5xx and connection errors are retried
 with exponential backoff.
@@ -36,6 +40,7 @@ from gitsync.errors import TerminalError
 from gitsync.health import Health, assess
 from gitsync.kube import ApiError, KubeClient
 from gitsync.model import HealthStatus, ResourceKey, ResultCode, SyncStatus
+from gitsync.policy import Policy
 from gitsync.render import RenderedManifest
 from gitsync.sync import ordering, tracking
 from gitsync.sync.inventory import Inventory, InventoryEntry
@@ -47,6 +52,7 @@ FIELD_MANAGER = "gitsync"
 LiveReader = Callable[[str, str, str, str], "dict[str, Any] | None"]
 """``(api_version, kind, name, namespace) -> live object or None``: a GET, or a watch cache."""
 SKIPPED_HOOKS = ("test", "test-success", "test-failure")
+POLICY_DENIED = "denied by destination policy"
 
 
 class EmptyRenderError(TerminalError):
@@ -190,9 +196,12 @@ class Syncer:
         poll_interval: float = 0.5,
         live: LiveReader | None = None,
         takeover: TemplateTakeover | None = None,
+        policy: Policy | None = None,
     ):
         self.kube = kube
         self.takeover = takeover
+        self.policy = policy
+        """The destination policy; None allows everything (the controller warns about it)."""
         self.live = live or kube.get
         self._memo: dict[str, dict[ResourceKey, _Memo]] = {}
         self.workers = workers
@@ -219,6 +228,15 @@ class Syncer:
             if exc.status == 404:
                 return None
             raise
+
+    def _denied(self, app: Application, obj: dict[str, Any], *, namespaced: bool) -> str:
+        """``"denied by destination policy: <why>"``, or "" when the policy allows ``obj``."""
+        if self.policy is None:
+            return ""
+        why = self.policy.check(
+            app.namespace, app.destination.namespace, obj, namespaced=namespaced
+        )
+        return f"{POLICY_DENIED}: {why}" if why else ""
 
     def _prepare(self, app: Application, manifests: Iterable[RenderedManifest]) -> list[Item]:
         items: dict[ResourceKey, Item] = {}
@@ -262,6 +280,15 @@ class Syncer:
                     error="namespaced object without a namespace, and the Application sets "
                     "no destination namespace",
                 )
+                continue
+            denied = self._denied(app, obj, namespaced=namespaced)
+            if denied:
+                # never read, dry-run applied or applied; in its own wave, like any failure
+                try:
+                    denied_wave = ordering.wave_of(obj)
+                except ordering.WaveError:
+                    denied_wave = 0
+                items[key] = Item(key, obj, denied_wave, m.source, error=denied)
                 continue
             try:
                 wave = ordering.wave_of(obj)
@@ -388,7 +415,18 @@ class Syncer:
         result = SyncResult(revision=revision, dry_run=dry_run)
         bound = log.bind(app=app.qualified_name, revision=revision[:12], dry_run=dry_run)
         if app.sync_policy.option("CreateNamespace") and app.destination.namespace:
-            self._ensure_namespace(app.destination.namespace, dry_run)
+            ns: dict[str, Any] = {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": app.destination.namespace},
+            }
+            denied = self._denied(app, ns, namespaced=False)
+            if denied:
+                result.results.append(
+                    ResourceResult(ResourceKey.of(ns), ResultCode.SYNC_FAILED, denied)
+                )
+            else:
+                self._ensure_namespace(app.destination.namespace, dry_run)
 
         prune_last = app.sync_policy.option("PruneLast")
         to_prune = dict(comparison.extraneous) if prune else {}
@@ -529,6 +567,10 @@ class Syncer:
                     key, ResultCode.PRUNE_SKIPPED, f'{tracking.PRUNE_ANNOTATION}: "false"', wave
                 )
             )
+            return ResultCode.PRUNE_SKIPPED
+        denied = self._denied(app, live, namespaced=bool(entry.namespace))
+        if denied:
+            result.results.append(ResourceResult(key, ResultCode.PRUNE_SKIPPED, denied, wave))
             return ResultCode.PRUNE_SKIPPED
         if dry_run:
             result.results.append(
