@@ -268,3 +268,11 @@ def test_pause_for_automated_apps_resume_when_paused(controller: FakeController)
     paused = page(client, "/apps/team-a/paused")
     assert visible(paused, "Resume automation") and not visible(paused, "Pause automation")
     assert "automated sync paused" in paused
+
+
+def test_the_sync_form_offers_a_dry_run_preview(client: FlaskClient) -> None:
+    html = page(client, "/apps/team-b/api")
+    form = html[html.index("<summary>Sync…</summary>") : html.index("</details>")]
+    assert 'name="prune"' in form
+    assert 'href="/apps/team-b/api/diff"' in form and "Preview (dry run)" in form
+    assert "Nothing is written" in form
