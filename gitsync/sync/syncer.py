@@ -388,7 +388,8 @@ class Syncer:
                 )
         self._memo[app.qualified_name] = memo
         inventory = Inventory(self.kube, app.namespace, app.name).load()
-        extraneous = {k: e for k, e in inventory.items() if k not in {i.key for i in items}}
+        rendered_keys = {i.key for i in items}
+        extraneous = {k: e for k, e in inventory.items() if k not in rendered_keys}
         return Comparison(items, extraneous, inventory, rollout_work)
 
     # -- sync --------------------------------------------------------------------------------
