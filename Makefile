@@ -22,6 +22,11 @@ cluster-up: setup ## start the test control plane in the background; prints KUBE
 cluster-down:     ## stop exactly what cluster-up started
 	@.venv/bin/gitsync cluster down
 
+# a .PHONY of its own: without it make sees the bench/ directory and does nothing
+.PHONY: bench
+bench:            ## the benchmark suite: gitsync vs kubectl / raw API limit (BENCHMARKS.md)
+	.venv/bin/python -m bench
+
 lint:
 	.venv/bin/ruff check gitsync tests && .venv/bin/mypy --strict gitsync && .venv/bin/lint-imports
 
