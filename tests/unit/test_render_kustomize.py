@@ -156,3 +156,21 @@ def test_kustomization_alias_bomb_is_refused_by_the_scan(tmp_path: Path) -> None
     repo = make_repo(tmp_path, bomb.replace("apiVersion: v1\n", "resources: [cm.yaml]\n", 1))
     with pytest.raises(LimitExceededError, match=r"app/kustomization.yaml"):
         render_app(repo)
+
+
+# -- loops (hardening issue, item 7) ----------------------------------------------------------
+
+
+def test_a_kustomization_including_itself_is_a_clear_render_error(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, "resources: [., cm.yaml]\n")
+    with pytest.raises(RenderError, match="cycle detected") as err:
+        render_app(repo)
+    assert err.value.source == "app"
+
+
+def test_two_kustomizations_including_each_other_are_a_clear_render_error(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, "resources: [../other]\n")
+    (repo / "other").mkdir()
+    (repo / "other" / "kustomization.yaml").write_text("resources: [../app]\n")
+    with pytest.raises(RenderError, match="cycle detected"):
+        render_app(repo)
