@@ -36,10 +36,8 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20~^:?*\[\\;|&$`'\"<>(){}]")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_IGNORED_METADATA = (
-    "labels",
-    "annotations",
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+SERVER_SET_METADATA = (
     "resourceVersion",
     "creationTimestamp",
     "managedFields",
@@ -50,6 +48,8 @@ _IGNORED_METADATA = (
     "generateName",
     "deletionGracePeriodSeconds",
 )
+"""Metadata the API server (or a client other than Git) sets: read past, never an error."""
+_IGNORED_METADATA = ("labels", "annotations", *SERVER_SET_METADATA)
 _SEMVER_HINT = re.compile(r"[<>=^~*|\s]|^v?\d+(\.(\d+|[xX*]))*\.[xX*]")
 
 
@@ -349,7 +349,7 @@ def _dns_name(value: str, path: str, *, label: bool = False, required: bool = Tr
         if required:
             raise SpecError(path, "is required")
         return value
-    pattern = _DNS_LABEL if label else _DNS_SUBDOMAIN
+    pattern = _DNS_LABEL if label else DNS_SUBDOMAIN
     if not pattern.match(value):
         kind = "DNS label" if label else "DNS subdomain"
         raise SpecError(path, f"must be a lowercase {kind} (a-z, 0-9, '-'): {value!r}")

@@ -65,6 +65,7 @@ from gitsync.rollout.canary import (
     _observed,
     _pause_deadline,
     _stamp,
+    starting_status,
 )
 from gitsync.rollout.math import HASH_LABEL
 from gitsync.rollout.routers import PinSelector
@@ -277,22 +278,14 @@ def start(
         actions.append(Scale(Role.STABLE, replicas))
     if obs.canary is None or obs.canary.template_hash != desired_hash:
         actions.append(CreateCanary(desired_hash))
-    stable_hash = (obs.stable.template_hash if obs.stable else "") or status.stable_hash
-    new = replace(
-        _consume_requests(_observed(status, obs), obs.requests),
-        phase=Phase.PROGRESSING,
-        message=f"starting preview {desired_hash} beside stable {stable_hash or '(unknown)'}",
-        current_step_index=PREVIEW,
-        current_weight=0,
-        stable_hash=stable_hash,
-        canary_hash=desired_hash,
-        git_revision=revision,
-        pause_until="",
-        scale_down_at="",
-        aborted_hash="",
+    new = starting_status(
+        status,
+        obs,
+        what="preview",
+        desired_hash=desired_hash,
+        revision=revision,
         replicas=replicas,
-        last_progress_time=_stamp(obs.now),
-        analysis_runs=(),
+        first_step=PREVIEW,
     )
     return Decision(new, tuple(actions), PROGRESS_REQUEUE_SECONDS)
 

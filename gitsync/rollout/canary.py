@@ -385,23 +385,41 @@ def start(
         actions.append(Scale(Role.STABLE, replicas))
     if obs.canary is None or obs.canary.template_hash != desired_hash:
         actions.append(CreateCanary(desired_hash))
+    new = starting_status(
+        status, obs, what="canary", desired_hash=desired_hash, revision=revision, replicas=replicas
+    )
+    return Decision(new, tuple(actions), PROGRESS_REQUEUE_SECONDS)
+
+
+def starting_status(
+    status: RolloutStatus,
+    obs: Observation,
+    *,
+    what: str,
+    desired_hash: str,
+    revision: str,
+    replicas: int,
+    first_step: int = 0,
+) -> RolloutStatus:
+    """The status of a rollout of ``desired_hash`` that starts now (canary or blue-green):
+    step ``first_step``, no traffic yet, every deadline and the abort mark cleared."""
     stable_hash = (obs.stable.template_hash if obs.stable else "") or status.stable_hash
-    new = replace(
+    return replace(
         _consume_requests(_observed(status, obs), obs.requests),
         phase=Phase.PROGRESSING,
-        message=f"starting canary {desired_hash} beside stable {stable_hash or '(unknown)'}",
-        current_step_index=0,
+        message=f"starting {what} {desired_hash} beside stable {stable_hash or '(unknown)'}",
+        current_step_index=first_step,
         current_weight=0,
         stable_hash=stable_hash,
         canary_hash=desired_hash,
         git_revision=revision,
         pause_until="",
+        scale_down_at="",
         aborted_hash="",
         replicas=replicas,
         last_progress_time=_stamp(obs.now),
         analysis_runs=(),
     )
-    return Decision(new, tuple(actions), PROGRESS_REQUEUE_SECONDS)
 
 
 def _steady(

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gitsync.application import SpecError, SpecFields
+from gitsync.application import DNS_SUBDOMAIN, SERVER_SET_METADATA, SpecError, SpecFields
 from gitsync.rollout.expressions import ConditionError, compile_condition, compile_json_path
 
 API_VERSION = "gitsync.dev/v1alpha1"
@@ -35,20 +35,9 @@ CANARY_INGRESS_SUFFIX = "-canary"
 MAX_NAME_LENGTH = 253
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _HTTP_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
-_IGNORED_METADATA = (
-    "labels",
-    "resourceVersion",
-    "creationTimestamp",
-    "managedFields",
-    "finalizers",
-    "ownerReferences",
-    "selfLink",
-    "deletionTimestamp",
-    "generateName",
-    "deletionGracePeriodSeconds",
-)
+# a Rollout's annotations carry requests (promote, abort, retry): read, not just passed over
+_IGNORED_METADATA = ("labels", *SERVER_SET_METADATA)
 
 
 class RolloutSpecError(SpecError):
@@ -211,7 +200,7 @@ def _name(value: str, path: str, *, label: bool = False, required: bool = True) 
         if required:
             raise RolloutSpecError(path, "is required")
         return value
-    pattern = _DNS_LABEL if label else _DNS_SUBDOMAIN
+    pattern = _DNS_LABEL if label else DNS_SUBDOMAIN
     if not pattern.match(value):
         what = "DNS label" if label else "DNS subdomain"
         raise RolloutSpecError(path, f"must be a lowercase {what} (a-z, 0-9, '-'): {value!r}")
