@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gitsync.kube import ApiError, KubeClient
 from gitsync.testing.audit import AuditLog
@@ -67,3 +68,28 @@ def temporary_namespace(client: KubeClient, prefix: str = "t") -> Iterator[str]:
     finally:
         with contextlib.suppress(ApiError):
             client.delete("v1", "Namespace", name)
+
+
+def endpoint_pods(client: KubeClient, namespace: str, service: str) -> list[dict[str, Any] | None]:
+    """The pods behind ``service``'s ready Endpoints addresses, ``None`` for an unknown one.
+
+    Pods are listed before and after the Endpoints read: a pod deleted or created between the
+    reads is still found, so a test that asks "which image served traffic" never sees an
+    address it cannot explain because of the order of its own reads.
+    """
+    pods = {p["metadata"]["name"]: p for p in client.list("v1", "Pod", namespace)["items"]}
+    live = client.get("v1", "Endpoints", service, namespace) or {}
+    pods.update({p["metadata"]["name"]: p for p in client.list("v1", "Pod", namespace)["items"]})
+    return [
+        pods.get(a.get("targetRef", {}).get("name"))
+        for subset in live.get("subsets") or []
+        for a in subset.get("addresses") or []
+    ]
+
+
+def endpoint_images(client: KubeClient, namespace: str, service: str) -> list[str]:
+    """The first container image of each pod behind ``service``'s ready addresses, sorted."""
+    return sorted(
+        p["spec"]["containers"][0]["image"] if p else "?"
+        for p in endpoint_pods(client, namespace, service)
+    )

@@ -25,6 +25,7 @@ from gitsync.rollout.math import ROLE_LABEL, canary_replicas
 from gitsync.rollout.status import PROMOTE_ANNOTATION, STABLE_HASH_ANNOTATION, Phase
 from gitsync.sync import ResourceResult
 from gitsync.sync.tracking import prepare
+from gitsync.testing.cluster import endpoint_pods
 from gitsync.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -125,17 +126,9 @@ class Cluster:
 
     def endpoints(self) -> tuple[int, int]:
         """(canary pod IPs, all pod IPs) among the stable Service's ready addresses."""
-        live = self.kube.get("v1", "Endpoints", "web", self.ns) or {}
-        names = [
-            a.get("targetRef", {}).get("name")
-            for subset in live.get("subsets") or []
-            for a in subset.get("addresses") or []
-        ]
-        roles = {
-            p["metadata"]["name"]: p["metadata"].get("labels", {}).get(ROLE_LABEL)
-            for p in self.kube.list("v1", "Pod", self.ns)["items"]
-        }
-        return sum(roles.get(n) == "canary" for n in names), len(names)
+        pods = endpoint_pods(self.kube, self.ns, "web")
+        roles = [((p or {}).get("metadata", {}).get("labels") or {}).get(ROLE_LABEL) for p in pods]
+        return sum(r == "canary" for r in roles), len(pods)
 
     def request(self, annotation: str, value: str) -> None:
         self.kube.patch(

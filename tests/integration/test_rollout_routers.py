@@ -29,6 +29,7 @@ from gitsync.rollout.routers import (
 from gitsync.rollout.status import ABORT_ANNOTATION, PROMOTE_ANNOTATION, Phase
 from gitsync.sync import ResourceResult
 from gitsync.sync.tracking import prepare
+from gitsync.testing.cluster import endpoint_images
 from gitsync.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -231,16 +232,7 @@ class Cluster:
 
     def endpoints(self, service: str) -> list[str]:
         """The images of the pods behind ``service``'s ready addresses, sorted."""
-        live = self.kube.get("v1", "Endpoints", service, self.ns) or {}
-        images = {
-            p["metadata"]["name"]: p["spec"]["containers"][0]["image"]
-            for p in self.kube.list("v1", "Pod", self.ns)["items"]
-        }
-        return sorted(
-            images.get(a.get("targetRef", {}).get("name"), "?")
-            for subset in live.get("subsets") or []
-            for a in subset.get("addresses") or []
-        )
+        return endpoint_images(self.kube, self.ns, service)
 
     def request(self, annotation: str, value: str) -> None:
         self.kube.patch(
