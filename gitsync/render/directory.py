@@ -24,7 +24,7 @@ from gitsync.render.confinement import Deadline, Repo, check_readable, read_boun
 from gitsync.render.errors import LimitExceededError, RenderError
 from gitsync.render.manifest import RenderedManifest, to_manifests
 from gitsync.render.options import DirectoryOptions, RenderLimits
-from gitsync.render.safe_yaml import load_yaml_with_lines
+from gitsync.render.safe_yaml import check_depth, load_yaml_with_lines
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -125,23 +125,10 @@ def _parse_json(
         raise RenderError(f"invalid JSON: {exc.msg}", source=source, line=exc.lineno) from exc
     except (ValueError, RecursionError) as exc:
         raise RenderError(f"invalid JSON: {str(exc)[:200]}", source=source) from exc
-    _check_depth(doc, source=source, max_depth=limits.max_depth)
+    check_depth(doc, source=source, max_depth=limits.max_depth, what="JSON")
     if not isinstance(doc, dict):
         raise RenderError("document 1 is not a JSON object", source=source, line=1)
     return [(1, 1, doc)]
-
-
-def _check_depth(value: Any, *, source: str, max_depth: int) -> None:
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth >= max_depth:
-                raise LimitExceededError(
-                    f"JSON nesting deeper than {max_depth} levels", source=source
-                )
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
 
 
 def render_directory(

@@ -36,7 +36,7 @@ from gitsync.render.confinement import Deadline, Repo, TreeBudget, read_bounded
 from gitsync.render.errors import LimitExceededError, PathEscapeError, RenderError
 from gitsync.render.manifest import RenderedManifest, to_manifests
 from gitsync.render.options import HelmOptions, RenderLimits
-from gitsync.render.safe_yaml import load_yaml_documents, load_yaml_with_lines
+from gitsync.render.safe_yaml import check_depth, load_yaml_documents, load_yaml_with_lines
 from gitsync.render.tool_process import run_tool, scrubbed_env
 
 CHART_FILE = "Chart.yaml"
@@ -89,6 +89,7 @@ def compose_values(
         if docs:
             values = merge_values(values, docs[0])
     if options.values:
+        check_depth(options.values, source=chart_name, max_depth=limits.max_depth, what="values")
         try:
             inline = json.loads(json.dumps(dict(options.values)))
         except (TypeError, ValueError) as exc:
@@ -98,11 +99,13 @@ def compose_values(
         values = merge_values(values, inline)
     for expression in options.set_values:
         try:
-            values = merge_values(values, helm_python.parse_set_string(expression))
+            parsed = helm_python.parse_set_string(expression)
         except helm_python.HelmError as exc:
             raise RenderError(
                 f"invalid set value {expression!r}: {exc}", source=chart_name
             ) from exc
+        check_depth(parsed, source=chart_name, max_depth=limits.max_depth, what="set value")
+        values = merge_values(values, parsed)
     return values
 
 
@@ -143,6 +146,7 @@ def _run_worker(
             stdin=payload,
             timeout=deadline.remaining(),
             max_output=2 * limits.max_bytes + 1024 * 1024,
+            max_memory=limits.max_tool_memory_bytes,
             what="helm template",
             source=chart_name,
         )

@@ -215,6 +215,7 @@ def render_kustomize(
             cwd=env["HOME"],
             timeout=deadline.remaining(),
             max_output=limits.max_bytes,
+            max_memory=limits.max_tool_memory_bytes,
             what="kustomize build",
             source=app_name,
         )

@@ -27,7 +27,8 @@ class RenderLimits:
     read) and the output of kustomize and Helm. ``max_input_bytes`` bounds the trees handed to
     kustomize and Helm (including decompressed ``.tgz`` subcharts). ``max_alias_expansion`` is
     the number of YAML nodes that aliases may add per document stream; ``max_depth`` is the
-    deepest allowed YAML/JSON nesting.
+    deepest allowed YAML/JSON nesting. ``max_tool_memory_bytes`` bounds the heap of each
+    kustomize or Helm child process (``RLIMIT_DATA``).
     """
 
     max_bytes: int = 10 * MIB
@@ -37,6 +38,7 @@ class RenderLimits:
     timeout_seconds: float = 60.0
     max_alias_expansion: int = 100_000
     max_depth: int = 128
+    max_tool_memory_bytes: int = 1024 * MIB
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ constructors raise, becomes a ``RenderError`` naming the source and line.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -192,6 +193,22 @@ def load_yaml_documents(
     or aliases expanding past ``max_alias_expansion``.
     """
     return [doc for _, _, doc in load_yaml_with_lines(text, source=source, limits=limits)]
+
+
+def check_depth(value: Any, *, source: str, max_depth: int, what: str) -> None:
+    """Refuse ``what`` (e.g. "JSON", "values") nested deeper than ``max_depth``, iteratively:
+    data that did not come through the YAML loader (JSON files, inline Helm values, ``--set``)
+    would otherwise reach recursive code (``json.dumps``, merges) and raise ``RecursionError``."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping | list | tuple):
+            if depth >= max_depth:
+                raise LimitExceededError(
+                    f"{what} nesting deeper than {max_depth} levels", source=source
+                )
+            children = item.values() if isinstance(item, Mapping) else item
+            stack.extend((child, depth + 1) for child in children)
 
 
 def _yaml_type(value: object) -> str:

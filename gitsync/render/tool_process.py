@@ -3,14 +3,25 @@
 Tools run in a child process rather than in the controller because only a process can be stopped:
 a template loop or a huge kustomize build is killed when the render's deadline passes, and its
 output is read incrementally and cut off at a byte limit, so neither time nor memory is at the
-mercy of the repository. The child gets a scrubbed environment with ``HOME`` pointing at an empty
-temporary directory, so no credentials (git, docker, kube config, cloud SDKs) are visible to it.
+mercy of the repository. Memory is bounded too: right after the child starts, its data segment
+limit (``RLIMIT_DATA``, which on Linux counts private writable mappings, i.e. the Go and Python
+heaps) is set with ``prlimit``, so a template such as ``{{ range until 100000000 }}`` dies with an
+out-of-memory error instead of taking gigabytes from the controller's node. ``prlimit`` from the
+parent rather than ``preexec_fn`` because the controller is multi-threaded, where ``preexec_fn`` is
+unsafe; ``Popen`` returns only after ``exec``, so the child has allocated next to nothing by then.
+``RLIMIT_AS`` would be the obvious choice but Go reserves far more address space than it uses.
+
+The child gets a scrubbed environment with ``HOME`` pointing at an empty temporary directory of its
+own (random name, mode 0700, removed afterwards), so no credentials (git, docker, kube config, cloud
+SDKs) are visible to it and two concurrent renders never share working files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import resource
 import selectors
 import signal
 import subprocess
@@ -22,6 +33,9 @@ from dataclasses import dataclass
 from gitsync.render.errors import LimitExceededError, RenderError
 
 _STDERR_KEEP = 16 * 1024
+# Go: "fatal error: runtime: out of memory", "out of memory allocating heap arena metadata";
+# Python: "MemoryError".
+_OUT_OF_MEMORY = re.compile(r"out of memory|MemoryError|cannot allocate memory", re.IGNORECASE)
 _CHUNK = 64 * 1024
 
 
@@ -59,12 +73,14 @@ def run_tool(
     stdin: bytes = b"",
     timeout: float,
     max_output: int,
+    max_memory: int,
     what: str,
     source: str,
 ) -> ToolResult:
-    """Run ``argv``; kill it (its whole process group) on timeout or when stdout passes
-    ``max_output`` bytes, raising ``LimitExceededError`` about ``what`` (e.g. "helm template")
-    located at ``source`` (the app directory)."""
+    """Run ``argv`` with at most ``max_memory`` bytes of heap; kill it (its whole process group)
+    on timeout or when stdout passes ``max_output`` bytes, raising ``LimitExceededError`` about
+    ``what`` (e.g. "helm template") located at ``source`` (the app directory). A child that ran
+    out of memory is reported as ``LimitExceededError`` too."""
     try:
         proc = subprocess.Popen(
             argv,
@@ -78,6 +94,13 @@ def run_tool(
     except OSError as exc:
         raise RenderError(f"cannot start {argv[0]}: {exc.strerror}", source=source) from exc
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        resource.prlimit(proc.pid, resource.RLIMIT_DATA, (max_memory, max_memory))
+    except OSError as exc:
+        _kill(proc)
+        raise RenderError(
+            f"cannot limit the memory of {what}: {exc.strerror}", source=source
+        ) from exc
     out = bytearray()
     err = bytearray()
     pending = memoryview(stdin)
@@ -132,7 +155,12 @@ def run_tool(
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             with contextlib.suppress(OSError):
                 stream.close()
-    return ToolResult(returncode, bytes(out), err.decode("utf-8", "replace"))
+    stderr = err.decode("utf-8", "replace")
+    if returncode != 0 and _OUT_OF_MEMORY.search(stderr):
+        raise LimitExceededError(
+            f"{what} ran out of memory (limit {max_memory} bytes)", source=source
+        )
+    return ToolResult(returncode, bytes(out), stderr)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
