@@ -18,11 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import structlog
+
 from gitsync.controller.status import now_rfc3339
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import WatchCache
 from gitsync.model import ResourceKey
 from gitsync.render import RenderLimits, load_yaml_documents
+
+log = structlog.get_logger(__name__)
 
 API_VERSION = "gitsync.dev/v1alpha1"
 KIND = "Application"
@@ -148,6 +152,34 @@ class CrdApplications:
             self.events.record(obj, reason, message, warning)
 
 
+def file_applications(
+    docs: list[Any],
+) -> tuple[dict[AppKey, dict[str, Any]], list[str]]:
+    """The Applications of a ``--config`` file by key, and why any document was left out.
+
+    A document that cannot name an Application (not a mapping, no string name) or repeats one
+    is left out with a reason; every other Application still runs. Spec errors are not judged
+    here: the reconciler stalls that Application alone with ``InvalidSpec``.
+    """
+    apps: dict[AppKey, dict[str, Any]] = {}
+    problems: list[str] = []
+    for index, doc in enumerate(docs, start=1):
+        where = f"document {index}"
+        meta = doc.get("metadata") if isinstance(doc, dict) else None
+        if not isinstance(meta, dict):
+            problems.append(f"{where}: not an Application with metadata")
+            continue
+        name, namespace = meta.get("name"), meta.setdefault("namespace", "gitsync")
+        if not isinstance(name, str) or not name or not isinstance(namespace, str) or not namespace:
+            problems.append(f"{where}: metadata.name and metadata.namespace must be strings")
+            continue
+        if (namespace, name) in apps:
+            problems.append(f"{where}: {namespace}/{name} is declared twice; the first one is kept")
+            continue
+        apps[(namespace, name)] = doc
+    return apps, problems
+
+
 class FileApplications:
     """Applications declared in a YAML file; status in one ConfigMap per Application."""
 
@@ -163,11 +195,9 @@ class FileApplications:
         docs = load_yaml_documents(
             self.path.read_bytes(), source=str(self.path), limits=RenderLimits(max_bytes=8 << 20)
         )
-        apps = {}
-        for doc in docs:
-            meta = doc.setdefault("metadata", {})
-            meta.setdefault("namespace", "gitsync")
-            apps[(meta["namespace"], meta.get("name", ""))] = doc
+        apps, problems = file_applications(docs)
+        for problem in problems:
+            log.error("application file entry ignored", file=str(self.path), reason=problem)
         with self._lock:
             self._apps = apps
 

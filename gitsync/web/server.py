@@ -1,0 +1,89 @@
+"""The HTTP server of ``gitsync serve``: waitress, with limits for an endpoint anyone can reach.
+
+waitress reads requests on one thread (asyncore) and hands only complete ones to its worker
+threads, so a slow client never holds a worker. Two of its defaults are not enough for a webhook
+endpoint facing the internet, so ``create_server`` sets them:
+
+* **the body size.** waitress de-chunks and spools a body itself before the application sees it,
+  up to ``max_request_body_size`` (1 GB by default). It is set just above the webhook limit, so a
+  2 GB chunked body is answered 413 after about ``--webhook-max-bytes`` have been read.
+* **a deadline per request.** waitress's ``channel_timeout`` closes only connections that are
+  *idle*; a client that drips one header byte a second (slow-loris) is never idle, and would hold
+  its connection - one of the ``connection_limit`` slots - forever. ``DeadlineChannel`` records
+  when the first byte of the request being received arrived, and the server's periodic
+  maintenance closes the connection once that is older than ``timeout`` seconds. Idle keep-alive
+  connections are still closed after the same ``timeout``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
+
+DEFAULT_TIMEOUT = 30
+"""Seconds a request may take to arrive whole, and an idle connection may stay open."""
+
+
+class DeadlineChannel(HTTPChannel):  # type: ignore[misc]  # waitress has no type hints
+    """A connection that remembers when the request it is receiving began (``None`` between
+    requests). Only the asyncore thread touches it: in ``received`` and in maintenance."""
+
+    request_started: float | None = None
+
+    def received(self, data: bytes) -> bool:
+        if data and self.request_started is None:
+            self.request_started = time.monotonic()
+        result: bool = super().received(data)
+        if self.request is None:  # every request in ``data`` arrived whole
+            self.request_started = None
+        return result
+
+
+class DeadlineServer(TcpWSGIServer):  # type: ignore[misc]
+    """waitress's TCP server with ``DeadlineChannel`` connections and their deadline enforced."""
+
+    channel_class = DeadlineChannel
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # idle connections
+        cutoff = time.monotonic() - self.adj.channel_timeout
+        for channel in list(self.active_channels.values()):
+            started = getattr(channel, "request_started", None)
+            if started is not None and started < cutoff and not channel.requests:
+                channel.will_close = True  # the asyncore loop closes it on its next pass
+
+
+def create_server(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    max_body_bytes: int,
+    timeout: int = DEFAULT_TIMEOUT,
+    threads: int = 8,
+) -> DeadlineServer:
+    """A server for ``app`` on ``host:port`` (one address); ``run()`` serves, ``close()`` stops.
+
+    ``max_body_bytes`` is the largest body waitress reads (the webhook limit + 1, so the webhook
+    handler still tells "at the limit" from "over it"); ``timeout`` is the per-request deadline
+    and the idle timeout, in seconds.
+    """
+    adj = Adjustments(
+        host=host,
+        port=port,
+        threads=threads,
+        max_request_body_size=max_body_bytes,
+        channel_timeout=timeout,
+        cleanup_interval=max(1, timeout // 4),  # how often the deadlines are checked
+        ident="gitsync",
+    )
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(adj.threads)
+    return DeadlineServer(
+        app, {}, True, None, dispatcher=dispatcher, adj=adj, sockinfo=adj.listen[0]
+    )
