@@ -35,6 +35,7 @@ from gitsync.controller.apps import AppKey, ApplicationStore
 from gitsync.controller.metrics import Metrics
 from gitsync.engine import AppState, Engine, StageError
 from gitsync.errors import GitsyncError, TerminalError
+from gitsync.kube import ApiError
 from gitsync.model import HealthStatus, ResourceKey, SyncStatus
 from gitsync.sync import SyncResult
 
@@ -46,6 +47,19 @@ ROLLBACK_REQUEST = "gitsync.dev/rollback-to"  # history id
 AUTOMATION_PAUSED = "gitsync.dev/automation-paused"  # set by rollback, removed by resume
 
 HEAL_MIN, HEAL_MAX = 2.0, 300.0
+API_RETRY_MIN, API_RETRY_MAX = 1.0, 60.0  # backoff when the API server fails a reconcile
+
+# Triggers that are not news from Git: their head check may share an ``ls-remote`` of the same
+# repository started up to HEAD_MAX_AGE seconds earlier (``SourceCache.resolve``), so a thousand
+# apps on one repository refreshing together cost a few listings, not a thousand. Any other
+# trigger (a push webhook, a manual refresh, a spec change) lists for itself.
+SHARED_HEAD_TRIGGERS = frozenset({"interval", "live-change", "startup", "requeue"})
+HEAD_MAX_AGE = 2.0
+
+
+def head_max_age(reasons: set[str]) -> float:
+    """How old a shared ``ls-remote`` this reconcile's head check may use (0: its own)."""
+    return HEAD_MAX_AGE if reasons and reasons <= SHARED_HEAD_TRIGGERS else 0.0
 
 
 @dataclass
@@ -61,6 +75,7 @@ class AppRuntime:
     failures: int = 0
     retry_at: float = 0.0
     fetch_failures: int = 0
+    api_failures: int = 0
     seen_generation: int = -1
     seen_annotations: dict[str, str] = field(default_factory=dict)
     rollouts: list[ResourceKey] = field(default_factory=list)
@@ -78,6 +93,7 @@ class _Pass:
     new: dict[str, Any]
     generation: int
     bound: Any
+    head_max_age: float = 0.0
 
 
 @dataclass
@@ -139,9 +155,17 @@ class Reconciler:
             self._stalled(new, generation, "InvalidDestination", str(exc))
             self._write(key, new, old)
             return Outcome()
-        p = _Pass(key, app, engine, rt, old, new, generation, bound)
+        p = _Pass(key, app, engine, rt, old, new, generation, bound, head_max_age(reasons))
         try:
-            return self._reconcile(p, annotations)
+            outcome = self._reconcile(p, annotations)
+        except Exception as exc:
+            rt.live_dirty = True  # the pass did not finish: the next one must compare again
+            if isinstance(exc, ApiError) and (exc.transient or exc.status == 409):
+                return self._api_unavailable(p, exc)
+            raise
+        else:
+            rt.api_failures = 0
+            return outcome
         finally:
             if self.metrics:
                 self.metrics.reconcile_duration.observe(self.clock() - started)
@@ -167,20 +191,42 @@ class Reconciler:
                 self._write(key, new, old)
                 return Outcome()
             target_sha = str(entry["revision"])
-        elif resume and op.get("revision"):
+        elif resume and op.get("revision") and op.get("initiatedBy") == "rollback":
             target_sha = str(op["revision"])
         try:
             sha = target_sha or engine.sources.resolve(
-                app.source.repo_url, app.source.target_revision, engine.credentials(app)
+                app.source.repo_url,
+                app.source.target_revision,
+                engine.credentials(app),
+                max_age=p.head_max_age,
             )
         except GitsyncError as exc:
             return self._fetch_failed(p, exc)
         rt.fetch_failures = 0
+        if resume and not target_sha and op.get("revision") and op["revision"] != sha:
+            # The interrupted sync's revision is no longer what Git says: finishing it would
+            # prune objects the new head declares again (a revert pushed while the controller
+            # was down). Sync the head instead; the inventory the interrupted sync wrote ahead
+            # of its applies (``Syncer.sync``) lets this sync prune what it had created.
+            resume = False
 
         rollout_requeue = self._tick_rollouts(engine, rt, bound)
         due = self.clock() - rt.last_compare >= self.full_compare_every
+        # a sync of this revision that failed (e.g. at its inventory write) is retried even when
+        # every object already matches: only a finished sync records the inventory and history
+        retry_failed = (
+            op.get("phase") == "Failed"
+            and op.get("revision") == sha
+            and new.get("lastAppliedRevision") != sha
+        )
         need_compare = (
-            sha != rt.last_sha or rt.live_dirty or due or manual or resume or rollback_pending
+            sha != rt.last_sha
+            or rt.live_dirty
+            or due
+            or manual
+            or resume
+            or rollback_pending
+            or retry_failed
         )
         if not need_compare and not self._stale_conditions(new):
             return Outcome(rollout_requeue)
@@ -192,7 +238,7 @@ class Reconciler:
             return self._stage_failed(p, exc)
         rt.last_sha, rt.last_compare, rt.live_dirty = sha, self.clock(), False
         rt.rollouts = state.rollouts()
-        out_of_sync = not state.comparison.in_sync
+        out_of_sync = not state.comparison.in_sync or retry_failed
 
         # 4. sync?
         initiated = ""
@@ -478,6 +524,17 @@ class Reconciler:
             self._retrying(new, generation, "FetchFailed", message)
         self._write(key, new, old)
         return Outcome(requeue=min(5.0 * 2 ** (rt.fetch_failures - 1), 300.0))
+
+    def _api_unavailable(self, p: _Pass, exc: ApiError) -> Outcome:
+        """The API server failed a request the reconcile cannot do without (most often a status
+        write while it is down or throttling): nothing more can be recorded now, so come back
+        with backoff and redo the pass. An operation already marked Running resumes under the
+        same id, so it still ends up as one history entry."""
+        rt = p.rt
+        rt.api_failures += 1
+        delay = min(API_RETRY_MIN * 2 ** (rt.api_failures - 1), API_RETRY_MAX)
+        p.bound.warning("API server unavailable; retrying", error=str(exc), retry_in=delay)
+        return Outcome(requeue=delay)
 
     def _stage_failed(self, p: _Pass, exc: StageError) -> Outcome:
         key, rt, old, new, generation = p.key, p.rt, p.old, p.new, p.generation

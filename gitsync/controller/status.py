@@ -63,13 +63,20 @@ def append_history(
     history: Sequence[dict[str, Any]], entry: dict[str, Any], *, limit: int = HISTORY_LIMIT
 ) -> list[dict[str, Any]]:
     """Add ``entry`` (which carries an ``operation`` id) unless that operation is recorded
-    already - a resumed operation never records twice. Keeps the newest ``limit`` entries and
-    gives each a stable increasing ``id``."""
+    already - a resumed operation never records twice. A retry of the revision whose sync just
+    failed replaces that Failed entry (keeping its ``id``) instead of adding one: an API server
+    that throttles or fails for a while must not fill the history with attempts and push the
+    revisions one could roll back to out of it. Keeps the newest ``limit`` entries and gives
+    each a stable increasing ``id``."""
     if any(h.get("operation") == entry.get("operation") for h in history):
         return [dict(h) for h in history]
+    out = [dict(h) for h in history]
+    last = out[-1] if out else None
+    if last and last.get("result") == "Failed" and last.get("revision") == entry.get("revision"):
+        out[-1] = {"id": last.get("id"), **entry}
+        return out[-limit:]
     next_id = max((int(h.get("id", 0)) for h in history), default=0) + 1
-    out = [dict(h) for h in history] + [{"id": next_id, **entry}]
-    return out[-limit:]
+    return [*out, {"id": next_id, **entry}][-limit:]
 
 
 def resource_entries(

@@ -34,12 +34,23 @@ WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 class ApiError(GitsyncError):
     """An API request failed. ``status`` is the HTTP code (0 when the server was unreachable)."""
 
-    def __init__(self, status: int, reason: str, message: str, *, method: str = "", path: str = ""):
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        retry_after: float | None = None,
+    ):
         self.status = status
         self.reason = reason
         self.message = message
         self.method = method
         self.path = path
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait (``Retry-After`` on a 429 or 503), if it said."""
         where = f"{method} {path}: " if method else ""
         super().__init__(f"{where}{status} {reason}: {message}".strip())
 
@@ -53,6 +64,14 @@ class ApiError(GitsyncError):
         err = cls(str(self))
         err.__cause__ = self
         return err
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (the API server sends delta-seconds, never a date)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -216,6 +235,7 @@ class KubeClient:
                 str(payload.get("message") or ""),
                 method=method,
                 path=path,
+                retry_after=_retry_after(resp.headers.get("Retry-After")),
             )
         return payload
 

@@ -11,7 +11,9 @@ Shape (Flux's kustomize-controller stages, Argo CD's per-resource results):
 4. **prune** what the inventory holds but Git no longer renders - only objects this app owns,
    never when the render was empty unless ``allowEmpty``, never ones annotated
    ``gitsync.dev/prune: "false"``, after all waves with ``PruneLast``;
-5. **record** the new inventory (written only if it changed).
+5. **record** the new inventory (written only if it changed). Objects the sync is about to
+   create are added to it before the first apply, so a crash mid-sync never leaves an object
+   that a later prune cannot find.
 
 With a destination ``policy`` (``gitsync.policy``), every prepared object is checked before it is
 compared: a refused object is SyncFailed ("denied by destination policy: ..."), and is never read,
@@ -47,6 +49,7 @@ from gitsync.sync.inventory import Inventory, InventoryEntry
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+A = TypeVar("A")
 
 FIELD_MANAGER = "gitsync"
 LiveReader = Callable[[str, str, str, str], "dict[str, Any] | None"]
@@ -169,7 +172,8 @@ class SyncResult:
 def with_retries(
     call: Callable[[], T], *, attempts: int = 5, base_delay: float = 0.5, max_delay: float = 8.0
 ) -> T:
-    """Retry 409 a few times, and 429/5xx/unreachable with exponential backoff."""
+    """Retry 409 a few times, and 429/5xx/unreachable with exponential backoff - waiting at
+    least as long as a ``Retry-After`` asks (up to ``max_delay``)."""
     delay = base_delay
     for attempt in range(1, attempts + 1):
         try:
@@ -178,7 +182,7 @@ def with_retries(
             retryable = exc.transient or exc.status == 409
             if not retryable or attempt == attempts:
                 raise
-            time.sleep(delay)
+            time.sleep(max(delay, min(exc.retry_after or 0.0, max_delay)))
             delay = min(delay * 2, max_delay)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -203,6 +207,8 @@ class Syncer:
         self.policy = policy
         """The destination policy; None allows everything (the controller warns about it)."""
         self.live = live or kube.get
+        # a reader given here is a cache in memory (the controller's watch cache): read serially
+        self._live_is_local = live is not None
         self._memo: dict[str, dict[ResourceKey, _Memo]] = {}
         self.workers = workers
         self.wave_timeout = wave_timeout
@@ -211,7 +217,7 @@ class Syncer:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _parallel(self, fn: Callable[[Item], T], items: Sequence[Item]) -> list[T]:
+    def _parallel(self, fn: Callable[[A], T], items: Sequence[A]) -> list[T]:
         """``fn`` over ``items`` on up to ``workers`` threads, results in order."""
         if len(items) <= 1 or self.workers <= 1:
             return [fn(item) for item in items]
@@ -319,21 +325,41 @@ class Syncer:
             else:
                 item.error = str(exc)
 
-    def _compare_one(
+    def _compare_local(
         self, item: Item, ignore: Sequence[IgnoreRule], memo: dict[ResourceKey, _Memo]
-    ) -> None:
+    ) -> str | None:
+        """Settle ``item.diff`` without a request when possible (an error, an absent object, a
+        memo hit) and return None; else the fingerprint the dry run will need."""
         if item.error and item.diff is None:
             item.diff = ResourceDiff(item.key, SyncStatus.UNKNOWN, error=item.error)
-            return
+            return None
         if item.live is None:
             item.diff = diff_resource(item.key, item.obj, None, ignore=ignore)
-            return
+            return None
         fingerprint = _fingerprint(item.obj, ignore)
         live_version = str(item.live.get("metadata", {}).get("resourceVersion", ""))
         known = memo.get(item.key)
         if known and known.fingerprint == fingerprint and known.live_version == live_version:
             item.diff = known.diff
-            return
+            return None
+        return fingerprint
+
+    def _compare_one(
+        self, item: Item, ignore: Sequence[IgnoreRule], memo: dict[ResourceKey, _Memo]
+    ) -> None:
+        fingerprint = self._compare_local(item, ignore, memo)
+        if fingerprint is not None:
+            self._compare_dry_run(item, ignore, memo, fingerprint)
+
+    def _compare_dry_run(
+        self,
+        item: Item,
+        ignore: Sequence[IgnoreRule],
+        memo: dict[ResourceKey, _Memo],
+        fingerprint: str,
+    ) -> None:
+        assert item.live is not None  # _compare_local settled absent objects
+        live_version = str(item.live.get("metadata", {}).get("resourceVersion", ""))
         try:
             dry = with_retries(
                 lambda: self.kube.apply(item.obj, field_manager=FIELD_MANAGER, dry_run=True)
@@ -362,7 +388,11 @@ class Syncer:
         ]
         items = self._prepare(app, manifests)
         ok = [i for i in items if not i.error]
-        self._parallel(self._read_live, ok)
+        if self._live_is_local:  # answered from memory: threads would only add their cost
+            for item in ok:
+                self._read_live(item)
+        else:
+            self._parallel(self._read_live, ok)
         rollout_work: tuple[Any, ...] = ()
         pending: set[ResourceKey] = set()
         rendered: dict[ResourceKey, dict[str, Any]] = {}
@@ -378,7 +408,10 @@ class Syncer:
         for item in items:
             if item.key in previous:
                 memo[item.key] = previous[item.key]
-        self._parallel(lambda i: self._compare_one(i, ignore, memo), items)
+        # only the dry runs go to the worker threads; memo hits (a no-change refresh: all of
+        # them) are settled here, without a thread pool per compare
+        remote = [(i, fp) for i in items if (fp := self._compare_local(i, ignore, memo))]
+        self._parallel(lambda pair: self._compare_dry_run(pair[0], ignore, memo, pair[1]), remote)
         for item in items:
             if self.takeover is not None and item.key in pending:
                 # A template change the rollout has not started yet: what Git says differs
@@ -428,6 +461,24 @@ class Syncer:
                 )
             else:
                 self._ensure_namespace(app.destination.namespace, dry_run)
+
+        recorded = comparison.inventory
+        if not dry_run:
+            # Write-ahead: every object this sync may create is in the inventory before it is
+            # created, so a crash (kill -9) between an apply and the final inventory write
+            # cannot leave an object that no later sync - of any revision - knows to prune.
+            # One attempt: if it fails, the final write (retried) still records them.
+            ahead = dict(comparison.inventory)
+            for entry in self._rendered_entries(comparison):
+                ahead.setdefault(entry.key, entry)
+            if len(ahead) > len(comparison.inventory):
+                try:
+                    Inventory(self.kube, app.namespace, app.name).store(
+                        ahead.values(), comparison.inventory, revision=revision
+                    )
+                    recorded = ahead
+                except ApiError as exc:
+                    bound.warning("inventory write-ahead failed", error=exc.message or str(exc))
 
         prune_last = app.sync_policy.option("PruneLast")
         to_prune = dict(comparison.extraneous) if prune else {}
@@ -481,25 +532,31 @@ class Syncer:
                 pruned_or_skipped[entry.key] = self._prune(app, entry, dry_run, result, 0)
 
         if not dry_run:
-            keep: list[InventoryEntry] = []
-            for item in comparison.items:
-                if item.key.name:
-                    keep.append(
-                        InventoryEntry(
-                            item.obj["apiVersion"], item.key.kind, item.key.namespace, item.key.name
-                        )
-                    )
+            keep = self._rendered_entries(comparison)
             for key, entry in comparison.extraneous.items():
                 outcome = pruned_or_skipped.get(key)
                 if outcome is None or (
                     outcome == ResultCode.PRUNE_SKIPPED and self._still_ours(app, entry)
                 ):
                     keep.append(entry)
-            Inventory(self.kube, app.namespace, app.name).store(
-                keep, comparison.inventory, revision=revision
+            # retried like the applies: one throttled write must not leave applied objects
+            # out of the inventory (where a later prune would never find them)
+            with_retries(
+                lambda: Inventory(self.kube, app.namespace, app.name).store(
+                    keep, recorded, revision=revision
+                )
             )
         bound.info("sync finished", phase=result.phase, results=len(result.results))
         return result
+
+    @staticmethod
+    def _rendered_entries(comparison: Comparison) -> list[InventoryEntry]:
+        """The inventory entries of the rendered objects (what this sync applies)."""
+        return [
+            InventoryEntry(item.obj["apiVersion"], item.key.kind, item.key.namespace, item.key.name)
+            for item in comparison.items
+            if item.key.name
+        ]
 
     def _apply(self, item: Item, dry_run: bool) -> ResourceResult:
         if item.error and (item.diff is None or item.diff.status == SyncStatus.UNKNOWN):
