@@ -1,7 +1,7 @@
 """The benchmark suite in one command: gitsync next to its reference, scenario by scenario.
 
     python -m bench [--scale default|small] [--runs 5] [--kubeconfig PATH] [--json out.json]
-                    [--only cold,render,diff,push,ui]
+                    [--only cold,render,diff,push,ui,refresh,drift,growth]
 
 Without ``--kubeconfig`` the test control plane (``gitsync.testing.controlplane``, no simulated
 nodes) is started in a temporary directory and stopped at the end, also on Ctrl-C or SIGTERM;
@@ -9,7 +9,10 @@ with it, an existing cluster is used. Every scenario works in namespaces of its 
 afterwards. Scenarios (``bench.scenarios``): cold apply against ``kubectl apply --server-side``
 and a raw concurrent SSA client, no-change re-sync with its API writes, render (plain directory,
 Kustomize, Helm, cache hit), diff throughput; then the existing push-to-live and UI-list benches
-(``bench.push_to_live``, ``bench.ui_list``) with fewer pushes/requests.
+(``bench.push_to_live``, ``bench.ui_list``) with fewer pushes/requests; last the many-app
+scenarios on one in-process controller (``bench.scale``): a no-change refresh of 1,000 apps
+(``refresh``), drift among them (``drift``) and the same refresh at 100, 1,000 and 3,000 apps
+(``growth``) - one run that adds apps stage by stage.
 
 Each figure is the median of ``--runs`` runs, gitsync and reference alternating in the same run.
 ``ratio`` is gitsync / reference: below 1 is faster for times, above 1 is better for objects/s.
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import push_to_live, ui_list
+from bench import push_to_live, scale, ui_list
 from bench.scenarios import (
     ROOT,
     BenchError,
@@ -47,7 +50,7 @@ from bench.scenarios import (
 from gitsync import logs
 from gitsync.testing.controlplane import ControlPlane, ControlPlaneError
 
-SCENARIOS = ("cold", "render", "diff", "push", "ui")
+SCENARIOS = ("cold", "render", "diff", "push", "ui", "refresh", "drift", "growth")
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,14 @@ class Scale:
     pushes: int
     ui_apps: int
     ui_requests: int
+    refresh_apps: int  # scenario 2 (and 3, which runs among them)
+    growth_apps: tuple[int, ...]  # scenario 8
+    drift_edits: int
 
 
 SCALES = {
-    "default": Scale((100, 1000), {}, 1000, 10_000, 10, 1000, 10),
-    "small": Scale((12,), {}, 30, 200, 2, 20, 2),
+    "default": Scale((100, 1000), {}, 1000, 10_000, 10, 1000, 10, 1000, (100, 1000, 3000), 10),
+    "small": Scale((12,), {}, 30, 200, 2, 20, 2, 4, (2, 4), 2),
 }
 
 
@@ -184,6 +190,27 @@ def ui_rows(apps: int, requests: int) -> list[Row]:
     ]
 
 
+def many_app_rows(
+    kubeconfig: Path, sizes: Scale, only: set[str], runs: int, workdir: Path
+) -> list[Row]:
+    """Scenarios 2, 3 and 8 in one controller run: ``growth`` adds its stages around the
+    refresh size; ``drift`` runs at the refresh size."""
+    stages = {sizes.refresh_apps} | (set(sizes.growth_apps) if "growth" in only else set())
+    drift_at = sizes.refresh_apps if "drift" in only else -1
+    print(f"many apps: stages {sorted(stages)}, {runs} refreshes each ...", flush=True)
+    rows = scale.scale_rows(
+        kubeconfig,
+        sorted(stages),
+        runs,
+        drift_at=drift_at,
+        drift_edits=sizes.drift_edits,
+        workdir=workdir,
+    )
+    if "growth" not in only:
+        rows = [r for r in rows if not r.scenario.startswith("growth")]
+    return rows
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     scale = SCALES[args.scale]
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
@@ -196,7 +223,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gitsync-bench-")))
-        needs_cluster = bool(only & {"cold", "push"})
+        needs_cluster = bool(only & {"cold", "push", "refresh", "drift", "growth"})
         kubeconfig, which = (
             stack.enter_context(cluster(args.kubeconfig, workdir))
             if needs_cluster
@@ -221,6 +248,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"UI list, {scale.ui_apps} apps ...", flush=True)
             logs.configure("warning")
             show(ui_rows(scale.ui_apps, scale.ui_requests))
+        if only & {"refresh", "drift", "growth"}:
+            show(many_app_rows(kubeconfig, scale, only, args.runs, workdir))
     return {
         "benchmark": "suite",
         "scale": args.scale,

@@ -554,7 +554,7 @@ def render_rows(files: int, runs: int, workdir: Path) -> list[Row]:
             median(micro["reference"]),
             runs,
             samples=micro,
-            note=f"{calls} calls per run; the hit returns a deep copy of {files} manifests",
+            note=f"{calls} calls per run; the hit returns its own copy of {files} manifests",
         )
     )
     return rows

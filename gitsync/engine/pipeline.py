@@ -8,6 +8,7 @@ above all, nothing is pruned because Git "looked empty". Rendering is memoised p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,11 +73,16 @@ class AppState:
         ]
 
     def resource_health(self) -> list[tuple[ResourceKey, Health]]:
-        return [(item.key, assess(item.live)) for item in self.comparison.items]
+        return list(self._healths)
 
     @property
     def health(self) -> Health:
-        return aggregate(h for _, h in self.resource_health())
+        return aggregate(h for _, h in self._healths)
+
+    @functools.cached_property
+    def _healths(self) -> tuple[tuple[ResourceKey, Health], ...]:
+        # assessed once per compare: a reconcile asks for the app's health and each object's
+        return tuple((item.key, assess(item.live)) for item in self.comparison.items)
 
 
 class Engine:

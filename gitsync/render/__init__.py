@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from gitsync.render.cache import RenderCache
 from gitsync.render.errors import LimitExceededError, PathEscapeError, RenderError
-from gitsync.render.manifest import RenderedManifest
+from gitsync.render.manifest import RenderedManifest, copy_object
 from gitsync.render.options import (
     DirectoryOptions,
     HelmOptions,
@@ -40,6 +40,7 @@ __all__ = [
     "RenderRequest",
     "RenderedManifest",
     "SourceType",
+    "copy_object",
     "detect",
     "load_yaml_documents",
     "render",

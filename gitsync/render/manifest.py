@@ -9,6 +9,8 @@ because an object without an identity cannot be diffed, applied or pruned.
 
 from __future__ import annotations
 
+import copy
+import datetime
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,24 @@ from gitsync.model import ResourceKey
 from gitsync.render.errors import LimitExceededError, RenderError
 
 HOOK_ANNOTATION = "helm.sh/hook"
+
+# what YAML (and JSON) loading produces besides dicts and lists, and needs no copy
+_IMMUTABLE = (str, int, float, bool, type(None), bytes, datetime.date, datetime.datetime)
+
+
+def copy_object(value: Any) -> Any:
+    """A copy of a parsed object: dicts and lists copied at every depth, immutable leaves shared.
+
+    Several times cheaper than ``copy.deepcopy`` (no memo, no dispatch), which matters because
+    every compare copies every rendered object; anything unusual (a set from ``!!set``) still
+    goes through ``deepcopy``."""
+    if isinstance(value, dict):
+        return {k: copy_object(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_object(v) for v in value]
+    if isinstance(value, _IMMUTABLE):
+        return value
+    return copy.deepcopy(value)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,13 @@ happen while doing it:
 * **Failures keep their class** from ``gitsync.source.git``; a full, read-only or unwritable disk
   under ``root`` is ``GitStorageError`` (transient), a tree over the bounds is
   ``GitRepositoryTooLargeError`` (terminal).
+* **One listing serves many apps**: a thousand Applications following one repository would
+  otherwise cost a thousand ``ls-remote`` round trips per refresh. ``resolve(..., max_age=s)``
+  may take the refs from a listing of the same repository with the same credentials that
+  *started* at most ``s`` seconds before the call (waiting for it if it is still running);
+  with the default ``max_age=0`` every call lists for itself, so a caller that must see a push
+  it was just told about (a webhook, a manual refresh) never gets an older answer. A failed
+  listing is never shared: each waiter then lists for itself and gets its own error.
 * **Observable without secrets**: ``requests`` counts ``(normalized url, "ls-remote" | "fetch")``
   and ``on_request(url, kind, seconds)`` is called after each, for metrics.
 """
@@ -140,6 +147,15 @@ class _Target:
     fetch_ref: str
 
 
+@dataclass
+class _Listing:
+    """One ``ls-remote`` of a repository: when it started, and its refs once done."""
+
+    started: float
+    done: threading.Event
+    refs: RemoteRefs | None = None  # None when it failed (or is still running)
+
+
 @dataclass(frozen=True)
 class _CommitInfo:
     message: str
@@ -175,6 +191,8 @@ class SourceCache:
         self._repository_locks: dict[str, threading.Lock] = {}
         self._checkouts: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._commits: dict[str, _CommitInfo] = {}  # for commits with a checkout
+        # the latest listing per (normalized url, credentials), for resolve(max_age=...)
+        self._listings: dict[tuple[str, GitCredentials | None], _Listing] = {}
         self.mirrors_dir.mkdir(parents=True, exist_ok=True)
         self.checkouts_dir.mkdir(parents=True, exist_ok=True)
         self._recover()
@@ -202,13 +220,20 @@ class SourceCache:
     # operations
 
     def resolve(
-        self, url: str, target_revision: str, credentials: GitCredentials | None = None
+        self,
+        url: str,
+        target_revision: str,
+        credentials: GitCredentials | None = None,
+        *,
+        max_age: float = 0.0,
     ) -> str:
         """The full commit SHA ``target_revision`` names in ``url`` right now.
 
         A branch, tag (annotated tags are peeled), full ref, ``HEAD`` or semver range costs one
-        ``ls-remote``; a full SHA costs nothing (it is not checked against the remote); a short
-        SHA is expanded in the local mirror, fetching every branch and tag if it is not there.
+        ``ls-remote`` - or none, when a listing of the same repository with the same credentials
+        started at most ``max_age`` seconds ago (see the module docstring); a full SHA costs
+        nothing (it is not checked against the remote); a short SHA is expanded in the local
+        mirror, fetching every branch and tag if it is not there.
         """
         remote = parse_remote(url)
         target = _check_target(target_revision)
@@ -219,7 +244,7 @@ class SourceCache:
                     return self._expand_short_sha(s, key, self._ensure_mirror(s, key), target)
             except OSError as exc:
                 raise _storage_error(exc, "resolving a revision of", remote.display) from exc
-        return self._resolve(remote, key, target, credentials).sha
+        return self._resolve(remote, key, target, credentials, max_age).sha
 
     def checkout(
         self, url: str, target_revision: str, credentials: GitCredentials | None = None
@@ -250,13 +275,46 @@ class SourceCache:
     # resolving
 
     def _resolve(
-        self, remote: Remote, key: str, target: str, credentials: GitCredentials | None
+        self,
+        remote: Remote,
+        key: str,
+        target: str,
+        credentials: GitCredentials | None,
+        max_age: float = 0.0,
     ) -> _Target:
         if is_full_sha(target):
             return _Target(target.lower(), "", "")
-        with GitSession(remote, credentials, self.timeout) as session:
-            advertised = self._request(key, "ls-remote", lambda: list_refs(session))
-        return _pick(advertised, target, remote.display)
+        return _pick(self._list_refs(remote, key, credentials, max_age), target, remote.display)
+
+    def _list_refs(
+        self, remote: Remote, key: str, credentials: GitCredentials | None, max_age: float
+    ) -> RemoteRefs:
+        """The remote's refs from a listing started at most ``max_age`` seconds ago: a running
+        or finished one of another caller, else a new one of our own."""
+        ident = (key, credentials)
+        with self._lock:
+            asked = time.monotonic()
+            shared = self._listings.get(ident)
+            if shared is not None and max_age > 0 and shared.started >= asked - max_age:
+                pass  # recent enough: wait for it below (a failed one is not used)
+            else:
+                shared = None
+                own = _Listing(asked, threading.Event())
+                self._listings[ident] = own
+        if shared is not None:
+            shared.done.wait()
+            if shared.refs is not None:
+                return shared.refs
+            with self._lock:
+                own = _Listing(time.monotonic(), threading.Event())
+                if self._listings.get(ident) is shared:
+                    self._listings[ident] = own
+        try:
+            with GitSession(remote, credentials, self.timeout) as session:
+                own.refs = self._request(key, "ls-remote", lambda: list_refs(session))
+            return own.refs
+        finally:
+            own.done.set()
 
     def _expand_short_sha(self, session: GitSession, key: str, mirror: Path, target: str) -> str:
         try:

@@ -15,10 +15,10 @@ else (and makes the same manifests work on every version).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from gitsync.model import ResourceKey
+from gitsync.render import copy_object
 
 TRACKING_ANNOTATION = "gitsync.dev/tracking"
 PRUNE_ANNOTATION = "gitsync.dev/prune"
@@ -68,7 +68,7 @@ def prepare(
 ) -> tuple[ResourceKey, dict[str, Any]]:
     """A copy of ``obj`` ready to apply: namespace resolved, tracking annotation set, port
     protocols explicit. Returns the object's final key with it."""
-    out = copy.deepcopy(obj)
+    out: dict[str, Any] = copy_object(obj)  # parsed YAML/JSON: the cheap deep copy
     meta = out.setdefault("metadata", {})
     if namespaced:
         if not meta.get("namespace"):

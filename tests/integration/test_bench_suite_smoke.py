@@ -34,11 +34,27 @@ EXPECTED = {
     "push-to-live p50",
     "UI apps list page (waitress), median",
     "UI JSON API page of 100 (waitress), median",
+    # many apps on one controller (bench.scale): refresh, drift, growth
+    "refresh all apps, no change",
+    "refresh all apps: CPU seconds (controller)",
+    "refresh all apps: writes",
+    "refresh all apps: GETs + dry runs",
+    "controller RSS after refresh",
+    "create + first sync of the new apps (setup)",
+    "drift: all edits reported (self-heal started)",
+    "drift: all edits corrected",
+    "growth: refresh time per app",
+    "growth: RSS above the smallest stage, per app",
 }
 WITH_REFERENCE = EXPECTED - {
     "no-change re-sync: real writes (steady)",
     "no-change re-sync: dry-run PATCHes (steady)",
     "push-to-live p50",
+    "refresh all apps: CPU seconds (controller)",
+    "refresh all apps: writes",
+    "refresh all apps: GETs + dry runs",
+    "create + first sync of the new apps (setup)",
+    "growth: RSS above the smallest stage, per app",
 }
 
 
@@ -61,7 +77,7 @@ def test_bench_suite_reports_every_scenario(cluster: TestCluster, tmp_path: Path
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=420,
+        timeout=600,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -85,3 +101,10 @@ def test_bench_suite_reports_every_scenario(cluster: TestCluster, tmp_path: Path
     # nothing changed between the re-syncs: gitsync must not have written anything
     writes = next(r for r in rows if r["scenario"] == "no-change re-sync: real writes (steady)")
     assert writes["gitsync"] == 0, writes
+    # the many-app scenarios ran at every stage of the small growth run (2 and 4 apps)
+    refreshes = {r["n"] for r in rows if r["scenario"] == "refresh all apps, no change"}
+    assert refreshes == {2, 4}, rows
+    # a refresh is answered from the watch cache: no GET per object (one inventory read per app)
+    for row in rows:
+        if row["scenario"] == "refresh all apps: GETs + dry runs":
+            assert row["gitsync"] <= row["n"], row
