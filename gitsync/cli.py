@@ -268,6 +268,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
 # -- the controller -----------------------------------------------------------------------
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _kube_for(args: argparse.Namespace, user_agent: str = "gitsync") -> KubeClient:
     from gitsync.kube import KubeClient
 
@@ -293,12 +300,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import socket
     import threading
 
-    import waitress
-
     from gitsync.controller.controller import Controller, ControllerConfig, ensure_crd
     from gitsync.errors import GitsyncError
     from gitsync.render import load_yaml_documents
     from gitsync.web import AuthConfigError, create_app
+    from gitsync.web.server import create_server
 
     try:
         auth = _web_auth(args)
@@ -320,6 +326,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         leader_elect=args.leader_elect,
         identity=identity,
         lease_duration=args.lease_duration,
+        shards=args.shards,
         allow_exec_credentials=args.allow_exec_credentials,
         default_credentials=_env_credentials(),
         policy_file=Path(args.policy) if args.policy else None,
@@ -337,14 +344,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_webhook_bytes=args.webhook_max_bytes,
         auth=auth,
     )
-    server = waitress.create_server(
+    server = create_server(
         app,
         host=host or "127.0.0.1",
         port=int(port),
-        threads=8,
-        max_request_body_size=args.webhook_max_bytes + 1,
-        channel_timeout=30,
-        ident="gitsync",
+        max_body_bytes=args.webhook_max_bytes + 1,
+        timeout=args.http_timeout,
     )
     stopping = threading.Event()
 
@@ -627,9 +632,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--leader-elect", action="store_true")
     serve.add_argument("--identity", default=None)
     serve.add_argument("--lease-duration", type=float, default=15.0)
+    serve.add_argument(
+        "--shards",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="spread Applications over the replicas in N shards, each held through its own "
+        "Lease (README: Sharding); 0 (default): one controller, or --leader-elect",
+    )
     serve.add_argument("--allow-exec-credentials", action="store_true")
     serve.add_argument("--install-crd", action="append", default=[], metavar="FILE")
     serve.add_argument("--webhook-max-bytes", type=int, default=1024 * 1024)
+    serve.add_argument(
+        "--http-timeout",
+        type=int,
+        default=30,
+        metavar="SECONDS",
+        help="a request must arrive whole within this time of its first byte (slow clients are "
+        "disconnected), and idle connections are closed after it",
+    )
     serve.add_argument(
         "--policy",
         default=None,

@@ -11,12 +11,15 @@ Triggers and where they come from:
 
 All of them go through one coalescing ``WorkQueue``: one reconcile per app at a time, bursts
 merged. With leader election only the leader runs workers (and so only the leader writes);
-followers keep watching so they can take over at once and still serve read-only status.
+followers keep watching so they can take over at once and still serve read-only status. With
+``--shards`` every replica runs workers, and each reconcile first checks that this replica holds
+the app's shard (``gitsync.controller.sharding``).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -39,8 +42,9 @@ from gitsync.controller.apps import (
 from gitsync.controller.clusters import ClusterRegistry
 from gitsync.controller.metrics import Metrics
 from gitsync.controller.queue import WorkQueue
-from gitsync.controller.reconciler import Reconciler
+from gitsync.controller.reconciler import REFRESH_REQUEST, Reconciler
 from gitsync.controller.scheduler import RefreshScheduler
+from gitsync.controller.sharding import ShardSet
 from gitsync.engine import Engine
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import WatchCache
@@ -65,6 +69,7 @@ class ControllerConfig:
     leader_elect: bool = False
     identity: str = ""
     lease_duration: float = 15.0
+    shards: int = 0  # > 0: Applications are spread over replicas in this many Lease-held shards
     allow_exec_credentials: bool = False
     full_compare_every: float = 300.0
     apply_workers: int = 8
@@ -124,7 +129,19 @@ class Controller:
         self._started = threading.Event()
         self._credentials: dict[tuple[str, str], tuple[float, GitCredentials | None]] = {}
         self.elector: LeaderElector | None = None
-        if config.leader_elect:
+        self.sharding: ShardSet | None = None
+        if config.shards > 0:  # each shard's Lease replaces the one leader Lease
+            self.sharding = ShardSet(
+                kube,
+                shards=config.shards,
+                namespace=config.controller_namespace,
+                identity=config.identity,
+                lease_duration=config.lease_duration,
+                uid_of=self._uid_of,
+                on_gained=self._shard_gained,
+                registry=self.metrics.registry,
+            )
+        elif config.leader_elect:
             self.elector = LeaderElector(
                 kube,
                 namespace=config.controller_namespace,
@@ -207,14 +224,18 @@ class Controller:
         starter = getattr(self.store, "start", None)
         if starter is not None:
             starter()
+        if self.sharding is not None:
+            self.sharding.start()
         if self.elector is not None:
             self.elector.start()
         else:
-            self._start_leading()
+            self._start_leading()  # sharded: workers run, each reconcile checks the app's shard
         self._started.set()
 
     def stop(self) -> None:
         self._stopped.set()
+        if self.sharding is not None:
+            self.sharding.stop()  # waits for in-flight reconciles before releasing the shards
         if self.elector is not None:
             self.elector.stop()
         self._stop_leading()
@@ -259,7 +280,9 @@ class Controller:
             try:
                 if not self._leading.is_set():
                     continue  # a follower never reconciles (and so never writes)
-                self._reconcile(key, reasons)
+                with self._claim(key) as mine:
+                    if mine:  # sharded: only the holder of the app's shard reconciles it
+                        self._reconcile(key, reasons)
             except Exception:  # one app's bug must not kill the worker
                 log.exception("reconcile crashed", app=f"{key[0]}/{key[1]}")
                 self.queue.add(key, "retry-after-crash", delay=30.0)
@@ -279,6 +302,48 @@ class Controller:
         self.scheduler.schedule(key, interval)
         if outcome.requeue is not None:
             self.queue.add(key, "requeue", delay=outcome.requeue)
+
+    # -- sharding -------------------------------------------------------------------------------
+
+    def _claim(self, key: AppKey) -> contextlib.AbstractContextManager[bool]:
+        if self.sharding is None:
+            return contextlib.nullcontext(True)
+        return self.sharding.reconciling(key)
+
+    def _uid_of(self, key: AppKey) -> str | None:
+        obj = self.store.get(key)
+        if obj is None:
+            return None
+        return str((obj.get("metadata") or {}).get("uid") or f"{key[0]}/{key[1]}")
+
+    def _shard_gained(self, shard: int) -> None:
+        assert self.sharding is not None
+        for key in self.store.app_keys():
+            if self.sharding.shard_of_key(key) == shard:
+                self.refresh(key, "shard-acquired")  # compare afresh: another replica had it
+
+    def _held_elsewhere(self, key: AppKey) -> bool:
+        """Sharded, with Applications as objects the holder watches, and not ours to reconcile."""
+        if self.sharding is None or not isinstance(self.store, CrdApplications):
+            return False
+        shard = self.sharding.shard_of_key(key)
+        return shard is not None and not self.sharding.owns(shard)
+
+    def _forward_push(self, keys: list[AppKey], event: PushEvent) -> None:
+        """Hand a push for apps other replicas hold to them: a refresh request on each
+        Application, which its holder sees through its watch (as with `gitsync refresh`)."""
+        nonce = f"push-{event.after[:12] or time.time_ns()}"
+        for namespace, name in keys:
+            try:
+                self.kube.patch(
+                    API_VERSION,
+                    KIND,
+                    name,
+                    {"metadata": {"annotations": {REFRESH_REQUEST: nonce}}},
+                    namespace=namespace,
+                )
+            except ApiError as exc:
+                log.warning("could not forward a push", app=f"{namespace}/{name}", error=str(exc))
 
     # -- triggers ------------------------------------------------------------------------------
 
@@ -314,6 +379,7 @@ class Controller:
         """Refresh the Applications following the pushed repository and ref; returns how many."""
         urls = set(event.repo_urls)
         matched = 0
+        elsewhere: list[AppKey] = []
         for key in self.store.app_keys():
             obj = self.store.get(key)
             if obj is None:
@@ -331,7 +397,14 @@ class Controller:
             if not _ref_matches(app.source.target_revision, event):
                 continue
             matched += 1
-            self.queue.add(key, f"push:{event.provider}")
+            if self._held_elsewhere(key):
+                elsewhere.append(key)
+            else:
+                self.queue.add(key, f"push:{event.provider}")
+        if elsewhere:  # one write per app: not in the webhook's response time
+            threading.Thread(
+                target=self._forward_push, args=(elsewhere, event), daemon=True
+            ).start()
         return matched
 
     def application_objects(self) -> list[dict[str, Any]]:

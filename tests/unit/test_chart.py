@@ -55,6 +55,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "namespaced-explicit-kinds": {
         "rbac": {"namespaced": True, "namespaces": ["team-a", "team-b"], "manageAll": False}
     },
+    "sharded": {"replicas": 3, "sharding": {"shards": 16}},
 }
 
 
@@ -283,6 +284,33 @@ def test_two_replicas_turn_on_leader_election() -> None:
     assert deployment(objects)["spec"]["strategy"]["type"] == "RollingUpdate"
     assert "--leader-elect" not in container_args(render({"replicas": 1}))
     assert "--leader-elect" in container_args(render({"controller": {"leaderElect": True}}))
+
+
+def test_sharding_replaces_leader_election_and_may_juggle_leases() -> None:
+    objects = render({"replicas": 3, "sharding": {"shards": 16}})
+    args = container_args(objects)
+    assert "--shards=16" in args
+    assert "--lease-duration=15" in args
+    assert "--leader-elect" not in args  # each shard's Lease replaces the one leader Lease
+    assert build_parser().parse_args(args).shards == 16
+    assert deployment(objects)["spec"]["strategy"]["type"] == "RollingUpdate"
+    (controller,) = [
+        o for o in of_kind(objects, "Role") if o["metadata"]["name"].endswith("-controller")
+    ]
+    lease_rules = [r for r in controller["rules"] if r["apiGroups"] == ["coordination.k8s.io"]]
+    assert {"resources": ["leases"], "verbs": ["get", "list", "update", "delete"]} in [
+        {k: v for k, v in r.items() if k != "apiGroups"} for r in lease_rules
+    ]
+    default = render({})
+    assert not any(a.startswith("--shards") for a in container_args(default))
+    (plain,) = [
+        o for o in of_kind(default, "Role") if o["metadata"]["name"].endswith("-controller")
+    ]
+    assert all(
+        "list" not in r["verbs"]
+        for r in plain["rules"]
+        if r["apiGroups"] == ["coordination.k8s.io"]
+    )
 
 
 # -- RBAC -----------------------------------------------------------------------------------------
