@@ -74,6 +74,11 @@ def app_status(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
     return obj.get("status") or {}
 
 
+def rollout_status(kube: KubeClient, namespace: str, name: str = "web") -> dict[str, Any]:
+    obj = kube.get("gitsync.dev/v1alpha1", "Rollout", name, namespace) or {}
+    return obj.get("status") or {}
+
+
 def configmap_value(kube: KubeClient, namespace: str) -> str | None:
     cm = kube.get("v1", "ConfigMap", "config", namespace)
     value = (cm or {}).get("data", {}).get("value")

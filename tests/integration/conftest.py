@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from gitsync.controller.controller import ensure_crd
-from gitsync.kube import KubeClient
+from gitsync.kube import ApiError, KubeClient
 from gitsync.testing.apps import CRD, ROLLOUT_CRD, WEBHOOK_SECRET
+from gitsync.testing.audit import AuditLog
 from gitsync.testing.cluster import TestCluster
 from gitsync.testing.controller import ServeProcess
 from gitsync.testing.gitserver import GitServer
@@ -62,3 +63,27 @@ def sim(cluster: TestCluster) -> None:
     """Tests that tell pods to misbehave through the gitsync pod simulator."""
     if not cluster.has_simulator:
         pytest.skip("tells pods to misbehave through the gitsync pod simulator")
+
+
+CONTROLLER_NAMESPACE = "gitsync"
+
+
+@pytest.fixture
+def controller_namespace(kube: KubeClient) -> str:
+    """The namespace holding the controller's Lease; shared by the session, so never deleted."""
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONTROLLER_NAMESPACE}}
+    try:
+        kube.create(ns)
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+    return CONTROLLER_NAMESPACE
+
+
+@pytest.fixture
+def audit(cluster: TestCluster) -> AuditLog:
+    """The API server's audit log: what landed and who sent it. A cluster given by
+    GITSYNC_TEST_KUBECONFIG has none we can read, so tests that need it skip there."""
+    if cluster.audit is None:
+        pytest.skip("needs the test control plane's audit log")
+    return cluster.audit

@@ -60,7 +60,7 @@ def files(value: str) -> dict[str, str | bytes | None]:
 
 
 @pytest.fixture
-def controller_namespace(kube: KubeClient) -> Iterator[str]:
+def lease_namespace(kube: KubeClient) -> Iterator[str]:
     """A namespace of this test's own for the Leases, so no other test's Leases are counted."""
     with temporary_namespace(kube, "shards") as ns:
         yield ns
@@ -68,7 +68,7 @@ def controller_namespace(kube: KubeClient) -> Iterator[str]:
 
 @pytest.fixture
 def replicas(
-    cluster: TestCluster, tmp_path: Path, crd: None, controller_namespace: str
+    cluster: TestCluster, tmp_path: Path, crd: None, lease_namespace: str
 ) -> Iterator[Any]:
     """Start (or restart) replica ``identity``, each with its own work dir as a pod would."""
     started: list[ServeProcess] = []
@@ -83,7 +83,7 @@ def replicas(
                 f"--shards={shards}",
                 f"--identity={identity}",
                 f"--lease-duration={LEASE_DURATION}",
-                f"--controller-namespace={controller_namespace}",
+                f"--controller-namespace={lease_namespace}",
             ],
             {"GITSYNC_WEBHOOK_SECRET": WEBHOOK_SECRET},
         )
@@ -93,13 +93,6 @@ def replicas(
     yield start
     for proc in started:
         proc.stop()
-
-
-@pytest.fixture
-def audit(cluster: TestCluster) -> AuditLog:
-    if cluster.audit is None:
-        pytest.skip("needs the test control plane's audit log")
-    return cluster.audit
 
 
 def values(kube: KubeClient, namespace: str) -> dict[str, str | None]:
@@ -114,8 +107,8 @@ def all_at(kube: KubeClient, namespace: str, value: str) -> bool:
     return all(v == value for v in values(kube, namespace).values())
 
 
-def lease_holder(kube: KubeClient, controller_namespace: str, name: str) -> str:
-    lease = kube.get("coordination.k8s.io/v1", "Lease", name, controller_namespace) or {}
+def lease_holder(kube: KubeClient, lease_namespace: str, name: str) -> str:
+    lease = kube.get("coordination.k8s.io/v1", "Lease", name, lease_namespace) or {}
     return str((lease.get("spec") or {}).get("holderIdentity") or "")
 
 
@@ -123,8 +116,8 @@ def shard_holders(kube: KubeClient, namespace: str, shards: int = SHARDS) -> dic
     return {s: lease_holder(kube, namespace, f"gitsync-shard-{s}") for s in range(shards)}
 
 
-def balanced(kube: KubeClient, controller_namespace: str, identities: set[str]) -> bool:
-    per_replica = Counter(shard_holders(kube, controller_namespace).values())
+def balanced(kube: KubeClient, lease_namespace: str, identities: set[str]) -> bool:
+    per_replica = Counter(shard_holders(kube, lease_namespace).values())
     return set(per_replica) == identities and set(per_replica.values()) == {
         SHARDS // len(identities)
     }
@@ -156,7 +149,7 @@ def landed_writes(audit: AuditLog, since: int) -> list[AuditEvent]:
 def overlapping_writes(
     events: list[AuditEvent],
     namespace: str,
-    controller_namespace: str,
+    lease_namespace: str,
     shards: dict[str, int],
     configmaps: dict[str, str],
 ) -> tuple[list[str], dict[str, set[str]]]:
@@ -170,7 +163,7 @@ def overlapping_writes(
     writers: dict[str, set[str]] = {app: set() for app in shards}
     for e in events:
         who = e.user_agent.removeprefix(USER_AGENT_PREFIX)
-        if e.resource == "leases" and e.namespace == controller_namespace:
+        if e.resource == "leases" and e.namespace == lease_namespace:
             if e.name.startswith("gitsync-shard-"):
                 last_lease_writer[int(e.name.removeprefix("gitsync-shard-"))] = who
             continue
@@ -195,7 +188,7 @@ def test_shards_spread_apps_and_survive_a_kill_without_two_writers(
     namespace: str,
     git_server: GitServer,
     audit: AuditLog,
-    controller_namespace: str,
+    lease_namespace: str,
 ) -> None:
     repo = git_server.create_repo("shards", files=files("v1"))
     since = audit.mark()
@@ -208,7 +201,7 @@ def test_shards_spread_apps_and_survive_a_kill_without_two_writers(
     shards = {app: shard_of(uid, SHARDS) for app, uid in uids.items()}
     wait_for(lambda: all_at(kube, namespace, "v1"), timeout=60, what="every app synced v1")
     wait_for(
-        lambda: balanced(kube, controller_namespace, {"a", "b"}),
+        lambda: balanced(kube, lease_namespace, {"a", "b"}),
         timeout=30,
         what="two shards each",
     )
@@ -229,13 +222,13 @@ def test_shards_spread_apps_and_survive_a_kill_without_two_writers(
     )
 
     bad, writers = overlapping_writes(
-        landed_writes(audit, since), namespace, controller_namespace, shards, CONFIGMAPS
+        landed_writes(audit, since), namespace, lease_namespace, shards, CONFIGMAPS
     )
     assert not bad, "\n".join(bad[:20])
     assert set().union(*writers.values()) == {"a", "b"}, f"both replicas did work: {writers}"
 
     # kill -9 of b: a takes b's shards over when their Leases expire, and syncs b's apps.
-    holders = shard_holders(kube, controller_namespace)
+    holders = shard_holders(kube, lease_namespace)
     b_apps = [app for app in APPS if holders[shards[app]] == "b"]
     assert b_apps, f"b holds no app's shard: {holders} {shards}"
     killed = time.monotonic()
@@ -252,12 +245,12 @@ def test_shards_spread_apps_and_survive_a_kill_without_two_writers(
     )
     takeover = time.monotonic() - killed
     print(f"kill -9 of b to its {len(b_apps)} apps at v3: {takeover:.2f}s")
-    assert set(shard_holders(kube, controller_namespace).values()) == {"a"}
+    assert set(shard_holders(kube, lease_namespace).values()) == {"a"}
 
     # b comes back: a drains and hands over two shards, and b syncs its apps again.
     b = replicas("b")
     wait_for(
-        lambda: balanced(kube, controller_namespace, {"a", "b"}),
+        lambda: balanced(kube, lease_namespace, {"a", "b"}),
         timeout=30,
         what="rebalanced, two shards each",
     )
@@ -270,7 +263,7 @@ def test_shards_spread_apps_and_survive_a_kill_without_two_writers(
     )
 
     bad, writers = overlapping_writes(
-        landed_writes(audit, since), namespace, controller_namespace, shards, CONFIGMAPS
+        landed_writes(audit, since), namespace, lease_namespace, shards, CONFIGMAPS
     )
     assert not bad, "\n".join(bad[:20])
     for app in b_apps:
@@ -278,17 +271,17 @@ def test_shards_spread_apps_and_survive_a_kill_without_two_writers(
 
 
 def test_sharded_replica_releases_its_shards_on_shutdown(
-    replicas: Any, kube: KubeClient, controller_namespace: str
+    replicas: Any, kube: KubeClient, lease_namespace: str
 ) -> None:
     a = replicas("a")
     wait_for(
-        lambda: set(shard_holders(kube, controller_namespace).values()) == {"a"},
+        lambda: set(shard_holders(kube, lease_namespace).values()) == {"a"},
         timeout=30,
         what="a holds every shard",
     )
     a.stop()
-    assert set(shard_holders(kube, controller_namespace).values()) == {""}
-    leases = kube.list("coordination.k8s.io/v1", "Lease", controller_namespace)["items"]
+    assert set(shard_holders(kube, lease_namespace).values()) == {""}
+    leases = kube.list("coordination.k8s.io/v1", "Lease", lease_namespace)["items"]
     assert not [x for x in leases if x["metadata"]["name"].startswith("gitsync-replica-")]
 
 
@@ -298,7 +291,7 @@ def test_a_shard_is_handed_over_only_after_its_running_reconcile_returned(
     namespace: str,
     git_server: GitServer,
     audit: AuditLog,
-    controller_namespace: str,
+    lease_namespace: str,
 ) -> None:
     """Rebalancing while a reconcile hangs on a Git server that never answers (git gives up
     after 60 s): the old holder keeps the shard until that reconcile has written its outcome,
@@ -306,7 +299,7 @@ def test_a_shard_is_handed_over_only_after_its_running_reconcile_returned(
     repo = git_server.create_repo("shard-drain", files=files("v1"))
     replicas("a", shards=2)
     wait_for(
-        lambda: set(shard_holders(kube, controller_namespace, 2).values()) == {"a"},
+        lambda: set(shard_holders(kube, lease_namespace, 2).values()) == {"a"},
         timeout=30,
         what="a holds both shards",
     )
@@ -341,7 +334,7 @@ def test_a_shard_is_handed_over_only_after_its_running_reconcile_returned(
         since = audit.mark()
         replicas("b", shards=2)
         wait_for(
-            lambda: lease_holder(kube, controller_namespace, "gitsync-replica-b") == "b",
+            lambda: lease_holder(kube, lease_namespace, "gitsync-replica-b") == "b",
             timeout=30,
             what="b's heartbeat",
         )
@@ -363,13 +356,13 @@ def test_a_shard_is_handed_over_only_after_its_running_reconcile_returned(
         what="a's hung reconcile writing its outcome (git gives up after 60 s)",
     )
     wait_for(
-        lambda: shard_holders(kube, controller_namespace, 2)[shard] == "b",
+        lambda: shard_holders(kube, lease_namespace, 2)[shard] == "b",
         timeout=60,
         interval=0.5,
         what=f"b holding shard {shard}",
     )
     events = landed_writes(audit, since)
     bad, _ = overlapping_writes(
-        events, namespace, controller_namespace, {app: shard}, {f"config-{app}": app}
+        events, namespace, lease_namespace, {app: shard}, {f"config-{app}": app}
     )
     assert not bad, "\n".join(bad)

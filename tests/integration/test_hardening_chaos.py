@@ -37,11 +37,11 @@ import pytest
 import yaml
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import app_status, application, github_webhook
+from gitsync.testing.apps import app_status, application, github_webhook, rollout_status
 from gitsync.testing.audit import AuditLog
-from gitsync.testing.cluster import TestCluster
 from gitsync.testing.controller import ServeProcess
 from gitsync.testing.gitserver import GitRepo, GitServer
+from gitsync.testing.manifests import canary_rollout, web_service
 from gitsync.testing.waiting import WaitTimeout, wait_for
 
 pytestmark = pytest.mark.integration
@@ -57,13 +57,6 @@ CONTROLLER_AGENT = "gitsync-controller"
 
 Declared = dict[tuple[str, str], str]
 """(kind, name) -> the one value that distinguishes versions: a ConfigMap's data, an image."""
-
-
-@pytest.fixture
-def audit(cluster: TestCluster) -> AuditLog:
-    if cluster.audit is None:
-        pytest.skip("needs the test control plane's audit log")
-    return cluster.audit
 
 
 # -- Git side --------------------------------------------------------------------------------
@@ -359,37 +352,14 @@ def test_kill_9_at_random_points_of_50_syncs_converges_and_never_prunes_what_git
 # -- 10 canaries -----------------------------------------------------------------------------
 
 CANARY_REPLICAS = 4
-ROLLOUT = {
-    "apiVersion": "gitsync.dev/v1alpha1",
-    "kind": "Rollout",
-    "metadata": {"name": "web"},
-    "spec": {
-        "targetRef": {"kind": "Deployment", "name": "web"},
-        "progressDeadlineSeconds": 120,
-        "strategy": {
-            "canary": {
-                "stableService": "web",
-                "steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}],
-            }
-        },
-    },
-}
-SERVICE = {
-    "apiVersion": "v1",
-    "kind": "Service",
-    "metadata": {"name": "web"},
-    "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "protocol": "TCP"}]},
-}
+ROLLOUT = canary_rollout([{"setWeight": 50}, {"pause": {"duration": "2s"}}])
+SERVICE = web_service()
 
 
 def web_deployment(image: str) -> dict[str, Any]:
     dep = manifest("Deployment", "web", image)
     dep["spec"]["replicas"] = CANARY_REPLICAS
     return dep
-
-
-def rollout_status(kube: KubeClient, namespace: str) -> dict[str, Any]:
-    return (kube.get("gitsync.dev/v1alpha1", "Rollout", "web", namespace) or {}).get("status") or {}
 
 
 def rollout_done(kube: KubeClient, namespace: str, image: str, sha: str) -> bool:

@@ -27,6 +27,7 @@ from gitsync.rollout.analysis import RunPhase
 from gitsync.rollout.math import ROLE_LABEL
 from gitsync.rollout.status import PROMOTE_ANNOTATION, Phase, parse_time
 from gitsync.sync.tracking import prepare
+from gitsync.testing.manifests import web_deployment, web_service
 from gitsync.testing.prometheus import Exporter, Prometheus
 from gitsync.testing.waiting import wait_for
 
@@ -59,27 +60,10 @@ def prometheus(exporter: Exporter) -> Iterator[Prometheus]:
 
 
 def deployment(image: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web", "labels": {"app": "web"}},
-        "spec": {
-            "replicas": N,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": image}]},
-            },
-        },
-    }
+    return web_deployment(image, N)
 
 
-SERVICE: dict[str, Any] = {
-    "apiVersion": "v1",
-    "kind": "Service",
-    "metadata": {"name": "web"},
-    "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 80}]},
-}
+SERVICE = web_service()
 
 
 def rollout(prometheus_url: str, query: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from gitsync.rollout.status import ABORT_ANNOTATION, PROMOTE_ANNOTATION, Phase, 
 from gitsync.sync import ResourceResult
 from gitsync.sync.tracking import prepare
 from gitsync.testing.cluster import endpoint_images
+from gitsync.testing.manifests import web_deployment, web_service
 from gitsync.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -81,32 +82,11 @@ def metrics() -> Iterator[MetricServer]:
 
 
 def deployment(image: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web", "labels": {"app": "web"}},
-        "spec": {
-            "replicas": N,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {
-                    "containers": [
-                        {"name": "web", "image": image, "ports": [{"containerPort": 80}]}
-                    ]
-                },
-            },
-        },
-    }
+    return web_deployment(image, N)
 
 
 def service(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 80}]},
-    }
+    return web_service(name)
 
 
 def rollout(blue_green: dict[str, Any], metric_url: str = "http://127.0.0.1:9/") -> dict[str, Any]:

@@ -26,6 +26,7 @@ from gitsync.rollout.status import PROMOTE_ANNOTATION, STABLE_HASH_ANNOTATION, P
 from gitsync.sync import ResourceResult
 from gitsync.sync.tracking import prepare
 from gitsync.testing.cluster import endpoint_pods
+from gitsync.testing.manifests import canary_rollout, web_deployment, web_service
 from gitsync.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,43 +36,14 @@ ROLLOUT_API = "gitsync.dev/v1alpha1"
 
 
 def deployment(image: str, replicas: int, **pod_annotations: str) -> dict[str, Any]:
-    template: dict[str, Any] = {
-        "metadata": {"labels": {"app": "web"}},
-        "spec": {"containers": [{"name": "web", "image": image, "ports": [{"containerPort": 80}]}]},
-    }
-    if pod_annotations:
-        template["metadata"]["annotations"] = dict(pod_annotations)
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web", "labels": {"app": "web"}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": template,
-        },
-    }
+    return web_deployment(image, replicas, **pod_annotations)
 
 
-SERVICE: dict[str, Any] = {
-    "apiVersion": "v1",
-    "kind": "Service",
-    "metadata": {"name": "web"},
-    "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 80}]},
-}
+SERVICE = web_service()
 
 
 def rollout(steps: list[dict[str, Any]], deadline: int) -> dict[str, Any]:
-    return {
-        "apiVersion": ROLLOUT_API,
-        "kind": "Rollout",
-        "metadata": {"name": "web"},
-        "spec": {
-            "targetRef": {"kind": "Deployment", "name": "web"},
-            "progressDeadlineSeconds": deadline,
-            "strategy": {"canary": {"stableService": "web", "steps": steps}},
-        },
-    }
+    return canary_rollout(steps, deadline=deadline)
 
 
 class Cluster:

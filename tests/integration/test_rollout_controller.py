@@ -15,8 +15,9 @@ import yaml
 
 from gitsync.controller.controller import ensure_crd
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import app_status, application, github_webhook
+from gitsync.testing.apps import app_status, application, github_webhook, rollout_status
 from gitsync.testing.gitserver import GitRepo, GitServer
+from gitsync.testing.manifests import canary_rollout, web_deployment, web_service
 from gitsync.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -26,47 +27,13 @@ PAUSE = 15
 
 
 def deployment(image: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": REPLICAS,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": image}]},
-            },
-        },
-    }
+    return web_deployment(image, REPLICAS)
 
 
-ROLLOUT = {
-    "apiVersion": "gitsync.dev/v1alpha1",
-    "kind": "Rollout",
-    "metadata": {"name": "web"},
-    "spec": {
-        "targetRef": {"kind": "Deployment", "name": "web"},
-        "progressDeadlineSeconds": 120,
-        "strategy": {
-            "canary": {
-                "stableService": "web",
-                "steps": [
-                    {"setWeight": 20},
-                    {"pause": {"duration": f"{PAUSE}s"}},
-                    {"setWeight": 50},
-                    {"pause": {}},
-                ],
-            }
-        },
-    },
-}
-SERVICE = {
-    "apiVersion": "v1",
-    "kind": "Service",
-    "metadata": {"name": "web"},
-    "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "protocol": "TCP"}]},
-}
+ROLLOUT = canary_rollout(
+    [{"setWeight": 20}, {"pause": {"duration": f"{PAUSE}s"}}, {"setWeight": 50}, {"pause": {}}]
+)
+SERVICE = web_service()
 
 
 def canary_repo(git_server: GitServer) -> GitRepo:
@@ -78,10 +45,6 @@ def canary_repo(git_server: GitServer) -> GitRepo:
             "app/rollout.yaml": yaml.safe_dump(ROLLOUT),
         },
     )
-
-
-def rollout_status(kube: KubeClient, namespace: str) -> dict[str, Any]:
-    return (kube.get("gitsync.dev/v1alpha1", "Rollout", "web", namespace) or {}).get("status") or {}
 
 
 def endpoint_images(kube: KubeClient, namespace: str) -> list[str]:

@@ -31,6 +31,7 @@ from gitsync.testing.apps import app_status, application, github_webhook
 from gitsync.testing.cli import run_gitsync
 from gitsync.testing.cluster import TestCluster
 from gitsync.testing.gitserver import GitRepo, GitServer
+from gitsync.testing.manifests import canary_rollout, web_deployment, web_service
 from gitsync.testing.waiting import wait_for
 from gitsync.web import AuthSettings, create_app
 
@@ -43,42 +44,13 @@ REPLICAS = 10
 
 
 def deployment(image: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": REPLICAS,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": image}]},
-            },
-        },
-    }
+    return web_deployment(image, REPLICAS)
 
 
-SERVICE = {
-    "apiVersion": "v1",
-    "kind": "Service",
-    "metadata": {"name": "web"},
-    "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "protocol": "TCP"}]},
-}
-CANARY = {
-    "apiVersion": ROLLOUT_API,
-    "kind": "Rollout",
-    "metadata": {"name": "web"},
-    "spec": {
-        "targetRef": {"kind": "Deployment", "name": "web"},
-        "progressDeadlineSeconds": 300,
-        "strategy": {
-            "canary": {
-                "stableService": "web",
-                "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}],
-            }
-        },
-    },
-}
+SERVICE = web_service()
+CANARY = canary_rollout(
+    [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}], deadline=300
+)
 
 
 def canary_repo(git_server: GitServer) -> GitRepo:
