@@ -635,8 +635,15 @@ def fetch(
     revision: str | None = None,
 ) -> None:
     """Fetch ``refspecs`` from ``source`` (default: the session's remote URL) into the repository
-    whose git directory is ``repo``; no tags beyond the refspecs, no submodules, no auto gc."""
-    args = [f"--git-dir={repo}", "fetch", "--quiet", "--no-tags", "--no-recurse-submodules"]
+    whose git directory is ``repo``; no tags beyond the refspecs, no submodules, no auto gc.
+
+    The received pack is always kept as a pack (``fetch.unpackLimit=1``): git writes it to a
+    temporary file and renames it when complete, so a fetch that dies of a full disk leaves
+    nothing behind. Small fetches are otherwise unpacked into loose objects one by one - commit
+    first - and a full disk then left a commit whose files were missing: the commit looked
+    fetched, so no later fetch repaired it and every checkout failed after space returned."""
+    args = [f"--git-dir={repo}", "-c", "fetch.unpackLimit=1", "-c", "transfer.unpackLimit=1"]
+    args += ["fetch", "--quiet", "--no-tags", "--no-recurse-submodules"]
     args += ["--no-auto-gc"]
     if depth is not None:
         args += ["--depth", str(depth)]

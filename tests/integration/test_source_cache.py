@@ -518,7 +518,7 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def test_a_full_disk_is_a_storage_error_and_leaves_no_checkout(
+def test_a_full_disk_is_a_storage_error_leaves_no_checkout_and_recovers(
     tmp_path: Path, git_server: GitServer
 ) -> None:
     # Random bytes do not compress: the fetch itself runs out of space. Repeated text compresses
@@ -539,12 +539,24 @@ def test_a_full_disk_is_a_storage_error_and_leaves_no_checkout(
         leftovers += [str(p) for p in root.rglob("*") if p.name.startswith((".tmp-", "tmp_"))]
         free = shutil.disk_usage(root).free
 
+        # Space comes back: the same cache fetches and checks out both, nobody clears anything.
+        subprocess.run(["mount", "-o", "remount,size=32m", str(root)], check=True)
+        recovered = [
+            cache.checkout(random.http_url(), "main"),
+            cache.checkout(password_url, "main"),
+        ]
+        recovered_sizes = [
+            (c.path / "big.bin").stat().st_size if i == 0 else (c.path / "big.txt").stat().st_size
+            for i, c in enumerate(recovered)
+        ]
+
     assert isinstance(fetching.value, TransientError)
     assert str(fetching.value) == f"no space left on device while fetching {random.http_url()}"
     assert str(extracting.value).startswith("no space left on device while checking out ")
     assert git_server.password not in str(extracting.value)
     assert leftovers == []
     assert free > 900 * 1024  # what the failed fetch and checkout wrote is gone
+    assert recovered_sizes == [3 << 20, len("gitsync\n") * (3 << 17)]
 
 
 def test_a_read_only_disk_is_a_storage_error(tmp_path: Path, git_server: GitServer) -> None:
