@@ -42,7 +42,7 @@ from gitsync.controller.apps import (
 from gitsync.controller.clusters import ClusterRegistry
 from gitsync.controller.metrics import Metrics
 from gitsync.controller.queue import WorkQueue
-from gitsync.controller.reconciler import REFRESH_REQUEST, Reconciler
+from gitsync.controller.reconciler import PUSH_TRIGGER_PREFIX, REFRESH_REQUEST, Reconciler
 from gitsync.controller.scheduler import RefreshScheduler
 from gitsync.controller.sharding import ShardSet
 from gitsync.engine import Engine
@@ -323,11 +323,16 @@ class Controller:
                 self.refresh(key, "shard-acquired")  # compare afresh: another replica had it
 
     def _held_elsewhere(self, key: AppKey) -> bool:
-        """Sharded, with Applications as objects the holder watches, and not ours to reconcile."""
-        if self.sharding is None or not isinstance(self.store, CrdApplications):
+        """Another replica reconciles ``key`` and watches it as an Application object: a
+        follower under ``--leader-elect``, or a replica without the app's shard. A push that
+        lands here is then handed over (``_forward_push``) instead of waiting for that
+        replica's next poll. Without leader election and shards everything is ours."""
+        if not isinstance(self.store, CrdApplications):
             return False
-        shard = self.sharding.shard_of_key(key)
-        return shard is not None and not self.sharding.owns(shard)
+        if self.sharding is not None:
+            shard = self.sharding.shard_of_key(key)
+            return shard is not None and not self.sharding.owns(shard)
+        return self.elector is not None and not self.elector.is_leader
 
     def _forward_push(self, keys: list[AppKey], event: PushEvent) -> None:
         """Hand a push for apps other replicas hold to them: a refresh request on each
@@ -400,7 +405,8 @@ class Controller:
             if self._held_elsewhere(key):
                 elsewhere.append(key)
             else:
-                self.queue.add(key, f"push:{event.provider}")
+                self.reconciler.mark_pushed(key)  # before queueing: see head_max_age
+                self.queue.add(key, f"{PUSH_TRIGGER_PREFIX}{event.provider}")
         if elsewhere:  # one write per app: not in the webhook's response time
             threading.Thread(
                 target=self._forward_push, args=(elsewhere, event), daemon=True

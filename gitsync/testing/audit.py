@@ -42,6 +42,12 @@ class AuditEvent:
     def dry_run(self) -> bool:
         return "dryRun=" in self.uri
 
+    @property
+    def refresh_request(self) -> bool:
+        """A PATCH of an Application object itself (not its status): a refresh request, as
+        `gitsync refresh` or a replica handing a push to the one that reconciles the app."""
+        return is_refresh_request(self.verb, self.resource, self.subresource)
+
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> AuditEvent:
         ref = doc.get("objectRef") or {}
@@ -56,6 +62,11 @@ class AuditEvent:
             name=str(ref.get("name", "")),
             subresource=str(ref.get("subresource", "")),
         )
+
+
+def is_refresh_request(verb: str, resource: str, subresource: str) -> bool:
+    """A PATCH of an Application object itself (not a subresource): a refresh request."""
+    return verb == "patch" and resource == "applications" and not subresource
 
 
 class AuditLog:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gitsync.kube import ApiError, KubeClient
+from gitsync.kube import KubeClient
 from gitsync.testing.apps import (
     WEBHOOK_SECRET,
     app_status,
@@ -41,18 +41,6 @@ TAKEOVER_LIMIT = 20.0
 
 
 @pytest.fixture
-def controller_namespace(kube: KubeClient) -> str:
-    """The namespace holding the Lease; shared by the session, so never deleted."""
-    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONTROLLER_NAMESPACE}}
-    try:
-        kube.create(ns)
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
-    return CONTROLLER_NAMESPACE
-
-
-@pytest.fixture
 def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:
     """Start replicas, each with its own work dir and Git cache, as separate pods would have."""
     started: list[ServeProcess] = []
@@ -74,22 +62,18 @@ def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:
         proc.stop()
 
 
-@pytest.fixture
-def audit(cluster: TestCluster) -> AuditLog:
-    if cluster.audit is None:
-        pytest.skip("needs the test control plane's audit log")
-    return cluster.audit
-
-
 def lease_holder(kube: KubeClient) -> str:
     lease = kube.get("coordination.k8s.io/v1", "Lease", LEASE, CONTROLLER_NAMESPACE) or {}
     return str((lease.get("spec") or {}).get("holderIdentity") or "")
 
 
 def writers(audit: AuditLog, since: int, namespace: str) -> dict[str, int]:
-    """Controller identity -> persisted writes it made in ``namespace`` since the mark."""
+    """Controller identity -> persisted writes it made in ``namespace`` since the mark, apart
+    from refresh requests (a follower handing a push to the leader)."""
     counts: dict[str, int] = {}
     for event in audit.writes(since):
+        if event.refresh_request:
+            continue
         if event.namespace == namespace and event.user_agent.startswith(USER_AGENT_PREFIX):
             identity = event.user_agent.removeprefix(USER_AGENT_PREFIX)
             counts[identity] = counts.get(identity, 0) + 1
@@ -135,14 +119,17 @@ def test_only_the_leader_writes_and_the_follower_takes_over(
 
     kube.create(application("web", namespace, repo.file_url()))
     wait_for(lambda: configmap_value(kube, namespace) == "v1", timeout=30, what="first sync")
-    for value in ("v2", "v3"):
+    # A Service in front of the replicas hands each webhook to either replica: v2's goes to
+    # both, v3's to the follower alone, which hands it to the leader (the app polls every 3m).
+    for value, receivers in (("v2", list(replicas.values())), ("v3", [follower])):
         sha = push_value(repo, value)
-        # A Service in front of the replicas would hand the webhook to either; send it to both.
-        for proc in replicas.values():
+        for proc in receivers:
             assert github_webhook(proc.url, repo.file_url(), "refs/heads/main", sha) == 202
         wait_for(
             lambda v=value: configmap_value(kube, namespace) == v, timeout=15, what=f"{value} live"
         )
+    handed_over = [e for e in audit.writes(since) if e.refresh_request and e.namespace == namespace]
+    assert {e.user_agent for e in handed_over} == {USER_AGENT_PREFIX + follower_id}, handed_over
     wait_for(lambda: settled(kube, namespace, sha), timeout=30, what="v3 Synced and Healthy")
 
     assert readyz(leader) == 200
