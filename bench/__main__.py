@@ -1,18 +1,22 @@
 """The benchmark suite in one command: gitsync next to its reference, scenario by scenario.
 
     python -m bench [--scale default|small] [--runs 5] [--kubeconfig PATH] [--json out.json]
-                    [--only cold,render,diff,push,ui,refresh,drift,growth]
+                    [--only cold,render,diff,diff-view,push,ui,refresh,drift,push-many,
+                            growth,shards] [--profile report.txt]
 
 Without ``--kubeconfig`` the test control plane (``gitsync.testing.controlplane``, no simulated
 nodes) is started in a temporary directory and stopped at the end, also on Ctrl-C or SIGTERM;
 with it, an existing cluster is used. Every scenario works in namespaces of its own, deleted
 afterwards. Scenarios (``bench.scenarios``): cold apply against ``kubectl apply --server-side``
 and a raw concurrent SSA client, no-change re-sync with its API writes, render (plain directory,
-Kustomize, Helm, cache hit), diff throughput; then the existing push-to-live and UI-list benches
-(``bench.push_to_live``, ``bench.ui_list``) with fewer pushes/requests; last the many-app
-scenarios on one in-process controller (``bench.scale``): a no-change refresh of 1,000 apps
-(``refresh``), drift among them (``drift``) and the same refresh at 100, 1,000 and 3,000 apps
-(``growth``) - one run that adds apps stage by stage.
+Kustomize, Helm, cache hit), diff throughput, the UI's diff view of a 500-object app
+(``bench.diff_view``); then the existing push-to-live and UI-list benches (``bench.push_to_live``,
+``bench.ui_list``) with fewer pushes/requests; last the many-app scenarios on one in-process
+controller (``bench.scale``): a no-change refresh of 1,000 apps (``refresh``), drift among them
+(``drift``), push-to-live for one of them (``push-many``), the same refresh at 100, 1,000 and
+3,000 apps (``growth``) - one run that adds apps stage by stage - and the refresh by 1 and 2
+shard processes (``shards``, ``bench.shard_worker``). ``--profile`` adds a pyinstrument profile
+of a serial refresh at the largest stage.
 
 Each figure is the median of ``--runs`` runs, gitsync and reference alternating in the same run.
 ``ratio`` is gitsync / reference: below 1 is faster for times, above 1 is better for objects/s.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -38,6 +43,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from bench import push_to_live, scale, ui_list
+from bench.diff_view import diff_view_rows
 from bench.scenarios import (
     ROOT,
     BenchError,
@@ -50,7 +56,20 @@ from bench.scenarios import (
 from gitsync import logs
 from gitsync.testing.controlplane import ControlPlane, ControlPlaneError
 
-SCENARIOS = ("cold", "render", "diff", "push", "ui", "refresh", "drift", "growth")
+SCENARIOS = (
+    "cold",
+    "render",
+    "diff",
+    "diff-view",
+    "push",
+    "ui",
+    "refresh",
+    "drift",
+    "push-many",
+    "growth",
+    "shards",
+)
+MANY_APPS = {"refresh", "drift", "push-many", "growth", "shards"}
 
 
 @dataclass(frozen=True)
@@ -67,11 +86,28 @@ class Scale:
     refresh_apps: int  # scenario 2 (and 3, which runs among them)
     growth_apps: tuple[int, ...]  # scenario 8
     drift_edits: int
+    diff_view_objects: int  # scenario 6, second half
+    many_pushes: tuple[int, int]  # scenario 4 among refresh_apps apps: (shared, own repo)
+    shard_at: dict[int, tuple[int, ...]]  # scenario 9: stage -> shard process counts to run
 
 
 SCALES = {
-    "default": Scale((100, 1000), {}, 1000, 10_000, 10, 1000, 10, 1000, (100, 1000, 3000), 10),
-    "small": Scale((12,), {}, 30, 200, 2, 20, 2, 4, (2, 4), 2),
+    "default": Scale(
+        (100, 1000),
+        {},
+        1000,
+        10_000,
+        10,
+        1000,
+        10,
+        1000,
+        (100, 1000, 3000),
+        10,
+        500,
+        (5, 20),  # a push to the shared repo refreshes all 1,000 apps: ~15 s each here
+        {1000: (1,), 3000: (1, 2)},
+    ),
+    "small": Scale((12,), {}, 30, 200, 2, 20, 2, 4, (2, 4), 2, 6, (2, 2), {4: (1, 2)}),
 }
 
 
@@ -191,12 +227,24 @@ def ui_rows(apps: int, requests: int) -> list[Row]:
 
 
 def many_app_rows(
-    kubeconfig: Path, sizes: Scale, only: set[str], runs: int, workdir: Path
+    kubeconfig: Path,
+    sizes: Scale,
+    only: set[str],
+    runs: int,
+    workdir: Path,
+    *,
+    profile: Path | None = None,
 ) -> list[Row]:
-    """Scenarios 2, 3 and 8 in one controller run: ``growth`` adds its stages around the
-    refresh size; ``drift`` runs at the refresh size."""
-    stages = {sizes.refresh_apps} | (set(sizes.growth_apps) if "growth" in only else set())
+    """Scenarios 2, 3, 4 (among many apps), 8 and 9 in one controller run: ``growth`` and
+    ``shards`` add their stages around the refresh size; ``drift`` and ``push-many`` run at the
+    refresh size; ``--profile`` profiles a serial refresh at the largest stage."""
+    stages = {sizes.refresh_apps}
+    if "growth" in only:
+        stages |= set(sizes.growth_apps)
+    shard_at = sizes.shard_at if "shards" in only else {}
+    stages |= set(shard_at)
     drift_at = sizes.refresh_apps if "drift" in only else -1
+    push_at = sizes.refresh_apps if "push-many" in only else -1
     print(f"many apps: stages {sorted(stages)}, {runs} refreshes each ...", flush=True)
     rows = scale.scale_rows(
         kubeconfig,
@@ -205,6 +253,11 @@ def many_app_rows(
         drift_at=drift_at,
         drift_edits=sizes.drift_edits,
         workdir=workdir,
+        push_at=push_at,
+        pushes=sizes.many_pushes,
+        shard_at=shard_at,
+        shard_runs=min(runs, 3),
+        profile=profile,
     )
     if "growth" not in only:
         rows = [r for r in rows if not r.scenario.startswith("growth")]
@@ -223,7 +276,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gitsync-bench-")))
-        needs_cluster = bool(only & {"cold", "push", "refresh", "drift", "growth"})
+        needs_cluster = bool(only & ({"cold", "push", "diff-view"} | MANY_APPS))
         kubeconfig, which = (
             stack.enter_context(cluster(args.kubeconfig, workdir))
             if needs_cluster
@@ -241,6 +294,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "diff" in only:
             print(f"diff, {scale.diff_pairs} pairs ...", flush=True)
             show(diff_rows(scale.diff_pairs, args.runs))
+        if "diff-view" in only:
+            print(f"UI diff view, {scale.diff_view_objects} objects ...", flush=True)
+            show(diff_view_rows(kubeconfig, scale.diff_view_objects, args.runs, workdir))
         if "push" in only:
             print(f"push-to-live, {scale.pushes} pushes ...", flush=True)
             show(push_rows(kubeconfig, scale.pushes))
@@ -248,8 +304,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"UI list, {scale.ui_apps} apps ...", flush=True)
             logs.configure("warning")
             show(ui_rows(scale.ui_apps, scale.ui_requests))
-        if only & {"refresh", "drift", "growth"}:
-            show(many_app_rows(kubeconfig, scale, only, args.runs, workdir))
+        if only & MANY_APPS:
+            show(many_app_rows(kubeconfig, scale, only, args.runs, workdir, profile=args.profile))
     return {
         "benchmark": "suite",
         "scale": args.scale,
@@ -276,9 +332,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {SCENARIOS}")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="also profile a serial no-change refresh at the largest many-app stage with "
+        "pyinstrument and write its text report here",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.profile is not None and not importlib.util.find_spec("pyinstrument"):
+        parser.error("--profile needs pyinstrument (pip install -e '.[dev]')")
     unknown = set(filter(None, args.only.split(","))) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")

@@ -30,12 +30,19 @@ from ``/proc/self/status``; it is an upper bound for the controller's.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import hmac
 import json
+import math
 import random
 import resource
+import secrets
 import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,11 +53,13 @@ from typing import Any
 import yaml
 
 from bench.scenarios import BenchError, Row, median
+from bench.ui_list import waitress_server
 from gitsync.controller.controller import Controller, ControllerConfig, ensure_crd
 from gitsync.kube import KubeClient
 from gitsync.render.kustomize import kubectl_path
 from gitsync.testing.cluster import temporary_namespace
-from gitsync.testing.gitserver import GitServer
+from gitsync.testing.gitserver import GitRepo, GitServer
+from gitsync.web import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "charts/gitsync/crds/applications.gitsync.dev.yaml"
@@ -95,7 +104,7 @@ def app_name(i: int) -> str:
     return f"a{i:04d}"
 
 
-def app_files(i: int) -> dict[str, str]:
+def app_files(i: int, image: str = "nginx:1.25") -> dict[str, str]:
     """The 10 objects of app ``i``: 7 ConfigMaps, 2 headless Services, 1 Deployment."""
     app = app_name(i)
     labels = {"bench": "scale", "app.kubernetes.io/instance": app}
@@ -127,7 +136,7 @@ def app_files(i: int) -> dict[str, str]:
             "selector": {"matchLabels": {"app": app}},
             "template": {
                 "metadata": {"labels": {"app": app}},
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]},
+                "spec": {"containers": [{"name": "web", "image": image}]},
             },
         },
     }
@@ -297,6 +306,382 @@ def drift(
     return Drift(max(reported.values()), max(corrected.values()))
 
 
+# -- push-to-live among many apps (scenario 4) ---------------------------------------------------
+
+SOLO = 9000  # the app with a repository of its own (outside the stages' 0..N-1)
+GOAL_PUSH_P50, GOAL_PUSH_P95 = 1.0, 2.0
+
+
+def github_push(base: str, secret: str, repo_url: str, sha: str) -> int:
+    """Deliver a signed GitHub push webhook for ``main`` to the controller's web app, as a forge
+    would; returns how many Applications it refreshed."""
+    body = json.dumps(
+        {
+            "ref": "refs/heads/main",
+            "after": sha,
+            "repository": {"clone_url": repo_url, "html_url": repo_url},
+        }
+    ).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(  # noqa: S310 - our own web app on loopback
+        base + "/api/webhook",
+        data=body,
+        headers={
+            "X-GitHub-Event": "push",
+            "X-Hub-Signature-256": signature,
+            "Content-Type": "application/json",
+        },
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+        status, answer = resp.status, json.loads(resp.read() or b"{}")
+    if status != 202 or not answer.get("refreshed"):
+        raise BenchError(f"webhook answered {status} {answer}; expected 202 refreshing apps")
+    return int(answer["refreshed"])
+
+
+def deployment_image(kube: KubeClient, namespace: str, i: int) -> str | None:
+    live = kube.get("apps/v1", "Deployment", f"{app_name(i)}-web", namespace) or {}
+    containers = ((live.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers")
+    return str(containers[0].get("image")) if containers else None
+
+
+@dataclass
+class Push:
+    live: float  # git push started -> the API server serves the new image
+    drained: float  # ... -> every app the webhook refreshed is done
+    refreshed: int
+    requests: Counter[str] = field(default_factory=Counter)  # the controller's, by verb
+
+
+def push_round(  # noqa: PLR0917 - one round's parts, named at the one call
+    controller: Controller,
+    bench_kube: KubeClient,
+    namespace: str,
+    repo: GitRepo,
+    web: tuple[str, str],
+    i: int,
+    image: str,
+) -> Push:
+    """Commit a new image for app ``i`` (off the clock); then push, webhook, wait until live."""
+    wait(lambda: idle(controller), 120, "the controller to settle before a push", 0.05)
+    path = f"apps/{app_name(i)}/deploy.yaml"
+    sha = repo.commit({path: app_files(i, image)[path]}, f"{app_name(i)}: {image}")
+    counting = controller.kube if isinstance(controller.kube, CountingClient) else None
+    before = counting.snapshot()[0] if counting else Counter()
+    started = time.perf_counter()
+    repo.push()
+    refreshed = github_push(web[0], web[1], repo.http_url(), sha)
+    wait(lambda: deployment_image(bench_kube, namespace, i) == image, 120, f"{image} live", 0.02)
+    live = time.perf_counter() - started
+    wait(lambda: idle(controller), 300, "every refreshed app", 0.02)
+    drained = time.perf_counter() - started
+    after = counting.snapshot()[0] if counting else Counter()
+    return Push(live, drained, refreshed, after - before)
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of a non-empty sample."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def push_rows(size: int, monorepo: Sequence[Push], solo: Sequence[Push]) -> list[Row]:
+    rows = []
+    for name, pushes in (("shared repo", monorepo), ("own repo", solo)):
+        live = [p.live for p in pushes]
+        rows.append(
+            Row(
+                f"push-to-live p50, 1 of N apps, {name}",
+                size,
+                "s",
+                percentile(live, 50),
+                "goal",
+                GOAL_PUSH_P50,
+                len(pushes),
+                samples={"gitsync": live, "drained": [p.drained for p in pushes]},
+                note=f"p95 {percentile(live, 95):.3f} s (goal {GOAL_PUSH_P95:g} s); the webhook "
+                f"refreshed {pushes[0].refreshed} apps; all of them done after "
+                f"{median([p.drained for p in pushes]):.2f} s (median); controller requests "
+                f"per push {json.dumps(dict(sorted(pushes[-1].requests.items())))}",
+            )
+        )
+    return rows
+
+
+def push_to_live(  # noqa: PLR0917 - the stage's parts, named at the one call
+    controller: Controller,
+    bench_kube: KubeClient,
+    server: GitServer,
+    namespace: str,
+    monorepo: GitRepo,
+    size: int,
+    pushes: tuple[int, int],
+    rng: random.Random,
+) -> list[Row]:
+    """Scenario 4 at ``size`` apps: pushes alternate between the shared repository (one app's
+    Deployment image; the webhook refreshes every app following the repository) and an extra
+    app with a repository of its own; ``pushes`` = how many to each. The webhook goes through
+    the controller's real Flask app behind waitress (``create_app``, as ``gitsync serve`` builds
+    it), signed like GitHub's."""
+    solo = server.create_repo("solo", files=dict(app_files(SOLO)))
+    bench_kube.apply(application(SOLO, namespace, solo.http_url()), field_manager="gitsync-bench")
+    wait(lambda: synced(controller, [(namespace, app_name(SOLO))]), 120, "the solo app", 0.1)
+    secret = secrets.token_hex(16)
+    app = create_app(
+        controller, metrics_exposition=lambda: b"", webhook_secrets=lambda provider: [secret]
+    )
+    shared: list[Push] = []
+    own: list[Push] = []
+    with waitress_server(app) as base:
+        for r in range(max(pushes)):
+            image = f"nginx:1.25.{r + 1}"
+            rounds = [(monorepo, rng.randrange(size), shared), (solo, SOLO, own)]
+            rounds = [x for x, n in zip(rounds, pushes, strict=True) if r < n]
+            for repo, i, out in rounds if r % 2 == 0 else rounds[::-1]:
+                out.append(
+                    push_round(controller, bench_kube, namespace, repo, (base, secret), i, image)
+                )
+                print(
+                    f"    push {r + 1}: {'own' if out is own else 'shared'} repo "
+                    f"{out[-1].live:.3f} s (all {out[-1].refreshed} done {out[-1].drained:.2f} s)",
+                    flush=True,
+                )
+    return push_rows(size, shared, own)
+
+
+# -- the profile ---------------------------------------------------------------------------------
+
+
+def profile_refresh(controller: Controller, keys: Sequence[Any], out: Path) -> float:
+    """One no-change refresh of every app under pyinstrument, written to ``out`` as text.
+
+    pyinstrument samples only the thread it runs on, so the reconciles run here, one after the
+    other, on this thread - the same ``Controller._reconcile`` a worker runs for an interval
+    refresh (with the live state marked changed, as ``Controller.refresh`` does) - while the
+    idle workers wait. Returns the serial wall time."""
+    from pyinstrument import Profiler  # only with --profile: a dev extra
+
+    wait(lambda: idle(controller), 120, "the controller to settle before the profile", 0.05)
+    profiler = Profiler(interval=0.001)
+    started = time.perf_counter()
+    profiler.start()
+    for key in keys:
+        controller.reconciler.mark_live_change(key)
+        controller._reconcile(key, {"interval"})
+    profiler.stop()
+    seconds = time.perf_counter() - started
+    out.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+    return seconds
+
+
+# -- sharded refresh in separate processes (scenario 9) ------------------------------------------
+
+
+class ShardWorker:
+    """``python -m bench.shard_worker`` as a child process, one JSON answer per command."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.log = log
+        self.last_status: dict[str, Any] = {}
+        with log.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.shard_worker", *argv],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                cwd=ROOT,
+            )
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            tail = self.log.read_text(errors="replace")[-2000:]
+            raise BenchError(f"a shard worker exited ({self.proc.wait()}):\n{tail}")
+        doc: dict[str, Any] = json.loads(line)
+        if "error" in doc:
+            raise BenchError(f"shard worker: {doc['error']}")
+        return doc
+
+    def ask(self, command: str) -> dict[str, Any]:
+        self.send(command)
+        return self.answer()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.send("quit")
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Sharded:
+    seconds: float  # the slowest process's refresh
+    cpu: list[float]  # per process
+    rss: list[float]  # per process, MiB
+    apps: list[int]
+    writes: int  # to apps and their objects; the Leases' renewals are apart
+    lease_writes: int
+    gets: float
+
+
+def settled(workers: Sequence[ShardWorker], shards: int, size: int) -> bool:
+    """Every shard held, each process its fair share, all apps (at least ``size``: the push
+    scenario's extra app may be there too) held, queues idle."""
+    docs = [w.ask("status") for w in workers]
+    fair = shards // len(workers)
+    for worker, doc in zip(workers, docs, strict=True):
+        worker.last_status = doc
+    return (
+        all(len(d["held"]) == fair and d["idle"] for d in docs)
+        and sum(d["apps"] for d in docs) >= size
+    )
+
+
+def settled_twice(workers: Sequence[ShardWorker], shards: int, size: int) -> bool:
+    """Settled at two looks a second apart: a shard just gained queues its apps only after its
+    Lease is held, so a single idle look could come before that."""
+    if not settled(workers, shards, size):
+        return False
+    time.sleep(1)
+    return settled(workers, shards, size)
+
+
+def sharded_refresh(  # noqa: PLR0917 - the stage's parts, named at the one call
+    kubeconfig: Path,
+    bench_kube: KubeClient,
+    namespace: str,
+    size: int,
+    processes: int,
+    runs: int,
+    workdir: Path,
+) -> list[Sharded]:
+    """``runs`` no-change refreshes of all ``size`` apps by ``processes`` shard processes (2
+    shards in all), each refreshing the apps of the shards it holds, all at once."""
+    shards = 2
+    results = []
+    with contextlib.ExitStack() as stack:
+        lease_ns = stack.enter_context(temporary_namespace(bench_kube, "bench-shards"))
+        workers = []
+        for w in range(processes):
+            worker = ShardWorker(
+                [
+                    f"--kubeconfig={kubeconfig}",
+                    f"--namespace={namespace}",
+                    f"--controller-namespace={lease_ns}",
+                    f"--shards={shards}",
+                    f"--identity=bench-shard-{w}",
+                    f"--cache-dir={workdir / f'shard-{processes}-{w}'}",
+                ],
+                workdir / f"shard-{processes}-{w}.log",
+            )
+            stack.callback(worker.stop)
+            workers.append(worker)
+        # settled twice in a row, a second apart: a shard just gained queues its apps after
+        # the Lease is held, so one idle look could come before that
+        began = time.monotonic()
+        try:
+            wait(lambda: settled_twice(workers, shards, size), 300 + size / 5, "", 1.0)
+        except BenchError as exc:
+            seen = [w.last_status for w in workers]
+            raise BenchError(f"{processes} shard processes did not settle: {seen}") from exc
+        print(
+            f"    {processes} shard process(es) holding {size} apps, settled in "
+            f"{time.monotonic() - began:.0f} s",
+            flush=True,
+        )
+        for _ in range(runs):
+            for worker in workers:
+                worker.send("refresh")
+            docs = [worker.answer() for worker in workers]
+            requests: Counter[str] = Counter()
+            writes = leases = 0
+            for d in docs:
+                requests.update(d["requests"])
+                writes += sum(d["written"].values())
+                leases += d["lease_writes"]
+            results.append(
+                Sharded(
+                    max(d["seconds"] for d in docs),
+                    [d["cpu"] for d in docs],
+                    [d["rss_mib"] for d in docs],
+                    [d["apps"] for d in docs],
+                    writes,
+                    leases,
+                    requests.get("GET", 0) + requests.get("PATCH (dry run)", 0),
+                )
+            )
+    return results
+
+
+def shard_rows(size: int, by_processes: dict[int, list[Sharded]]) -> list[Row]:
+    rows = []
+    one = median([s.seconds for s in by_processes[1]]) if 1 in by_processes else None
+    for processes, samples in sorted(by_processes.items()):
+        seconds = [s.seconds for s in samples]
+        last = samples[-1]
+        label = f"{processes} process{'es' if processes > 1 else ''}"
+        n = processes
+        rows += [
+            Row(
+                f"sharded refresh, no change, {label}",
+                size,
+                "s",
+                median(seconds),
+                "1 process" if processes > 1 and one is not None else "goal",
+                one if processes > 1 and one is not None else GOAL_SECONDS,
+                len(samples),
+                samples={"gitsync": seconds},
+                note=f"2 shards; apps per process {last.apps}; GETs + dry runs {last.gets:g}; "
+                "wall time is the slowest process's",
+            ),
+            Row(
+                f"sharded refresh: CPU s per process, {label}",
+                size,
+                "s",
+                max(median([s.cpu[p] for s in samples]) for p in range(processes)),
+                "",
+                None,
+                len(samples),
+                note="per process: "
+                + " / ".join(f"{median([s.cpu[p] for s in samples]):.2f}" for p in range(n)),
+            ),
+            Row(
+                f"sharded refresh: RSS per process, {label}",
+                size,
+                "MiB",
+                max(last.rss),
+                "goal (1,000 apps)",
+                GOAL_RSS_MIB,
+                1,
+                note="per process: "
+                + " / ".join(f"{r:.0f}" for r in last.rss)
+                + " (controller-only: no Git server, no bench in the process)",
+            ),
+            Row(
+                f"sharded refresh: writes, {label}",
+                size,
+                "writes",
+                sum(s.writes for s in samples) / len(samples),
+                "",
+                None,
+                len(samples),
+                note=f"Lease renewals in the window, apart: {last.lease_writes}",
+            ),
+        ]
+    return rows
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -334,6 +719,11 @@ def scale_rows(
     drift_edits: int,
     workdir: Path,
     workers: int = 8,
+    push_at: int = -1,
+    pushes: tuple[int, int] = (0, 0),
+    shard_at: dict[int, tuple[int, ...]] | None = None,
+    shard_runs: int = 3,
+    profile: Path | None = None,
     on_rows: Callable[[list[Row]], None] | None = None,
 ) -> list[Row]:
     """Every figure of scenarios 2, 3 and 8, stage by stage (``sizes`` ascending)."""
@@ -362,7 +752,8 @@ def scale_rows(
             create_apps(bench_kube, namespace, repo_url, range(created, size), workers)
             created = size
             keys = [(namespace, app_name(i)) for i in range(size)]
-            wait(lambda k=keys: synced(controller, k), 120 + size, f"{size} apps to sync", 0.5)
+            all_synced = functools.partial(synced, controller, keys)
+            wait(all_synced, 120 + size, f"{size} apps to sync", 0.5)
             wait(lambda: idle(controller), 120, "the controller to settle", 0.1)
             setup = time.monotonic() - began
             print(f"  {size} apps synced in {setup:.0f} s; refreshing ...", flush=True)
@@ -383,6 +774,34 @@ def scale_rows(
                 batches = [picks[r * edits : (r + 1) * edits] for r in range(len(picks) // edits)]
                 results = [drift(controller, bench_kube, namespace, b, rng) for b in batches]
                 stage += drift_rows(size, edits, results)
+            if profile is not None and size == largest:
+                serial = profile_refresh(controller, keys, profile)
+                print(f"  serial refresh of {size} apps under pyinstrument: {serial:.1f} s")
+                stage.append(
+                    Row(
+                        "refresh all apps, serial, under pyinstrument",
+                        size,
+                        "s",
+                        serial,
+                        "",
+                        None,
+                        1,
+                        note=f"one thread, profiler on; report in {profile}",
+                    )
+                )
+            if size == push_at:
+                print(f"  push-to-live among {size} apps, {pushes} pushes (shared, own repo) ...")
+                stage += push_to_live(
+                    controller, bench_kube, server, namespace, repo, size, pushes, rng
+                )
+            by_processes = {
+                processes: sharded_refresh(
+                    kubeconfig, bench_kube, namespace, size, processes, shard_runs, workdir
+                )
+                for processes in (shard_at or {}).get(size, ())
+            }
+            if by_processes:
+                stage += shard_rows(size, by_processes)
             rows += stage
             if on_rows is not None:
                 on_rows(stage)

@@ -51,15 +51,27 @@ API_RETRY_MIN, API_RETRY_MAX = 1.0, 60.0  # backoff when the API server fails a 
 
 # Triggers that are not news from Git: their head check may share an ``ls-remote`` of the same
 # repository started up to HEAD_MAX_AGE seconds earlier (``SourceCache.resolve``), so a thousand
-# apps on one repository refreshing together cost a few listings, not a thousand. Any other
-# trigger (a push webhook, a manual refresh, a spec change) lists for itself.
+# apps on one repository refreshing together cost a few listings, not a thousand. A push webhook
+# may share only a listing that started after the webhook arrived (it sees the push), so a push
+# to a repository a thousand apps follow costs one listing, not a thousand. Any other trigger (a
+# manual refresh, a spec change) lists for itself.
 SHARED_HEAD_TRIGGERS = frozenset({"interval", "live-change", "startup", "requeue"})
+PUSH_TRIGGER_PREFIX = "push:"
 HEAD_MAX_AGE = 2.0
 
 
-def head_max_age(reasons: set[str]) -> float:
-    """How old a shared ``ls-remote`` this reconcile's head check may use (0: its own)."""
-    return HEAD_MAX_AGE if reasons and reasons <= SHARED_HEAD_TRIGGERS else 0.0
+def head_max_age(reasons: set[str], since_push: float | None = None) -> float:
+    """How old a shared ``ls-remote`` this reconcile's head check may use (0: its own).
+
+    ``since_push`` is how long ago the latest push webhook for the app arrived (None: unknown)."""
+    pushes = {r for r in reasons if r.startswith(PUSH_TRIGGER_PREFIX)}
+    others = reasons - pushes
+    age = HEAD_MAX_AGE if others and others <= SHARED_HEAD_TRIGGERS else 0.0
+    if not pushes:
+        return age
+    if since_push is None:
+        return 0.0
+    return max(0.0, since_push if not others else min(age, since_push))
 
 
 @dataclass
@@ -79,6 +91,7 @@ class AppRuntime:
     seen_generation: int = -1
     seen_annotations: dict[str, str] = field(default_factory=dict)
     rollouts: list[ResourceKey] = field(default_factory=list)
+    pushed_at: float | None = None  # time.monotonic() when the latest push webhook arrived
 
 
 @dataclass
@@ -123,6 +136,12 @@ class Reconciler:
     def mark_live_change(self, key: AppKey) -> None:
         self.runtime.setdefault(key, AppRuntime()).live_dirty = True
 
+    def mark_pushed(self, key: AppKey) -> None:
+        """A push webhook for the app arrived now (before it is queued): its head check may
+        share a listing that started later (``head_max_age``). ``time.monotonic``, the clock
+        of ``SourceCache``'s listings, not ``self.clock``."""
+        self.runtime.setdefault(key, AppRuntime()).pushed_at = time.monotonic()
+
     # -- the reconcile -------------------------------------------------------------------------
 
     def reconcile(self, key: AppKey, reasons: set[str]) -> Outcome:
@@ -155,7 +174,9 @@ class Reconciler:
             self._stalled(new, generation, "InvalidDestination", str(exc))
             self._write(key, new, old)
             return Outcome()
-        p = _Pass(key, app, engine, rt, old, new, generation, bound, head_max_age(reasons))
+        since_push = None if rt.pushed_at is None else time.monotonic() - rt.pushed_at
+        max_age = head_max_age(reasons, since_push)
+        p = _Pass(key, app, engine, rt, old, new, generation, bound, max_age)
         try:
             outcome = self._reconcile(p, annotations)
         except Exception as exc:

@@ -31,6 +31,7 @@ EXPECTED = {
     "render: example Helm chart",
     "render cache hit, per call",
     "diff: diff_resource",
+    "UI diff view, time to first byte (waitress)",
     "push-to-live p50",
     "UI apps list page (waitress), median",
     "UI JSON API page of 100 (waitress), median",
@@ -45,6 +46,17 @@ EXPECTED = {
     "drift: all edits corrected",
     "growth: refresh time per app",
     "growth: RSS above the smallest stage, per app",
+    # push-to-live for one of many apps (scenario 4), both repository layouts
+    "push-to-live p50, 1 of N apps, shared repo",
+    "push-to-live p50, 1 of N apps, own repo",
+    # the pyinstrument profile of a serial refresh (--profile)
+    "refresh all apps, serial, under pyinstrument",
+    # sharded refresh in 1 and 2 processes (scenario 9, bench.shard_worker)
+    *(
+        f"sharded refresh{what}, {label}"
+        for label in ("1 process", "2 processes")
+        for what in (", no change", ": CPU s per process", ": RSS per process", ": writes")
+    ),
 }
 WITH_REFERENCE = EXPECTED - {
     "no-change re-sync: real writes (steady)",
@@ -55,6 +67,11 @@ WITH_REFERENCE = EXPECTED - {
     "refresh all apps: GETs + dry runs",
     "create + first sync of the new apps (setup)",
     "growth: RSS above the smallest stage, per app",
+    "refresh all apps, serial, under pyinstrument",
+    "sharded refresh: CPU s per process, 1 process",
+    "sharded refresh: CPU s per process, 2 processes",
+    "sharded refresh: writes, 1 process",
+    "sharded refresh: writes, 2 processes",
 }
 
 
@@ -64,6 +81,7 @@ def _number(value: object) -> bool:
 
 def test_bench_suite_reports_every_scenario(cluster: TestCluster, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
+    profile = tmp_path / "profile.txt"
     result = subprocess.run(
         [
             sys.executable,
@@ -73,6 +91,7 @@ def test_bench_suite_reports_every_scenario(cluster: TestCluster, tmp_path: Path
             "--runs=1",
             f"--kubeconfig={cluster.kubeconfig_path}",
             f"--json={out}",
+            f"--profile={profile}",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -108,3 +127,15 @@ def test_bench_suite_reports_every_scenario(cluster: TestCluster, tmp_path: Path
     for row in rows:
         if row["scenario"] == "refresh all apps: GETs + dry runs":
             assert row["gitsync"] <= row["n"], row
+    # scenario 9: the two shard processes split the apps, and a no-change refresh writes nothing
+    by_name = {(r["scenario"], r["n"]): r for r in rows}
+    for label in ("1 process", "2 processes"):
+        assert by_name[(f"sharded refresh: writes, {label}", 4)]["gitsync"] == 0, rows
+    two = by_name[("sharded refresh, no change, 2 processes", 4)]
+    assert "apps per process [" in two["note"] and ", " in two["note"].split("[")[1], two
+    # scenario 4: the shared repository's webhook refreshed every app, the own one's only one
+    shared = by_name[("push-to-live p50, 1 of N apps, shared repo", 4)]
+    own = by_name[("push-to-live p50, 1 of N apps, own repo", 4)]
+    assert "refreshed 4 apps" in shared["note"] and "refreshed 1 apps" in own["note"], rows
+    # --profile wrote pyinstrument's text report of the serial refresh
+    assert "Recorded:" in profile.read_text(), profile.read_text()[:500]
