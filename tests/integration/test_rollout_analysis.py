@@ -27,8 +27,10 @@ from gitsync.rollout.analysis import RunPhase
 from gitsync.rollout.math import ROLE_LABEL
 from gitsync.rollout.status import PROMOTE_ANNOTATION, Phase, parse_time
 from gitsync.sync.tracking import prepare
+from gitsync.testing.cluster import endpoint_pods
 from gitsync.testing.manifests import web_deployment, web_service
 from gitsync.testing.prometheus import Exporter, Prometheus
+from gitsync.testing.rollouts import drive as drive_rollout
 from gitsync.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -123,30 +125,14 @@ class Rollouts:
 
     def endpoints(self) -> tuple[int, int]:
         """(canary pod IPs, all pod IPs) among the stable Service's ready addresses."""
-        live = self.kube.get("v1", "Endpoints", "web", self.ns) or {}
-        names = [
-            a.get("targetRef", {}).get("name")
-            for subset in live.get("subsets") or []
-            for a in subset.get("addresses") or []
-        ]
-        roles = {
-            p["metadata"]["name"]: p["metadata"].get("labels", {}).get(ROLE_LABEL)
-            for p in self.kube.list("v1", "Pod", self.ns)["items"]
-        }
-        return sum(roles.get(n) == "canary" for n in names), len(names)
+        pods = endpoint_pods(self.kube, self.ns, "web")
+        roles = [((p or {}).get("metadata", {}).get("labels") or {}).get(ROLE_LABEL) for p in pods]
+        return sum(r == "canary" for r in roles), len(pods)
 
     def drive(self, until: Callable[[Outcome], bool], *, timeout: float) -> Outcome:
         """Tick until ``until(outcome)``, sleeping what ``requeue_after`` asks (at most 0.3 s,
         so pods turning ready are seen soon too)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            outcome = self.executor.tick(self.ns, "web")
-            assert not outcome.error, outcome.error
-            if until(outcome):
-                return outcome
-            assert time.monotonic() < deadline, f"timed out; last status: {outcome.status}"
-            wait = outcome.requeue_after
-            time.sleep(0.3 if wait is None else min(max(wait, 0.0), 0.3))
+        return drive_rollout(self.executor, self.ns, until, timeout=timeout, follow_requeue=True)
 
     def start_canary(self, query: str) -> None:
         """web:1 stable behind the Service, then web:2 as a canary, ticked to the analysis."""

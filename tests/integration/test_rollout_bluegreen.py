@@ -30,6 +30,7 @@ from gitsync.rollout.math import HASH_LABEL
 from gitsync.rollout.status import ABORT_ANNOTATION, PROMOTE_ANNOTATION, Phase, parse_time
 from gitsync.sync import ResourceResult
 from gitsync.sync.tracking import prepare
+from gitsync.testing import rollouts
 from gitsync.testing.cluster import endpoint_images
 from gitsync.testing.manifests import web_deployment, web_service
 from gitsync.testing.waiting import wait_for
@@ -181,13 +182,7 @@ class Cluster:
         return dict((live.get("spec") or {}).get("selector") or {})
 
     def request(self, annotation: str, value: str) -> None:
-        self.kube.patch(
-            ROLLOUT_API,
-            "Rollout",
-            "web",
-            {"metadata": {"annotations": {annotation: value}}},
-            namespace=self.ns,
-        )
+        rollouts.request(self.kube, self.ns, annotation, value)
 
     def drive(
         self,
@@ -197,15 +192,7 @@ class Cluster:
         watch: Callable[[Outcome], None] = lambda o: None,
     ) -> Outcome:
         """Tick the rollout (as the controller would) until ``until(outcome)``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            outcome = self.executor.tick(self.ns, "web")
-            assert not outcome.error, outcome.error
-            watch(outcome)
-            if until(outcome):
-                return outcome
-            assert time.monotonic() < deadline, f"timed out; last status: {outcome.status}"
-            time.sleep(0.3)
+        return rollouts.drive(self.executor, self.ns, until, timeout=timeout, watch=watch)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from gitsync.rollout.math import ROLE_LABEL, canary_replicas
 from gitsync.rollout.status import PROMOTE_ANNOTATION, STABLE_HASH_ANNOTATION, Phase
 from gitsync.sync import ResourceResult
 from gitsync.sync.tracking import prepare
+from gitsync.testing import rollouts
 from gitsync.testing.cluster import endpoint_pods
 from gitsync.testing.manifests import canary_rollout, web_deployment, web_service
 from gitsync.testing.waiting import wait_for
@@ -103,27 +104,15 @@ class Cluster:
         return sum(r == "canary" for r in roles), len(pods)
 
     def request(self, annotation: str, value: str) -> None:
-        self.kube.patch(
-            ROLLOUT_API,
-            "Rollout",
-            "web",
-            {"metadata": {"annotations": {annotation: value}}},
-            namespace=self.ns,
-        )
+        rollouts.request(self.kube, self.ns, annotation, value)
 
     def drive(
         self, until: Callable[[Outcome], bool], *, timeout: float, watch: Callable[[], None]
     ) -> Outcome:
         """Tick the rollout (as the controller would) until ``until(outcome)``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            outcome = self.executor.tick(self.ns, "web")
-            assert not outcome.error, outcome.error
-            watch()
-            if until(outcome):
-                return outcome
-            assert time.monotonic() < deadline, f"timed out; last status: {outcome.status}"
-            time.sleep(0.3)
+        return rollouts.drive(
+            self.executor, self.ns, until, timeout=timeout, watch=lambda _: watch()
+        )
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ Services, and that the stable Deployment keeps its full size.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from gitsync.rollout.routers import (
 from gitsync.rollout.status import ABORT_ANNOTATION, PROMOTE_ANNOTATION, Phase
 from gitsync.sync import ResourceResult
 from gitsync.sync.tracking import prepare
+from gitsync.testing import rollouts
 from gitsync.testing.cluster import endpoint_images
 from gitsync.testing.manifests import web_deployment, web_service
 from gitsync.testing.waiting import wait_for
@@ -215,13 +215,7 @@ class Cluster:
         return endpoint_images(self.kube, self.ns, service)
 
     def request(self, annotation: str, value: str) -> None:
-        self.kube.patch(
-            ROLLOUT_API,
-            "Rollout",
-            "web",
-            {"metadata": {"annotations": {annotation: value}}},
-            namespace=self.ns,
-        )
+        rollouts.request(self.kube, self.ns, annotation, value)
 
     def drive(
         self,
@@ -230,15 +224,7 @@ class Cluster:
         timeout: float,
         watch: Callable[[Outcome], None] = lambda o: None,
     ) -> Outcome:
-        deadline = time.monotonic() + timeout
-        while True:
-            outcome = self.executor.tick(self.ns, "web")
-            assert not outcome.error, outcome.error
-            watch(outcome)
-            if until(outcome):
-                return outcome
-            assert time.monotonic() < deadline, f"timed out; last status: {outcome.status}"
-            time.sleep(0.3)
+        return rollouts.drive(self.executor, self.ns, until, timeout=timeout, watch=watch)
 
 
 @pytest.fixture(params=["nginx", "gatewayAPI"])

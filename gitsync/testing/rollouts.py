@@ -1,0 +1,52 @@
+"""Driving a Rollout from a test the way the controller does: tick the executor, read the
+outcome, and ask for promote/abort/retry through the Rollout's annotations (as kubectl would).
+
+The canary, blue-green, router and analysis suites each drove their rollout with the same loop;
+one copy keeps their timing and their failure messages the same.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from gitsync.kube import KubeClient
+from gitsync.rollout import CanaryExecutor, Outcome
+
+ROLLOUT_API = "gitsync.dev/v1alpha1"
+POLL_SECONDS = 0.3
+
+
+def request(kube: KubeClient, namespace: str, annotation: str, value: str) -> None:
+    """Set a request annotation (promote, abort, retry) on the Rollout ``web``."""
+    kube.patch(
+        ROLLOUT_API,
+        "Rollout",
+        "web",
+        {"metadata": {"annotations": {annotation: value}}},
+        namespace=namespace,
+    )
+
+
+def drive(
+    executor: CanaryExecutor,
+    namespace: str,
+    until: Callable[[Outcome], bool],
+    *,
+    timeout: float,
+    watch: Callable[[Outcome], None] = lambda _: None,
+    follow_requeue: bool = False,
+) -> Outcome:
+    """Tick the Rollout ``web`` until ``until(outcome)``; ``watch`` sees every outcome. Between
+    ticks it sleeps 0.3 s, or (``follow_requeue``) what the outcome's ``requeue_after`` asks,
+    at most 0.3 s so pods turning ready are seen soon too."""
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = executor.tick(namespace, "web")
+        assert not outcome.error, outcome.error
+        watch(outcome)
+        if until(outcome):
+            return outcome
+        assert time.monotonic() < deadline, f"timed out; last status: {outcome.status}"
+        wait = outcome.requeue_after if follow_requeue else None
+        time.sleep(POLL_SECONDS if wait is None else min(max(wait, 0.0), POLL_SECONDS))
