@@ -527,7 +527,16 @@ def render_rows(files: int, runs: int, workdir: Path) -> list[Row]:
         )
     )
 
-    # Cache hit: per call, an unchanged commit, the plain directory (the biggest app here).
+    # Cache hit: per call, an unchanged commit - the plain directory (the biggest app here) and
+    # a 10-object app, the size of every app in the many-app scenarios.
+    small = write_manifests(manifest_objects(10), workdir / "render-10")
+    rows.append(cache_hit_row(req, files, runs))
+    rows.append(cache_hit_row(RenderRequest(repo_root=small, path="."), 10, runs))
+    return rows
+
+
+def cache_hit_row(req: RenderRequest, files: int, runs: int) -> Row:
+    """The cost of a render-cache hit for ``req`` (``files`` manifests), per call."""
     cache = RenderCache()
     cache.get_or_render("c0ffee", req)
     calls = max(3, min(200, 20_000 // max(files, 1)))
@@ -544,20 +553,18 @@ def render_rows(files: int, runs: int, workdir: Path) -> list[Row]:
 
     samples = alternate(runs, {"gitsync": hit, "reference": lookup})
     micro = {k: [v * 1e6 for v in vs] for k, vs in samples.items()}
-    rows.append(
-        Row(
-            "render cache hit, per call",
-            files,
-            "µs",
-            median(micro["gitsync"]),
-            "dict lookup of the cache key",
-            median(micro["reference"]),
-            runs,
-            samples=micro,
-            note=f"{calls} calls per run; the hit returns its own copy of {files} manifests",
-        )
+    return Row(
+        "render cache hit, per call",
+        files,
+        "µs",
+        median(micro["gitsync"]),
+        "dict lookup of the cache key",
+        median(micro["reference"]),
+        runs,
+        samples=micro,
+        note=f"{calls} calls per run; the hit returns its own copy of {files} manifests "
+        "(goal < 1 ms per app)",
     )
-    return rows
 
 
 # -- 4: diff ---------------------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import threading
 from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 
+from gitsync.model import ResourceKey
 from gitsync.render import (
     DirectoryOptions,
     HelmOptions,
@@ -158,3 +160,79 @@ def test_concurrent_callers_of_one_key_share_one_render() -> None:
     assert calls == ["plain/guestbook"]
     assert results == [6] * 8
     assert (cache.misses, cache.hits) == (1, 7)
+
+
+def _odd_manifests() -> list[RenderedManifest]:
+    """Objects with every leaf type a YAML loader produces, a Helm hook and a source."""
+    obj = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "odd", "annotations": {"helm.sh/hook": "test"}},
+        "data": {"when": datetime.datetime(2026, 1, 2, 3, 4, 5), "day": datetime.date(2026, 1, 2)},
+        "spec": {"n": 2**70, "f": 0.5, "b": True, "none": None, "raw": b"\x00", "set": {1, 2}},
+        "list": [[1, "a"], {"deep": [{"x": -1}]}],
+    }
+    key = ResourceKey("", "ConfigMap", "ns", "odd")
+    return [RenderedManifest(key, obj, "helm:templates/odd.yaml", "test")]
+
+
+def test_a_hit_gives_back_exactly_what_was_rendered_in_fresh_objects() -> None:
+    rendered = _odd_manifests()
+    cache = RenderCache(renderer=lambda r: _odd_manifests())
+    miss = cache.get_or_render("c", GUESTBOOK)
+    hits = [cache.get_or_render("c", GUESTBOOK) for _ in range(2)]
+    for got in (miss, *hits):
+        assert got == rendered  # key, source, hook and every leaf, types included
+        assert type(got[0].obj["data"]["when"]) is datetime.datetime
+        assert type(got[0].obj["data"]["day"]) is datetime.date
+    hits[0][0].obj["list"][1]["deep"][0]["x"] = 99  # one hit's objects are its own, at any depth
+    hits[0][0].obj["spec"]["set"].add(3)
+    assert hits[1] == rendered
+    assert cache.get_or_render("c", GUESTBOOK) == rendered
+
+
+def test_mutating_the_result_of_the_miss_does_not_reach_the_cache() -> None:
+    cache = RenderCache()
+    first = cache.get_or_render("a" * 40, GUESTBOOK)
+    first[0].obj["metadata"]["labels"] = {"changed": "yes"}
+    first[0].obj["spec"] = "gone"
+    again = cache.get_or_render("a" * 40, GUESTBOOK)
+    assert again == render(GUESTBOOK)
+
+
+def _config_map(data: object) -> list[RenderedManifest]:
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "one"}, "data": data}
+    return [RenderedManifest(ResourceKey("", "ConfigMap", "", "one"), obj, "one.yaml")]
+
+
+@pytest.mark.parametrize(
+    "leaf",
+    [
+        float("nan"),  # JSON would bring it back as null
+        float("inf"),
+        (1, 2),  # JSON would bring it back as a list
+        {1: "int key"},
+        {True: "bool key"},
+        2**64,
+        datetime.datetime(2026, 11, 25, 14, 0, tzinfo=datetime.UTC),
+        frozenset({"a"}),
+    ],
+    ids=repr,
+)
+def test_what_json_cannot_carry_comes_back_exactly(leaf: object) -> None:
+    cache = RenderCache(renderer=lambda r: _config_map({"x": leaf}))
+    cache.get_or_render("c", GUESTBOOK)
+    got = cache.get_or_render("c", GUESTBOOK)[0].obj["data"]["x"]
+    assert type(got) is type(leaf)
+    assert repr(got) == repr(leaf)  # repr: nan != nan
+    if isinstance(leaf, dict):
+        assert type(next(iter(got))) is type(next(iter(leaf)))
+
+
+def test_plain_manifests_are_kept_as_json() -> None:
+    """The fast path is the one real manifests take (a pickle would pass the other tests)."""
+    cache = RenderCache()
+    rendered = cache.get_or_render("c", GUESTBOOK)
+    (entry,) = cache._entries.values()
+    assert entry.is_json
+    assert cache.get_or_render("c", GUESTBOOK) == rendered
