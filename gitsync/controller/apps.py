@@ -176,6 +176,10 @@ def file_applications(
         if (namespace, name) in apps:
             problems.append(f"{where}: {namespace}/{name} is declared twice; the first one is kept")
             continue
+        # the API server's to set: a file's would not change with the status kept in the
+        # ConfigMap, and the UI caches list rows by exactly these two
+        meta.pop("uid", None)
+        meta.pop("resourceVersion", None)
         apps[(namespace, name)] = doc
     return apps, problems
 

@@ -21,7 +21,15 @@ from gitsync.web.rollouts import (
     parse_rollout_body,
     split_rollout_action,
 )
-from gitsync.web.view import ControllerView, ListQuery, Snapshot, detail, find, list_applications
+from gitsync.web.view import (
+    ControllerView,
+    ListQuery,
+    Snapshot,
+    Summaries,
+    detail,
+    find,
+    list_applications,
+)
 
 MAX_JSON_BYTES = 16 * 1024
 
@@ -48,6 +56,8 @@ def api_blueprint(
     snapshot: Snapshot,
     differ: Differ,
     rollouts: Rollouts,
+    *,
+    summaries: Summaries,
 ) -> flask.Blueprint:
     bp = flask.Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -58,9 +68,8 @@ def api_blueprint(
             query = ListQuery.parse(flask.request.args, strict=True)
         except ValueError as exc:
             return json_error(400, str(exc))
-        objs = snapshot.get()
-        listing = list_applications(objs, query)
-        rollouts.annotate_rows(listing.items, objs)
+        listing = list_applications(snapshot.get(), query, summaries)
+        rollouts.annotate_rows(listing.items, listing.objects)
         return flask.jsonify(listing.document())
 
     @bp.get("/applications/<namespace>/<name>")

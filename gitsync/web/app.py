@@ -31,7 +31,7 @@ from gitsync.web.diff import Differ
 from gitsync.web.guard import Guard, auth_blueprint
 from gitsync.web.pages import pages_blueprint
 from gitsync.web.rollouts import Rollouts
-from gitsync.web.view import ControllerView, Snapshot
+from gitsync.web.view import ControllerView, Snapshot, Summaries
 from gitsync.webhook import DEFAULT_MAX_BYTES
 from gitsync.webhook.http import webhook_blueprint
 
@@ -120,8 +120,11 @@ def create_app(
     differ = Differ(controller, concurrency=diff_concurrency, clock=clock or time.monotonic)
     rollouts = Rollouts(controller, ttl=snapshot_ttl, clock=clock or time.monotonic)
     app.register_blueprint(auth_blueprint(guard))
-    app.register_blueprint(pages_blueprint(controller, guard, snapshot, differ, rollouts))
-    app.register_blueprint(api_blueprint(controller, guard, snapshot, differ, rollouts))
+    summaries = Summaries()  # one per app: the page and the API list the same rows
+    for blueprint in (pages_blueprint, api_blueprint):
+        app.register_blueprint(
+            blueprint(controller, guard, snapshot, differ, rollouts, summaries=summaries)
+        )
 
     @app.get("/healthz")
     def healthz() -> Response:

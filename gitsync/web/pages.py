@@ -31,6 +31,7 @@ from gitsync.web.view import (
     ControllerView,
     ListQuery,
     Snapshot,
+    Summaries,
     detail,
     find,
     list_applications,
@@ -76,6 +77,8 @@ def pages_blueprint(
     snapshot: Snapshot,
     differ: Differ,
     rollouts: Rollouts,
+    *,
+    summaries: Summaries,
 ) -> flask.Blueprint:
     bp = flask.Blueprint("ui", __name__)
     bp.add_app_template_filter(chart, "rollout_chart")
@@ -116,9 +119,8 @@ def pages_blueprint(
     @guard.page
     def index() -> Any:
         query = ListQuery.parse(flask.request.args, strict=False)
-        objs = snapshot.get(fresh=True)
-        listing = list_applications(objs, query)
-        rollouts.annotate_rows(listing.items, objs)
+        listing = list_applications(snapshot.get(fresh=True), query, summaries)
+        rollouts.annotate_rows(listing.items, listing.objects)
         return flask.render_template(
             "apps.html",
             listing=listing,

@@ -7,6 +7,10 @@ Application object is never passed through: every value is picked, typed and bou
 URLs lose their userinfo, and links are only ever made for ``http(s)`` URLs. Status written by
 someone else may be malformed - nothing here raises on a missing or mistyped field.
 
+Two things here outlive a request, because the list is polled every two seconds by every open
+tab: ``Snapshot`` shares one read of the Applications, and ``Summaries`` keeps each Application's
+row until its ``resourceVersion`` changes.
+
 ``ControllerView`` is the controller as the web layer sees it (``gitsync.controller.Controller``
 satisfies it); unit tests pass an in-memory one.
 """
@@ -17,7 +21,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -398,6 +403,10 @@ class ListQuery:
             per_page=number("per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE),
         )
 
+    @property
+    def filtered(self) -> bool:
+        return bool(self.sync or self.health or self.text)
+
     def matches(self, row: Mapping[str, Any]) -> bool:
         if self.sync and row["sync"]["status"].lower() not in self.sync:
             return False
@@ -440,6 +449,8 @@ class Listing:
     page: int
     per_page: int
     total: int
+    # the Applications the items were made from, in the same order (for ``annotate_rows``)
+    objects: Sequence[Mapping[str, Any]] = field(default=(), repr=False, compare=False)
 
     @property
     def pages(self) -> int:
@@ -455,13 +466,76 @@ class Listing:
         }
 
 
-def list_applications(objs: Iterable[Mapping[str, Any]], query: ListQuery) -> Listing:
-    """Summaries of the Applications matching ``query``, sorted by namespace/name, one page."""
-    rows = [summary(o) for o in objs]
-    rows = [r for r in rows if query.matches(r)]
-    rows.sort(key=lambda r: (r["namespace"], r["name"]))
+class Summaries:
+    """``summary`` of each Application, kept while the Application is unchanged.
+
+    The list page and its poll (every two seconds, per browser tab) filter and count every
+    Application; summarising 1,000 of them afresh was most of each request's time and garbage.
+    The API server gives every write of an object, status included, a new
+    ``metadata.resourceVersion``, so ``(uid, resourceVersion)`` names one content of one
+    Application and its summary stays right until that pair changes. Objects without both
+    (``--config`` Applications, whose status lives in a ConfigMap) are summarised every time.
+
+    The rows handed out are shared between requests: callers copy a row before changing it.
+    """
+
+    def __init__(self, limit: int = 20_000):
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._rows: dict[str, tuple[str, dict[str, Any]]] = {}  # uid -> (version, row)
+
+    def get(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        meta = _map(obj.get("metadata"))
+        uid, version = meta.get("uid"), meta.get("resourceVersion")
+        if not (isinstance(uid, str) and uid and isinstance(version, str) and version):
+            return summary(obj)
+        with self._lock:
+            kept = self._rows.get(uid)
+        if kept is not None and kept[0] == version:
+            return kept[1]
+        row = summary(obj)
+        with self._lock:
+            self._rows.pop(uid, None)  # re-inserted last: the oldest entries go first
+            self._rows[uid] = (version, row)
+            if len(self._rows) > self._limit:  # deleted Applications' rows
+                for old in list(islice(self._rows, len(self._rows) // 2)):
+                    del self._rows[old]
+        return row
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._rows)
+
+
+def _list_key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """What the list is sorted by: the summary's ``namespace`` and ``name``."""
+    meta = _map(obj.get("metadata"))
+    return (_text(meta.get("namespace"), 253), _text(meta.get("name"), 253))
+
+
+def list_applications(
+    objs: Iterable[Mapping[str, Any]], query: ListQuery, summaries: Summaries | None = None
+) -> Listing:
+    """Summaries of the Applications matching ``query``, sorted by namespace/name, one page.
+
+    Sorting needs only each Application's key, so it comes first; without a filter only the
+    page's rows are summarised. ``summaries`` keeps rows across calls. The items are the
+    caller's own (``annotate_rows`` adds to them)."""
+    summarise = summary if summaries is None else summaries.get
+    ordered = sorted(objs, key=_list_key)
     start = (query.page - 1) * query.per_page
-    return Listing(rows[start : start + query.per_page], query.page, query.per_page, len(rows))
+    end = start + query.per_page
+    if query.filtered:
+        matching = [(o, row) for o in ordered if query.matches(row := summarise(o))]
+        total = len(matching)
+        page_objs = [o for o, _ in matching[start:end]]
+        rows = [row for _, row in matching[start:end]]
+    else:
+        total = len(ordered)
+        page_objs = ordered[start:end]
+        rows = [summarise(o) for o in page_objs]
+    items = [dict(row) for row in rows]
+    return Listing(items, query.page, query.per_page, total, page_objs)
 
 
 def find(objs: Sequence[Mapping[str, Any]], key: AppKey) -> Mapping[str, Any] | None:

@@ -51,3 +51,16 @@ def test_the_namespace_defaults_to_gitsync() -> None:
     doc = {"metadata": {"name": "web"}, "spec": {}}
     apps, problems = file_applications([doc])
     assert list(apps) == [("gitsync", "web")] and not problems
+
+
+def test_uid_and_resource_version_are_never_taken_from_the_file() -> None:
+    """The UI caches list rows by uid and resourceVersion; a file's would never change with
+    the status the controller keeps in a ConfigMap, so the rows would go stale."""
+    doc = app("web")
+    doc["metadata"].update(uid="from-the-file", resourceVersion="7", labels={"keep": "me"})
+    apps, _ = file_applications([doc])
+    assert apps[("gitsync", "web")]["metadata"] == {
+        "name": "web",
+        "namespace": "gitsync",
+        "labels": {"keep": "me"},
+    }
