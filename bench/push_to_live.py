@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import hmac
 import json
 import math
 import secrets
@@ -32,8 +30,6 @@ import signal
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +39,7 @@ import yaml
 
 from gitsync.controller.controller import ensure_crd
 from gitsync.kube import KubeClient
+from gitsync.testing import apps as testing_apps
 from gitsync.testing.cluster import temporary_namespace
 from gitsync.testing.controller import ServeProcess
 from gitsync.testing.controlplane import ControlPlane, ControlPlaneError
@@ -133,29 +130,7 @@ def wait_synced(
 
 def github_push(ctl: ServeProcess, secret: str, repo_url: str, sha: str) -> None:
     """Deliver a signed GitHub push webhook for ``main``; it must refresh exactly our app."""
-    body = json.dumps(
-        {
-            "ref": "refs/heads/main",
-            "after": sha,
-            "repository": {"clone_url": repo_url, "html_url": repo_url},
-        }
-    ).encode()
-    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    request = urllib.request.Request(  # noqa: S310 - our own controller on loopback
-        ctl.url + "/api/webhook",
-        data=body,
-        headers={
-            "X-GitHub-Event": "push",
-            "X-Hub-Signature-256": signature,
-            "Content-Type": "application/json",
-        },
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
-            status, answer = resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        status, answer = err.code, {}
+    status, answer = testing_apps.github_push(ctl.url, repo_url, sha, secret=secret)
     if status != 202 or answer.get("refreshed") != 1:
         raise BenchError(f"webhook answered {status} {answer}; expected 202 refreshing 1 app")
 

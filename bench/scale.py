@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import hmac
 import json
 import math
 import random
@@ -42,7 +40,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +54,7 @@ from bench.ui_list import waitress_server
 from gitsync.controller.controller import Controller, ControllerConfig, ensure_crd
 from gitsync.kube import KubeClient
 from gitsync.render.kustomize import kubectl_path
+from gitsync.testing import apps as testing_apps
 from gitsync.testing.cluster import temporary_namespace
 from gitsync.testing.gitserver import GitRepo, GitServer
 from gitsync.web import create_app
@@ -312,29 +310,11 @@ SOLO = 9000  # the app with a repository of its own (outside the stages' 0..N-1)
 GOAL_PUSH_P50, GOAL_PUSH_P95 = 1.0, 2.0
 
 
-def github_push(base: str, secret: str, repo_url: str, sha: str) -> int:
+def github_push(base: str, secret: str, repo_url: str, sha: str, changed: str) -> int:
     """Deliver a signed GitHub push webhook for ``main`` to the controller's web app, as a forge
-    would; returns how many Applications it refreshed."""
-    body = json.dumps(
-        {
-            "ref": "refs/heads/main",
-            "after": sha,
-            "repository": {"clone_url": repo_url, "html_url": repo_url},
-        }
-    ).encode()
-    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    request = urllib.request.Request(  # noqa: S310 - our own web app on loopback
-        base + "/api/webhook",
-        data=body,
-        headers={
-            "X-GitHub-Event": "push",
-            "X-Hub-Signature-256": signature,
-            "Content-Type": "application/json",
-        },
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
-        status, answer = resp.status, json.loads(resp.read() or b"{}")
+    would - with the commit and the file it modified (``changed``), as GitHub lists them; returns
+    how many Applications it refreshed."""
+    status, answer = testing_apps.github_push(base, repo_url, sha, changed=[changed], secret=secret)
     if status != 202 or not answer.get("refreshed"):
         raise BenchError(f"webhook answered {status} {answer}; expected 202 refreshing apps")
     return int(answer["refreshed"])
@@ -371,7 +351,7 @@ def push_round(  # noqa: PLR0917 - one round's parts, named at the one call
     before = counting.snapshot()[0] if counting else Counter()
     started = time.perf_counter()
     repo.push()
-    refreshed = github_push(web[0], web[1], repo.http_url(), sha)
+    refreshed = github_push(web[0], web[1], repo.http_url(), sha, path)
     wait(lambda: deployment_image(bench_kube, namespace, i) == image, 120, f"{image} live", 0.02)
     live = time.perf_counter() - started
     wait(lambda: idle(controller), 300, "every refreshed app", 0.02)

@@ -4,7 +4,8 @@ drift, and runs reconciles on a bounded worker pool - only while it holds the le
 Triggers and where they come from:
 
 * the interval (``RefreshScheduler``, APScheduler) - a cheap remote-head check per app;
-* a push webhook (``on_push``) - the apps whose normalized repo URL and branch/tag match;
+* a push webhook (``on_push``) - the apps whose normalized repo URL and branch/tag match; those
+  whose files the push changed (``gitsync.controller.push_paths``) are queued urgent, first;
 * a live change (the watch cache's events) - an object carrying an app's tracking annotation
   was edited or deleted, so drift is noticed within seconds;
 * an Application change (spec generation or request annotations).
@@ -41,6 +42,7 @@ from gitsync.controller.apps import (
 )
 from gitsync.controller.clusters import ClusterRegistry
 from gitsync.controller.metrics import Metrics
+from gitsync.controller.push_paths import touched, watched_paths
 from gitsync.controller.queue import WorkQueue
 from gitsync.controller.reconciler import PUSH_TRIGGER_PREFIX, REFRESH_REQUEST, Reconciler
 from gitsync.controller.scheduler import RefreshScheduler
@@ -381,10 +383,37 @@ class Controller:
             self.queue.add(key, "application-changed")
 
     def on_push(self, event: PushEvent) -> int:
-        """Refresh the Applications following the pushed repository and ref; returns how many."""
-        urls = set(event.repo_urls)
-        matched = 0
+        """Refresh the Applications following the pushed repository and ref; returns how many.
+
+        When the push says which files it changed, the apps they touch are queued first and
+        urgent, so in a monorepo the app that changed does not wait behind every other app's
+        no-op refresh; the others are refreshed all the same (the paths are only a hint).
+        """
+        matched = self._apps_following(event)
+        first: set[AppKey] = set()
+        if event.changed_paths is not None:
+            first = touched(
+                {key: watched_paths(app.source) for key, app in matched.items()},
+                event.changed_paths,
+            )
+        ordered = sorted(matched, key=lambda key: key not in first)  # stable: touched first
         elsewhere: list[AppKey] = []
+        for key in ordered:
+            if self._held_elsewhere(key):
+                elsewhere.append(key)
+            else:
+                self.reconciler.mark_pushed(key)  # before queueing: see head_max_age
+                self.queue.add(key, f"{PUSH_TRIGGER_PREFIX}{event.provider}", urgent=key in first)
+        if elsewhere:  # one write per app: not in the webhook's response time
+            threading.Thread(
+                target=self._forward_push, args=(elsewhere, event), daemon=True
+            ).start()
+        return len(matched)
+
+    def _apps_following(self, event: PushEvent) -> dict[AppKey, Application]:
+        """The Applications whose repository and target revision the push moved."""
+        urls = set(event.repo_urls)
+        matched: dict[AppKey, Application] = {}
         for key in self.store.app_keys():
             obj = self.store.get(key)
             if obj is None:
@@ -399,18 +428,8 @@ class Controller:
                 continue
             if app_url not in urls:
                 continue
-            if not _ref_matches(app.source.target_revision, event):
-                continue
-            matched += 1
-            if self._held_elsewhere(key):
-                elsewhere.append(key)
-            else:
-                self.reconciler.mark_pushed(key)  # before queueing: see head_max_age
-                self.queue.add(key, f"{PUSH_TRIGGER_PREFIX}{event.provider}")
-        if elsewhere:  # one write per app: not in the webhook's response time
-            threading.Thread(
-                target=self._forward_push, args=(elsewhere, event), daemon=True
-            ).start()
+            if _ref_matches(app.source.target_revision, event):
+                matched[key] = app
         return matched
 
     def application_objects(self) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import json
 import secrets
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +104,27 @@ def push_value(repo: GitRepo, value: str) -> str:
     return sha
 
 
-def github_webhook(
-    url: str, repo_url: str, ref: str, after: str, secret: str = WEBHOOK_SECRET
-) -> int:
-    body = json.dumps(
-        {"ref": ref, "after": after, "repository": {"clone_url": repo_url, "html_url": repo_url}}
-    ).encode()
+def github_push(
+    url: str,
+    repo_url: str,
+    after: str,
+    *,
+    ref: str = "refs/heads/main",
+    changed: Sequence[str] = (),
+    secret: str = WEBHOOK_SECRET,
+) -> tuple[int, dict[str, Any]]:
+    """Deliver a signed GitHub push webhook to the controller at ``url``, as GitHub would - with
+    one commit listing ``changed`` as modified files when given; returns the HTTP status and
+    the JSON answer (``{}`` when there is none)."""
+    payload: dict[str, Any] = {
+        "ref": ref,
+        "after": after,
+        "repository": {"clone_url": repo_url, "html_url": repo_url},
+    }
+    if changed:
+        commit = {"id": after, "added": [], "modified": list(changed), "removed": []}
+        payload.update(commits=[commit], head_commit=commit)
+    body = json.dumps(payload).encode()
     sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"test webhooks go to the local controller only, not {url!r}")
@@ -123,7 +139,14 @@ def github_webhook(
         method="POST",
     )
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
-            return int(resp.status)
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+            return int(resp.status), json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as err:
-        return int(err.code)
+        return int(err.code), {}
+
+
+def github_webhook(
+    url: str, repo_url: str, ref: str, after: str, secret: str = WEBHOOK_SECRET
+) -> int:
+    """``github_push`` for tests that only need the status."""
+    return github_push(url, repo_url, after, ref=ref, secret=secret)[0]

@@ -1,9 +1,10 @@
 """What a push webhook means to gitsync, whichever forge sent it.
 
 Every provider's payload is boiled down to one ``PushEvent``: the repository (as normalized clone
-URLs, so it compares equal to what Applications name), the ref that moved and the new commit. The
-controller only needs that much to pick the Applications to refresh; everything else a forge sends
-stays behind in ``gitsync.webhook.providers``.
+URLs, so it compares equal to what Applications name), the ref that moved, the new commit and,
+when the forge lists them, the files the push changed. The controller only needs that much to
+pick the Applications to refresh (and which of them to reconcile first); everything else a forge
+sends stays behind in ``gitsync.webhook.providers``.
 
 The result names the HTTP adapter reports (for metrics) live here too, so code that counts them
 does not have to import the web layer.
@@ -68,12 +69,20 @@ class PushEvent:
     and the ssh form when the payload gives both, so an Application may name either. ``ref`` is a
     full ref name (``refs/heads/main``, ``refs/tags/v1``); ``after`` is the new commit, or ``""``
     when the ref was deleted or the sender did not say.
+
+    ``changed_paths`` are the repository-relative files the pushed commits added, modified or
+    removed, as the sender listed them; ``None`` when it did not say (Bitbucket, a generic push
+    without ``paths``, a list too long or malformed to use). They come from the untrusted body
+    and forges cap how many commits they list, so they are a hint and never complete: the
+    controller only uses them to reconcile the touched Applications first - every matching
+    Application is still refreshed.
     """
 
     provider: str
     repo_urls: tuple[str, ...]
     ref: str
     after: str
+    changed_paths: tuple[str, ...] | None = None
 
     @property
     def branch(self) -> str | None:

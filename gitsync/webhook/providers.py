@@ -23,7 +23,16 @@ its push payload is read. The shapes, as the forges document them:
   ``{href, name}`` for http and ssh, ``changes[]`` has ``refId`` and ``toHash``.
 * Generic - gitsync's own form for anything else: ``X-Gitsync-Event: push`` (or just an
   ``X-Signature`` header), ``X-Signature: sha256=<hex>``, body ``{"repository": {"url": ...},
-  "ref": "refs/heads/main", "after": "<sha>"}`` (``after`` optional).
+  "ref": "refs/heads/main", "after": "<sha>", "paths": ["apps/web/deploy.yaml"]}`` (``after``
+  and ``paths`` optional; ``paths``, when present, must be a list of file paths).
+
+The files a push changed (``PushEvent.changed_paths``) come from ``commits[].added / modified /
+removed`` for GitHub, Gitea, Gogs and GitLab, and from ``paths`` in the generic form; Bitbucket's
+payloads do not list files. They only decide which Applications are reconciled first, so a
+forge's file lists are read leniently: a list of the wrong shape, or longer than
+``MAX_CHANGED_PATHS``, makes them "unknown" (None) rather than refusing a push that is otherwise
+fine - the refresh itself must not depend on them. The generic form is gitsync's own, so a
+``paths`` of the wrong type is refused like a bad ``after``, to tell the script's author.
 
 Verification compares in constant time against every configured secret (several during a
 rotation). A provider with no secret configured accepts unsigned deliveries - convenient on a
@@ -56,9 +65,12 @@ from gitsync.webhook.events import (
 from gitsync.webhook.payload import DEFAULT_MAX_BYTES, JsonNode, check_ref, load_json
 
 _HMAC_HEX_LENGTH: Final = 64  # sha256
+MAX_CHANGED_PATHS: Final = 10_000  # more files than that: no Application goes first
+MAX_PATH_LENGTH: Final = 4096  # Linux's PATH_MAX; no repository file is longer
 
-# What a push payload says moved: normalized repository URLs, the full ref, the new commit or "".
-_Moved = tuple[tuple[str, ...], str, str]
+# What a push payload says moved: normalized repository URLs, the full ref, the new commit or "",
+# and the files changed (None: not said).
+_Moved = tuple[tuple[str, ...], str, str, tuple[str, ...] | None]
 
 
 @dataclass(frozen=True)
@@ -120,8 +132,10 @@ def parse_push(
     root = load_json(
         body, max_bytes=max_bytes, form=content_type == "application/x-www-form-urlencoded"
     )
-    urls, ref, after = spec.read_push(JsonNode(root))
-    return PushEvent(provider=provider.value, repo_urls=urls, ref=ref, after=after)
+    urls, ref, after, paths = spec.read_push(JsonNode(root))
+    return PushEvent(
+        provider=provider.value, repo_urls=urls, ref=ref, after=after, changed_paths=paths
+    )
 
 
 def _lowercase(headers: Mapping[str, str]) -> dict[str, str]:
@@ -193,7 +207,7 @@ def _read_github_like(root: JsonNode) -> _Moved:
     """GitHub, Gitea and Gogs share the push payload shape GitHub defined."""
     repo = root["repository"]
     urls = _urls(repo.get("clone_url"), repo.get("ssh_url"), repo.get("html_url"))
-    return _require(urls, repo), root["ref"].ref(), root["after"].sha()
+    return _require(urls, repo), root["ref"].ref(), root["after"].sha(), _commit_files(root)
 
 
 def _read_gitlab(root: JsonNode) -> _Moved:
@@ -209,7 +223,39 @@ def _read_gitlab(root: JsonNode) -> _Moved:
     )
     checkout = root.get("checkout_sha")
     after = checkout.sha() if checkout is not None else root["after"].sha()
-    return _require(urls, project), root["ref"].ref(), after
+    return _require(urls, project), root["ref"].ref(), after, _commit_files(root)
+
+
+def _is_path(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_PATH_LENGTH and "\x00" not in value
+
+
+def _commit_files(root: JsonNode) -> tuple[str, ...] | None:
+    """The files ``commits[].added / modified / removed`` name, in order without repeats; None
+    when ``commits`` is absent, not of that shape, or names more than ``MAX_CHANGED_PATHS``.
+
+    Lenient (see the module docstring): nothing here can turn a push into an error.
+    """
+    commits = root.get("commits")
+    if commits is None or not isinstance(commits.value, list):
+        return None
+    files: dict[str, None] = {}  # an ordered set
+    count = 0
+    for commit in commits.value:
+        if not isinstance(commit, dict):
+            return None
+        for kind in ("added", "modified", "removed"):
+            names = commit.get(kind)
+            if names is None:
+                continue
+            if not isinstance(names, list):
+                return None
+            for name in names:
+                count += 1
+                if count > MAX_CHANGED_PATHS or not _is_path(name):
+                    return None
+                files[name] = None
+    return tuple(files)
 
 
 def _read_bitbucket_cloud(root: JsonNode) -> _Moved:
@@ -225,7 +271,7 @@ def _read_bitbucket_cloud(root: JsonNode) -> _Moved:
         raise WebhookPayloadError(f"{side.path}.type: not a branch or tag")
     ref = check_ref(prefix + side["name"].text(), f"{side.path}.name")
     after = side["target"]["hash"].sha() if new is not None else ""
-    return urls, ref, after
+    return urls, ref, after, None
 
 
 def _bitbucket_cloud_ssh(https: str) -> tuple[str, ...]:
@@ -248,7 +294,7 @@ def _read_bitbucket_server(root: JsonNode) -> _Moved:
     changes = root["changes"].items()
     # Report a ref that moved rather than one that was deleted, when there is one.
     change = next((c for c in changes if not _is_delete(c)), changes[0])
-    return urls, change["refId"].ref(), change["toHash"].sha()
+    return urls, change["refId"].ref(), change["toHash"].sha(), None
 
 
 def _is_delete(change: JsonNode) -> bool:
@@ -262,7 +308,23 @@ def _read_generic(root: JsonNode) -> _Moved:
         (root["repository"]["url"].url(),),
         root["ref"].ref(),
         after.sha() if after is not None else "",
+        _generic_paths(root.get("paths")),
     )
+
+
+def _generic_paths(node: JsonNode | None) -> tuple[str, ...] | None:
+    """The generic form's optional ``paths``: a list of file paths, refused when present and of
+    another shape; None (unknown) when absent or longer than ``MAX_CHANGED_PATHS``."""
+    if node is None:
+        return None
+    if not isinstance(node.value, list):
+        raise WebhookPayloadError(f"{node.path}: expected an array of file paths")
+    if len(node.value) > MAX_CHANGED_PATHS:
+        return None
+    for index, name in enumerate(node.value):
+        if not _is_path(name):
+            raise WebhookPayloadError(f"{node.path}[{index}]: is not a file path")
+    return tuple(dict.fromkeys(node.value))
 
 
 _SPECS: Final[Mapping[str, _Spec]] = {

@@ -72,6 +72,87 @@ def test_workers_never_share_a_key() -> None:
     assert not clash.is_set()
 
 
+def drain(q: WorkQueue[str]) -> list[str]:
+    """Every due key in the order the queue hands them out (each marked done at once)."""
+    order = []
+    while (item := q.get(timeout=0.05)) is not None:
+        order.append(item[0])
+        q.done(item[0])
+    return order
+
+
+def test_urgent_keys_come_out_before_earlier_normal_ones() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    for key in ("a", "b", "c"):
+        q.add(key, "push")
+    q.add("x", "push", urgent=True)
+    q.add("y", "push", urgent=True)
+
+    assert drain(q) == ["x", "y", "a", "b", "c"]
+
+
+def test_urgent_add_promotes_a_waiting_key_and_keeps_its_reasons() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("a", "push")
+    q.add("b", "interval")
+    q.add("c", "push")
+    q.add("b", "push", urgent=True)  # due later than the waiting entry, but urgent
+
+    assert q.get(timeout=1) == ("b", {"interval", "push"})
+    q.done("b")
+    assert drain(q) == ["a", "c"]
+    assert len(q) == 0
+
+
+def test_urgent_add_takes_the_earlier_due_time() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("b", "interval", delay=30)
+    q.add("b", "push", urgent=True)
+
+    assert q.get(timeout=2) == ("b", {"interval", "push"})
+
+
+def test_a_later_normal_add_does_not_demote_an_urgent_key() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("a", "push")
+    q.add("b", "push", urgent=True)
+    q.add("b", "live-change")
+
+    assert drain(q) == ["b", "a"]
+
+
+def test_urgent_key_that_is_not_due_yet_does_not_hold_up_due_ones() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("later", "requeue", delay=0.5, urgent=True)
+    q.add("now", "push")
+
+    assert q.get(timeout=0.2) == ("now", {"push"})
+    assert q.get(timeout=2) == ("later", {"requeue"})
+
+
+def test_active_key_keeps_its_urgency_for_the_follow_up_run() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("a", "first")
+    assert q.get(timeout=1) == ("a", {"first"})
+    q.add("b", "push")
+    q.add("a", "push", urgent=True)  # while "a" runs: dirty, and urgent
+    q.done("a")
+
+    assert q.get(timeout=1) == ("a", {"push"})  # ahead of "b", added before it
+    q.done("a")
+    assert drain(q) == ["b"]
+
+
+def test_urgent_adds_still_coalesce() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("a", "push", urgent=True)
+    q.add("a", "push", urgent=True)
+    q.add("a", "interval")
+
+    assert q.get(timeout=1) == ("a", {"push", "interval"})
+    assert q.get(timeout=0.05) is None
+
+
 def test_condition_transition_time_moves_only_on_flip() -> None:
     conds = st.set_condition([], st.READY, True, "Synced", "ok", generation=1, now="T1")
     conds = st.set_condition(conds, st.READY, True, "Synced", "still ok", generation=2, now="T2")

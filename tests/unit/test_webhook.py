@@ -61,6 +61,7 @@ PUSH_FIXTURE = {
     "generic": "generic-push.json",
 }
 PROVIDERS = sorted(PUSH_HEADERS)
+DELETE = object()
 
 
 def fixture_bytes(name: str) -> bytes:
@@ -116,14 +117,18 @@ BITBUCKET_URLS = (
             "github-push.json",
             PUSH_HEADERS["github"],
             PushEvent(
-                "github", GITHUB_URLS, "refs/heads/main", "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
+                "github",
+                GITHUB_URLS,
+                "refs/heads/main",
+                "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
+                ("apps/guestbook/deployment.yaml",),
             ),
             id="github-branch",
         ),
         pytest.param(
             "github-tag-delete.json",
             PUSH_HEADERS["github"],
-            PushEvent("github", GITHUB_URLS, "refs/tags/v1.3.0", ""),
+            PushEvent("github", GITHUB_URLS, "refs/tags/v1.3.0", "", ()),
             id="github-tag-deleted-zero-sha",
         ),
         pytest.param(
@@ -134,6 +139,7 @@ BITBUCKET_URLS = (
                 GITLAB_URLS,
                 "refs/heads/release/2024.04",
                 "da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
+                ("apps/api/values.yaml",),
             ),
             id="gitlab-branch-web-url-host-case-folded",
         ),
@@ -145,6 +151,7 @@ BITBUCKET_URLS = (
                 GITLAB_URLS,
                 "refs/tags/v2.1.0",
                 "5937ac0a7beb003549fc5fd26fc247adbce4a52e",
+                (),
             ),
             id="gitlab-annotated-tag-reports-the-commit",
         ),
@@ -159,6 +166,7 @@ BITBUCKET_URLS = (
                 ),
                 "refs/heads/main",
                 "bffeb74224043ba2feb48d137756c8a9331c449a",
+                ("apps/redis/statefulset.yaml",),
             ),
             id="gitea-ssh-port-kept",
         ),
@@ -173,6 +181,7 @@ BITBUCKET_URLS = (
                 ),
                 "refs/heads/master",
                 "e3b3c36b2a1f0b17a5eef16c8e4ce4fe7a0e0a2c",
+                ("ingress.yaml",),
             ),
             id="gogs-sha-lowercased",
         ),
@@ -251,6 +260,107 @@ def test_bitbucket_server_deletion_only_push_reports_the_deleted_ref() -> None:
 
     assert event is not None
     assert (event.ref, event.after) == ("refs/heads/feature/old-idea", "")
+
+
+# --- changed files: a hint for ordering, read leniently from forges ---------------------------
+
+COMMIT_FILE_PROVIDERS = ["github", "gitea", "gogs", "gitlab"]
+
+
+def with_commits(provider: str, commits: object) -> bytes:
+    return mutated(fixture_doc(PUSH_FIXTURE[provider]), ("commits",), commits)
+
+
+@pytest.mark.parametrize("provider", COMMIT_FILE_PROVIDERS)
+def test_changed_paths_gather_every_commit_in_order_without_repeats(provider: str) -> None:
+    commits = [
+        {"id": "1" * 40, "added": ["apps/a/new.yaml"], "modified": ["apps/b/x.yaml"]},
+        {"id": "2" * 40, "added": [], "modified": ["apps/b/x.yaml"], "removed": ["apps/c/y.yaml"]},
+        {"id": "3" * 40, "added": None},  # a forge leaving a list out is not an error
+    ]
+
+    event = parse_push(PUSH_HEADERS[provider], with_commits(provider, commits))
+
+    assert event is not None
+    assert event.changed_paths == ("apps/a/new.yaml", "apps/b/x.yaml", "apps/c/y.yaml")
+
+
+@pytest.mark.parametrize("provider", COMMIT_FILE_PROVIDERS)
+@pytest.mark.parametrize(
+    "commits",
+    [
+        pytest.param(DELETE, id="no-commits"),
+        pytest.param("apps/a/x.yaml", id="commits-string"),
+        pytest.param({"added": ["a"]}, id="commits-object"),
+        pytest.param([None], id="commit-null"),
+        pytest.param(["apps/a/x.yaml"], id="commit-string"),
+        pytest.param([{"modified": "apps/a/x.yaml"}], id="modified-string"),
+        pytest.param([{"modified": {"path": "a"}}], id="modified-object"),
+        pytest.param([{"modified": [7]}], id="path-number"),
+        pytest.param([{"modified": [["a"]]}], id="path-array"),
+        pytest.param([{"modified": [""]}], id="path-empty"),
+        pytest.param([{"modified": ["a\x00b"]}], id="path-nul"),
+        pytest.param([{"modified": ["a/" * 3000]}], id="path-too-long"),
+        pytest.param([{"modified": [f"f{i}" for i in range(10_001)]}], id="too-many-paths"),
+        pytest.param(
+            [{"added": [f"f{i}" for i in range(6000)], "removed": [f"g{i}" for i in range(6000)]}],
+            id="too-many-over-lists",
+        ),
+    ],
+)
+def test_malformed_or_huge_file_lists_are_unknown_not_an_error(
+    provider: str, commits: object
+) -> None:
+    event = parse_push(PUSH_HEADERS[provider], with_commits(provider, commits))
+
+    assert event is not None
+    assert event.changed_paths is None
+    assert event.repo_urls  # the push itself still counts
+
+
+@pytest.mark.parametrize("provider", ["bitbucket", "bitbucket-server"])
+def test_bitbucket_payloads_do_not_say_which_files_changed(provider: str) -> None:
+    event = parse_push(PUSH_HEADERS[provider], fixture_bytes(PUSH_FIXTURE[provider]))
+
+    assert event is not None
+    assert event.changed_paths is None
+
+
+GENERIC_BODY = {
+    "repository": {"url": "https://git.example.com/team/apps"},
+    "ref": "refs/heads/main",
+}
+
+
+def test_generic_paths_are_the_changed_files() -> None:
+    body = json.dumps({**GENERIC_BODY, "paths": ["apps/a/x.yaml", "apps/a/x.yaml", "b"]}).encode()
+
+    event = parse_push(PUSH_HEADERS["generic"], body)
+
+    assert event is not None
+    assert event.changed_paths == ("apps/a/x.yaml", "b")
+
+
+def test_generic_paths_over_the_limit_are_unknown() -> None:
+    body = json.dumps({**GENERIC_BODY, "paths": [f"f{i}" for i in range(10_001)]}).encode()
+
+    event = parse_push(PUSH_HEADERS["generic"], body)
+
+    assert event is not None
+    assert event.changed_paths is None
+
+
+@pytest.mark.parametrize(
+    "paths", ["apps/a/x.yaml", {"a": 1}, [1], [""], [None], ["a" * 5000]], ids=repr
+)
+def test_generic_paths_of_another_shape_are_refused(paths: object) -> None:
+    body = json.dumps({**GENERIC_BODY, "paths": paths}).encode()
+
+    with pytest.raises(WebhookPayloadError, match=r"body\.paths") as caught:
+        parse_push(PUSH_HEADERS["generic"], body)
+
+    assert type(caught.value) is WebhookPayloadError
+    assert "aaaa" not in str(caught.value)
 
 
 def test_generic_after_is_optional() -> None:
@@ -468,8 +578,6 @@ def test_unknown_provider_never_verifies_when_a_secret_is_configured() -> None:
 
 # --- hostile and malformed bodies ---------------------------------------------------------------
 
-DELETE = object()
-
 
 def mutated(doc: Any, path: tuple[str | int, ...], value: object) -> bytes:
     doc = copy.deepcopy(doc)
@@ -685,6 +793,9 @@ def parse_or_payload_error(provider: str, body: bytes) -> None:
         assert result.repo_urls
         assert all(isinstance(u, str) and len(u) <= 2048 for u in result.repo_urls)
         assert result.ref.startswith("refs/")
+        if result.changed_paths is not None:
+            assert len(result.changed_paths) <= 10_000
+            assert all(isinstance(p, str) and 0 < len(p) <= 4096 for p in result.changed_paths)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
