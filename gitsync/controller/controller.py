@@ -49,7 +49,7 @@ from gitsync.controller.scheduler import RefreshScheduler
 from gitsync.controller.sharding import ShardSet
 from gitsync.engine import Engine
 from gitsync.kube import ApiError, KubeClient
-from gitsync.kube.cache import WatchCache
+from gitsync.kube.cache import NotWatchedError, WatchCache
 from gitsync.kube.leader import LeaderElector
 from gitsync.model import ResourceKey
 from gitsync.policy import Policy
@@ -167,6 +167,7 @@ class Controller:
                     kube,
                     workers=self.config.apply_workers,
                     live=self._live_reader(cache),
+                    inventory_version=inventory_version_of(cache),
                     policy=self.policy,
                 )
                 engine = Engine(
@@ -297,11 +298,8 @@ class Controller:
         if obj is None:
             self.scheduler.unschedule(key)
             return
-        try:
-            interval = parse_application(obj).interval
-        except SpecError:
-            interval = 180.0
-        self.scheduler.schedule(key, interval)
+        # the reconcile parsed the spec already; an invalid spec is looked at again at 3m
+        self.scheduler.schedule(key, outcome.interval or 180.0)
         if outcome.requeue is not None:
             self.queue.add(key, "requeue", delay=outcome.requeue)
 
@@ -440,6 +438,21 @@ class Controller:
             if obj is not None:
                 out.append(obj)
         return out
+
+
+def inventory_version_of(cache: WatchCache) -> Callable[[str, str], str | None]:
+    """The resourceVersion of an inventory ConfigMap in the watch cache (watching ConfigMaps in
+    the app's namespace on first use), or None when it cannot say: the inventory is then GET."""
+
+    def version(namespace: str, name: str) -> str | None:
+        try:
+            cache.ensure("v1", "ConfigMap", namespace, timeout=10.0)  # else a GET answers
+            obj = cache.get("v1", "ConfigMap", namespace, name)
+        except (ApiError, TimeoutError, NotWatchedError, RuntimeError):  # stopped, unlistable
+            return None
+        return str((obj.get("metadata") or {}).get("resourceVersion") or "") if obj else None
+
+    return version
 
 
 def _ref_matches(target: str, event: PushEvent) -> bool:

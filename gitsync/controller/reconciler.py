@@ -92,6 +92,7 @@ class AppRuntime:
     seen_annotations: dict[str, str] = field(default_factory=dict)
     rollouts: list[ResourceKey] = field(default_factory=list)
     pushed_at: float | None = None  # time.monotonic() when the latest push webhook arrived
+    interval: float | None = None  # spec.interval in seconds, when the spec parsed
 
 
 @dataclass
@@ -111,9 +112,13 @@ class _Pass:
 
 @dataclass
 class Outcome:
-    """What the reconcile wants next: requeue after ``requeue`` seconds (None: at the interval)."""
+    """What the reconcile wants next: requeue after ``requeue`` seconds (None: at the interval).
+    ``interval`` is the app's refresh interval when its spec parsed, so the caller scheduling
+    the next refresh does not parse the Application a second time (a tenth of a no-change
+    refresh at 1,000 apps)."""
 
     requeue: float | None = None
+    interval: float | None = None
 
 
 class Reconciler:
@@ -145,6 +150,12 @@ class Reconciler:
     # -- the reconcile -------------------------------------------------------------------------
 
     def reconcile(self, key: AppKey, reasons: set[str]) -> Outcome:
+        outcome = self._reconcile_app(key, reasons)
+        rt = self.runtime.get(key)
+        outcome.interval = rt.interval if rt is not None else None
+        return outcome
+
+    def _reconcile_app(self, key: AppKey, reasons: set[str]) -> Outcome:
         obj = self.store.get(key)
         if obj is None:
             self.runtime.pop(key, None)
@@ -152,6 +163,7 @@ class Reconciler:
                 self.metrics.forget_app(*key)
             return Outcome()
         rt = self.runtime.setdefault(key, AppRuntime())
+        rt.interval = None  # until the spec parses
         started = self.clock()
         bound = log.bind(app=f"{key[0]}/{key[1]}", trigger=",".join(sorted(reasons)))
         old = dict(obj.get("status") or {})
@@ -164,6 +176,7 @@ class Reconciler:
             self._stalled(new, generation, "InvalidSpec", str(exc))
             self._write(key, new, old)
             return Outcome()
+        rt.interval = app.interval
         new["observedGeneration"] = generation
         if generation != rt.seen_generation or annotations != rt.seen_annotations:
             rt.seen_generation, rt.seen_annotations = generation, annotations

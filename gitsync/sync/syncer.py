@@ -45,7 +45,7 @@ from gitsync.model import HealthStatus, ResourceKey, ResultCode, SyncStatus
 from gitsync.policy import Policy
 from gitsync.render import RenderedManifest
 from gitsync.sync import ordering, tracking
-from gitsync.sync.inventory import Inventory, InventoryEntry
+from gitsync.sync.inventory import Inventory, InventoryEntry, InventoryMemo, VersionReader
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -199,6 +199,7 @@ class Syncer:
         crd_timeout: float = 60.0,
         poll_interval: float = 0.5,
         live: LiveReader | None = None,
+        inventory_version: VersionReader | None = None,
         takeover: TemplateTakeover | None = None,
         policy: Policy | None = None,
     ):
@@ -210,6 +211,9 @@ class Syncer:
         # a reader given here is a cache in memory (the controller's watch cache): read serially
         self._live_is_local = live is not None
         self._memo: dict[str, dict[ResourceKey, _Memo]] = {}
+        # the watch cache's resourceVersion of an inventory: lets a refresh skip its GET
+        self._inventory_version = inventory_version
+        self._inventories = InventoryMemo()
         self.workers = workers
         self.wave_timeout = wave_timeout
         self.crd_timeout = crd_timeout
@@ -420,7 +424,7 @@ class Syncer:
                     item.key, rendered[item.key], item.live, ignore=ignore, desired_is_dry_run=False
                 )
         self._memo[app.qualified_name] = memo
-        inventory = Inventory(self.kube, app.namespace, app.name).load()
+        inventory = self._inventory(app).load()
         rendered_keys = {i.key for i in items}
         extraneous = {k: e for k, e in inventory.items() if k not in rendered_keys}
         return Comparison(items, extraneous, inventory, rollout_work)
@@ -473,7 +477,7 @@ class Syncer:
                 ahead.setdefault(entry.key, entry)
             if len(ahead) > len(comparison.inventory):
                 try:
-                    Inventory(self.kube, app.namespace, app.name).store(
+                    self._inventory(app).store(
                         ahead.values(), comparison.inventory, revision=revision
                     )
                     recorded = ahead
@@ -541,13 +545,18 @@ class Syncer:
                     keep.append(entry)
             # retried like the applies: one throttled write must not leave applied objects
             # out of the inventory (where a later prune would never find them)
-            with_retries(
-                lambda: Inventory(self.kube, app.namespace, app.name).store(
-                    keep, recorded, revision=revision
-                )
-            )
+            with_retries(lambda: self._inventory(app).store(keep, recorded, revision=revision))
         bound.info("sync finished", phase=result.phase, results=len(result.results))
         return result
+
+    def _inventory(self, app: Application) -> Inventory:
+        return Inventory(
+            self.kube,
+            app.namespace,
+            app.name,
+            memo=self._inventories,
+            cached_version=self._inventory_version,
+        )
 
     @staticmethod
     def _rendered_entries(comparison: Comparison) -> list[InventoryEntry]:
