@@ -25,7 +25,8 @@ cluster-down:     ## stop exactly what cluster-up started
 # a .PHONY of its own: without it make sees the bench/ directory and does nothing
 .PHONY: bench
 bench:            ## the benchmark suite: gitsync vs kubectl / raw API limit (BENCHMARKS.md)
-	.venv/bin/python -m bench
+	mkdir -p .artifacts
+	.venv/bin/python -m bench --json .artifacts/bench.json --profile .artifacts/bench-profile.txt
 
 lint:
 	.venv/bin/ruff check gitsync tests && .venv/bin/mypy --strict gitsync && .venv/bin/lint-imports

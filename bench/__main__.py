@@ -128,8 +128,9 @@ def cluster(kubeconfig: str | None, workdir: Path) -> Iterator[tuple[Path, str]]
 
 
 def machine() -> dict[str, Any]:
+    # "-dirty" when tracked files differ from the commit: the figures are then not its own
     commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
+        ["git", "describe", "--always", "--dirty", "--abbrev=7"],
         cwd=ROOT,
         capture_output=True,
         text=True,
