@@ -393,7 +393,8 @@ def cold_apply_and_resync(cluster: Cluster, n: int, runs: int, workdir: Path) ->
             median(resync["kubectl_s"]),
             runs,
             samples={"gitsync": resync["steady_s"], "kubectl": resync["kubectl_s"]},
-            note=f"{median(resync['steady_gets']):g} GETs (one per object + inventory)",
+            note=f"{median(resync['steady_gets']):g} GET requests (a LIST per kind the app has "
+            "many of, a GET for each other object, the inventory)",
         ),
         Row(
             "no-change re-sync: real writes (steady)",

@@ -444,13 +444,20 @@ class KubeClient:
         *,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
     ) -> dict[str, Any]:
-        """The list object (``items`` and ``metadata.resourceVersion``)."""
+        """The list object (``items`` and ``metadata.resourceVersion``; with ``limit``, one page
+        of it and ``metadata.continue`` for the next one)."""
         query: dict[str, str] = {}
         if label_selector:
             query["labelSelector"] = label_selector
         if field_selector:
             query["fieldSelector"] = field_selector
+        if limit is not None:
+            query["limit"] = str(limit)
+        if continue_token:
+            query["continue"] = continue_token
         return self.request("GET", self.path(api_version, kind, namespace), query=query or None)
 
     def apply(
