@@ -93,6 +93,7 @@ class AppRuntime:
     rollouts: list[ResourceKey] = field(default_factory=list)
     pushed_at: float | None = None  # time.monotonic() when the latest push webhook arrived
     interval: float | None = None  # spec.interval in seconds, when the spec parsed
+    not_before: float = 0.0  # self.clock() before which the API server asked us to stay away
 
 
 @dataclass
@@ -163,6 +164,9 @@ class Reconciler:
                 self.metrics.forget_app(*key)
             return Outcome()
         rt = self.runtime.setdefault(key, AppRuntime())
+        wait = rt.not_before - self.clock()
+        if wait > 0:  # a 429's Retry-After: no trigger (a watch event, a push) may cut it short
+            return Outcome(requeue=wait)
         rt.interval = None  # until the spec parses
         started = self.clock()
         bound = log.bind(app=f"{key[0]}/{key[1]}", trigger=",".join(sorted(reasons)))
@@ -567,6 +571,9 @@ class Reconciler:
         rt = p.rt
         rt.api_failures += 1
         delay = min(API_RETRY_MIN * 2 ** (rt.api_failures - 1), API_RETRY_MAX)
+        if exc.retry_after:  # the server said how long: a hard floor for this app's next pass
+            delay = max(delay, min(exc.retry_after, API_RETRY_MAX))
+            rt.not_before = self.clock() + delay
         p.bound.warning("API server unavailable; retrying", error=str(exc), retry_in=delay)
         return Outcome(requeue=delay)
 
