@@ -33,9 +33,13 @@ from dataclasses import dataclass
 from gitsync.render.errors import LimitExceededError, RenderError
 
 _STDERR_KEEP = 16 * 1024
-# Go: "fatal error: runtime: out of memory", "out of memory allocating heap arena metadata";
+# Go: "fatal error: runtime: out of memory", "out of memory allocating heap arena metadata", and
+# "runtime/cgo: pthread_create failed: Resource temporarily unavailable" when the data limit is
+# reached while the runtime maps a new thread's stack (seen once in CI);
 # Python: "MemoryError".
-_OUT_OF_MEMORY = re.compile(r"out of memory|MemoryError|cannot allocate memory", re.IGNORECASE)
+_OUT_OF_MEMORY = re.compile(
+    r"out of memory|MemoryError|cannot allocate memory|pthread_create failed", re.IGNORECASE
+)
 _CHUNK = 64 * 1024
 
 
