@@ -11,6 +11,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from gitsync.testing.processes import ManagedProcess, free_port
 
 
@@ -69,3 +71,14 @@ class ServeProcess:
 
     def log(self, lines: int = 200) -> str:
         return self.proc.log_tail(lines) if self.proc else ""
+
+    def metric(self, name: str, /, **labels: str) -> float:
+        """The sum of ``name``'s samples on /metrics whose labels include ``labels`` (0 if none)."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:  # noqa: S310
+            text = resp.read().decode()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )

@@ -15,12 +15,10 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-import urllib.request
 from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from gitsync.kube import KubeClient
 from gitsync.testing.apps import app_status, application, github_push
@@ -49,26 +47,14 @@ def configmap(i: int, value: str) -> str:
     )
 
 
-def reconciles(ctl: ServeProcess) -> float:
-    """How many reconciles the controller has finished (``/metrics``)."""
-    with urllib.request.urlopen(ctl.url + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "gitsync_reconcile_duration_seconds_count"
-    )
-
-
 def settle(ctl: ServeProcess, quiet: float = 2.0, timeout: float = 180.0) -> None:
     """Wait until no reconcile has finished for ``quiet`` seconds: the follow-ups of the first
     syncs are over and the one worker is idle."""
     deadline = time.monotonic() + timeout
-    last, since = reconciles(ctl), time.monotonic()
+    last, since = ctl.metric("gitsync_reconcile_duration_seconds_count"), time.monotonic()
     while time.monotonic() < deadline:
         time.sleep(0.25)
-        now = reconciles(ctl)
+        now = ctl.metric("gitsync_reconcile_duration_seconds_count")
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet:

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from gitsync.kube import KubeClient
 from gitsync.source import normalize_url
@@ -65,22 +64,9 @@ def configmap_only_repo(git_server: GitServer) -> GitRepo:
     )
 
 
-def metric(ctl: ServeProcess, name: str, /, **labels: str) -> float:
-    """The sum of ``name``'s samples on /metrics whose labels include ``labels`` (0 if none)."""
-    with urllib.request.urlopen(ctl.url + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
-
-
 def git_requests(ctl: ServeProcess, repo: GitRepo, request_type: str) -> float:
     """``gitsync_git_request_total`` for one repository and request type."""
-    return metric(
-        ctl,
+    return ctl.metric(
         "gitsync_git_request_total",
         repo=normalize_url(repo.file_url()),
         request_type=request_type,
@@ -88,7 +74,7 @@ def git_requests(ctl: ServeProcess, repo: GitRepo, request_type: str) -> float:
 
 
 def webhooks(ctl: ServeProcess, provider: str, result: str) -> float:
-    return metric(ctl, "gitsync_webhook_requests_total", provider=provider, result=result)
+    return ctl.metric("gitsync_webhook_requests_total", provider=provider, result=result)
 
 
 def post(

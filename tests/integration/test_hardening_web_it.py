@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gitsync.kube import KubeClient
 from gitsync.testing.apps import WEBHOOK_SECRET, app_status, application
@@ -64,17 +63,6 @@ def rss_bytes(ctl: ServeProcess) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
-
-
-def metric(ctl: ServeProcess, name: str, /, **labels: str) -> float:
-    with urllib.request.urlopen(ctl.url + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 def get_status(ctl: ServeProcess, path: str) -> int:
@@ -170,8 +158,8 @@ def test_a_flood_of_bad_signatures_is_refused_while_good_requests_are_served(
     serve: Any,
 ) -> None:
     ctl = serve()
-    unauthorized_before = metric(
-        ctl, "gitsync_webhook_requests_total", provider="github", result="unauthorized"
+    unauthorized_before = ctl.metric(
+        "gitsync_webhook_requests_total", provider="github", result="unauthorized"
     )
     flooders, per_thread = 4, 750  # 3,000 deliveries, about 1,000/s where the machine allows
     bad_headers = github_headers(BODY, secret="not-" + WEBHOOK_SECRET)
@@ -215,7 +203,7 @@ def test_a_flood_of_bad_signatures_is_refused_while_good_requests_are_served(
     # Good requests were served during the flood, every one of them.
     assert len(good_statuses) >= 2
     assert set(good_statuses) <= {200, 202} and good_statuses.count(202) >= 1
-    after = metric(ctl, "gitsync_webhook_requests_total", provider="github", result="unauthorized")
+    after = ctl.metric("gitsync_webhook_requests_total", provider="github", result="unauthorized")
     assert after - unauthorized_before == flooders * per_thread
 
 
