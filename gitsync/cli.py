@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gitsync.engine import Engine
     from gitsync.kube import KubeClient
     from gitsync.source import GitCredentials
+    from gitsync.source.credentials import RepositoryCredential
     from gitsync.web.auth import AuthSettings
 
 DEFAULT_CLUSTER_DIR = Path(".cluster")
@@ -88,22 +89,61 @@ def _load_application(path: str) -> Application:
     return parse_application(docs[0])
 
 
-def _env_credentials() -> GitCredentials | None:
-    """Credentials from GITSYNC_GIT_* for Applications that name no secretRef."""
-    from gitsync.source import GitCredentials
+ALLOW_HTTP_ENV = "GITSYNC_GIT_INSECURE_ALLOW_HTTP"
 
-    def read(path: str | None) -> str | None:
-        return Path(path).read_text() if path else None
 
-    username = os.environ.get("GITSYNC_GIT_USERNAME")
-    password = os.environ.get("GITSYNC_GIT_PASSWORD")
-    ssh_key = read(os.environ.get("GITSYNC_GIT_SSH_KEY_FILE"))
-    known_hosts = read(os.environ.get("GITSYNC_GIT_KNOWN_HOSTS_FILE"))
-    if not any((username, password, ssh_key, known_hosts)):
+def _env_flag(name: str) -> bool:
+    """A true/false environment variable; anything else is refused, naming it."""
+    value = os.environ.get(name, "").strip().lower()
+    if value not in ("", "true", "false"):
+        raise SpecError(name, 'expected "true" or "false"')
+    return value == "true"
+
+
+def _env_credential_entry(args: argparse.Namespace) -> RepositoryCredential | None:
+    """``serve``'s GITSYNC_GIT_* credentials as one repository-credential entry, sent only to
+    repositories under ``--git-credentials-url`` (or $GITSYNC_GIT_URL). Credentials without that
+    prefix are refused, not sent everywhere; a prefix without credentials is refused too."""
+    from gitsync.source.credentials import CredentialsError, parse_entry
+
+    def read(path: str | None) -> str:
+        return Path(path).read_text() if path else ""
+
+    data = {
+        "username": os.environ.get("GITSYNC_GIT_USERNAME", ""),
+        "password": os.environ.get("GITSYNC_GIT_PASSWORD", ""),
+        "sshPrivateKey": read(os.environ.get("GITSYNC_GIT_SSH_KEY_FILE")),
+        "knownHosts": read(os.environ.get("GITSYNC_GIT_KNOWN_HOSTS_FILE")),
+        "caData": read(os.environ.get("GITSYNC_GIT_CA_FILE")),
+    }
+    data = {key: value for key, value in data.items() if value}
+    url = args.git_credentials_url or os.environ.get("GITSYNC_GIT_URL", "")
+    allow_http = args.git_credentials_insecure_allow_http or _env_flag(ALLOW_HTTP_ENV)
+    if not data:
+        if url or allow_http:
+            raise SpecError(
+                "--git-credentials-url",
+                "a URL prefix was given but no GITSYNC_GIT_USERNAME, GITSYNC_GIT_PASSWORD, "
+                "GITSYNC_GIT_SSH_KEY_FILE or GITSYNC_GIT_CA_FILE to send to it",
+            )
         return None
-    return GitCredentials(
-        username=username, password=password, ssh_private_key=ssh_key, known_hosts=known_hosts
-    )
+    if not url:
+        raise SpecError(
+            "--git-credentials-url",
+            "GITSYNC_GIT_* credentials need the repository URL prefix they may be sent to: "
+            "set --git-credentials-url or $GITSYNC_GIT_URL (e.g. https://github.com/my-org), "
+            "or use repository-credential Secrets (README: Security)",
+        )
+    data["url"] = url
+    data["insecureAllowHttp"] = "true" if allow_http else "false"
+    try:
+        return parse_entry(
+            "the GITSYNC_GIT_* credentials",
+            data,
+            allow_http_hint=f"--git-credentials-insecure-allow-http or {ALLOW_HTTP_ENV}=true",
+        )
+    except CredentialsError as exc:
+        raise SpecError("--git-credentials-url", str(exc)) from None
 
 
 def _credentials(args: argparse.Namespace) -> GitCredentials | None:
@@ -128,12 +168,25 @@ def _engine(args: argparse.Namespace) -> Engine:
     from gitsync.kube import KubeClient
     from gitsync.policy import Policy
     from gitsync.source import SourceCache
+    from gitsync.source.credentials import no_password_over_http
 
     policy = Policy.from_yaml(Path(args.policy).read_bytes()) if args.policy else None
     kube = KubeClient.from_kubeconfig(args.kubeconfig, context=args.context)
     cache_root = Path(args.cache_dir or _default_cache_dir())
     creds = _credentials(args)
-    engine = Engine(kube, SourceCache(cache_root), credentials=lambda app: creds)
+    allow_http = args.git_insecure_allow_http or _env_flag(ALLOW_HTTP_ENV)
+
+    def credentials(app: Application) -> GitCredentials | None:
+        # The operator's own credentials, but still no password over plain http unasked.
+        no_password_over_http(
+            creds,
+            app.source.repo_url,
+            allowed=allow_http,
+            hint=f"--git-insecure-allow-http or {ALLOW_HTTP_ENV}=true",
+        )
+        return creds
+
+    engine = Engine(kube, SourceCache(cache_root), credentials=credentials)
     engine.syncer.policy = policy
     return engine
 
@@ -308,7 +361,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         auth = _web_auth(args)
-    except AuthConfigError as exc:
+        credential_entry = _env_credential_entry(args)
+    except (AuthConfigError, SpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
@@ -328,7 +382,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         lease_duration=args.lease_duration,
         shards=args.shards,
         allow_exec_credentials=args.allow_exec_credentials,
-        default_credentials=_env_credentials(),
+        credential_entry=credential_entry,
         policy_file=Path(args.policy) if args.policy else None,
     )
     try:
@@ -560,6 +614,11 @@ def _engine_args(p: argparse.ArgumentParser, *, file_required: bool = True) -> N
     p.add_argument("--ssh-key", default=None, help="private key file, or $GITSYNC_GIT_SSH_KEY_FILE")
     p.add_argument("--known-hosts", default=None, help="or $GITSYNC_GIT_KNOWN_HOSTS_FILE")
     p.add_argument(
+        "--git-insecure-allow-http",
+        action="store_true",
+        help=f"send the Git password over plain http:// too (or ${ALLOW_HTTP_ENV}=true)",
+    )
+    p.add_argument(
         "--policy", default=None, metavar="FILE", help="destination policy (README: Security)"
     )
 
@@ -641,6 +700,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Lease (README: Sharding); 0 (default): one controller, or --leader-elect",
     )
     serve.add_argument("--allow-exec-credentials", action="store_true")
+    serve.add_argument(
+        "--git-credentials-url",
+        default=None,
+        metavar="URL",
+        help="the repository URL prefix the GITSYNC_GIT_* credentials are sent to (or "
+        "$GITSYNC_GIT_URL); required when they are set (README: Security)",
+    )
+    serve.add_argument(
+        "--git-credentials-insecure-allow-http",
+        action="store_true",
+        help=f"let the GITSYNC_GIT_* password go over plain http:// (or ${ALLOW_HTTP_ENV}=true)",
+    )
     serve.add_argument("--install-crd", action="append", default=[], metavar="FILE")
     serve.add_argument("--webhook-max-bytes", type=int, default=1024 * 1024)
     serve.add_argument(

@@ -19,7 +19,6 @@ the app's shard (``gitsync.controller.sharding``).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import threading
 import time
@@ -45,6 +44,7 @@ from gitsync.controller.metrics import Metrics
 from gitsync.controller.push_paths import touched, watched_paths
 from gitsync.controller.queue import WorkQueue
 from gitsync.controller.reconciler import PUSH_TRIGGER_PREFIX, REFRESH_REQUEST, Reconciler
+from gitsync.controller.repo_credentials import RepositoryCredentials
 from gitsync.controller.scheduler import RefreshScheduler
 from gitsync.controller.sharding import ShardSet
 from gitsync.engine import Engine
@@ -54,7 +54,8 @@ from gitsync.kube.leader import LeaderElector
 from gitsync.model import ResourceKey
 from gitsync.policy import Policy
 from gitsync.render import RenderCache
-from gitsync.source import GitCredentials, SourceCache, normalize_url
+from gitsync.source import SourceCache, normalize_url
+from gitsync.source.credentials import RepositoryCredential
 from gitsync.sync import Syncer
 from gitsync.webhook import PushEvent
 
@@ -75,7 +76,8 @@ class ControllerConfig:
     allow_exec_credentials: bool = False
     full_compare_every: float = 300.0
     apply_workers: int = 8
-    default_credentials: GitCredentials | None = None  # for Applications without a secretRef
+    # the GITSYNC_GIT_* environment as one repository-credential entry (with its URL prefix)
+    credential_entry: RepositoryCredential | None = None
     policy_file: Path | None = None  # destination policy (gitsync.policy); None allows everything
 
 
@@ -108,6 +110,9 @@ class Controller:
         self.clusters = ClusterRegistry(
             kube, config.controller_namespace, allow_exec=config.allow_exec_credentials
         )
+        self.repo_credentials = RepositoryCredentials(
+            kube, config.controller_namespace, env_entry=config.credential_entry
+        )
         self._clusters: dict[int, _Cluster] = {}
         self._clusters_lock = threading.Lock()
         local = self._cluster(kube)
@@ -129,7 +134,6 @@ class Controller:
         self._leading = threading.Event()
         self._stopped = threading.Event()
         self._started = threading.Event()
-        self._credentials: dict[tuple[str, str], tuple[float, GitCredentials | None]] = {}
         self.elector: LeaderElector | None = None
         self.sharding: ShardSet | None = None
         if config.shards > 0:  # each shard's Lease replaces the one leader Lease
@@ -175,7 +179,7 @@ class Controller:
                     self.sources,
                     renders=self.renders,
                     syncer=syncer,
-                    credentials=self._credentials_for,
+                    credentials=self.repo_credentials.for_app,
                 )
                 cluster = self._clusters[id(kube)] = _Cluster(kube, cache, engine)
             return cluster
@@ -196,30 +200,6 @@ class Controller:
 
     def _engine_for(self, app: Application) -> Engine:
         return self._cluster(self.clusters.client(app.destination.name)).engine
-
-    def _credentials_for(self, app: Application) -> GitCredentials | None:
-        name = app.source.credentials_secret
-        if not name:
-            return self.config.default_credentials
-        key = (app.namespace, name)
-        cached = self._credentials.get(key)
-        if cached and time.monotonic() - cached[0] < 30:
-            return cached[1]
-        secret = self.kube.get("v1", "Secret", name, app.namespace)
-        creds = None
-        if secret is not None:
-            data = {
-                k: base64.b64decode(v).decode(errors="replace")
-                for k, v in (secret.get("data") or {}).items()
-            }
-            creds = GitCredentials(
-                username=data.get("username"),
-                password=data.get("password"),
-                ssh_private_key=data.get("sshPrivateKey"),
-                known_hosts=data.get("knownHosts"),
-            )
-        self._credentials[key] = (time.monotonic(), creds)
-        return creds
 
     # -- lifecycle ----------------------------------------------------------------------------
 

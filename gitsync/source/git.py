@@ -8,9 +8,10 @@ people's secrets:
 
 * **Secrets never reach argv, URLs on disk or messages.** HTTPS passwords are handed over by a
   ``GIT_ASKPASS`` script that reads them from environment variables of that one git process; SSH
-  keys and known_hosts go to 0600 files in a private 0700 directory that is removed afterwards. A
-  password embedded in a URL is lifted out of it the same way. Every message and chained cause is
-  passed through ``redact``.
+  keys, known_hosts and a CA bundle go to 0600 files in a private 0700 directory that is removed
+  afterwards. Userinfo embedded in an http(s) URL is lifted out of it the same way, a user name
+  alone included (GitHub documents ``https://<token>@github.com/...``). Every message and chained
+  cause is passed through ``redact``, which shows an http(s) URL's userinfo as ``***@``.
 * **Nothing of the host's Git or SSH setup leaks in.** ``HOME`` is the private directory,
   ``GIT_CONFIG_NOSYSTEM`` is set, ssh runs with ``-F /dev/null``; credential helpers, the user's
   ``~/.ssh`` and ``/etc/ssh/ssh_known_hosts`` are not consulted. Host keys are checked strictly
@@ -56,6 +57,7 @@ DEFAULT_TIMEOUT_SECONDS: Final = 60.0
 ALLOWED_SCHEMES: Final = frozenset({"https", "http", "ssh", "file"})
 DEFAULT_HTTP_USERNAME: Final = "git"  # when only a token is given; most forges ignore the name
 REDACTED: Final = "***"
+_MIN_REDACTED_LENGTH: Final = 8  # shorter literals are not redacted inside free text
 
 _ASKPASS_USERNAME_ENV: Final = "GITSYNC_GIT_USERNAME"
 _ASKPASS_PASSWORD_ENV: Final = "GITSYNC_GIT_PASSWORD"  # noqa: S105 - a variable name, not a value
@@ -82,7 +84,11 @@ _SCP_LIKE_URL = re.compile(
     r"(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]):(?P<path>[^\s]+)"
 )
 # Greedy up to the last "@" before the path, so an unescaped "@" in a password is covered too.
-_URL_USERINFO = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^/\s]*@")
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<user>[^/\s:?#]*)(?P<password>:[^/\s?#]*)?@"
+)
+# Schemes whose user name is part of the address (``ssh://git@host/x``), not a secret.
+_ADDRESS_USER_SCHEMES: Final = frozenset({"ssh", "git+ssh", "ssh+git"})
 _UNSAFE_CHARACTERS = re.compile(r"[\x00-\x20\x7f]")
 _INVALID_REVISION_CHARACTERS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 _HEX = re.compile(r"[0-9a-fA-F]{7,64}")
@@ -95,13 +101,16 @@ _HEX = re.compile(r"[0-9a-fA-F]{7,64}")
 class GitCredentials:
     """How to authenticate to a remote. HTTP(S) uses ``username``/``password`` (a token goes in
     ``password``); SSH uses ``ssh_private_key`` (unencrypted OpenSSH or PEM text) checked against
-    ``known_hosts`` (known_hosts file text) unless ``insecure_ignore_host_key``."""
+    ``known_hosts`` (known_hosts file text) unless ``insecure_ignore_host_key``. ``ca_data``
+    (PEM certificates) is the CA bundle https servers are verified against instead of the
+    system's."""
 
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ssh_private_key: str | None = field(default=None, repr=False)
     known_hosts: str | None = None
     insecure_ignore_host_key: bool = False
+    ca_data: str | None = None
 
     def __repr__(self) -> str:
         # Only whether secrets are set, never their values.
@@ -110,7 +119,8 @@ class GitCredentials:
             f"password={'<set>' if self.password else None}, "
             f"ssh_private_key={'<set>' if self.ssh_private_key else None}, "
             f"known_hosts={_count_known_hosts(self.known_hosts)}, "
-            f"insecure_ignore_host_key={self.insecure_ignore_host_key})"
+            f"insecure_ignore_host_key={self.insecure_ignore_host_key}, "
+            f"ca_data={'<set>' if self.ca_data else None})"
         )
 
     __str__ = __repr__
@@ -121,7 +131,11 @@ class GitCredentials:
         values = [self.password] if self.password else []
         if self.ssh_private_key:
             lines = [line.strip() for line in self.ssh_private_key.splitlines()]
-            values += [line for line in lines if len(line) >= 8 and not line.startswith("-----")]
+            values += [
+                line
+                for line in lines
+                if len(line) >= _MIN_REDACTED_LENGTH and not line.startswith("-----")
+            ]
         return values
 
 
@@ -133,8 +147,20 @@ def _count_known_hosts(text: str | None) -> str | None:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password in its userinfo replaced: ``https://u:pw@h/x`` -> ``https://u:***@h/x``."""
-    return _URL_USERINFO.sub(rf"\g<prefix>:{REDACTED}@", url)
+    """``url`` (or every URL in a text) fit to show: for http(s) and other schemes the whole
+    userinfo goes, since a token is often the user name (``https://ghp_x@h/r`` and
+    ``https://u:pw@h/r`` both show as ``https://***@h/r``); for ssh the user name is part of the
+    address and stays, a password goes (``ssh://git:***@h/r``). scp-like ``git@host:path`` has no
+    password and is left as it is."""
+    return _URL_USERINFO.sub(_redacted_userinfo, url)
+
+
+def _redacted_userinfo(match: re.Match[str]) -> str:
+    scheme = match["scheme"]
+    if scheme.lower() in _ADDRESS_USER_SCHEMES:
+        password = f":{REDACTED}" if match["password"] is not None else ""
+        return f"{scheme}://{match['user']}{password}@"
+    return f"{scheme}://{REDACTED}@"
 
 
 def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
@@ -264,21 +290,26 @@ def parse_remote(url: str) -> Remote:
         )
     host = f"{hostname}:{port}" if port else hostname
     transport = "ssh" if scheme == "ssh" else "http"
-    password = unquote(parts.password) if parts.password is not None else None
-    if password is None:
-        return Remote(url, display, host, transport, parts.username)
-    # Lift the password out of the URL: git would put it in argv and .git/config.
+    if "@" not in parts.netloc:
+        return Remote(url, display, host, transport, None)
+    # Lift the userinfo out of the URL: git would put it in argv and .git/config. Over http(s)
+    # all of it goes (a token is often the user name); ssh keeps the user, part of the address.
     userinfo, _, hostport = parts.netloc.rpartition("@")
-    user_part = userinfo.partition(":")[0]
-    stripped = parts._replace(netloc=f"{user_part}@{hostport}" if user_part else hostport).geturl()
-    return Remote(
-        stripped,
-        display,
-        host,
-        transport,
-        unquote(user_part) if user_part else None,
-        password,
-    )
+    user_part, has_password, password_part = userinfo.partition(":")
+    username = unquote(user_part) if user_part else None
+    password = unquote(password_part) if has_password else None
+    kept = f"{user_part}@" if transport == "ssh" and user_part else ""
+    stripped = parts._replace(netloc=f"{kept}{hostport}").geturl()
+    return Remote(stripped, display, host, transport, username, password)
+
+
+def _url_user_secret(remote: Remote) -> list[str]:
+    """An http(s) URL's user name, as a value to redact when it looks like a token (long enough
+    that replacing it cannot garble a message: ``git`` or ``bob`` are left alone)."""
+    user = remote.username
+    if remote.transport == "http" and user and len(user) >= _MIN_REDACTED_LENGTH:
+        return [user]
+    return []
 
 
 def check_revision(revision: str) -> str:
@@ -317,6 +348,7 @@ class GitSession:
         self.secrets = [
             *self.credentials.secrets(),
             *([remote.password] if remote.password else []),
+            *_url_user_secret(remote),
         ]
         self.directory: Path | None = None
         self.env: dict[str, str] = {}
@@ -371,8 +403,17 @@ class GitSession:
             "GIT_SSH_VARIANT": "ssh",
             "LC_ALL": "C",
             "LANGUAGE": "C",
+            **self._tls_environment(directory),
         }
         return env
+
+    def _tls_environment(self, directory: Path) -> dict[str, str]:
+        """The credentials' CA bundle as a 0600 file in the private directory, for curl."""
+        if not self.credentials.ca_data:
+            return {}
+        bundle = directory / "ca.pem"
+        _write_private(bundle, self.credentials.ca_data.strip() + "\n", mode=0o600)
+        return {"GIT_SSL_CAINFO": str(bundle)}
 
     def _ssh_command(self, directory: Path) -> str:
         credentials = self.credentials

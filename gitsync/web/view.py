@@ -121,17 +121,9 @@ def status_class(status: str) -> str:
 
 
 def display_repo_url(url: str) -> str:
-    """A repo URL fit to show: for http(s) the whole userinfo goes (a token is often the user
-    name), for other schemes any password; ``git@host:path`` stays as it is."""
-    url = _text(url, 1024)
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return redact_url(url)
-    if parts.scheme.lower() in ("http", "https") and "@" in parts.netloc:
-        host = parts.netloc.rpartition("@")[2]
-        return parts._replace(netloc=f"***@{host}").geturl()
-    return redact_url(url)
+    """A repo URL fit to show (``gitsync.source.redact_url``): for http(s) the whole userinfo
+    goes (a token is often the user name), for ssh any password; ``git@host:path`` stays."""
+    return redact_url(_text(url, 1024))
 
 
 def http_link(url: str) -> str | None:

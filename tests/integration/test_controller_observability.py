@@ -215,7 +215,7 @@ def test_the_repo_password_is_nowhere_but_the_spec(kube: KubeClient, deployed: D
         assert password not in json.dumps(status), f"{name} status leaks the password"
     broken = app_status(kube, ns, "broken")
     message = next(c["message"] for c in broken["conditions"] if c["reason"] == "FetchFailed")
-    assert "no-such-repo" in message and ":***@" in message  # names the repo, redacted
+    assert "no-such-repo" in message and "://***@" in message  # names the repo, redacted
 
     events = kube.list("v1", "Event", ns).get("items", [])
     assert events

@@ -85,6 +85,8 @@ def make_app(
         env = {
             "GITSYNC_GIT_USERNAME": git_server.username,
             "GITSYNC_GIT_PASSWORD": git_server.password,
+            # the test Git server is plain http on loopback; a password goes there only if asked
+            "GITSYNC_GIT_INSECURE_ALLOW_HTTP": "true",
         }
         return AppUnderTest(
             repo, manifest, namespace, cluster.kubeconfig_path, tmp_path / "cache", env
@@ -244,6 +246,12 @@ def test_fetch_failures_apply_and_prune_nothing(
     assert run.code == 2, run
     assert "fetch failed" in run.stderr and "authentication" in run.stderr.lower(), run
     assert wrong["GITSYNC_GIT_PASSWORD"] not in run.output
+
+    # issue 13 finding 1: without the opt-in the password is not sent over plain http at all
+    unasked = {k: v for k, v in app.env.items() if k != "GITSYNC_GIT_INSECURE_ALLOW_HTTP"}
+    run = AppUnderTest(**{**app.__dict__, "env": unasked}).cli("sync", "--prune")
+    assert run.code == 2 and "--git-insecure-allow-http" in run.stderr, run
+    assert app.env["GITSYNC_GIT_PASSWORD"] not in run.output
 
     git_server.fault = "html200"
     try:

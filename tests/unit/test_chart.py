@@ -38,7 +38,7 @@ NON_DEFAULT: dict[str, Any] = {
         "readOnlyTokens": {"existingSecret": "gitsync-viewers", "key": "tokens"},
         "behindTLS": True,
     },
-    "repoCredentials": {"existingSecret": "gitsync-repo"},
+    "repoCredentials": {"existingSecret": "gitsync-repo", "url": "https://git.example.com/org"},
 }
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -503,6 +503,30 @@ def test_secrets_are_referenced_by_name_never_inlined() -> None:
     assert not any(a.startswith("--api-token-file") for a in args)
     bcrypt = render({"ui": {"adminPassword": {"existingSecret": "ui", "bcrypt": True}}})
     assert "--admin-password-bcrypt=/etc/gitsync/ui/admin-password" in container_args(bcrypt)
+
+
+def test_repo_credentials_are_one_entry_scoped_to_their_url() -> None:
+    """Issue 13 finding 1: the chart's default credentials go only to repositories under
+    ``repoCredentials.url``; without one the chart refuses to render."""
+    with pytest.raises(helm_python.HelmError, match=r"repoCredentials\.url"):
+        render({"repoCredentials": {"existingSecret": "gitsync-repo"}})
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment(render(NON_DEFAULT))["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["GITSYNC_GIT_URL"] == "https://git.example.com/org"
+    assert env["GITSYNC_GIT_INSECURE_ALLOW_HTTP"] == "false"
+    plain = render(
+        {
+            "repoCredentials": {
+                "existingSecret": "r",
+                "url": "http://git.internal/org",
+                "insecureAllowHttp": True,
+            }
+        }
+    )
+    (container,) = deployment(plain)["spec"]["template"]["spec"]["containers"]
+    assert {"name": "GITSYNC_GIT_INSECURE_ALLOW_HTTP", "value": "true"} in container["env"]
 
 
 def test_an_ingress_needs_a_webhook_secret() -> None:

@@ -28,12 +28,18 @@ QyNTUxOQAAACBq6e1PS3cretKeyMaterialThatMustNeverBeShownAnywhere00000000
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("https://user:pw@example.com/x.git", "https://user:***@example.com/x.git"),
-        ("https://user:p%40ss@example.com:8443/x", "https://user:***@example.com:8443/x"),
-        ("https://user:p@ss@example.com/x", "https://user:***@example.com/x"),
-        ("http://:token@example.com/x", "http://:***@example.com/x"),
+        ("https://user:pw@example.com/x.git", "https://***@example.com/x.git"),
+        ("https://user:p%40ss@example.com:8443/x", "https://***@example.com:8443/x"),
+        ("https://user:p@ss@example.com/x", "https://***@example.com/x"),
+        ("http://:token@example.com/x", "http://***@example.com/x"),
         ("ssh://git:pw@example.com/x", "ssh://git:***@example.com/x"),
-        ("https://user@example.com/x.git", "https://user@example.com/x.git"),
+        # issue 13 finding 7: a token as the user name (GitHub's documented form)
+        ("https://ghp_16C7e42F292c6912E7710c8@github.com/o/r", "https://***@github.com/o/r"),
+        ("https://user@example.com/x.git", "https://***@example.com/x.git"),
+        ("HTTPS://a@b@example.com/x", "HTTPS://***@example.com/x"),
+        ("ftp://tok@example.com/x", "ftp://***@example.com/x"),
+        ("ssh://git@example.com/x", "ssh://git@example.com/x"),
+        ("https://example.com/x?to=a@b", "https://example.com/x?to=a@b"),
         ("https://example.com:443/x.git", "https://example.com:443/x.git"),
         ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
         ("file:///srv/git/x.git", "file:///srv/git/x.git"),
@@ -48,7 +54,7 @@ def test_redact_covers_urls_inside_messages_and_literal_secrets() -> None:
     message = "fatal: unable to access 'https://bob:hunter2@h/x.git/': token hunter2 rejected"
 
     assert redact(message, ["hunter2"]) == (
-        "fatal: unable to access 'https://bob:***@h/x.git/': token *** rejected"
+        "fatal: unable to access 'https://***@h/x.git/': token *** rejected"
     )
 
 
@@ -110,7 +116,7 @@ def test_refused_url_message_does_not_show_its_password() -> None:
     with pytest.raises(GitInvalidURLError) as caught:
         ls_remote("ftp://bob:hunter2@example.com/x.git")
     assert "hunter2" not in str(caught.value)
-    assert "bob:***@" in str(caught.value)
+    assert "ftp://***@example.com" in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,7 @@ def test_a_full_disk_while_fetching_is_a_transient_storage_error_without_secrets
     assert isinstance(error, GitStorageError)
     assert isinstance(error, TransientError)
     assert str(error) == (
-        "no space left on device while fetching https://user:***@host.example/org/repo.git"
+        "no space left on device while fetching https://***@host.example/org/repo.git"
     )
 
 

@@ -1,0 +1,172 @@
+"""Repository credentials scoped to URLs: which credentials, if any, a repository URL is sent.
+
+Controller-wide credentials used to go to every Application without its own, so a tenant who
+named a server of theirs as ``repoURL`` received the operator's token (plain ``http://``
+included). Here credentials are **entries**, shaped like Argo CD's repo-creds: a ``url`` prefix
+plus what to send. A repository gets the entry whose prefix matches its normalized URL
+(``normalize_url``) at a path-segment boundary, scheme and host compared exactly, the longest
+prefix winning; no match, no credentials. A password or token never goes over plain ``http://``
+unless its entry says ``insecureAllowHttp: "true"``.
+
+Pure: the keys of an entry (a Secret's decoded data, or the environment turned into the same
+keys) are parsed and checked here; reading Secrets is the controller's job
+(``gitsync.controller.repo_credentials``). Values are never put in a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import unquote, urlsplit
+
+from gitsync.errors import TerminalError
+from gitsync.source.git import GitCredentials, GitInvalidURLError, parse_remote, redact_url
+from gitsync.source.revision import normalize_url
+
+URL_KEY: Final = "url"
+INSECURE_ALLOW_HTTP_KEY: Final = "insecureAllowHttp"
+# The keys an entry may have; anything else is refused rather than ignored.
+ENTRY_KEYS: Final = frozenset(
+    {
+        URL_KEY,
+        "username",
+        "password",
+        "token",
+        "sshPrivateKey",
+        "knownHosts",
+        "caData",
+        INSECURE_ALLOW_HTTP_KEY,
+    }
+)
+_PREFIX_SCHEMES: Final = frozenset({"https", "http", "ssh"})
+
+
+class CredentialsError(TerminalError):
+    """A credential entry is malformed, or may not be used for this repository URL."""
+
+
+@dataclass(frozen=True)
+class RepositoryCredential:
+    """One entry: ``url`` is the normalized prefix it applies to (None for an Application's own
+    secretRef Secret without one); ``origin`` names it in messages (``Secret ns/name``)."""
+
+    origin: str
+    url: str | None
+    credentials: GitCredentials
+    insecure_allow_http: bool = False
+    allow_http_hint: str = f'{INSECURE_ALLOW_HTTP_KEY}: "true"'
+
+
+def parse_entry(
+    origin: str,
+    data: Mapping[str, str],
+    *,
+    url_required: bool = True,
+    allow_http_hint: str = f'{INSECURE_ALLOW_HTTP_KEY}: "true"',
+) -> RepositoryCredential:
+    """The entry ``data`` (key -> decoded value) describes, or ``CredentialsError`` naming the
+    key that is wrong."""
+    unknown = sorted(set(data) - ENTRY_KEYS)
+    if unknown:
+        raise CredentialsError(
+            f"{origin}: unknown key(s) {', '.join(unknown)}; "
+            f"expected {', '.join(sorted(ENTRY_KEYS))}"
+        )
+    url = _prefix(origin, data[URL_KEY]) if data.get(URL_KEY) else None
+    if url is None and url_required:
+        raise CredentialsError(
+            f"{origin}: the {URL_KEY!r} key (a repository URL prefix) is required"
+        )
+    if data.get("password") and data.get("token"):
+        raise CredentialsError(f"{origin}: set either 'password' or 'token', not both")
+    flag = data.get(INSECURE_ALLOW_HTTP_KEY, "false").strip().lower()
+    if flag not in ("true", "false"):
+        raise CredentialsError(f'{origin}: {INSECURE_ALLOW_HTTP_KEY} must be "true" or "false"')
+    credentials = GitCredentials(
+        username=data.get("username") or None,
+        password=data.get("password") or data.get("token") or None,
+        ssh_private_key=data.get("sshPrivateKey") or None,
+        known_hosts=data.get("knownHosts") or None,
+        ca_data=data.get("caData") or None,
+    )
+    return RepositoryCredential(origin, url, credentials, flag == "true", allow_http_hint)
+
+
+def _prefix(origin: str, text: str) -> str:
+    """``text`` as a normalized URL prefix: http(s) or ssh, with a host, without a password,
+    query or fragment."""
+    try:
+        remote = parse_remote(text.strip())
+    except GitInvalidURLError as exc:
+        raise CredentialsError(f"{origin}: {URL_KEY}: {exc}") from None
+    prefix = normalize_url(text)
+    parts = urlsplit(prefix)
+    if parts.scheme not in _PREFIX_SCHEMES:
+        raise CredentialsError(
+            f"{origin}: {URL_KEY} {remote.display!r} must be an https://, http:// or ssh URL"
+        )
+    if remote.password is not None or (remote.transport == "http" and remote.username):
+        raise CredentialsError(
+            f"{origin}: {URL_KEY} {remote.display!r} must not carry credentials; "
+            "put them in the entry's other keys"
+        )
+    if parts.query or parts.fragment or _has_dot_segment(parts.path):
+        raise CredentialsError(
+            f"{origin}: {URL_KEY} {remote.display!r} must be a plain prefix "
+            "(no query, fragment, '.' or '..')"
+        )
+    return prefix
+
+
+def _has_dot_segment(path: str) -> bool:
+    # git (curl) resolves "." and ".." before asking the server: /org/../other is /other.
+    return any(segment in (".", "..") for segment in unquote(path).split("/"))
+
+
+def prefix_matches(prefix: str, url: str) -> bool:
+    """Whether the normalized ``prefix`` covers the repository ``url``: the same scheme and
+    host (port and, for ssh, user included), and the prefix's path is the URL's path or a
+    leading run of its segments. A URL with ``.``/``..`` segments matches nothing."""
+    normalized = normalize_url(url)
+    if "://" not in normalized or _has_dot_segment(urlsplit(normalized).path):
+        return False
+    return normalized == prefix or normalized.startswith(prefix + "/")
+
+
+def select(entries: Iterable[RepositoryCredential], url: str) -> RepositoryCredential | None:
+    """The entry with the longest prefix covering ``url``, or None."""
+    matching = [e for e in entries if e.url is not None and prefix_matches(e.url, url)]
+    return max(matching, key=lambda e: len(e.url or ""), default=None)
+
+
+def credentials_for(entry: RepositoryCredential, url: str) -> GitCredentials:
+    """``entry``'s credentials for ``url``: refused when they would go to a repository outside
+    the entry's prefix, or when a password or token would go over plain ``http://`` without the
+    entry's consent."""
+    shown = redact_url(url)
+    if entry.url is not None and not prefix_matches(entry.url, url):
+        raise CredentialsError(
+            f"{entry.origin} is for {entry.url}, not for {shown}; refused to send its credentials"
+        )
+    if (
+        entry.credentials.password
+        and not entry.insecure_allow_http
+        and url.strip().lower().startswith("http://")
+    ):
+        raise CredentialsError(
+            f"{entry.origin} would send its password or token over plain http:// to {shown}; "
+            f"refused (use https, or set {entry.allow_http_hint} to allow it)"
+        )
+    return entry.credentials
+
+
+def no_password_over_http(
+    credentials: GitCredentials | None, url: str, *, allowed: bool, hint: str
+) -> None:
+    """``CredentialsError`` when ``credentials`` carry a password and ``url`` is plain http
+    without ``allowed`` (for the one-shot CLI, which has no entries)."""
+    if credentials is None:
+        return
+    entry = RepositoryCredential("the Git credentials", None, credentials, allowed, hint)
+    credentials_for(entry, url)
