@@ -17,9 +17,11 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,6 +49,8 @@ class TenantServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 received.append((self.path, self.headers.get("Authorization")))
+                if self.path.startswith("/slow/"):
+                    time.sleep(2)  # keeps git waiting, so its argv can be read meanwhile
                 self.send_response(401)
                 self.send_header("WWW-Authenticate", 'Basic realm="tenant"')
                 self.send_header("Content-Length", "0")
@@ -118,7 +122,7 @@ def stalled_message(kube: KubeClient, namespace: str, name: str, needle: str) ->
         messages = [str(c.get("message", "")) for c in conditions if c.get("status") == "True"]
         return next((m for m in messages if needle in m), None)
 
-    return wait_for(probe, timeout=90, what=f"{name}: a condition naming {needle!r}")
+    return wait_for(probe, timeout=60, what=f"{name}: a condition naming {needle!r}")
 
 
 def test_1_default_credentials_go_only_to_their_url_prefix(
@@ -145,16 +149,18 @@ def test_1_default_credentials_go_only_to_their_url_prefix(
     kube.create(app_with("tenant", namespace, tenant.url("tenant/repo.git")))
     kube.create(app_with("plain", namespace, tenant.url("scoped/repo.git")))
 
-    # The operator's repository is fetched with the operator's credentials ...
-    wait_for(lambda: configmap_value(kube, namespace) == "v1", timeout=90, what="own synced")
-    # ... the tenant's server is asked, and gets no credentials ...
-    wait_for(lambda: tenant.asked("tenant/"), timeout=90, what="the tenant's server asked")
-    stalled_message(kube, namespace, "tenant", "authentication failed")
-    # ... and an entry for a plain-http prefix refuses to send its token there.
-    message = stalled_message(kube, namespace, "plain", "insecureAllowHttp")
-    assert "Secret" in message and "scoped-entry" in message and entry_token not in message
+    # The tenant's server is asked, and gets no credentials ...
+    message = stalled_message(kube, namespace, "tenant", "fetch failed")
+    assert tenant.asked("tenant/") and "authentication failed" in message, message
+    assert tenant.authorizations() == []
+    # ... an entry for a plain-http prefix refuses to send its token there ...
+    message = stalled_message(kube, namespace, "plain", "fetch failed")
+    assert "insecureAllowHttp" in message and "scoped-entry" in message, message
+    assert entry_token not in message
     assert not tenant.asked("scoped/")
     assert tenant.authorizations() == []
+    # ... and the operator's repository is fetched with the operator's credentials.
+    wait_for(lambda: configmap_value(kube, namespace) == "v1", timeout=90, what="own synced")
 
 
 def test_1_serve_refuses_env_credentials_without_a_url_prefix(
@@ -210,32 +216,37 @@ def test_10_secret_ref_must_name_a_labelled_secret_for_that_url(
     kube.create(app_with("db", namespace, tenant.url("db/repo.git"), "database"))
     kube.create(app_with("elsewhere", namespace, tenant.url("x/repo.git"), "other-repo"))
 
-    wait_for(lambda: configmap_value(kube, namespace) == "v1", timeout=90, what="own synced")
-    message = stalled_message(kube, namespace, "db", LABEL)
-    assert "database" in message and REPOSITORY_SECRET_TYPE in message
-    message = stalled_message(kube, namespace, "elsewhere", "refused to send")
-    assert "git.example.com/team" in message
+    message = stalled_message(kube, namespace, "db", "fetch failed")
+    assert LABEL in message and "database" in message and REPOSITORY_SECRET_TYPE in message
+    message = stalled_message(kube, namespace, "elsewhere", "fetch failed")
+    assert "refused to send" in message and "git.example.com/team" in message, message
     shown = json.dumps(app_status(kube, namespace, "db")) + json.dumps(
         app_status(kube, namespace, "elsewhere")
     )
     assert db_password not in shown and team_token not in shown
-    assert not tenant.asked("db/") and not tenant.asked("x/")
     assert tenant.authorizations() == []
+    assert not tenant.asked("db/") and not tenant.asked("x/")
+    wait_for(lambda: configmap_value(kube, namespace) == "v1", timeout=90, what="own synced")
 
 
 def test_7_a_token_as_the_url_user_name_shows_nowhere(
     serve: Any, kube: KubeClient, namespace: str, tenant: TenantServer
 ) -> None:
     """Finding 7: ``https://<token>@host/...`` (GitHub's documented form): the fetch failure is
-    reported in status, and the token is in none of serve's log, the Application's status,
-    Events, the JSON API or the HTML pages."""
+    reported in status, and the token is in none of git's argv, serve's log, the Application's
+    status, Events, the JSON API or the HTML pages."""
     token = "ghp_" + secrets.token_hex(18)
     ctl: ServeProcess = serve("--anonymous-read", f"--controller-namespace={namespace}")
-    url = f"http://{token}@127.0.0.1:{tenant.port}/t7/repo.git"
+    url = f"http://{token}@127.0.0.1:{tenant.port}/slow/repo.git"
     kube.create(app_with("leak", namespace, url))
 
+    # While the tenant's server holds the request, git's argv is read: no token in it.
+    wait_for(lambda: tenant.asked("slow/"), timeout=60, what="the tenant's server asked")
+    argvs = _command_lines(f"127.0.0.1:{tenant.port}/slow")
+    assert argvs, "no git process for the tenant's URL was seen"
+    assert not [argv for argv in argvs if token in argv], argvs
     message = stalled_message(kube, namespace, "leak", f"127.0.0.1:{tenant.port}")
-    assert f"http://***@127.0.0.1:{tenant.port}/t7/repo.git" in message, message
+    assert f"http://***@127.0.0.1:{tenant.port}/slow/repo.git" in message, message
     # git used the token (as the user name, through askpass) on the tenant's own server
     assert any(auth.startswith(token) for auth in tenant.authorizations())
     base = f"/apps/{namespace}/leak"
@@ -259,3 +270,16 @@ def _read(ctl: ServeProcess, path: str) -> str:
             return str(resp.read().decode())
     except urllib.error.HTTPError as err:
         return str(err.read().decode())
+
+
+def _command_lines(needle: str) -> list[str]:
+    """The command lines of this machine's processes that mention ``needle``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in argv and "pytest" not in argv:
+            found.append(argv)
+    return found
