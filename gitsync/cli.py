@@ -362,7 +362,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         auth = _web_auth(args)
         credential_entry = _env_credential_entry(args)
-    except (AuthConfigError, SpecError) as exc:
+    except (AuthConfigError, SpecError, OSError) as exc:  # OSError: a GITSYNC_GIT_*_FILE
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"

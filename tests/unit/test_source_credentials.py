@@ -11,7 +11,7 @@ import stat
 import pytest
 
 from gitsync.errors import TerminalError
-from gitsync.source import GitCredentials
+from gitsync.source import GitCredentials, normalize_url
 from gitsync.source.credentials import (
     CredentialsError,
     credentials_for,
@@ -144,6 +144,10 @@ def test_token_as_user_name_is_lifted_out_of_the_url_git_sees() -> None:
     assert ssh.url == "ssh://git@github.com/org/repo.git" and ssh.username == "git"
     with GitSession(parse_remote("https://git@h/x"), None, 10) as session:
         assert "git" not in session.secrets  # a short user name is not a token
+    # webhooks still find the app: its identity carries no userinfo
+    assert (
+        normalize_url(f"https://{TOKEN}@github.com/org/repo.git") == "https://github.com/org/repo"
+    )
 
 
 def test_ca_data_is_handed_to_git_as_a_private_file() -> None:
