@@ -136,7 +136,9 @@ def test_1_default_credentials_go_only_to_their_url_prefix(
     repository_secret(
         kube, namespace, "scoped-entry", {"url": tenant.url("scoped"), "token": entry_token}
     )
-    serve(
+    broken_token = "broken-" + secrets.token_hex(12)
+    repository_secret(kube, namespace, "broken-entry", {"token": broken_token})  # no url
+    ctl: ServeProcess = serve(
         f"--controller-namespace={namespace}",
         env={
             "GITSYNC_GIT_USERNAME": git_server.username,
@@ -161,6 +163,11 @@ def test_1_default_credentials_go_only_to_their_url_prefix(
     assert tenant.authorizations() == []
     # ... and the operator's repository is fetched with the operator's credentials.
     wait_for(lambda: configmap_value(kube, namespace) == "v1", timeout=90, what="own synced")
+    # An entry without a url is skipped, named in the log without its value.
+    log = ctl.log(100_000)
+    assert "broken-entry" in log and "'url' key" in log
+    for value in (broken_token, entry_token, git_server.password):
+        assert value not in log
 
 
 def test_1_serve_refuses_env_credentials_without_a_url_prefix(
