@@ -228,13 +228,15 @@ class GitRepositoryTooLargeError(GitSourceError, TerminalError):
 
 @dataclass(frozen=True)
 class Remote:
-    """A validated remote: the URL git gets (no password in it) and what messages may show."""
+    """A validated remote: the URL git gets (no http(s) userinfo in it) and what messages may
+    show. Over http(s) ``username`` may be a token, so neither it nor the password is in the
+    repr."""
 
     url: str
     display: str
     host: str
     transport: str  # "http", "ssh" or "file"
-    username: str | None
+    username: str | None = field(repr=False)
     password: str | None = field(default=None, repr=False)
 
 

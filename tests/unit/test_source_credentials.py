@@ -134,6 +134,7 @@ def test_token_as_user_name_is_lifted_out_of_the_url_git_sees() -> None:
     assert remote.url == "https://github.com/org/repo.git"
     assert remote.display == "https://***@github.com/org/repo.git"
     assert remote.username == TOKEN and remote.password is None
+    assert TOKEN not in repr(remote)
     with GitSession(remote, None, 10) as session:
         assert session.env["GITSYNC_GIT_USERNAME"] == TOKEN
         assert TOKEN in session.secrets  # redacted from anything git prints
