@@ -54,7 +54,13 @@ from gitsync.kube.leader import LeaderElector
 from gitsync.model import ResourceKey
 from gitsync.policy import Policy
 from gitsync.render import RenderCache
-from gitsync.source import GitCredentials, SourceCache, normalize_url
+from gitsync.source import (
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_MAX_OUTPUT_BYTES,
+    GitCredentials,
+    SourceCache,
+    normalize_url,
+)
 from gitsync.sync import Syncer
 from gitsync.webhook import PushEvent
 
@@ -77,6 +83,9 @@ class ControllerConfig:
     apply_workers: int = 8
     default_credentials: GitCredentials | None = None  # for Applications without a secretRef
     policy_file: Path | None = None  # destination policy (gitsync.policy); None allows everything
+    allow_local_repos: bool = False  # file:// repositories (--allow-local-repos)
+    git_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS
+    git_max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
 
 
 @dataclass
@@ -101,7 +110,11 @@ class Controller:
         self.metrics = metrics or Metrics()
         kube.requests.listeners.append(self.metrics.kube_request)
         self.sources = SourceCache(
-            config.cache_dir / "sources", on_request=self.metrics.git_request
+            config.cache_dir / "sources",
+            on_request=self.metrics.git_request,
+            allow_local_repos=config.allow_local_repos,
+            connect_timeout=config.git_connect_timeout,
+            max_output_bytes=config.git_max_output_bytes,
         )
         self.renders = RenderCache()
         self.policy = load_policy(config.policy_file)
