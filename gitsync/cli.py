@@ -186,7 +186,13 @@ def _engine(args: argparse.Namespace) -> Engine:
         )
         return creds
 
-    engine = Engine(kube, SourceCache(cache_root), credentials=credentials)
+    sources = SourceCache(
+        cache_root,
+        allow_local_repos=args.allow_local_repos,
+        connect_timeout=args.git_connect_timeout,
+        max_output_bytes=args.git_max_output_bytes,
+    )
+    engine = Engine(kube, sources, credentials=credentials)
     engine.syncer.policy = policy
     return engine
 
@@ -328,6 +334,49 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    """How Git is reached: flags shared by serve and the commands that fetch themselves."""
+    from gitsync.source import DEFAULT_CONNECT_TIMEOUT_SECONDS, DEFAULT_MAX_OUTPUT_BYTES
+
+    p.add_argument(
+        "--allow-local-repos",
+        action="store_true",
+        help="accept file:// repository URLs (they read any repository on this host; "
+        "refused by default)",
+    )
+    p.add_argument(
+        "--git-connect-timeout",
+        type=_positive_float,
+        default=DEFAULT_CONNECT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="give up on a Git server that sends nothing for this long (connect, first byte, "
+        f"stalls; default {DEFAULT_CONNECT_TIMEOUT_SECONDS:g}); the whole operation still has "
+        "its own 60 s limit",
+    )
+    p.add_argument(
+        "--git-max-output-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_OUTPUT_BYTES,
+        metavar="BYTES",
+        help="stop a git command that prints more than this, e.g. a huge ref advertisement "
+        f"(default {DEFAULT_MAX_OUTPUT_BYTES})",
+    )
+
+
 def _kube_for(args: argparse.Namespace, user_agent: str = "gitsync") -> KubeClient:
     from gitsync.kube import KubeClient
 
@@ -356,6 +405,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from gitsync.controller.controller import Controller, ControllerConfig, ensure_crd
     from gitsync.errors import GitsyncError
     from gitsync.render import load_yaml_documents
+    from gitsync.source import end_all_sessions
     from gitsync.web import AuthConfigError, create_app
     from gitsync.web.server import create_server
 
@@ -384,6 +434,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         allow_exec_credentials=args.allow_exec_credentials,
         credential_entry=credential_entry,
         policy_file=Path(args.policy) if args.policy else None,
+        allow_local_repos=args.allow_local_repos,
+        git_connect_timeout=args.git_connect_timeout,
+        git_max_output_bytes=args.git_max_output_bytes,
     )
     try:
         controller = Controller(kube, config)
@@ -422,6 +475,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if not stopping.is_set():
             raise
     finally:
+        # Workers may be inside a fetch: kill their git children and remove the sessions' key
+        # files first, so neither outlives us, and stopping does not wait for a slow server.
+        end_all_sessions()
         controller.stop()
     return EXIT_OK
 
@@ -621,6 +677,7 @@ def _engine_args(p: argparse.ArgumentParser, *, file_required: bool = True) -> N
     p.add_argument(
         "--policy", default=None, metavar="FILE", help="destination policy (README: Security)"
     )
+    _source_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -729,6 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="destination policy: allowed namespaces and cluster-scoped kinds per Application "
         "namespace (README: Security); without it everything is allowed",
     )
+    _source_args(serve)
     ui = serve.add_argument_group("web UI and API access (see docs/api.md)")
     ui.add_argument("--admin-password-file", metavar="FILE", help="admin password (first line)")
     ui.add_argument(

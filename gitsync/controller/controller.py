@@ -54,7 +54,12 @@ from gitsync.kube.leader import LeaderElector
 from gitsync.model import ResourceKey
 from gitsync.policy import Policy
 from gitsync.render import RenderCache
-from gitsync.source import SourceCache, normalize_url
+from gitsync.source import (
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_MAX_OUTPUT_BYTES,
+    SourceCache,
+    normalize_url,
+)
 from gitsync.source.credentials import RepositoryCredential
 from gitsync.sync import Syncer
 from gitsync.webhook import PushEvent
@@ -79,6 +84,9 @@ class ControllerConfig:
     # the GITSYNC_GIT_* environment as one repository-credential entry (with its URL prefix)
     credential_entry: RepositoryCredential | None = None
     policy_file: Path | None = None  # destination policy (gitsync.policy); None allows everything
+    allow_local_repos: bool = False  # file:// repositories (--allow-local-repos)
+    git_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS
+    git_max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
 
 
 @dataclass
@@ -103,7 +111,11 @@ class Controller:
         self.metrics = metrics or Metrics()
         kube.requests.listeners.append(self.metrics.kube_request)
         self.sources = SourceCache(
-            config.cache_dir / "sources", on_request=self.metrics.git_request
+            config.cache_dir / "sources",
+            on_request=self.metrics.git_request,
+            allow_local_repos=config.allow_local_repos,
+            connect_timeout=config.git_connect_timeout,
+            max_output_bytes=config.git_max_output_bytes,
         )
         self.renders = RenderCache()
         self.policy = load_policy(config.policy_file)

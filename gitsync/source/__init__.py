@@ -17,19 +17,24 @@ from __future__ import annotations
 
 from gitsync.source.cache import Checkout, SourceCache
 from gitsync.source.git import (
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_MAX_OUTPUT_BYTES,
     GitAuthError,
     GitCommandFailedError,
     GitCredentials,
     GitHostKeyError,
     GitInvalidRevisionError,
     GitInvalidURLError,
+    GitLocalRepositoryError,
     GitNotFoundError,
+    GitOutputTooLargeError,
     GitRepositoryTooLargeError,
     GitSourceError,
     GitStorageError,
     GitTimeoutError,
     GitUnreachableError,
     clone,
+    end_all_sessions,
     ls_remote,
     redact,
     redact_url,
@@ -37,6 +42,8 @@ from gitsync.source.git import (
 from gitsync.source.revision import Revision, normalize_url, select_semver_tag
 
 __all__ = [
+    "DEFAULT_CONNECT_TIMEOUT_SECONDS",
+    "DEFAULT_MAX_OUTPUT_BYTES",
     "Checkout",
     "GitAuthError",
     "GitCommandFailedError",
@@ -44,7 +51,9 @@ __all__ = [
     "GitHostKeyError",
     "GitInvalidRevisionError",
     "GitInvalidURLError",
+    "GitLocalRepositoryError",
     "GitNotFoundError",
+    "GitOutputTooLargeError",
     "GitRepositoryTooLargeError",
     "GitSourceError",
     "GitStorageError",
@@ -53,6 +62,7 @@ __all__ = [
     "Revision",
     "SourceCache",
     "clone",
+    "end_all_sessions",
     "ls_remote",
     "normalize_url",
     "redact",

@@ -8,12 +8,29 @@ happen while doing it:
   full SHA). ``checkout`` resolves first and skips the fetch when the commit is already in the
   local mirror, and skips extraction when that commit's checkout already exists: an unchanged
   repo costs one ``ls-remote``.
-* **One bare mirror per repository**, at ``root/mirrors/<sha256(normalize_url(url))[:16]>.git``,
-  so spellings of the same URL share it. Fetches ask for as little as possible: the one ref,
-  ``--depth 1``; then the commit by SHA; only then every branch and tag (the fallback for a ref
-  that moved between ``ls-remote`` and fetch, a SHA the server will not serve by id, and short
-  SHAs, which only a local object database can expand). The mirror stores no remote URL and no
+* **One bare mirror per repository and credential identity**, at
+  ``root/mirrors/<sha256(normalize_url(url) + identity)[:16]>.git``, so spellings of the same URL
+  share it, but two apps that reach it with different credentials (or none) do not. Fetches ask
+  for as little as possible: the one ref, ``--depth 1``; then the commit by SHA; only then
+  every branch and tag (the fallback for a ref that moved between ``ls-remote`` and fetch, a SHA
+  the server will not serve by id, and short SHAs, which only a local object database can
+  expand). The mirror stores no remote URL and no
   credentials; git gets the URL on the command line with any password lifted out (see ``git``).
+* **Only an app that proved it can read a commit gets its files** (issue 13, finding 2: SHAs are
+  visible to read-only users, so a SHA is no secret). The ``identity`` of credentials is an
+  HMAC-SHA256 of their fields (and of a password embedded in the URL) under a random key kept in
+  ``root/identity.key`` (mode 0600): directory names reveal nothing about a credential, not even
+  a weak password to a dictionary. A mirror is written only by fetches from its own URL with its
+  own credentials, so a commit *in that mirror* is proof that those credentials could read it.
+  Checkouts stay shared on disk by SHA (a commit's files are the same whoever asks), but one is
+  handed out only for a (mirror, SHA) pair in the proof set, which is filled only after the
+  commit was found in, or fetched into, that app's own mirror. A full SHA therefore costs a fetch
+  from the app's own URL with its own credentials the first time; after that the remembered
+  proof keeps an unchanged repo at one ``ls-remote`` (none for a full SHA). Another tenant's
+  SHA, asked for through a bogus URL, no credentials or other credentials, finds an empty mirror
+  and a server that refuses the fetch.
+* **Local repositories are refused** (``file://``) unless the cache is created with
+  ``allow_local_repos`` (``--allow-local-repos``).
 * **One read-only tree per commit**, at ``root/checkouts/<sha>``: extracted with ``read-tree`` +
   ``checkout-index`` into a temporary directory next to it (a private index file, the mirror as
   ``--git-dir``), made read-only, then renamed into place - atomic, so a checkout directory is
@@ -32,7 +49,7 @@ happen while doing it:
   ``max_checkouts`` is therefore a soft bound. The grace period stands in for a refcount, which
   would need every caller to release what it got.
 * **Concurrency**: operations on one mirror (fetch, extraction) are serialized by a lock per
-  normalized URL (``repository_lock``); different repositories proceed in parallel. ``ls-remote``
+  mirror (``repository_lock``); different repositories proceed in parallel. ``ls-remote``
   runs outside the lock. The cache's own bookkeeping is under one short-held lock.
 * **Failures keep their class** from ``gitsync.source.git``; a full, read-only or unwritable disk
   under ``root`` is ``GitStorageError`` (transient), a tree over the bounds is
@@ -51,8 +68,11 @@ happen while doing it:
 from __future__ import annotations
 
 import collections
+import dataclasses
 import errno
 import hashlib
+import hmac
+import json
 import os
 import secrets
 import shutil
@@ -69,6 +89,8 @@ import structlog
 
 from gitsync.application import is_semver_range
 from gitsync.source.git import (
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_MAX_OUTPUT_BYTES,
     DEFAULT_TIMEOUT_SECONDS,
     GitCommandFailedError,
     GitCredentials,
@@ -79,6 +101,7 @@ from gitsync.source.git import (
     GitStorageError,
     Remote,
     RemoteRefs,
+    check_local_allowed,
     check_revision,
     fetch,
     list_refs,
@@ -122,6 +145,7 @@ _STORAGE_REASONS: Final = {
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
 }
+_IDENTITY_KEY_FILE: Final = "identity.key"
 _TMP_PREFIX: Final = ".tmp-"
 _TRASH_PREFIX: Final = ".trash-"
 
@@ -176,6 +200,9 @@ class SourceCache:
         max_checkout_files: int = DEFAULT_MAX_CHECKOUT_FILES,
         eviction_grace: float = DEFAULT_EVICTION_GRACE_SECONDS,
         on_request: RequestHook | None = None,
+        allow_local_repos: bool = False,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     ) -> None:
         if max_checkouts < 1:
             raise ValueError(f"max_checkouts must be at least 1, got {max_checkouts}")
@@ -186,15 +213,21 @@ class SourceCache:
         self.max_checkout_files = max_checkout_files
         self.eviction_grace = eviction_grace
         self.on_request = on_request
+        self.allow_local_repos = allow_local_repos
+        self.connect_timeout = connect_timeout
+        self.max_output_bytes = max_output_bytes
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
         self._lock = threading.Lock()  # the bookkeeping below; never held while git runs
         self._repository_locks: dict[str, threading.Lock] = {}
         self._checkouts: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._commits: dict[str, _CommitInfo] = {}  # for commits with a checkout
+        # (mirror key, sha): the mirror's credentials proved they can read the commit
+        self._proofs: set[tuple[str, str]] = set()
         # the latest listing per (normalized url, credentials), for resolve(max_age=...)
         self._listings: dict[tuple[str, GitCredentials | None], _Listing] = {}
         self.mirrors_dir.mkdir(parents=True, exist_ok=True)
         self.checkouts_dir.mkdir(parents=True, exist_ok=True)
+        self._identity_key = _identity_key(self.root / _IDENTITY_KEY_FILE)
         self._recover()
 
     # layout
@@ -207,15 +240,45 @@ class SourceCache:
     def checkouts_dir(self) -> Path:
         return self.root / "checkouts"
 
-    def mirror_path(self, url: str) -> Path:
-        """Where the bare mirror of ``url`` lives (whether or not it exists yet)."""
-        return self._mirror_path(normalize_url(url))
+    def mirror_path(self, url: str, credentials: GitCredentials | None = None) -> Path:
+        """Where the bare mirror of ``url`` read with ``credentials`` lives (whether or not it
+        exists yet)."""
+        return self._mirror_path(self._mirror_key(parse_remote(url), credentials))
 
-    def repository_lock(self, url: str) -> threading.Lock:
-        """The lock that serializes work on ``url``'s mirror (one per normalized URL)."""
-        key = normalize_url(url)
+    def repository_lock(
+        self, url: str, credentials: GitCredentials | None = None
+    ) -> threading.Lock:
+        """The lock that serializes work on the mirror of ``url`` read with ``credentials``."""
+        return self._mirror_lock(self._mirror_key(parse_remote(url), credentials))
+
+    def _mirror_lock(self, store: str) -> threading.Lock:
         with self._lock:
-            return self._repository_locks.setdefault(key, threading.Lock())
+            return self._repository_locks.setdefault(store, threading.Lock())
+
+    def _mirror_key(self, remote: Remote, credentials: GitCredentials | None) -> str:
+        """The repository and who reads it: the normalized URL and the credentials' identity."""
+        return f"{normalize_url(remote.url)}\n{self._identity(remote, credentials)}"
+
+    def _identity(self, remote: Remote, credentials: GitCredentials | None) -> str:
+        """A digest of every credential field (and of a password lifted out of the URL); equal
+        for equal credentials, never reversible, and keyed so a weak password cannot be guessed
+        from it."""
+        fields = dataclasses.asdict(credentials or GitCredentials())
+        # What the session will send: the credentials' user and password, else the URL's.
+        fields["username"] = fields["username"] or remote.username
+        fields["password"] = fields["password"] or remote.password
+        material = json.dumps(sorted(fields.items()), default=str).encode()
+        return hmac.new(self._identity_key, material, hashlib.sha256).hexdigest()[:32]
+
+    def _session(self, remote: Remote, credentials: GitCredentials | None) -> GitSession:
+        return GitSession(
+            remote,
+            credentials,
+            self.timeout,
+            allow_local=self.allow_local_repos,
+            connect_timeout=self.connect_timeout,
+            max_output_bytes=self.max_output_bytes,
+        )
 
     # operations
 
@@ -236,12 +299,14 @@ class SourceCache:
         mirror, fetching every branch and tag if it is not there.
         """
         remote = parse_remote(url)
+        check_local_allowed(remote, self.allow_local_repos)
         target = _check_target(target_revision)
         key = normalize_url(url)
         if is_short_sha(target):
+            store = self._mirror_key(remote, credentials)
             try:
-                with self.repository_lock(url), GitSession(remote, credentials, self.timeout) as s:
-                    return self._expand_short_sha(s, key, self._ensure_mirror(s, key), target)
+                with self._mirror_lock(store), self._session(remote, credentials) as s:
+                    return self._expand_short_sha(s, key, self._ensure_mirror(s, store), target)
             except OSError as exc:
                 raise _storage_error(exc, "resolving a revision of", remote.display) from exc
         return self._resolve(remote, key, target, credentials, max_age).sha
@@ -252,19 +317,24 @@ class SourceCache:
         """Resolve ``target_revision``, make sure the commit is in the mirror (fetching only
         what is missing) and return its read-only checkout."""
         remote = parse_remote(url)
+        check_local_allowed(remote, self.allow_local_repos)
         target = _check_target(target_revision)
         key = normalize_url(url)
+        store = self._mirror_key(remote, credentials)
         resolved = None if is_short_sha(target) else self._resolve(remote, key, target, credentials)
-        with self.repository_lock(url):
-            if resolved is not None and (reused := self._reuse(resolved)) is not None:
+        with self._mirror_lock(store):
+            if resolved is not None and (reused := self._reuse(store, resolved)) is not None:
                 return reused
             try:
-                with GitSession(remote, credentials, self.timeout) as session:
-                    mirror = self._ensure_mirror(session, key)
+                with self._session(remote, credentials) as session:
+                    mirror = self._ensure_mirror(session, store)
                     if resolved is None:
                         sha = self._expand_short_sha(session, key, mirror, target)
                         resolved = _Target(sha, "", "")
+                    # The commit is now in this app's own mirror: its credentials read it.
                     self._ensure_commit(session, key, mirror, resolved)
+                    with self._lock:
+                        self._proofs.add((store, resolved.sha))
                     info = self._commit_info(session, mirror, resolved.sha)
                     path = self._materialize(session, mirror, resolved.sha, info)
             except OSError as exc:
@@ -310,7 +380,7 @@ class SourceCache:
                 if self._listings.get(ident) is shared:
                     self._listings[ident] = own
         try:
-            with GitSession(remote, credentials, self.timeout) as session:
+            with self._session(remote, credentials) as session:
                 own.refs = self._request(key, "ls-remote", lambda: list_refs(session))
             return own.refs
         finally:
@@ -326,12 +396,12 @@ class SourceCache:
 
     # the mirror
 
-    def _mirror_path(self, key: str) -> Path:
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    def _mirror_path(self, store: str) -> Path:
+        digest = hashlib.sha256(store.encode()).hexdigest()[:16]
         return self.mirrors_dir / f"{digest}.git"
 
-    def _ensure_mirror(self, session: GitSession, key: str) -> Path:
-        mirror = self._mirror_path(key)
+    def _ensure_mirror(self, session: GitSession, store: str) -> Path:
+        mirror = self._mirror_path(store)
         if (mirror / "HEAD").is_file():
             return mirror
         tmp = self.mirrors_dir / f"{_TMP_PREFIX}{mirror.stem}-{secrets.token_hex(4)}.git"
@@ -421,11 +491,14 @@ class SourceCache:
     def _checkout_path(self, sha: str) -> Path:
         return self.checkouts_dir / sha
 
-    def _reuse(self, target: _Target) -> Checkout | None:
-        """The existing checkout of ``target`` if it and its commit details are at hand."""
+    def _reuse(self, store: str, target: _Target) -> Checkout | None:
+        """The existing checkout of ``target`` if the mirror ``store`` proved it can read the
+        commit and the checkout and its commit details are at hand."""
         path = self._checkout_path(target.sha)
         with self._lock:
             info = self._commits.get(target.sha)
+            if (store, target.sha) not in self._proofs:
+                return None
             if info is None or target.sha not in self._checkouts or not path.is_dir():
                 return None
             self._touch(target.sha)
@@ -531,6 +604,7 @@ class SourceCache:
                     victims.append(trash)
                 del self._checkouts[sha]
                 self._commits.pop(sha, None)
+                self._proofs = {proof for proof in self._proofs if proof[1] != sha}
                 excess -= 1
         for trash in victims:
             _remove_tree(trash)
@@ -621,6 +695,23 @@ def _pick(advertised: RemoteRefs, target: str, display: str) -> _Target:
         ref = fetch_ref = found
     sha = refs.get(ref + PEELED_SUFFIX, refs[ref])
     return _Target(sha.lower(), ref, fetch_ref)
+
+
+def _identity_key(path: Path) -> bytes:
+    """The cache's random identity key, created (mode 0600) on first use and kept with the
+    mirrors it names, so a restarted controller finds its mirrors again."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes()
+        if len(key) >= 32:
+            return key
+        path.unlink()  # torn by a crash while it was first written: start over
+        return _identity_key(path)
+    key = secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key
 
 
 def _has_commit(session: GitSession, mirror: Path, sha: str) -> bool:

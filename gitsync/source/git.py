@@ -19,8 +19,26 @@ people's secrets:
 * **Input is not trusted.** URLs and revisions that start with ``-`` (option injection) and URL
   schemes other than https, http, ssh, scp-like ``user@host:path`` and file are refused before git
   runs; ``GIT_ALLOW_PROTOCOL`` repeats the allow-list for anything git itself may follow.
-* **Every operation has a deadline.** git runs in its own process group, killed as a whole when the
-  deadline passes, so a hung server cannot wedge a reconcile worker.
+* **Local repositories are the operator's to allow.** ``file://`` URLs read any repository on the
+  controller's host, so a ``GitSession`` refuses them (and ``GIT_ALLOW_PROTOCOL`` leaves ``file``
+  out) unless it is created with ``allow_local=True`` (``--allow-local-repos``).
+* **Every operation has a deadline, and a silent server is given up on early.** git runs in its
+  own process group, killed as a whole when the deadline passes, so a hung server cannot wedge a
+  reconcile worker. Separately, a server that accepts the connection and then says nothing is
+  dropped after ``connect_timeout`` (default 10 s): curl's low-speed limit (1 byte/s over that
+  time) for HTTP, ``ConnectTimeout`` (which also bounds the banner exchange) and server-alive
+  probes for SSH. A real Git server is never silent that long: upload-pack sends keep-alives
+  while it builds a pack.
+* **Output is bounded.** stdout and stderr are read incrementally; a child that writes more than
+  ``max_output_bytes`` (stderr: ``MAX_STDERR_BYTES``) is killed with its process group and the
+  operation fails with ``GitOutputTooLargeError`` naming the limit, so a two-million-ref
+  advertisement costs at most the limit in memory, not the whole listing.
+* **Children see only what they need and die with the controller.** A git child's environment
+  is ``PATH``, the proxy and CA variables named in ``INHERITED_VARIABLES`` and the session's own
+  variables - never the controller's (webhook secrets, default credentials, ``KUBECONFIG``).
+  Every live session is registered: ``end_all_sessions`` (run at interpreter exit and by
+  ``serve`` when it is stopped) kills their process groups and removes their directories, so an
+  SSH key file does not outlive a SIGTERM.
 * **Failures are classified** from git's stderr into errors named by what the loop does next:
   terminal (``GitAuthError``, ``GitHostKeyError``, ``GitNotFoundError``, invalid input,
   ``GitRepositoryTooLargeError``) or transient (``GitUnreachableError``, ``GitTimeoutError``,
@@ -34,14 +52,17 @@ without a leading underscore that ``gitsync.source`` does not re-export (``GitSe
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
+import selectors
 import shlex
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +75,25 @@ import git
 from gitsync.errors import GitsyncError, TerminalError, TransientError
 
 DEFAULT_TIMEOUT_SECONDS: Final = 60.0
+DEFAULT_CONNECT_TIMEOUT_SECONDS: Final = 10.0
+DEFAULT_MAX_OUTPUT_BYTES: Final = 32 << 20  # a 2 M-ref advertisement is about 110 MiB
+MAX_STDERR_BYTES: Final = 1 << 20
+# What a git child may inherit from the controller: how to reach the network and whom to trust.
+INHERITED_VARIABLES: Final = (
+    "PATH",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+)
 ALLOWED_SCHEMES: Final = frozenset({"https", "http", "ssh", "file"})
 DEFAULT_HTTP_USERNAME: Final = "git"  # when only a token is given; most forges ignore the name
 REDACTED: Final = "***"
@@ -223,6 +263,14 @@ class GitRepositoryTooLargeError(GitSourceError, TerminalError):
     """A checkout would exceed the configured size or file-count bound."""
 
 
+class GitOutputTooLargeError(GitSourceError, TerminalError):
+    """A git child wrote more than the output limit (a huge ref advertisement, say)."""
+
+
+class GitLocalRepositoryError(GitInvalidURLError):
+    """A ``file://`` repository while the operator has not allowed local repositories."""
+
+
 # --- remotes ----------------------------------------------------------------------------------
 
 
@@ -332,6 +380,17 @@ def check_revision(revision: str) -> str:
     return revision
 
 
+def check_local_allowed(remote: Remote, allow_local: bool) -> None:
+    """``GitLocalRepositoryError`` for a ``file://`` remote unless local repositories are allowed:
+    one would read any repository on the controller's host."""
+    if remote.transport == "file" and not allow_local:
+        raise GitLocalRepositoryError(
+            f"local repository {remote.display!r} refused: file:// repositories are not "
+            "allowed (the operator may allow them with --allow-local-repos)",
+            url=remote.display,
+        )
+
+
 # --- running git ------------------------------------------------------------------------------
 
 
@@ -339,13 +398,27 @@ class GitSession:
     """One operation's private directory, environment and deadline.
 
     The directory (mode 0700) holds HOME, the askpass script and the SSH key and known_hosts
-    files; it is removed when the session ends, whatever happened.
+    files; it is removed when the session ends, whatever happened - and by
+    ``end_all_sessions`` when the process is stopped while the session is still open.
     """
 
-    def __init__(self, remote: Remote, credentials: GitCredentials | None, timeout: float) -> None:
+    def __init__(
+        self,
+        remote: Remote,
+        credentials: GitCredentials | None,
+        timeout: float,
+        *,
+        allow_local: bool = False,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    ) -> None:
+        check_local_allowed(remote, allow_local)
         self.remote = remote
         self.credentials = credentials or GitCredentials()
         self.timeout = timeout
+        self.allow_local = allow_local
+        self.connect_timeout = max(1.0, min(connect_timeout, timeout))
+        self.max_output_bytes = max_output_bytes
         self.deadline = time.monotonic() + timeout
         self.secrets = [
             *self.credentials.secrets(),
@@ -354,13 +427,21 @@ class GitSession:
         ]
         self.directory: Path | None = None
         self.env: dict[str, str] = {}
+        self._children: set[subprocess.Popen[bytes]] = set()
 
     def __enter__(self) -> GitSession:
-        self.directory = Path(tempfile.mkdtemp(prefix="gitsync-git-"))
+        with _LIVE_LOCK:
+            if _CLOSED.is_set():
+                raise GitCommandFailedError(
+                    f"git for {self.remote.display} not started: gitsync is stopping",
+                    url=self.remote.display,
+                )
+            self.directory = Path(tempfile.mkdtemp(prefix="gitsync-git-"))
+            _LIVE_SESSIONS.add(self)
         try:
             self.env = self._environment(self.directory)
         except BaseException:
-            shutil.rmtree(self.directory, ignore_errors=True)
+            self._end()
             raise
         return self
 
@@ -370,9 +451,21 @@ class GitSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
+        self._end()
+
+    def _end(self) -> None:
+        """Kill what is still running and remove the directory (idempotent, any thread)."""
+        with _LIVE_LOCK:
+            children = list(self._children)
+            self._children.clear()
+            directory, self.directory = self.directory, None
+        for proc in children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+        with _LIVE_LOCK:
+            _LIVE_SESSIONS.discard(self)
 
     def _environment(self, directory: Path) -> dict[str, str]:
         home = directory / "home"
@@ -395,10 +488,11 @@ class GitSession:
             "GIT_ASKPASS": str(askpass),
             "SSH_ASKPASS": str(askpass),
             "SSH_AUTH_SOCK": "",
-            "GIT_ALLOW_PROTOCOL": "http:https:ssh:file",
-            # curl has no overall timeout; give up on a connection that moves nothing.
+            "GIT_ALLOW_PROTOCOL": "http:https:ssh:file" if self.allow_local else "http:https:ssh",
+            # curl has no overall timeout and no first-byte timeout: give up on a connection
+            # that moves nothing for connect_timeout (the deadline bounds the whole transfer).
             "GIT_HTTP_LOW_SPEED_LIMIT": "1",
-            "GIT_HTTP_LOW_SPEED_TIME": str(max(1, int(self.timeout))),
+            "GIT_HTTP_LOW_SPEED_TIME": str(max(1, int(self.connect_timeout))),
             _ASKPASS_USERNAME_ENV: username,
             _ASKPASS_PASSWORD_ENV: password,
             "GIT_SSH_COMMAND": self._ssh_command(directory),
@@ -430,8 +524,10 @@ class GitSession:
             "BatchMode=yes",
             "IdentitiesOnly=yes",
             "IdentityAgent=none",
-            f"ConnectTimeout={max(1, min(int(self.timeout), 30))}",
-            "ServerAliveInterval=15",
+            # Also bounds the banner exchange: a server that accepts and never answers.
+            f"ConnectTimeout={max(1, int(self.connect_timeout))}",
+            f"ServerAliveInterval={max(1, int(self.connect_timeout) // 2)}",
+            "ServerAliveCountMax=2",
             "UpdateHostKeys=no",
             f"GlobalKnownHostsFile={os.devnull}",
         ]
@@ -469,27 +565,43 @@ class GitSession:
         remaining = self.remaining()
         if remaining <= 0:
             raise self._timeout_error(operation)
-        process = git.Git(str(cwd)).execute(
-            command,
-            as_process=True,
-            env={**self.env, **(env or {})},
-            start_new_session=True,  # a process group we can kill as a whole
-        )
-        proc: subprocess.Popen[bytes] | None = process.proc
-        if proc is None:
-            raise GitCommandFailedError(f"git {operation} could not be started")
+        inherited = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
+        inherited.setdefault("PATH", os.defpath)
+        with _LIVE_LOCK:
+            if self.directory is None:  # ended (by end_all_sessions) before this run
+                raise GitCommandFailedError(f"git {operation} could not be started: stopping")
+            proc = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env={**inherited, **self.env, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # a process group we can kill as a whole
+            )
+            self._children.add(proc)
         try:
-            stdout, stderr = proc.communicate(timeout=remaining)
-        except subprocess.TimeoutExpired as expired:
-            _kill_group(proc)
-            timed_out = subprocess.TimeoutExpired(shown, expired.timeout)
-            raise self._timeout_error(operation) from timed_out
+            stdout, stderr, overflow = _read_bounded(
+                proc, self.deadline, self.max_output_bytes, MAX_STDERR_BYTES
+            )
         finally:
-            _kill_group(proc)  # helpers (ssh, remote-http) that outlived git
-        out = stdout.decode(errors="replace") if stdout else ""
+            _kill_group(proc)  # helpers (ssh, remote-http) that outlived git, or all at a limit
+            with _LIVE_LOCK:
+                self._children.discard(proc)
+        if overflow == "timeout":
+            timed_out = subprocess.TimeoutExpired(shown, self.timeout)
+            raise self._timeout_error(operation) from timed_out
+        if overflow:
+            limit = self.max_output_bytes if overflow == "stdout" else MAX_STDERR_BYTES
+            raise GitOutputTooLargeError(
+                f"git {operation} of {self.remote.display} was stopped: it wrote more than the "
+                f"limit of {limit} bytes to {overflow} (--git-max-output-bytes)",
+                url=self.remote.display,
+            )
+        out = stdout.decode(errors="replace")
         if proc.returncode == 0:
             return out
-        err = redact(stderr.decode(errors="replace") if stderr else "", self.secrets)
+        err = redact(stderr.decode(errors="replace"), self.secrets)
         cause = git.GitCommandError(shown, proc.returncode, err)
         raise _classify(err, self.remote, operation, revision) from cause
 
@@ -506,11 +618,73 @@ def _write_private(path: Path, text: str, *, mode: int) -> None:
         handle.write(text)
 
 
+def _read_bounded(
+    proc: subprocess.Popen[bytes], deadline: float, max_stdout: int, max_stderr: int
+) -> tuple[bytes, bytes, str]:
+    """Both pipes of ``proc`` until it closes them, read as they come: (stdout, stderr, why it
+    was cut short: ``""``, ``"timeout"``, ``"stdout"`` or ``"stderr"``). Memory never exceeds
+    the limits by more than one read."""
+    assert proc.stdout is not None and proc.stderr is not None
+    buffers = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    limits = {
+        proc.stdout.fileno(): (max_stdout, "stdout"),
+        proc.stderr.fileno(): (max_stderr, "stderr"),
+    }
+    with selectors.DefaultSelector() as selector:
+        for fd in buffers:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return b"", b"", "timeout"
+            for key, _ in selector.select(timeout=remaining):
+                fd = int(key.fd)
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    selector.unregister(fd)
+                    continue
+                buffers[fd] += chunk
+                limit, name = limits[fd]
+                if len(buffers[fd]) > limit:
+                    return b"", b"", name
+    remaining = deadline - time.monotonic()
+    try:
+        proc.wait(timeout=max(remaining, 0.001))
+    except subprocess.TimeoutExpired:
+        return b"", b"", "timeout"
+    return bytes(buffers[proc.stdout.fileno()]), bytes(buffers[proc.stderr.fileno()]), ""
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.communicate(timeout=5)
+        proc.wait(timeout=5)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+# Open sessions, so that stopping the process can end them (see end_all_sessions).
+_LIVE_LOCK: Final = threading.Lock()
+_LIVE_SESSIONS: Final[set[GitSession]] = set()
+_CLOSED: Final = threading.Event()
+
+
+def end_all_sessions() -> int:
+    """Kill every live git child's process group and remove every open session's directory
+    (SSH keys included), and refuse new sessions from then on; return how many were ended.
+    For shutdown only: ``serve`` calls it when it is stopped, and it runs at interpreter exit
+    (worker threads may still be alive then, hence the refusal)."""
+    with _LIVE_LOCK:
+        _CLOSED.set()
+        sessions = list(_LIVE_SESSIONS)
+    for session in sessions:
+        session._end()
+    return len(sessions)
+
+
+atexit.register(end_all_sessions)
 
 
 # --- classification ---------------------------------------------------------------------------
@@ -590,7 +764,11 @@ def _classify(
             f"{url} did not answer like a Git server (HTTP {server_error.group(1)})", url=url
         )
     if re.search(r"operation too slow", stderr, re.I):  # curl's low-speed limit
-        return GitTimeoutError(f"git {operation} of {url} stalled and was aborted", url=url)
+        return GitTimeoutError(
+            f"git {operation} of {url} timed out: the server sent nothing within the connect "
+            "timeout (--git-connect-timeout)",
+            url=url,
+        )
     if _UNREACHABLE.search(stderr):
         return GitUnreachableError(
             f"{url} is unreachable: {_reason(stderr, _UNREACHABLE)}", url=url
@@ -724,6 +902,8 @@ def ls_remote(
     url: str,
     credentials: GitCredentials | None = None,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    *,
+    allow_local: bool = False,
 ) -> dict[str, str]:
     """The remote's refs, name -> SHA, as the server advertises them.
 
@@ -731,7 +911,7 @@ def ls_remote(
     commit the tag points to) next to the tag object's own SHA.
     """
     remote = parse_remote(url)
-    with GitSession(remote, credentials, timeout) as session:
+    with GitSession(remote, credentials, timeout, allow_local=allow_local) as session:
         return list_refs(session).refs
 
 
@@ -743,6 +923,7 @@ def clone(
     revision: str | None = None,
     depth: int | None = 1,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    allow_local: bool = False,
 ) -> str:
     """Check out ``revision`` of ``url`` into ``dest`` (new or empty) and return the commit SHA.
 
@@ -753,6 +934,7 @@ def clone(
     """
     remote = parse_remote(url)
     target = check_revision(revision) if revision is not None else "HEAD"
+    check_local_allowed(remote, allow_local)
     if depth is not None and depth < 1:
         raise ValueError(f"depth must be a positive number or None, got {depth}")
     dest = Path(dest).absolute()
@@ -761,7 +943,7 @@ def clone(
         raise FileExistsError(f"clone destination {dest} exists and is not an empty directory")
 
     try:
-        with GitSession(remote, credentials, timeout) as session:
+        with GitSession(remote, credentials, timeout, allow_local=allow_local) as session:
             assert session.directory is not None
             session.run(
                 ["init", "--quiet", "--", str(dest)], cwd=session.directory, operation="init"

@@ -23,6 +23,8 @@ class ServeProcess:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
+    # Tests point Applications at the Git server's file:// URLs; attack tests turn this off.
+    allow_local_repos: bool = True
     proc: ManagedProcess | None = None
 
     @property
@@ -39,6 +41,7 @@ class ServeProcess:
             f"--listen=127.0.0.1:{self.port}",
             f"--kubeconfig={self.kubeconfig}",
             f"--cache-dir={self.workdir / 'cache'}",
+            *(["--allow-local-repos"] if self.allow_local_repos else []),
             *self.extra_args,
         ]
         env = {**os.environ, "GITSYNC_LOG_LEVEL": "info", **self.env}

@@ -37,12 +37,15 @@ def crd(kube: KubeClient) -> None:
 def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:
     started: list[ServeProcess] = []
 
-    def start(*extra: str, env: dict[str, str] | None = None) -> ServeProcess:
+    def start(
+        *extra: str, env: dict[str, str] | None = None, allow_local_repos: bool = True
+    ) -> ServeProcess:
         proc = ServeProcess(
             cluster.kubeconfig_path,
             tmp_path,
             list(extra),
             {"GITSYNC_WEBHOOK_SECRET": WEBHOOK_SECRET, **(env or {})},
+            allow_local_repos=allow_local_repos,
         )
         started.append(proc)
         return proc.start()

@@ -231,7 +231,7 @@ def test_ssh_without_a_key_is_an_auth_error(
 
 
 def test_file_clone(history: History, tmp_path: Path) -> None:
-    assert clone(history.repo.file_url(), tmp_path / "checkout") == history.second
+    assert clone(history.repo.file_url(), tmp_path / "checkout", allow_local=True) == history.second
     assert checked_out(tmp_path / "checkout") == "replicas: 2\n"
 
 
@@ -254,7 +254,7 @@ def test_ls_remote_returns_pushed_branches_and_tags_over_every_transport(
         ls_remote(history.repo.http_url()),
         ls_remote(history.repo.http_url(auth=True), http_credentials),
         ls_remote(history.repo.ssh_url(), ssh_credentials),
-        ls_remote(history.repo.file_url()),
+        ls_remote(history.repo.file_url(), allow_local=True),
     ):
         assert refs == expected
 
@@ -286,7 +286,13 @@ def test_checkout_of_a_revision(
 
 
 def test_full_history_clone(history: History, tmp_path: Path) -> None:
-    clone(history.repo.file_url(), tmp_path / "checkout", revision="feature", depth=None)
+    clone(
+        history.repo.file_url(),
+        tmp_path / "checkout",
+        revision="feature",
+        depth=None,
+        allow_local=True,
+    )
 
     log = subprocess.run(
         ["git", "-C", str(tmp_path / "checkout"), "rev-list", "HEAD"],

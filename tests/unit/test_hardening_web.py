@@ -264,11 +264,11 @@ def test_revisions_shaped_like_options_or_commands_run_nothing(repo: str, tmp_pa
     marker = tmp_path / "pwned"
     for i, revision in enumerate(_injections(marker)):
         with pytest.raises(GitSourceError) as caught:
-            clone(repo, tmp_path / f"checkout-{i}", revision=revision)
+            clone(repo, tmp_path / f"checkout-{i}", revision=revision, allow_local=True)
         assert not marker.exists(), f"{revision!r} ran a command"
         assert isinstance(caught.value, TerminalError), (revision, caught.value)
     # The same repository and a plain revision: the refusals above were about the revision.
-    assert len(clone(repo, tmp_path / "good", revision="main")) == 40
+    assert len(clone(repo, tmp_path / "good", revision="main", allow_local=True)) == 40
 
 
 @pytest.mark.parametrize(
