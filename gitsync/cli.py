@@ -127,13 +127,18 @@ def _engine(args: argparse.Namespace) -> Engine:
     from gitsync.engine import Engine
     from gitsync.kube import KubeClient
     from gitsync.policy import Policy
+    from gitsync.rollout.endpoints import AnalysisAllowList
+    from gitsync.rollout.providers import MetricProviders
     from gitsync.source import SourceCache
 
     policy = Policy.from_yaml(Path(args.policy).read_bytes()) if args.policy else None
     kube = KubeClient.from_kubeconfig(args.kubeconfig, context=args.context)
     cache_root = Path(args.cache_dir or _default_cache_dir())
     creds = _credentials(args)
-    engine = Engine(kube, SourceCache(cache_root), credentials=lambda app: creds)
+    providers = MetricProviders(allow=AnalysisAllowList.parse(args.analysis_allow))
+    engine = Engine(
+        kube, SourceCache(cache_root), credentials=lambda app: creds, metric_providers=providers
+    )
     engine.syncer.policy = policy
     return engine
 
@@ -330,6 +335,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         allow_exec_credentials=args.allow_exec_credentials,
         default_credentials=_env_credentials(),
         policy_file=Path(args.policy) if args.policy else None,
+        analysis_allow=tuple(args.analysis_allow),
     )
     try:
         controller = Controller(kube, config)
@@ -562,6 +568,30 @@ def _engine_args(p: argparse.ArgumentParser, *, file_required: bool = True) -> N
     p.add_argument(
         "--policy", default=None, metavar="FILE", help="destination policy (README: Security)"
     )
+    _analysis_allow_arg(p)
+
+
+def _analysis_allow_entry(value: str) -> str:
+    from gitsync.rollout.endpoints import AnalysisAllowList
+
+    try:
+        AnalysisAllowList.parse([value])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _analysis_allow_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--analysis-allow",
+        action="append",
+        default=[],
+        type=_analysis_allow_entry,
+        metavar="URL-GLOB",
+        help="a URL glob rollout analysis (web, prometheus) may read, e.g. "
+        "'http://prometheus.monitoring:9090/*'; repeatable; none: analysis reads nothing. "
+        "Loopback, link-local and metadata addresses need an entry naming the host",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -658,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="destination policy: allowed namespaces and cluster-scoped kinds per Application "
         "namespace (README: Security); without it everything is allowed",
     )
+    _analysis_allow_arg(serve)
     ui = serve.add_argument_group("web UI and API access (see docs/api.md)")
     ui.add_argument("--admin-password-file", metavar="FILE", help="admin password (first line)")
     ui.add_argument(

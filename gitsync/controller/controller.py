@@ -54,6 +54,8 @@ from gitsync.kube.leader import LeaderElector
 from gitsync.model import ResourceKey
 from gitsync.policy import Policy
 from gitsync.render import RenderCache
+from gitsync.rollout.endpoints import AnalysisAllowList
+from gitsync.rollout.providers import MetricProviders
 from gitsync.source import GitCredentials, SourceCache, normalize_url
 from gitsync.sync import Syncer
 from gitsync.webhook import PushEvent
@@ -77,6 +79,7 @@ class ControllerConfig:
     apply_workers: int = 8
     default_credentials: GitCredentials | None = None  # for Applications without a secretRef
     policy_file: Path | None = None  # destination policy (gitsync.policy); None allows everything
+    analysis_allow: tuple[str, ...] = ()  # URL globs rollout analysis may read (rollout.endpoints)
 
 
 @dataclass
@@ -99,6 +102,10 @@ class Controller:
         self.kube = kube
         self.config = config
         self.metrics = metrics or Metrics()
+        # one reader for every cluster's rollouts; a bad entry fails here, naming the flag
+        self._metric_providers = MetricProviders(
+            allow=AnalysisAllowList.parse(config.analysis_allow)
+        )
         kube.requests.listeners.append(self.metrics.kube_request)
         self.sources = SourceCache(
             config.cache_dir / "sources", on_request=self.metrics.git_request
@@ -176,6 +183,7 @@ class Controller:
                     renders=self.renders,
                     syncer=syncer,
                     credentials=self._credentials_for,
+                    metric_providers=self._metric_providers,
                 )
                 cluster = self._clusters[id(kube)] = _Cluster(kube, cache, engine)
             return cluster
