@@ -135,7 +135,9 @@ def _engine(args: argparse.Namespace) -> Engine:
     kube = KubeClient.from_kubeconfig(args.kubeconfig, context=args.context)
     cache_root = Path(args.cache_dir or _default_cache_dir())
     creds = _credentials(args)
-    providers = MetricProviders(allow=AnalysisAllowList.parse(args.analysis_allow))
+    # only ``sync`` has the flag: diff and health never start a rollout, so never read a metric
+    allow = AnalysisAllowList.parse(getattr(args, "analysis_allow", []))
+    providers = MetricProviders(allow=allow)
     engine = Engine(
         kube, SourceCache(cache_root), credentials=lambda app: creds, metric_providers=providers
     )
@@ -213,6 +215,13 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _cmd_sync_either(args: argparse.Namespace) -> int:
     if args.file and args.app:
         print("error: give either -f FILE or APP, not both", file=sys.stderr)
+        return EXIT_ERROR
+    if args.app and args.analysis_allow:
+        print(
+            "error: --analysis-allow applies to sync -f FILE; through the controller, its own "
+            "--analysis-allow applies",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     if args.app:
         return _cmd_request(args)
@@ -568,7 +577,6 @@ def _engine_args(p: argparse.ArgumentParser, *, file_required: bool = True) -> N
     p.add_argument(
         "--policy", default=None, metavar="FILE", help="destination policy (README: Security)"
     )
-    _analysis_allow_arg(p)
 
 
 def _analysis_allow_entry(value: str) -> str:
@@ -628,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="make the cluster match Git: with -f FILE directly, with APP through the controller",
     )
     _engine_args(sync, file_required=False)
+    _analysis_allow_arg(sync)  # a sync may start a rollout whose first step is an analysis
     sync.add_argument("app", nargs="?", help="NAMESPACE/NAME of an Application in the cluster")
     sync.add_argument("--app-namespace", default="gitsync")
     sync.add_argument("--dry-run", action="store_true", help="send everything with dryRun=All")

@@ -957,3 +957,14 @@ def test_a_bad_analysis_allow_flag_is_refused_naming_it(
     assert "--analysis-allow 'prometheus:9090/*': must start with http:// or https://" in err
     args = build_parser().parse_args([*command, "--analysis-allow", "http://p:9090/*"])
     assert args.analysis_allow == ["http://p:9090/*"]
+
+
+def test_analysis_allow_is_not_accepted_where_nothing_reads_a_metric(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for command in (["diff", "-f", "app.yaml"], ["health", "-f", "app.yaml"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*command, "--analysis-allow", "http://p:9090/*"])
+    args = build_parser().parse_args(["sync", "team/web", "--analysis-allow", "http://p:9090/*"])
+    assert args.func(args) == 2
+    assert "--analysis-allow applies to sync -f FILE" in capsys.readouterr().err
