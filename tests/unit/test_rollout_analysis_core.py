@@ -16,18 +16,21 @@ import inspect
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gitsync.cli import build_parser
 from gitsync.rollout import canary as core
+from gitsync.rollout import endpoints
 from gitsync.rollout.analysis import (
     CONSECUTIVE_ERROR_LIMIT,
     MAX_MEASUREMENTS,
@@ -59,6 +62,7 @@ from gitsync.rollout.spec import (
     parse_rollout_spec,
 )
 from gitsync.rollout.status import PROMOTE_ANNOTATION, Phase, RolloutStatus
+from gitsync.testing.pki import make_pki
 from gitsync.testing.processes import free_port
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -968,3 +972,43 @@ def test_analysis_allow_is_not_accepted_where_nothing_reads_a_metric(
     args = build_parser().parse_args(["sync", "team/web", "--analysis-allow", "http://p:9090/*"])
     assert args.func(args) == 2
     assert "--analysis-allow applies to sync -f FILE" in capsys.readouterr().err
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[MetricServer, ssl.SSLContext]]:
+    """The metric server behind TLS with a certificate for 127.0.0.1 and localhost from a
+    throw-away CA, and a client context trusting that CA."""
+    pki = make_pki(tmp_path)
+    s = MetricServer()
+    serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    serving.load_cert_chain(pki.serving_cert, pki.serving_key)
+    s.httpd.socket = serving.wrap_socket(s.httpd.socket, server_side=True)
+    s.url = s.url.replace("http://", "https://")
+    yield s, ssl.create_default_context(cafile=str(pki.ca_cert))
+    s.close()
+
+
+def test_tls_is_verified_against_the_url_s_name_at_the_checked_address(
+    tls_server: tuple[MetricServer, ssl.SSLContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, trusting = tls_server
+    server.answers["/health"] = Answer(body=b'{"ok": true}')
+    port = server.url.rsplit(":", 1)[1]
+    allow = AnalysisAllowList.parse(["https://localhost:*/*", "https://rebind.test:*/*"])
+    providers = MetricProviders(allow=allow)
+    # the system's CAs do not know the throw-away CA
+    untrusted = providers.read(web_metric(f"https://localhost:{port}/health"))
+    assert untrusted.error.endswith("TLS certificate not trusted")
+
+    monkeypatch.setattr(endpoints.ssl, "create_default_context", lambda: trusting)
+    assert providers.read(web_metric(f"https://localhost:{port}/health")) == Reading(True)
+
+    # a name pinned to the same address is still checked as that name: not on the certificate
+    real = socket.getaddrinfo
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *a, **k: real("127.0.0.1" if host == "rebind.test" else host, *a, **k),
+    )
+    renamed = providers.read(web_metric(f"https://rebind.test:{port}/health"))
+    assert renamed.error.endswith("TLS certificate not trusted")
