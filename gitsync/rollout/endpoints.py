@@ -112,16 +112,21 @@ class AnalysisAllowList:
 
     @classmethod
     def parse(cls, entries: list[str] | tuple[str, ...]) -> AnalysisAllowList:
-        """Validated entries; ``ValueError`` naming the flag and the entry otherwise."""
+        """Validated entries, scheme and host in lower case like the URLs they are matched
+        against; ``ValueError`` naming the flag and the entry otherwise."""
+        globs: list[str] = []
         for entry in entries:
             scheme, sep, rest = entry.partition("://")
+            scheme = scheme.lower()
             if not sep or scheme not in _DEFAULT_PORTS:
                 raise ValueError(f"{FLAG} {entry!r}: must start with http:// or https://")
             if not rest or rest.startswith(("/", ":")):
                 raise ValueError(f"{FLAG} {entry!r}: has no host")
-            if "@" in rest.split("/", 1)[0]:
+            authority, slash, path = rest.partition("/")
+            if "@" in authority:
                 raise ValueError(f"{FLAG} {entry!r}: must not contain user info")
-        return cls(tuple(entries))
+            globs.append(f"{scheme}://{authority.lower()}{slash}{path}")
+        return cls(tuple(globs))
 
     def check(self, url: str, *, timeout: float) -> Endpoint:
         """The endpoint to connect to for ``url``; ``EndpointRefused`` with a fixed reason."""

@@ -876,10 +876,10 @@ def test_urls_outside_the_allow_list_are_refused_before_any_request(
     assert server.queries == [], "the request was sent"
 
 
-@pytest.mark.parametrize("entry", ["http://127.0.0.1:*/*", "http://localhost:*/health"])
+@pytest.mark.parametrize("entry", ["http://127.0.0.1:*/*", "HTTP://LocalHost:*/health"])
 def test_an_entry_naming_a_loopback_host_allows_it(server: MetricServer, entry: str) -> None:
     server.answers["/health"] = Answer(body=b'{"ok": true}')
-    host = "localhost" if "localhost" in entry else "127.0.0.1"
+    host = "localhost" if "localhost" in entry.lower() else "127.0.0.1"
     url = server.url.replace("127.0.0.1", host) + "/health"
     assert MetricProviders(allow=AnalysisAllowList.parse([entry])).read(web_metric(url)) == (
         Reading(True)
