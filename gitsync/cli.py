@@ -167,6 +167,8 @@ def _engine(args: argparse.Namespace) -> Engine:
     from gitsync.engine import Engine
     from gitsync.kube import KubeClient
     from gitsync.policy import Policy
+    from gitsync.rollout.endpoints import AnalysisAllowList
+    from gitsync.rollout.providers import MetricProviders
     from gitsync.source import SourceCache
     from gitsync.source.credentials import no_password_over_http
 
@@ -192,7 +194,10 @@ def _engine(args: argparse.Namespace) -> Engine:
         connect_timeout=args.git_connect_timeout,
         max_output_bytes=args.git_max_output_bytes,
     )
-    engine = Engine(kube, sources, credentials=credentials)
+    # only ``sync`` has the flag: diff and health never start a rollout, so never read a metric
+    allow = AnalysisAllowList.parse(getattr(args, "analysis_allow", []))
+    providers = MetricProviders(allow=allow)
+    engine = Engine(kube, sources, credentials=credentials, metric_providers=providers)
     engine.syncer.policy = policy
     return engine
 
@@ -267,6 +272,13 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _cmd_sync_either(args: argparse.Namespace) -> int:
     if args.file and args.app:
         print("error: give either -f FILE or APP, not both", file=sys.stderr)
+        return EXIT_ERROR
+    if args.app and args.analysis_allow:
+        print(
+            "error: --analysis-allow applies to sync -f FILE; through the controller, its own "
+            "--analysis-allow applies",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     if args.app:
         return _cmd_request(args)
@@ -437,6 +449,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         allow_local_repos=args.allow_local_repos,
         git_connect_timeout=args.git_connect_timeout,
         git_max_output_bytes=args.git_max_output_bytes,
+        analysis_allow=tuple(args.analysis_allow),
     )
     try:
         controller = Controller(kube, config)
@@ -680,6 +693,29 @@ def _engine_args(p: argparse.ArgumentParser, *, file_required: bool = True) -> N
     _source_args(p)
 
 
+def _analysis_allow_entry(value: str) -> str:
+    from gitsync.rollout.endpoints import AnalysisAllowList
+
+    try:
+        AnalysisAllowList.parse([value])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _analysis_allow_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--analysis-allow",
+        action="append",
+        default=[],
+        type=_analysis_allow_entry,
+        metavar="URL-GLOB",
+        help="a URL glob rollout analysis (web, prometheus) may read, e.g. "
+        "'http://prometheus.monitoring:9090/*'; repeatable; none: analysis reads nothing. "
+        "Loopback, link-local and metadata addresses need an entry naming the host",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gitsync",
@@ -714,6 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="make the cluster match Git: with -f FILE directly, with APP through the controller",
     )
     _engine_args(sync, file_required=False)
+    _analysis_allow_arg(sync)  # a sync may start a rollout whose first step is an analysis
     sync.add_argument("app", nargs="?", help="NAMESPACE/NAME of an Application in the cluster")
     sync.add_argument("--app-namespace", default="gitsync")
     sync.add_argument("--dry-run", action="store_true", help="send everything with dryRun=All")
@@ -787,6 +824,7 @@ def build_parser() -> argparse.ArgumentParser:
         "namespace (README: Security); without it everything is allowed",
     )
     _source_args(serve)
+    _analysis_allow_arg(serve)
     ui = serve.add_argument_group("web UI and API access (see docs/api.md)")
     ui.add_argument("--admin-password-file", metavar="FILE", help="admin password (first line)")
     ui.add_argument(

@@ -54,6 +54,8 @@ from gitsync.kube.leader import LeaderElector
 from gitsync.model import ResourceKey
 from gitsync.policy import Policy
 from gitsync.render import RenderCache
+from gitsync.rollout.endpoints import AnalysisAllowList
+from gitsync.rollout.providers import MetricProviders
 from gitsync.source import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
     DEFAULT_MAX_OUTPUT_BYTES,
@@ -87,6 +89,7 @@ class ControllerConfig:
     allow_local_repos: bool = False  # file:// repositories (--allow-local-repos)
     git_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS
     git_max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    analysis_allow: tuple[str, ...] = ()  # URL globs rollout analysis may read (rollout.endpoints)
 
 
 @dataclass
@@ -109,6 +112,10 @@ class Controller:
         self.kube = kube
         self.config = config
         self.metrics = metrics or Metrics()
+        # one reader for every cluster's rollouts; a bad entry fails here, naming the flag
+        self._metric_providers = MetricProviders(
+            allow=AnalysisAllowList.parse(config.analysis_allow)
+        )
         kube.requests.listeners.append(self.metrics.kube_request)
         self.sources = SourceCache(
             config.cache_dir / "sources",
@@ -192,6 +199,7 @@ class Controller:
                     renders=self.renders,
                     syncer=syncer,
                     credentials=self.repo_credentials.for_app,
+                    metric_providers=self._metric_providers,
                 )
                 cluster = self._clusters[id(kube)] = _Cluster(kube, cache, engine)
             return cluster

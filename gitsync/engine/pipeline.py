@@ -28,7 +28,8 @@ from gitsync.render import (
     RenderLimits,
     RenderRequest,
 )
-from gitsync.rollout.executor import RolloutSyncHook
+from gitsync.rollout.executor import CanaryExecutor, RolloutSyncHook
+from gitsync.rollout.providers import MetricProviders
 from gitsync.source import Checkout, GitCredentials, Revision, SourceCache
 from gitsync.sync import Comparison, Syncer, SyncResult
 
@@ -97,11 +98,14 @@ class Engine:
         syncer: Syncer | None = None,
         credentials: CredentialsLookup | None = None,
         limits: RenderLimits | None = None,
+        metric_providers: MetricProviders | None = None,
     ):
         self.kube = kube
         self.sources = sources
         self.renders = renders or RenderCache()
-        self.rollouts = RolloutSyncHook(kube)
+        # without providers, analysis reads nothing: every URL is refused (no --analysis-allow)
+        executor = CanaryExecutor(kube, providers=metric_providers or MetricProviders())
+        self.rollouts = RolloutSyncHook(kube, executor=executor)
         self.syncer = syncer or Syncer(kube, takeover=self.rollouts)
         if self.syncer.takeover is None:
             self.syncer.takeover = self.rollouts

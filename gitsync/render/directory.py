@@ -27,13 +27,12 @@ from gitsync.render.options import DirectoryOptions, RenderLimits
 from gitsync.render.safe_yaml import check_depth, load_yaml_with_lines
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+_INCLUDE = "spec.source.directory.include"
+_EXCLUDE = "spec.source.directory.exclude"
 
 
-def expand_braces(pattern: str) -> list[str]:
-    """``{a,b}`` alternatives, as Argo CD's glob supports; fnmatch has no braces."""
-    start = pattern.find("{")
-    if start < 0:
-        return [pattern]
+def _group_end(pattern: str, start: int) -> int:
+    """The index of the ``}`` closing the ``{`` at ``start``, or -1 when it is unbalanced."""
     depth = 0
     for end in range(start, len(pattern)):
         if pattern[end] == "{":
@@ -41,10 +40,12 @@ def expand_braces(pattern: str) -> list[str]:
         elif pattern[end] == "}":
             depth -= 1
             if depth == 0:
-                break
-    else:
-        return [pattern]  # unbalanced: treat literally
-    body, rest = pattern[start + 1 : end], pattern[end + 1 :]
+                return end
+    return -1
+
+
+def _options(body: str) -> list[str]:
+    """A group's body split at its top-level commas."""
     options: list[str] = []
     depth, last = 0, 0
     for i, ch in enumerate(body):
@@ -56,22 +57,74 @@ def expand_braces(pattern: str) -> list[str]:
             options.append(body[last:i])
             last = i + 1
     options.append(body[last:])
-    prefix = pattern[:start]
-    return [p for opt in options for p in expand_braces(prefix + opt + rest)]
+    return options
+
+
+def count_alternatives(pattern: str, *, limit: int) -> int:
+    """How many patterns ``expand_braces(pattern)`` would give, without expanding them.
+
+    The count follows the pattern's structure: a sequence multiplies the counts of its groups,
+    a group adds the counts of its options. It stops at ``limit + 1``, so ``{a,b}`` repeated
+    a thousand times costs a thousand steps, not 2**1000 patterns or a 300-digit integer.
+    """
+    total = 1
+    position = 0
+    while (start := pattern.find("{", position)) >= 0:
+        end = _group_end(pattern, start)
+        if end < 0:
+            break  # unbalanced: the rest is literal, as in expand_braces
+        group = sum(count_alternatives(o, limit=limit) for o in _options(pattern[start + 1 : end]))
+        total = min(total * group, limit + 1)
+        position = end + 1
+    return total
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """``{a,b}`` alternatives, as Argo CD's glob supports; fnmatch has no braces. Callers bound
+    the result with ``count_alternatives`` first: the expansion is exponential in the groups."""
+    start = pattern.find("{")
+    if start < 0:
+        return [pattern]
+    end = _group_end(pattern, start)
+    if end < 0:
+        return [pattern]  # unbalanced: treat literally
+    prefix, rest = pattern[:start], pattern[end + 1 :]
+    return [
+        p for opt in _options(pattern[start + 1 : end]) for p in expand_braces(prefix + opt + rest)
+    ]
 
 
 _MAX_ALTERNATIVES = 256
+_MAX_PATTERN_LENGTH = 1024
+_MAX_NESTING = 16  # bounds the recursion of the count and of the expansion
+
+
+def _nesting(pattern: str) -> int:
+    deepest = depth = 0
+    for ch in pattern:
+        if ch == "{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == "}" and depth:
+            depth -= 1
+    return deepest
 
 
 class Glob:
     """An include/exclude pattern, brace-expanded once; matches the file name or the path
-    relative to the app directory."""
+    relative to the app directory. The alternatives are counted before they are expanded."""
 
-    def __init__(self, pattern: str) -> None:
+    def __init__(self, pattern: str, *, field: str) -> None:
         self.pattern = pattern
+        if len(pattern) > _MAX_PATTERN_LENGTH:
+            raise LimitExceededError(f"{field} is longer than {_MAX_PATTERN_LENGTH} characters")
+        if _nesting(pattern) > _MAX_NESTING:
+            raise LimitExceededError(f"{field} nests braces more than {_MAX_NESTING} deep")
+        if count_alternatives(pattern, limit=_MAX_ALTERNATIVES) > _MAX_ALTERNATIVES:
+            raise LimitExceededError(
+                f"{field} {pattern[:80]!r} has more than {_MAX_ALTERNATIVES} brace alternatives"
+            )
         self.alternatives = expand_braces(pattern)
-        if len(self.alternatives) > _MAX_ALTERNATIVES:
-            raise RenderError(f"glob {pattern!r} has more than {_MAX_ALTERNATIVES} alternatives")
 
     def matches(self, rel_path: str) -> bool:
         name = rel_path.rsplit("/", 1)[-1]
@@ -82,8 +135,8 @@ def _candidates(
     repo: Repo, app_dir: Path, options: DirectoryOptions, limits: RenderLimits, deadline: Deadline
 ) -> list[Path]:
     """Manifest files sorted by relative path; escaping symlinks in the walked scope are errors."""
-    include = Glob(options.include) if options.include else None
-    exclude = Glob(options.exclude) if options.exclude else None
+    include = Glob(options.include, field=_INCLUDE) if options.include else None
+    exclude = Glob(options.exclude, field=_EXCLUDE) if options.exclude else None
     found: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(app_dir, followlinks=False):
         deadline.check("listing files")

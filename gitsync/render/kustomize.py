@@ -12,11 +12,13 @@ Design - two fences, each enforced by the party that can enforce it best:
   ``../../../other-tenant/overlay`` passes the same check). So before kustomize runs, every
   kustomization reachable through ``resources``/``bases``/``components`` (and generator/transformer
   directories) is parsed with the safe YAML loader and each entry is resolved with ``realpath``:
-  leaving the repo root is a ``PathEscapeError``; a URL (``https://``, ``git@``, ``ssh://``,
-  ``github.com/...``) or an entry that does not exist locally (which kustomize would try as a remote
-  repository) is a ``RenderError``. Each reachable kustomization directory tree is then walked for
-  escaping symlinks, file count and size. Known file fields are resolved too, only to report a
-  clear ``PathEscapeError`` before kustomize would report its own.
+  leaving the repo root is a ``PathEscapeError``; a remote reference in any spelling (see
+  ``is_remote_reference``: any scheme, ``user@host:path``, ``github.com/...`` in any case,
+  ``?ref=``), even one that also exists as a local directory, or an entry that does not exist
+  locally (which kustomize would try as a remote repository) is a ``RenderError``. Each
+  reachable kustomization directory tree is then walked for escaping symlinks, file count and
+  size. Known file fields are resolved too, only to report a clear ``PathEscapeError`` before
+  kustomize would report its own.
 
 We considered ``LoadRestrictionsNone`` after validating every referenced file ourselves; it makes
 the repository's safety depend on our list of file-bearing fields being complete for every
@@ -25,8 +27,8 @@ RootOnly, a missed field at worst gives kustomize's own "not in or below" error.
 
 The build never gets ``--enable-helm``, ``--enable-alpha-plugins`` or ``--enable-exec``; it runs in
 a child process with the render deadline as timeout, output capped at ``max_bytes``, no network
-credentials (see ``tool_process``) and ``PATH`` limited to kubectl's own directory, so there is no
-``git`` to clone with even if a remote reference slipped through.
+credentials (see ``tool_process``), a ``PATH`` holding only kubectl, so there is no ``git`` to
+clone with even if a remote reference slipped through, and proxy variables pointing nowhere.
 """
 
 from __future__ import annotations
@@ -56,9 +58,28 @@ _PATH_ITEM_FIELDS = ("patches", "patchesJson6902", "replacements")
 _GENERATOR_FIELDS = ("configMapGenerator", "secretGenerator")
 _HELM_FIELDS = ("helmCharts", "helmGlobals", "helmChartInflationGenerator")
 
-_REMOTE = re.compile(
-    r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://|git@|git::|(?:www\.)?(?:github\.com|gitlab\.com|bitbucket\.org)[/:])"
+# Kustomize asks "is this a remote?" before it looks at the disk, so a directory in the repo
+# spelled like a remote does not make the entry local. Refused, whatever the case:
+# - a scheme, scp-style ``user@host:path`` or ``host:path`` (a ":" or "@" in the first segment:
+#   ``https://``, ``ssh://``, ``git::``, ``file:``, ``deploy@host:org/repo``, ``GitHub.com:org/r``);
+# - the hosts kustomize expands without a scheme (``github.com/org/repo``, any case);
+# - kustomize's remote query parameters (``?ref=``, ``?version=``, ``?timeout=``, ...).
+_REMOTE_FIRST_SEGMENT = re.compile(r"^[^/]*[:@]")
+_REMOTE_HOST = re.compile(
+    r"^(?:www\.)?(?:github\.com|gitlab\.com|bitbucket\.org|dev\.azure\.com)(?:[/:]|$)",
+    re.IGNORECASE,
 )
+_REMOTE_QUERY = re.compile(r"\?(?:.*&)?(?:ref|version|timeout|submodules)=", re.IGNORECASE)
+
+
+def is_remote_reference(entry: str) -> bool:
+    """Whether kustomize would fetch ``entry`` over the network rather than read a local path."""
+    entry = entry.strip()
+    return bool(
+        _REMOTE_FIRST_SEGMENT.match(entry)
+        or _REMOTE_HOST.match(entry)
+        or _REMOTE_QUERY.search(entry)
+    )
 
 
 def find_kustomization(directory: Path) -> Path | None:
@@ -149,7 +170,7 @@ class _Scan:
         return subdirs
 
     def _local(self, kdir: Path, entry: str, field: str, name: str, *, must_exist: bool) -> Path:
-        if _REMOTE.match(entry) or "?ref=" in entry:
+        if is_remote_reference(entry):
             raise RenderError(
                 f"{field} entry {entry!r} is a remote reference; only paths inside the "
                 "repository are allowed",
@@ -188,6 +209,28 @@ def _mappings(value: object) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)]
 
 
+# Third fence, after the scan: should a remote reference ever slip past ``is_remote_reference``,
+# kustomize finds no ``git`` to clone with and its HTTP fetches go to a proxy that is not there
+# (port 9 on loopback: connection refused). Go never proxies loopback destinations, which is
+# why the scan, not this, is the defence that matters for those.
+_DEAD_PROXY = "http://127.0.0.1:9"
+_NO_NETWORK = {
+    "HTTP_PROXY": _DEAD_PROXY,
+    "HTTPS_PROXY": _DEAD_PROXY,
+    "ALL_PROXY": _DEAD_PROXY,
+    "NO_PROXY": "",
+}
+
+
+def _path_with_only(kubectl: str, *, home: str) -> str:
+    """A ``PATH`` holding kubectl and nothing else. kubectl's own directory is often ``/usr/bin``,
+    where ``git`` lives too."""
+    tools = Path(home, "bin")
+    tools.mkdir()
+    (tools / "kubectl").symlink_to(kubectl)
+    return os.fspath(tools)
+
+
 def render_kustomize(
     repo: Repo,
     app_dir: Path,
@@ -208,7 +251,8 @@ def render_kustomize(
         "--load-restrictor",
         "LoadRestrictionsRootOnly",
     ]
-    with scrubbed_env({"PATH": os.path.dirname(kubectl)}) as env:
+    with scrubbed_env(_NO_NETWORK) as env:
+        env["PATH"] = _path_with_only(kubectl, home=env["HOME"])
         result = run_tool(
             argv,
             env=env,

@@ -13,32 +13,37 @@ pure functions of the response body, table-tested without a server.
 * ``web {url, jsonPath, timeout}``: ``GET <url>``, JSON; ``jsonPath`` (``$.a.b[0]``) picks the
   value: a number, a numeric string or a boolean; null or a path that leads nowhere is no data.
 
-Bounds: only ``http``/``https`` (redirects too, at most ``MAX_REDIRECTS``), at most
-``MAX_RESPONSE_BYTES`` read, and a deadline per read (``PROMETHEUS_TIMEOUT``, or the web
-provider's ``timeout``) checked between chunks, so a read ends within about twice its timeout
-even when the server drips bytes.
+Bounds: only ``http``/``https`` URLs that the operator's ``--analysis-allow`` list admits, sent
+to an address checked by ``endpoints`` (see there: loopback, link-local and metadata addresses);
+redirects are not followed; at most ``MAX_RESPONSE_BYTES`` read, and a deadline per read
+(``PROMETHEUS_TIMEOUT``, or the web provider's ``timeout``) checked between chunks, so a read
+ends within about twice its timeout even when the server drips bytes.
+
+A reading's error ends up in the Rollout's status, its Events, the API and the log, where anyone
+who can read the Application sees it, while the URL is chosen by whoever can push to the
+repository. So an error is a fixed reason ("HTTP 500", "response is not JSON", the JSON path
+that held no number) and never carries bytes of the response: pointed at an endpoint that
+answers with a credential, the credential must not come back in the status.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
+import ssl
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from http.client import HTTPMessage
 from typing import IO, Any
 
 from gitsync.rollout.analysis import Reading
+from gitsync.rollout.endpoints import AnalysisAllowList, EndpointRefused
 from gitsync.rollout.expressions import compile_json_path, select
 from gitsync.rollout.spec import Metric, PrometheusProvider
 
 MAX_RESPONSE_BYTES = 1 << 20
 PROMETHEUS_TIMEOUT = 10.0
-MAX_REDIRECTS = 3
 _CHUNK = 64 << 10
-_ERROR_EXCERPT = 200
 
 
 class ProviderError(Exception):
@@ -55,22 +60,29 @@ def _json(body: bytes) -> Any:
         return json.loads(body)
     except RecursionError:
         raise ProviderError("response JSON nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProviderError(f"response is not JSON: {exc}; starts {_excerpt(body)}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ProviderError("response is not JSON") from None
 
 
-def _excerpt(body: bytes) -> str:
-    return repr(body[:60].decode("utf-8", "replace"))
+# Prometheus's own errorType values: the only words of an error body that reach a message.
+_PROMETHEUS_ERRORS = frozenset(
+    ("timeout", "canceled", "execution", "bad_data", "internal", "unavailable", "not_found")
+)
+
+
+def _prometheus_error(doc: object) -> str:
+    kind = doc.get("errorType") if isinstance(doc, dict) else None
+    return f"Prometheus {kind}" if kind in _PROMETHEUS_ERRORS else "Prometheus error"
 
 
 def _sample(sample: object) -> Reading:
     """A Prometheus ``[timestamp, "value"]`` pair; NaN is no data."""
     if not isinstance(sample, list) or len(sample) != 2 or not isinstance(sample[1], str):
-        raise ProviderError(f"unexpected sample {str(sample)[:80]}")
+        raise ProviderError("unexpected sample: not a [timestamp, value] pair")
     try:
         value = float(sample[1])
     except ValueError:
-        raise ProviderError(f"sample value {sample[1][:40]!r} is not a number") from None
+        raise ProviderError("sample value is not a number") from None
     return Reading() if math.isnan(value) else Reading(value)
 
 
@@ -80,8 +92,7 @@ def parse_prometheus_response(body: bytes) -> Reading:
     if not isinstance(doc, dict):
         raise ProviderError("response is not a Prometheus API object")
     if doc.get("status") != "success":
-        kind, error = doc.get("errorType", "error"), doc.get("error", "status is not success")
-        raise ProviderError(f"Prometheus {kind}: {str(error)[:_ERROR_EXCERPT]}")
+        raise ProviderError(_prometheus_error(doc))
     data = doc.get("data")
     if not isinstance(data, dict):
         raise ProviderError("response has no data")
@@ -89,8 +100,9 @@ def parse_prometheus_response(body: bytes) -> Reading:
     if kind == "scalar":
         return _sample(result)
     if kind != "vector":
+        shown = kind if kind in ("matrix", "string") else "unexpected"
         raise ProviderError(
-            f"result type {str(kind)[:20]!r}: the query must give a scalar or an instant vector"
+            f"result type {shown}: the query must give a scalar or an instant vector"
         )
     if not isinstance(result, list):
         raise ProviderError("vector result is not a list")
@@ -121,31 +133,12 @@ def parse_web_response(body: bytes, json_path: str) -> Reading:
         try:
             number = float(value)
         except (ValueError, OverflowError):
-            raise ProviderError(
-                f"{json_path} is {str(value)[:40]!r}, not a number or a boolean"
-            ) from None
+            raise ProviderError(f"{json_path} is a string that is not a number") from None
         return Reading() if math.isnan(number) else Reading(number)
     raise ProviderError(f"{json_path} is a {type(value).__name__}, not a number or a boolean")
 
 
 # -- reading (I/O) -------------------------------------------------------------------------------
-
-
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    max_redirections = MAX_REDIRECTS
-
-    def redirect_request(  # noqa: PLR0917 - urllib's signature
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
-            raise ProviderError(_refused_redirect(newurl))
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 class MetricProviders:
@@ -154,12 +147,13 @@ class MetricProviders:
     def __init__(
         self,
         *,
+        allow: AnalysisAllowList | None = None,
         prometheus_timeout: float = PROMETHEUS_TIMEOUT,
         max_bytes: int = MAX_RESPONSE_BYTES,
     ):
+        self.allow = allow or AnalysisAllowList()
         self.prometheus_timeout = prometheus_timeout
         self.max_bytes = max_bytes
-        self._opener = urllib.request.build_opener(_HttpOnlyRedirects())
 
     def read(self, metric: Metric) -> Reading:
         """The metric's current value, no data, or the error that prevented reading it."""
@@ -175,34 +169,50 @@ class MetricProviders:
         except ProviderError as exc:
             return Reading(error=str(exc))
         except Exception as exc:  # a provider must never crash the rollout
-            return Reading(error=f"{type(exc).__name__}: {exc}"[:_ERROR_EXCERPT])
+            # the type only: an exception's text may quote the response
+            return Reading(error=f"reading failed: {type(exc).__name__}")
 
     def get(self, url: str, timeout: float) -> bytes:
-        """The body of a 2xx answer to ``GET url``; ``ProviderError`` for anything else (a
-        Prometheus error body is parsed for its message)."""
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise ProviderError(f"not an http or https URL: {url[:80]!r}")
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+        """The body of a 2xx answer to ``GET url``; ``ProviderError`` with a fixed reason for
+        anything else (a Prometheus error body gives its ``errorType``, nothing more)."""
         deadline = time.monotonic() + timeout
         try:
-            with self._opener.open(request, timeout=timeout) as response:
-                return self._body(response, deadline, timeout)
-        except urllib.error.HTTPError as exc:
-            location = exc.headers.get("Location") if exc.headers else None
-            scheme = urllib.parse.urlsplit(location or "").scheme
-            if 300 <= exc.code < 400 and location and scheme not in ("http", "https"):
-                raise ProviderError(_refused_redirect(location)) from None
-            try:
-                body = self._body(exc, deadline, timeout)
-            except ProviderError:
-                body = b""
-            raise ProviderError(f"HTTP {exc.code} from {_where(url)}: {_explain(body)}") from None
-        except urllib.error.URLError as exc:
-            raise ProviderError(f"cannot reach {_where(url)}: {exc.reason}") from None
+            endpoint = self.allow.check(url, timeout=timeout)
+        except EndpointRefused as exc:
+            raise ProviderError(str(exc)) from None
+        connection = endpoint.connection(max(deadline - time.monotonic(), 0.001))
+        where = _where(url)
+        try:
+            connection.request("GET", endpoint.target, headers={"Accept": "application/json"})
+            response = connection.getresponse()
+            if 300 <= response.status < 400:
+                raise ProviderError(
+                    f"HTTP {response.status} from {where}: redirects are not followed"
+                )
+            if not 200 <= response.status < 300:
+                try:
+                    body = self._body(response, deadline, timeout)
+                except ProviderError:
+                    body = b""
+                raise ProviderError(f"HTTP {response.status} from {where}{_explain(body)}")
+            return self._body(response, deadline, timeout)
         except TimeoutError:
-            raise ProviderError(f"{_where(url)} did not answer within {timeout:g}s") from None
+            raise ProviderError(f"{where} did not answer within {timeout:g}s") from None
+        except ssl.SSLCertVerificationError:
+            raise ProviderError(f"cannot reach {where}: TLS certificate not trusted") from None
+        except ssl.SSLError:
+            raise ProviderError(f"cannot reach {where}: TLS handshake failed") from None
+        except ConnectionRefusedError:
+            raise ProviderError(f"cannot reach {where}: connection refused") from None
+        except http.client.HTTPException as exc:
+            raise ProviderError(
+                f"{where} sent an invalid HTTP response ({type(exc).__name__})"
+            ) from None
         except OSError as exc:
-            raise ProviderError(f"reading {_where(url)} failed: {exc}") from None
+            reason = exc.strerror or type(exc).__name__
+            raise ProviderError(f"cannot reach {where}: {reason}") from None
+        finally:
+            connection.close()
 
     def _body(self, response: IO[bytes], deadline: float, timeout: float) -> bytes:
         chunks: list[bytes] = []
@@ -221,25 +231,22 @@ class MetricProviders:
             chunks.append(chunk)
 
 
-def _refused_redirect(location: str) -> str:
-    return f"redirect to {location[:80]!r} not followed: only http and https are"
-
-
 def _where(url: str) -> str:
     """Scheme, host and path of ``url`` (no query, no credentials) for messages."""
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        pass
     return f"{parts.scheme}://{host}{parts.path}"
 
 
 def _explain(body: bytes) -> str:
-    """A Prometheus error's message, or the start of the body."""
+    """``: Prometheus <errorType>`` for a Prometheus error body; nothing from any other body."""
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError):
-        doc = None
-    if isinstance(doc, dict) and doc.get("error"):
-        return f"{doc.get('errorType', 'error')}: {str(doc['error'])[:_ERROR_EXCERPT]}"
-    return _excerpt(body) if body else "(no body)"
+        return ""
+    return f": {_prometheus_error(doc)}" if isinstance(doc, dict) and "errorType" in doc else ""

@@ -12,9 +12,20 @@ from collections.abc import Callable
 
 from gitsync.kube import KubeClient
 from gitsync.rollout import CanaryExecutor, Outcome
+from gitsync.rollout.endpoints import AnalysisAllowList
+from gitsync.rollout.providers import MetricProviders
 
 ROLLOUT_API = "gitsync.dev/v1alpha1"
 POLL_SECONDS = 0.3
+LOOPBACK_ANALYSIS = "http://127.0.0.1:*/*"
+"""The ``--analysis-allow`` entry for the tests' metric servers: they listen on loopback, which
+only an entry naming the host reaches."""
+
+
+def loopback_executor(kube: KubeClient) -> CanaryExecutor:
+    """An executor whose analysis may read the tests' loopback metric servers."""
+    allow = AnalysisAllowList.parse([LOOPBACK_ANALYSIS])
+    return CanaryExecutor(kube, providers=MetricProviders(allow=allow))
 
 
 def request(kube: KubeClient, namespace: str, annotation: str, value: str) -> None:

@@ -22,7 +22,7 @@ import pytest
 from gitsync.health import assess
 from gitsync.kube import KubeClient
 from gitsync.model import HealthStatus, ResourceKey, ResultCode
-from gitsync.rollout import CanaryExecutor, Outcome, RolloutSyncHook
+from gitsync.rollout import Outcome, RolloutSyncHook
 from gitsync.rollout.analysis import RunPhase
 from gitsync.rollout.math import ROLE_LABEL
 from gitsync.rollout.status import PROMOTE_ANNOTATION, Phase, parse_time
@@ -31,6 +31,7 @@ from gitsync.testing.cluster import endpoint_pods
 from gitsync.testing.manifests import web_deployment, web_service
 from gitsync.testing.prometheus import Exporter, Prometheus
 from gitsync.testing.rollouts import drive as drive_rollout
+from gitsync.testing.rollouts import loopback_executor
 from gitsync.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -98,7 +99,7 @@ class Rollouts:
         self.kube = kube
         self.ns = namespace
         self.prometheus = prometheus
-        self.executor = CanaryExecutor(kube)
+        self.executor = loopback_executor(kube)
         self.hook = RolloutSyncHook(kube, executor=self.executor)
 
     def sync(self, image: str, query: str) -> None:

@@ -24,7 +24,7 @@ from gitsync.diff import diff_resource
 from gitsync.health import assess
 from gitsync.kube import KubeClient
 from gitsync.model import HealthStatus, ResourceKey, ResultCode, SyncStatus
-from gitsync.rollout import CanaryExecutor, Outcome, RolloutSyncHook, TakeoverPlan
+from gitsync.rollout import Outcome, RolloutSyncHook, TakeoverPlan
 from gitsync.rollout.bluegreen import DRAINING
 from gitsync.rollout.math import HASH_LABEL
 from gitsync.rollout.status import ABORT_ANNOTATION, PROMOTE_ANNOTATION, Phase, parse_time
@@ -33,6 +33,7 @@ from gitsync.sync.tracking import prepare
 from gitsync.testing import rollouts
 from gitsync.testing.cluster import endpoint_images
 from gitsync.testing.manifests import web_deployment, web_service
+from gitsync.testing.rollouts import loopback_executor
 from gitsync.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -120,7 +121,7 @@ class Cluster:
     def __init__(self, kube: KubeClient, namespace: str):
         self.kube = kube
         self.ns = namespace
-        self.executor = CanaryExecutor(kube)
+        self.executor = loopback_executor(kube)
         self.hook = RolloutSyncHook(kube, executor=self.executor)
 
     def sync(

@@ -612,3 +612,13 @@ def test_values_hold_no_secret_material() -> None:
     assert values["webhook"]["existingSecret"] == ""
     assert values["ui"]["adminPassword"]["existingSecret"] == ""
     assert values["repoCredentials"]["existingSecret"] == ""
+
+
+def test_analysis_allow_entries_become_serve_flags() -> None:
+    entries = ["http://prometheus.monitoring.svc:9090/*", "https://metrics.example.com/*"]
+    args = container_args(render({"controller": {"analysisAllow": entries}}))
+    assert [a for a in args if a.startswith("--analysis-allow")] == [
+        f"--analysis-allow={e}" for e in entries
+    ]
+    assert build_parser().parse_args(args).analysis_allow == entries
+    assert not any(a.startswith("--analysis-allow") for a in container_args(render({})))

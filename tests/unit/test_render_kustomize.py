@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,10 @@ from gitsync.render import (
     RenderError,
     RenderLimits,
     RenderRequest,
+    kustomize,
     render,
 )
+from gitsync.render.kustomize import is_remote_reference
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "render"
 
@@ -75,11 +78,26 @@ def test_remote_base_is_refused_before_kustomize_runs() -> None:
         "ssh://git@example.com/org/repo//base",
         "github.com/kubernetes-sigs/kustomize/examples/helloWorld?ref=v5.0.0",
         "http://example.com/manifest.yaml",
+        # issue 13, finding 12: any user, any case, any scheme
+        "deploy@example.com:org/repo//base",
+        "Deploy@Example.COM:org/repo.git",
+        "example.com:org/repo//base?ref=main",
+        "GitHub.com/org/repo//base",
+        "GITHUB.COM/org/repo",
+        "www.GitLab.com/org/repo",
+        "Bitbucket.org/org/repo?version=v1",
+        "git::https://example.com/org/repo.git//base?ref=v1",
+        "GIT::ssh://git@example.com/org/repo",
+        "SSH://git@example.com/org/repo",
+        "HTTPS://example.com/org/repo",
+        "file:///var/run/secrets/kubernetes.io/serviceaccount",
+        "base?timeout=2s&ref=main",
+        "  https://example.com/with-leading-space.yaml",
     ],
 )
 def test_remote_reference_forms(tmp_path: Path, entry: str) -> None:
     repo = make_repo(tmp_path, f"resources:\n  - cm.yaml\n  - {entry}\n")
-    with pytest.raises(RenderError, match=r"remote reference"):
+    with pytest.raises(RenderError, match=r"is a remote reference"):
         render_app(repo)
 
 
@@ -174,3 +192,43 @@ def test_two_kustomizations_including_each_other_are_a_clear_render_error(tmp_pa
     (repo / "other" / "kustomization.yaml").write_text("resources: [../app]\n")
     with pytest.raises(RenderError, match="cycle detected"):
         render_app(repo)
+
+
+def test_a_local_directory_spelled_like_a_remote_is_still_refused(tmp_path: Path) -> None:
+    # kustomize asks "remote?" before it looks at the disk: it would clone, not read, this one.
+    repo = make_repo(tmp_path, "resources:\n  - deploy@example.com:org/repo\n")
+    spelled = repo / "app" / "deploy@example.com:org" / "repo"
+    spelled.mkdir(parents=True)
+    (spelled / "kustomization.yaml").write_text("resources: [../../cm.yaml]\n")
+    with pytest.raises(RenderError, match=r"is a remote reference"):
+        render_app(repo)
+
+
+@pytest.mark.parametrize(
+    "entry", ["base", "overlays/prod", "cm.yaml", "../app/cm.yaml", "sub/a@b", "dir/with:colon"]
+)
+def test_local_paths_are_not_remote_references(entry: str) -> None:
+    assert not is_remote_reference(entry)
+
+
+def test_kustomize_has_no_git_and_no_proxy_even_if_a_remote_slips_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Next to kubectl (often /usr/bin) there may be a git: here a stand-in that leaves a mark.
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "kubectl").symlink_to(kustomize.kubectl_path())
+    mark = tmp_path / "git-was-run"
+    git = tools / "git"
+    git.write_text(f'#!/bin/sh\necho "$@" >> {mark}\nexit 1\n')
+    git.chmod(0o755)
+    monkeypatch.setattr(kustomize, "kubectl_path", lambda: os.fspath(tools / "kubectl"))
+    monkeypatch.setattr(kustomize, "is_remote_reference", lambda entry: False)  # it slipped
+    repo = make_repo(tmp_path, "resources:\n  - git@example.com:org/repo\n")
+    spelled = repo / "app" / "git@example.com:org" / "repo"
+    spelled.mkdir(parents=True)
+    (spelled / "kustomization.yaml").write_text("resources: [../../cm.yaml]\n")
+    with pytest.raises(RenderError, match=r"kustomize build failed") as info:
+        render_app(repo)
+    assert not mark.exists(), f"kustomize ran git: {mark.read_text()}"
+    assert "git" in str(info.value)

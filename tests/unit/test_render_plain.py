@@ -8,6 +8,8 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gitsync.model import ResourceKey
 from gitsync.render import (
@@ -20,6 +22,7 @@ from gitsync.render import (
     detect,
     render,
 )
+from gitsync.render.directory import count_alternatives, expand_braces
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "render"
 
@@ -247,3 +250,72 @@ def test_list_item_without_name_names_the_item(tmp_path: Path) -> None:
         RenderError, match=r"^app/list.yaml:1: document 1 item 2 has no metadata.name"
     ):
         render(RenderRequest(repo_root=repo, path="app"))
+
+
+# -- brace patterns: counted from their structure, never expanded over the limit (issue 13, 5) --
+
+
+def test_twenty_two_brace_groups_are_refused_without_expanding_them(tmp_path: Path) -> None:
+    # 2**22 alternatives: expanded first, this took the controller from 132 MB to 640 MB.
+    pattern = "{a,b}" * 22 + ".yaml"
+    tracemalloc.start()
+    try:
+        with pytest.raises(LimitExceededError) as info:
+            render(
+                RenderRequest(
+                    repo_root=make_repo(tmp_path),
+                    path="app",
+                    directory=DirectoryOptions(include=pattern),
+                )
+            )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "spec.source.directory.include" in str(info.value)
+    assert "more than 256 brace alternatives" in str(info.value)
+    assert peak < 1024 * 1024, f"the pattern was expanded: peak Python allocation {peak} bytes"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "count"),
+    [
+        ("plain.yaml", 1),
+        ("{a,b}{c,d,e}", 6),  # a sequence multiplies
+        ("{a,{b,c},{d,{e,f}}}", 6),  # options add, nested groups too
+        ("{a,b}{", 2),  # an unbalanced brace is literal
+        ("{a,b}" * 1000, 257),  # stops at the limit + 1
+        ("{" + ",".join("x" * 300) + "}", 257),
+        ("{{a,b}{c,d},e}" * 3, 125),
+    ],
+)
+def test_brace_alternatives_are_counted_from_the_structure(pattern: str, count: int) -> None:
+    assert count_alternatives(pattern, limit=256) == count
+
+
+@given(st.text(alphabet="{},ab", max_size=14))
+def test_the_count_is_the_number_the_expansion_gives(pattern: str) -> None:
+    assert count_alternatives(pattern, limit=10**6) == len(expand_braces(pattern))
+
+
+@pytest.mark.parametrize(
+    ("field", "pattern", "reason"),
+    [
+        ("exclude", "{a,b}" * 9, "more than 256 brace alternatives"),
+        ("include", "{" * 17 + "a" + "}" * 17, "nests braces more than 16 deep"),
+        ("include", "a" * 1025, "longer than 1024 characters"),
+    ],
+)
+def test_oversized_brace_patterns_name_the_field(
+    tmp_path: Path, field: str, pattern: str, reason: str
+) -> None:
+    options = DirectoryOptions(**{field: pattern})  # type: ignore[arg-type]
+    with pytest.raises(LimitExceededError, match=reason) as info:
+        render(RenderRequest(repo_root=make_repo(tmp_path), path="app", directory=options))
+    assert f"spec.source.directory.{field}" in str(info.value)
+
+
+def test_a_pattern_at_the_limit_still_matches(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    pattern = "{" + ",".join("n" * 255) + ",cm}.yaml"  # 256 alternatives
+    options = DirectoryOptions(include=pattern)
+    assert [m.source for m in render(RenderRequest(repo_root=repo, path="app", directory=options))]

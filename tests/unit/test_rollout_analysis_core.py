@@ -15,17 +15,22 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gitsync.cli import build_parser
 from gitsync.rollout import canary as core
+from gitsync.rollout import endpoints
 from gitsync.rollout.analysis import (
     CONSECUTIVE_ERROR_LIMIT,
     MAX_MEASUREMENTS,
@@ -36,6 +41,7 @@ from gitsync.rollout.analysis import (
     analyse_step,
 )
 from gitsync.rollout.canary import CreateCanary, Decision, Observation, Role, Scale, WorkloadState
+from gitsync.rollout.endpoints import AnalysisAllowList
 from gitsync.rollout.expressions import (
     MAX_CONDITION_LENGTH,
     ConditionError,
@@ -56,6 +62,7 @@ from gitsync.rollout.spec import (
     parse_rollout_spec,
 )
 from gitsync.rollout.status import PROMOTE_ANNOTATION, Phase, RolloutStatus
+from gitsync.testing.pki import make_pki
 from gitsync.testing.processes import free_port
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -255,8 +262,9 @@ HUGE_VECTOR = prom("vector", [series("1", pod=f"web-{i}") for i in range(20_000)
     ("body", "problem"),
     [
         (prom("vector", [series("1", pod="a"), series("0", pod="b")]), "2 series; aggregate"),
-        (prom("matrix", [{"metric": {}, "values": [[1, "1"]]}]), "'matrix'"),
-        (prom("string", [1, "x"]), "'string'"),
+        (prom("matrix", [{"metric": {}, "values": [[1, "1"]]}]), "result type matrix"),
+        (prom("string", [1, "x"]), "result type string"),
+        (prom("secret-token", [1, "x"]), "result type unexpected:"),
         (prom("vector", [series("fast")]), "not a number"),
         (prom("vector", [{"metric": {}, "histogram": [1, {}]}]), "no value"),
         (prom("vector", {"not": "a list"}), "not a list"),
@@ -264,9 +272,9 @@ HUGE_VECTOR = prom("vector", [series("1", pod=f"web-{i}") for i in range(20_000)
             json.dumps(
                 {"status": "error", "errorType": "bad_data", "error": "parse error"}
             ).encode(),
-            "Prometheus bad_data: parse error",
+            "^Prometheus bad_data$",
         ),
-        (b"<html>502 Bad Gateway</html>", "not JSON"),
+        (b"<html>502 Bad Gateway</html>", "^response is not JSON$"),
         (b"", "not JSON"),
         (b"\xff\xfe garbage", "not JSON"),
         (b"[1, 2, 3]", "not a Prometheus API object"),
@@ -306,7 +314,7 @@ def test_web_values(body: bytes, path: str, expected: Reading) -> None:
     [
         (b'{"ok": {"nested": 1}}', "$.ok", "dict, not a number"),
         (b'{"ok": [1]}', "$.ok", "list, not a number"),
-        (b'{"ok": "yes"}', "$.ok", "'yes', not a number"),
+        (b'{"ok": "yes"}', "$.ok", r"^\$\.ok is a string that is not a number$"),
         (b"not json", "$.ok", "not JSON"),
         (b'{"ok": 1}', "$..ok", "jsonPath"),
         (b'{"ok": ' + b"1" * 400 + b"}", "$.ok", "not a number"),  # too big for a double
@@ -375,6 +383,11 @@ class MetricServer:
         self.httpd.server_close()
 
 
+# the test servers listen on loopback, which only an entry naming the host reaches
+LOOPBACK_ONLY = AnalysisAllowList.parse(["http://127.0.0.1:*/*"])
+LOOPBACK = MetricProviders(allow=LOOPBACK_ONLY)
+
+
 @pytest.fixture
 def server() -> Iterator[MetricServer]:
     s = MetricServer()
@@ -399,9 +412,7 @@ def web_metric(url: str, json_path: str = "$.ok", timeout: str = "2s") -> Any:
 
 def test_prometheus_is_queried_with_the_query_and_a_timeout(server: MetricServer) -> None:
     server.answers["/api/v1/query"] = Answer(body=prom("vector", [series("0.99")]))
-    reading = MetricProviders().read(
-        prometheus_metric(server.url + "/", 'sum(rate(x{code="200"}[1m]))')
-    )
+    reading = LOOPBACK.read(prometheus_metric(server.url + "/", 'sum(rate(x{code="200"}[1m]))'))
     assert reading == Reading(0.99)
     [query] = server.queries
     assert "query=sum%28rate%28x%7Bcode%3D%22200%22%7D%5B1m%5D%29%29" in query
@@ -410,25 +421,25 @@ def test_prometheus_is_queried_with_the_query_and_a_timeout(server: MetricServer
 
 def test_the_web_provider_reads_json(server: MetricServer) -> None:
     server.answers["/health"] = Answer(body=b'{"ok": true}')
-    assert MetricProviders().read(web_metric(server.url + "/health")) == Reading(True)
+    assert LOOPBACK.read(web_metric(server.url + "/health")) == Reading(True)
 
 
 @pytest.mark.parametrize(
     ("answer", "problem"),
     [
-        (Answer(500, b"boom"), "HTTP 500 from http://127.0.0.1:[0-9]+/api/v1/query: 'boom'"),
+        (Answer(500, b"boom"), "^HTTP 500 from http://127.0.0.1:[0-9]+/api/v1/query$"),
         (
             Answer(400, b'{"status":"error","errorType":"bad_data","error":"parse error at 3"}'),
-            "HTTP 400 .*bad_data: parse error at 3",
+            "^HTTP 400 from .*: Prometheus bad_data$",
         ),
-        (Answer(200, b"<html>garbage</html>"), "not JSON"),
+        (Answer(200, b"<html>garbage</html>"), "^response is not JSON$"),
         (Answer(200, b"{" * 10), "not JSON"),
         (Answer(200, b" " * (1 << 20) + b"{}"), "larger than"),
         (
             Answer(302, headers={"Location": "file:///etc/passwd"}),
-            "redirect to 'file:///etc/passwd'",
+            "^HTTP 302 from .*: redirects are not followed$",
         ),
-        (Answer(302, headers={"Location": "ftp://127.0.0.1/x"}), "redirect to 'ftp://127.0.0.1/x'"),
+        (Answer(302, headers={"Location": "ftp://127.0.0.1/x"}), "redirects are not followed"),
         (Answer(200, b"{}", delay=3.0), "did not answer within 1s|timed out"),
     ],
 )
@@ -437,7 +448,9 @@ def test_provider_failures_are_error_readings_not_exceptions(
 ) -> None:
     server.answers["/api/v1/query"] = answer
     started = time.monotonic()
-    reading = MetricProviders(prometheus_timeout=1.0).read(prometheus_metric(server.url))
+    reading = MetricProviders(allow=LOOPBACK_ONLY, prometheus_timeout=1.0).read(
+        prometheus_metric(server.url)
+    )
     assert reading.value is None and reading.error
     assert re.search(problem, reading.error), reading.error
     assert time.monotonic() - started < 2.5
@@ -446,14 +459,14 @@ def test_provider_failures_are_error_readings_not_exceptions(
 def test_a_dripping_server_is_cut_off_near_the_timeout(server: MetricServer) -> None:
     server.answers["/health"] = Answer(body=b'{"ok": true}' + b" " * 100, drip=0.05)
     started = time.monotonic()
-    reading = MetricProviders().read(web_metric(server.url + "/health", timeout="500ms"))
+    reading = LOOPBACK.read(web_metric(server.url + "/health", timeout="500ms"))
     elapsed = time.monotonic() - started
     assert "longer than 0.5s" in reading.error
     assert elapsed < 1.5, f"{elapsed:.2f}s"
 
 
 def test_connection_refused_is_an_error_reading() -> None:
-    reading = MetricProviders().read(prometheus_metric(f"http://127.0.0.1:{free_port()}"))
+    reading = LOOPBACK.read(prometheus_metric(f"http://127.0.0.1:{free_port()}"))
     assert reading.error.startswith("cannot reach http://127.0.0.1:")
     assert "refused" in reading.error.lower()
 
@@ -821,3 +834,181 @@ def test_malformed_stored_runs_read_as_absent() -> None:
         }
     )
     assert [(r.metric, r.measurements) for r in status.analysis_runs] == [("a", ())]
+
+
+# -- where analysis may connect (issue 13, finding 4) ------------------------------------------
+
+SECRET = "AKIA-metadata-secret-5f0c2b"
+
+
+def test_without_an_allow_list_analysis_reads_nothing(server: MetricServer) -> None:
+    server.answers["/health"] = Answer(body=b'{"ok": true}')
+    reading = MetricProviders().read(web_metric(server.url + "/health"))
+    assert reading.error == "URL not allowed by --analysis-allow"
+    assert server.queries == [], "the request was sent"
+
+
+@pytest.mark.parametrize(
+    ("entries", "url", "reason"),
+    [
+        # a wildcard host does not reach loopback, link-local or metadata addresses
+        (["http://*"], "http://127.0.0.1:{port}/health", "resolves to a loopback address"),
+        (["http://*"], "http://localhost:{port}/health", "resolves to a loopback address"),
+        (["http://*"], "http://[::ffff:127.0.0.1]:{port}/h", "resolves to a loopback address"),
+        (["http://*"], "http://169.254.169.254/latest/meta-data/", "link-local address"),
+        (["http://*"], "http://[fd00:ec2::254]/latest/meta-data/", "a metadata address"),
+        (["http://*"], "http://0.0.0.0:{port}/health", "an unspecified address"),
+        (["http://*"], "http://metadata.google.internal/v1/", "is a metadata endpoint"),
+        (["http://*.internal/*"], "http://Metadata.Google.Internal/v1/", "metadata endpoint"),
+        # user info cannot smuggle another host past an entry; hosts match whole
+        (["http://127.0.0.1:*"], "http://127.0.0.1:{port}@169.254.169.254/", "user info"),
+        (["http://good.example/*"], "http://good.example.evil.test/x", "not allowed"),
+        (["http://127.0.0.1:*/*"], "http://user:pw@127.0.0.1:{port}/health", "user info"),
+    ],
+)
+def test_urls_outside_the_allow_list_are_refused_before_any_request(
+    server: MetricServer, entries: list[str], url: str, reason: str
+) -> None:
+    server.answers["/health"] = Answer(body=b'{"ok": true}')
+    providers = MetricProviders(allow=AnalysisAllowList.parse(entries))
+    reading = providers.read(web_metric(url.format(port=server.url.rsplit(":", 1)[1])))
+    assert reason in reading.error
+    assert server.queries == [], "the request was sent"
+
+
+@pytest.mark.parametrize("entry", ["http://127.0.0.1:*/*", "HTTP://LocalHost:*/health"])
+def test_an_entry_naming_a_loopback_host_allows_it(server: MetricServer, entry: str) -> None:
+    server.answers["/health"] = Answer(body=b'{"ok": true}')
+    host = "localhost" if "localhost" in entry.lower() else "127.0.0.1"
+    url = server.url.replace("127.0.0.1", host) + "/health"
+    assert MetricProviders(allow=AnalysisAllowList.parse([entry])).read(web_metric(url)) == (
+        Reading(True)
+    )
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(
+    server: MetricServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DNS rebinding: the name answers 127.0.0.1 for the check, then 127.0.0.2 (nothing listens
+    # there). Reading must use the first answer, not ask again.
+    answers = iter(["127.0.0.1", "127.0.0.2", "127.0.0.2"])
+    real = socket.getaddrinfo
+
+    def rebinding(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "rebind.test":
+            host = next(answers)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    server.answers["/health"] = Answer(body=b'{"ok": true}')
+    url = server.url.replace("127.0.0.1", "rebind.test") + "/health"
+    providers = MetricProviders(allow=AnalysisAllowList.parse(["http://rebind.test:*/*"]))
+    assert providers.read(web_metric(url)) == Reading(True)
+    assert next(answers) == "127.0.0.2", "the name was resolved more than once"
+
+
+@pytest.mark.parametrize(
+    ("answer", "json_path"),
+    [
+        (Answer(200, json.dumps({"token": SECRET}).encode()), "$.token"),
+        (Answer(200, SECRET.encode()), "$.ok"),
+        (Answer(200, b"{" + SECRET.encode()), "$.ok"),
+        (Answer(500, SECRET.encode()), "$.ok"),
+        (Answer(403, json.dumps({"errorType": SECRET, "error": SECRET}).encode()), "$.ok"),
+        (Answer(302, headers={"Location": f"http://169.254.169.254/{SECRET}"}), "$.ok"),
+        (Answer(200, json.dumps({"ok": {"nested": SECRET}}).encode()), "$.ok"),
+    ],
+)
+def test_no_byte_of_the_response_reaches_the_reading(
+    server: MetricServer, answer: Answer, json_path: str
+) -> None:
+    server.answers["/latest/meta-data/token"] = answer
+    url = server.url + "/latest/meta-data/token"
+    reading = LOOPBACK.read(web_metric(url, json_path=json_path))
+    assert reading.error and reading.value is None
+    assert SECRET not in reading.error and "AKIA" not in reading.error, reading.error
+
+
+def test_a_prometheus_error_body_gives_only_its_error_type(server: MetricServer) -> None:
+    body = {"status": "error", "errorType": "bad_data", "error": f"parse error near {SECRET}"}
+    server.answers["/api/v1/query"] = Answer(200, json.dumps(body).encode())
+    reading = LOOPBACK.read(prometheus_metric(server.url))
+    assert reading.error == "Prometheus bad_data"
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("127.0.0.1:9090/*", "must start with http:// or https://"),
+        ("ftp://example.com/*", "must start with http:// or https://"),
+        ("*://example.com/*", "must start with http:// or https://"),
+        ("https:///x", "has no host"),
+        ("https://user@example.com/*", "must not contain user info"),
+    ],
+)
+def test_bad_allow_list_entries_name_the_flag(entry: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=f"--analysis-allow '{re.escape(entry)}': {problem}"):
+        AnalysisAllowList.parse([entry])
+
+
+@pytest.mark.parametrize("command", [["serve"], ["sync", "-f", "app.yaml"]])
+def test_a_bad_analysis_allow_flag_is_refused_naming_it(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command, "--analysis-allow", "prometheus:9090/*"])
+    err = capsys.readouterr().err
+    assert "--analysis-allow 'prometheus:9090/*': must start with http:// or https://" in err
+    args = build_parser().parse_args([*command, "--analysis-allow", "http://p:9090/*"])
+    assert args.analysis_allow == ["http://p:9090/*"]
+
+
+def test_analysis_allow_is_not_accepted_where_nothing_reads_a_metric(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for command in (["diff", "-f", "app.yaml"], ["health", "-f", "app.yaml"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*command, "--analysis-allow", "http://p:9090/*"])
+    args = build_parser().parse_args(["sync", "team/web", "--analysis-allow", "http://p:9090/*"])
+    assert args.func(args) == 2
+    assert "--analysis-allow applies to sync -f FILE" in capsys.readouterr().err
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[MetricServer, ssl.SSLContext]]:
+    """The metric server behind TLS with a certificate for 127.0.0.1 and localhost from a
+    throw-away CA, and a client context trusting that CA."""
+    pki = make_pki(tmp_path)
+    s = MetricServer()
+    serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    serving.load_cert_chain(pki.serving_cert, pki.serving_key)
+    s.httpd.socket = serving.wrap_socket(s.httpd.socket, server_side=True)
+    s.url = s.url.replace("http://", "https://")
+    yield s, ssl.create_default_context(cafile=str(pki.ca_cert))
+    s.close()
+
+
+def test_tls_is_verified_against_the_url_s_name_at_the_checked_address(
+    tls_server: tuple[MetricServer, ssl.SSLContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, trusting = tls_server
+    server.answers["/health"] = Answer(body=b'{"ok": true}')
+    port = server.url.rsplit(":", 1)[1]
+    allow = AnalysisAllowList.parse(["https://localhost:*/*", "https://rebind.test:*/*"])
+    providers = MetricProviders(allow=allow)
+    # the system's CAs do not know the throw-away CA
+    untrusted = providers.read(web_metric(f"https://localhost:{port}/health"))
+    assert untrusted.error.endswith("TLS certificate not trusted")
+
+    monkeypatch.setattr(endpoints.ssl, "create_default_context", lambda: trusting)
+    assert providers.read(web_metric(f"https://localhost:{port}/health")) == Reading(True)
+
+    # a name pinned to the same address is still checked as that name: not on the certificate
+    real = socket.getaddrinfo
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *a, **k: real("127.0.0.1" if host == "rebind.test" else host, *a, **k),
+    )
+    renamed = providers.read(web_metric(f"https://rebind.test:{port}/health"))
+    assert renamed.error.endswith("TLS certificate not trusted")
