@@ -275,6 +275,22 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _true_or_false(text: str) -> bool:
+    if text not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text == "true"
+
+
+def _service_account_name(text: str) -> str:
+    from gitsync.application import DNS_SUBDOMAIN
+
+    if not DNS_SUBDOMAIN.match(text):
+        raise argparse.ArgumentTypeError(
+            f"expected a ServiceAccount name (a lowercase DNS subdomain), got {text!r}"
+        )
+    return text
+
+
 def _kube_for(args: argparse.Namespace, user_agent: str = "gitsync") -> KubeClient:
     from gitsync.kube import KubeClient
 
@@ -311,6 +327,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except AuthConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if not args.impersonate and args.default_service_account:
+        print(
+            "error: --default-service-account has no effect with --impersonate=false "
+            "(Applications then run as the controller); drop one of them",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
     kube = _kube_for(args, user_agent=f"gitsync-controller/{identity}")
     for crd_file in args.install_crd:
@@ -330,6 +353,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         allow_exec_credentials=args.allow_exec_credentials,
         default_credentials=_env_credentials(),
         policy_file=Path(args.policy) if args.policy else None,
+        impersonate=args.impersonate,
+        default_service_account=args.default_service_account or "",
     )
     try:
         controller = Controller(kube, config)
@@ -657,6 +682,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="destination policy: allowed namespaces and cluster-scoped kinds per Application "
         "namespace (README: Security); without it everything is allowed",
+    )
+    serve.add_argument(
+        "--impersonate",
+        type=_true_or_false,
+        default=True,
+        metavar="true|false",
+        help="run every Application's reads, dry runs, applies and prunes as a ServiceAccount "
+        "in its namespace (spec.serviceAccountName or --default-service-account), so RBAC "
+        "bounds what it may deploy (default true; false: as the controller, for a "
+        "single-team install - logged as a warning)",
+    )
+    serve.add_argument(
+        "--default-service-account",
+        type=_service_account_name,
+        default=None,
+        metavar="NAME",
+        help="the ServiceAccount (in the Application's namespace) for Applications that set "
+        "no spec.serviceAccountName; without it such Applications are Stalled",
     )
     ui = serve.add_argument_group("web UI and API access (see docs/api.md)")
     ui.add_argument("--admin-password-file", metavar="FILE", help="admin password (first line)")

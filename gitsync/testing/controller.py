@@ -24,6 +24,9 @@ class ServeProcess:
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     proc: ManagedProcess | None = None
+    impersonate: bool = False
+    """False passes ``--impersonate=false``: most harness tests set up no tenant ServiceAccounts
+    (the tests of impersonation set True and leave serve's default and ``extra_args`` in charge)."""
 
     @property
     def url(self) -> str:
@@ -39,6 +42,7 @@ class ServeProcess:
             f"--listen=127.0.0.1:{self.port}",
             f"--kubeconfig={self.kubeconfig}",
             f"--cache-dir={self.workdir / 'cache'}",
+            *([] if self.impersonate else ["--impersonate=false"]),
             *self.extra_args,
         ]
         env = {**os.environ, "GITSYNC_LOG_LEVEL": "info", **self.env}
