@@ -37,12 +37,15 @@ def crd(kube: KubeClient) -> None:
 def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:
     started: list[ServeProcess] = []
 
-    def start(*extra: str, env: dict[str, str] | None = None) -> ServeProcess:
+    def start(
+        *extra: str, env: dict[str, str] | None = None, impersonate: bool = False
+    ) -> ServeProcess:
         proc = ServeProcess(
             cluster.kubeconfig_path,
             tmp_path,
             list(extra),
             {"GITSYNC_WEBHOOK_SECRET": WEBHOOK_SECRET, **(env or {})},
+            impersonate=impersonate,
         )
         started.append(proc)
         return proc.start()
