@@ -22,7 +22,7 @@ from gitsync.model import ResourceKey, ResultCode
 from gitsync.render import RenderedManifest
 from gitsync.sync import Impersonation, Syncer
 from gitsync.sync.inventory import Inventory
-from gitsync.testing.apps import app_status, application, configmap_repo
+from gitsync.testing.apps import app_status, application, configmap_repo, tenant_escapes
 from gitsync.testing.cluster import temporary_namespace
 from gitsync.testing.gitserver import GitServer
 from gitsync.testing.waiting import wait_for
@@ -126,32 +126,6 @@ def deployment(name: str) -> dict[str, Any]:
     }
 
 
-def escapes(namespace: str, other: str, suffix: str) -> list[dict[str, Any]]:
-    """What a hostile repository adds: a ClusterRole, a RoleBinding to cluster-admin in its own
-    namespace, a ConfigMap in another namespace and an Application in another namespace."""
-    return [
-        {
-            "apiVersion": RBAC,
-            "kind": "ClusterRole",
-            "metadata": {"name": f"tenant-escape-{suffix}"},
-            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
-        },
-        {
-            "apiVersion": RBAC,
-            "kind": "RoleBinding",
-            "metadata": {"name": "make-me-admin"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "cluster-admin",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": TENANT_SA, "namespace": namespace}],
-        },
-        cm("planted", other),
-        application("hijack", other, "https://git.example.com/other.git"),
-    ]
-
-
 def test_an_impersonated_client_has_the_service_accounts_rights_and_its_groups(
     kube: KubeClient, namespace: str, other: str
 ) -> None:
@@ -196,7 +170,7 @@ def test_each_refusal_is_a_sync_failed_naming_the_rbac_denial_and_the_rest_syncs
     suffix = secrets.token_hex(3)
     app = tenant_app(namespace, serviceAccountName=TENANT_SA)
     syncer = Syncer(kube, impersonation=Impersonation())
-    hostile = escapes(namespace, other, suffix)
+    hostile = tenant_escapes(namespace, TENANT_SA, other, suffix)
     try:
         result = syncer.sync(
             app,
@@ -220,8 +194,8 @@ def test_each_refusal_is_a_sync_failed_naming_the_rbac_denial_and_the_rest_syncs
             assert f"system:serviceaccount:{namespace}:{TENANT_SA}" in r.message, r
         assert kube.get("v1", "ConfigMap", "config", namespace) is not None
         assert kube.get(RBAC, "ClusterRole", f"tenant-escape-{suffix}") is None
-        assert kube.get(RBAC, "RoleBinding", "make-me-admin", namespace) is None
-        assert kube.get("v1", "ConfigMap", "planted", other) is None
+        assert kube.get(RBAC, "RoleBinding", "tenant-admin", namespace) is None
+        assert kube.get("v1", "ConfigMap", "victim", other) is None
         assert kube.get("gitsync.dev/v1alpha1", "Application", "hijack", other) is None
     finally:
         with contextlib.suppress(ApiError):
