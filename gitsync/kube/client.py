@@ -253,7 +253,8 @@ class KubeClient:
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
-        headers.update(self._auth_headers())
+        # the credentials are the principal's: one kept header, one refresh, for every clone
+        headers.update((self._principal or self)._auth_headers())
         headers.update(self._impersonation)
         if content_type:
             headers["Content-Type"] = content_type
@@ -288,7 +289,7 @@ class KubeClient:
             raise ApiError(0, "Unreachable", type(exc).__name__, method=method, path=path) from exc
         self.requests.record(method, resp.status)
         if resp.status == 401:
-            self._forget_auth()  # the next request asks the credentials afresh
+            (self._principal or self)._forget_auth()  # the next request asks the credentials afresh
         payload: dict[str, Any]
         try:
             payload = json.loads(resp.data) if resp.data else {}
@@ -343,7 +344,7 @@ class KubeClient:
             raise ApiError(0, "Unreachable", type(exc).__name__, method="WATCH", path=path) from exc
         self.requests.record("WATCH", resp.status)
         if resp.status == 401:
-            self._forget_auth()
+            (self._principal or self)._forget_auth()
         if resp.status >= 400:
             try:
                 raw = resp.read()

@@ -31,6 +31,8 @@ def app(**spec: object) -> Application:
 def client() -> KubeClient:
     cfg = Configuration()
     cfg.host = "https://127.0.0.1:1"
+    cfg.api_key = {"authorization": "controller-token"}
+    cfg.api_key_prefix = {"authorization": "Bearer"}
     return KubeClient(cfg)
 
 
@@ -85,6 +87,7 @@ def test_the_impersonating_client_sends_the_user_and_shares_the_rest() -> None:
     assert headers["Impersonate-User"] == "system:serviceaccount:team-a:deployer"
     assert "Impersonate-Group" not in headers  # the API server adds the account's groups
     assert "Impersonate-User" not in kube._headers(None)  # the controller stays itself
+    assert headers["Authorization"] == kube._headers(None)["Authorization"]
     assert tenant.requests is kube.requests
     assert tenant._pool is kube._pool
     assert tenant._discovery is kube._discovery
