@@ -106,7 +106,10 @@ def diff_view_rows(kubeconfig: Path, objects: int, requests: int, workdir: Path)
             }
         )
         controller = Controller(
-            kube, ControllerConfig(cache_dir=workdir / "diff-view", namespaces=[namespace])
+            kube,
+            ControllerConfig(
+                cache_dir=workdir / "diff-view", namespaces=[namespace], impersonate=False
+            ),
         )
         controller.start()
         stack.callback(controller.stop)

@@ -669,7 +669,9 @@ def shard_rows(size: int, by_processes: dict[int, list[Sharded]]) -> list[Row]:
 def running_controller(kube: CountingClient, namespace: str, workdir: Path) -> Iterator[Controller]:
     controller = Controller(
         kube,
-        ControllerConfig(cache_dir=workdir / "controller-cache", namespaces=[namespace]),
+        ControllerConfig(
+            cache_dir=workdir / "controller-cache", namespaces=[namespace], impersonate=False
+        ),
     )
     controller.start()
     try:

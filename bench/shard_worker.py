@@ -97,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             identity=args.identity,
             lease_duration=15,
             controller_namespace=args.controller_namespace,
+            impersonate=False,  # the bench sets up no tenant ServiceAccounts
         ),
     )
     controller.start()

@@ -338,6 +338,9 @@ class Application:
     suspend: bool = False
     uid: str = ""
     generation: int = 0
+    service_account_name: str = ""
+    """``spec.serviceAccountName`` (Flux's spelling): the ServiceAccount in ``namespace`` the
+    app's reads and writes run as; "" leaves it to the controller's default."""
 
     @property
     def qualified_name(self) -> str:
@@ -541,6 +544,9 @@ def parse_application(doc: object) -> Application:
         maximum=MAX_INTERVAL_SECONDS,
     )
     suspend = spec.flag("suspend")
+    service_account = _dns_name(
+        spec.text("serviceAccountName"), "spec.serviceAccountName", required=False
+    )
     spec.done()
     top.done()
     return Application(
@@ -554,4 +560,5 @@ def parse_application(doc: object) -> Application:
         suspend=suspend,
         uid=uid,
         generation=int(generation) if isinstance(generation, int) else 0,
+        service_account_name=service_account,
     )

@@ -389,6 +389,22 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _true_or_false(text: str) -> bool:
+    if text not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text == "true"
+
+
+def _service_account_name(text: str) -> str:
+    from gitsync.application import DNS_SUBDOMAIN
+
+    if not DNS_SUBDOMAIN.match(text):
+        raise argparse.ArgumentTypeError(
+            f"expected a ServiceAccount name (a lowercase DNS subdomain), got {text!r}"
+        )
+    return text
+
+
 def _kube_for(args: argparse.Namespace, user_agent: str = "gitsync") -> KubeClient:
     from gitsync.kube import KubeClient
 
@@ -427,6 +443,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except (AuthConfigError, SpecError, OSError) as exc:  # OSError: a GITSYNC_GIT_*_FILE
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if not args.impersonate and args.default_service_account:
+        print(
+            "error: --default-service-account has no effect with --impersonate=false "
+            "(Applications then run as the controller); drop one of them",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
     kube = _kube_for(args, user_agent=f"gitsync-controller/{identity}")
     for crd_file in args.install_crd:
@@ -450,6 +473,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         git_connect_timeout=args.git_connect_timeout,
         git_max_output_bytes=args.git_max_output_bytes,
         analysis_allow=tuple(args.analysis_allow),
+        impersonate=args.impersonate,
+        default_service_account=args.default_service_account or "",
     )
     try:
         controller = Controller(kube, config)
@@ -825,6 +850,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _source_args(serve)
     _analysis_allow_arg(serve)
+    serve.add_argument(
+        "--impersonate",
+        type=_true_or_false,
+        default=True,
+        metavar="true|false",
+        help="run every Application's reads, dry runs, applies and prunes as a ServiceAccount "
+        "in its namespace (spec.serviceAccountName or --default-service-account), so RBAC "
+        "bounds what it may deploy (default true; false: as the controller, for a "
+        "single-team install - logged as a warning)",
+    )
+    serve.add_argument(
+        "--default-service-account",
+        type=_service_account_name,
+        default=None,
+        metavar="NAME",
+        help="the ServiceAccount (in the Application's namespace) for Applications that set "
+        "no spec.serviceAccountName; without it such Applications are Stalled",
+    )
     ui = serve.add_argument_group("web UI and API access (see docs/api.md)")
     ui.add_argument("--admin-password-file", metavar="FILE", help="admin password (first line)")
     ui.add_argument(

@@ -146,6 +146,9 @@ class Demo:
                 f"--kubeconfig={cp.kubeconfig_path}",
                 f"--cache-dir={self.root / 'cache'}",
                 f"--admin-password-file={password_file}",
+                # one user on a private control plane, and the example apps create their own
+                # namespaces: the single-team opt-out (serve logs it as a warning)
+                "--impersonate=false",
                 *crd_args,
             ],
             self.root / "gitsync-serve.log",

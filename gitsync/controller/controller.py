@@ -63,7 +63,7 @@ from gitsync.source import (
     normalize_url,
 )
 from gitsync.source.credentials import RepositoryCredential
-from gitsync.sync import Syncer
+from gitsync.sync import Impersonation, Syncer
 from gitsync.webhook import PushEvent
 
 log = structlog.get_logger(__name__)
@@ -90,6 +90,8 @@ class ControllerConfig:
     git_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS
     git_max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     analysis_allow: tuple[str, ...] = ()  # URL globs rollout analysis may read (rollout.endpoints)
+    impersonate: bool = True  # each app runs as its ServiceAccount (gitsync.sync.identity)
+    default_service_account: str = ""  # for Applications without spec.serviceAccountName
 
 
 @dataclass
@@ -126,6 +128,7 @@ class Controller:
         )
         self.renders = RenderCache()
         self.policy = load_policy(config.policy_file)
+        self.impersonation = impersonation_of(config)
         self.clusters = ClusterRegistry(
             kube, config.controller_namespace, allow_exec=config.allow_exec_credentials
         )
@@ -192,6 +195,7 @@ class Controller:
                     live=self._live_reader(cache),
                     inventory_version=inventory_version_of(cache),
                     policy=self.policy,
+                    impersonation=self.impersonation,
                 )
                 engine = Engine(
                     kube,
@@ -463,6 +467,22 @@ def _ref_matches(target: str, event: PushEvent) -> bool:
     if event.ref in (target, f"refs/heads/{target}", f"refs/tags/{target}"):
         return True
     return bool(event.after) and event.after.startswith(target)
+
+
+def impersonation_of(config: ControllerConfig) -> Impersonation | None:
+    """Whom Applications run as; None (with a warning) when impersonation is switched off."""
+    if not config.impersonate:
+        log.warning(
+            "impersonation is off (--impersonate=false): every Application reads, applies and "
+            "prunes with the controller's own rights - only for a cluster whose Application "
+            "authors may all be trusted with them"
+        )
+        return None
+    log.info(
+        "Applications run as their ServiceAccounts",
+        default_service_account=config.default_service_account or None,
+    )
+    return Impersonation(config.default_service_account)
 
 
 def load_policy(path: Path | None) -> Policy | None:

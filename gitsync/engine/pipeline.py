@@ -161,6 +161,10 @@ class Engine:
             raise StageError("render", exc) from exc
 
     def compare(self, app: Application, sha: str | None = None) -> AppState:
+        try:  # whom the app runs as is settled before its repository is even fetched
+            self.syncer.client_for(app)
+        except GitsyncError as exc:
+            raise StageError("compare", exc) from exc
         checkout = self.fetch(app, sha)
         manifests = self.render(app, checkout)
         try:

@@ -1,6 +1,7 @@
 """Sync: the side-effecting stage. Applies, prunes and records the inventory - only through the
 Kubernetes adapter. See ``syncer`` for the stages."""
 
+from gitsync.sync.identity import Impersonation, NoServiceAccountError
 from gitsync.sync.syncer import (
     Comparison,
     EmptyRenderError,
@@ -9,4 +10,12 @@ from gitsync.sync.syncer import (
     SyncResult,
 )
 
-__all__ = ["Comparison", "EmptyRenderError", "ResourceResult", "SyncResult", "Syncer"]
+__all__ = [
+    "Comparison",
+    "EmptyRenderError",
+    "Impersonation",
+    "NoServiceAccountError",
+    "ResourceResult",
+    "SyncResult",
+    "Syncer",
+]

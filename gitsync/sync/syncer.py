@@ -21,6 +21,11 @@ With a destination ``policy`` (``gitsync.policy``), every prepared object is che
 compared: a refused object is SyncFailed ("denied by destination policy: ..."), and is never read,
 dry-run applied, applied or pruned (a live object the policy refuses is PruneSkipped).
 
+With ``impersonation`` (``gitsync.sync.identity``), everything done for the app - reads, dry
+runs, applies, prunes, health reads - runs as the app's ServiceAccount; the inventory stays the
+controller's. What RBAC refuses (a 403) is the object's SyncFailed, with the API server's message;
+a prune it refuses is PruneSkipped and the object stays in the inventory.
+
 One failing object does not stop the others in its wave; each gets a ``ResourceResult``, and the
 sync as a whole is Failed. 409 conflicts are retried; 429, 5xx and connection errors are retried
 with exponential backoff.
@@ -48,6 +53,7 @@ from gitsync.model import HealthStatus, ResourceKey, ResultCode, SyncStatus
 from gitsync.policy import Policy
 from gitsync.render import RenderedManifest
 from gitsync.sync import ordering, tracking
+from gitsync.sync.identity import Impersonation
 from gitsync.sync.inventory import Inventory, InventoryEntry, InventoryMemo, VersionReader
 
 log = structlog.get_logger(__name__)
@@ -208,13 +214,16 @@ class Syncer:
         inventory_version: VersionReader | None = None,
         takeover: TemplateTakeover | None = None,
         policy: Policy | None = None,
+        impersonation: Impersonation | None = None,
     ):
         self.kube = kube
+        self.impersonation = impersonation
+        """Run each app as its ServiceAccount; None: as the controller (the CLI, opt-out)."""
         self.takeover = takeover
         self.policy = policy
         """The destination policy; None allows everything (the controller warns about it)."""
-        self.live = live or kube.get
         # a reader given here is a cache in memory (the controller's watch cache): read serially
+        self._cached_live = live
         self._live_is_local = live is not None
         self._memo: dict[str, dict[ResourceKey, _Memo]] = {}
         # the watch cache's resourceVersion of an inventory: lets a refresh skip its GET
@@ -226,6 +235,13 @@ class Syncer:
         self.poll_interval = poll_interval
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def client_for(self, app: Application) -> KubeClient:
+        """The client the app's reads and writes go through: acting as its ServiceAccount, or
+        the controller's own without impersonation. Raises ``NoServiceAccountError``."""
+        if self.impersonation is None:
+            return self.kube
+        return self.impersonation.client(self.kube, app)
 
     def _parallel(self, fn: Callable[[A], T], items: Sequence[A]) -> list[T]:
         """``fn`` over ``items`` on up to ``workers`` threads, results in order."""
@@ -321,7 +337,7 @@ class Syncer:
             items[key] = Item(key, obj, wave, m.source)
         return list(items.values())
 
-    def _list_live(self, items: Sequence[Item]) -> set[ResourceKey]:
+    def _list_live(self, kube: KubeClient, items: Sequence[Item]) -> set[ResourceKey]:
         """Read with one LIST per kind and namespace the live objects of the kinds the app has
         many of (``LIST_AT_LEAST``), instead of a GET each; returns the keys it settled.
 
@@ -340,7 +356,7 @@ class Syncer:
         ]
         settled: set[ResourceKey] = set()
         for (api_version, kind, namespace), members in big:
-            live = self._list_kind(api_version, kind, namespace, LIST_OVERHEAD * len(members))
+            live = self._list_kind(kube, api_version, kind, namespace, LIST_OVERHEAD * len(members))
             if live is None:
                 continue
             for item in members:
@@ -349,7 +365,7 @@ class Syncer:
         return settled
 
     def _list_kind(
-        self, api_version: str, kind: str, namespace: str, most: int
+        self, kube: KubeClient, api_version: str, kind: str, namespace: str, most: int
     ) -> dict[str, dict[str, Any]] | None:
         """The objects of ``kind`` in ``namespace`` by name, or None when there are more than
         ``most`` of them or the LIST failed."""
@@ -359,7 +375,7 @@ class Syncer:
             while True:
                 page = with_retries(
                     functools.partial(
-                        self.kube.list,
+                        kube.list,
                         api_version,
                         kind,
                         namespace,
@@ -379,11 +395,27 @@ class Syncer:
         except ApiError:  # forbidden to list, kind not served yet (a CRD in this sync)...
             return None
 
-    def _read_live(self, item: Item) -> None:
+    def _live_reader(self, kube: KubeClient, item: Item) -> LiveReader:
+        """Where ``item``'s live object is read: the watch cache when there is one and the
+        app's user may read that kind there (``identity`` explains the review), else a GET as
+        the app's user - whose 403 then names what RBAC refused."""
+        if self._cached_live is None:
+            return kube.get
+        if self.impersonation is None or kube is self.kube:
+            return self._cached_live
+        api_version = str(item.obj["apiVersion"])
+        resource = self.kube.resource(api_version, item.key.kind).name
+        group = api_version.rpartition("/")[0]
+        if self.impersonation.may_get(kube, group, resource, item.key.namespace):
+            return self._cached_live
+        return kube.get
+
+    def _read_live(self, kube: KubeClient, item: Item) -> None:
         meta = item.obj.get("metadata", {})
         try:
+            read = self._live_reader(kube, item)
             item.live = with_retries(
-                lambda: self.live(
+                lambda: read(
                     item.obj["apiVersion"], item.key.kind, meta["name"], item.key.namespace
                 )
             )
@@ -413,14 +445,19 @@ class Syncer:
         return fingerprint
 
     def _compare_one(
-        self, item: Item, ignore: Sequence[IgnoreRule], memo: dict[ResourceKey, _Memo]
+        self,
+        kube: KubeClient,
+        item: Item,
+        ignore: Sequence[IgnoreRule],
+        memo: dict[ResourceKey, _Memo],
     ) -> None:
         fingerprint = self._compare_local(item, ignore, memo)
         if fingerprint is not None:
-            self._compare_dry_run(item, ignore, memo, fingerprint)
+            self._compare_dry_run(kube, item, ignore, memo, fingerprint)
 
     def _compare_dry_run(
         self,
+        kube: KubeClient,
         item: Item,
         ignore: Sequence[IgnoreRule],
         memo: dict[ResourceKey, _Memo],
@@ -430,7 +467,7 @@ class Syncer:
         live_version = str(item.live.get("metadata", {}).get("resourceVersion", ""))
         try:
             dry = with_retries(
-                lambda: self.kube.apply(item.obj, field_manager=FIELD_MANAGER, dry_run=True)
+                lambda: kube.apply(item.obj, field_manager=FIELD_MANAGER, dry_run=True)
             )
             item.diff = diff_resource(item.key, dry, item.live, ignore=ignore)
             if live_version:
@@ -454,14 +491,17 @@ class Syncer:
             IgnoreRule(r.group, r.kind, r.name, r.namespace, r.json_pointers, r.managers)
             for r in app.ignore_differences
         ]
+        kube = self.client_for(app)
         items = self._prepare(app, manifests)
         ok = [i for i in items if not i.error]
         if self._live_is_local:  # answered from memory: threads would only add their cost
             for item in ok:
-                self._read_live(item)
+                self._read_live(kube, item)
         else:
-            listed = self._list_live(ok)
-            self._parallel(self._read_live, [i for i in ok if i.key not in listed])
+            listed = self._list_live(kube, ok)
+            self._parallel(
+                functools.partial(self._read_live, kube), [i for i in ok if i.key not in listed]
+            )
         rollout_work: tuple[Any, ...] = ()
         pending: set[ResourceKey] = set()
         rendered: dict[ResourceKey, dict[str, Any]] = {}
@@ -480,7 +520,9 @@ class Syncer:
         # only the dry runs go to the worker threads; memo hits (a no-change refresh: all of
         # them) are settled here, without a thread pool per compare
         remote = [(i, fp) for i in items if (fp := self._compare_local(i, ignore, memo))]
-        self._parallel(lambda pair: self._compare_dry_run(pair[0], ignore, memo, pair[1]), remote)
+        self._parallel(
+            lambda pair: self._compare_dry_run(kube, pair[0], ignore, memo, pair[1]), remote
+        )
         for item in items:
             if self.takeover is not None and item.key in pending:
                 # A template change the rollout has not started yet: what Git says differs
@@ -515,6 +557,7 @@ class Syncer:
                 f"{len(comparison.inventory)}; refusing to prune everything (set "
                 "syncPolicy.automated.allowEmpty to allow it)"
             )
+        kube = self.client_for(app)
         result = SyncResult(revision=revision, dry_run=dry_run)
         bound = log.bind(app=app.qualified_name, revision=revision[:12], dry_run=dry_run)
         if app.sync_policy.option("CreateNamespace") and app.destination.namespace:
@@ -529,7 +572,11 @@ class Syncer:
                     ResourceResult(ResourceKey.of(ns), ResultCode.SYNC_FAILED, denied)
                 )
             else:
-                self._ensure_namespace(app.destination.namespace, dry_run)
+                refused = self._ensure_namespace(kube, app.destination.namespace, dry_run)
+                if refused:
+                    result.results.append(
+                        ResourceResult(ResourceKey.of(ns), ResultCode.SYNC_FAILED, refused)
+                    )
 
         recorded = comparison.inventory
         if not dry_run:
@@ -555,7 +602,7 @@ class Syncer:
         prune_waves: dict[int, list[InventoryEntry]] = {}
         if to_prune and not prune_last:
             for entry in to_prune.values():
-                prune_waves.setdefault(self._live_wave(entry), []).append(entry)
+                prune_waves.setdefault(self._live_wave(kube, entry), []).append(entry)
 
         waves = ordering.plan_waves(
             comparison.items, wave=lambda i: i.wave, kind=lambda i: i.key.kind
@@ -569,11 +616,11 @@ class Syncer:
                 bound.info("sync wave", wave=number, objects=len(wave.items()))
                 for stage in wave.stages:
                     result.results.extend(
-                        self._parallel(lambda i: self._apply(i, dry_run), list(stage))
+                        self._parallel(lambda i: self._apply(kube, i, dry_run), list(stage))
                     )
                     crds = [i for i in stage if i.key.kind == "CustomResourceDefinition"]
                     if crds and not dry_run:
-                        self._wait_crds(crds, result)
+                        self._wait_crds(kube, crds, result)
                         self.kube.forget_discovery()
                 if self.takeover is not None and comparison.rollout_work:
                     in_wave = {i.key for i in wave.items()}
@@ -583,7 +630,7 @@ class Syncer:
                             self.takeover.start(work, revision=revision, dry_run=dry_run)
                         )
             for entry in prune_waves.get(number, []):
-                code = self._prune(app, entry, dry_run, result, number)
+                code = self._prune(kube, app, entry, dry_run=dry_run, result=result, wave=number)
                 pruned_or_skipped[entry.key] = code
             if any(r.code == ResultCode.SYNC_FAILED for r in result.results):
                 failed_wave = True
@@ -592,20 +639,22 @@ class Syncer:
                 result.message = f"wave {number} failed; later waves were not applied"
                 break
             if wave is not None and not is_last and not dry_run:
-                healthy, why = self._wait_wave_healthy(wave)
+                healthy, why = self._wait_wave_healthy(kube, wave)
                 if not healthy:
                     result.message = f"wave {number} did not become healthy: {why}"
                     break
         if prune_last and to_prune and not result.message:
             for entry in to_prune.values():
-                pruned_or_skipped[entry.key] = self._prune(app, entry, dry_run, result, 0)
+                pruned_or_skipped[entry.key] = self._prune(
+                    kube, app, entry, dry_run=dry_run, result=result, wave=0
+                )
 
         if not dry_run:
             keep = self._rendered_entries(comparison)
             for key, entry in comparison.extraneous.items():
                 outcome = pruned_or_skipped.get(key)
                 if outcome is None or (
-                    outcome == ResultCode.PRUNE_SKIPPED and self._still_ours(app, entry)
+                    outcome == ResultCode.PRUNE_SKIPPED and self._still_ours(kube, app, entry)
                 ):
                     keep.append(entry)
             # retried like the applies: one throttled write must not leave applied objects
@@ -632,15 +681,13 @@ class Syncer:
             if item.key.name
         ]
 
-    def _apply(self, item: Item, dry_run: bool) -> ResourceResult:
+    def _apply(self, kube: KubeClient, item: Item, dry_run: bool) -> ResourceResult:
         if item.error and (item.diff is None or item.diff.status == SyncStatus.UNKNOWN):
             return ResourceResult(item.key, ResultCode.SYNC_FAILED, item.error, item.wave)
         if item.diff is not None and item.diff.status == SyncStatus.SYNCED:
             return ResourceResult(item.key, ResultCode.SYNCED, "unchanged", item.wave)
         try:
-            with_retries(
-                lambda: self.kube.apply(item.obj, field_manager=FIELD_MANAGER, dry_run=dry_run)
-            )
+            with_retries(lambda: kube.apply(item.obj, field_manager=FIELD_MANAGER, dry_run=dry_run))
         except ApiError as exc:
             return ResourceResult(
                 item.key, ResultCode.SYNC_FAILED, exc.message or str(exc), item.wave
@@ -650,9 +697,9 @@ class Syncer:
             item.key, ResultCode.SYNCED, f"{verb}{' (dry run)' if dry_run else ''}", item.wave
         )
 
-    def _live_wave(self, entry: InventoryEntry) -> int:
+    def _live_wave(self, kube: KubeClient, entry: InventoryEntry) -> int:
         try:
-            live = self.kube.get(entry.api_version, entry.kind, entry.name, entry.namespace)
+            live = kube.get(entry.api_version, entry.kind, entry.name, entry.namespace)
         except ApiError:
             return 0
         try:
@@ -660,22 +707,31 @@ class Syncer:
         except ordering.WaveError:
             return 0
 
-    def _still_ours(self, app: Application, entry: InventoryEntry) -> bool:
+    def _still_ours(self, kube: KubeClient, app: Application, entry: InventoryEntry) -> bool:
         try:
-            live = self.kube.get(entry.api_version, entry.kind, entry.name, entry.namespace)
+            live = kube.get(entry.api_version, entry.kind, entry.name, entry.namespace)
         except ApiError:
             return True
         return live is not None and tracking.owned_by(live, app.qualified_name, entry.key)
 
     def _prune(
-        self, app: Application, entry: InventoryEntry, dry_run: bool, result: SyncResult, wave: int
+        self,
+        kube: KubeClient,
+        app: Application,
+        entry: InventoryEntry,
+        *,
+        dry_run: bool,
+        result: SyncResult,
+        wave: int,
     ) -> ResultCode:
         key = entry.key
         try:
             live = with_retries(
-                lambda: self.kube.get(entry.api_version, entry.kind, entry.name, entry.namespace)
+                lambda: kube.get(entry.api_version, entry.kind, entry.name, entry.namespace)
             )
         except ApiError as exc:
+            if exc.status == 403:
+                return self._prune_refused(key, exc, result, wave)
             result.results.append(
                 ResourceResult(key, ResultCode.SYNC_FAILED, f"prune: {exc}", wave)
             )
@@ -712,11 +768,13 @@ class Syncer:
         uid = live["metadata"].get("uid")
         try:
             with_retries(
-                lambda: self.kube.delete(
+                lambda: kube.delete(
                     entry.api_version, entry.kind, entry.name, entry.namespace, precondition_uid=uid
                 )
             )
         except ApiError as exc:
+            if exc.status == 403:
+                return self._prune_refused(key, exc, result, wave)
             result.results.append(
                 ResourceResult(key, ResultCode.SYNC_FAILED, f"prune: {exc.message or exc}", wave)
             )
@@ -724,22 +782,41 @@ class Syncer:
         result.results.append(ResourceResult(key, ResultCode.PRUNED, "pruned", wave))
         return ResultCode.PRUNED
 
-    def _ensure_namespace(self, namespace: str, dry_run: bool) -> None:
-        if self.kube.get("v1", "Namespace", namespace) is not None:
-            return
+    @staticmethod
+    def _prune_refused(
+        key: ResourceKey, exc: ApiError, result: SyncResult, wave: int
+    ) -> ResultCode:
+        """RBAC refused the app's user a prune: the object stays, and stays in the inventory
+        (PruneSkipped keeps it there), so a later grant lets a later sync prune it."""
+        log.warning("prune refused", resource=str(key), error=exc.message or str(exc))
+        result.results.append(
+            ResourceResult(
+                key, ResultCode.PRUNE_SKIPPED, f"prune refused: {exc.message or exc}", wave
+            )
+        )
+        return ResultCode.PRUNE_SKIPPED
+
+    def _ensure_namespace(self, kube: KubeClient, namespace: str, dry_run: bool) -> str:
+        """Create the destination namespace if it is missing; the API server's message when
+        the app's user may not (403), else ""."""
         obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
         try:
-            with_retries(lambda: self.kube.apply(obj, field_manager=FIELD_MANAGER, dry_run=dry_run))
+            if kube.get("v1", "Namespace", namespace) is not None:
+                return ""
+            with_retries(lambda: kube.apply(obj, field_manager=FIELD_MANAGER, dry_run=dry_run))
         except ApiError as exc:
+            if exc.status == 403:
+                return exc.message or str(exc)
             if exc.status != 409:
                 raise
+        return ""
 
-    def _wait_crds(self, crds: Sequence[Item], result: SyncResult) -> None:
+    def _wait_crds(self, kube: KubeClient, crds: Sequence[Item], result: SyncResult) -> None:
         deadline = time.monotonic() + self.crd_timeout
         pending = {i.key.name for i in crds}
         while pending and time.monotonic() < deadline:
             for name in list(pending):
-                live = self.kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+                live = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
                 conds = ((live or {}).get("status") or {}).get("conditions") or []
                 if any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
                     pending.discard(name)
@@ -756,20 +833,22 @@ class Syncer:
                     )
                 )
 
-    def wave_health(self, wave: ordering.Wave) -> list[tuple[ResourceKey, Health]]:
+    def wave_health(
+        self, wave: ordering.Wave, kube: KubeClient | None = None
+    ) -> list[tuple[ResourceKey, Health]]:
         out = []
         for item in wave.items():
-            live = self.kube.get(
+            live = (kube or self.kube).get(
                 item.obj["apiVersion"], item.key.kind, item.key.name, item.key.namespace
             )
             out.append((item.key, assess(live)))
         return out
 
-    def _wait_wave_healthy(self, wave: ordering.Wave) -> tuple[bool, str]:
+    def _wait_wave_healthy(self, kube: KubeClient, wave: ordering.Wave) -> tuple[bool, str]:
         deadline = time.monotonic() + self.wave_timeout
         why = ""
         while time.monotonic() < deadline:
-            healths = self.wave_health(wave)
+            healths = self.wave_health(wave, kube)
             bad = [
                 (k, h)
                 for k, h in healths

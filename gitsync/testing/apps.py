@@ -70,6 +70,42 @@ def application(name: str, namespace: str, repo_url: str, **spec: Any) -> dict[s
     }
 
 
+def tenant_escapes(
+    tenant: str, service_account: str, other: str, suffix: str
+) -> list[dict[str, Any]]:
+    """What a hostile tenant's repository adds to escape its namespace: a ClusterRole
+    ``tenant-escape-<suffix>`` granting everything, a RoleBinding ``tenant-admin`` of its
+    ServiceAccount to cluster-admin in its own namespace, the ConfigMap ``victim`` in namespace
+    ``other`` and an Application ``hijack`` there."""
+    rbac = "rbac.authorization.k8s.io/v1"
+    return [
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": f"tenant-escape-{suffix}"},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "RoleBinding",
+            "metadata": {"name": "tenant-admin"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": tenant}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "victim", "namespace": other},
+            "data": {"owner": "tenant"},
+        },
+        application("hijack", other, "https://git.example.com/other.git"),
+    ]
+
+
 def app_status(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
     obj = kube.get("gitsync.dev/v1alpha1", "Application", name, namespace) or {}
     return obj.get("status") or {}

@@ -26,6 +26,9 @@ class ServeProcess:
     # Tests point Applications at the Git server's file:// URLs; attack tests turn this off.
     allow_local_repos: bool = True
     proc: ManagedProcess | None = None
+    impersonate: bool = False
+    """False passes ``--impersonate=false``: most harness tests set up no tenant ServiceAccounts
+    (the tests of impersonation set True and leave serve's default and ``extra_args`` in charge)."""
 
     @property
     def url(self) -> str:
@@ -42,6 +45,7 @@ class ServeProcess:
             f"--kubeconfig={self.kubeconfig}",
             f"--cache-dir={self.workdir / 'cache'}",
             *(["--allow-local-repos"] if self.allow_local_repos else []),
+            *([] if self.impersonate else ["--impersonate=false"]),
             *self.extra_args,
         ]
         env = {**os.environ, "GITSYNC_LOG_LEVEL": "info", **self.env}

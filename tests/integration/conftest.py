@@ -38,7 +38,10 @@ def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:
     started: list[ServeProcess] = []
 
     def start(
-        *extra: str, env: dict[str, str] | None = None, allow_local_repos: bool = True
+        *extra: str,
+        env: dict[str, str] | None = None,
+        allow_local_repos: bool = True,
+        impersonate: bool = False,
     ) -> ServeProcess:
         proc = ServeProcess(
             cluster.kubeconfig_path,
@@ -46,6 +49,7 @@ def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:
             list(extra),
             {"GITSYNC_WEBHOOK_SECRET": WEBHOOK_SECRET, **(env or {})},
             allow_local_repos=allow_local_repos,
+            impersonate=impersonate,
         )
         started.append(proc)
         return proc.start()

@@ -25,7 +25,13 @@ from helm_python import _native
 
 from gitsync.controller.controller import ensure_crd
 from gitsync.kube import ApiError, KubeClient
-from gitsync.testing.apps import app_status, application, configmap_repo, configmap_value
+from gitsync.testing.apps import (
+    app_status,
+    application,
+    configmap_repo,
+    configmap_value,
+    tenant_escapes,
+)
 from gitsync.testing.cluster import TestCluster, temporary_namespace
 from gitsync.testing.controller import ServeProcess
 from gitsync.testing.gitserver import GitServer
@@ -127,7 +133,21 @@ def serve_as_chart(
         for a in container["args"]
         if a != "serve" and not a.startswith(("--listen=", "--cache-dir="))
     ]
-    return ServeProcess(kubeconfig, workdir, extra_args=args).start()
+    # impersonate=True: the chart's own arguments decide (it impersonates unless told not to)
+    return ServeProcess(kubeconfig, workdir, extra_args=args, impersonate=True).start()
+
+
+DEPLOYER = "gitsync-deployer"  # the chart's default tenant ServiceAccount name
+MANAGE = ["get", "list", "watch", "create", "update", "patch", "delete"]
+
+
+def with_tenant(values: dict[str, Any], namespace: str, **tenant: Any) -> dict[str, Any]:
+    """``values`` plus a tenant entry for ``namespace`` whose ServiceAccount is the default."""
+    return {
+        **values,
+        "impersonation": {"defaultServiceAccount": DEPLOYER},
+        "tenants": [{"namespace": namespace, **tenant}],
+    }
 
 
 def ready_condition(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
@@ -181,6 +201,7 @@ def test_cluster_mode_install_and_sync(
     needs_control_plane: None,
 ) -> None:
     release = f"gs-{secrets.token_hex(3)}"
+    values = with_tenant(values, namespace)  # impersonation is on: the app runs as the tenant
     objects = render_chart(kube, values, release=release, namespace=release_namespace)
     ctl = None
     try:
@@ -220,6 +241,8 @@ def test_namespaced_mode_syncs_inside_and_is_refused_outside(
         "webhook": {"existingSecret": "gitsync-webhook"},
         "networkPolicy": {"enabled": True, "egress": {"enabled": True}},
         "serviceMonitor": {"enabled": True},
+        "impersonation": {"defaultServiceAccount": DEPLOYER},
+        "tenants": [{"namespace": allowed}],
     }
     objects = render_chart(kube, values, release=release, namespace=release_namespace)
     assert of_kind(objects, "ClusterRole") == of_kind(objects, "ClusterRoleBinding") == []
@@ -285,10 +308,14 @@ def test_the_chart_service_account_syncs_the_example_apps(
     tmp_path: Path,
     needs_control_plane: None,
 ) -> None:
-    """The default install (cluster mode) runs every example app with the permissions the
-    chart grants and nothing more: the controller's only credential is the chart's token."""
+    """A single-team install (cluster mode, impersonation off) runs every example app with the
+    permissions the chart grants and nothing more: the controller's only credential is the
+    chart's token. (The example apps create their own namespaces, which a tenant may not.)"""
     objects = render_chart(
-        kube, {}, release=f"gs-{secrets.token_hex(3)}", namespace=release_namespace
+        kube,
+        {"impersonation": {"enabled": False}},
+        release=f"gs-{secrets.token_hex(3)}",
+        namespace=release_namespace,
     )
     ctl = None
     created: list[str] = []
@@ -315,3 +342,115 @@ def test_the_chart_service_account_syncs_the_example_apps(
             with contextlib.suppress(ApiError):
                 kube.delete("v1", "Namespace", target)
         remove_cluster_scoped(kube, objects)
+
+
+def test_a_tenant_cannot_leave_its_namespace_with_the_chart_defaults(
+    cluster: TestCluster,
+    kube: KubeClient,
+    namespace: str,
+    release_namespace: str,
+    git_server: GitServer,
+    tmp_path: Path,
+    needs_control_plane: None,
+) -> None:
+    """Issue 13's acceptance: the chart installed with its defaults and one tenant whose
+    ServiceAccount may only manage ConfigMaps and Deployments in its namespace. Whatever its
+    repository holds, it creates no ClusterRole, no RoleBinding, nothing in another namespace
+    and no Application elsewhere; each refusal is that object's SyncFailed naming the RBAC
+    denial, the rest of the app syncs, and the refused objects are never pruned."""
+    tenant, suffix = namespace, secrets.token_hex(3)
+    rules = [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": MANAGE},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": MANAGE},
+    ]
+    values = with_tenant({}, tenant, rules=rules)
+    objects = render_chart(kube, values, release=f"gs-{suffix}", namespace=release_namespace)
+    ctl = None
+    with temporary_namespace(kube, "other-team") as other:
+        # Another team's object, carrying the tenant app's tracking annotation (as if the app
+        # had deployed it before the tenant model): RBAC, not bookkeeping, must protect it.
+        tracking = f"{tenant}/web:/ConfigMap:{other}/victim"
+        kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": "victim",
+                    "namespace": other,
+                    "annotations": {"gitsync.dev/tracking": tracking},
+                },
+                "data": {"owner": "other-team"},
+            }
+        )
+        try:
+            install(kube, objects)
+            ctl = serve_as_chart(cluster, kube, objects, tmp_path)
+            assert not [a for a in ctl.extra_args if a.startswith("--impersonate")]  # default: on
+            repo = configmap_repo(git_server, "tenant")
+            repo.commit(
+                {
+                    "app/escape.yaml": yaml.safe_dump_all(
+                        tenant_escapes(tenant, DEPLOYER, other, suffix)
+                    )
+                },
+                message="escape",
+            )
+            repo.push()
+            kube.create(application("web", tenant, repo.file_url()))
+
+            def failed_sync() -> list[dict[str, Any]] | None:
+                op = app_status(kube, tenant, "web").get("operationState") or {}
+                if op.get("phase") != "Failed":
+                    return None
+                resources: list[dict[str, Any]] = op["resources"]
+                return resources
+
+            resources = wait_for(failed_sync, timeout=90, what="the tenant's sync refused")
+            by_kind = {(r["kind"], r["namespace"]): r for r in resources}
+            assert by_kind[("ConfigMap", tenant)]["status"] == "Synced"
+            assert by_kind[("Deployment", tenant)]["status"] == "Synced"
+            refused = {k for k, r in by_kind.items() if r["status"] == "SyncFailed"}
+            assert refused == {
+                ("ClusterRole", ""),
+                ("RoleBinding", tenant),
+                ("ConfigMap", other),
+                ("Application", other),
+            }
+            user = f"system:serviceaccount:{tenant}:{DEPLOYER}"
+            for key in refused:
+                assert "forbidden" in by_kind[key]["message"], by_kind[key]
+                assert user in by_kind[key]["message"], by_kind[key]
+            assert ready_condition(kube, tenant, "web")["reason"] == "SyncFailed"
+            assert configmap_value(kube, tenant) == "tenant"
+            assert kube.get("apps/v1", "Deployment", "web", tenant) is not None
+            rbac = "rbac.authorization.k8s.io/v1"
+            assert kube.get(rbac, "ClusterRole", f"tenant-escape-{suffix}") is None
+            assert kube.get(rbac, "RoleBinding", "tenant-admin", tenant) is None
+            assert kube.get("gitsync.dev/v1alpha1", "Application", "hijack", other) is None
+            victim = kube.get("v1", "ConfigMap", "victim", other)
+            assert victim is not None and victim["data"] == {"owner": "other-team"}
+
+            # The repository drops them: their prunes run as the tenant too, and are refused.
+            repo.commit({"app/escape.yaml": None}, message="retreat")
+            repo.push()
+
+            def pruned_or_skipped() -> dict[tuple[str, str], dict[str, Any]] | None:
+                op = app_status(kube, tenant, "web").get("operationState") or {}
+                rows = {(r["kind"], r["namespace"]): r for r in op.get("resources") or []}
+                if rows.get(("ConfigMap", other), {}).get("status") != "PruneSkipped":
+                    return None
+                return rows
+
+            rows = wait_for(pruned_or_skipped, timeout=90, what="the prune of the victim refused")
+            assert rows[("ConfigMap", other)]["message"].startswith("prune refused: ")
+            assert "forbidden" in rows[("ConfigMap", other)]["message"]
+            victim = kube.get("v1", "ConfigMap", "victim", other)
+            assert victim is not None and victim["data"] == {"owner": "other-team"}
+        finally:
+            if ctl is not None:
+                ctl.stop()
+            with contextlib.suppress(ApiError):
+                kube.delete(
+                    "rbac.authorization.k8s.io/v1", "ClusterRole", f"tenant-escape-{suffix}"
+                )
+            remove_cluster_scoped(kube, objects)

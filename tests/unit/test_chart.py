@@ -56,7 +56,19 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "rbac": {"namespaced": True, "namespaces": ["team-a", "team-b"], "manageAll": False}
     },
     "sharded": {"replicas": 3, "sharding": {"shards": 16}},
+    "single-team": {"impersonation": {"enabled": False}},
+    "tenants": {
+        "impersonation": {"defaultServiceAccount": "gitsync-deployer"},
+        "tenants": [
+            {
+                "namespace": "team-a",
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+            },
+            {"namespace": "team-b", "serviceAccount": "deployer", "clusterRole": "admin"},
+        ],
+    },
 }
+IMPERSONATE = {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}
 
 
 def render_templates(
@@ -331,7 +343,82 @@ def test_no_rbac_rule_grants_the_star_verb(values: dict[str, Any]) -> None:
     assert rules
     for where, rule in rules:
         assert "*" not in rule.get("verbs", []), f"{where}: {rule}"
-        assert set(rule["verbs"]) <= set(MANAGE_VERBS), f"{where}: {rule}"
+        if rule != IMPERSONATE:  # the one extra verb: acting as ServiceAccounts, nothing else
+            assert set(rule["verbs"]) <= set(MANAGE_VERBS), f"{where}: {rule}"
+
+
+def test_impersonation_is_on_by_default_and_only_of_service_accounts() -> None:
+    objects = render()
+    (role,) = of_kind(objects, "ClusterRole")
+    assert IMPERSONATE in role["rules"]
+    impersonating = [r for _, r in rbac_rules(objects) if "impersonate" in r["verbs"]]
+    assert impersonating == [IMPERSONATE]  # never users or groups
+    args = container_args(objects)
+    assert not [a for a in args if a.startswith(("--impersonate", "--default-service-account"))]
+    assert build_parser().parse_args(args).impersonate is True
+
+
+def test_namespaced_mode_impersonates_in_each_listed_namespace() -> None:
+    objects = render(VALUE_SETS["namespaced-explicit-kinds"])
+    manage = [o for o in of_kind(objects, "Role") if o["metadata"]["name"] == "gitsync-manage"]
+    assert {o["metadata"]["namespace"] for o in manage} == {"team-a", "team-b"}
+    for role in manage:
+        assert IMPERSONATE in role["rules"]
+
+
+def test_single_team_install_opts_out_of_impersonation() -> None:
+    objects = render(VALUE_SETS["single-team"])
+    assert "--impersonate=false" in container_args(objects)
+    assert not [r for _, r in rbac_rules(objects) if "impersonate" in r["verbs"]]
+
+
+def test_tenants_get_a_service_account_and_rights_in_their_namespace_only() -> None:
+    objects = render(VALUE_SETS["tenants"])
+    assert "--default-service-account=gitsync-deployer" in container_args(objects)
+    accounts = {
+        (o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in of_kind(objects, "ServiceAccount")
+    }
+    assert {("team-a", "gitsync-deployer"), ("team-b", "deployer")} <= accounts
+    bindings = {
+        b["metadata"]["namespace"]: b
+        for b in of_kind(objects, "RoleBinding")
+        if b["metadata"]["namespace"] in ("team-a", "team-b")
+    }
+    assert bindings["team-a"]["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "gitsync-deployer",
+    }
+    assert bindings["team-a"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "gitsync-deployer", "namespace": "team-a"}
+    ]
+    assert bindings["team-b"]["roleRef"]["kind"] == "ClusterRole"
+    assert bindings["team-b"]["roleRef"]["name"] == "admin"
+    (tenant_role,) = [o for o in of_kind(objects, "Role") if o["metadata"]["namespace"] == "team-a"]
+    assert tenant_role["rules"] == VALUE_SETS["tenants"]["tenants"][0]["rules"]
+    # a tenant is never granted anything cluster-wide
+    assert [o["metadata"]["name"] for o in of_kind(objects, "ClusterRoleBinding")] == [
+        "gitsync-gitsync"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tenant", "error"),
+    [
+        ({"serviceAccount": "x"}, r"tenants\[0\]\.namespace is required"),
+        (
+            {"namespace": "a", "clusterRole": "edit", "rules": [{"verbs": ["get"]}]},
+            r"tenants\[0\]: set rules or clusterRole, not both",
+        ),
+        ({"namespace": "a", "rules": [{"verbs": ["*"]}]}, r"tenants\[0\]\.rules: the \"\*\" verb"),
+    ],
+)
+def test_bad_tenant_entries_are_refused_naming_the_field(
+    tenant: dict[str, Any], error: str
+) -> None:
+    with pytest.raises(helm_python.HelmError, match=error):
+        render({"tenants": [tenant]})
 
 
 def test_extra_rules_with_the_star_verb_are_refused() -> None:

@@ -69,6 +69,7 @@ SPEC_FIELDS = {
     "ignoreDifferences[].managedFieldsManagers",
     "interval",
     "suspend",
+    "serviceAccountName",
 }
 FREE_FORM = {"source.helm.values"}  # any keys below: kept by x-kubernetes-preserve-unknown-fields
 
@@ -110,6 +111,7 @@ HELM_FULL: dict[str, Any] = {
         ],
         "interval": "1h30m",
         "suspend": False,
+        "serviceAccountName": "deployer",
     },
 }
 DIRECTORY_FULL: dict[str, Any] = {

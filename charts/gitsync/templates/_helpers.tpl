@@ -185,11 +185,20 @@ Call with (dict "root" $ "cluster" true|false).
 
 {{/*
 What the controller itself needs wherever Applications live: read and watch Applications, patch
-them (request annotations) and their status subresource, and record Events about them. (The
+them (request annotations) and their status subresource, record Events about them, and (with
+impersonation) act as the ServiceAccounts there. (The
 Secrets their spec.source.secretRef names and their inventory ConfigMaps are covered by
 gitsync.manageRules, which every mode grants in the same place.)
 */}}
 {{- define "gitsync.applicationRules" -}}
+{{- if .Values.impersonation.enabled }}
+# Impersonation (--impersonate): each Application's reads and writes run as a ServiceAccount in
+# its own namespace. Only ServiceAccounts: never users or groups (the API server adds a
+# ServiceAccount's own groups itself).
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["impersonate"]
+{{- end }}
 - apiGroups: ["gitsync.dev"]
   resources: ["applications"]
   verbs: ["get", "list", "watch", "patch"]
