@@ -268,6 +268,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
 # -- the controller -----------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -293,6 +300,30 @@ def _webhook_secrets() -> Callable[[str], list[str]]:
         return [v for v in raw.split(",") if v]
 
     return lookup
+
+
+def _warn_about_webhooks(secrets_for: Callable[[str], list[str]], allow_unsigned: bool) -> None:
+    """Say at start which providers' deliveries are refused or accepted unsigned (never a
+    secret: only provider names)."""
+    import structlog
+
+    from gitsync.webhook import Provider
+
+    log = structlog.get_logger("gitsync.cli")
+    unsigned = [p.value for p in Provider if not secrets_for(p.value)]
+    if not unsigned:
+        return
+    if allow_unsigned:
+        log.warning(
+            "--allow-unsigned-webhooks: anyone who reaches /api/webhook can make these providers' "
+            "pushes refresh Applications",
+            providers=unsigned,
+        )
+    else:
+        log.info(
+            "webhook deliveries from providers without a secret are refused (401)",
+            providers=unsigned,
+        )
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -330,18 +361,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         allow_exec_credentials=args.allow_exec_credentials,
         default_credentials=_env_credentials(),
         policy_file=Path(args.policy) if args.policy else None,
+        git_max_per_host=args.git_max_per_host or 0,
     )
     try:
         controller = Controller(kube, config)
     except (GitsyncError, OSError) as exc:  # e.g. a bad --policy file
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    secrets_for = _webhook_secrets()
+    _warn_about_webhooks(secrets_for, args.allow_unsigned_webhooks)
     app = create_app(
         controller,
         metrics_exposition=controller.metrics.exposition,
-        webhook_secrets=_webhook_secrets(),
+        webhook_secrets=secrets_for,
         on_webhook_result=controller.metrics.webhook,
         max_webhook_bytes=args.webhook_max_bytes,
+        allow_unsigned_webhooks=args.allow_unsigned_webhooks,
         auth=auth,
     )
     server = create_server(
@@ -643,6 +678,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-exec-credentials", action="store_true")
     serve.add_argument("--install-crd", action="append", default=[], metavar="FILE")
     serve.add_argument("--webhook-max-bytes", type=int, default=1024 * 1024)
+    serve.add_argument(
+        "--allow-unsigned-webhooks",
+        action="store_true",
+        help="accept push webhooks from providers that have no GITSYNC_WEBHOOK_SECRET[_PROVIDER] "
+        "(by default they are refused with 401)",
+    )
+    serve.add_argument(
+        "--git-max-per-host",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="reconciles talking to one Git host at once; the others wait in the queue "
+        "(default: half of --workers, at least 1)",
+    )
     serve.add_argument(
         "--http-timeout",
         type=int,

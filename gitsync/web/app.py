@@ -77,6 +77,7 @@ def create_app(
     webhook_secrets: Callable[[str], Sequence[str]],
     on_webhook_result: Callable[[str, str], None] | None = None,
     max_webhook_bytes: int = DEFAULT_MAX_BYTES,
+    allow_unsigned_webhooks: bool = False,
     auth: AuthSettings | None = None,
     ui_dir: str | Path | None = None,
     snapshot_ttl: float = 1.0,
@@ -103,6 +104,7 @@ def create_app(
             webhook_secrets,
             max_bytes=max_webhook_bytes,
             on_result=on_webhook_result,
+            allow_unsigned=allow_unsigned_webhooks,
         )
     )
 
