@@ -334,7 +334,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from gitsync.controller.controller import Controller, ControllerConfig, ensure_crd
     from gitsync.errors import GitsyncError
     from gitsync.render import load_yaml_documents
-    from gitsync.web import AuthConfigError, create_app
+    from gitsync.web import AuthConfigError, create_app, create_metrics_app
     from gitsync.web.server import create_server
 
     try:
@@ -348,6 +348,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         for doc in load_yaml_documents(Path(crd_file).read_bytes(), source=crd_file):
             ensure_crd(kube, doc)
     host, _, port = args.listen.rpartition(":")
+    metrics_address: tuple[str, int] | None = args.metrics_listen
     config = ControllerConfig(
         cache_dir=Path(args.cache_dir or _default_cache_dir().parent / "controller"),
         namespaces=[n for n in (args.namespaces or "").split(",") if n] or None,
@@ -377,6 +378,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         on_webhook_result=controller.metrics.webhook,
         max_webhook_bytes=args.webhook_max_bytes,
         allow_unsigned_webhooks=args.allow_unsigned_webhooks,
+        serve_metrics=metrics_address is None,
         auth=auth,
     )
     server = create_server(
@@ -386,12 +388,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.webhook_max_bytes + 1,
         timeout=args.http_timeout,
     )
+    metrics_server = None
+    if metrics_address is not None:
+        metrics_server = create_server(
+            create_metrics_app(controller.metrics.exposition, auth),
+            host=metrics_address[0],
+            port=metrics_address[1],
+            max_body_bytes=1024,
+            timeout=args.http_timeout,
+            threads=2,
+        )
+        threading.Thread(target=metrics_server.run, name="gitsync-metrics", daemon=True).start()
     stopping = threading.Event()
 
     def stop(*_: object) -> None:
         if not stopping.is_set():
             stopping.set()
             server.close()
+            if metrics_server is not None:
+                metrics_server.close()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -407,12 +422,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _host_port(value: str) -> tuple[str, int]:
+    """A ``HOST:PORT`` flag value (``[::1]:9090`` for IPv6)."""
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def _web_auth(args: argparse.Namespace) -> AuthSettings:
     """The UI's and API's credentials from the serve flags (files, so nothing secret shows in
     ``ps``); ``GITSYNC_ADMIN_PASSWORD_BCRYPT`` may hold the hash instead of the flag."""
     from gitsync.web.auth import (
         AuthSettings,
         bcrypt_value,
+        parse_proxy_network,
         read_secret_file,
         read_token_file,
     )
@@ -433,6 +457,12 @@ def _web_auth(args: argparse.Namespace) -> AuthSettings:
         ),
         anonymous_read=args.anonymous_read,
         secure_cookie=args.behind_tls,
+        trusted_proxies=[parse_proxy_network(cidr) for cidr in args.trusted_proxy],
+        metrics_tokens=(
+            read_token_file(args.metrics_token_file, "metrics token")
+            if args.metrics_token_file
+            else ()
+        ),
     )
 
 
@@ -725,6 +755,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--behind-tls",
         action="store_true",
         help="clients reach the UI over HTTPS (a TLS proxy): Secure cookies and HSTS",
+    )
+    ui.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a reverse proxy in front of gitsync (repeatable): for requests from it, the login "
+        "rate limit counts the right-most X-Forwarded-For address that is not a listed proxy",
+    )
+    metrics = serve.add_argument_group("metrics")
+    metrics.add_argument(
+        "--metrics-token-file",
+        metavar="FILE",
+        help="/metrics needs Authorization: Bearer with one of these tokens (one a line)",
+    )
+    metrics.add_argument(
+        "--metrics-listen",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="serve /metrics on this address only (not on --listen)",
     )
     serve.set_defaults(func=_cmd_serve)
 
