@@ -339,6 +339,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
 # -- the controller -----------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -350,13 +357,6 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
 
 
@@ -425,6 +425,30 @@ def _webhook_secrets() -> Callable[[str], list[str]]:
     return lookup
 
 
+def _warn_about_webhooks(secrets_for: Callable[[str], list[str]], allow_unsigned: bool) -> None:
+    """Say at start which providers' deliveries are refused or accepted unsigned (never a
+    secret: only provider names)."""
+    import structlog
+
+    from gitsync.webhook import Provider
+
+    log = structlog.get_logger("gitsync.cli")
+    unsigned = [p.value for p in Provider if not secrets_for(p.value)]
+    if not unsigned:
+        return
+    if allow_unsigned:
+        log.warning(
+            "--allow-unsigned-webhooks: anyone who reaches /api/webhook can make these providers' "
+            "pushes refresh Applications",
+            providers=unsigned,
+        )
+    else:
+        log.info(
+            "webhook deliveries from providers without a secret are refused (401)",
+            providers=unsigned,
+        )
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import signal
     import socket
@@ -434,7 +458,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from gitsync.errors import GitsyncError
     from gitsync.render import load_yaml_documents
     from gitsync.source import end_all_sessions
-    from gitsync.web import AuthConfigError, create_app
+    from gitsync.web import AuthConfigError, create_app, create_metrics_app
     from gitsync.web.server import create_server
 
     try:
@@ -456,6 +480,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         for doc in load_yaml_documents(Path(crd_file).read_bytes(), source=crd_file):
             ensure_crd(kube, doc)
     host, _, port = args.listen.rpartition(":")
+    metrics_address: tuple[str, int] | None = args.metrics_listen
     config = ControllerConfig(
         cache_dir=Path(args.cache_dir or _default_cache_dir().parent / "controller"),
         namespaces=[n for n in (args.namespaces or "").split(",") if n] or None,
@@ -475,18 +500,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         analysis_allow=tuple(args.analysis_allow),
         impersonate=args.impersonate,
         default_service_account=args.default_service_account or "",
+        git_max_per_host=args.git_max_per_host or 0,
     )
     try:
         controller = Controller(kube, config)
     except (GitsyncError, OSError) as exc:  # e.g. a bad --policy file
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    secrets_for = _webhook_secrets()
+    _warn_about_webhooks(secrets_for, args.allow_unsigned_webhooks)
     app = create_app(
         controller,
         metrics_exposition=controller.metrics.exposition,
-        webhook_secrets=_webhook_secrets(),
+        webhook_secrets=secrets_for,
         on_webhook_result=controller.metrics.webhook,
         max_webhook_bytes=args.webhook_max_bytes,
+        allow_unsigned_webhooks=args.allow_unsigned_webhooks,
+        serve_metrics=metrics_address is None,
         auth=auth,
     )
     server = create_server(
@@ -496,12 +526,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.webhook_max_bytes + 1,
         timeout=args.http_timeout,
     )
+    metrics_server = None
+    if metrics_address is not None:
+        metrics_server = create_server(
+            create_metrics_app(controller.metrics.exposition, auth),
+            host=metrics_address[0],
+            port=metrics_address[1],
+            max_body_bytes=1024,
+            timeout=args.http_timeout,
+            threads=2,
+        )
+        threading.Thread(target=metrics_server.run, name="gitsync-metrics", daemon=True).start()
     stopping = threading.Event()
 
     def stop(*_: object) -> None:
         if not stopping.is_set():
             stopping.set()
             server.close()
+            if metrics_server is not None:
+                metrics_server.close()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -520,12 +563,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _host_port(value: str) -> tuple[str, int]:
+    """A ``HOST:PORT`` flag value (``[::1]:9090`` for IPv6)."""
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def _web_auth(args: argparse.Namespace) -> AuthSettings:
     """The UI's and API's credentials from the serve flags (files, so nothing secret shows in
     ``ps``); ``GITSYNC_ADMIN_PASSWORD_BCRYPT`` may hold the hash instead of the flag."""
     from gitsync.web.auth import (
         AuthSettings,
         bcrypt_value,
+        parse_proxy_network,
         read_secret_file,
         read_token_file,
     )
@@ -546,6 +598,12 @@ def _web_auth(args: argparse.Namespace) -> AuthSettings:
         ),
         anonymous_read=args.anonymous_read,
         secure_cookie=args.behind_tls,
+        trusted_proxies=[parse_proxy_network(cidr) for cidr in args.trusted_proxy],
+        metrics_tokens=(
+            read_token_file(args.metrics_token_file, "metrics token")
+            if args.metrics_token_file
+            else ()
+        ),
     )
 
 
@@ -834,6 +892,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--install-crd", action="append", default=[], metavar="FILE")
     serve.add_argument("--webhook-max-bytes", type=int, default=1024 * 1024)
     serve.add_argument(
+        "--allow-unsigned-webhooks",
+        action="store_true",
+        help="accept push webhooks from providers that have no GITSYNC_WEBHOOK_SECRET[_PROVIDER] "
+        "(by default they are refused with 401)",
+    )
+    serve.add_argument(
+        "--git-max-per-host",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="reconciles talking to one Git host at once; the others wait in the queue "
+        "(default: half of --workers, at least 1)",
+    )
+    serve.add_argument(
         "--http-timeout",
         type=int,
         default=30,
@@ -886,6 +958,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--behind-tls",
         action="store_true",
         help="clients reach the UI over HTTPS (a TLS proxy): Secure cookies and HSTS",
+    )
+    ui.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a reverse proxy in front of gitsync (repeatable): for requests from it, the login "
+        "rate limit counts the right-most X-Forwarded-For address that is not a listed proxy",
+    )
+    metrics = serve.add_argument_group("metrics")
+    metrics.add_argument(
+        "--metrics-token-file",
+        metavar="FILE",
+        help="/metrics needs Authorization: Bearer with one of these tokens (one a line)",
+    )
+    metrics.add_argument(
+        "--metrics-listen",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="serve /metrics on this address only (not on --listen)",
     )
     serve.set_defaults(func=_cmd_serve)
 

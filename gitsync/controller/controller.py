@@ -5,14 +5,20 @@ Triggers and where they come from:
 
 * the interval (``RefreshScheduler``, APScheduler) - a cheap remote-head check per app;
 * a push webhook (``on_push``) - the apps whose normalized repo URL and branch/tag match; those
-  whose files the push changed (``gitsync.controller.push_paths``) are queued urgent, first;
+  whose files the push changed (``gitsync.controller.push_paths``) are queued urgent, first.
+  Pushes for one repository are coalesced: at most one push-triggered head check per
+  repository per ``PUSH_WINDOW`` (later pushes join one run at the end of the window), and a
+  follower hands a push over with at most one annotation write per app per window;
 * a live change (the watch cache's events) - an object carrying an app's tracking annotation
   was edited or deleted, so drift is noticed within seconds;
 * an Application change (spec generation or request annotations).
 
 All of them go through one coalescing ``WorkQueue``: one reconcile per app at a time, bursts
-merged. With leader election only the leader runs workers (and so only the leader writes);
-followers keep watching so they can take over at once and still serve read-only status. With
+merged. One worker more than ``--workers`` takes only pushed apps, and at most
+``--git-max-per-host`` reconciles talk to one Git host at once (the others wait in the queue), so
+a tenant's Git server that never answers cannot delay another tenant's push. With leader
+election only the leader runs workers (and so only the leader writes); followers keep watching
+so they can take over at once and still serve read-only status. With
 ``--shards`` every replica runs workers, and each reconcile first checks that this replica holds
 the app's shard (``gitsync.controller.sharding``).
 """
@@ -26,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -42,7 +49,7 @@ from gitsync.controller.apps import (
 from gitsync.controller.clusters import ClusterRegistry
 from gitsync.controller.metrics import Metrics
 from gitsync.controller.push_paths import touched, watched_paths
-from gitsync.controller.queue import WorkQueue
+from gitsync.controller.queue import Coalescer, Priority, WorkQueue
 from gitsync.controller.reconciler import PUSH_TRIGGER_PREFIX, REFRESH_REQUEST, Reconciler
 from gitsync.controller.repo_credentials import RepositoryCredentials
 from gitsync.controller.scheduler import RefreshScheduler
@@ -68,6 +75,12 @@ from gitsync.webhook import PushEvent
 
 log = structlog.get_logger(__name__)
 
+PUSH_WINDOW = 5.0
+"""Seconds between two push-triggered runs for one repository (its apps' head checks) and
+between two hand-over writes for one app: a flood of deliveries, replayed or not, costs at most
+one ``ls-remote`` and one Application PATCH per window, and the last push of a burst is still
+seen at the end of its window."""
+
 
 @dataclass
 class ControllerConfig:
@@ -92,6 +105,11 @@ class ControllerConfig:
     analysis_allow: tuple[str, ...] = ()  # URL globs rollout analysis may read (rollout.endpoints)
     impersonate: bool = True  # each app runs as its ServiceAccount (gitsync.sync.identity)
     default_service_account: str = ""  # for Applications without spec.serviceAccountName
+    git_max_per_host: int = 0  # reconciles talking to one Git host at once; 0: max(1, workers//2)
+
+    @property
+    def max_per_host(self) -> int:
+        return self.git_max_per_host or max(1, self.workers // 2)
 
 
 @dataclass
@@ -149,7 +167,15 @@ class Controller:
             metrics=self.metrics,
             full_compare_every=config.full_compare_every,
         )
-        self.queue: WorkQueue[AppKey] = WorkQueue()
+        self.queue: WorkQueue[AppKey] = WorkQueue(
+            host_of=self._git_host_of, max_per_host=config.max_per_host
+        )
+        self._push_lock = threading.Lock()
+        self._repo_pushes: Coalescer[str] = Coalescer(PUSH_WINDOW)
+        self._handover_writes: Coalescer[AppKey] = Coalescer(PUSH_WINDOW)
+        self._handovers: WorkQueue[AppKey] = WorkQueue()
+        self._handover_nonce: dict[AppKey, str] = {}
+        self._handover_thread: threading.Thread | None = None
         self.scheduler = RefreshScheduler(lambda key: self.queue.add(key, "interval"))
         self._seen: dict[AppKey, _Seen] = {}
         self._workers: list[threading.Thread] = []
@@ -225,6 +251,23 @@ class Controller:
     def _engine_for(self, app: Application) -> Engine:
         return self._cluster(self.clusters.client(app.destination.name)).engine
 
+    def _git_host_of(self, key: AppKey) -> str | None:
+        """The Git host (``name[:port]``) the app's reconciles talk to, for the per-host limit;
+        None when the app or its URL is unknown (its reconcile then asks no Git server)."""
+        obj = self.store.get(key)
+        source = ((obj or {}).get("spec") or {}).get("source") or {}
+        url = source.get("repoURL") if isinstance(source, dict) else None
+        if not isinstance(url, str) or not url:
+            return None
+        try:
+            parts = urlsplit(normalize_url(url))
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            return None
+        if not host:
+            return None
+        return f"{host}:{port}" if port else host
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -247,6 +290,7 @@ class Controller:
             self.elector.stop()
         self._stop_leading()
         self.queue.close()
+        self._handovers.close()
         for cluster in list(self._clusters.values()):
             cluster.cache.stop()
 
@@ -268,6 +312,13 @@ class Controller:
             t = threading.Thread(target=self._work, name=f"gitsync-worker-{i}", daemon=True)
             t.start()
             self._workers.append(t)
+        # one more, for pushes only: busy workers (a Git server that never answers) never delay
+        # a deploy somebody just pushed
+        t = threading.Thread(
+            target=self._work, args=(Priority.PUSHED,), name="gitsync-push-worker", daemon=True
+        )
+        t.start()
+        self._workers.append(t)
         for key in self.store.app_keys():
             self.queue.add(key, "startup")
 
@@ -278,9 +329,9 @@ class Controller:
         self._leading.clear()
         self.scheduler.stop()
 
-    def _work(self) -> None:
+    def _work(self, min_priority: Priority = Priority.NORMAL) -> None:
         while not self._stopped.is_set():
-            item = self.queue.get(timeout=0.5)
+            item = self.queue.get(timeout=0.5, min_priority=min_priority)
             if item is None:
                 continue
             key, reasons = item
@@ -340,19 +391,44 @@ class Controller:
 
     def _forward_push(self, keys: list[AppKey], event: PushEvent) -> None:
         """Hand a push for apps other replicas hold to them: a refresh request on each
-        Application, which its holder sees through its watch (as with `gitsync refresh`)."""
+        Application, which its holder sees through its watch (as with `gitsync refresh`).
+
+        At most one write per app per ``PUSH_WINDOW``: the writes go through their own queue
+        (one thread, started on first use), delayed to the app's next free slot, so a burst of
+        deliveries costs the API server one PATCH per app now and one at the end of the window,
+        carrying the latest push's nonce."""
         nonce = f"push-{event.after[:12] or time.time_ns()}"
-        for namespace, name in keys:
-            try:
-                self.kube.patch(
-                    API_VERSION,
-                    KIND,
-                    name,
-                    {"metadata": {"annotations": {REFRESH_REQUEST: nonce}}},
-                    namespace=namespace,
+        with self._push_lock:
+            if self._handover_thread is None:
+                self._handover_thread = threading.Thread(
+                    target=self._hand_over, name="gitsync-push-handover", daemon=True
                 )
+                self._handover_thread.start()
+            for key in keys:
+                self._handover_nonce[key] = nonce
+                self._handovers.add(key, "push", delay=self._handover_writes.delay(key))
+
+    def _hand_over(self) -> None:
+        while not self._stopped.is_set():
+            item = self._handovers.get(timeout=0.5)
+            if item is None:
+                continue
+            (namespace, name), _ = item
+            with self._push_lock:
+                nonce = self._handover_nonce.pop((namespace, name), "")
+            try:
+                if nonce:
+                    self.kube.patch(
+                        API_VERSION,
+                        KIND,
+                        name,
+                        {"metadata": {"annotations": {REFRESH_REQUEST: nonce}}},
+                        namespace=namespace,
+                    )
             except ApiError as exc:
                 log.warning("could not forward a push", app=f"{namespace}/{name}", error=str(exc))
+            finally:
+                self._handovers.done((namespace, name))
 
     # -- triggers ------------------------------------------------------------------------------
 
@@ -400,16 +476,25 @@ class Controller:
             )
         ordered = sorted(matched, key=lambda key: key not in first)  # stable: touched first
         elsewhere: list[AppKey] = []
+        delays: dict[str, float] = {}  # per repository: when its next push-triggered run may be
         for key in ordered:
             if self._held_elsewhere(key):
                 elsewhere.append(key)
-            else:
-                self.reconciler.mark_pushed(key)  # before queueing: see head_max_age
-                self.queue.add(key, f"{PUSH_TRIGGER_PREFIX}{event.provider}", urgent=key in first)
-        if elsewhere:  # one write per app: not in the webhook's response time
-            threading.Thread(
-                target=self._forward_push, args=(elsewhere, event), daemon=True
-            ).start()
+                continue
+            repo = normalize_url(matched[key].source.repo_url)
+            if repo not in delays:
+                with self._push_lock:
+                    delays[repo] = self._repo_pushes.delay(repo)
+            self.reconciler.mark_pushed(key)  # before queueing: see head_max_age
+            self.queue.add(
+                key,
+                f"{PUSH_TRIGGER_PREFIX}{event.provider}",
+                delay=delays[repo],
+                urgent=key in first,
+                pushed=True,
+            )
+        if elsewhere:  # writes happen on the hand-over thread, not in the webhook's answer
+            self._forward_push(elsewhere, event)
         return len(matched)
 
     def _apps_following(self, event: PushEvent) -> dict[AppKey, Application]:

@@ -9,7 +9,7 @@ of the controller and the cluster), ``guard`` (authentication and CSRF over HTTP
 page), ``pages`` and ``api`` (the routes), ``app``.
 """
 
-from gitsync.web.app import create_app, web_dir
+from gitsync.web.app import create_app, create_metrics_app, web_dir
 from gitsync.web.auth import AuthConfigError, AuthSettings, LoginLimits
 from gitsync.web.view import ControllerView
 
@@ -19,5 +19,6 @@ __all__ = [
     "ControllerView",
     "LoginLimits",
     "create_app",
+    "create_metrics_app",
     "web_dir",
 ]

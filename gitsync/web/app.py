@@ -1,9 +1,12 @@
 """``create_app``: the Flask application for one controller.
 
-It serves push webhooks, probes and metrics (no authentication: ``/healthz``, ``/readyz``,
-``/metrics``, ``/api/webhook`` - the webhook is authenticated by its signature), and the status
-UI and JSON API behind ``gitsync.web.guard``. Every response carries the security headers
-(a strict Content-Security-Policy: scripts and styles only from ``/static``, nothing inline).
+It serves push webhooks, probes and metrics (no session: ``/healthz``, ``/readyz``,
+``/metrics``, ``/api/webhook`` - the webhook is authenticated by its signature, ``/metrics`` by
+its own bearer token when ``--metrics-token-file`` is given), and the status UI and JSON API
+behind ``gitsync.web.guard``. With ``serve_metrics=False`` (``--metrics-listen``) ``/metrics``
+is not served here at all but by ``create_metrics_app`` on its own address. Every response
+carries the security headers (a strict Content-Security-Policy: scripts and styles only from
+``/static``, nothing inline).
 
 Templates and static files come from the top-level ``web/`` directory of the source tree;
 ``GITSYNC_WEB_DIR`` (or ``web_dir``) points elsewhere, e.g. for an installed package.
@@ -26,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gitsync.web.api import api_blueprint
-from gitsync.web.auth import AuthSettings
+from gitsync.web.auth import Authenticator, AuthSettings
 from gitsync.web.diff import Differ
 from gitsync.web.guard import Guard, auth_blueprint
 from gitsync.web.pages import pages_blueprint
@@ -51,7 +54,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 
-__all__ = ["ControllerView", "create_app", "web_dir"]
+__all__ = ["ControllerView", "create_app", "create_metrics_app", "web_dir"]
 
 
 def web_dir(explicit: str | Path | None = None) -> Path:
@@ -77,6 +80,8 @@ def create_app(
     webhook_secrets: Callable[[str], Sequence[str]],
     on_webhook_result: Callable[[str, str], None] | None = None,
     max_webhook_bytes: int = DEFAULT_MAX_BYTES,
+    allow_unsigned_webhooks: bool = False,
+    serve_metrics: bool = True,
     auth: AuthSettings | None = None,
     ui_dir: str | Path | None = None,
     snapshot_ttl: float = 1.0,
@@ -103,6 +108,7 @@ def create_app(
             webhook_secrets,
             max_bytes=max_webhook_bytes,
             on_result=on_webhook_result,
+            allow_unsigned=allow_unsigned_webhooks,
         )
     )
 
@@ -136,9 +142,8 @@ def create_app(
             return Response("ok\n", mimetype="text/plain")
         return Response("not ready\n", status=503, mimetype="text/plain")
 
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(metrics_exposition(), mimetype="text/plain; version=0.0.4; charset=utf-8")
+    if serve_metrics:
+        _add_metrics(app, metrics_exposition, Authenticator(settings))
 
     @app.get("/favicon.ico")
     def favicon() -> WerkzeugResponse:
@@ -179,3 +184,28 @@ def create_app(
         )
 
     return app
+
+
+def create_metrics_app(
+    metrics_exposition: Callable[[], bytes], auth: AuthSettings | None = None
+) -> Flask:
+    """``/metrics`` alone, for ``--metrics-listen``: a scraper can be allowed to that address
+    without reaching the UI, the API or the webhook."""
+    app = Flask("gitsync-metrics")
+    _add_metrics(app, metrics_exposition, Authenticator(auth or AuthSettings()))
+    return app
+
+
+def _add_metrics(
+    app: Flask, metrics_exposition: Callable[[], bytes], authenticator: Authenticator
+) -> None:
+    @app.get("/metrics")
+    def metrics() -> Response:
+        if not authenticator.check_metrics_bearer(flask.request.headers.get("Authorization")):
+            return Response(
+                "metrics need a bearer token\n",
+                status=401,
+                mimetype="text/plain",
+                headers={"WWW-Authenticate": 'Bearer realm="gitsync-metrics"'},
+            )
+        return Response(metrics_exposition(), mimetype="text/plain; version=0.0.4; charset=utf-8")

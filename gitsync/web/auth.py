@@ -22,6 +22,13 @@ Why it is shaped this way:
   purpose). A flood of bad logins gets fast 429s, never a password check, and cannot starve the
   rest of the server. The global bucket means a flood can delay a real admin's login by seconds;
   sessions that already exist and bearer tokens are not affected.
+* The client a guess is counted against is the TCP peer, unless the peer is a proxy the operator
+  listed (``--trusted-proxy CIDR``): then it is the right-most ``X-Forwarded-For`` address that
+  is not itself a listed proxy (``client_address``). Anything to the left of that was written by
+  the client and could be anything, so it is never used - otherwise one attacker could spread
+  guesses over made-up addresses, or lock a victim's address out.
+* ``/metrics`` may require a bearer token of its own (``--metrics-token-file``): it names every
+  Application and repository, which a tenant of a shared cluster should not list.
 """
 
 from __future__ import annotations
@@ -29,16 +36,19 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 MIN_TOKEN_LENGTH = 16
+MAX_FORWARDED_HOPS = 32  # X-Forwarded-For entries looked at, from the right
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 BCRYPT_MAX_BYTES = 72  # bcrypt only ever hashes the first 72 bytes
 _BCRYPT_HASH = re.compile(r"^\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}$")
 
@@ -90,6 +100,8 @@ class AuthSettings:
     session_idle_seconds: float = 8 * 3600
     session_max_seconds: float = 24 * 3600
     login_limits: LoginLimits = LoginLimits()
+    trusted_proxies: tuple[Network, ...] = ()
+    metrics_tokens_sha256: tuple[bytes, ...] = field(default=(), repr=False)
 
     @classmethod
     def build(
@@ -102,6 +114,8 @@ class AuthSettings:
         anonymous_read: bool = False,
         secure_cookie: bool = False,
         login_limits: LoginLimits | None = None,
+        trusted_proxies: Iterable[Network] = (),
+        metrics_tokens: Iterable[str] = (),
     ) -> AuthSettings:
         if admin_password is not None and admin_password_bcrypt is not None:
             raise AuthConfigError("give the admin password as a file or as a bcrypt hash, not both")
@@ -112,7 +126,8 @@ class AuthSettings:
             bcrypt_hash = _check_bcrypt_hash(admin_password_bcrypt.strip())
         api = tuple(api_tokens)
         read_only = tuple(read_only_tokens)
-        for token in (*api, *read_only):
+        metrics = tuple(metrics_tokens)
+        for token in (*api, *read_only, *metrics):
             if len(token) < MIN_TOKEN_LENGTH:
                 raise AuthConfigError(
                     f"API tokens must have at least {MIN_TOKEN_LENGTH} characters"
@@ -127,6 +142,8 @@ class AuthSettings:
             anonymous_read=anonymous_read,
             secure_cookie=secure_cookie,
             login_limits=login_limits or LoginLimits(),
+            trusted_proxies=tuple(trusted_proxies),
+            metrics_tokens_sha256=tuple(_digest(t) for t in metrics),
         )
 
     @property
@@ -148,6 +165,50 @@ def _check_bcrypt_hash(value: str) -> bytes:
     except ValueError as exc:
         raise AuthConfigError(f"the bcrypt hash is not valid: {exc}") from None
     return value.encode()
+
+
+def parse_proxy_network(text: str) -> Network:
+    """A ``--trusted-proxy`` value: an address or a CIDR (``10.0.0.0/8``, ``fd00::/8``)."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise AuthConfigError(
+            f"--trusted-proxy: {text!r} is not an IP address or CIDR (e.g. 10.0.0.0/8)"
+        ) from None
+
+
+def client_address(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[Network]
+) -> str:
+    """The address a request is counted against (see the module docstring).
+
+    ``peer`` is the TCP peer; ``forwarded_for`` the ``X-Forwarded-For`` header lines in order.
+    Only when the peer is inside a ``trusted`` network are the entries read, right to left, each
+    a hop that a trusted proxy recorded; the first one that is not itself a trusted proxy is the
+    client. An entry that is not an address ends the walk at the last trusted hop; when every
+    entry is a trusted proxy, the left-most one is the client.
+    """
+    client = peer or "unknown"
+    if not trusted or not _inside(client, trusted):
+        return client
+    hops = [h.strip() for line in forwarded_for for h in line.split(",")][-MAX_FORWARDED_HOPS:]
+    for hop in reversed(hops):
+        try:
+            address = ipaddress.ip_address(hop)
+        except ValueError:
+            return client
+        client = str(address)
+        if not any(address in network for network in trusted):
+            return client
+    return client
+
+
+def _inside(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in networks)
 
 
 def read_secret_file(path: str | Path, what: str) -> str:
@@ -200,6 +261,16 @@ class Authenticator:
         if admin:
             return Role.ADMIN
         return Role.VIEWER if viewer else None
+
+    def check_metrics_bearer(self, header: str | None) -> bool:
+        """Whether ``/metrics`` may be read with this ``Authorization`` header: always when no
+        metrics token is configured, else only with ``Bearer <one of them>``."""
+        if not self.settings.metrics_tokens_sha256:
+            return True
+        scheme, _, token = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        return _any_equal(_digest(token.strip()), self.settings.metrics_tokens_sha256)
 
     def check_bearer(self, token: str) -> Role | None:
         digest = _digest(token)

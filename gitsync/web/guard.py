@@ -40,6 +40,7 @@ from gitsync.web.auth import (
     Role,
     Session,
     SessionStore,
+    client_address,
 )
 
 log = structlog.get_logger(__name__)
@@ -90,9 +91,14 @@ class Guard:
 
     # -- who ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def client() -> str:
-        return flask.request.remote_addr or "unknown"
+    def client(self) -> str:
+        """The address the login limiter counts this request against (``client_address``)."""
+        request = flask.request
+        return client_address(
+            request.remote_addr,
+            request.headers.getlist("X-Forwarded-For"),
+            self.settings.trusted_proxies,
+        )
 
     def principal(self) -> Principal:
         """The request's principal (memoised on ``flask.g``); aborts 401/429 on a bad token."""

@@ -13,6 +13,10 @@ endpoint facing the internet, so ``create_server`` sets them:
   when the first byte of the request being received arrived, and the server's periodic
   maintenance closes the connection once that is older than ``timeout`` seconds. Idle keep-alive
   connections are still closed after the same ``timeout``.
+
+waitress would also delete ``X-Forwarded-*`` headers, since it is told of no trusted proxy. It
+is told to leave them: whether to believe ``X-Forwarded-For`` is decided per request against
+``--trusted-proxy`` (``gitsync.web.auth.client_address``), and nothing else reads them.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ def create_server(
         channel_timeout=timeout,
         cleanup_interval=max(1, timeout // 4),  # how often the deadlines are checked
         ident="gitsync",
+        clear_untrusted_proxy_headers=False,
     )
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)

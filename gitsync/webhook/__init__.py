@@ -8,6 +8,7 @@ source of truth. The package is split so the parsing core stays pure:
 * ``payload``   - reading an untrusted body (size, UTF-8, nesting depth, typed access);
 * ``providers`` - detecting GitHub, GitLab, Gitea, Gogs, Bitbucket Cloud/Server or the generic
   form, verifying signatures, and reading each one's push payload;
+* ``replay``    - the deliveries seen in the last minutes, so a replayed one is refused;
 * ``http``      - the Flask blueprint; the only module here that imports flask, and deliberately
   not imported by this package, so ``import gitsync.webhook`` does not pull in the web stack.
 """

@@ -38,7 +38,8 @@ class WebhookResult(enum.StrEnum):
 
     ACCEPTED = "accepted"  # a push; the controller was told
     IGNORED = "ignored"  # a ping or another event that moves no ref
-    UNAUTHORIZED = "unauthorized"  # a secret is configured and the signature is missing or bad
+    UNAUTHORIZED = "unauthorized"  # unsigned without --allow-unsigned-webhooks, or a bad signature
+    REPLAYED = "replayed"  # the same delivery id or body arrived within the replay window
     MALFORMED = "malformed"  # the body is not a payload of the provider's shape
     TOO_LARGE = "too_large"  # the body is over the limit
     UNKNOWN_PROVIDER = "unknown_provider"  # no header names a provider we know

@@ -10,10 +10,12 @@ meaning to the pure core in ``gitsync.webhook.providers``:
    spools a body itself before the application sees it;
 2. name the provider from the headers (400 when none matches);
 3. verify the signature against the provider's secrets *before* parsing (401, and ``on_push`` is
-   not called);
-4. parse (400 with a short ``{"error": ...}`` when malformed); a ping or another event that moves
+   not called); a provider without a secret is refused unless ``allow_unsigned``;
+4. refuse a delivery whose id or body was seen within the replay window (409,
+   ``gitsync.webhook.replay``);
+5. parse (400 with a short ``{"error": ...}`` when malformed); a ping or another event that moves
    no ref is answered 200 and nothing else happens;
-5. hand the ``PushEvent`` to ``on_push``, which must return quickly (the controller queues the
+6. hand the ``PushEvent`` to ``on_push``, which must return quickly (the controller queues the
    refreshes) with the number of Applications it will refresh: 202 ``{"refreshed": n}``. If it
    raises, the answer is a bare 500 - the details go to the log, not to the sender.
 
@@ -33,7 +35,8 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from gitsync.webhook.events import PayloadTooLargeError, PushEvent, WebhookPayloadError
 from gitsync.webhook.events import WebhookResult as Result
 from gitsync.webhook.payload import DEFAULT_MAX_BYTES
-from gitsync.webhook.providers import detect_provider, parse_push, verify
+from gitsync.webhook.providers import delivery_id, detect_provider, parse_push, verify
+from gitsync.webhook.replay import DeliveryLog
 
 WEBHOOK_PATH = "/api/webhook"
 UNKNOWN_PROVIDER = "unknown"
@@ -50,13 +53,18 @@ def webhook_blueprint(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     on_result: Callable[[str, str], None] | None = None,
+    allow_unsigned: bool = False,
+    deliveries: DeliveryLog | None = None,
 ) -> flask.Blueprint:
     """A blueprint serving ``POST /api/webhook``.
 
     ``secrets_for(provider)`` gives the secrets configured for a provider (``Provider`` values;
-    several during a rotation, none to accept unsigned deliveries).
+    several during a rotation). A provider with none is refused unless ``allow_unsigned``.
+    ``deliveries`` remembers what arrived, to refuse replays (a fresh one per blueprint when
+    not given).
     """
     blueprint = flask.Blueprint("webhook", __name__)
+    seen = deliveries if deliveries is not None else DeliveryLog()
 
     def finish(provider: str, result: Result, answer: _Answer) -> _Answer:
         if on_result is not None:
@@ -82,9 +90,24 @@ def webhook_blueprint(
         if provider is None:
             return finish(label, Result.UNKNOWN_PROVIDER, ({"error": "unknown provider"}, 400))
 
-        if not verify(provider, headers, body, secrets_for(provider)):
-            log.warning("webhook signature mismatch", provider=provider)
-            return finish(provider, Result.UNAUTHORIZED, ({"error": "bad signature"}, 401))
+        secrets = secrets_for(provider)
+        if not verify(provider, headers, body, secrets, allow_unsigned=allow_unsigned):
+            if not any(secrets):
+                log.warning(
+                    "unsigned webhook refused: no secret for its provider", provider=provider
+                )
+                answer: _Answer = (
+                    {"error": f"no webhook secret is configured for {provider}"},
+                    401,
+                )
+            else:
+                log.warning("webhook signature mismatch", provider=provider)
+                answer = ({"error": "bad signature"}, 401)
+            return finish(provider, Result.UNAUTHORIZED, answer)
+
+        if seen.is_replay(provider, body, delivery_id(provider, headers)):
+            log.warning("webhook delivery replayed", provider=provider)
+            return finish(provider, Result.REPLAYED, ({"error": "delivery already received"}, 409))
 
         try:
             event = parse_push(headers, body, max_bytes=max_bytes)

@@ -35,9 +35,13 @@ fine - the refresh itself must not depend on them. The generic form is gitsync's
 ``paths`` of the wrong type is refused like a bad ``after``, to tell the script's author.
 
 Verification compares in constant time against every configured secret (several during a
-rotation). A provider with no secret configured accepts unsigned deliveries - convenient on a
-laptop; the Helm chart always configures one - but once a secret is configured a missing or wrong
-signature is refused. Empty strings do not count as secrets.
+rotation); a missing or wrong signature is refused. A provider with no secret of its own is
+refused too - secrets for other providers leave it no more open (issue 13, finding 6) - unless
+the operator accepts unsigned deliveries explicitly (``--allow-unsigned-webhooks``). Empty
+strings do not count as secrets.
+
+``delivery_id`` reads the header in which each forge names a delivery (a redelivery keeps it),
+for ``gitsync.webhook.replay``.
 
 Everything here is pure (stdlib only, headers and bytes in, values out) so it is table-tested
 without a web server; ``gitsync.webhook.http`` is the Flask adapter.
@@ -90,15 +94,23 @@ def detect_provider(headers: Mapping[str, str]) -> str | None:
     return _detect(_lowercase(headers))
 
 
-def verify(provider: str, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> bool:
+def verify(
+    provider: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    secrets: Sequence[str],
+    *,
+    allow_unsigned: bool = False,
+) -> bool:
     """Whether the delivery is authentic for ``provider`` under any of ``secrets``.
 
-    True without looking when no (non-empty) secret is configured; otherwise the provider's
-    signature header must be present and match one secret. An unknown provider is refused.
+    With no (non-empty) secret for the provider: ``allow_unsigned``, without looking. Otherwise
+    the provider's signature header must be present and match one secret. An unknown provider
+    is refused.
     """
     configured = [secret for secret in secrets if secret]
     if not configured:
-        return True
+        return allow_unsigned
     spec = _SPECS.get(provider)
     if spec is None:
         return False
@@ -108,6 +120,27 @@ def verify(provider: str, headers: Mapping[str, str], body: bytes, secrets: Sequ
     if spec.signature_prefix is None:
         return _token_matches(received, configured)
     return _hmac_matches(received, spec.signature_prefix, body, configured)
+
+
+# The header each forge names a delivery with; a redelivery from the forge's UI keeps it.
+_DELIVERY_HEADERS: Final[Mapping[str, str]] = {
+    Provider.GITHUB: "x-github-delivery",
+    Provider.GITLAB: "x-gitlab-event-uuid",
+    Provider.GITEA: "x-gitea-delivery",
+    Provider.GOGS: "x-gogs-delivery",
+    Provider.BITBUCKET: "x-request-uuid",
+    Provider.BITBUCKET_SERVER: "x-request-id",
+    Provider.GENERIC: "x-gitsync-delivery",
+}
+MAX_DELIVERY_ID_LENGTH: Final = 256
+
+
+def delivery_id(provider: str, headers: Mapping[str, str]) -> str | None:
+    """The delivery id the provider's header carries, or None when absent, empty or longer than
+    ``MAX_DELIVERY_ID_LENGTH`` (an untrusted value: it is only hashed, never shown)."""
+    header = _DELIVERY_HEADERS.get(provider)
+    value = _lowercase(headers).get(header, "").strip() if header else ""
+    return value if 0 < len(value) <= MAX_DELIVERY_ID_LENGTH else None
 
 
 def parse_push(

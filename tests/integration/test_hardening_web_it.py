@@ -78,9 +78,11 @@ def post_status(conn: http.client.HTTPConnection, body: bytes, headers: dict[str
 
 
 def signed_delivery(ctl: ServeProcess) -> int:
+    """A good delivery: signed, and a new one each time (the same body again is a replay)."""
+    body = json.dumps({**json.loads(BODY), "after": secrets.token_hex(20)}).encode()
     conn = http.client.HTTPConnection("127.0.0.1", ctl.port, timeout=30)
     try:
-        return post_status(conn, BODY, github_headers(BODY))
+        return post_status(conn, body, github_headers(body))
     finally:
         conn.close()
 

@@ -37,8 +37,11 @@ NON_DEFAULT: dict[str, Any] = {
         "adminPassword": {"existingSecret": "gitsync-ui"},
         "readOnlyTokens": {"existingSecret": "gitsync-viewers", "key": "tokens"},
         "behindTLS": True,
+        "trustedProxies": ["10.0.0.0/8", "fd00::/8"],
     },
     "repoCredentials": {"existingSecret": "gitsync-repo", "url": "https://git.example.com/org"},
+    "metrics": {"tokens": {"existingSecret": "gitsync-metrics"}},
+    "controller": {"gitMaxPerHost": 3},
 }
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -582,6 +585,12 @@ def test_secrets_are_referenced_by_name_never_inlined() -> None:
                 "items": [{"key": "tokens", "path": "read-only-tokens"}],
             }
         },
+        {
+            "secret": {
+                "name": "gitsync-metrics",
+                "items": [{"key": "metrics-token", "path": "metrics-tokens"}],
+            }
+        },
     ]
     args = container_args(objects)
     assert "--admin-password-file=/etc/gitsync/ui/admin-password" in args
@@ -614,6 +623,22 @@ def test_repo_credentials_are_one_entry_scoped_to_their_url() -> None:
     )
     (container,) = deployment(plain)["spec"]["template"]["spec"]["containers"]
     assert {"name": "GITSYNC_GIT_INSECURE_ALLOW_HTTP", "value": "true"} in container["env"]
+
+
+def test_tenant_hardening_values_become_serve_flags() -> None:
+    args = build_parser().parse_args(container_args(render(NON_DEFAULT)))
+    assert args.git_max_per_host == 3
+    assert args.trusted_proxy == ["10.0.0.0/8", "fd00::/8"]
+    assert args.metrics_token_file == "/etc/gitsync/ui/metrics-tokens"
+    assert not args.allow_unsigned_webhooks
+    (monitor,) = of_kind(render(NON_DEFAULT), "ServiceMonitor")
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint["bearerTokenSecret"] == {"name": "gitsync-metrics", "key": "metrics-token"}
+    defaults = build_parser().parse_args(container_args(render()))
+    assert (defaults.git_max_per_host, defaults.trusted_proxy) == (None, [])
+    assert defaults.metrics_token_file is None
+    unsigned = render({"webhook": {"allowUnsigned": True}})
+    assert "--allow-unsigned-webhooks" in container_args(unsigned)
 
 
 def test_an_ingress_needs_a_webhook_secret() -> None:

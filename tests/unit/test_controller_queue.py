@@ -6,7 +6,7 @@ import threading
 import time
 
 from gitsync.controller import status as st
-from gitsync.controller.queue import WorkQueue
+from gitsync.controller.queue import Coalescer, Priority, WorkQueue
 
 
 def test_adds_for_a_waiting_key_coalesce() -> None:
@@ -184,3 +184,109 @@ def test_status_patch_nulls_nested_keys_that_disappeared() -> None:
     new = {"health": {"status": "Healthy"}, "list": [3]}
     patch = status_patch(new, old)
     assert patch == {"health": {"status": "Healthy", "message": None}, "gone": None, "list": [3]}
+
+
+# -- per-host limit, priorities, the reserved worker (issue 13, finding 8) ---------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def host_queue(limit: int, clock: FakeClock | None = None) -> WorkQueue[str]:
+    """Keys are ``host/app``; the host is the part before the slash."""
+    return WorkQueue(
+        host_of=lambda key: key.split("/")[0], max_per_host=limit, clock=clock or FakeClock()
+    )
+
+
+def test_at_most_max_per_host_keys_of_one_host_are_out_and_the_rest_wait_in_the_queue() -> None:
+    q = host_queue(2)
+    for n in range(6):
+        q.add(f"hanging/{n}", "interval")
+    q.add("victim/app", "interval")
+
+    out = [q.get(timeout=0), q.get(timeout=0), q.get(timeout=0)]
+
+    keys = [item[0] for item in out if item is not None]
+    assert sorted(keys) == ["hanging/0", "hanging/1", "victim/app"]
+    assert q.get(timeout=0) is None  # the four others of "hanging" are parked, not handed out
+    q.done("hanging/0")
+    item = q.get(timeout=0)
+    assert item is not None and item[0] == "hanging/2"  # a slot came free: the next one goes
+    assert q.get(timeout=0) is None
+
+
+def test_without_a_limit_every_due_key_is_handed_out() -> None:
+    q = host_queue(0)
+    for n in range(6):
+        q.add(f"hanging/{n}", "interval")
+    assert all(q.get(timeout=0) is not None for _ in range(6))
+
+
+def test_a_parked_key_keeps_its_reasons_and_priority() -> None:
+    q = host_queue(1)
+    q.add("h/a", "interval")
+    q.add("h/b", "interval")
+    q.add("h/c", "interval")
+    assert q.get(timeout=0) == ("h/a", {"interval"})
+    assert q.get(timeout=0) is None  # b and c parked
+    q.add("h/c", "push:github", pushed=True)  # while parked: promoted, still parked
+    assert q.get(timeout=0) is None
+    q.done("h/a")
+    assert q.get(timeout=0) == ("h/c", {"interval", "push:github"})
+
+
+def test_the_reserved_worker_takes_only_pushed_keys_highest_first() -> None:
+    q: WorkQueue[str] = WorkQueue(clock=FakeClock())
+    q.add("interval-app", "interval")
+    q.add("pushed-app", "push:github", pushed=True)
+    q.add("touched-app", "push:github", urgent=True)
+
+    reserved = [q.get(timeout=0, min_priority=Priority.PUSHED) for _ in range(3)]
+
+    assert [item[0] if item else None for item in reserved] == [
+        "touched-app",
+        "pushed-app",
+        None,
+    ]
+    assert q.get(timeout=0) == ("interval-app", {"interval"})
+
+
+def test_a_pushed_key_of_a_full_host_waits_even_for_the_reserved_worker() -> None:
+    q = host_queue(1)
+    q.add("h/a", "interval")
+    assert q.get(timeout=0) is not None
+    q.add("h/b", "push:github", pushed=True)
+    assert q.get(timeout=0, min_priority=Priority.PUSHED) is None
+
+
+def test_coalescer_spaces_runs_a_window_apart_and_joins_requests_in_between() -> None:
+    clock = FakeClock()
+    c: Coalescer[str] = Coalescer(5.0, clock=clock)
+
+    assert c.delay("repo") == 0.0  # the first push runs now
+    clock.now += 1
+    assert c.delay("repo") == 4.0  # booked for the end of the window
+    clock.now += 1
+    assert c.delay("repo") == 3.0  # joins the same run
+    assert c.delay("other") == 0.0  # per key
+    clock.now += 3  # the booked run is now
+    assert c.delay("repo") == 5.0  # the next slot is a window after it, never sooner
+    clock.now += 20
+    assert c.delay("repo") == 0.0
+
+
+def test_coalescer_forgets_old_keys_when_full() -> None:
+    clock = FakeClock()
+    c: Coalescer[int] = Coalescer(1.0, max_keys=10, clock=clock)
+    for n in range(10):
+        c.delay(n)
+    clock.now += 2
+    for n in range(10, 20):
+        assert c.delay(n) == 0.0
+    assert len(c._slots) <= 11

@@ -517,12 +517,21 @@ def test_missing_signature_is_rejected_when_a_secret_is_configured(provider: str
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("secrets", [[], [""]], ids=["none", "empty-string"])
-def test_unsigned_is_accepted_when_no_secret_is_configured(
+def test_unsigned_is_refused_without_a_secret_unless_allowed(
     provider: str, secrets: list[str]
 ) -> None:
     body = fixture_bytes(PUSH_FIXTURE[provider])
 
-    assert verify(provider, PUSH_HEADERS[provider], body, secrets)
+    assert not verify(provider, PUSH_HEADERS[provider], body, secrets)
+    assert verify(provider, PUSH_HEADERS[provider], body, secrets, allow_unsigned=True)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_allowing_unsigned_does_not_let_a_bad_signature_through(provider: str) -> None:
+    body = fixture_bytes(PUSH_FIXTURE[provider])
+
+    headers = signed(provider, body, "guessed")
+    assert not verify(provider, headers, body, [SECRET], allow_unsigned=True)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

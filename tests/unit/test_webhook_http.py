@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 
 from gitsync.webhook import PushEvent
 from gitsync.webhook.http import webhook_blueprint
+from gitsync.webhook.replay import DeliveryLog
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "webhook"
 SECRET = "0c6f1b5a-webhook-secret"
@@ -64,7 +65,11 @@ MakeClient = Callable[..., FlaskClient]
 @pytest.fixture
 def make_client(controller: Controller) -> MakeClient:
     def make(
-        secrets: dict[str, Sequence[str]] | None = None, max_bytes: int = LIMIT
+        secrets: dict[str, Sequence[str]] | None = None,
+        max_bytes: int = LIMIT,
+        *,
+        allow_unsigned: bool = False,
+        deliveries: DeliveryLog | None = None,
     ) -> FlaskClient:
         configured = {"github": [SECRET]} if secrets is None else secrets
         app = flask.Flask(__name__)
@@ -74,6 +79,8 @@ def make_client(controller: Controller) -> MakeClient:
                 lambda provider: configured.get(provider, []),
                 max_bytes=max_bytes,
                 on_result=controller.on_result,
+                allow_unsigned=allow_unsigned,
+                deliveries=deliveries,
             )
         )
         return app.test_client()
@@ -115,13 +122,91 @@ def test_every_provider_reaches_the_controller(
     headers: dict[str, str],
     provider: str,
 ) -> None:
-    client = make_client({"gitlab": [SECRET]})
+    client = make_client({"gitlab": [SECRET]}, allow_unsigned=True)
 
     response = client.post("/api/webhook", data=(FIXTURES / fixture).read_bytes(), headers=headers)
 
     assert response.status_code == 202
     assert [e.provider for e in controller.pushes] == [provider]
     assert controller.results == [(provider, "accepted")]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "headers", "provider"),
+    [
+        ("gitea-push.json", {"X-Gitea-Event": "push", "X-GitHub-Event": "push"}, "gitea"),
+        ("gogs-push.json", {"X-Gogs-Event": "push"}, "gogs"),
+        ("gitlab-push.json", {"X-Gitlab-Event": "Push Hook"}, "gitlab"),
+        ("bitbucket-push.json", {"X-Event-Key": "repo:push", "X-Hook-UUID": "u"}, "bitbucket"),
+        ("bitbucket-server-push.json", {"X-Event-Key": "repo:refs_changed"}, "bitbucket-server"),
+        ("generic-push.json", {"X-Gitsync-Event": "push"}, "generic"),
+    ],
+)
+def test_a_secret_for_one_provider_leaves_no_other_provider_open(
+    make_client: MakeClient,
+    controller: Controller,
+    fixture: str,
+    headers: dict[str, str],
+    provider: str,
+) -> None:
+    client = make_client({"github": [SECRET]})
+
+    response = client.post("/api/webhook", data=(FIXTURES / fixture).read_bytes(), headers=headers)
+
+    assert response.status_code == 401
+    assert response.get_json() == {"error": f"no webhook secret is configured for {provider}"}
+    assert controller.pushes == []
+    assert controller.results == [(provider, "unauthorized")]
+
+
+def test_a_signed_delivery_sent_again_is_409_and_the_controller_is_called_once(
+    make_client: MakeClient, controller: Controller
+) -> None:
+    client = make_client()
+    body = github_push()
+    headers = {**github_signed(body), "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958"}
+
+    first = client.post("/api/webhook", data=body, headers=headers)
+    again = client.post("/api/webhook", data=body, headers=headers)
+    new_id = client.post(
+        "/api/webhook", data=body, headers={**headers, "X-GitHub-Delivery": "another-id"}
+    )
+    no_id = client.post("/api/webhook", data=body, headers=github_signed(body))
+
+    assert first.status_code == 202
+    assert [again.status_code, new_id.status_code, no_id.status_code] == [409, 409, 409]
+    assert again.get_json() == {"error": "delivery already received"}
+    assert len(controller.pushes) == 1
+    assert [r for _, r in controller.results] == ["accepted", "replayed", "replayed", "replayed"]
+
+
+def test_a_redelivery_with_the_same_id_is_refused_even_if_the_body_differs(
+    make_client: MakeClient, controller: Controller
+) -> None:
+    client = make_client()
+    body = github_push()
+    reserialized = body.rstrip() + b"\n\n"
+    delivery = {"X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958"}
+
+    first = client.post("/api/webhook", data=body, headers={**github_signed(body), **delivery})
+    again = client.post(
+        "/api/webhook", data=reserialized, headers={**github_signed(reserialized), **delivery}
+    )
+
+    assert (first.status_code, again.status_code) == (202, 409)
+    assert len(controller.pushes) == 1
+
+
+def test_a_bad_signature_is_not_remembered_as_a_delivery(
+    make_client: MakeClient, controller: Controller
+) -> None:
+    client = make_client()
+    body = github_push()
+
+    forged = client.post("/api/webhook", data=body, headers=github_signed(body, "wrong"))
+    real = client.post("/api/webhook", data=body, headers=github_signed(body))
+
+    assert (forged.status_code, real.status_code) == (401, 202)
 
 
 @pytest.mark.parametrize(
@@ -155,18 +240,22 @@ def test_rotated_secrets_both_verify(make_client: MakeClient, controller: Contro
     client = make_client({"github": ["old-secret", "new-secret"]})
     body = github_push()
 
-    for secret in ("old-secret", "new-secret", "unknown-secret"):
-        client.post("/api/webhook", data=body, headers=github_signed(body, secret))
+    for n, secret in enumerate(("old-secret", "new-secret", "unknown-secret")):
+        padded = body + b" " * n  # another delivery each time, not a replay
+        client.post("/api/webhook", data=padded, headers=github_signed(padded, secret))
 
     assert [r for _, r in controller.results] == ["accepted", "accepted", "unauthorized"]
 
 
-def test_unsigned_delivery_is_accepted_when_no_secret_is_configured(
+def test_unsigned_delivery_is_accepted_only_when_allowed(
     make_client: MakeClient, controller: Controller
 ) -> None:
-    response = make_client({}).post("/api/webhook", data=github_push(), headers=GITHUB)
+    refused = make_client({}).post("/api/webhook", data=github_push(), headers=GITHUB)
+    allowed = make_client({}, allow_unsigned=True).post(
+        "/api/webhook", data=github_push(), headers=GITHUB
+    )
 
-    assert response.status_code == 202
+    assert (refused.status_code, allowed.status_code) == (401, 202)
     assert len(controller.pushes) == 1
 
 
@@ -229,7 +318,7 @@ def test_chunked_body_without_content_length_is_cut_off_at_the_limit(
 ) -> None:
     stream = EndlessBody(b'{"ref": "refs/heads/main", ')
 
-    response = make_client({}).post(
+    response = make_client({}, allow_unsigned=True).post(
         "/api/webhook", headers=GITHUB, environ_overrides=chunked(stream)
     )
 
@@ -277,7 +366,7 @@ def test_content_length_shorter_than_the_body_limits_what_is_read(
 ) -> None:
     stream = EndlessBody(b"[]")
 
-    response = make_client({}).post(
+    response = make_client({}, allow_unsigned=True).post(
         "/api/webhook",
         headers=GITHUB,
         environ_overrides={"wsgi.input": stream, "CONTENT_LENGTH": "2"},
@@ -318,7 +407,7 @@ def test_unknown_provider_is_400(make_client: MakeClient, controller: Controller
 def test_malformed_payload_is_400_with_an_error(
     make_client: MakeClient, controller: Controller, body: bytes
 ) -> None:
-    response = make_client({}).post("/api/webhook", data=body, headers=GITHUB)
+    response = make_client({}, allow_unsigned=True).post("/api/webhook", data=body, headers=GITHUB)
 
     assert response.status_code == 400
     assert set(response.get_json()) == {"error"}
@@ -332,7 +421,7 @@ def test_bitbucket_server_clone_links_as_a_string_is_400(
     doc = json.loads((FIXTURES / "bitbucket-server-push.json").read_bytes())
     doc["repository"]["links"]["clone"] = "ssh://git@h/r.git"
 
-    response = make_client({}).post(
+    response = make_client({}, allow_unsigned=True).post(
         "/api/webhook", json=doc, headers={"X-Event-Key": "repo:refs_changed"}
     )
 
@@ -371,7 +460,7 @@ def test_only_post_is_served(make_client: MakeClient) -> None:
 
 def test_on_result_is_optional(controller: Controller) -> None:
     app = flask.Flask(__name__)
-    app.register_blueprint(webhook_blueprint(controller.on_push, lambda _: []))
+    app.register_blueprint(webhook_blueprint(controller.on_push, lambda _: [], allow_unsigned=True))
 
     response = app.test_client().post("/api/webhook", data=github_push(), headers=GITHUB)
 
