@@ -20,6 +20,7 @@ from gitsync.application import Application, SpecError
 if TYPE_CHECKING:
     from gitsync.engine import Engine
     from gitsync.kube import KubeClient
+    from gitsync.policy import Policy
     from gitsync.source import GitCredentials
     from gitsync.web.auth import AuthSettings
 
@@ -126,16 +127,26 @@ def _credentials(args: argparse.Namespace) -> GitCredentials | None:
 def _engine(args: argparse.Namespace) -> Engine:
     from gitsync.engine import Engine
     from gitsync.kube import KubeClient
-    from gitsync.policy import Policy
     from gitsync.source import SourceCache
 
-    policy = Policy.from_yaml(Path(args.policy).read_bytes()) if args.policy else None
+    policy = _policy(args)
     kube = KubeClient.from_kubeconfig(args.kubeconfig, context=args.context)
     cache_root = Path(args.cache_dir or _default_cache_dir())
     creds = _credentials(args)
     engine = Engine(kube, SourceCache(cache_root), credentials=lambda app: creds)
     engine.syncer.policy = policy
     return engine
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    """``--policy FILE``, ``--policy-allow-all``, or the built-in default (own namespace only)."""
+    from gitsync.policy import Policy, PolicyError
+
+    if args.policy and args.policy_allow_all:
+        raise PolicyError("--policy-allow-all", "give either --policy FILE or --policy-allow-all")
+    if args.policy_allow_all:
+        return Policy.allow_all()
+    return Policy.from_yaml(Path(args.policy).read_bytes()) if args.policy else Policy()
 
 
 def _default_cache_dir() -> Path:
@@ -330,6 +341,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         allow_exec_credentials=args.allow_exec_credentials,
         default_credentials=_env_credentials(),
         policy_file=Path(args.policy) if args.policy else None,
+        policy_allow_all=args.policy_allow_all,
     )
     try:
         controller = Controller(kube, config)
@@ -550,6 +562,12 @@ def _repo_root_of(path: Path) -> Path:
     return path
 
 
+ALLOW_ALL_HELP = (
+    "no destination policy at all: an Application may deploy anything anywhere, so whoever may "
+    "create one is cluster-admin (single-team clusters only; logged as a warning)"
+)
+
+
 def _engine_args(p: argparse.ArgumentParser, *, file_required: bool = True) -> None:
     p.add_argument("-f", "--file", required=file_required, help="the Application manifest (YAML)")
     p.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
@@ -562,6 +580,7 @@ def _engine_args(p: argparse.ArgumentParser, *, file_required: bool = True) -> N
     p.add_argument(
         "--policy", default=None, metavar="FILE", help="destination policy (README: Security)"
     )
+    p.add_argument("--policy-allow-all", action="store_true", help=ALLOW_ALL_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -655,9 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy",
         default=None,
         metavar="FILE",
-        help="destination policy: allowed namespaces and cluster-scoped kinds per Application "
-        "namespace (README: Security); without it everything is allowed",
+        help="destination policy: allowed namespaces, cluster-scoped kinds and sourceRepos per "
+        "Application namespace (README: Security); without it the built-in default: each "
+        "namespace's Applications deploy only into that namespace",
     )
+    serve.add_argument("--policy-allow-all", action="store_true", help=ALLOW_ALL_HELP)
     ui = serve.add_argument_group("web UI and API access (see docs/api.md)")
     ui.add_argument("--admin-password-file", metavar="FILE", help="admin password (first line)")
     ui.add_argument(

@@ -2,6 +2,7 @@
 Kubernetes adapter. See ``syncer`` for the stages."""
 
 from gitsync.sync.syncer import (
+    POLICY_DENIED,
     Comparison,
     EmptyRenderError,
     ResourceResult,
@@ -9,4 +10,11 @@ from gitsync.sync.syncer import (
     SyncResult,
 )
 
-__all__ = ["Comparison", "EmptyRenderError", "ResourceResult", "SyncResult", "Syncer"]
+__all__ = [
+    "POLICY_DENIED",
+    "Comparison",
+    "EmptyRenderError",
+    "ResourceResult",
+    "SyncResult",
+    "Syncer",
+]
