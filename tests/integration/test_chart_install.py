@@ -127,6 +127,12 @@ def serve_as_chart(
         for a in container["args"]
         if a != "serve" and not a.startswith(("--listen=", "--cache-dir="))
     ]
+    # the policy ConfigMap the pod would mount, as a local file
+    for config in of_kind(objects, "ConfigMap"):
+        if config["metadata"]["name"].endswith("-policy"):
+            local = workdir / "chart-policy.yaml"
+            local.write_text(config["data"]["policy.yaml"])
+            args = [f"--policy={local}" if a.startswith("--policy=") else a for a in args]
     return ServeProcess(kubeconfig, workdir, extra_args=args).start()
 
 
@@ -220,6 +226,8 @@ def test_namespaced_mode_syncs_inside_and_is_refused_outside(
         "webhook": {"existingSecret": "gitsync-webhook"},
         "networkPolicy": {"enabled": True, "egress": {"enabled": True}},
         "serviceMonitor": {"enabled": True},
+        # the policy lets the project go anywhere: what refuses "outside" here is the API server
+        "policy": {"projects": {allowed: {"namespaces": ["*"]}}},
     }
     objects = render_chart(kube, values, release=release, namespace=release_namespace)
     assert of_kind(objects, "ClusterRole") == of_kind(objects, "ClusterRoleBinding") == []
@@ -287,8 +295,11 @@ def test_the_chart_service_account_syncs_the_example_apps(
 ) -> None:
     """The default install (cluster mode) runs every example app with the permissions the
     chart grants and nothing more: the controller's only credential is the chart's token."""
+    # the example apps deploy into namespaces of their own: the policy must say so (the demo's
+    # policy does the same for its project)
+    policy = {"projects": {namespace: {"namespaces": [namespace, f"{namespace[:40]}-*"]}}}
     objects = render_chart(
-        kube, {}, release=f"gs-{secrets.token_hex(3)}", namespace=release_namespace
+        kube, {"policy": policy}, release=f"gs-{secrets.token_hex(3)}", namespace=release_namespace
     )
     ctl = None
     created: list[str] = []
