@@ -20,6 +20,7 @@ from gitsync.application import Application, SpecError
 if TYPE_CHECKING:
     from gitsync.engine import Engine
     from gitsync.kube import KubeClient
+    from gitsync.policy import Policy
     from gitsync.source import GitCredentials
     from gitsync.source.credentials import RepositoryCredential
     from gitsync.web.auth import AuthSettings
@@ -166,13 +167,12 @@ def _credentials(args: argparse.Namespace) -> GitCredentials | None:
 def _engine(args: argparse.Namespace) -> Engine:
     from gitsync.engine import Engine
     from gitsync.kube import KubeClient
-    from gitsync.policy import Policy
     from gitsync.rollout.endpoints import AnalysisAllowList
     from gitsync.rollout.providers import MetricProviders
     from gitsync.source import SourceCache
     from gitsync.source.credentials import no_password_over_http
 
-    policy = Policy.from_yaml(Path(args.policy).read_bytes()) if args.policy else None
+    policy = _policy(args)
     kube = KubeClient.from_kubeconfig(args.kubeconfig, context=args.context)
     cache_root = Path(args.cache_dir or _default_cache_dir())
     creds = _credentials(args)
@@ -200,6 +200,17 @@ def _engine(args: argparse.Namespace) -> Engine:
     engine = Engine(kube, sources, credentials=credentials, metric_providers=providers)
     engine.syncer.policy = policy
     return engine
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    """``--policy FILE``, ``--policy-allow-all``, or the built-in default (own namespace only)."""
+    from gitsync.policy import Policy, PolicyError
+
+    if args.policy and args.policy_allow_all:
+        raise PolicyError("--policy-allow-all", "give either --policy FILE or --policy-allow-all")
+    if args.policy_allow_all:
+        return Policy.allow_all()
+    return Policy.from_yaml(Path(args.policy).read_bytes()) if args.policy else Policy()
 
 
 def _default_cache_dir() -> Path:
@@ -501,6 +512,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         impersonate=args.impersonate,
         default_service_account=args.default_service_account or "",
         git_max_per_host=args.git_max_per_host or 0,
+        policy_allow_all=args.policy_allow_all,
     )
     try:
         controller = Controller(kube, config)
@@ -756,6 +768,12 @@ def _repo_root_of(path: Path) -> Path:
     return path
 
 
+ALLOW_ALL_HELP = (
+    "no destination policy at all: an Application may deploy anything anywhere, so whoever may "
+    "create one is cluster-admin (single-team clusters only; logged as a warning)"
+)
+
+
 def _engine_args(p: argparse.ArgumentParser, *, file_required: bool = True) -> None:
     p.add_argument("-f", "--file", required=file_required, help="the Application manifest (YAML)")
     p.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
@@ -797,6 +815,7 @@ def _analysis_allow_arg(p: argparse.ArgumentParser) -> None:
         "'http://prometheus.monitoring:9090/*'; repeatable; none: analysis reads nothing. "
         "Loopback, link-local and metadata addresses need an entry naming the host",
     )
+    p.add_argument("--policy-allow-all", action="store_true", help=ALLOW_ALL_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -917,8 +936,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy",
         default=None,
         metavar="FILE",
-        help="destination policy: allowed namespaces and cluster-scoped kinds per Application "
-        "namespace (README: Security); without it everything is allowed",
+        help="destination policy: allowed namespaces, cluster-scoped kinds and sourceRepos per "
+        "Application namespace (README: Security); without it the built-in default: each "
+        "namespace's Applications deploy only into that namespace",
     )
     _source_args(serve)
     _analysis_allow_arg(serve)
@@ -940,6 +960,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the ServiceAccount (in the Application's namespace) for Applications that set "
         "no spec.serviceAccountName; without it such Applications are Stalled",
     )
+    serve.add_argument("--policy-allow-all", action="store_true", help=ALLOW_ALL_HELP)
     ui = serve.add_argument_group("web UI and API access (see docs/api.md)")
     ui.add_argument("--admin-password-file", metavar="FILE", help="admin password (first line)")
     ui.add_argument(

@@ -3,9 +3,10 @@
 It starts the project's own test control plane (real etcd, kube-apiserver, kube-controller-manager
 and the pod simulator), serves a copy of ``example-repo/`` from a real Git server on loopback (with
 a post-receive hook that delivers a signed push webhook, so ``git push`` deploys in about a
-second), installs the CRDs, starts ``gitsync serve`` with the UI and a generated admin password,
-and bootstraps the app-of-apps root, which creates every example Application. Ctrl-C stops
-everything it started. Nothing listens on anything but 127.0.0.1.
+second), installs the CRDs, starts ``gitsync serve`` with the UI, a generated admin password and
+a destination policy that grants the example apps' project (namespace ``gitsync``) the namespaces
+they deploy into, and bootstraps the app-of-apps root, which creates every example Application.
+Ctrl-C stops everything it started. Nothing listens on anything but 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -68,6 +69,21 @@ def _wait_http(url: str, proc: ManagedProcess, timeout: float) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{url} not ready after {timeout:.0f}s:\n{proc.log_tail(40)}")
+
+
+def demo_policy(work: Path) -> dict[str, Any]:
+    """The demo's destination policy: the Applications live in ``gitsync`` (the app-of-apps
+    root creates them there) and each deploys into a namespace of its own, so that project is
+    granted exactly those namespaces - the built-in default for everyone else stays closed."""
+    namespaces = {"gitsync"}
+    for path in sorted((work / "applications").glob("*.yaml")):
+        app = yaml.safe_load(path.read_text())
+        namespaces.add(app["spec"]["destination"]["namespace"])
+    return {
+        "apiVersion": "gitsync.dev/v1alpha1",
+        "kind": "DestinationPolicy",
+        "projects": {"gitsync": {"namespaces": sorted(namespaces)}},
+    }
 
 
 def _rewrite_applications(work: Path, repo_url: str) -> None:
@@ -137,6 +153,8 @@ class Demo:
         password_file = self.root / "admin-password"
         password_file.write_text(self.password + "\n")
         password_file.chmod(0o600)
+        policy_file = self.root / "policy.yaml"
+        policy_file.write_text(yaml.safe_dump(demo_policy(repo.work_path), sort_keys=False))
         crd_args = [f"--install-crd={p}" for p in sorted(self.crds.glob("*.yaml"))]
         serve = ManagedProcess(
             "gitsync-serve",
@@ -149,6 +167,7 @@ class Demo:
                 # one user on a private control plane, and the example apps create their own
                 # namespaces: the single-team opt-out (serve logs it as a warning)
                 "--impersonate=false",
+                f"--policy={policy_file}",
                 *crd_args,
             ],
             self.root / "gitsync-serve.log",

@@ -6,18 +6,25 @@ controller applies it with its own (usually broad) service account. The policy b
 cluster's RBAC already lets a team own:
 
 * **namespaces** - globs of the namespaces its namespaced objects may land in. A project with no
-  ``namespaces`` entry may use only its Application's own destination namespace. ``defaults``
-  adds namespaces for every project.
+  ``namespaces`` entry may use only its own namespace - never the ``spec.destination.namespace``
+  its Application names, which the tenant chooses. ``defaults`` adds namespaces for every project.
+  An Application a repository renders is an object like any other: it may only be created in a
+  namespace the parent may use, and is then checked as a member of *its own* namespace's project.
+* **sourceRepos** - URL globs (Argo CD's AppProject field) the project's Applications may fetch
+  from. No entry, in the project or the defaults: any repository - the namespace fence above
+  still bounds what a repository can do.
 * **clusterResources** - the cluster-scoped group/kinds it may create. None by default, except the
   ``Namespace`` object of a namespace it may use (what ``CreateNamespace`` needs).
 * **deniedKinds** - group/kinds refused everywhere (namespaced or not).
 * **deniedRoleRefs** - a RoleBinding or ClusterRoleBinding whose ``roleRef.name`` matches is
   refused; by default ``cluster-admin``.
 
-``defaults`` apply to every project and a project's entry adds to them. The file is the
+``defaults`` apply to every project and a project's entry adds to them. ``Policy()`` is the
+built-in default ``gitsync serve`` uses without ``--policy``; ``Policy.allow_all()`` is the old
+allow-everything behaviour an operator must ask for (``--policy-allow-all``). The file is the
 operator's, so it is trusted; it is still parsed strictly, and errors name the field
-(``projects.team-a.namespaces[0]: ...``). Pure: no I/O - ``check`` returns the reason an object
-is refused, or None.
+(``projects.team-a.namespaces[0]: ...``). Pure: no I/O - ``check`` and ``check_source`` return the
+reason an object or a repository is refused, or None.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -40,6 +48,8 @@ BINDING_KINDS = frozenset({"RoleBinding", "ClusterRoleBinding"})
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _GLOB = re.compile(r"^[a-z0-9*?\[\]\-.!]{1,253}$")
+MAX_URL_GLOB = 2048
+_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>.*)$")
 
 
 class PolicyError(SpecError):
@@ -73,6 +83,7 @@ class ProjectRules:
     cluster_resources: tuple[GroupKind, ...] = ()
     denied_kinds: tuple[GroupKind, ...] = ()
     denied_role_refs: tuple[str, ...] = ()
+    source_repos: tuple[str, ...] | None = None
 
 
 def _group_kind_label(group: str, kind: str) -> str:
@@ -81,8 +92,20 @@ def _group_kind_label(group: str, kind: str) -> str:
 
 @dataclass(frozen=True)
 class Policy:
+    """``Policy()`` is the built-in default: every project gets its own namespace only, no
+    cluster-scoped kinds but its own Namespace, no binding to cluster-admin, any repository."""
+
     defaults: ProjectRules = ProjectRules(denied_role_refs=DEFAULT_DENIED_ROLE_REFS)
     projects: Mapping[str, ProjectRules] = field(default_factory=dict)
+
+    @classmethod
+    def allow_all(cls) -> Policy:
+        """Every namespace, every cluster-scoped kind, every binding: the behaviour before the
+        built-in default existed. Creating an Application is then as good as cluster-admin."""
+        return cls(
+            ProjectRules(namespaces=("*",), cluster_resources=(GroupKind("*", "*"),)),
+            {},
+        )
 
     @classmethod
     def from_yaml(cls, text: str | bytes) -> Policy:
@@ -118,19 +141,40 @@ class Policy:
 
     # -- the decision ----------------------------------------------------------------------------
 
-    def allowed_namespaces(self, app_namespace: str, destination_namespace: str) -> tuple[str, ...]:
-        """The namespace globs an Application in ``app_namespace`` may deploy into."""
+    def allowed_namespaces(self, app_namespace: str) -> tuple[str, ...]:
+        """The namespace globs an Application in ``app_namespace`` may deploy into: its project's
+        ``namespaces``, or else its own namespace alone - never its self-chosen destination."""
         project = self.projects.get(app_namespace)
         if project is not None and project.namespaces is not None:
             own: tuple[str, ...] = project.namespaces
         else:
-            own = (destination_namespace,) if destination_namespace else ()
+            own = (app_namespace,) if app_namespace else ()
         return own + (self.defaults.namespaces or ())
+
+    def allowed_sources(self, app_namespace: str) -> tuple[str, ...] | None:
+        """The repository URL globs of ``app_namespace``'s project; None: any repository."""
+        project = self.projects.get(app_namespace, ProjectRules())
+        if project.source_repos is None and self.defaults.source_repos is None:
+            return None
+        return (project.source_repos or ()) + (self.defaults.source_repos or ())
+
+    def check_source(self, app_namespace: str, repo_url: str) -> str | None:
+        """Why an Application in ``app_namespace`` may not fetch ``repo_url``, or None. The
+        reason shows the URL without its userinfo, so it never carries a credential."""
+        allowed = self.allowed_sources(app_namespace)
+        if allowed is None:
+            return None
+        url = normalize_repo_url(repo_url)
+        who = f"Applications in namespace {app_namespace!r}"
+        if _has_dot_segment(url):
+            return f"{url} has '.' or '..' path segments, which sourceRepos cannot vouch for"
+        if any(fnmatch.fnmatchcase(url, normalize_repo_url(g)) for g in allowed):
+            return None
+        return f"{url} is not in the sourceRepos of {who} (allowed: {', '.join(allowed) or 'none'})"
 
     def check(
         self,
         app_namespace: str,
-        app_destination_namespace: str,
         obj: Mapping[str, Any],
         *,
         namespaced: bool | None = None,
@@ -138,7 +182,9 @@ class Policy:
         """Why ``obj`` may not be applied for an Application in ``app_namespace``, or None.
 
         ``obj`` is the prepared object (namespace resolved); ``namespaced`` says whether its kind
-        is namespaced, and when None a ``metadata.namespace`` is taken to mean it is.
+        is namespaced, and when None a ``metadata.namespace`` is taken to mean it is. An
+        Application among the objects is judged like any other namespaced object: where it may be
+        created is the parent's project's question; what it may then do is its own project's.
         """
         project = self.projects.get(app_namespace, ProjectRules())
         api_version = str(obj.get("apiVersion", ""))
@@ -164,12 +210,13 @@ class Policy:
                 if fnmatch.fnmatchcase(role, pattern):
                     return f"{kind} {name!r} binds the denied role {role!r}"
 
-        allowed = self.allowed_namespaces(app_namespace, app_destination_namespace)
+        allowed = self.allowed_namespaces(app_namespace)
         if namespaced:
             if not any(fnmatch.fnmatchcase(namespace, g) for g in allowed):
                 return (
                     f"namespace {namespace!r} is not allowed for {who} "
-                    f"(allowed: {', '.join(allowed) or 'none'})"
+                    f"(allowed: {', '.join(allowed) or 'none'}; the operator may add it to "
+                    f"projects.{app_namespace or '<namespace>'}.namespaces of the --policy file)"
                 )
             return None
 
@@ -199,6 +246,12 @@ def _parse_rules(value: object, path: str, *, is_defaults: bool) -> ProjectRules
         )
     cluster = _group_kinds(f, "clusterResources")
     denied = _group_kinds(f, "deniedKinds")
+    source_repos: tuple[str, ...] | None = None
+    if f.raw("sourceRepos") is not None:
+        source_repos = tuple(
+            _url_glob(item, f"{f.path('sourceRepos')}[{i}]")
+            for i, item in enumerate(f.items("sourceRepos"))
+        )
     if f.raw("deniedRoleRefs") is None:
         role_refs: tuple[str, ...] = DEFAULT_DENIED_ROLE_REFS if is_defaults else ()
     else:
@@ -207,7 +260,7 @@ def _parse_rules(value: object, path: str, *, is_defaults: bool) -> ProjectRules
             for i, item in enumerate(f.items("deniedRoleRefs"))
         )
     f.done()
-    return ProjectRules(namespaces, cluster, denied, role_refs)
+    return ProjectRules(namespaces, cluster, denied, role_refs, source_repos)
 
 
 def _group_kinds(f: _Fields, name: str) -> tuple[GroupKind, ...]:
@@ -236,6 +289,38 @@ def _glob(value: object, path: str) -> str:
     if not _GLOB.match(text):
         raise PolicyError(path, f"not a namespace name or glob (a-z, 0-9, '-', '*', '?'): {text!r}")
     return text
+
+
+def _url_glob(value: object, path: str) -> str:
+    text = _text(value, path)
+    if len(text) > MAX_URL_GLOB or any(c.isspace() or not c.isprintable() for c in text):
+        raise PolicyError(
+            path,
+            f"not a repository URL glob (at most {MAX_URL_GLOB} printable characters, no spaces)",
+        )
+    return text
+
+
+def normalize_repo_url(url: str) -> str:
+    """The form ``sourceRepos`` globs are matched against: no userinfo (a credential is not a
+    location), scheme and host in lower case, no trailing ``/`` or ``.git``. The path keeps its
+    case: on most Git servers ``Team-A`` and ``team-a`` are different owners."""
+    if "://" in url:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2].lower()
+        text = f"{parts.scheme.lower()}://{host}{parts.path}"
+    elif scp := _SCP_LIKE.match(url):
+        text = f"{scp['host'].lower()}:{scp['path']}"
+    else:
+        text = url
+    text = text.rstrip("/")
+    return text.removesuffix(".git").rstrip("/")
+
+
+def _has_dot_segment(url: str) -> bool:
+    """``org/../other``: curl and servers resolve these, so a glob on the text would be fooled."""
+    path = url.split("://", 1)[-1]
+    return any(seg in (".", "..") for seg in re.split(r"[/:\\]", unquote(path)))
 
 
 class _Fields(SpecFields):

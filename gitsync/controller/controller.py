@@ -59,7 +59,7 @@ from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import NotWatchedError, WatchCache
 from gitsync.kube.leader import LeaderElector
 from gitsync.model import ResourceKey
-from gitsync.policy import Policy
+from gitsync.policy import Policy, PolicyError
 from gitsync.render import RenderCache
 from gitsync.rollout.endpoints import AnalysisAllowList
 from gitsync.rollout.providers import MetricProviders
@@ -98,7 +98,8 @@ class ControllerConfig:
     apply_workers: int = 8
     # the GITSYNC_GIT_* environment as one repository-credential entry (with its URL prefix)
     credential_entry: RepositoryCredential | None = None
-    policy_file: Path | None = None  # destination policy (gitsync.policy); None allows everything
+    policy_file: Path | None = None  # destination policy (gitsync.policy); None: built-in default
+    policy_allow_all: bool = False  # --policy-allow-all: no fence at all (single-team clusters)
     allow_local_repos: bool = False  # file:// repositories (--allow-local-repos)
     git_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS
     git_max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
@@ -145,7 +146,7 @@ class Controller:
             max_output_bytes=config.git_max_output_bytes,
         )
         self.renders = RenderCache()
-        self.policy = load_policy(config.policy_file)
+        self.policy = load_policy(config.policy_file, allow_all=config.policy_allow_all)
         self.impersonation = impersonation_of(config)
         self.clusters = ClusterRegistry(
             kube, config.controller_namespace, allow_exec=config.allow_exec_credentials
@@ -570,16 +571,26 @@ def impersonation_of(config: ControllerConfig) -> Impersonation | None:
     return Impersonation(config.default_service_account)
 
 
-def load_policy(path: Path | None) -> Policy | None:
-    """The destination policy in ``path``; None (with a warning) when no file is given, which
-    keeps the old allow-everything behaviour. Raises ``PolicyError`` (naming the field) or
-    ``OSError``."""
-    if path is None:
+def load_policy(path: Path | None, *, allow_all: bool = False) -> Policy:
+    """The destination policy in ``path``; without one the built-in default (each namespace's
+    Applications deploy only into that namespace), or, only when the operator says
+    ``allow_all``, no fence at all (warned about). Raises ``PolicyError`` (naming the field or
+    flag) or ``OSError``."""
+    if path is not None and allow_all:
+        raise PolicyError("--policy-allow-all", "give either --policy FILE or --policy-allow-all")
+    if allow_all:
         log.warning(
-            "no destination policy (--policy): Applications may deploy any object to any "
-            "namespace, including cluster-scoped objects and bindings to cluster-admin"
+            "--policy-allow-all: Applications may deploy any object to any namespace, including "
+            "cluster-scoped objects and bindings to cluster-admin; whoever may create an "
+            "Application is cluster-admin"
         )
-        return None
+        return Policy.allow_all()
+    if path is None:
+        log.info(
+            "no --policy file: the built-in destination policy applies (each namespace's "
+            "Applications deploy only into that namespace; no cluster-scoped kinds)"
+        )
+        return Policy()
     policy = Policy.from_yaml(path.read_bytes())
     log.info("destination policy loaded", path=str(path), projects=len(policy.projects))
     return policy

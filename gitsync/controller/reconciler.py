@@ -191,6 +191,12 @@ class Reconciler:
             self._stalled(new, generation, "InvalidDestination", str(exc))
             self._write(key, new, old)
             return Outcome()
+        try:
+            engine.check_source(app)  # sourceRepos: before any credential or connection
+        except SpecError as exc:
+            self._stalled(new, generation, "InvalidSpec", str(exc))
+            self._write(key, new, old)
+            return Outcome()
         since_push = None if rt.pushed_at is None else time.monotonic() - rt.pushed_at
         max_age = head_max_age(reasons, since_push)
         p = _Pass(key, app, engine, rt, old, new, generation, bound, max_age)

@@ -4,6 +4,12 @@ Used directly by the CLI (``gitsync diff|sync|health -f app.yaml``) and driven p
 the controller. See ``pipeline`` for the stages and their errors.
 """
 
-from gitsync.engine.pipeline import AppState, Engine, FetchError, StageError
+from gitsync.engine.pipeline import (
+    AppState,
+    Engine,
+    FetchError,
+    SourceNotPermittedError,
+    StageError,
+)
 
-__all__ = ["AppState", "Engine", "FetchError", "StageError"]
+__all__ = ["AppState", "Engine", "FetchError", "SourceNotPermittedError", "StageError"]

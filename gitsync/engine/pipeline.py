@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitsync.application import Application
+from gitsync.application import Application, SpecError
 from gitsync.errors import GitsyncError, TerminalError, TransientError
 from gitsync.health import Health, aggregate, assess
 from gitsync.kube import KubeClient
@@ -31,9 +31,14 @@ from gitsync.render import (
 from gitsync.rollout.executor import CanaryExecutor, RolloutSyncHook
 from gitsync.rollout.providers import MetricProviders
 from gitsync.source import Checkout, GitCredentials, Revision, SourceCache
-from gitsync.sync import Comparison, Syncer, SyncResult
+from gitsync.sync import POLICY_DENIED, Comparison, Syncer, SyncResult
 
 CredentialsLookup = Callable[[Application], GitCredentials | None]
+
+
+class SourceNotPermittedError(SpecError):
+    """The app's ``repoURL`` is outside its project's ``sourceRepos``: stalled until the spec
+    (or the policy) changes."""
 
 
 class StageError(GitsyncError):
@@ -114,10 +119,18 @@ class Engine:
 
     # -- stages ------------------------------------------------------------------------------
 
+    def check_source(self, app: Application) -> None:
+        """Refuse, before any credential is looked up or any connection made, a repository the
+        destination policy's ``sourceRepos`` does not list for the app's project."""
+        why = self.syncer.policy.check_source(app.namespace, app.source.repo_url)
+        if why:
+            raise SourceNotPermittedError("spec.source.repoURL", f"{POLICY_DENIED}: {why}")
+
     def fetch(self, app: Application, sha: str | None = None) -> Checkout:
         """Check out the app's revision; ``sha`` (already resolved by the caller's cheap remote
         check) skips the second ls-remote."""
         try:
+            self.check_source(app)
             return self.sources.checkout(
                 app.source.repo_url, sha or app.source.target_revision, self.credentials(app)
             )

@@ -3,6 +3,7 @@ Kubernetes adapter. See ``syncer`` for the stages."""
 
 from gitsync.sync.identity import Impersonation, NoServiceAccountError
 from gitsync.sync.syncer import (
+    POLICY_DENIED,
     Comparison,
     EmptyRenderError,
     ResourceResult,
@@ -11,6 +12,7 @@ from gitsync.sync.syncer import (
 )
 
 __all__ = [
+    "POLICY_DENIED",
     "Comparison",
     "EmptyRenderError",
     "Impersonation",

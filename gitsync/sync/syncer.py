@@ -17,9 +17,10 @@ Shape (Flux's kustomize-controller stages, Argo CD's per-resource results):
    create are added to it before the first apply, so a crash mid-sync never leaves an object
    that a later prune cannot find.
 
-With a destination ``policy`` (``gitsync.policy``), every prepared object is checked before it is
-compared: a refused object is SyncFailed ("denied by destination policy: ..."), and is never read,
-dry-run applied, applied or pruned (a live object the policy refuses is PruneSkipped).
+Every prepared object is checked against the destination ``policy`` (``gitsync.policy``; the
+built-in default unless the caller gives one) before it is compared: a refused object is
+SyncFailed ("denied by destination policy: ..."), and is never read, dry-run applied, applied or
+pruned (a live object the policy refuses is PruneSkipped).
 
 With ``impersonation`` (``gitsync.sync.identity``), everything done for the app - reads, dry
 runs, applies, prunes, health reads - runs as the app's ServiceAccount; the inventory stays the
@@ -220,8 +221,8 @@ class Syncer:
         self.impersonation = impersonation
         """Run each app as its ServiceAccount; None: as the controller (the CLI, opt-out)."""
         self.takeover = takeover
-        self.policy = policy
-        """The destination policy; None allows everything (the controller warns about it)."""
+        self.policy = policy if policy is not None else Policy()
+        """The destination policy; without one, the built-in default (own namespace only)."""
         # a reader given here is a cache in memory (the controller's watch cache): read serially
         self._cached_live = live
         self._live_is_local = live is not None
@@ -263,11 +264,7 @@ class Syncer:
 
     def _denied(self, app: Application, obj: dict[str, Any], *, namespaced: bool) -> str:
         """``"denied by destination policy: <why>"``, or "" when the policy allows ``obj``."""
-        if self.policy is None:
-            return ""
-        why = self.policy.check(
-            app.namespace, app.destination.namespace, obj, namespaced=namespaced
-        )
+        why = self.policy.check(app.namespace, obj, namespaced=namespaced)
         return f"{POLICY_DENIED}: {why}" if why else ""
 
     def _prepare(self, app: Application, manifests: Iterable[RenderedManifest]) -> list[Item]:

@@ -133,6 +133,12 @@ def serve_as_chart(
         for a in container["args"]
         if a != "serve" and not a.startswith(("--listen=", "--cache-dir="))
     ]
+    # the policy ConfigMap the pod would mount, as a local file
+    for config in of_kind(objects, "ConfigMap"):
+        if config["metadata"]["name"].endswith("-policy"):
+            local = workdir / "chart-policy.yaml"
+            local.write_text(config["data"]["policy.yaml"])
+            args = [f"--policy={local}" if a.startswith("--policy=") else a for a in args]
     # impersonate=True: the chart's own arguments decide (it impersonates unless told not to)
     return ServeProcess(kubeconfig, workdir, extra_args=args, impersonate=True).start()
 
@@ -243,6 +249,8 @@ def test_namespaced_mode_syncs_inside_and_is_refused_outside(
         "serviceMonitor": {"enabled": True},
         "impersonation": {"defaultServiceAccount": DEPLOYER},
         "tenants": [{"namespace": allowed}],
+        # the policy lets the project go anywhere: what refuses "outside" here is the API server
+        "policy": {"projects": {allowed: {"namespaces": ["*"]}}},
     }
     objects = render_chart(kube, values, release=release, namespace=release_namespace)
     assert of_kind(objects, "ClusterRole") == of_kind(objects, "ClusterRoleBinding") == []
@@ -311,9 +319,12 @@ def test_the_chart_service_account_syncs_the_example_apps(
     """A single-team install (cluster mode, impersonation off) runs every example app with the
     permissions the chart grants and nothing more: the controller's only credential is the
     chart's token. (The example apps create their own namespaces, which a tenant may not.)"""
+    # the example apps deploy into namespaces of their own: the policy must say so (the demo's
+    # policy does the same for its project)
+    policy = {"projects": {namespace: {"namespaces": [namespace, f"{namespace[:40]}-*"]}}}
     objects = render_chart(
         kube,
-        {"impersonation": {"enabled": False}},
+        {"impersonation": {"enabled": False}, "policy": policy},
         release=f"gs-{secrets.token_hex(3)}",
         namespace=release_namespace,
     )

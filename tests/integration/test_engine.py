@@ -56,6 +56,9 @@ def write_app(
 ) -> Path:
     doc = yaml.safe_load(source.read_text())
     doc["metadata"]["name"] = name
+    # the app lives in the namespace it deploys into: the built-in destination policy gives a
+    # project (an Application's namespace) only its own namespace
+    doc["metadata"]["namespace"] = namespace
     doc["spec"]["source"]["repoURL"] = repo_url
     doc["spec"]["destination"]["namespace"] = namespace
     doc["spec"].update(spec_changes)

@@ -1,12 +1,15 @@
 """Destination policy on the real control plane (issue 8, item 9): a repository that adds a
 ClusterRoleBinding to cluster-admin, or an object in a namespace its Application may not touch,
 gets SyncFailed for those objects - with no write, not even a dry run, reaching the API server -
-while the rest of the app syncs; and an object the policy refuses is never pruned."""
+while the rest of the app syncs; and an object the policy refuses is never pruned. Issue 13,
+finding 3: the same fence between tenants, through ``gitsync serve`` (see the section below)."""
 
 from __future__ import annotations
 
 import contextlib
+import http.server
 import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from gitsync.sync import Syncer
 from gitsync.testing.apps import app_status, application
 from gitsync.testing.audit import AuditEvent
 from gitsync.testing.cluster import TestCluster, temporary_namespace
-from gitsync.testing.gitserver import GitServer
+from gitsync.testing.gitserver import GitRepo, GitServer
 from gitsync.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -171,9 +174,9 @@ def test_an_object_the_policy_refuses_is_never_pruned(
     kube: KubeClient, namespace: str, other_namespace: str
 ) -> None:
     app = app_for(namespace)
-    # synced before the policy existed, so it is in the inventory and owned by the app
+    # synced under an allow-everything policy, so it is in the inventory and owned by the app
     assert (
-        Syncer(kube)
+        Syncer(kube, policy=Policy.allow_all())
         .sync(app, [manifest(cm("kept")), manifest(cm("legacy", other_namespace))], revision="r1")
         .succeeded
     )
@@ -194,6 +197,25 @@ def ready_condition(kube: KubeClient, namespace: str, name: str) -> dict[str, An
     return next((c for c in conditions if c.get("type") == "Ready"), None)
 
 
+def wait_ready(kube: KubeClient, namespace: str, name: str, reason: str) -> dict[str, Any]:
+    """The app's Ready condition once its reason is ``reason``."""
+    condition: dict[str, Any] = wait_for(
+        lambda: (
+            (c := ready_condition(kube, namespace, name)) is not None
+            and c.get("reason") == reason
+            and c
+        ),
+        timeout=60,
+        what=f"{namespace}/{name} Ready reason {reason}",
+    )
+    return condition
+
+
+def wait_sync_failed(kube: KubeClient, namespace: str, name: str) -> str:
+    """The Ready condition's message once the app's sync finished with SyncFailed."""
+    return str(wait_ready(kube, namespace, name, "SyncFailed")["message"])
+
+
 def test_serve_enforces_the_policy_and_the_status_names_the_object(
     serve: Any, kube: KubeClient, namespace: str, git_server: GitServer, tmp_path: Path
 ) -> None:
@@ -210,15 +232,7 @@ def test_serve_enforces_the_policy_and_the_status_names_the_object(
     serve(f"--policy={policy_file}")
     try:
         kube.create(application("web", namespace, repo.file_url()))
-        ready = wait_for(
-            lambda: (
-                (c := ready_condition(kube, namespace, "web")) is not None
-                and c.get("reason") == "SyncFailed"
-                and c
-            ),
-            timeout=60,
-            what="Ready=False after the sync",
-        )
+        ready = wait_ready(kube, namespace, "web", "SyncFailed")
         assert ready["status"] == "False"
         assert f"ClusterRoleBinding/{crb_name}: denied by destination policy" in ready["message"]
         assert kube.get("v1", "ConfigMap", "config", namespace) is not None  # the rest synced
@@ -233,3 +247,254 @@ def test_serve_refuses_to_start_with_a_bad_policy(serve: Any, tmp_path: Path) ->
     policy_file.write_text("projects:\n  team-a:\n    namespace: [team-a]\n")
     with pytest.raises(RuntimeError, match=r"projects\.team-a\.namespace: unknown field"):
         serve(f"--policy={policy_file}")
+
+
+# -- issue 13, finding 3: the policy as a fence between tenants --------------------------------
+#
+# The attacker may create an Application in one namespace (``tenant-a``) and controls its
+# repository. Without a policy entry for that namespace, the Application may not write into the
+# ``spec.destination.namespace`` it names; an Application its repository renders may not land in
+# a privileged project's namespace, and one the platform creates for the tenant runs with the
+# tenant's rights, not its parent's; without ``--policy`` at all, a ClusterRole and a binding to
+# cluster-admin are refused; and a repository outside ``sourceRepos`` is never contacted.
+
+APPS = "gitsync.dev/v1alpha1"
+
+
+def cluster_role(name: str) -> dict[str, Any]:
+    """The ClusterRole ``*/*/*`` of the report."""
+    return {
+        "apiVersion": RBAC,
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+    }
+
+
+def repo_with(git_server: GitServer, *objects: dict[str, Any]) -> GitRepo:
+    files = {f"app/{i}.yaml": yaml.safe_dump(obj) for i, obj in enumerate(objects)}
+    return git_server.create_repo(f"tenant-{secrets.token_hex(3)}", files=files)
+
+
+@pytest.fixture
+def tenant_b(kube: KubeClient) -> Iterator[str]:
+    """Another tenant's namespace; it exists, so only the policy stands in the way."""
+    with temporary_namespace(kube, "tenant-b") as ns:
+        yield ns
+
+
+@pytest.fixture
+def privileged(kube: KubeClient) -> Iterator[str]:
+    """A platform namespace the policy file lets deploy anything anywhere."""
+    with temporary_namespace(kube, "platform") as ns:
+        yield ns
+
+
+def wide_policy(tmp_path: Path, privileged: str) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "projects": {
+                    privileged: {
+                        "namespaces": ["*"],
+                        "clusterResources": [{"group": "*", "kind": "*"}],
+                    }
+                }
+            }
+        )
+    )
+    return path
+
+
+@contextlib.contextmanager
+def removed_afterwards(kube: KubeClient, *cluster_scoped: tuple[str, str, str]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for api_version, kind, name in cluster_scoped:
+            with contextlib.suppress(ApiError):
+                kube.delete(api_version, kind, name)
+
+
+# -- (a) a self-chosen destination -------------------------------------------------------------
+
+
+def test_a_project_without_an_entry_cannot_write_into_the_destination_it_names(
+    serve: Any, kube: KubeClient, namespace: str, tenant_b: str, git_server: GitServer
+) -> None:
+    tenant_a = namespace
+    repo = repo_with(git_server, cm("planted"), cm("own", tenant_a))
+    serve()  # no --policy: the built-in default
+    kube.create(
+        application("attack", tenant_a, repo.http_url(), destination={"namespace": tenant_b})
+    )
+    message = wait_sync_failed(kube, tenant_a, "attack")
+    assert f"ConfigMap/planted: denied by destination policy: namespace {tenant_b!r}" in (
+        message
+    ), message
+    assert f"projects.{tenant_a}.namespaces" in message  # the fix is named
+    assert kube.get("v1", "ConfigMap", "own", tenant_a) is not None  # the rest synced
+    assert kube.get("v1", "ConfigMap", "planted", tenant_b) is None
+
+
+# -- (b) app-of-apps -----------------------------------------------------------------------------
+
+
+def test_a_tenant_repository_cannot_create_an_application_in_a_privileged_namespace(
+    serve: Any,
+    kube: KubeClient,
+    namespace: str,
+    privileged: str,
+    git_server: GitServer,
+    tmp_path: Path,
+) -> None:
+    tenant_a = namespace
+    role = f"escalated-{secrets.token_hex(3)}"
+    payload = repo_with(git_server, cluster_role(role))
+    # the child names its namespace, and the parent points its destination there too: neither
+    # a metadata.namespace nor a self-chosen destination may lend it the platform's rights
+    child = application("escalate", privileged, payload.http_url())
+    parent_repo = repo_with(git_server, child, cm("own", tenant_a))
+    serve(f"--policy={wide_policy(tmp_path, privileged)}")
+    with removed_afterwards(kube, (RBAC, "ClusterRole", role)):
+        kube.create(
+            application(
+                "parent", tenant_a, parent_repo.http_url(), destination={"namespace": privileged}
+            )
+        )
+        message = wait_sync_failed(kube, tenant_a, "parent")
+        assert "Application/escalate: denied by destination policy" in message
+        assert kube.get("v1", "ConfigMap", "own", tenant_a) is not None
+        assert kube.get(APPS, "Application", "escalate", privileged) is None
+        assert kube.get(RBAC, "ClusterRole", role) is None
+
+
+def test_an_application_rendered_by_a_privileged_parent_gets_only_its_own_namespaces_rights(
+    serve: Any,
+    kube: KubeClient,
+    namespace: str,
+    privileged: str,
+    tenant_b: str,
+    git_server: GitServer,
+    tmp_path: Path,
+) -> None:
+    tenant_a = namespace
+    role = f"escalated-{secrets.token_hex(3)}"
+    # the tenant's repository: what the child deploys
+    payload = repo_with(git_server, cluster_role(role), cm("outside", tenant_b), cm("inside"))
+    child = application("child", tenant_a, payload.http_url(), destination={"namespace": tenant_b})
+    platform_repo = repo_with(git_server, child)
+    serve(f"--policy={wide_policy(tmp_path, privileged)}")
+    with removed_afterwards(kube, (RBAC, "ClusterRole", role)):
+        kube.create(application("platform", privileged, platform_repo.http_url()))
+        wait_for(
+            lambda: kube.get(APPS, "Application", "child", tenant_a),
+            timeout=60,
+            what="the platform's app created the child Application",
+        )
+        message = wait_sync_failed(kube, tenant_a, "child")
+        assert f"ClusterRole/{role}: denied by destination policy: cluster-scoped" in message
+        assert "ConfigMap/outside: denied by destination policy" in message
+        assert "ConfigMap/inside: denied by destination policy" in message
+        assert kube.get(RBAC, "ClusterRole", role) is None
+        assert kube.get("v1", "ConfigMap", "outside", tenant_b) is None
+        assert kube.get("v1", "ConfigMap", "inside", tenant_b) is None
+
+
+# -- (c) no --policy is not "everything" ---------------------------------------------------------
+
+
+def test_without_a_policy_cluster_roles_and_cluster_admin_bindings_are_refused(
+    serve: Any, kube: KubeClient, namespace: str, git_server: GitServer
+) -> None:
+    role, binding = f"wide-{secrets.token_hex(3)}", f"admin-{secrets.token_hex(3)}"
+    repo = repo_with(
+        git_server, cluster_role(role), cluster_admin_binding(binding, namespace), cm("own")
+    )
+    serve()
+    with removed_afterwards(
+        kube, (RBAC, "ClusterRole", role), (RBAC, "ClusterRoleBinding", binding)
+    ):
+        kube.create(application("admin", namespace, repo.http_url()))
+        message = wait_sync_failed(kube, namespace, "admin")
+        assert f"ClusterRole/{role}: denied by destination policy" in message
+        assert (
+            f"ClusterRoleBinding/{binding}: denied by destination policy: ClusterRoleBinding "
+            f"{binding!r} binds the denied role 'cluster-admin'"
+        ) in message
+        assert kube.get("v1", "ConfigMap", "own", namespace) is not None
+        assert kube.get(RBAC, "ClusterRole", role) is None
+        assert kube.get(RBAC, "ClusterRoleBinding", binding) is None
+
+
+def test_allow_all_must_be_asked_for_and_is_warned_about(
+    serve: Any, kube: KubeClient, namespace: str, tenant_b: str, git_server: GitServer
+) -> None:
+    repo = repo_with(git_server, cm("there", tenant_b))
+    proc = serve("--policy-allow-all")
+    kube.create(application("open", namespace, repo.http_url()))
+    wait_for(
+        lambda: kube.get("v1", "ConfigMap", "there", tenant_b),
+        timeout=60,
+        what="the ConfigMap in another namespace, allowed by --policy-allow-all",
+    )
+    assert "--policy-allow-all: Applications may deploy any object to any namespace" in proc.log()
+
+
+# -- sourceRepos ---------------------------------------------------------------------------------
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    seen: list[str]
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        self.send_error(404)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def tenant_server() -> Iterator[tuple[str, list[str]]]:
+    """The tenant's own web server on loopback; records every request path it receives."""
+    seen: list[str] = []
+    handler = type("Recorder", (_Recorder,), {"seen": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_repository_outside_source_repos_is_a_spec_error_and_never_contacted(
+    serve: Any,
+    kube: KubeClient,
+    namespace: str,
+    git_server: GitServer,
+    tmp_path: Path,
+    tenant_server: tuple[str, list[str]],
+) -> None:
+    base, seen = tenant_server
+    allowed = repo_with(git_server, cm("allowed"))
+    policy = tmp_path / "policy.yaml"
+    glob = allowed.http_url().rsplit("/", 1)[0] + "/*"
+    policy.write_text(yaml.safe_dump({"projects": {namespace: {"sourceRepos": [glob]}}}))
+    serve(f"--policy={policy}")
+    kube.create(application("outside", namespace, f"{base}/org/repo.git"))
+    kube.create(application("inside", namespace, allowed.http_url()))
+    condition = wait_ready(kube, namespace, "outside", "InvalidSpec")
+    assert str(condition["message"]).startswith(
+        "spec.source.repoURL: denied by destination policy: "
+        f"{base}/org/repo is not in the sourceRepos of Applications in namespace {namespace!r}"
+    ), condition
+    wait_for(
+        lambda: kube.get("v1", "ConfigMap", "allowed", namespace),
+        timeout=60,
+        what="the app inside sourceRepos synced",
+    )
+    assert seen == []

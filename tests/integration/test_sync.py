@@ -11,6 +11,7 @@ import pytest
 from gitsync.application import parse_application
 from gitsync.kube import KubeClient
 from gitsync.model import ResourceKey, ResultCode
+from gitsync.policy import Policy
 from gitsync.render import RenderedManifest
 from gitsync.sync import Syncer
 from gitsync.sync.inventory import Inventory
@@ -183,8 +184,13 @@ def test_crd_is_established_before_its_custom_resources(kube: KubeClient, namesp
         RenderedManifest(ResourceKey.of(widget), widget, "w.yaml"),
         RenderedManifest(ResourceKey.of(crd), crd, "crd.yaml"),
     ]
+    # a CRD is cluster-scoped: the built-in default policy refuses it, so the test grants it
+    crds = Policy.from_yaml(
+        "defaults: {clusterResources: "
+        "[{group: apiextensions.k8s.io, kind: CustomResourceDefinition}]}"
+    )
     try:
-        result = Syncer(kube).sync(app_for(namespace), manifests, revision="r1")
+        result = Syncer(kube, policy=crds).sync(app_for(namespace), manifests, revision="r1")
         assert result.succeeded, result.results
         assert kube.get(f"{group}/v1", "Widget", "w1", namespace) is not None
     finally:

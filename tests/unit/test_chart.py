@@ -20,6 +20,7 @@ import yaml
 from helm_python import _native
 
 from gitsync.cli import build_parser
+from gitsync.policy import Policy
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "gitsync"
@@ -42,6 +43,7 @@ NON_DEFAULT: dict[str, Any] = {
     "repoCredentials": {"existingSecret": "gitsync-repo", "url": "https://git.example.com/org"},
     "metrics": {"tokens": {"existingSecret": "gitsync-metrics"}},
     "controller": {"gitMaxPerHost": 3},
+    "policy": {"allowAll": True},
 }
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -208,6 +210,7 @@ def test_default_render_has_the_expected_objects() -> None:
         [
             "ClusterRole",
             "ClusterRoleBinding",
+            "ConfigMap",
             "Deployment",
             "PodDisruptionBudget",
             "Role",
@@ -288,6 +291,46 @@ def test_deployment_args_are_accepted_by_gitsync_serve(values: dict[str, Any]) -
     assert args.command == "serve"
     assert args.cache_dir == "/cache"
     assert args.kubeconfig is None  # in-cluster config
+
+
+def policy_of(objects: list[dict[str, Any]]) -> Policy:
+    """The policy file the chart mounts, parsed as ``gitsync serve --policy`` would."""
+    (config,) = of_kind(objects, "ConfigMap")
+    assert config["metadata"]["name"] == "gitsync-policy"
+    assert "--policy=/etc/gitsync/policy/policy.yaml" in container_args(objects)
+    pod = deployment(objects)["spec"]["template"]["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "policy"]
+    assert mount["mountPath"] == "/etc/gitsync/policy" and mount["readOnly"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "policy"]
+    assert volume["configMap"]["name"] == "gitsync-policy"
+    return Policy.from_yaml(config["data"]["policy.yaml"])
+
+
+def test_the_default_install_ships_the_built_in_policy() -> None:
+    assert policy_of(render()) == Policy()
+
+
+def test_policy_values_become_the_policy_file_and_roll_the_pods() -> None:
+    projects = {"platform": {"namespaces": ["*"], "sourceRepos": ["https://git.example.com/*"]}}
+    values = {"policy": {"projects": projects, "defaults": {"namespaces": ["shared"]}}}
+    policy = policy_of(render(values))
+    assert policy.allowed_namespaces("platform") == ("*", "shared")
+    assert policy.allowed_namespaces("team-a") == ("team-a", "shared")
+    assert policy.allowed_sources("platform") == ("https://git.example.com/*",)
+
+    def checksum(objects: list[dict[str, Any]]) -> str:
+        return str(
+            deployment(objects)["spec"]["template"]["metadata"]["annotations"]["checksum/policy"]
+        )
+
+    assert checksum(render(values)) != checksum(render())
+
+
+def test_allow_all_is_a_flag_and_ships_no_policy() -> None:
+    objects = render({"policy": {"allowAll": True}})
+    assert "--policy-allow-all" in container_args(objects)
+    assert not any(a.startswith("--policy=") for a in container_args(objects))
+    assert of_kind(objects, "ConfigMap") == []
 
 
 def test_two_replicas_turn_on_leader_election() -> None:
@@ -544,7 +587,7 @@ def test_no_secret_is_rendered_by_default() -> None:
     pod = deployment(objects)["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert not [e for e in container.get("env", []) if "SECRET" in e["name"] and "value" in e]
-    assert {v["name"] for v in pod["volumes"]} == {"cache", "tmp"}
+    assert {v["name"] for v in pod["volumes"]} == {"cache", "tmp", "policy"}  # policy: a ConfigMap
     assert not any(a.startswith(("--admin-password", "--api-token")) for a in container["args"])
 
 

@@ -20,6 +20,8 @@ import pytest
 import yaml
 
 from gitsync.application import parse_application
+from gitsync.demo import demo_policy
+from gitsync.policy import Policy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example-repo"
 APPLICATIONS = sorted((EXAMPLE / "applications").glob("*.yaml"))
@@ -265,3 +267,32 @@ def test_services_select_their_deployment(app: str) -> None:
     for service in by_kind(docs, "Service"):
         selector = service["spec"]["selector"]
         assert any(selector.items() <= labels.items() for labels in pod_labels), selector
+
+
+def test_the_demo_policy_lets_the_app_of_apps_deploy_every_example_and_nothing_else() -> None:
+    policy = Policy.from_dict(demo_policy(EXAMPLE))
+    root = parse_application(yaml.safe_load((EXAMPLE / "bootstrap" / "root.yaml").read_text()))
+    for path in APPLICATIONS:
+        doc = yaml.safe_load(path.read_text())
+        app = parse_application(doc)
+        assert policy.check(root.namespace, doc) is None, path.name  # the root creates it
+        target = app.destination.namespace
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target}}
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "d", "namespace": target},
+        }
+        assert policy.check(app.namespace, namespace) is None, path.name  # CreateNamespace
+        assert policy.check(app.namespace, deployment) is None, path.name
+        assert policy.check(
+            "guestbook", {**deployment, "metadata": {"name": "d", "namespace": "gitsync"}}
+        )
+    assert policy.check(
+        root.namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "kube-system"},
+        },
+    )

@@ -98,6 +98,10 @@ def test_empty_file_is_the_default_policy() -> None:
         ("defaults: {deniedKinds: [Secret]}", "defaults.deniedKinds[0]"),
         ("defaults: {deniedRoleRefs: [1]}", "defaults.deniedRoleRefs[0]"),
         ("defaults: 3", "defaults"),
+        ("defaults: {sourceRepos: x}", "defaults.sourceRepos"),
+        ("projects: {a: {sourceRepos: ['']}}", "projects.a.sourceRepos[0]"),
+        ("projects: {a: {sourceRepos: ['https://x/ y']}}", "projects.a.sourceRepos[0]"),
+        ("projects: {a: {sourceRepos: [1]}}", "projects.a.sourceRepos[0]"),
         ("[1, 2]", ""),
     ],
 )
@@ -118,37 +122,70 @@ def test_invalid_yaml_is_a_policy_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("app_namespace", "destination", "target", "allowed"),
+    ("app_namespace", "target", "allowed"),
     [
-        # team-a's entry: its globs plus the defaults ("shared"); not its destination by itself
-        ("team-a", "team-a", "team-a", True),
-        ("team-a", "team-a", "team-a-web", True),
-        ("team-a", "team-a", "shared", True),
-        ("team-a", "team-a", "team-b", False),
-        ("team-a", "team-a", "team-ab", False),
-        ("team-a", "kube-system", "kube-system", False),
-        # no entry: only the Application's own destination namespace, plus the defaults
-        ("team-b", "team-b-prod", "team-b-prod", True),
-        ("team-b", "team-b-prod", "shared", True),
-        ("team-b", "team-b-prod", "team-b", False),
-        ("team-b", "team-b-prod", "kube-system", False),
+        # team-a's entry: its globs plus the defaults ("shared")
+        ("team-a", "team-a", True),
+        ("team-a", "team-a-web", True),
+        ("team-a", "shared", True),
+        ("team-a", "team-b", False),
+        ("team-a", "team-ab", False),
+        ("team-a", "kube-system", False),
+        # no entry: only the project's own namespace, plus the defaults - whatever the
+        # Application names as its destination (finding 3 of issue 13)
+        ("team-b", "team-b", True),
+        ("team-b", "shared", True),
+        ("team-b", "team-b-prod", False),
+        ("team-b", "team-a", False),
+        ("team-b", "kube-system", False),
         # "*" allows anything
-        ("platform", "platform", "kube-system", True),
+        ("platform", "kube-system", True),
     ],
 )
-def test_namespaces(
-    policy: Policy, app_namespace: str, destination: str, target: str, allowed: bool
-) -> None:
-    reason = policy.check(app_namespace, destination, cm(target))
+def test_namespaces(policy: Policy, app_namespace: str, target: str, allowed: bool) -> None:
+    reason = policy.check(app_namespace, cm(target))
     assert (reason is None) == allowed, reason
     if not allowed:
         assert f"namespace {target!r} is not allowed" in (reason or "")
         assert f"Applications in namespace {app_namespace!r}" in (reason or "")
 
 
-def test_no_destination_and_no_entry_allows_no_namespace() -> None:
-    reason = Policy().check("team-b", "", cm("anything"))
+def test_the_built_in_default_gives_a_project_only_its_own_namespace() -> None:
+    policy = Policy()
+    assert policy.allowed_namespaces("tenant-a") == ("tenant-a",)
+    assert policy.check("tenant-a", cm("tenant-a")) is None
+    reason = policy.check("tenant-a", cm("tenant-b"))
+    assert reason == (
+        "namespace 'tenant-b' is not allowed for Applications in namespace 'tenant-a' "
+        "(allowed: tenant-a; the operator may add it to projects.tenant-a.namespaces of the "
+        "--policy file)"
+    )
+
+
+def test_no_namespace_and_no_entry_allows_no_namespace() -> None:
+    reason = Policy().check("", cm("anything"))
     assert reason is not None and "allowed: none" in reason
+
+
+def application(namespace: str, destination: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "gitsync.dev/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "child", "namespace": namespace},
+        "spec": {"destination": {"namespace": destination}},
+    }
+
+
+def test_an_application_in_a_repository_is_a_tenant_object_like_any_other(
+    policy: Policy,
+) -> None:
+    # team-b may not put an Application into the platform project's namespace (which may use
+    # every namespace), nor one into its own namespace that names another destination and then
+    # runs with team-b's rights only (checked when the child itself syncs)
+    reason = policy.check("team-b", application("platform", "kube-system"))
+    assert reason is not None and "namespace 'platform' is not allowed" in reason
+    assert policy.check("team-b", application("team-b", "kube-system")) is None
+    assert policy.check("team-b", cm("kube-system")) is not None  # what the child would get
 
 
 # -- cluster-scoped kinds --------------------------------------------------------------------------
@@ -157,31 +194,31 @@ def test_no_destination_and_no_entry_allows_no_namespace() -> None:
 def test_cluster_scoped_kinds_are_refused_unless_listed(policy: Policy) -> None:
     crd = cluster_obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", "w.example.com")
     role = cluster_obj("rbac.authorization.k8s.io/v1", "ClusterRole")
-    assert policy.check("team-a", "team-a", crd) is None
-    reason = policy.check("team-b", "team-b", crd)
+    assert policy.check("team-a", crd) is None
+    reason = policy.check("team-b", crd)
     assert reason is not None
     assert "cluster-scoped CustomResourceDefinition.apiextensions.k8s.io is not allowed" in reason
     assert "allowed cluster-scoped kinds: none" in reason
-    assert policy.check("team-a", "team-a", role) is not None
-    assert policy.check("platform", "platform", role) is None
+    assert policy.check("team-a", role) is not None
+    assert policy.check("platform", role) is None
 
 
 def test_namespace_objects_only_for_allowed_namespaces(policy: Policy) -> None:
     def ns(name: str) -> dict[str, Any]:
         return cluster_obj("v1", "Namespace", name)
 
-    assert policy.check("team-b", "team-b", ns("team-b")) is None  # CreateNamespace of its own
-    assert policy.check("team-a", "team-a", ns("team-a-new")) is None
-    assert policy.check("team-b", "team-b", ns("kube-system")) is not None
-    assert policy.check("team-a", "team-a", ns("team-c")) is not None
+    assert policy.check("team-b", ns("team-b")) is None  # CreateNamespace of its own
+    assert policy.check("team-a", ns("team-a-new")) is None
+    assert policy.check("team-b", ns("kube-system")) is not None
+    assert policy.check("team-a", ns("team-c")) is not None
 
 
 def test_scope_comes_from_the_caller_when_known() -> None:
     policy = Policy()
     # a namespaced kind whose namespace is missing would otherwise look cluster-scoped
     obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
-    assert "namespace '' is not allowed" in (policy.check("a", "a", obj, namespaced=True) or "")
-    assert "cluster-scoped ConfigMap" in (policy.check("a", "a", obj) or "")
+    assert "namespace '' is not allowed" in (policy.check("a", obj, namespaced=True) or "")
+    assert "cluster-scoped ConfigMap" in (policy.check("a", obj) or "")
 
 
 # -- denied kinds and role bindings ----------------------------------------------------------------
@@ -189,30 +226,30 @@ def test_scope_comes_from_the_caller_when_known() -> None:
 
 def test_denied_kinds_apply_everywhere(policy: Policy) -> None:
     pv = cluster_obj("v1", "PersistentVolume")
-    reason = policy.check("platform", "platform", pv)  # even where "*/*" is allowed
+    reason = policy.check("platform", pv)  # even where "*/*" is allowed
     assert reason is not None and "kind PersistentVolume is denied" in reason
 
 
 def test_cluster_role_binding_to_cluster_admin_is_denied(policy: Policy) -> None:
-    reason = policy.check("platform", "platform", binding("ClusterRoleBinding", "cluster-admin"))
+    reason = policy.check("platform", binding("ClusterRoleBinding", "cluster-admin"))
     assert reason == "ClusterRoleBinding 'b' binds the denied role 'cluster-admin'"
     # the default policy denies it too (it is cluster-scoped, but the role is what is named)
-    reason = Policy().check("team-a", "team-a", binding("ClusterRoleBinding", "cluster-admin"))
+    reason = Policy().check("team-a", binding("ClusterRoleBinding", "cluster-admin"))
     assert reason is not None and "cluster-admin" in reason
 
 
 def test_role_binding_to_cluster_admin_is_denied_even_in_its_own_namespace(
     policy: Policy,
 ) -> None:
-    reason = policy.check("team-a", "team-a", binding("RoleBinding", "cluster-admin", "team-a"))
+    reason = policy.check("team-a", binding("RoleBinding", "cluster-admin", "team-a"))
     assert reason == "RoleBinding 'b' binds the denied role 'cluster-admin'"
-    assert policy.check("team-a", "team-a", binding("RoleBinding", "view", "team-a")) is None
+    assert policy.check("team-a", binding("RoleBinding", "view", "team-a")) is None
 
 
 def test_project_role_refs_add_to_the_defaults(policy: Policy) -> None:
     crb = binding("ClusterRoleBinding", "system:node")
-    assert "system:node" in (policy.check("platform", "platform", crb) or "")
-    assert policy.check("platform", "platform", binding("ClusterRoleBinding", "view")) is None
+    assert "system:node" in (policy.check("platform", crb) or "")
+    assert policy.check("platform", binding("ClusterRoleBinding", "view")) is None
 
 
 def test_denied_role_refs_can_be_cleared() -> None:
@@ -220,20 +257,25 @@ def test_denied_role_refs_can_be_cleared() -> None:
         "defaults: {deniedRoleRefs: []}\n"
         "projects: {platform: {clusterResources: [{group: rbac.authorization.k8s.io, kind: '*'}]}}"
     )
-    assert policy.check("platform", "p", binding("ClusterRoleBinding", "cluster-admin")) is None
+    assert policy.check("platform", binding("ClusterRoleBinding", "cluster-admin")) is None
 
 
 # -- the CLI -----------------------------------------------------------------------------------
 
 
-def test_cli_refuses_a_bad_policy_before_touching_a_cluster(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def app_file(tmp_path: Path) -> Path:
     app = tmp_path / "app.yaml"
     app.write_text(
         "apiVersion: gitsync.dev/v1alpha1\nkind: Application\nmetadata: {name: web}\n"
         "spec: {source: {repoURL: 'file:///unused'}, destination: {namespace: web}}\n"
     )
+    return app
+
+
+def test_cli_refuses_a_bad_policy_before_touching_a_cluster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = app_file(tmp_path)
     policy = tmp_path / "policy.yaml"
     policy.write_text("defaults: {namespaces: [Web]}\n")
     kubeconfig = tmp_path / "no-such-kubeconfig"
@@ -255,9 +297,86 @@ def test_the_readme_example_parses_and_means_what_it_says() -> None:
         "kind": "Secret",
         "metadata": {"name": "s", "namespace": "team-a"},
     }
-    assert "kind Secret is denied" in (policy.check("team-a", "team-a", secret) or "")
+    assert "kind Secret is denied" in (policy.check("team-a", secret) or "")
     crd = cluster_obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", "w.example.com")
-    assert policy.check("gitsync", "guestbook", crd) is None
-    assert policy.check("team-a", "team-a", crd) is not None
+    assert policy.check("gitsync", crd) is None
+    assert policy.check("team-a", crd) is not None
     admin = binding("ClusterRoleBinding", "cluster-admin")
-    assert policy.check("gitsync", "guestbook", admin) is not None
+    assert policy.check("gitsync", admin) is not None
+
+
+def test_allow_all_is_the_old_behaviour_and_only_on_request() -> None:
+    everything = Policy.allow_all()
+    crb = binding("ClusterRoleBinding", "cluster-admin")
+    for obj in (cm("kube-system"), crb, cluster_obj("rbac.authorization.k8s.io/v1", "ClusterRole")):
+        assert everything.check("tenant-a", obj) is None
+        assert Policy().check("tenant-a", obj) is not None
+
+
+# -- sourceRepos -----------------------------------------------------------------------------------
+
+SOURCES = """\
+defaults:
+  sourceRepos: ["https://git.example.com/shared/*"]
+projects:
+  team-a:
+    sourceRepos: ["https://git.example.com/team-a/*", "git@git.example.com:team-a/*"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("project", "url", "allowed"),
+    [
+        ("team-a", "https://git.example.com/team-a/app.git", True),
+        ("team-a", "https://git.example.com/team-a/app/", True),
+        ("team-a", "HTTPS://GIT.Example.com/team-a/app", True),  # scheme and host: any case
+        ("team-a", "https://token@git.example.com/team-a/app", True),  # userinfo is no location
+        ("team-a", "git@git.example.com:team-a/app.git", True),
+        ("team-a", "https://git.example.com/shared/lib", True),  # the defaults add
+        ("team-a", "https://git.example.com/TEAM-A/app", False),  # a path keeps its case
+        ("team-a", "https://git.example.com/team-b/app", False),
+        ("team-a", "https://git.example.com.evil.test/team-a/app", False),
+        ("team-a", "http://evil.test/#@git.example.com/team-a/app", False),
+        ("team-a", "https://git.example.com/team-a/../team-b/app", False),
+        ("team-a", "https://git.example.com/team-a/%2e%2e/team-b/app", False),
+        ("team-a", "file:///srv/git/team-a/app", False),
+        ("team-b", "https://git.example.com/shared/lib", True),  # no entry: the defaults
+        ("team-b", "https://git.example.com/team-a/app", False),
+    ],
+)
+def test_source_repos(project: str, url: str, allowed: bool) -> None:
+    reason = Policy.from_yaml(SOURCES).check_source(project, url)
+    assert (reason is None) == allowed, reason
+    if not allowed:
+        assert "token" not in (reason or "")
+
+
+def test_source_repos_refusal_names_the_project_and_the_globs_never_the_userinfo() -> None:
+    reason = Policy.from_yaml(SOURCES).check_source("team-b", "https://ghp_secret@evil.test/x.git")
+    assert reason == (
+        "https://evil.test/x is not in the sourceRepos of Applications in namespace 'team-b' "
+        "(allowed: https://git.example.com/shared/*)"
+    )
+
+
+def test_no_source_repos_anywhere_means_any_repository() -> None:
+    assert Policy().allowed_sources("team-a") is None
+    assert Policy().check_source("team-a", "https://anywhere.test/x") is None
+    only_a = Policy.from_yaml("projects: {team-a: {sourceRepos: []}}")
+    assert only_a.check_source("team-a", "https://anywhere.test/x") is not None
+    assert only_a.check_source("team-b", "https://anywhere.test/x") is None
+
+
+def test_cli_refuses_policy_and_allow_all_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = app_file(tmp_path)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("")
+    args = build_parser().parse_args(
+        ["diff", "-f", str(app), "--policy", str(policy), "--policy-allow-all"]
+    )
+    assert args.func(args) == 2
+    assert "--policy-allow-all: give either --policy FILE or --policy-allow-all" in (
+        capsys.readouterr().err
+    )

@@ -209,3 +209,15 @@ gitsync.manageRules, which every mode grants in the same place.)
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+The destination policy file rendered from `policy.defaults` and `policy.projects`.
+*/}}
+{{- define "gitsync.policyFile" -}}
+apiVersion: gitsync.dev/v1alpha1
+kind: DestinationPolicy
+defaults:
+  {{- toYaml (.Values.policy.defaults | default dict) | nindent 2 }}
+projects:
+  {{- toYaml (.Values.policy.projects | default dict) | nindent 2 }}
+{{- end }}
