@@ -791,6 +791,7 @@ def _engine_args(p: argparse.ArgumentParser, *, file_required: bool = True) -> N
     p.add_argument(
         "--policy", default=None, metavar="FILE", help="destination policy (README: Security)"
     )
+    p.add_argument("--policy-allow-all", action="store_true", help=ALLOW_ALL_HELP)
     _source_args(p)
 
 
@@ -815,7 +816,6 @@ def _analysis_allow_arg(p: argparse.ArgumentParser) -> None:
         "'http://prometheus.monitoring:9090/*'; repeatable; none: analysis reads nothing. "
         "Loopback, link-local and metadata addresses need an entry naming the host",
     )
-    p.add_argument("--policy-allow-all", action="store_true", help=ALLOW_ALL_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
