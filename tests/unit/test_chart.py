@@ -38,7 +38,11 @@ NON_DEFAULT: dict[str, Any] = {
         "readOnlyTokens": {"existingSecret": "gitsync-viewers", "key": "tokens"},
         "behindTLS": True,
     },
-    "repoCredentials": {"existingSecret": "gitsync-repo", "url": "https://git.example.com/org"},
+    "repoCredentials": {
+        "existingSecret": "gitsync-repo",
+        "url": "https://git.example.com/org",
+        "namespaces": ["team-a", "team-b-*"],
+    },
 }
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -596,7 +600,7 @@ def test_repo_credentials_are_one_entry_scoped_to_their_url() -> None:
     """Issue 13 finding 1: the chart's default credentials go only to repositories under
     ``repoCredentials.url``; without one the chart refuses to render."""
     with pytest.raises(helm_python.HelmError, match=r"repoCredentials\.url"):
-        render({"repoCredentials": {"existingSecret": "gitsync-repo"}})
+        render({"repoCredentials": {"existingSecret": "gitsync-repo", "namespaces": ["*"]}})
     env = {
         e["name"]: e.get("value")
         for e in deployment(render(NON_DEFAULT))["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -608,12 +612,28 @@ def test_repo_credentials_are_one_entry_scoped_to_their_url() -> None:
             "repoCredentials": {
                 "existingSecret": "r",
                 "url": "http://git.internal/org",
+                "namespaces": "*",
                 "insecureAllowHttp": True,
             }
         }
     )
     (container,) = deployment(plain)["spec"]["template"]["spec"]["containers"]
     assert {"name": "GITSYNC_GIT_INSECURE_ALLOW_HTTP", "value": "true"} in container["env"]
+
+
+def test_repo_credentials_are_offered_only_to_the_namespaces_named() -> None:
+    """Issue 13: the chart's credentials are one entry scoped to Application namespaces too;
+    without ``repoCredentials.namespaces`` the chart refuses to render rather than offer them
+    to every tenant."""
+    url = "https://git.example.com/org"
+    for missing in ({}, {"namespaces": []}, {"namespaces": ""}):
+        with pytest.raises(helm_python.HelmError, match=r"repoCredentials\.namespaces"):
+            render({"repoCredentials": {"existingSecret": "r", "url": url, **missing}})
+    (container,) = deployment(render(NON_DEFAULT))["spec"]["template"]["spec"]["containers"]
+    assert {"name": "GITSYNC_GIT_NAMESPACES", "value": "team-a,team-b-*"} in container["env"]
+    every = render({"repoCredentials": {"existingSecret": "r", "url": url, "namespaces": ["*"]}})
+    (container,) = deployment(every)["spec"]["template"]["spec"]["containers"]
+    assert {"name": "GITSYNC_GIT_NAMESPACES", "value": "*"} in container["env"]
 
 
 def test_an_ingress_needs_a_webhook_secret() -> None:
