@@ -55,6 +55,8 @@ _PREFIX_SCHEMES: Final = frozenset({"https", "http", "ssh"})
 # A namespace name (DNS-1123 label) with the wildcards "*" and "?"; no character classes, so a
 # glob reads the same to everyone and cannot be malformed in a way that matches by accident.
 _NAMESPACE_GLOB: Final = re.compile(r"[a-z0-9*?]([-a-z0-9*?]{0,61}[a-z0-9*?])?")
+# An Application's own secretRef Secret is tenant input too: its scope is bounded.
+MAX_NAMESPACE_GLOBS: Final = 256
 _ARGO_PROJECT_KEY: Final = "project"
 
 
@@ -140,6 +142,8 @@ def parse_namespaces(where: str, text: str) -> tuple[str, ...]:
     globs = tuple(g.strip() for g in re.split(r"[,\n]", text) if g.strip())
     if not globs:
         raise CredentialsError(f'{where}: no namespace glob given ("*" for every namespace)')
+    if len(globs) > MAX_NAMESPACE_GLOBS:
+        raise CredentialsError(f"{where}: more than {MAX_NAMESPACE_GLOBS} namespace globs")
     for number, glob in enumerate(globs, 1):
         if not _NAMESPACE_GLOB.fullmatch(glob):
             raise CredentialsError(

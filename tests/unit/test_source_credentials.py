@@ -143,6 +143,7 @@ def test_the_one_shot_cli_check_refuses_a_password_over_http_unless_asked() -> N
         ({"url": "https://h/org", "namespaces": "team a"}, "namespaces: glob #1 is not"),
         ({"url": "https://h/org", "namespaces": "a" * 64}, "namespaces: glob #1 is not"),
         ({"url": "https://h/org", "namespaces": TOKEN}, "namespaces: glob #1 is not"),
+        ({"url": "https://h/org", "namespaces": "a," * 257}, "namespaces: more than 256"),
         ({"url": "https://h/org", "project": "team-a"}, "Argo CD's 'project' is 'namespaces'"),
     ],
 )
