@@ -91,6 +91,7 @@ def _load_application(path: str) -> Application:
 
 
 ALLOW_HTTP_ENV = "GITSYNC_GIT_INSECURE_ALLOW_HTTP"
+NAMESPACES_ENV = "GITSYNC_GIT_NAMESPACES"
 
 
 def _env_flag(name: str) -> bool:
@@ -103,9 +104,10 @@ def _env_flag(name: str) -> bool:
 
 def _env_credential_entry(args: argparse.Namespace) -> RepositoryCredential | None:
     """``serve``'s GITSYNC_GIT_* credentials as one repository-credential entry, sent only to
-    repositories under ``--git-credentials-url`` (or $GITSYNC_GIT_URL). Credentials without that
-    prefix are refused, not sent everywhere; a prefix without credentials is refused too."""
-    from gitsync.source.credentials import CredentialsError, parse_entry
+    repositories under ``--git-credentials-url`` (or $GITSYNC_GIT_URL) of Applications in the
+    namespaces ``--git-credentials-namespaces`` (or $GITSYNC_GIT_NAMESPACES) names. Credentials
+    without both are refused, not sent everywhere; a scope without credentials is refused too."""
+    from gitsync.source.credentials import CredentialsError, parse_entry, parse_namespaces
 
     def read(path: str | None) -> str:
         return Path(path).read_text() if path else ""
@@ -119,13 +121,16 @@ def _env_credential_entry(args: argparse.Namespace) -> RepositoryCredential | No
     }
     data = {key: value for key, value in data.items() if value}
     url = args.git_credentials_url or os.environ.get("GITSYNC_GIT_URL", "")
+    namespaces = args.git_credentials_namespaces
+    if namespaces is None:
+        namespaces = os.environ.get(NAMESPACES_ENV)
     allow_http = args.git_credentials_insecure_allow_http or _env_flag(ALLOW_HTTP_ENV)
     if not data:
-        if url or allow_http:
+        if url or namespaces is not None or allow_http:
             raise SpecError(
                 "--git-credentials-url",
-                "a URL prefix was given but no GITSYNC_GIT_USERNAME, GITSYNC_GIT_PASSWORD, "
-                "GITSYNC_GIT_SSH_KEY_FILE or GITSYNC_GIT_CA_FILE to send to it",
+                "a URL prefix or namespaces were given but no GITSYNC_GIT_USERNAME, "
+                "GITSYNC_GIT_PASSWORD, GITSYNC_GIT_SSH_KEY_FILE or GITSYNC_GIT_CA_FILE to send",
             )
         return None
     if not url:
@@ -135,13 +140,27 @@ def _env_credential_entry(args: argparse.Namespace) -> RepositoryCredential | No
             "set --git-credentials-url or $GITSYNC_GIT_URL (e.g. https://github.com/my-org), "
             "or use repository-credential Secrets (README: Security)",
         )
+    namespaces_flag = f"--git-credentials-namespaces (or ${NAMESPACES_ENV})"
+    if namespaces is None:
+        raise SpecError(
+            "--git-credentials-namespaces",
+            "GITSYNC_GIT_* credentials need the Application namespaces they are offered to: "
+            f"set {namespaces_flag} to globs, comma-separated (e.g. team-a,team-b-*), or "
+            '"*" to offer them to every namespace',
+        )
+    try:
+        parse_namespaces(namespaces_flag, namespaces)
+    except CredentialsError as exc:
+        raise SpecError("--git-credentials-namespaces", str(exc)) from None
     data["url"] = url
+    data["namespaces"] = namespaces
     data["insecureAllowHttp"] = "true" if allow_http else "false"
     try:
         return parse_entry(
             "the GITSYNC_GIT_* credentials",
             data,
             allow_http_hint=f"--git-credentials-insecure-allow-http or {ALLOW_HTTP_ENV}=true",
+            namespaces_hint=namespaces_flag,
         )
     except CredentialsError as exc:
         raise SpecError("--git-credentials-url", str(exc)) from None
@@ -902,6 +921,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="the repository URL prefix the GITSYNC_GIT_* credentials are sent to (or "
         "$GITSYNC_GIT_URL); required when they are set (README: Security)",
+    )
+    serve.add_argument(
+        "--git-credentials-namespaces",
+        default=None,
+        metavar="GLOBS",
+        help="the Application namespaces the GITSYNC_GIT_* credentials are offered to: globs, "
+        f'comma-separated, "*" for all (or ${NAMESPACES_ENV}); required when they are set',
     )
     serve.add_argument(
         "--git-credentials-insecure-allow-http",

@@ -5,11 +5,13 @@ Two places may hold credentials, and both are Secrets labelled
 password - is never sent to a Git server because an Application named it):
 
 * **repository-credential entries** in the controller's namespace, each with a ``url`` prefix
-  (``gitsync.source.credentials``): an Application without ``secretRef`` gets the entry whose
-  prefix matches its ``repoURL`` best, or nothing. The operator's ``GITSYNC_GIT_*`` environment
-  is one more entry with the prefix ``GITSYNC_GIT_URL``.
-* an Application's own ``spec.source.secretRef``, in the Application's namespace. Its ``url``
-  key is optional; when present the ``repoURL`` must match it.
+  (``gitsync.source.credentials``) and a ``namespaces`` scope: an Application without
+  ``secretRef`` gets, of the entries offered to its namespace, the one whose prefix matches its
+  ``repoURL`` best, or nothing. The operator's ``GITSYNC_GIT_*`` environment is one more entry
+  with the prefix ``GITSYNC_GIT_URL`` and the scope ``GITSYNC_GIT_NAMESPACES``.
+* an Application's own ``spec.source.secretRef``, in the Application's namespace (so already
+  that namespace's own). Its ``url`` and ``namespaces`` keys are optional; when present the
+  ``repoURL`` and the namespace must match them.
 
 Both are read through the controller's kube client and kept for a few seconds, so a new or
 changed entry is used within ``TTL_SECONDS``. A malformed entry is skipped and logged by name
@@ -84,9 +86,9 @@ class RepositoryCredentials:
         url = app.source.repo_url
         name = app.source.credentials_secret
         if name:
-            return credentials_for(self._secret_ref(app.namespace, name), url)
-        entry = select(self.entries(), url)
-        return None if entry is None else credentials_for(entry, url)
+            return credentials_for(self._secret_ref(app.namespace, name), url, app.namespace)
+        entry = select(self.entries(), url, app.namespace)
+        return None if entry is None else credentials_for(entry, url, app.namespace)
 
     def entries(self) -> list[RepositoryCredential]:
         """The entries of the controller namespace (and the environment's), read at most every
@@ -145,4 +147,4 @@ class RepositoryCredentials:
                 f"{origin} is not labelled {SECRET_TYPE_LABEL}: {REPOSITORY_SECRET_TYPE}; "
                 "only Secrets carrying that label are used as Git credentials"
             )
-        return parse_entry(origin, _decoded(secret, origin), url_required=False)
+        return parse_entry(origin, _decoded(secret, origin), controller_wide=False)

@@ -8,6 +8,14 @@ plus what to send. A repository gets the entry whose prefix matches its normaliz
 prefix winning; no match, no credentials. A password or token never goes over plain ``http://``
 unless its entry says ``insecureAllowHttp: "true"``.
 
+A URL prefix alone still lets any tenant who names a private repository under it have it
+fetched with the operator's token, so an entry in the controller's namespace is also scoped to
+the Application namespaces (gitsync's projects) it serves: ``namespaces``, globs separated by
+commas or newlines. The key is required there, like ``url``: an entry that does not say who may
+use it is refused rather than offered to everyone; ``"*"`` is the explicit, visible way to make
+it global. (Argo CD scopes a repository Secret with ``project``, one project name; here a
+project is a namespace and a list of globs is needed, so the spelling is ``namespaces``.)
+
 Pure: the keys of an entry (a Secret's decoded data, or the environment turned into the same
 keys) are parsed and checked here; reading Secrets is the controller's job
 (``gitsync.controller.repo_credentials``). Values are never put in a message.
@@ -15,8 +23,10 @@ keys) are parsed and checked here; reading Secrets is the controller's job
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
@@ -26,6 +36,7 @@ from gitsync.source.revision import normalize_url
 
 URL_KEY: Final = "url"
 INSECURE_ALLOW_HTTP_KEY: Final = "insecureAllowHttp"
+NAMESPACES_KEY: Final = "namespaces"
 # The keys an entry may have; anything else is refused rather than ignored.
 ENTRY_KEYS: Final = frozenset(
     {
@@ -37,9 +48,16 @@ ENTRY_KEYS: Final = frozenset(
         "knownHosts",
         "caData",
         INSECURE_ALLOW_HTTP_KEY,
+        NAMESPACES_KEY,
     }
 )
 _PREFIX_SCHEMES: Final = frozenset({"https", "http", "ssh"})
+# A namespace name (DNS-1123 label) with the wildcards "*" and "?"; no character classes, so a
+# glob reads the same to everyone and cannot be malformed in a way that matches by accident.
+_NAMESPACE_GLOB: Final = re.compile(r"[a-z0-9*?]([-a-z0-9*?]{0,61}[a-z0-9*?])?")
+# An Application's own secretRef Secret is tenant input too: its scope is bounded.
+MAX_NAMESPACE_GLOBS: Final = 256
+_ARGO_PROJECT_KEY: Final = "project"
 
 
 class CredentialsError(TerminalError):
@@ -49,34 +67,57 @@ class CredentialsError(TerminalError):
 @dataclass(frozen=True)
 class RepositoryCredential:
     """One entry: ``url`` is the normalized prefix it applies to (None for an Application's own
-    secretRef Secret without one); ``origin`` names it in messages (``Secret ns/name``)."""
+    secretRef Secret without one); ``namespaces`` the globs of the Application namespaces it is
+    offered to (None for a secretRef Secret without the key: it is its own namespace's);
+    ``origin`` names it in messages (``Secret ns/name``)."""
 
     origin: str
     url: str | None
     credentials: GitCredentials
     insecure_allow_http: bool = False
     allow_http_hint: str = f'{INSECURE_ALLOW_HTTP_KEY}: "true"'
+    namespaces: tuple[str, ...] | None = None
+    namespaces_hint: str = NAMESPACES_KEY
+
+    def offered_to(self, namespace: str) -> bool:
+        """Whether an Application in ``namespace`` may use this entry."""
+        return self.namespaces is None or any(fnmatchcase(namespace, g) for g in self.namespaces)
 
 
 def parse_entry(
     origin: str,
     data: Mapping[str, str],
     *,
-    url_required: bool = True,
+    controller_wide: bool = True,
     allow_http_hint: str = f'{INSECURE_ALLOW_HTTP_KEY}: "true"',
+    namespaces_hint: str = NAMESPACES_KEY,
 ) -> RepositoryCredential:
     """The entry ``data`` (key -> decoded value) describes, or ``CredentialsError`` naming the
-    key that is wrong."""
+    key that is wrong. A ``controller_wide`` entry (not an Application's own secretRef) must
+    say where it goes: ``url`` and ``namespaces`` are required."""
     unknown = sorted(set(data) - ENTRY_KEYS)
     if unknown:
+        hint = (
+            f"; Argo CD's {_ARGO_PROJECT_KEY!r} is {NAMESPACES_KEY!r} here (Application namespaces)"
+            if _ARGO_PROJECT_KEY in unknown
+            else ""
+        )
         raise CredentialsError(
             f"{origin}: unknown key(s) {', '.join(unknown)}; "
-            f"expected {', '.join(sorted(ENTRY_KEYS))}"
+            f"expected {', '.join(sorted(ENTRY_KEYS))}{hint}"
         )
     url = _prefix(origin, data[URL_KEY]) if data.get(URL_KEY) else None
-    if url is None and url_required:
+    if url is None and controller_wide:
         raise CredentialsError(
             f"{origin}: the {URL_KEY!r} key (a repository URL prefix) is required"
+        )
+    namespaces = None
+    if NAMESPACES_KEY in data:
+        namespaces = parse_namespaces(f"{origin}: {namespaces_hint}", data[NAMESPACES_KEY])
+    elif controller_wide:
+        raise CredentialsError(
+            f"{origin}: the {namespaces_hint} key is required: the Application namespaces "
+            'this entry is offered to (globs, comma-separated; "*" for every namespace)'
         )
     if data.get("password") and data.get("token"):
         raise CredentialsError(f"{origin}: set either 'password' or 'token', not both")
@@ -90,7 +131,26 @@ def parse_entry(
         known_hosts=data.get("knownHosts") or None,
         ca_data=data.get("caData") or None,
     )
-    return RepositoryCredential(origin, url, credentials, flag == "true", allow_http_hint)
+    return RepositoryCredential(
+        origin, url, credentials, flag == "true", allow_http_hint, namespaces, namespaces_hint
+    )
+
+
+def parse_namespaces(where: str, text: str) -> tuple[str, ...]:
+    """``text`` (namespace globs separated by commas or newlines) as a tuple, or
+    ``CredentialsError`` starting with ``where``. A glob is named by its position, not quoted."""
+    globs = tuple(g.strip() for g in re.split(r"[,\n]", text) if g.strip())
+    if not globs:
+        raise CredentialsError(f'{where}: no namespace glob given ("*" for every namespace)')
+    if len(globs) > MAX_NAMESPACE_GLOBS:
+        raise CredentialsError(f"{where}: more than {MAX_NAMESPACE_GLOBS} namespace globs")
+    for number, glob in enumerate(globs, 1):
+        if not _NAMESPACE_GLOB.fullmatch(glob):
+            raise CredentialsError(
+                f"{where}: glob #{number} is not a namespace glob (lowercase letters, digits, "
+                "'-' and the wildcards '*' and '?', at most 63 characters)"
+            )
+    return globs
 
 
 def _prefix(origin: str, text: str) -> str:
@@ -134,17 +194,30 @@ def prefix_matches(prefix: str, url: str) -> bool:
     return normalized == prefix or normalized.startswith(prefix + "/")
 
 
-def select(entries: Iterable[RepositoryCredential], url: str) -> RepositoryCredential | None:
-    """The entry with the longest prefix covering ``url``, or None."""
-    matching = [e for e in entries if e.url is not None and prefix_matches(e.url, url)]
+def select(
+    entries: Iterable[RepositoryCredential], url: str, namespace: str
+) -> RepositoryCredential | None:
+    """Of the entries offered to ``namespace``, the one with the longest prefix covering
+    ``url``, or None (the repository is then fetched without credentials)."""
+    matching = [
+        e
+        for e in entries
+        if e.url is not None and e.offered_to(namespace) and prefix_matches(e.url, url)
+    ]
     return max(matching, key=lambda e: len(e.url or ""), default=None)
 
 
-def credentials_for(entry: RepositoryCredential, url: str) -> GitCredentials:
-    """``entry``'s credentials for ``url``: refused when they would go to a repository outside
-    the entry's prefix, or when a password or token would go over plain ``http://`` without the
+def credentials_for(entry: RepositoryCredential, url: str, namespace: str) -> GitCredentials:
+    """``entry``'s credentials for ``url`` of an Application in ``namespace``: refused when the
+    entry is not offered to that namespace, when they would go to a repository outside the
+    entry's prefix, or when a password or token would go over plain ``http://`` without the
     entry's consent."""
     shown = redact_url(url)
+    if not entry.offered_to(namespace):
+        raise CredentialsError(
+            f"{entry.origin} is not offered to namespace {namespace} (its {entry.namespaces_hint} "
+            "key); refused to send its credentials"
+        )
     if entry.url is not None and not prefix_matches(entry.url, url):
         raise CredentialsError(
             f"{entry.origin} is for {entry.url}, not for {shown}; refused to send its credentials"
@@ -169,4 +242,4 @@ def no_password_over_http(
     if credentials is None:
         return
     entry = RepositoryCredential("the Git credentials", None, credentials, allowed, hint)
-    credentials_for(entry, url)
+    credentials_for(entry, url, "")

@@ -29,7 +29,7 @@ import pytest
 from gitsync.controller.repo_credentials import REPOSITORY_SECRET_TYPE
 from gitsync.kube import KubeClient
 from gitsync.testing.apps import app_status, application, configmap_repo, configmap_value
-from gitsync.testing.cluster import TestCluster
+from gitsync.testing.cluster import TestCluster, temporary_namespace
 from gitsync.testing.controller import ServeProcess
 from gitsync.testing.gitserver import GitServer
 from gitsync.testing.waiting import wait_for
@@ -134,7 +134,10 @@ def test_1_default_credentials_go_only_to_their_url_prefix(
     repo = configmap_repo(git_server)
     entry_token = "entry-" + secrets.token_hex(12)
     repository_secret(
-        kube, namespace, "scoped-entry", {"url": tenant.url("scoped"), "token": entry_token}
+        kube,
+        namespace,
+        "scoped-entry",
+        {"url": tenant.url("scoped"), "token": entry_token, "namespaces": namespace},
     )
     broken_token = "broken-" + secrets.token_hex(12)
     repository_secret(kube, namespace, "broken-entry", {"token": broken_token})  # no url
@@ -144,6 +147,7 @@ def test_1_default_credentials_go_only_to_their_url_prefix(
             "GITSYNC_GIT_USERNAME": git_server.username,
             "GITSYNC_GIT_PASSWORD": git_server.password,
             "GITSYNC_GIT_URL": git_server.http_url("", auth=True).removesuffix("/.git"),
+            "GITSYNC_GIT_NAMESPACES": namespace,
             "GITSYNC_GIT_INSECURE_ALLOW_HTTP": "true",
         },
     )
@@ -168,6 +172,97 @@ def test_1_default_credentials_go_only_to_their_url_prefix(
     assert "broken-entry" in log and "'url' key" in log
     for value in (broken_token, entry_token, git_server.password):
         assert value not in log
+
+
+def test_1_an_entry_scoped_to_one_namespace_is_not_offered_to_another(
+    serve: Any, kube: KubeClient, namespace: str, git_server: GitServer, tenant: TenantServer
+) -> None:
+    """Issue 13: an entry in the controller namespace scoped (``namespaces``) to team A. A
+    tenant in namespace B naming a private repository under the entry's prefix - team A's
+    repository on the Git server, or a path on the listener - is fetched without the entry:
+    the listener records no Authorization, and both apps fail on authentication. Team A's apps
+    get the entry (its repository syncs, the listener sees its token). The same holds for
+    ``serve``'s own GITSYNC_GIT_* entry, scoped by GITSYNC_GIT_NAMESPACES. An entry without
+    ``namespaces`` is offered to no namespace and named in the log with the missing key."""
+    team_a = namespace
+    repo = configmap_repo(git_server)
+    token = "team-a-" + secrets.token_hex(12)
+    env_password = "env-" + secrets.token_hex(12)
+    with (
+        temporary_namespace(kube, "credns-ctl") as controller_ns,
+        temporary_namespace(kube, "credns-b") as team_b,
+    ):
+        repository_secret(
+            kube,
+            controller_ns,
+            "team-a-git",
+            {
+                "url": git_server.http_url("", auth=True).removesuffix("/.git"),
+                "username": git_server.username,
+                "password": git_server.password,
+                "insecureAllowHttp": "true",
+                "namespaces": f"other-team,\n{team_a}",
+            },
+        )
+        repository_secret(
+            kube,
+            controller_ns,
+            "team-a-private",
+            {
+                "url": tenant.url("private"),
+                "token": token,
+                "insecureAllowHttp": "true",
+                "namespaces": team_a,
+            },
+        )
+        # An entry that does not say which namespaces it serves is offered to none.
+        repository_secret(
+            kube,
+            controller_ns,
+            "unscoped",
+            {"url": tenant.url("unscoped"), "token": token, "insecureAllowHttp": "true"},
+        )
+        ctl: ServeProcess = serve(
+            f"--controller-namespace={controller_ns}",
+            env={
+                "GITSYNC_GIT_USERNAME": "env-user",
+                "GITSYNC_GIT_PASSWORD": env_password,
+                "GITSYNC_GIT_URL": tenant.url("env"),
+                "GITSYNC_GIT_NAMESPACES": f"{team_a[:-2]}??",  # a glob matching team A
+                "GITSYNC_GIT_INSECURE_ALLOW_HTTP": "true",
+            },
+        )
+        kube.create(app_with("own", team_a, repo.http_url(auth=True)))
+        kube.create(app_with("private", team_a, tenant.url("private/a.git")))
+        kube.create(app_with("env", team_a, tenant.url("env/a.git")))
+        kube.create(app_with("unscoped", team_a, tenant.url("unscoped/a.git")))
+        kube.create(app_with("victim", team_b, repo.http_url(auth=True)))
+        kube.create(app_with("private", team_b, tenant.url("private/b.git")))
+        kube.create(app_with("env", team_b, tenant.url("env/b.git")))
+
+        for name in ("victim", "private", "env"):
+            message = stalled_message(kube, team_b, name, "fetch failed")
+            assert "authentication failed" in message, message
+        message = stalled_message(kube, team_a, "unscoped", "fetch failed")
+        assert "authentication failed" in message, message
+        assert tenant.asked("private/b.git") and tenant.asked("env/b.git")
+        unsent = ("/private/b", "/env/b", "/unscoped/")
+        anonymous = [auth for path, auth in tenant.requests if path.startswith(unsent)]
+        assert anonymous and all(auth is None for auth in anonymous), anonymous
+        assert configmap_value(kube, team_b) is None
+        # Team A's apps got the entries: the repository syncs, the listener saw both tokens.
+        wait_for(lambda: configmap_value(kube, team_a) == "v1", timeout=90, what="A synced")
+        stalled_message(kube, team_a, "private", "fetch failed")
+        stalled_message(kube, team_a, "env", "fetch failed")
+        assert any(token in auth for auth in tenant.authorizations())
+        assert f"env-user:{env_password}" in tenant.authorizations()
+        shown = ctl.log(100_000) + "".join(
+            json.dumps(app_status(kube, team_b, n)) for n in ("victim", "private", "env")
+        )
+        for value in (token, env_password, git_server.password):
+            assert value not in shown
+        log = ctl.log(100_000)
+        assert "unscoped" in log and "the namespaces key is required" in log
 
 
 def test_1_serve_refuses_env_credentials_without_a_url_prefix(

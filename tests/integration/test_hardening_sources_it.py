@@ -320,6 +320,9 @@ def test_git_children_get_a_minimal_environment_and_die_with_serve_leaving_no_ke
         env={
             "TMPDIR": str(tmp),
             "GITSYNC_GIT_PASSWORD": default_password,
+            # serve refuses GITSYNC_GIT_* credentials without a scope (URL and namespaces)
+            "GITSYNC_GIT_URL": "https://git.example.com/org",
+            "GITSYNC_GIT_NAMESPACES": "*",
             "KUBECONFIG": str(cluster.kubeconfig_path),
         },
     )

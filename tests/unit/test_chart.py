@@ -40,7 +40,11 @@ NON_DEFAULT: dict[str, Any] = {
         "behindTLS": True,
         "trustedProxies": ["10.0.0.0/8", "fd00::/8"],
     },
-    "repoCredentials": {"existingSecret": "gitsync-repo", "url": "https://git.example.com/org"},
+    "repoCredentials": {
+        "existingSecret": "gitsync-repo",
+        "url": "https://git.example.com/org",
+        "namespaces": ["team-a", "team-b-*"],
+    },
     "metrics": {"tokens": {"existingSecret": "gitsync-metrics"}},
     "controller": {"gitMaxPerHost": 3},
     "policy": {"allowAll": True},
@@ -648,7 +652,7 @@ def test_repo_credentials_are_one_entry_scoped_to_their_url() -> None:
     """Issue 13 finding 1: the chart's default credentials go only to repositories under
     ``repoCredentials.url``; without one the chart refuses to render."""
     with pytest.raises(helm_python.HelmError, match=r"repoCredentials\.url"):
-        render({"repoCredentials": {"existingSecret": "gitsync-repo"}})
+        render({"repoCredentials": {"existingSecret": "gitsync-repo", "namespaces": ["*"]}})
     env = {
         e["name"]: e.get("value")
         for e in deployment(render(NON_DEFAULT))["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -660,6 +664,7 @@ def test_repo_credentials_are_one_entry_scoped_to_their_url() -> None:
             "repoCredentials": {
                 "existingSecret": "r",
                 "url": "http://git.internal/org",
+                "namespaces": "*",
                 "insecureAllowHttp": True,
             }
         }
@@ -682,6 +687,21 @@ def test_tenant_hardening_values_become_serve_flags() -> None:
     assert defaults.metrics_token_file is None
     unsigned = render({"webhook": {"allowUnsigned": True}})
     assert "--allow-unsigned-webhooks" in container_args(unsigned)
+
+
+def test_repo_credentials_are_offered_only_to_the_namespaces_named() -> None:
+    """Issue 13: the chart's credentials are one entry scoped to Application namespaces too;
+    without ``repoCredentials.namespaces`` the chart refuses to render rather than offer them
+    to every tenant."""
+    url = "https://git.example.com/org"
+    for missing in ({}, {"namespaces": []}, {"namespaces": ""}):
+        with pytest.raises(helm_python.HelmError, match=r"repoCredentials\.namespaces"):
+            render({"repoCredentials": {"existingSecret": "r", "url": url, **missing}})
+    (container,) = deployment(render(NON_DEFAULT))["spec"]["template"]["spec"]["containers"]
+    assert {"name": "GITSYNC_GIT_NAMESPACES", "value": "team-a,team-b-*"} in container["env"]
+    every = render({"repoCredentials": {"existingSecret": "r", "url": url, "namespaces": ["*"]}})
+    (container,) = deployment(every)["spec"]["template"]["spec"]["containers"]
+    assert {"name": "GITSYNC_GIT_NAMESPACES", "value": "*"} in container["env"]
 
 
 def test_an_ingress_needs_a_webhook_secret() -> None:
