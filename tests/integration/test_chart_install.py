@@ -355,7 +355,23 @@ def test_the_chart_service_account_syncs_the_example_apps(
         remove_cluster_scoped(kube, objects)
 
 
+# The chart's defaults ship two fences: impersonation (RBAC) and the built-in destination policy.
+# "both" is the chart exactly as installed; "rbac-alone" opens the policy for the tenant's project
+# (every namespace, every kind, no denied role refs) so the API server's RBAC is all that stands.
+FENCES = {
+    "both": {},
+    "rbac-alone": {
+        "defaults": {"deniedRoleRefs": []},
+        "projects": {
+            "TENANT": {"namespaces": ["*"], "clusterResources": [{"group": "*", "kind": "*"}]}
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("fence", sorted(FENCES))
 def test_a_tenant_cannot_leave_its_namespace_with_the_chart_defaults(
+    fence: str,
     cluster: TestCluster,
     kube: KubeClient,
     namespace: str,
@@ -368,13 +384,16 @@ def test_a_tenant_cannot_leave_its_namespace_with_the_chart_defaults(
     ServiceAccount may only manage ConfigMaps and Deployments in its namespace. Whatever its
     repository holds, it creates no ClusterRole, no RoleBinding, nothing in another namespace
     and no Application elsewhere; each refusal is that object's SyncFailed naming the RBAC
-    denial, the rest of the app syncs, and the refused objects are never pruned."""
+    denial, the rest of the app syncs, and the refused objects are never pruned. With the
+    policy also in place (``both``) an object may be refused by either fence; with the policy
+    opened (``rbac-alone``) every refusal must be the RBAC denial."""
     tenant, suffix = namespace, secrets.token_hex(3)
     rules = [
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": MANAGE},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": MANAGE},
     ]
-    values = with_tenant({}, tenant, rules=rules)
+    policy = json.loads(json.dumps(FENCES[fence]).replace("TENANT", tenant))
+    values = with_tenant({"policy": policy} if policy else {}, tenant, rules=rules)
     objects = render_chart(kube, values, release=f"gs-{suffix}", namespace=release_namespace)
     ctl = None
     with temporary_namespace(kube, "other-team") as other:
@@ -429,8 +448,11 @@ def test_a_tenant_cannot_leave_its_namespace_with_the_chart_defaults(
             }
             user = f"system:serviceaccount:{tenant}:{DEPLOYER}"
             for key in refused:
-                assert "forbidden" in by_kind[key]["message"], by_kind[key]
-                assert user in by_kind[key]["message"], by_kind[key]
+                message = by_kind[key]["message"]
+                if fence == "both" and message.startswith("denied by destination policy: "):
+                    continue
+                assert "forbidden" in message, by_kind[key]
+                assert user in message, by_kind[key]
             assert ready_condition(kube, tenant, "web")["reason"] == "SyncFailed"
             assert configmap_value(kube, tenant) == "tenant"
             assert kube.get("apps/v1", "Deployment", "web", tenant) is not None
@@ -453,8 +475,9 @@ def test_a_tenant_cannot_leave_its_namespace_with_the_chart_defaults(
                 return rows
 
             rows = wait_for(pruned_or_skipped, timeout=90, what="the prune of the victim refused")
-            assert rows[("ConfigMap", other)]["message"].startswith("prune refused: ")
-            assert "forbidden" in rows[("ConfigMap", other)]["message"]
+            if fence == "rbac-alone":
+                assert rows[("ConfigMap", other)]["message"].startswith("prune refused: ")
+                assert "forbidden" in rows[("ConfigMap", other)]["message"]
             victim = kube.get("v1", "ConfigMap", "victim", other)
             assert victim is not None and victim["data"] == {"owner": "other-team"}
         finally:

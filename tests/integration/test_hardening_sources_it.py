@@ -169,8 +169,13 @@ def test_another_tenants_private_commit_cannot_be_deployed_by_sha(
         f"attacker-{secrets.token_hex(3)}", {"app/own.yaml": _configmap("own", "x")}
     )
     serve()
-    _credentials_secret(
-        kube, namespace, "repo", username=git_server.username, password=git_server.password
+    _credentials_secret(  # the test Git server speaks plain http: the Secret must say so
+        kube,
+        namespace,
+        "repo",
+        username=git_server.username,
+        password=git_server.password,
+        insecureAllowHttp="true",
     )
     kube.create(
         _app(

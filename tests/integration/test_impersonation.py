@@ -19,6 +19,7 @@ from gitsync.application import Application, parse_application
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import WatchCache
 from gitsync.model import ResourceKey, ResultCode
+from gitsync.policy import Policy
 from gitsync.render import RenderedManifest
 from gitsync.sync import Impersonation, Syncer
 from gitsync.sync.inventory import Inventory
@@ -28,6 +29,10 @@ from gitsync.testing.gitserver import GitServer
 from gitsync.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
+
+# The destination policy is opened in these syncer-level tests: what must refuse here is the
+# ServiceAccount's RBAC alone (tests/integration/test_policy.py shows the policy fence).
+OPEN = Policy.allow_all()
 
 RBAC = "rbac.authorization.k8s.io/v1"
 TENANT_SA = "deployer"
@@ -169,7 +174,7 @@ def test_each_refusal_is_a_sync_failed_naming_the_rbac_denial_and_the_rest_syncs
     make_tenant(kube, namespace)
     suffix = secrets.token_hex(3)
     app = tenant_app(namespace, serviceAccountName=TENANT_SA)
-    syncer = Syncer(kube, impersonation=Impersonation())
+    syncer = Syncer(kube, impersonation=Impersonation(), policy=OPEN)
     hostile = tenant_escapes(namespace, TENANT_SA, other, suffix)
     try:
         result = syncer.sync(
@@ -223,7 +228,7 @@ def test_cached_reads_never_show_an_object_the_service_account_cannot_read(
             cache.ensure(api_version, kind)
             return cache.get(api_version, kind, ns, name)
 
-        syncer = Syncer(kube, live=cached, impersonation=Impersonation(TENANT_SA))
+        syncer = Syncer(kube, live=cached, impersonation=Impersonation(TENANT_SA), policy=OPEN)
         app = tenant_app(namespace)
         secret = {
             "apiVersion": "v1",
@@ -265,11 +270,11 @@ def test_a_prune_the_service_account_may_not_make_is_skipped_and_kept(
     make_tenant(kube, namespace)
     app = tenant_app(namespace, serviceAccountName=TENANT_SA)
     # What the app owned before impersonation was switched on (synced as the controller).
-    before = Syncer(kube).sync(
+    before = Syncer(kube, policy=OPEN).sync(
         app, [manifest(cm("config")), manifest(cm("elsewhere", other))], revision="c" * 40
     )
     assert before.succeeded, before.results
-    result = Syncer(kube, impersonation=Impersonation()).sync(
+    result = Syncer(kube, impersonation=Impersonation(), policy=OPEN).sync(
         app, [manifest(cm("config"))], revision="d" * 40
     )
     key = ResourceKey("", "ConfigMap", other, "elsewhere")
