@@ -21,7 +21,7 @@ from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import WatchCache
 from gitsync.model import ResourceKey, ResultCode
 from gitsync.render import RenderedManifest
-from gitsync.rollout import template_hash
+from gitsync.rollout import RolloutSyncHook, template_hash
 from gitsync.rollout.status import STABLE_HASH_ANNOTATION
 from gitsync.sync import Impersonation, Syncer
 from gitsync.sync.inventory import Inventory
@@ -406,12 +406,13 @@ def test_a_rollout_acts_as_the_service_account_and_cannot_touch_another_namespac
                 r
                 for r in op.get("resources") or []
                 if (r["kind"], r["namespace"]) == ("Rollout", other)
-                and "CreateCanary" in r.get("message", "")
+                and r.get("message", "").startswith("rollout: ")
             ]
 
-        (refused,) = wait_for(rollout_refused, timeout=90, what="the other team's rollout refused")
+        (refused,) = wait_for(rollout_refused, timeout=90, what="the other team's rollout result")
+        assert kube.get("apps/v1", "Deployment", "web-canary", other) is None
         assert refused["status"] == "SyncFailed"
-        assert "RBAC denied" in refused["message"]
+        assert "CreateCanary failed: RBAC denied" in refused["message"]
         assert f"system:serviceaccount:{namespace}:{TENANT_SA}" in refused["message"]
         assert f'in the namespace "{other}"' in refused["message"]
 
@@ -454,3 +455,55 @@ def test_a_rollout_acts_as_the_service_account_and_cannot_touch_another_namespac
         for kind in ("ClusterRoleBinding", "ClusterRole"):
             with contextlib.suppress(ApiError):
                 kube.delete(RBAC, kind, reader)
+
+
+def test_a_rollout_step_its_service_account_may_not_take_is_degraded_naming_the_denial(
+    kube: KubeClient, namespace: str, rollout_crd: None
+) -> None:
+    """In its own namespace, a ServiceAccount that may change only the Deployment ``web`` cannot
+    have the rollout create ``web-canary``: the rollout stops Degraded with the API server's
+    denial (not retried on a timer), the sync result says so, and no canary exists."""
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": TENANT_SA, "namespace": namespace},
+        },
+        field_manager="test",
+    )
+    reads = ["get", "list", "watch"]
+    grant(
+        kube,
+        namespace,
+        "web-only",
+        [
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": reads},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["web"]}
+            | {"verbs": ["patch", "update"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": reads},
+            {"apiGroups": ["gitsync.dev"], "resources": ["rollouts"], "verbs": ALL_VERBS},
+        ],
+    )
+    tenant = kube.impersonating_service_account(namespace, TENANT_SA)
+    wait_for(lambda: tenant.may("patch", "gitsync.dev", "rollouts", namespace), what="the grant")
+    app = tenant_app(namespace, serviceAccountName=TENANT_SA)
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    hook = RolloutSyncHook(kube)
+    v1 = [manifest(web_deployment("nginx:1.25", 2)), manifest(canary_rollout(steps))]
+    assert Syncer(kube, takeover=hook).sync(app, v1, revision="e" * 40).succeeded
+    syncer = Syncer(kube, takeover=hook, impersonation=Impersonation())
+    v2 = [manifest(web_deployment("nginx:1.26", 2)), manifest(canary_rollout(steps))]
+    result = syncer.sync(app, v2, revision="f" * 40)
+    (started,) = [r for r in result.results if r.message.startswith("rollout: ")]
+    assert started.code == ResultCode.SYNC_FAILED
+    assert "CreateCanary failed: RBAC denied" in started.message
+    assert f"system:serviceaccount:{namespace}:{TENANT_SA}" in started.message
+    status = rollout_status(kube, namespace)
+    assert status["phase"] == "Degraded"
+    assert status["message"] in started.message
+    assert kube.get("apps/v1", "Deployment", "web-canary", namespace) is None
+    live = kube.get("apps/v1", "Deployment", "web", namespace)
+    assert live is not None  # the template change stays held
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+    again = hook.executor.tick(namespace, "web", kube=tenant)
+    assert again.requeue_after is None  # waits for RBAC (or a retry request), not a timer
