@@ -25,6 +25,7 @@ from gitsync.rollout import RolloutSyncHook, template_hash
 from gitsync.rollout.status import STABLE_HASH_ANNOTATION
 from gitsync.sync import Impersonation, Syncer
 from gitsync.sync.inventory import Inventory
+from gitsync.testing import rollouts
 from gitsync.testing.apps import (
     app_status,
     application,
@@ -427,20 +428,7 @@ def test_a_rollout_acts_as_the_service_account_and_cannot_touch_another_namespac
         )
         repo.push()
         assert github_webhook(ctl.url, repo.file_url(), "refs/heads/main", sha) == 202
-        canary = wait_for(
-            lambda: kube.get("apps/v1", "Deployment", "web-canary", namespace),
-            timeout=90,
-            what="the tenant's own canary",
-        )
-        assert canary["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.26"
-        own = wait_for(
-            lambda: (
-                rollout_status(kube, namespace).get("canaryHash")
-                and rollout_status(kube, namespace)
-            ),
-            timeout=30,
-            what="the tenant's Rollout status written",
-        )
+        own = rollouts.canary_started(kube, namespace, "nginx:1.26")
         assert own["phase"] in ("Progressing", "Paused"), own
 
         # Nothing in the other namespace moved: no canary of the tenant's image, the stable
