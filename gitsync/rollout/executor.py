@@ -383,14 +383,18 @@ class CanaryExecutor:
                 continue
             except ApiError as exc:
                 if exc.status == 403:  # retrying cannot help: RBAC must change first
-                    return self._report_error(tenant, key, rbac_denied("rollout stopped", exc))
+                    denied = rbac_denied("rollout stopped", exc)
+                    return self._report_error(tenant, key, denied, abort=True)
                 log.warning("rollout failed", rollout=str(key), error=str(exc))
                 return Outcome(key, RolloutStatus(), (), FAILURE_REQUEUE_SECONDS, str(exc))
         return Outcome(key, RolloutStatus(), (), 1.0, "the Rollout kept changing; try again")
 
-    def _report_error(self, tenant: KubeClient, key: ResourceKey, error: str) -> Outcome:
+    def _report_error(
+        self, tenant: KubeClient, key: ResourceKey, error: str, *, abort: bool = False
+    ) -> Outcome:
         """Degraded with ``error`` (when the Rollout exists, may be read by ``tenant`` and may
-        carry it - see ``_write_status``)."""
+        carry it - see ``_write_status``). ``abort``: the rollout in progress counts as aborted,
+        so a retry request (``rollouts.gitsync.dev/retry``) starts it again once fixed."""
         try:
             live = tenant.get(API_VERSION, KIND, key.name, key.namespace)
             if live is None:
@@ -398,6 +402,8 @@ class CanaryExecutor:
             old = RolloutStatus.from_dict(live.get("status"))
             generation = int((live.get("metadata") or {}).get("generation") or 0)
             new = replace(old, phase=Phase.DEGRADED, message=error, observed_generation=generation)
+            if abort:
+                new = replace(new, aborted_hash=old.canary_hash)
             self._write_status(tenant, live, old, new)
         except _Conflict as exc:
             return Outcome(key, RolloutStatus(), (), FAILURE_REQUEUE_SECONDS, f"{error}; {exc}")

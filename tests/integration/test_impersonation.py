@@ -445,12 +445,36 @@ def test_a_rollout_acts_as_the_service_account_and_cannot_touch_another_namespac
                 kube.delete(RBAC, kind, reader)
 
 
+READS = ["get", "list", "watch"]
+ONLY_WEB = [  # may change the Deployment web, not create web-canary
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": READS},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["web"]}
+    | {"verbs": ["patch", "update"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": READS},
+]
+NO_PODS = [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ALL_VERBS}]
+
+
+@pytest.mark.parametrize(
+    ("rules", "reason", "denied"),
+    [
+        (ONLY_WEB, "CreateCanary failed: RBAC denied", 'cannot patch resource "deployments"'),
+        (NO_PODS, "rollout stopped: RBAC denied", 'cannot list resource "pods"'),
+    ],
+    ids=["a-write", "a-read"],
+)
 def test_a_rollout_step_its_service_account_may_not_take_is_degraded_naming_the_denial(
-    kube: KubeClient, namespace: str, rollout_crd: None
+    kube: KubeClient,
+    namespace: str,
+    rollout_crd: None,
+    rules: list[dict[str, Any]],
+    reason: str,
+    denied: str,
 ) -> None:
     """In its own namespace, a ServiceAccount that may change only the Deployment ``web`` cannot
-    have the rollout create ``web-canary``: the rollout stops Degraded with the API server's
-    denial (not retried on a timer), the sync result says so, and no canary exists."""
+    have the rollout create ``web-canary``, nor one that may not list Pods have it read them:
+    the rollout stops Degraded with the API server's denial (not retried on a timer), the sync
+    result says so, and no canary exists."""
     kube.apply(
         {
             "apiVersion": "v1",
@@ -459,19 +483,8 @@ def test_a_rollout_step_its_service_account_may_not_take_is_degraded_naming_the_
         },
         field_manager="test",
     )
-    reads = ["get", "list", "watch"]
-    grant(
-        kube,
-        namespace,
-        "web-only",
-        [
-            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": reads},
-            {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["web"]}
-            | {"verbs": ["patch", "update"]},
-            {"apiGroups": [""], "resources": ["pods"], "verbs": reads},
-            {"apiGroups": ["gitsync.dev"], "resources": ["rollouts"], "verbs": ALL_VERBS},
-        ],
-    )
+    rollouts_rule = {"apiGroups": ["gitsync.dev"], "resources": ["rollouts"], "verbs": ALL_VERBS}
+    grant(kube, namespace, "narrow", [*rules, rollouts_rule])
     tenant = kube.impersonating_service_account(namespace, TENANT_SA)
     wait_for(lambda: tenant.may("patch", "gitsync.dev", "rollouts", namespace), what="the grant")
     app = tenant_app(namespace, serviceAccountName=TENANT_SA)
@@ -484,8 +497,8 @@ def test_a_rollout_step_its_service_account_may_not_take_is_degraded_naming_the_
     result = syncer.sync(app, v2, revision="f" * 40)
     (started,) = [r for r in result.results if r.message.startswith("rollout: ")]
     assert started.code == ResultCode.SYNC_FAILED
-    assert "CreateCanary failed: RBAC denied" in started.message
-    assert f"system:serviceaccount:{namespace}:{TENANT_SA}" in started.message
+    assert reason in started.message
+    assert f'User "system:serviceaccount:{namespace}:{TENANT_SA}" {denied}' in started.message
     status = rollout_status(kube, namespace)
     assert status["phase"] == "Degraded"
     assert status["message"] in started.message
