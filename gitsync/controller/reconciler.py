@@ -254,7 +254,7 @@ class Reconciler:
             # of its applies (``Syncer.sync``) lets this sync prune what it had created.
             resume = False
 
-        rollout_requeue = self._tick_rollouts(engine, rt, bound)
+        rollout_requeue = self._tick_rollouts(engine, app, rt, bound)
         due = self.clock() - rt.last_compare >= self.full_compare_every
         # a sync of this revision that failed (e.g. at its inventory write) is retried even when
         # every object already matches: only a finished sync records the inventory and history
@@ -328,17 +328,26 @@ class Reconciler:
             requeue = 5.0
         if rt.rollouts and rollout_requeue is None:
             # first sight of the app's Rollouts (e.g. just after a restart), or one just begun
-            rollout_requeue = self._tick_rollouts(engine, rt, bound)
+            rollout_requeue = self._tick_rollouts(engine, app, rt, bound)
         if rollout_requeue is not None:
             rt.live_dirty = True  # a running rollout changes health and status as it goes
             requeue = rollout_requeue if requeue is None else min(requeue, rollout_requeue)
         return Outcome(requeue)
 
-    def _tick_rollouts(self, engine: Engine, rt: AppRuntime, bound: Any) -> float | None:
-        """Advance each of the app's Rollouts one step; the earliest time one wants another."""
+    def _tick_rollouts(
+        self, engine: Engine, app: Application, rt: AppRuntime, bound: Any
+    ) -> float | None:
+        """Advance each of the app's Rollouts one step, acting as the app (its ServiceAccount);
+        the earliest time one wants another."""
+        if not rt.rollouts:
+            return None
+        try:
+            kube = engine.syncer.client_for(app)
+        except GitsyncError:
+            return None  # no ServiceAccount to act as: the compare reports it (Stalled)
         soonest: float | None = None
         for key in rt.rollouts:
-            outcome = engine.rollouts.executor.tick(key.namespace, key.name)
+            outcome = engine.rollouts.executor.tick(key.namespace, key.name, kube=kube)
             if outcome.error:
                 bound.warning("rollout", rollout=str(key), error=outcome.error)
             if outcome.actions:

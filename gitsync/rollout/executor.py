@@ -72,6 +72,7 @@ from gitsync.rollout.routers import (
 )
 from gitsync.rollout.spec import (
     API_VERSION,
+    GROUP,
     KIND,
     Rollout,
     RolloutSpec,
@@ -107,6 +108,12 @@ FAILURE_REQUEUE_SECONDS = 5.0
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def rbac_denied(what: str, exc: ApiError) -> str:
+    """The rollout's failure reason for a 403: the API server's message names the user, the
+    verb, the resource and the namespace (never a secret value: it holds no object content)."""
+    return f"{what}: RBAC denied the Application's ServiceAccount: {exc.message or exc}"
 
 
 @dataclass(frozen=True)
@@ -299,7 +306,24 @@ def _pins(spec: RolloutSpec) -> bool:
 
 class CanaryExecutor:
     """Runs canary rollouts against one cluster. Call it from one thread per Rollout at a time
-    (the controller's per-app work queue guarantees that)."""
+    (the controller's per-app work queue guarantees that).
+
+    Whom it acts as: ``begin`` and ``tick`` take the client acting for the Application (its
+    ServiceAccount under impersonation, ``Syncer.client_for``), and every read and write of a
+    tenant object - the Rollout's spec, the stable and canary Deployments, Pods, Services,
+    Endpoints, Ingresses, HTTPRoutes - goes through it, so a Rollout from a tenant's repository
+    can make the controller do nothing its ServiceAccount could not do itself (a Rollout or
+    workload in another namespace, a kind it may not write). A 403 is not retried on a timer:
+    the rollout turns Degraded with the API server's denial as its message (and the sync result
+    of ``begin`` is SyncFailed with it).
+
+    Only the Rollout's ``status`` is written with the executor's own (the controller's) client:
+    it is the controller's bookkeeping (step, pause deadline, handled requests), which a tenant
+    should not need ``rollouts/status`` rights to have written, nor be able to forge. It is
+    written only for a Rollout the acting ServiceAccount may ``patch`` (a SelfSubjectAccessReview
+    as it), so a tenant cannot have the controller write the status of another team's Rollout
+    either. Discovery (which HTTPRoute version is served) is read as the controller, like all
+    discovery (``KubeClient.impersonating``)."""
 
     def __init__(
         self,
@@ -318,10 +342,12 @@ class CanaryExecutor:
         self._route_api_version = ""
         self.providers = providers or MetricProviders()
 
-    def begin(self, work: RolloutWork, *, revision: str) -> Outcome:
-        """A sync rendered ``work.target`` (see ``canary.start``)."""
+    def begin(self, work: RolloutWork, *, revision: str, kube: KubeClient | None = None) -> Outcome:
+        """A sync rendered ``work.target`` (see ``canary.start``). ``kube``: the client acting
+        for the app (its ServiceAccount, ``Syncer.client_for``); the executor's own without."""
+        tenant = kube or self.kube
         if work.error:
-            return self._report_error(work.rollout, work.error)
+            return self._report_error(tenant, work.rollout, work.error)
 
         def decide(rollout: Rollout, status: RolloutStatus, obs: core.Observation) -> core.Decision:
             start = bluegreen.start if rollout.spec.blue_green is not None else core.start
@@ -335,43 +361,62 @@ class CanaryExecutor:
                 revision=revision,
             )
 
-        return self._run(work.rollout, decide, work)
+        return self._run(tenant, work.rollout, decide, work)
 
-    def tick(self, namespace: str, name: str) -> Outcome:
+    def tick(self, namespace: str, name: str, *, kube: KubeClient | None = None) -> Outcome:
         """Move the rollout of Rollout ``namespace/name`` on by what its status and the cluster
-        allow (see ``canary.step``)."""
+        allow (see ``canary.step``); ``kube`` as for ``begin``."""
         key = ResourceKey("gitsync.dev", KIND, namespace, name)
-        return self._run(key, lambda r, s, o: _step_of(r.spec)(r.spec, s, o), None)
+        return self._run(
+            kube or self.kube, key, lambda r, s, o: _step_of(r.spec)(r.spec, s, o), None
+        )
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _run(self, key: ResourceKey, decide: Decide, work: RolloutWork | None) -> Outcome:
+    def _run(
+        self, tenant: KubeClient, key: ResourceKey, decide: Decide, work: RolloutWork | None
+    ) -> Outcome:
         for _ in range(3):
             try:
-                return self._once(key, decide, work)
+                return self._once(tenant, key, decide, work)
             except _Conflict:
                 continue
             except ApiError as exc:
+                if exc.status == 403:  # retrying cannot help: RBAC must change first
+                    denied = rbac_denied("rollout stopped", exc)
+                    return self._report_error(tenant, key, denied, abort=True)
                 log.warning("rollout failed", rollout=str(key), error=str(exc))
                 return Outcome(key, RolloutStatus(), (), FAILURE_REQUEUE_SECONDS, str(exc))
         return Outcome(key, RolloutStatus(), (), 1.0, "the Rollout kept changing; try again")
 
-    def _report_error(self, key: ResourceKey, error: str) -> Outcome:
-        """Degraded with ``error`` (when the Rollout exists to carry it)."""
+    def _report_error(
+        self, tenant: KubeClient, key: ResourceKey, error: str, *, abort: bool = False
+    ) -> Outcome:
+        """Degraded with ``error`` (when the Rollout exists, may be read by ``tenant`` and may
+        carry it - see ``_write_status``). ``abort``: the rollout in progress counts as aborted,
+        so a retry request (``rollouts.gitsync.dev/retry``) starts it again once fixed."""
         try:
-            live = self.kube.get(API_VERSION, KIND, key.name, key.namespace)
+            live = tenant.get(API_VERSION, KIND, key.name, key.namespace)
             if live is None:
                 return Outcome(key, RolloutStatus(), (), None, error)
             old = RolloutStatus.from_dict(live.get("status"))
             generation = int((live.get("metadata") or {}).get("generation") or 0)
             new = replace(old, phase=Phase.DEGRADED, message=error, observed_generation=generation)
-            self._write_status(live, old, new)
-        except (ApiError, _Conflict) as exc:
+            if abort:
+                new = replace(new, aborted_hash=old.canary_hash)
+            self._write_status(tenant, live, old, new)
+        except _Conflict as exc:
             return Outcome(key, RolloutStatus(), (), FAILURE_REQUEUE_SECONDS, f"{error}; {exc}")
+        except ApiError as exc:
+            # a denial (not the app's Rollout to read or to carry status) waits for RBAC
+            requeue = None if exc.status == 403 else FAILURE_REQUEUE_SECONDS
+            why = f"{error}; status not written: {exc.message or exc}"
+            return Outcome(key, RolloutStatus(), (), requeue, why)
         return Outcome(key, new, (), None, error)
 
-    def _once(self, key: ResourceKey, decide: Decide, work: RolloutWork | None) -> Outcome:
-        kube = self.kube
+    def _once(
+        self, kube: KubeClient, key: ResourceKey, decide: Decide, work: RolloutWork | None
+    ) -> Outcome:
         live = kube.get(API_VERSION, KIND, key.name, key.namespace)
         if live is None:
             return Outcome(key, RolloutStatus(), (), None, f"Rollout {key} does not exist")
@@ -379,7 +424,7 @@ class CanaryExecutor:
         try:
             rollout = parse_rollout_doc(live)
         except RolloutSpecError as exc:
-            return self._report_error(key, f"invalid Rollout spec: {exc}")
+            return self._report_error(kube, key, f"invalid Rollout spec: {exc}")
         target = rollout.spec.target_ref.name
         namespace = key.namespace
         second = second_name(rollout.spec)
@@ -390,6 +435,7 @@ class CanaryExecutor:
             if owner != rollout.name:
                 what = "preview" if rollout.spec.blue_green is not None else "canary"
                 return self._report_error(
+                    kube,
                     key,
                     f"Deployment {second} exists and is not this Rollout's {what} "
                     f"({OWNER_ANNOTATION}: {owner!r}); rename or delete it",
@@ -406,25 +452,41 @@ class CanaryExecutor:
             canary=canary_state,
             requests=core.Requests.from_annotations(rollout.annotations),
             generation=rollout.generation,
-            services=self._services(rollout),
-            router=self._router(rollout),
+            services=self._services(kube, rollout),
+            router=self._router(kube, rollout),
         )
         decision = decide(rollout, old, obs)
         if decision.measure:
             obs = replace(obs, readings=self._read_metrics(key, rollout, decision.measure))
             decision = decide(rollout, old, obs)
-        error = ""
+        error, denied = "", False
         try:
             for action in decision.actions:
-                self._execute(action, rollout, stable, canary, work)
+                self._execute(kube, action, rollout, stable=stable, canary=canary, work=work)
         except ApiError as exc:
-            error = f"{type(action).__name__} failed: {exc.message or exc}"
+            denied = exc.status == 403
+            if denied:
+                error = rbac_denied(f"{type(action).__name__} failed", exc)
+            else:
+                error = f"{type(action).__name__} failed: {exc.message or exc}"
         if error:
             failed = replace(old, message=error, observed_generation=rollout.generation)
-            self._write_status(live, old, failed)
+            requeue: float | None = FAILURE_REQUEUE_SECONDS
+            if denied:
+                # Not retried on a timer: RBAC must change first. Degraded, and marked aborted
+                # so that a retry request (rollouts.gitsync.dev/retry) starts it again then.
+                failed = replace(failed, phase=Phase.DEGRADED, aborted_hash=old.canary_hash)
+                requeue = None
+            try:
+                self._write_status(kube, live, old, failed)
+            except ApiError as exc:
+                if exc.status != 403:
+                    raise
+                # the action's denial is the reason; the status is not the app's to carry
+                error = f"{error}; status not written: {exc.message or exc}"
             log.warning("rollout action failed", rollout=str(key), error=error)
-            return Outcome(key, failed, decision.actions, FAILURE_REQUEUE_SECONDS, error)
-        self._write_status(live, old, decision.status)
+            return Outcome(key, failed, decision.actions, requeue, error)
+        self._write_status(kube, live, old, decision.status)
         if decision.actions or decision.status.phase != old.phase:
             log.info(
                 "rollout",
@@ -452,8 +514,8 @@ class CanaryExecutor:
             )
         return readings
 
-    def _scale(self, name: str, namespace: str, replicas: int) -> None:
-        self.kube.patch(
+    def _scale(self, kube: KubeClient, name: str, namespace: str, replicas: int) -> None:
+        kube.patch(
             DEPLOYMENT_API,
             "Deployment",
             name,
@@ -464,8 +526,10 @@ class CanaryExecutor:
 
     def _execute(
         self,
+        kube: KubeClient,
         action: core.Action,
         rollout: Rollout,
+        *,
         stable: Mapping[str, Any] | None,
         canary: Mapping[str, Any] | None,
         work: RolloutWork | None,
@@ -474,7 +538,7 @@ class CanaryExecutor:
         target = rollout.spec.target_ref.name
         if isinstance(action, core.Scale):
             name = target if action.role == core.Role.STABLE else second_name(rollout.spec)
-            self._scale(name, namespace, action.replicas)
+            self._scale(kube, name, namespace, action.replicas)
         elif isinstance(action, core.CreateCanary):
             if work is None or work.desired_hash != action.template_hash:
                 raise ApiError(0, "NoTemplate", "the rendered template is not at hand")
@@ -485,11 +549,11 @@ class CanaryExecutor:
                 template_hash=action.template_hash,
                 role=PREVIEW_ROLE if rollout.spec.blue_green is not None else CANARY_ROLE,
             )
-            self.kube.apply(manifest, field_manager=self.field_manager, force=True)
+            kube.apply(manifest, field_manager=self.field_manager, force=True)
         elif isinstance(action, core.DeleteCanary):
             if canary is not None:
                 uid = (canary.get("metadata") or {}).get("uid")
-                self.kube.delete(
+                kube.delete(
                     DEPLOYMENT_API,
                     "Deployment",
                     second_name(rollout.spec),
@@ -519,7 +583,7 @@ class CanaryExecutor:
                         "value": {STABLE_HASH_ANNOTATION: action.template_hash},
                     }
                 )
-            self.kube.patch(
+            kube.patch(
                 DEPLOYMENT_API,
                 "Deployment",
                 target,
@@ -529,40 +593,40 @@ class CanaryExecutor:
                 field_manager=self.field_manager,
             )
         elif isinstance(action, PinSelector):
-            self._pin(namespace, action)
+            self._pin(kube, namespace, action)
         elif isinstance(action, SetRouterWeight):
-            self._set_weight(rollout, action.weight)
+            self._set_weight(kube, rollout, action.weight)
 
     # -- Services and routers ------------------------------------------------------------------
 
-    def _services(self, rollout: Rollout) -> dict[str, ServiceState]:
+    def _services(self, kube: KubeClient, rollout: Rollout) -> dict[str, ServiceState]:
         """The Services the rollout pins, by role, with their Endpoints (``Observation``)."""
         names = _pinned_services(rollout.spec)
         out = {}
         for role, name in names.items():
-            live = self.kube.get("v1", "Service", name, rollout.namespace)
+            live = kube.get("v1", "Service", name, rollout.namespace)
             endpoints = None
             if live is not None:
-                endpoints = self.kube.get("v1", "Endpoints", name, rollout.namespace)
+                endpoints = kube.get("v1", "Endpoints", name, rollout.namespace)
             out[role] = service_state(name, live, endpoints)
         return out
 
-    def _pin(self, namespace: str, action: PinSelector) -> None:
+    def _pin(self, kube: KubeClient, namespace: str, action: PinSelector) -> None:
         """Server-side apply of the selector key (see the module docstring)."""
-        live = self.kube.get("v1", "Service", action.service, namespace)
+        live = kube.get("v1", "Service", action.service, namespace)
         if live is None:
             raise ApiError(404, "NotFound", f"Service {action.service} does not exist")
         selector = (live.get("spec") or {}).get("selector") or {}
         body = pinned_service(action.service, namespace, action.template_hash)
         if self._selector_atomic is None and any(k != HASH_LABEL for k in selector):
-            dry = self.kube.apply(body, field_manager=self.field_manager, force=True, dry_run=True)
+            dry = kube.apply(body, field_manager=self.field_manager, force=True, dry_run=True)
             kept = (dry.get("spec") or {}).get("selector") or {}
             self._selector_atomic = any(k not in kept for k in selector if k != HASH_LABEL)
         if self._selector_atomic:
             body = pinned_service(
                 action.service, namespace, action.template_hash, live_selector=selector
             )
-        self.kube.apply(body, field_manager=self.field_manager, force=True)
+        kube.apply(body, field_manager=self.field_manager, force=True)
 
     def _route_api(self) -> str:
         """The served HTTPRoute version (``HTTPROUTE_VERSIONS``, preferred first); remembered
@@ -587,7 +651,7 @@ class CanaryExecutor:
             return api
         raise ApiError(404, "NotFound", "the API server serves no Gateway API HTTPRoute")
 
-    def _router(self, rollout: Rollout) -> RouterState | None:
+    def _router(self, kube: KubeClient, rollout: Rollout) -> RouterState | None:
         """The router's weight as observed (None for a Rollout without ``trafficRouting``)."""
         canary = rollout.spec.canary
         routing = canary.traffic_routing if canary is not None else None
@@ -596,10 +660,8 @@ class CanaryExecutor:
         namespace = rollout.namespace
         if routing.nginx is not None:
             stable_name = routing.nginx.stable_ingress
-            stable = self.kube.get(INGRESS_API, "Ingress", stable_name, namespace)
-            live = self.kube.get(
-                INGRESS_API, "Ingress", canary_ingress_name(stable_name), namespace
-            )
+            stable = kube.get(INGRESS_API, "Ingress", stable_name, namespace)
+            live = kube.get(INGRESS_API, "Ingress", canary_ingress_name(stable_name), namespace)
             live_meta = (live or {}).get("metadata") or {}
             owner = (live_meta.get("annotations") or {}).get(OWNER_ANNOTATION)
             if live is not None and owner != rollout.name:
@@ -626,7 +688,7 @@ class CanaryExecutor:
         assert routing.gateway_api is not None
         name = routing.gateway_api.http_route
         try:
-            route = self.kube.get(self._route_api(), "HTTPRoute", name, namespace)
+            route = kube.get(self._route_api(), "HTTPRoute", name, namespace)
         except ApiError as exc:
             return RouterState(0, str(exc.message or exc))
         if route is None:
@@ -639,7 +701,7 @@ class CanaryExecutor:
             )
         return RouterState(weight)
 
-    def _set_weight(self, rollout: Rollout, weight: int) -> None:
+    def _set_weight(self, kube: KubeClient, rollout: Rollout, weight: int) -> None:
         canary = rollout.spec.canary
         routing = canary.traffic_routing if canary is not None else None
         if canary is None or routing is None:
@@ -649,9 +711,9 @@ class CanaryExecutor:
             stable_name = routing.nginx.stable_ingress
             name = canary_ingress_name(stable_name)
             if weight == 0:
-                self.kube.delete(INGRESS_API, "Ingress", name, namespace)
+                kube.delete(INGRESS_API, "Ingress", name, namespace)
                 return
-            stable = self.kube.get(INGRESS_API, "Ingress", stable_name, namespace)
+            stable = kube.get(INGRESS_API, "Ingress", stable_name, namespace)
             if stable is None:
                 raise ApiError(404, "NotFound", f"the stable Ingress {stable_name} does not exist")
             try:
@@ -665,11 +727,11 @@ class CanaryExecutor:
                 )
             except RouterError as exc:
                 raise ApiError(0, "RouterError", str(exc)) from exc
-            self.kube.apply(manifest, field_manager=self.field_manager, force=True)
+            kube.apply(manifest, field_manager=self.field_manager, force=True)
             return
         assert routing.gateway_api is not None
         api, name = self._route_api(), routing.gateway_api.http_route
-        route = self.kube.get(api, "HTTPRoute", name, namespace)
+        route = kube.get(api, "HTTPRoute", name, namespace)
         if route is None:
             raise ApiError(404, "NotFound", f"HTTPRoute {name} does not exist")
         try:
@@ -679,7 +741,7 @@ class CanaryExecutor:
         except RouterError as exc:
             raise ApiError(0, "RouterError", str(exc)) from exc
         meta = route.get("metadata") or {}
-        self.kube.patch(
+        kube.patch(
             api,
             "HTTPRoute",
             name,
@@ -692,9 +754,16 @@ class CanaryExecutor:
         )
 
     def _write_status(
-        self, live: Mapping[str, Any], old: RolloutStatus, new: RolloutStatus
+        self,
+        tenant: KubeClient,
+        live: Mapping[str, Any],
+        old: RolloutStatus,
+        new: RolloutStatus,
     ) -> None:
-        """Merge-patch the status subresource when it changed; ``_Conflict`` on a lost race."""
+        """Merge-patch the status subresource when it changed; ``_Conflict`` on a lost race.
+
+        The write itself is the controller's (see the class docstring), and only for a Rollout
+        ``tenant`` may patch: an ApiError 403 naming the denial otherwise."""
         before, after = old.to_dict(), new.to_dict()
         raw = live.get("status")
         stored: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
@@ -705,13 +774,21 @@ class CanaryExecutor:
             if key not in after:
                 patch[key] = None
         meta = live.get("metadata") or {}
+        namespace = str(meta.get("namespace", ""))
+        if tenant.impersonated_user and not tenant.may("patch", GROUP, "rollouts", namespace):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'User "{tenant.impersonated_user}" cannot patch resource "rollouts" in API '
+                f'group "{GROUP}" in the namespace "{namespace}": its status is left alone',
+            )
         try:
             self.kube.patch(
                 API_VERSION,
                 KIND,
                 str(meta.get("name", "")),
                 {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": patch},
-                namespace=str(meta.get("namespace", "")),
+                namespace=namespace,
                 subresource="status",
                 field_manager=self.field_manager,
             )
@@ -739,40 +816,51 @@ class RolloutSyncHook:
         self,
         desired: Mapping[ResourceKey, Mapping[str, Any]],
         live: Mapping[ResourceKey, Mapping[str, Any] | None],
+        *,
+        kube: KubeClient | None = None,
     ) -> TakeoverPlan:
         """``takeover.plan_takeover``, with every targeted Deployment read fresh from the API
         server: ``live`` may come from a watch cache, and a cached copy from before a promotion
-        would hold - and so re-apply - the old template."""
+        would hold - and so re-apply - the old template. ``kube``: the client acting for the
+        app (see ``CanaryExecutor``); these reads are the app's like the compare's."""
+        tenant = kube or self.kube
         fresh = dict(live)
         for key in targeted_deployments(desired):
-            fresh[key] = self.kube.get(DEPLOYMENT_API, "Deployment", key.name, key.namespace)
+            fresh[key] = tenant.get(DEPLOYMENT_API, "Deployment", key.name, key.namespace)
         for key in pinned_objects(desired):  # a cached copy could undo a selector switch
             api_version = str(desired[key].get("apiVersion", ""))
-            fresh[key] = self.kube.get(api_version, key.kind, key.name, key.namespace)
+            fresh[key] = tenant.get(api_version, key.kind, key.name, key.namespace)
         plan = plan_takeover(desired, fresh)
-        return dataclasses.replace(plan, work=tuple(self._mark_running(w) for w in plan.work))
+        work = tuple(self._mark_running(tenant, w) for w in plan.work)
+        return dataclasses.replace(plan, work=work)
 
-    def _mark_running(self, work: RolloutWork) -> RolloutWork:
+    def _mark_running(self, tenant: KubeClient, work: RolloutWork) -> RolloutWork:
         """Whether the Rollout already runs (or has aborted) this template, so a sync has
         nothing to start and the app is not out of sync because of it."""
         if not work.held:
             return work
-        live = self.kube.get(API_VERSION, KIND, work.rollout.name, work.rollout.namespace) or {}
+        live = tenant.get(API_VERSION, KIND, work.rollout.name, work.rollout.namespace) or {}
         status = live.get("status") or {}
         running = work.desired_hash in (status.get("canaryHash"), status.get("abortedHash"))
         return dataclasses.replace(work, running=running)
 
     def start(
-        self, work: Sequence[RolloutWork], *, revision: str, dry_run: bool = False
+        self,
+        work: Sequence[RolloutWork],
+        *,
+        revision: str,
+        dry_run: bool = False,
+        kube: KubeClient | None = None,
     ) -> list[ResourceResult]:
-        """``begin`` each work item; one result per Rollout (SyncFailed when it could not)."""
+        """``begin`` each work item as ``kube`` (see ``CanaryExecutor``); one result per Rollout
+        (SyncFailed when it could not)."""
         results = []
         for item in work:
             if dry_run:
                 what = f"would roll out template {item.desired_hash}" if item.held else "unchanged"
                 results.append(ResourceResult(item.rollout, ResultCode.SYNCED, f"{what} (dry run)"))
                 continue
-            outcome = self.executor.begin(item, revision=revision)
+            outcome = self.executor.begin(item, revision=revision, kube=kube)
             if outcome.error:
                 code, message = ResultCode.SYNC_FAILED, outcome.error
             else:

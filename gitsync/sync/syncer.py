@@ -94,16 +94,19 @@ class TakeoverPlanLike(Protocol):
 class TemplateTakeover(Protocol):
     """Hands pod-template changes of Rollout-governed Deployments to the rollout layer (which
     sits above sync, so it is injected): ``plan`` says what to compare and apply instead of the
-    rendered Deployment, ``start`` begins the rollouts once the wave is applied."""
+    rendered Deployment, ``start`` begins the rollouts once the wave is applied. Both get the
+    app's client (``Syncer.client_for``): what a rollout reads and writes is the app's too."""
 
     def plan(
         self,
         desired: Mapping[ResourceKey, Mapping[str, Any]],
         live: Mapping[ResourceKey, Mapping[str, Any] | None],
+        *,
+        kube: KubeClient,
     ) -> TakeoverPlanLike: ...
 
     def start(
-        self, work: Sequence[Any], *, revision: str, dry_run: bool = False
+        self, work: Sequence[Any], *, revision: str, dry_run: bool = False, kube: KubeClient
     ) -> list[ResourceResult]: ...
 
 
@@ -503,7 +506,9 @@ class Syncer:
         pending: set[ResourceKey] = set()
         rendered: dict[ResourceKey, dict[str, Any]] = {}
         if self.takeover is not None:
-            plan = self.takeover.plan({i.key: i.obj for i in ok}, {i.key: i.live for i in ok})
+            plan = self.takeover.plan(
+                {i.key: i.obj for i in ok}, {i.key: i.live for i in ok}, kube=kube
+            )
             rendered = {i.key: i.obj for i in ok}
             for item in ok:
                 item.obj = plan.replacements.get(item.key, item.obj)
@@ -624,7 +629,7 @@ class Syncer:
                     work = [w for w in comparison.rollout_work if w.rollout in in_wave]
                     if work:
                         result.results.extend(
-                            self.takeover.start(work, revision=revision, dry_run=dry_run)
+                            self.takeover.start(work, revision=revision, dry_run=dry_run, kube=kube)
                         )
             for entry in prune_waves.get(number, []):
                 code = self._prune(kube, app, entry, dry_run=dry_run, result=result, wave=number)

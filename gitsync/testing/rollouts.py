@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from gitsync.kube import KubeClient
 from gitsync.rollout import CanaryExecutor, Outcome
 from gitsync.rollout.endpoints import AnalysisAllowList
 from gitsync.rollout.providers import MetricProviders
+from gitsync.testing.waiting import wait_for
 
 ROLLOUT_API = "gitsync.dev/v1alpha1"
 POLL_SECONDS = 0.3
@@ -26,6 +28,24 @@ def loopback_executor(kube: KubeClient) -> CanaryExecutor:
     """An executor whose analysis may read the tests' loopback metric servers."""
     allow = AnalysisAllowList.parse([LOOPBACK_ANALYSIS])
     return CanaryExecutor(kube, providers=MetricProviders(allow=allow))
+
+
+def canary_started(kube: KubeClient, namespace: str, image: str) -> dict[str, Any]:
+    """Wait (as the controller runs it) for the canary Deployment ``web-canary`` running
+    ``image`` and for the Rollout ``web``'s status to record it; returns that status."""
+    canary = wait_for(
+        lambda: kube.get("apps/v1", "Deployment", "web-canary", namespace),
+        timeout=90,
+        what=f"the canary Deployment in {namespace}",
+    )
+    assert canary["spec"]["template"]["spec"]["containers"][0]["image"] == image
+
+    def recorded() -> dict[str, Any] | None:
+        live = kube.get(ROLLOUT_API, "Rollout", "web", namespace) or {}
+        status: dict[str, Any] = live.get("status") or {}
+        return status if status.get("canaryHash") else None
+
+    return wait_for(recorded, timeout=30, what="the Rollout's status recording the canary")
 
 
 def request(kube: KubeClient, namespace: str, annotation: str, value: str) -> None:

@@ -24,7 +24,9 @@ import yaml
 from helm_python import _native
 
 from gitsync.controller.controller import ensure_crd
+from gitsync.controller.reconciler import REFRESH_REQUEST
 from gitsync.kube import ApiError, KubeClient
+from gitsync.testing import rollouts
 from gitsync.testing.apps import (
     app_status,
     application,
@@ -35,6 +37,7 @@ from gitsync.testing.apps import (
 from gitsync.testing.cluster import TestCluster, temporary_namespace
 from gitsync.testing.controller import ServeProcess
 from gitsync.testing.gitserver import GitServer
+from gitsync.testing.manifests import canary_rollout, web_deployment, web_service
 from gitsync.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -488,3 +491,58 @@ def test_a_tenant_cannot_leave_its_namespace_with_the_chart_defaults(
                     "rbac.authorization.k8s.io/v1", "ClusterRole", f"tenant-escape-{suffix}"
                 )
             remove_cluster_scoped(kube, objects)
+
+
+def test_a_tenants_rollout_runs_with_the_chart_defaults(
+    cluster: TestCluster,
+    kube: KubeClient,
+    namespace: str,
+    release_namespace: str,
+    git_server: GitServer,
+    tmp_path: Path,
+    needs_control_plane: None,
+) -> None:
+    """With impersonation the chart grants gitsync only reads on what tenants deploy, plus its
+    own objects: a tenant's canary is still created (as the tenant's ServiceAccount) and its
+    Rollout's status written (by gitsync, under the chart's ``rollouts/status`` grant)."""
+    tenant, suffix = namespace, secrets.token_hex(3)
+    rules = [
+        {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": MANAGE},
+        {"apiGroups": [""], "resources": ["services"], "verbs": MANAGE},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["gitsync.dev"], "resources": ["rollouts"], "verbs": MANAGE},
+    ]
+    values = with_tenant({}, tenant, rules=rules)
+    objects = render_chart(kube, values, release=f"gs-{suffix}", namespace=release_namespace)
+    steps = [{"setWeight": 50}, {"pause": {}}]
+
+    def files(image: str) -> dict[str, str]:
+        own = [web_deployment(image, 2), web_service(), canary_rollout(steps)]
+        return {"app/web.yaml": yaml.safe_dump_all(own)}
+
+    ctl = None
+    try:
+        install(kube, objects)
+        ctl = serve_as_chart(cluster, kube, objects, tmp_path)
+        repo = git_server.create_repo(f"chart-rollout-{suffix}", files=files("nginx:1.25"))
+        kube.create(application("web", tenant, repo.file_url()))
+        wait_for(
+            lambda: app_status(kube, tenant, "web").get("sync", {}).get("revision") == repo.head(),
+            timeout=90,
+            what="the first sync",
+        )
+        repo.commit(files("nginx:1.26"), message="v2")
+        repo.push()
+        kube.patch(
+            "gitsync.dev/v1alpha1",
+            "Application",
+            "web",
+            {"metadata": {"annotations": {REFRESH_REQUEST: f"v2-{suffix}"}}},
+            namespace=tenant,
+        )
+        status = rollouts.canary_started(kube, tenant, "nginx:1.26")
+        assert status["phase"] in ("Progressing", "Paused"), status
+    finally:
+        if ctl is not None:
+            ctl.stop()
+        remove_cluster_scoped(kube, objects)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from gitsync.application import Application, parse_application
 from gitsync.kube import ApiError, KubeClient
@@ -21,11 +22,22 @@ from gitsync.kube.cache import WatchCache
 from gitsync.model import ResourceKey, ResultCode
 from gitsync.policy import Policy
 from gitsync.render import RenderedManifest
+from gitsync.rollout import RolloutSyncHook, template_hash
+from gitsync.rollout.status import STABLE_HASH_ANNOTATION
 from gitsync.sync import Impersonation, Syncer
 from gitsync.sync.inventory import Inventory
-from gitsync.testing.apps import app_status, application, configmap_repo, tenant_escapes
+from gitsync.testing import rollouts
+from gitsync.testing.apps import (
+    app_status,
+    application,
+    configmap_repo,
+    github_webhook,
+    rollout_status,
+    tenant_escapes,
+)
 from gitsync.testing.cluster import temporary_namespace
 from gitsync.testing.gitserver import GitServer
+from gitsync.testing.manifests import canary_rollout, web_deployment, web_service
 from gitsync.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -310,3 +322,194 @@ def test_serve_stalls_an_application_without_a_service_account(
     )
     assert synced
     assert "impersonation is off" not in ctl.log()
+
+
+def test_a_rollout_acts_as_the_service_account_and_cannot_touch_another_namespace(
+    serve: Any,
+    kube: KubeClient,
+    namespace: str,
+    other: str,
+    git_server: GitServer,
+    rollout_crd: None,
+) -> None:
+    """Confused deputy through the rollout executor: a tenant that may read everywhere but write
+    only in its own namespace renders another team's Rollout and its Deployment with its own
+    image. The sync refuses both applies; the rollout must not then create the canary (the
+    tenant's pods in the other namespace) or write that Rollout's status with the controller's
+    rights. Its own Rollout still rolls out."""
+    suffix = secrets.token_hex(3)
+    make_tenant(kube, namespace)
+    grant(
+        kube,
+        namespace,
+        "tenant-rollouts",
+        [
+            {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ALL_VERBS},
+            {"apiGroups": [""], "resources": ["services"], "verbs": ALL_VERBS},
+            {"apiGroups": [""], "resources": ["pods", "endpoints"], "verbs": ["get", "list"]},
+            {"apiGroups": ["gitsync.dev"], "resources": ["rollouts"], "verbs": ALL_VERBS},
+        ],
+    )
+    reader = f"tenant-reads-everywhere-{suffix}"
+    kube.apply(
+        {
+            "apiVersion": RBAC,
+            "kind": "ClusterRole",
+            "metadata": {"name": reader},
+            "rules": [
+                {
+                    "apiGroups": ["", "apps", "gitsync.dev"],
+                    "resources": ["deployments", "services", "pods", "endpoints", "rollouts"],
+                    "verbs": ["get", "list", "watch"],
+                }
+            ],
+        },
+        field_manager="test",
+    )
+    kube.apply(
+        {
+            "apiVersion": RBAC,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": reader},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole"}
+            | {"name": reader},
+            "subjects": [{"kind": "ServiceAccount", "name": TENANT_SA, "namespace": namespace}],
+        },
+        field_manager="test",
+    )
+    tenant = kube.impersonating_service_account(namespace, TENANT_SA)
+    wait_for(lambda: tenant.may("get", "gitsync.dev", "rollouts", other), what="the read grant")
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    # The other team's rollout, at rest on nginx:1.25.
+    victim = web_deployment("nginx:1.25", 2)
+    victim["metadata"]["annotations"] = {
+        STABLE_HASH_ANNOTATION: template_hash(victim["spec"]["template"])
+    }
+    for obj in (victim, web_service(), canary_rollout(steps)):
+        kube.create(obj | {"metadata": obj["metadata"] | {"namespace": other}})
+    # The tenant's repository: its own rollout, and the other team's with the tenant's image.
+    hostile = web_deployment("registry.example/tenant:evil", 2)
+    theirs = [
+        o | {"metadata": o["metadata"] | {"namespace": other}}
+        for o in (hostile, canary_rollout(steps))
+    ]
+    repo = git_server.create_repo(
+        f"rollimp-{suffix}",
+        files={
+            "app/own.yaml": yaml.safe_dump_all(
+                [web_deployment("nginx:1.25", 2), web_service(), canary_rollout(steps)]
+            ),
+            "app/theirs.yaml": yaml.safe_dump_all(theirs),
+        },
+    )
+    try:
+        ctl = serve(impersonate=True)
+        kube.create(application("web", namespace, repo.file_url(), serviceAccountName=TENANT_SA))
+
+        def rollout_refused() -> list[dict[str, Any]]:
+            op = app_status(kube, namespace, "web").get("operationState") or {}
+            return [
+                r
+                for r in op.get("resources") or []
+                if (r["kind"], r["namespace"]) == ("Rollout", other)
+                and r.get("message", "").startswith("rollout: ")
+            ]
+
+        (refused,) = wait_for(rollout_refused, timeout=90, what="the other team's rollout result")
+        assert kube.get("apps/v1", "Deployment", "web-canary", other) is None
+        assert refused["status"] == "SyncFailed"
+        assert "CreateCanary failed: RBAC denied" in refused["message"]
+        assert f"system:serviceaccount:{namespace}:{TENANT_SA}" in refused["message"]
+        assert f'in the namespace "{other}"' in refused["message"]
+
+        # Its own rollout, within its rights, runs: a new image becomes a canary.
+        sha = repo.commit(
+            {
+                "app/own.yaml": yaml.safe_dump_all(
+                    [web_deployment("nginx:1.26", 2), web_service(), canary_rollout(steps)]
+                )
+            },
+            "v2",
+        )
+        repo.push()
+        assert github_webhook(ctl.url, repo.file_url(), "refs/heads/main", sha) == 202
+        own = rollouts.canary_started(kube, namespace, "nginx:1.26")
+        assert own["phase"] in ("Progressing", "Paused"), own
+
+        # Nothing in the other namespace moved: no canary of the tenant's image, the stable
+        # Deployment untouched, and the other team's Rollout carries no status of the tenant's.
+        assert kube.get("apps/v1", "Deployment", "web-canary", other) is None
+        live = kube.get("apps/v1", "Deployment", "web", other)
+        assert live is not None
+        assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+        assert rollout_status(kube, other) == {}
+        assert "RBAC denied" in ctl.log()
+    finally:
+        for kind in ("ClusterRoleBinding", "ClusterRole"):
+            with contextlib.suppress(ApiError):
+                kube.delete(RBAC, kind, reader)
+
+
+READS = ["get", "list", "watch"]
+ONLY_WEB = [  # may change the Deployment web, not create web-canary
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": READS},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["web"]}
+    | {"verbs": ["patch", "update"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": READS},
+]
+NO_PODS = [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ALL_VERBS}]
+
+
+@pytest.mark.parametrize(
+    ("rules", "reason", "denied"),
+    [
+        (ONLY_WEB, "CreateCanary failed: RBAC denied", 'cannot patch resource "deployments"'),
+        (NO_PODS, "rollout stopped: RBAC denied", 'cannot list resource "pods"'),
+    ],
+    ids=["a-write", "a-read"],
+)
+def test_a_rollout_step_its_service_account_may_not_take_is_degraded_naming_the_denial(
+    kube: KubeClient,
+    namespace: str,
+    rollout_crd: None,
+    rules: list[dict[str, Any]],
+    reason: str,
+    denied: str,
+) -> None:
+    """In its own namespace, a ServiceAccount that may change only the Deployment ``web`` cannot
+    have the rollout create ``web-canary``, nor one that may not list Pods have it read them:
+    the rollout stops Degraded with the API server's denial (not retried on a timer), the sync
+    result says so, and no canary exists."""
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": TENANT_SA, "namespace": namespace},
+        },
+        field_manager="test",
+    )
+    rollouts_rule = {"apiGroups": ["gitsync.dev"], "resources": ["rollouts"], "verbs": ALL_VERBS}
+    grant(kube, namespace, "narrow", [*rules, rollouts_rule])
+    tenant = kube.impersonating_service_account(namespace, TENANT_SA)
+    wait_for(lambda: tenant.may("patch", "gitsync.dev", "rollouts", namespace), what="the grant")
+    app = tenant_app(namespace, serviceAccountName=TENANT_SA)
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    hook = RolloutSyncHook(kube)
+    v1 = [manifest(web_deployment("nginx:1.25", 2)), manifest(canary_rollout(steps))]
+    assert Syncer(kube, takeover=hook).sync(app, v1, revision="e" * 40).succeeded
+    syncer = Syncer(kube, takeover=hook, impersonation=Impersonation())
+    v2 = [manifest(web_deployment("nginx:1.26", 2)), manifest(canary_rollout(steps))]
+    result = syncer.sync(app, v2, revision="f" * 40)
+    (started,) = [r for r in result.results if r.message.startswith("rollout: ")]
+    assert started.code == ResultCode.SYNC_FAILED
+    assert reason in started.message
+    assert f'User "system:serviceaccount:{namespace}:{TENANT_SA}" {denied}' in started.message
+    status = rollout_status(kube, namespace)
+    assert status["phase"] == "Degraded"
+    assert status["message"] in started.message
+    assert kube.get("apps/v1", "Deployment", "web-canary", namespace) is None
+    live = kube.get("apps/v1", "Deployment", "web", namespace)
+    assert live is not None  # the template change stays held
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+    again = hook.executor.tick(namespace, "web", kube=tenant)
+    assert again.requeue_after is None  # waits for RBAC (or a retry request), not a timer

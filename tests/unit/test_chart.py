@@ -78,6 +78,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
 }
 IMPERSONATE = {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}
+APPLICATION_WRITES = [
+    {
+        "apiGroups": ["gitsync.dev"],
+        "resources": ["applications"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
+    {"apiGroups": ["gitsync.dev"], "resources": ["applications/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+]
 
 
 def render_templates(
@@ -477,8 +486,26 @@ def test_extra_rules_with_the_star_verb_are_refused() -> None:
         render(star)
 
 
+def test_with_impersonation_the_controller_only_reads_what_tenants_deploy() -> None:
+    """Every apply, prune and rollout step runs as an Application's ServiceAccount, so the
+    controller's own rights are reads plus its own objects: inventories, a Rollout's status."""
+    own = [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": MANAGE_VERBS},
+        {"apiGroups": ["gitsync.dev"], "resources": ["rollouts/status"], "verbs": ["get", "patch"]},
+    ]
+    (role,) = of_kind(render(), "ClusterRole")
+    assert {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]} in (
+        role["rules"]
+    )
+    writes = [r for r in role["rules"] if set(r["verbs"]) - {"get", "list", "watch"}]
+    assert writes == [*own, IMPERSONATE, *APPLICATION_WRITES]
+    (kinds,) = of_kind(render(VALUE_SETS["explicit-kinds"]), "ClusterRole")
+    writes = [r for r in kinds["rules"] if set(r["verbs"]) - {"get", "list", "watch"}]
+    assert writes == [own[0], own[1], IMPERSONATE, *APPLICATION_WRITES]
+
+
 def test_cluster_mode_manages_everything_with_explicit_verbs() -> None:
-    objects = render()
+    objects = render(VALUE_SETS["single-team"])  # no impersonation: gitsync applies itself
     (role,) = of_kind(objects, "ClusterRole")
     (binding,) = of_kind(objects, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -499,7 +526,8 @@ def test_cluster_mode_manages_everything_with_explicit_verbs() -> None:
 
 
 def test_explicit_kinds_mode_lists_kinds_and_reads_crds() -> None:
-    (role,) = of_kind(render(VALUE_SETS["explicit-kinds"]), "ClusterRole")
+    values = VALUE_SETS["explicit-kinds"] | VALUE_SETS["single-team"]
+    (role,) = of_kind(render(values), "ClusterRole")
     granted = {
         (group, resource): tuple(rule["verbs"])
         for rule in role["rules"]

@@ -107,9 +107,30 @@ built-in list, which has policy/v1 whatever the target, so the Kubernetes versio
 {{- end }}
 {{- end }}
 
-{{/* The verbs gitsync needs on what it manages: read and watch (the live cache), server-side apply (patch; create/update for objects it creates), prune (delete). Never "*". */}}
+{{/* The verbs gitsync needs on what it manages: read and watch (the live cache), server-side apply (patch; create/update for objects it creates), prune (delete). Never "*". With impersonation every apply, prune and rollout step is the Applications' ServiceAccounts' (the rollout executor's too), so gitsync itself only reads. Call with the root context. */}}
 {{- define "gitsync.manageVerbs" -}}
+{{- if .Values.impersonation.enabled -}}
+["get", "list", "watch"]
+{{- else -}}
 ["get", "list", "watch", "create", "update", "patch", "delete"]
+{{- end -}}
+{{- end }}
+
+{{/* What gitsync writes as itself wherever it manages: with impersonation, only its own objects there - each Application's inventory ConfigMap, and a Rollout's status (in gitsync.manageRules). */}}
+{{- define "gitsync.ownObjectRules" -}}
+{{- if .Values.impersonation.enabled }}
+# The inventories (ConfigMaps gitsync names and owns); tenant objects are written as the
+# Applications' ServiceAccounts.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+{{- if .Values.rbac.manageAll }}
+# A Rollout's status: the rollout executor's bookkeeping (the kinds mode lists it below).
+- apiGroups: ["gitsync.dev"]
+  resources: ["rollouts/status"]
+  verbs: ["get", "patch"]
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -121,6 +142,9 @@ Call with (dict "root" $ "cluster" true|false).
 */}}
 {{- define "gitsync.manageRules" -}}
 {{- $root := .root }}
+{{- with include "gitsync.ownObjectRules" $root }}
+{{- . }}
+{{- end }}
 {{- if $root.Values.rbac.manageAll }}
 - apiGroups: ["*"]
   resources: ["*"]
@@ -160,7 +184,7 @@ Call with (dict "root" $ "cluster" true|false).
   resources: ["poddisruptionbudgets"]
   verbs: {{ include "gitsync.manageVerbs" $root }}
 # gitsync's own progressive-delivery kind (charts/gitsync/crds): applied from Git, status
-# written by the rollout executor.
+# written by the rollout executor (as gitsync, for a Rollout the app's ServiceAccount may patch).
 - apiGroups: ["gitsync.dev"]
   resources: ["rollouts"]
   verbs: {{ include "gitsync.manageVerbs" $root }}
