@@ -403,7 +403,8 @@ def test_a_rollout_acts_as_the_service_account_and_cannot_touch_another_namespac
         },
     )
     try:
-        ctl = serve(impersonate=True)
+        # no destination policy: the ServiceAccount's RBAC alone must stop the deputy
+        ctl = serve("--policy-allow-all", impersonate=True)
         kube.create(application("web", namespace, repo.file_url(), serviceAccountName=TENANT_SA))
 
         def rollout_refused() -> list[dict[str, Any]]:
