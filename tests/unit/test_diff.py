@@ -18,10 +18,8 @@ from gitsync.diff import (
     IGNORED_LABELS,
     MAX_DEPTH,
     MAX_NODES,
-    DiffResult,
     IgnoreRule,
     ResourceDiff,
-    diff_app,
     diff_resource,
     mask_secret,
     normalize,
@@ -297,52 +295,6 @@ def test_secret_data_invalid_base64_still_compares_and_masks() -> None:
     )
     assert diff.status is SyncStatus.OUT_OF_SYNC
     assert "not base64!" not in diff.unified
-
-
-# --- diff_app ------------------------------------------------------------------------------------
-
-
-def test_diff_app_reports_inventory_leftovers_as_extraneous_only() -> None:
-    web, api, old, gone, foreign, unlooked = (
-        ResourceKey("apps", "Deployment", "shop", n)
-        for n in ("web", "api", "old", "gone", "foreign", "unlooked")
-    )
-    result = diff_app(
-        desired={web: deployment("web"), api: deployment("api")},
-        live={
-            web: deployment("web"),
-            api: None,
-            old: deployment("old"),
-            gone: None,
-            foreign: deployment("foreign"),
-        },
-        inventory=[web, old, gone, unlooked],
-    )
-    statuses = {diff.key: diff.status for diff in result.resources}
-    assert statuses == {
-        web: SyncStatus.SYNCED,
-        api: SyncStatus.MISSING,
-        old: SyncStatus.EXTRANEOUS,
-        unlooked: SyncStatus.EXTRANEOUS,
-    }
-    assert [d.key for d in result.resources] == sorted(statuses)
-    assert not result.in_sync
-    assert [d.key for d in result.by_status(SyncStatus.EXTRANEOUS)] == [old, unlooked]
-
-
-def test_diff_app_in_sync_and_rendered_only() -> None:
-    live = deployment(paused=True)
-    full = diff_app({KEY: deployment()}, {KEY: live})
-    assert not full.in_sync
-    subset = diff_app({KEY: deployment()}, {KEY: live}, rendered_only={KEY})
-    assert subset.in_sync
-    assert DiffResult(()).in_sync
-
-
-def test_diff_result_sorts_resources() -> None:
-    a, b = ResourceKey("", "ConfigMap", "a", "x"), ResourceKey("", "ConfigMap", "b", "x")
-    result = DiffResult((ResourceDiff(b, SyncStatus.SYNCED), ResourceDiff(a, SyncStatus.SYNCED)))
-    assert [d.key for d in result.resources] == [a, b]
 
 
 # --- IgnoreRule ----------------------------------------------------------------------------------
