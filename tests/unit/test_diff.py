@@ -13,6 +13,7 @@ import jsonpatch
 import pytest
 import yaml
 
+from gitsync.application import parse_ignore_differences
 from gitsync.diff import (
     IGNORED_ANNOTATIONS,
     IGNORED_LABELS,
@@ -307,9 +308,17 @@ def test_ignore_rule_rejects_bad_pointers(pointer: str) -> None:
 
 
 def test_ignore_rule_matching_and_spec() -> None:
-    rule = IgnoreRule.from_spec(
-        {"group": "apps", "kind": "Deployment", "name": "web-*", "jsonPointers": ["/spec/replicas"]}
+    (entry,) = parse_ignore_differences(
+        [
+            {
+                "group": "apps",
+                "kind": "Deployment",
+                "name": "web-*",
+                "jsonPointers": ["/spec/replicas"],
+            }
+        ]
     )
+    rule = IgnoreRule.from_difference(entry)
     assert rule.json_pointers == ("/spec/replicas",)
     assert rule.matches(ResourceKey("apps", "Deployment", "shop", "web-eu"))
     assert not rule.matches(ResourceKey("apps", "Deployment", "shop", "api"))
@@ -319,6 +328,24 @@ def test_ignore_rule_matching_and_spec() -> None:
         group="apps", kind="Deployment", name="web-*", json_pointers=("/spec/replicas",)
     )
     assert rule == same and hash(rule) == hash(same)
+
+
+def test_ignore_rule_from_difference_keeps_every_field() -> None:
+    (entry,) = parse_ignore_differences(
+        [
+            {
+                "group": "",
+                "kind": "ConfigMap",
+                "name": "settings",
+                "namespace": "shop",
+                "jsonPointers": ["/data/a", "/data/b"],
+                "managedFieldsManagers": ["kube-controller-manager"],
+            }
+        ]
+    )
+    assert IgnoreRule.from_difference(entry) == IgnoreRule(
+        "", "ConfigMap", "settings", "shop", ("/data/a", "/data/b"), ("kube-controller-manager",)
+    )
 
 
 # --- bounds --------------------------------------------------------------------------------------
