@@ -23,14 +23,13 @@ import structlog
 from gitsync.controller.status import now_rfc3339
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import WatchCache
-from gitsync.model import ResourceKey
+from gitsync.model import AppKey, ResourceKey
 from gitsync.render import RenderLimits, load_yaml_documents
 
 log = structlog.get_logger(__name__)
 
 API_VERSION = "gitsync.dev/v1alpha1"
 KIND = "Application"
-AppKey = tuple[str, str]  # (namespace, name)
 
 
 class ApplicationStore(Protocol):

@@ -40,7 +40,6 @@ from gitsync.application import Application, SpecError, is_semver_range, parse_a
 from gitsync.controller.apps import (
     API_VERSION,
     KIND,
-    AppKey,
     ApplicationStore,
     CrdApplications,
     FileApplications,
@@ -58,7 +57,7 @@ from gitsync.engine import Engine
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import NotWatchedError, WatchCache
 from gitsync.kube.leader import LeaderElector
-from gitsync.model import ResourceKey
+from gitsync.model import AppKey, ResourceKey
 from gitsync.policy import Policy, PolicyError
 from gitsync.render import RenderCache
 from gitsync.rollout.endpoints import AnalysisAllowList
