@@ -125,7 +125,7 @@ class CrdApplications:
         return sorted((o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs)
 
     def get(self, key: AppKey) -> dict[str, Any] | None:
-        return self.cache.get(API_VERSION, KIND, key[0], key[1])
+        return self.cache.get(API_VERSION, KIND, key[1], key[0])
 
     def write_status(self, key: AppKey, status: dict[str, Any], previous: dict[str, Any]) -> None:
         self.kube.patch(

@@ -244,7 +244,7 @@ class Controller:
                 cache.ensure(api_version, kind, namespace or None)
             else:
                 cache.ensure(api_version, kind)
-            return cache.get(api_version, kind, namespace, name)
+            return cache.get(api_version, kind, name, namespace)
 
         return read
 
@@ -536,7 +536,7 @@ def inventory_version_of(cache: WatchCache) -> Callable[[str, str], str | None]:
     def version(namespace: str, name: str) -> str | None:
         try:
             cache.ensure("v1", "ConfigMap", namespace, timeout=10.0)  # else a GET answers
-            obj = cache.get("v1", "ConfigMap", namespace, name)
+            obj = cache.get("v1", "ConfigMap", name, namespace)
         except (ApiError, TimeoutError, NotWatchedError, RuntimeError):  # stopped, unlistable
             return None
         return str((obj.get("metadata") or {}).get("resourceVersion") or "") if obj else None
