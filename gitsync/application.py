@@ -318,6 +318,9 @@ class SyncPolicy:
 
 @dataclass(frozen=True)
 class IgnoreDifference:
+    """One ``spec.ignoreDifferences`` entry as written (Argo CD's fields), already validated.
+    ``gitsync.diff.IgnoreRule.from_difference`` turns it into the matcher the diff applies."""
+
     group: str = "*"
     kind: str = "*"
     name: str = "*"
@@ -470,7 +473,8 @@ def _parse_sync_policy(value: object) -> SyncPolicy:
     )
 
 
-def _parse_ignore(value: object) -> tuple[IgnoreDifference, ...]:
+def parse_ignore_differences(value: object) -> tuple[IgnoreDifference, ...]:
+    """``spec.ignoreDifferences``: the one parser of these rules; errors name the field."""
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -480,12 +484,13 @@ def _parse_ignore(value: object) -> tuple[IgnoreDifference, ...]:
         f = SpecFields(item, f"spec.ignoreDifferences[{i}]")
         pointers = []
         for j, ptr in enumerate(f.items("jsonPointers")):
-            if (
-                not isinstance(ptr, str)
-                or not (ptr == "" or ptr.startswith("/"))
-                or len(ptr) > 1024
-            ):
-                raise SpecError(f"{f.path('jsonPointers')}[{j}]", f"not a JSON pointer: {ptr!r}")
+            # "" is a JSON pointer too, but to the whole object: ignoring all of it is not a
+            # difference rule (IgnoreRule refuses it), so the spec refuses it with the field's name
+            if not isinstance(ptr, str) or not ptr.startswith("/") or len(ptr) > 1024:
+                raise SpecError(
+                    f"{f.path('jsonPointers')}[{j}]",
+                    f"not a JSON pointer to a field (starts with '/'): {ptr!r}",
+                )
             pointers.append(ptr)
         managers = []
         for j, mgr in enumerate(f.items("managedFieldsManagers")):
@@ -536,7 +541,7 @@ def parse_application(doc: object) -> Application:
     )
     d.done()
     policy = _parse_sync_policy(spec.raw("syncPolicy"))
-    ignore = _parse_ignore(spec.raw("ignoreDifferences"))
+    ignore = parse_ignore_differences(spec.raw("ignoreDifferences"))
     interval = parse_duration(
         _or_default(spec.raw("interval"), "3m"),
         "spec.interval",

@@ -42,6 +42,10 @@ class ResourceKey:
         return f"{gk}/{self.namespace}/{self.name}" if self.namespace else f"{gk}/{self.name}"
 
 
+AppKey = tuple[str, str]
+"""An Application's identity, ``(namespace, name)``: how queues, schedules and stores key one."""
+
+
 class SyncStatus(enum.StrEnum):
     SYNCED = "Synced"
     OUT_OF_SYNC = "OutOfSync"

@@ -23,14 +23,13 @@ import structlog
 from gitsync.controller.status import now_rfc3339
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import WatchCache
-from gitsync.model import ResourceKey
+from gitsync.model import AppKey, ResourceKey
 from gitsync.render import RenderLimits, load_yaml_documents
 
 log = structlog.get_logger(__name__)
 
 API_VERSION = "gitsync.dev/v1alpha1"
 KIND = "Application"
-AppKey = tuple[str, str]  # (namespace, name)
 
 
 class ApplicationStore(Protocol):
@@ -126,7 +125,7 @@ class CrdApplications:
         return sorted((o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs)
 
     def get(self, key: AppKey) -> dict[str, Any] | None:
-        return self.cache.get(API_VERSION, KIND, key[0], key[1])
+        return self.cache.get(API_VERSION, KIND, key[1], key[0])
 
     def write_status(self, key: AppKey, status: dict[str, Any], previous: dict[str, Any]) -> None:
         self.kube.patch(

@@ -40,7 +40,6 @@ from gitsync.application import Application, SpecError, is_semver_range, parse_a
 from gitsync.controller.apps import (
     API_VERSION,
     KIND,
-    AppKey,
     ApplicationStore,
     CrdApplications,
     FileApplications,
@@ -58,7 +57,7 @@ from gitsync.engine import Engine
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import NotWatchedError, WatchCache
 from gitsync.kube.leader import LeaderElector
-from gitsync.model import ResourceKey
+from gitsync.model import AppKey, ResourceKey
 from gitsync.policy import Policy, PolicyError
 from gitsync.render import RenderCache
 from gitsync.rollout.endpoints import AnalysisAllowList
@@ -245,7 +244,7 @@ class Controller:
                 cache.ensure(api_version, kind, namespace or None)
             else:
                 cache.ensure(api_version, kind)
-            return cache.get(api_version, kind, namespace, name)
+            return cache.get(api_version, kind, name, namespace)
 
         return read
 
@@ -537,7 +536,7 @@ def inventory_version_of(cache: WatchCache) -> Callable[[str, str], str | None]:
     def version(namespace: str, name: str) -> str | None:
         try:
             cache.ensure("v1", "ConfigMap", namespace, timeout=10.0)  # else a GET answers
-            obj = cache.get("v1", "ConfigMap", namespace, name)
+            obj = cache.get("v1", "ConfigMap", name, namespace)
         except (ApiError, TimeoutError, NotWatchedError, RuntimeError):  # stopped, unlistable
             return None
         return str((obj.get("metadata") or {}).get("resourceVersion") or "") if obj else None

@@ -11,6 +11,8 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from gitsync.model import AppKey
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -58,7 +60,7 @@ class Metrics:
             registry=self.registry,
         )
         self._lock = threading.Lock()
-        self._app_labels: dict[tuple[str, str], tuple[str, str]] = {}
+        self._app_labels: dict[AppKey, tuple[str, str]] = {}
 
     def set_app(self, namespace: str, name: str, sync_status: str, health_status: str) -> None:
         with self._lock:

@@ -31,12 +31,12 @@ import structlog
 
 from gitsync.application import Application, SpecError, parse_application
 from gitsync.controller import status as st
-from gitsync.controller.apps import AppKey, ApplicationStore
+from gitsync.controller.apps import ApplicationStore
 from gitsync.controller.metrics import Metrics
 from gitsync.engine import AppState, Engine, StageError
 from gitsync.errors import GitsyncError, TerminalError
 from gitsync.kube import ApiError
-from gitsync.model import HealthStatus, ResourceKey, SyncStatus
+from gitsync.model import AppKey, HealthStatus, ResourceKey, SyncStatus
 from gitsync.sync import SyncResult
 
 log = structlog.get_logger(__name__)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-AppKey = tuple[str, str]
+from gitsync.model import AppKey
 
 
 class RefreshScheduler:

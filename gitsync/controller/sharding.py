@@ -45,6 +45,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from gitsync.controller.shardmath import assign, shard_of
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.leader import LEASE_API_VERSION, LeaderElector
+from gitsync.model import AppKey
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +99,7 @@ class ShardSet:
         namespace: str,
         identity: str,
         lease_duration: float,
-        uid_of: Callable[[tuple[str, str]], str | None],
+        uid_of: Callable[[AppKey], str | None],
         on_gained: Callable[[int], None],
         registry: CollectorRegistry | None = None,
     ) -> None:
@@ -160,7 +161,7 @@ class ShardSet:
 
     # -- the gate -------------------------------------------------------------------------------
 
-    def shard_of_key(self, key: tuple[str, str]) -> int | None:
+    def shard_of_key(self, key: AppKey) -> int | None:
         """The app's shard; None when the app is gone (nothing of it is left to write)."""
         uid = self._uid_of(key)
         return None if uid is None else shard_of(uid, self.shards)
@@ -173,7 +174,7 @@ class ShardSet:
         return shard not in self._draining and self.leases[shard].is_leader
 
     @contextlib.contextmanager
-    def reconciling(self, key: tuple[str, str]) -> Iterator[bool]:
+    def reconciling(self, key: AppKey) -> Iterator[bool]:
         """Yields whether this replica may reconcile ``key`` now; while the block runs, the
         app's shard is not released on purpose."""
         shard = self.shard_of_key(key)

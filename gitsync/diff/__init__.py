@@ -2,17 +2,16 @@
 
 Pure functions over plain dicts - no I/O, no Kubernetes client - so every rule is tested from
 fixture files. The sync layer feeds it desired objects (server-side-apply dry-run results, so
-server defaults never show as differences) and live objects, and gets back a ``DiffResult`` with
-one ``ResourceDiff`` per resource: a ``SyncStatus``, an RFC 6902 patch, a unified YAML diff and the
-changed JSON pointers, with Secret values masked.
+server defaults never show as differences) and live objects, and gets back one ``ResourceDiff`` per
+resource: a ``SyncStatus``, an RFC 6902 patch, a unified YAML diff and the changed JSON pointers,
+with Secret values masked. Which resources an application has (rendered now, or left in its
+inventory) is the sync layer's question (``gitsync.sync.Comparison``), not this package's.
 
 Modules, bottom up: ``limits`` (bounds), ``pointer`` (RFC 6901), ``ignore`` (``IgnoreRule``),
 ``managed_fields`` (fields owned by a field manager), ``normalize`` (what is compared),
-``masking`` (Secret values), ``compare`` (the structural walk), ``resource`` (one resource) and
-``app`` (an application's resources and inventory).
+``masking`` (Secret values), ``compare`` (the structural walk) and ``resource`` (one resource).
 """
 
-from gitsync.diff.app import DiffResult, diff_app
 from gitsync.diff.ignore import IgnoreRule
 from gitsync.diff.limits import MAX_DEPTH, MAX_NODES, ObjectTooComplex
 from gitsync.diff.masking import mask_secret
@@ -30,11 +29,9 @@ __all__ = [
     "IGNORED_LABELS",
     "MAX_DEPTH",
     "MAX_NODES",
-    "DiffResult",
     "IgnoreRule",
     "ObjectTooComplex",
     "ResourceDiff",
-    "diff_app",
     "diff_resource",
     "mask_secret",
     "normalize",

@@ -9,11 +9,10 @@ silent no-op on every reconcile.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
 
+from gitsync.application import IgnoreDifference
 from gitsync.diff.pointer import parse_pointer
 from gitsync.model import ResourceKey
 
@@ -54,17 +53,11 @@ class IgnoreRule:
         object.__setattr__(self, "pointer_tokens", tuple(tokens))
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> IgnoreRule:
-        """Build a rule from an Application's ``ignoreDifferences`` entry (Argo CD's field names:
-        ``group``, ``kind``, ``name``, ``namespace``, ``jsonPointers``, ``managedFieldsManagers``).
-        """
+    def from_difference(cls, rule: IgnoreDifference) -> IgnoreRule:
+        """The matcher for an Application's ``ignoreDifferences`` entry, which
+        ``gitsync.application`` parsed and validated (the one parser of the spec)."""
         return cls(
-            group=str(spec.get("group", ANY)),
-            kind=str(spec.get("kind", ANY)),
-            name=str(spec.get("name", ANY)),
-            namespace=str(spec.get("namespace", ANY)),
-            json_pointers=tuple(str(p) for p in spec.get("jsonPointers") or ()),
-            managers=tuple(str(m) for m in spec.get("managedFieldsManagers") or ()),
+            rule.group, rule.kind, rule.name, rule.namespace, rule.json_pointers, rule.managers
         )
 
     def matches(self, key: ResourceKey) -> bool:

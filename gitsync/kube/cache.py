@@ -540,7 +540,7 @@ class WatchCache:
         return store
 
     def get(
-        self, api_version: str, kind: str, namespace: str, name: str, *, copy: bool = False
+        self, api_version: str, kind: str, name: str, namespace: str = "", *, copy: bool = False
     ) -> dict[str, Any] | None:
         """The cached object or ``None``. Do not mutate the result unless ``copy=True``."""
         store = self._store(api_version, kind)

@@ -487,10 +487,7 @@ class Syncer:
     # -- compare -----------------------------------------------------------------------------
 
     def compare(self, app: Application, manifests: Sequence[RenderedManifest]) -> Comparison:
-        ignore = [
-            IgnoreRule(r.group, r.kind, r.name, r.namespace, r.json_pointers, r.managers)
-            for r in app.ignore_differences
-        ]
+        ignore = [IgnoreRule.from_difference(r) for r in app.ignore_differences]
         kube = self.client_for(app)
         items = self._prepare(app, manifests)
         ok = [i for i in items if not i.error]

@@ -238,7 +238,7 @@ def test_cached_reads_never_show_an_object_the_service_account_cannot_read(
 
         def cached(api_version: str, kind: str, name: str, ns: str) -> dict[str, Any] | None:
             cache.ensure(api_version, kind)
-            return cache.get(api_version, kind, ns, name)
+            return cache.get(api_version, kind, name, ns)
 
         syncer = Syncer(kube, live=cached, impersonation=Impersonation(TENANT_SA), policy=OPEN)
         app = tenant_app(namespace)

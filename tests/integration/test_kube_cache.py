@@ -154,12 +154,12 @@ def test_reads_are_served_from_memory(
 
     before = client.requests.total()
     for _ in range(200):
-        alpha = cache.get("v1", "ConfigMap", namespace, "alpha")
+        alpha = cache.get("v1", "ConfigMap", "alpha", namespace)
         assert alpha is not None
-        assert cache.get("v1", "ConfigMap", namespace, "missing") is None
+        assert cache.get("v1", "ConfigMap", "missing", namespace) is None
         demo = cache.list("v1", "ConfigMap", namespace, label_selector={"app": "demo"})
     assert client.requests.total() == before, "a cached read made an API request"
-    alpha = cache.get("v1", "ConfigMap", namespace, "alpha")
+    alpha = cache.get("v1", "ConfigMap", "alpha", namespace)
     assert alpha is not None
 
     assert alpha["data"] == {"greeting": "hello alpha"}
@@ -167,11 +167,11 @@ def test_reads_are_served_from_memory(
     assert alpha["metadata"]["managedFields"], "managedFields are kept for the diff"
     assert names(demo) == ["alpha", "beta", "gamma"]
     wait_for(  # created by the controller-manager, perhaps only after our list
-        lambda: cache.get("v1", "ConfigMap", namespace, "kube-root-ca.crt"),
+        lambda: cache.get("v1", "ConfigMap", "kube-root-ca.crt", namespace),
         timeout=10,
         what="kube-root-ca.crt in the cache",
     )
-    copied = cache.get("v1", "ConfigMap", namespace, "alpha", copy=True)
+    copied = cache.get("v1", "ConfigMap", "alpha", namespace, copy=True)
     assert copied == alpha
     assert copied is not alpha
 
@@ -183,7 +183,7 @@ def test_reads_are_served_from_memory(
     assert cache.synced("v1", "ConfigMap")
     assert cache.wait_synced(timeout=1)
     with pytest.raises(NotWatchedError):
-        cache.get("v1", "Secret", namespace, "alpha")
+        cache.get("v1", "Secret", "alpha", namespace)
 
 
 def test_changes_by_someone_else_reach_the_cache_and_on_event(
@@ -215,7 +215,7 @@ def test_changes_by_someone_else_reach_the_cache_and_on_event(
     other.patch("v1", "ConfigMap", "edited", {"data": {"value": "2"}}, namespace=namespace)
     edited = wait_for(
         lambda: (
-            (o := cache.get("v1", "ConfigMap", namespace, "edited")) and o["data"]["value"] == "2"
+            (o := cache.get("v1", "ConfigMap", "edited", namespace)) and o["data"]["value"] == "2"
         ),
         timeout=5,
         what="the edit to reach the cache",
@@ -240,7 +240,7 @@ def test_changes_by_someone_else_reach_the_cache_and_on_event(
         timeout=5,
         what="DELETED for the removed object",
     )
-    assert cache.get("v1", "ConfigMap", namespace, "deleted") is None
+    assert cache.get("v1", "ConfigMap", "deleted", namespace) is None
     # on_event runs after the store is updated: what it reports is already readable.
     assert recorder.in_namespace(namespace) == [
         ("MODIFIED", "edited"),
@@ -317,7 +317,7 @@ def test_expired_resource_version_relists_and_reports_what_was_missed(
     other.delete("v1", "Event", "removed", namespace)
     other.create(event(namespace, "appeared", "new"))
     compact_etcd(cluster, other.list("v1", "Event", namespace)["metadata"]["resourceVersion"])
-    assert cache.get("v1", "Event", namespace, "removed") is not None  # still the stale view
+    assert cache.get("v1", "Event", "removed", namespace) is not None  # still the stale view
     watch._resume()  # ...and comes back with a resourceVersion etcd no longer has
 
     wait_for(lambda: len(recorder.in_namespace(namespace)) >= 3, timeout=10, what="three notices")
@@ -333,7 +333,7 @@ def test_expired_resource_version_relists_and_reports_what_was_missed(
     assert isinstance(watch.last_error, ApiError)
     assert watch.last_error.status == 410
     assert cached_state(cache, "Event", namespace) == server_state(kube, "Event", namespace)
-    refreshed = cache.get("v1", "Event", namespace, "changed")
+    refreshed = cache.get("v1", "Event", "changed", namespace)
     assert refreshed is not None
     assert refreshed["message"] == "updated while the watch was away"
 
@@ -389,16 +389,16 @@ def test_namespace_watches_give_way_to_an_all_namespaces_watch(
     cache, _ = new_cache(cluster, caches, recorder)
 
     cache.ensure("v1", "ConfigMap", namespace)
-    assert cache.get("v1", "ConfigMap", namespace, "scoped") is not None
+    assert cache.get("v1", "ConfigMap", "scoped", namespace) is not None
     assert cache.synced("v1", "ConfigMap", namespace)
     assert not cache.synced("v1", "ConfigMap", "kube-system")
     with pytest.raises(NotWatchedError):
-        cache.get("v1", "ConfigMap", "kube-system", "kube-root-ca.crt")
+        cache.get("v1", "ConfigMap", "kube-root-ca.crt", "kube-system")
     assert cache.stats()[("v1", "ConfigMap")].namespaces == (namespace,)
     scoped_watch = cache._watch_for("v1", "ConfigMap", namespace)
 
     cache.ensure("v1", "ConfigMap")
-    assert cache.get("v1", "ConfigMap", "kube-system", "kube-root-ca.crt") is not None
+    assert cache.get("v1", "ConfigMap", "kube-root-ca.crt", "kube-system") is not None
     assert cache.stats()[("v1", "ConfigMap")].namespaces is None
     wait_for(lambda: not scoped_watch.thread.is_alive(), timeout=3, what="the old watch to end")
     assert recorder.in_namespace(namespace) == []

@@ -19,7 +19,13 @@ from gitsync.sync.inventory import Inventory
 pytestmark = pytest.mark.integration
 
 
-def app_for(namespace: str, *, prune: bool = True, options: tuple[str, ...] = ()) -> Any:
+def app_for(
+    namespace: str,
+    *,
+    prune: bool = True,
+    options: tuple[str, ...] = (),
+    ignore: list[dict[str, Any]] | None = None,
+) -> Any:
     return parse_application(
         {
             "apiVersion": "gitsync.dev/v1alpha1",
@@ -32,6 +38,7 @@ def app_for(namespace: str, *, prune: bool = True, options: tuple[str, ...] = ()
                     "automated": {"prune": prune},
                     "syncOptions": [f"{o}=true" for o in options],
                 },
+                **({"ignoreDifferences": ignore} if ignore is not None else {}),
             },
         }
     )
@@ -60,6 +67,24 @@ def test_dry_run_changes_nothing_and_reports_what_would(kube: KubeClient, namesp
         for o in kube.list("v1", "ConfigMap", namespace)["items"]
     )
     assert Inventory(kube, namespace, app.name).load() == {}
+
+
+def test_ignore_differences_from_the_spec_hide_a_live_change(
+    kube: KubeClient, namespace: str
+) -> None:
+    """The Application's parsed ``ignoreDifferences`` reach the diff: a field someone else
+    changed live is OutOfSync, and Synced once a rule names it."""
+    manifests = [cm("settings")]
+    Syncer(kube).sync(app_for(namespace), manifests, revision="r1")
+    kube.patch("v1", "ConfigMap", "settings", {"data": {"k": "edited"}}, namespace=namespace)
+
+    plain = Syncer(kube).compare(app_for(namespace), manifests)
+    rule = {"kind": "ConfigMap", "name": "settings", "jsonPointers": ["/data/k"]}
+    ignoring = Syncer(kube).compare(app_for(namespace, ignore=[rule]), manifests)
+
+    assert [d.changed_paths for d in plain.diffs] == [("/data/k",)]
+    assert not plain.in_sync
+    assert ignoring.in_sync, ignoring.diffs
 
 
 def test_one_bad_object_does_not_stop_the_others(kube: KubeClient, namespace: str) -> None:

@@ -377,7 +377,6 @@ ACCEPTED_BY_BOTH: list[tuple[str, object]] = [
     ("spec.source.targetRevision", ">=1.2.0 <2.0.0"),
     ("spec.source.targetRevision", "0123abcd"),
     ("spec.source.targetRevision", "x" * 255),
-    ("spec.ignoreDifferences", [{"jsonPointers": [""]}]),
 ]
 
 REJECTED_BY_BOTH: list[tuple[str, object]] = [
@@ -405,6 +404,7 @@ REJECTED_BY_BOTH: list[tuple[str, object]] = [
     ("spec.source.kustomize", {}),  # next to helm: at most one source type
     ("spec.source.directory", {}),
     ("spec.ignoreDifferences", [{"jsonPointers": ["spec/replicas"]}]),
+    ("spec.ignoreDifferences", [{"jsonPointers": [""]}]),  # the whole object: not a rule
     ("spec.ignoreDifferences", [{"managedFieldsManagers": [""]}]),
     ("spec.suspend", "yes"),
     ("spec.source", "https://git.example.com/org/deploy.git"),

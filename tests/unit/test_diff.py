@@ -13,15 +13,14 @@ import jsonpatch
 import pytest
 import yaml
 
+from gitsync.application import parse_ignore_differences
 from gitsync.diff import (
     IGNORED_ANNOTATIONS,
     IGNORED_LABELS,
     MAX_DEPTH,
     MAX_NODES,
-    DiffResult,
     IgnoreRule,
     ResourceDiff,
-    diff_app,
     diff_resource,
     mask_secret,
     normalize,
@@ -299,52 +298,6 @@ def test_secret_data_invalid_base64_still_compares_and_masks() -> None:
     assert "not base64!" not in diff.unified
 
 
-# --- diff_app ------------------------------------------------------------------------------------
-
-
-def test_diff_app_reports_inventory_leftovers_as_extraneous_only() -> None:
-    web, api, old, gone, foreign, unlooked = (
-        ResourceKey("apps", "Deployment", "shop", n)
-        for n in ("web", "api", "old", "gone", "foreign", "unlooked")
-    )
-    result = diff_app(
-        desired={web: deployment("web"), api: deployment("api")},
-        live={
-            web: deployment("web"),
-            api: None,
-            old: deployment("old"),
-            gone: None,
-            foreign: deployment("foreign"),
-        },
-        inventory=[web, old, gone, unlooked],
-    )
-    statuses = {diff.key: diff.status for diff in result.resources}
-    assert statuses == {
-        web: SyncStatus.SYNCED,
-        api: SyncStatus.MISSING,
-        old: SyncStatus.EXTRANEOUS,
-        unlooked: SyncStatus.EXTRANEOUS,
-    }
-    assert [d.key for d in result.resources] == sorted(statuses)
-    assert not result.in_sync
-    assert [d.key for d in result.by_status(SyncStatus.EXTRANEOUS)] == [old, unlooked]
-
-
-def test_diff_app_in_sync_and_rendered_only() -> None:
-    live = deployment(paused=True)
-    full = diff_app({KEY: deployment()}, {KEY: live})
-    assert not full.in_sync
-    subset = diff_app({KEY: deployment()}, {KEY: live}, rendered_only={KEY})
-    assert subset.in_sync
-    assert DiffResult(()).in_sync
-
-
-def test_diff_result_sorts_resources() -> None:
-    a, b = ResourceKey("", "ConfigMap", "a", "x"), ResourceKey("", "ConfigMap", "b", "x")
-    result = DiffResult((ResourceDiff(b, SyncStatus.SYNCED), ResourceDiff(a, SyncStatus.SYNCED)))
-    assert [d.key for d in result.resources] == [a, b]
-
-
 # --- IgnoreRule ----------------------------------------------------------------------------------
 
 
@@ -355,9 +308,17 @@ def test_ignore_rule_rejects_bad_pointers(pointer: str) -> None:
 
 
 def test_ignore_rule_matching_and_spec() -> None:
-    rule = IgnoreRule.from_spec(
-        {"group": "apps", "kind": "Deployment", "name": "web-*", "jsonPointers": ["/spec/replicas"]}
+    (entry,) = parse_ignore_differences(
+        [
+            {
+                "group": "apps",
+                "kind": "Deployment",
+                "name": "web-*",
+                "jsonPointers": ["/spec/replicas"],
+            }
+        ]
     )
+    rule = IgnoreRule.from_difference(entry)
     assert rule.json_pointers == ("/spec/replicas",)
     assert rule.matches(ResourceKey("apps", "Deployment", "shop", "web-eu"))
     assert not rule.matches(ResourceKey("apps", "Deployment", "shop", "api"))
@@ -367,6 +328,24 @@ def test_ignore_rule_matching_and_spec() -> None:
         group="apps", kind="Deployment", name="web-*", json_pointers=("/spec/replicas",)
     )
     assert rule == same and hash(rule) == hash(same)
+
+
+def test_ignore_rule_from_difference_keeps_every_field() -> None:
+    (entry,) = parse_ignore_differences(
+        [
+            {
+                "group": "",
+                "kind": "ConfigMap",
+                "name": "settings",
+                "namespace": "shop",
+                "jsonPointers": ["/data/a", "/data/b"],
+                "managedFieldsManagers": ["kube-controller-manager"],
+            }
+        ]
+    )
+    assert IgnoreRule.from_difference(entry) == IgnoreRule(
+        "", "ConfigMap", "settings", "shop", ("/data/a", "/data/b"), ("kube-controller-manager",)
+    )
 
 
 # --- bounds --------------------------------------------------------------------------------------
