@@ -45,6 +45,7 @@ from typing import Any
 
 import structlog
 
+from gitsync.errors import NextStep, TerminalError, WaitingError, next_step
 from gitsync.health import assess
 from gitsync.kube import ApiError, KubeClient
 from gitsync.model import HealthStatus, ResourceKey, ResultCode
@@ -109,6 +110,11 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _message(exc: Exception) -> str:
+    """The server's own words for an API failure, else the error itself."""
+    return str(exc.message or exc) if isinstance(exc, ApiError) else str(exc)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one ``begin``/``tick`` did."""
@@ -122,6 +128,18 @@ class Outcome:
 
 class _Conflict(Exception):
     """The Rollout changed between our read and our status write."""
+
+
+class RolloutConfigError(TerminalError):
+    """The Rollout cannot go on as configured (its router or a Service it names is missing or
+    unusable): retrying every few seconds will not help, so the rollout stalls with a message
+    that names the fix, until the Rollout or the object it names changes (the app's next
+    reconcile looks again)."""
+
+
+class RolloutNotReadyError(WaitingError):
+    """An action needs something a later tick or sync will bring (the rendered template, both
+    Deployments): try again after ``FAILURE_REQUEUE_SECONDS``."""
 
 
 # -- manifests (pure) --------------------------------------------------------------------------
@@ -413,17 +431,20 @@ class CanaryExecutor:
         if decision.measure:
             obs = replace(obs, readings=self._read_metrics(key, rollout, decision.measure))
             decision = decide(rollout, old, obs)
-        error = ""
+        error, requeue = "", None
         try:
             for action in decision.actions:
                 self._execute(action, rollout, stable, canary, work)
-        except ApiError as exc:
-            error = f"{type(action).__name__} failed: {exc.message or exc}"
+        except RolloutConfigError as exc:  # stalled: no retry until something changes
+            error = f"{type(action).__name__} stalled: {exc}"
+        except (ApiError, RolloutNotReadyError) as exc:
+            error = f"{type(action).__name__} failed: {_message(exc)}"
+            requeue = FAILURE_REQUEUE_SECONDS if next_step(exc) != NextStep.STALL else None
         if error:
             failed = replace(old, message=error, observed_generation=rollout.generation)
             self._write_status(live, old, failed)
             log.warning("rollout action failed", rollout=str(key), error=error)
-            return Outcome(key, failed, decision.actions, FAILURE_REQUEUE_SECONDS, error)
+            return Outcome(key, failed, decision.actions, requeue, error)
         self._write_status(live, old, decision.status)
         if decision.actions or decision.status.phase != old.phase:
             log.info(
@@ -477,7 +498,9 @@ class CanaryExecutor:
             self._scale(name, namespace, action.replicas)
         elif isinstance(action, core.CreateCanary):
             if work is None or work.desired_hash != action.template_hash:
-                raise ApiError(0, "NoTemplate", "the rendered template is not at hand")
+                raise RolloutNotReadyError(
+                    "the rendered template is not at hand; the next sync brings it"
+                )
             manifest = canary_deployment(
                 work.desired,
                 rollout_name=rollout.name,
@@ -498,7 +521,7 @@ class CanaryExecutor:
                 )
         elif isinstance(action, core.PromoteStable):
             if canary is None or stable is None:
-                raise ApiError(0, "NotFound", "promotion needs both the stable and the canary")
+                raise RolloutNotReadyError("promotion needs both the stable and the canary")
             annotations = (stable.get("metadata") or {}).get("annotations")
             ops: list[dict[str, Any]] = [
                 {
@@ -551,7 +574,10 @@ class CanaryExecutor:
         """Server-side apply of the selector key (see the module docstring)."""
         live = self.kube.get("v1", "Service", action.service, namespace)
         if live is None:
-            raise ApiError(404, "NotFound", f"Service {action.service} does not exist")
+            raise RolloutConfigError(
+                f"Service {action.service} does not exist: create it, or name an existing "
+                "Service in the Rollout's spec.strategy"
+            )
         selector = (live.get("spec") or {}).get("selector") or {}
         body = pinned_service(action.service, namespace, action.template_hash)
         if self._selector_atomic is None and any(k != HASH_LABEL for k in selector):
@@ -585,7 +611,10 @@ class CanaryExecutor:
                 raise
             self._route_api_version = api
             return api
-        raise ApiError(404, "NotFound", "the API server serves no Gateway API HTTPRoute")
+        raise RolloutConfigError(
+            "the API server serves no Gateway API HTTPRoute: install the Gateway API CRDs, or "
+            "use spec.strategy.canary.trafficRouting.nginx"
+        )
 
     def _router(self, rollout: Rollout) -> RouterState | None:
         """The router's weight as observed (None for a Rollout without ``trafficRouting``)."""
@@ -629,6 +658,8 @@ class CanaryExecutor:
             route = self.kube.get(self._route_api(), "HTTPRoute", name, namespace)
         except ApiError as exc:
             return RouterState(0, str(exc.message or exc))
+        except RolloutConfigError as exc:
+            return RouterState(0, str(exc))
         if route is None:
             return RouterState(0, f"HTTPRoute {name} does not exist")
         weight = route_weight(route, canary.stable_service, canary.canary_service)
@@ -643,7 +674,10 @@ class CanaryExecutor:
         canary = rollout.spec.canary
         routing = canary.traffic_routing if canary is not None else None
         if canary is None or routing is None:
-            raise ApiError(0, "NoRouter", "the Rollout has no trafficRouting")
+            raise RolloutConfigError(
+                "the Rollout has no trafficRouting: add spec.strategy.canary.trafficRouting, "
+                "or remove its setWeight steps"
+            )
         namespace = rollout.namespace
         if routing.nginx is not None:
             stable_name = routing.nginx.stable_ingress
@@ -653,7 +687,10 @@ class CanaryExecutor:
                 return
             stable = self.kube.get(INGRESS_API, "Ingress", stable_name, namespace)
             if stable is None:
-                raise ApiError(404, "NotFound", f"the stable Ingress {stable_name} does not exist")
+                raise RolloutConfigError(
+                    f"the stable Ingress {stable_name} does not exist: create it, or correct "
+                    "spec.strategy.canary.trafficRouting.nginx.stableIngress"
+                )
             try:
                 manifest = canary_ingress(
                     stable,
@@ -664,20 +701,28 @@ class CanaryExecutor:
                     rollout_uid=rollout.uid,
                 )
             except RouterError as exc:
-                raise ApiError(0, "RouterError", str(exc)) from exc
+                raise RolloutConfigError(
+                    f"{exc}: correct the stable Ingress {stable_name} or the Rollout's "
+                    "stableService/canaryService"
+                ) from exc
             self.kube.apply(manifest, field_manager=self.field_manager, force=True)
             return
         assert routing.gateway_api is not None
         api, name = self._route_api(), routing.gateway_api.http_route
         route = self.kube.get(api, "HTTPRoute", name, namespace)
         if route is None:
-            raise ApiError(404, "NotFound", f"HTTPRoute {name} does not exist")
+            raise RolloutConfigError(
+                f"HTTPRoute {name} does not exist: create it, or correct "
+                "spec.strategy.canary.trafficRouting.gatewayAPI.httpRoute"
+            )
         try:
             weighted = route_with_weight(
                 route, canary.stable_service, canary.canary_service, weight
             )
         except RouterError as exc:
-            raise ApiError(0, "RouterError", str(exc)) from exc
+            raise RolloutConfigError(
+                f"{exc}: correct HTTPRoute {name} or the Rollout's stableService/canaryService"
+            ) from exc
         meta = route.get("metadata") or {}
         self.kube.patch(
             api,

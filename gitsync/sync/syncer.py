@@ -47,7 +47,7 @@ import structlog
 
 from gitsync.application import Application
 from gitsync.diff import IgnoreRule, ResourceDiff, diff_resource
-from gitsync.errors import TerminalError
+from gitsync.errors import NextStep, TerminalError, next_step
 from gitsync.health import Health, assess
 from gitsync.kube import ApiError, KubeClient
 from gitsync.model import HealthStatus, ResourceKey, ResultCode, SyncStatus
@@ -192,8 +192,7 @@ def with_retries(
         try:
             return call()
         except ApiError as exc:
-            retryable = exc.transient or exc.status == 409
-            if not retryable or attempt == attempts:
+            if next_step(exc) not in (NextStep.WAIT, NextStep.BACKOFF) or attempt == attempts:
                 raise
             time.sleep(max(delay, min(exc.retry_after or 0.0, max_delay)))
             delay = min(delay * 2, max_delay)
