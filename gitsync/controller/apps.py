@@ -21,6 +21,8 @@ from typing import Any, Protocol
 import structlog
 
 from gitsync.controller.status import now_rfc3339
+from gitsync.kinds import API_VERSION
+from gitsync.kinds import APPLICATION as KIND
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import WatchCache
 from gitsync.model import ResourceKey
@@ -28,8 +30,6 @@ from gitsync.render import RenderLimits, load_yaml_documents
 
 log = structlog.get_logger(__name__)
 
-API_VERSION = "gitsync.dev/v1alpha1"
-KIND = "Application"
 AppKey = tuple[str, str]  # (namespace, name)
 
 

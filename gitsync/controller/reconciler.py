@@ -51,13 +51,37 @@ HEAL_MIN, HEAL_MAX = 2.0, 300.0
 API_RETRY_MIN, API_RETRY_MAX = 1.0, 60.0  # backoff when the API server fails a reconcile
 WAIT_DELAY = 5.0  # a WaitingError that did not say how long
 
+
+class Trigger(enum.StrEnum):
+    """Why an app was queued. A reconcile gets the set of them (the queue merges triggers that
+    arrive while the app waits); only the head check cares which (``head_max_age``). Members
+    are strings, so the queue, logs and a web action's own reason (``web:<action>``) mix."""
+
+    INTERVAL = "interval"  # the periodic refresh
+    STARTUP = "startup"  # this replica became leader, or started
+    REQUEUE = "requeue"  # the previous pass asked to come back (a backoff, a rollout step)
+    LIVE_CHANGE = "live-change"  # a watched object the app manages changed
+    APPLICATION_CHANGED = "application-changed"  # the Application itself (spec, annotations)
+    DELETED = "deleted"
+    MANUAL = "manual"  # `gitsync refresh`, the API
+    SHARD_ACQUIRED = "shard-acquired"  # another replica had it: compare afresh
+    RETRY_AFTER_CRASH = "retry-after-crash"  # an unclassified error (a bug) ended the pass
+
+    @staticmethod
+    def push(provider: str) -> str:
+        """A push webhook from ``provider`` (``PUSH_TRIGGER_PREFIX`` + its name)."""
+        return f"{PUSH_TRIGGER_PREFIX}{provider}"
+
+
 # Triggers that are not news from Git: their head check may share an ``ls-remote`` of the same
 # repository started up to HEAD_MAX_AGE seconds earlier (``SourceCache.resolve``), so a thousand
 # apps on one repository refreshing together cost a few listings, not a thousand. A push webhook
 # may share only a listing that started after the webhook arrived (it sees the push), so a push
 # to a repository a thousand apps follow costs one listing, not a thousand. Any other trigger (a
 # manual refresh, a spec change) lists for itself.
-SHARED_HEAD_TRIGGERS = frozenset({"interval", "live-change", "startup", "requeue"})
+SHARED_HEAD_TRIGGERS = frozenset(
+    {Trigger.INTERVAL, Trigger.LIVE_CHANGE, Trigger.STARTUP, Trigger.REQUEUE}
+)
 PUSH_TRIGGER_PREFIX = "push:"
 HEAD_MAX_AGE = 2.0
 

@@ -49,7 +49,6 @@ from gitsync.errors import NextStep, TerminalError, WaitingError, next_step
 from gitsync.health import assess
 from gitsync.kube import ApiError, KubeClient
 from gitsync.model import HealthStatus, ResourceKey, ResultCode
-from gitsync.rollout import bluegreen
 from gitsync.rollout import canary as core
 from gitsync.rollout.analysis import Reading
 from gitsync.rollout.math import HASH_LABEL, ROLE_LABEL
@@ -73,6 +72,7 @@ from gitsync.rollout.routers import (
 )
 from gitsync.rollout.spec import (
     API_VERSION,
+    GROUP,
     KIND,
     Rollout,
     RolloutSpec,
@@ -91,6 +91,7 @@ from gitsync.rollout.status import (
     Phase,
     RolloutStatus,
 )
+from gitsync.rollout.strategy import strategy_of
 from gitsync.rollout.takeover import (
     RolloutWork,
     TakeoverPlan,
@@ -290,25 +291,9 @@ def workload_states(
 Decide = Callable[[Rollout, RolloutStatus, core.Observation], core.Decision]
 
 
-def _step_of(
-    spec: RolloutSpec,
-) -> Callable[[RolloutSpec, RolloutStatus, core.Observation], core.Decision]:
-    return bluegreen.step if spec.blue_green is not None else core.step
-
-
 def _pinned_services(spec: RolloutSpec) -> dict[str, str]:
     """The Services a rollout of ``spec`` pins, by role (``Observation.services``)."""
-    if spec.blue_green is not None:
-        roles = {bluegreen.ACTIVE_SERVICE: spec.blue_green.active_service}
-        if spec.blue_green.preview_service:
-            roles[bluegreen.PREVIEW_SERVICE] = spec.blue_green.preview_service
-        return roles
-    if spec.canary is not None and spec.canary.traffic_routing is not None:
-        return {
-            core.STABLE_SERVICE: spec.canary.stable_service,
-            core.CANARY_SERVICE: spec.canary.canary_service,
-        }
-    return {}
+    return strategy_of(spec).pinned_services(spec)
 
 
 def _pins(spec: RolloutSpec) -> bool:
@@ -342,8 +327,7 @@ class CanaryExecutor:
             return self._report_error(work.rollout, work.error)
 
         def decide(rollout: Rollout, status: RolloutStatus, obs: core.Observation) -> core.Decision:
-            start = bluegreen.start if rollout.spec.blue_green is not None else core.start
-            return start(
+            return strategy_of(rollout.spec).start(
                 rollout.spec,
                 status,
                 obs,
@@ -358,8 +342,8 @@ class CanaryExecutor:
     def tick(self, namespace: str, name: str) -> Outcome:
         """Move the rollout of Rollout ``namespace/name`` on by what its status and the cluster
         allow (see ``canary.step``)."""
-        key = ResourceKey("gitsync.dev", KIND, namespace, name)
-        return self._run(key, lambda r, s, o: _step_of(r.spec)(r.spec, s, o), None)
+        key = ResourceKey(GROUP, KIND, namespace, name)
+        return self._run(key, lambda r, s, o: strategy_of(r.spec).step(r.spec, s, o), None)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -406,10 +390,10 @@ class CanaryExecutor:
         if canary is not None:
             owner = ((canary.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
             if owner != rollout.name:
-                what = "preview" if rollout.spec.blue_green is not None else "canary"
                 return self._report_error(
                     key,
-                    f"Deployment {second} exists and is not this Rollout's {what} "
+                    f"Deployment {second} exists and is not this Rollout's "
+                    f"{strategy_of(rollout.spec).second} "
                     f"({OWNER_ANNOTATION}: {owner!r}); rename or delete it",
                 )
         pods: list[dict[str, Any]] = []
@@ -506,7 +490,7 @@ class CanaryExecutor:
                 rollout_name=rollout.name,
                 rollout_uid=rollout.uid,
                 template_hash=action.template_hash,
-                role=PREVIEW_ROLE if rollout.spec.blue_green is not None else CANARY_ROLE,
+                role=strategy_of(rollout.spec).role,
             )
             self.kube.apply(manifest, field_manager=self.field_manager, force=True)
         elif isinstance(action, core.DeleteCanary):

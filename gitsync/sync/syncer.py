@@ -45,6 +45,7 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from gitsync import kinds
 from gitsync.application import Application
 from gitsync.diff import IgnoreRule, ResourceDiff, diff_resource
 from gitsync.errors import NextStep, TerminalError, next_step
@@ -850,11 +851,7 @@ class Syncer:
                 for k, h in healths
                 if h.status not in (HealthStatus.HEALTHY, HealthStatus.SUSPENDED)
                 # a canary can take hours: its wave is done once the rollout is running
-                and not (
-                    k.group == "gitsync.dev"
-                    and k.kind == "Rollout"
-                    and h.status == HealthStatus.PROGRESSING
-                )
+                and not (kinds.is_rollout(k.group, k.kind) and h.status == HealthStatus.PROGRESSING)
             ]
             if not bad:
                 return True, ""
