@@ -453,7 +453,7 @@ class Reconciler:
         try:
             state, result = engine.sync(app, prune=prune, state=state)
         except StageError as exc:
-            result = SyncResult(revision=sha, message=str(exc.cause))
+            result = SyncResult(revision=sha, aborted=True, message=str(exc.cause))
         op = dict(op)
         op.update(
             phase=result.phase,

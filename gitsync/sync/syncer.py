@@ -34,6 +34,7 @@ with exponential backoff.
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import json
@@ -167,20 +168,38 @@ class Comparison:
         return [(i.key, i.error) for i in self.items if i.error]
 
 
+class SyncOutcome(enum.StrEnum):
+    """How a sync ended, as the operation's phase says it (Argo CD's spelling)."""
+
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
 @dataclass
 class SyncResult:
     revision: str
     results: list[ResourceResult] = field(default_factory=list)
     dry_run: bool = False
+    aborted: bool = False
+    """The sync stopped before the end (a wave failed or never became healthy, a stage failed):
+    ``message`` says why. A per-object failure is a ``SyncFailed`` result instead."""
     message: str = ""
+
+    def abort(self, message: str) -> None:
+        self.aborted, self.message = True, message
+
+    @property
+    def outcome(self) -> SyncOutcome:
+        failed = self.aborted or any(r.code == ResultCode.SYNC_FAILED for r in self.results)
+        return SyncOutcome.FAILED if failed else SyncOutcome.SUCCEEDED
 
     @property
     def succeeded(self) -> bool:
-        return not any(r.code == ResultCode.SYNC_FAILED for r in self.results) and not self.message
+        return self.outcome == SyncOutcome.SUCCEEDED
 
     @property
-    def phase(self) -> str:
-        return "Succeeded" if self.succeeded else "Failed"
+    def phase(self) -> SyncOutcome:
+        return self.outcome
 
 
 def with_retries(
@@ -633,14 +652,14 @@ class Syncer:
                 failed_wave = True
             is_last = n == len(wave_numbers) - 1
             if failed_wave and not is_last:
-                result.message = f"wave {number} failed; later waves were not applied"
+                result.abort(f"wave {number} failed; later waves were not applied")
                 break
             if wave is not None and not is_last and not dry_run:
                 healthy, why = self._wait_wave_healthy(kube, wave)
                 if not healthy:
-                    result.message = f"wave {number} did not become healthy: {why}"
+                    result.abort(f"wave {number} did not become healthy: {why}")
                     break
-        if prune_last and to_prune and not result.message:
+        if prune_last and to_prune and not result.aborted:
             for entry in to_prune.values():
                 pruned_or_skipped[entry.key] = self._prune(
                     kube, app, entry, dry_run=dry_run, result=result, wave=0

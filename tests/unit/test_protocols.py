@@ -12,11 +12,13 @@ import pytest
 
 from gitsync import kinds
 from gitsync.controller.reconciler import HEAD_MAX_AGE, SHARED_HEAD_TRIGGERS, Trigger, head_max_age
+from gitsync.model import ResourceKey, ResultCode
 from gitsync.rollout import bluegreen
 from gitsync.rollout import canary as core
 from gitsync.rollout.spec import parse_rollout_spec
 from gitsync.rollout.status import CANARY_ROLE, PREVIEW_ROLE
 from gitsync.rollout.strategy import BLUE_GREEN, CANARY, strategy_of
+from gitsync.sync import ResourceResult, SyncOutcome, SyncResult
 
 PACKAGE = Path(kinds.__file__).parent
 
@@ -111,3 +113,16 @@ def test_triggers_keep_their_wire_names() -> None:
     assert Trigger.INTERVAL == "interval" and Trigger.push("github") == "push:github"
     assert head_max_age({Trigger.push("github")}) == 0.0
     assert head_max_age({Trigger.MANUAL, Trigger.INTERVAL}) == 0.0
+
+
+def test_a_sync_fails_by_its_outcome_not_by_carrying_a_message() -> None:
+    key = ResourceKey("apps", "Deployment", "shop", "web")
+    clean = SyncResult(revision="a" * 40)
+    assert clean.outcome == SyncOutcome.SUCCEEDED and clean.phase == "Succeeded"
+    clean.message = "3 objects applied"  # a message alone says nothing about the outcome
+    assert clean.succeeded
+    one_bad = SyncResult("a" * 40, [ResourceResult(key, ResultCode.SYNC_FAILED, "invalid", 0)])
+    assert one_bad.outcome == SyncOutcome.FAILED and one_bad.phase == "Failed"
+    stopped = SyncResult(revision="a" * 40)
+    stopped.abort("wave 1 failed; later waves were not applied")
+    assert stopped.outcome == SyncOutcome.FAILED and not stopped.succeeded
