@@ -291,7 +291,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             print(
                 "  ".join(col.ljust(w) for col, w in zip(row, widths, strict=False)) + "  " + row[4]
             )
-        if result.message:
+        if result.aborted:
             print(f"error: {result.message}", file=sys.stderr)
         print(f"phase: {result.phase}")
         return EXIT_OK if result.succeeded else EXIT_DIFF
