@@ -19,9 +19,8 @@ from urllib.parse import urlsplit
 import semantic_version
 
 from gitsync.errors import TerminalError
-
-API_VERSION = "gitsync.dev/v1alpha1"
-KIND = "Application"
+from gitsync.kinds import API_VERSION
+from gitsync.kinds import APPLICATION as KIND
 
 MAX_INTERVAL_SECONDS = 24 * 3600
 MIN_INTERVAL_SECONDS = 1

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitsync import __version__, logs
+from gitsync import __version__, kinds, logs
 from gitsync.application import Application, SpecError
 
 if TYPE_CHECKING:
@@ -291,7 +291,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             print(
                 "  ".join(col.ljust(w) for col, w in zip(row, widths, strict=False)) + "  " + row[4]
             )
-        if result.message:
+        if result.aborted:
             print(f"error: {result.message}", file=sys.stderr)
         print(f"phase: {result.phase}")
         return EXIT_OK if result.succeeded else EXIT_DIFF
@@ -646,8 +646,8 @@ def _annotate(args: argparse.Namespace, annotations: dict[str, str | None]) -> i
     kube = _kube_for(args, user_agent="gitsync-cli")
     try:
         kube.patch(
-            "gitsync.dev/v1alpha1",
-            "Application",
+            kinds.API_VERSION,
+            kinds.APPLICATION,
             name,
             {"metadata": {"annotations": annotations}},
             namespace=namespace,
@@ -696,7 +696,7 @@ def _rollout_location(args: argparse.Namespace, kube: KubeClient) -> tuple[str, 
     if len(parts) != 3 or not all(parts):
         raise ValueError("give NAMESPACE/APP/ROLLOUT, APP/ROLLOUT, or ROLLOUT --namespace NS")
     app_ns, app_name, name = parts
-    app = kube.get("gitsync.dev/v1alpha1", "Application", app_name, app_ns)
+    app = kube.get(kinds.API_VERSION, kinds.APPLICATION, app_name, app_ns)
     if app is None:
         raise ValueError(f"no Application {app_ns}/{app_name}")
     destination = (app.get("spec") or {}).get("destination") or {}
@@ -707,7 +707,7 @@ def _rollout_location(args: argparse.Namespace, kube: KubeClient) -> tuple[str, 
             "at that cluster and name the Rollout with --namespace"
         )
     for r in (app.get("status") or {}).get("resources") or []:
-        if r.get("group") == "gitsync.dev" and r.get("kind") == "Rollout" and r.get("name") == name:
+        if kinds.is_rollout(r.get("group"), r.get("kind")) and r.get("name") == name:
             return str(r.get("namespace") or destination.get("namespace") or app_ns), name
     raise ValueError(f"the Application {app_ns}/{app_name} lists no Rollout {name!r}")
 
@@ -739,8 +739,8 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     try:
         namespace, name = _rollout_location(args, kube)
         kube.patch(
-            "gitsync.dev/v1alpha1",
-            "Rollout",
+            kinds.API_VERSION,
+            kinds.ROLLOUT,
             name,
             {"metadata": {"annotations": {annotation: value}}},
             namespace=namespace,

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from gitsync import kinds
 from gitsync.testing.controlplane import ControlPlane, binaries_dir
 from gitsync.testing.gitserver import GitServer
 from gitsync.testing.processes import ManagedProcess, free_port
@@ -80,8 +81,8 @@ def demo_policy(work: Path) -> dict[str, Any]:
         app = yaml.safe_load(path.read_text())
         namespaces.add(app["spec"]["destination"]["namespace"])
     return {
-        "apiVersion": "gitsync.dev/v1alpha1",
-        "kind": "DestinationPolicy",
+        "apiVersion": kinds.API_VERSION,
+        "kind": kinds.DESTINATION_POLICY,
         "projects": {"gitsync": {"namespaces": sorted(namespaces)}},
     }
 

@@ -39,9 +39,9 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from gitsync.application import SpecError, SpecFields
+from gitsync.kinds import API_VERSION
+from gitsync.kinds import DESTINATION_POLICY as KIND
 
-API_VERSION = "gitsync.dev/v1alpha1"
-KIND = "DestinationPolicy"
 DEFAULT_DENIED_ROLE_REFS = ("cluster-admin",)
 RBAC_GROUP = "rbac.authorization.k8s.io"
 BINDING_KINDS = frozenset({"RoleBinding", "ClusterRoleBinding"})

@@ -21,15 +21,14 @@ from typing import Any, Protocol
 import structlog
 
 from gitsync.controller.status import now_rfc3339
+from gitsync.kinds import API_VERSION
+from gitsync.kinds import APPLICATION as KIND
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import WatchCache
 from gitsync.model import AppKey, ResourceKey
 from gitsync.render import RenderLimits, load_yaml_documents
 
 log = structlog.get_logger(__name__)
-
-API_VERSION = "gitsync.dev/v1alpha1"
-KIND = "Application"
 
 
 class ApplicationStore(Protocol):

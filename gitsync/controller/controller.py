@@ -36,10 +36,9 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from gitsync import kinds
 from gitsync.application import Application, SpecError, is_semver_range, parse_application
 from gitsync.controller.apps import (
-    API_VERSION,
-    KIND,
     ApplicationStore,
     CrdApplications,
     FileApplications,
@@ -49,7 +48,7 @@ from gitsync.controller.clusters import ClusterRegistry
 from gitsync.controller.metrics import Metrics
 from gitsync.controller.push_paths import touched, watched_paths
 from gitsync.controller.queue import Coalescer, Priority, WorkQueue
-from gitsync.controller.reconciler import PUSH_TRIGGER_PREFIX, REFRESH_REQUEST, Reconciler
+from gitsync.controller.reconciler import REFRESH_REQUEST, Reconciler, Trigger
 from gitsync.controller.repo_credentials import RepositoryCredentials
 from gitsync.controller.scheduler import RefreshScheduler
 from gitsync.controller.sharding import ShardSet
@@ -176,7 +175,7 @@ class Controller:
         self._handovers: WorkQueue[AppKey] = WorkQueue()
         self._handover_nonce: dict[AppKey, str] = {}
         self._handover_thread: threading.Thread | None = None
-        self.scheduler = RefreshScheduler(lambda key: self.queue.add(key, "interval"))
+        self.scheduler = RefreshScheduler(lambda key: self.queue.add(key, Trigger.INTERVAL))
         self._seen: dict[AppKey, _Seen] = {}
         self._workers: list[threading.Thread] = []
         self._leading = threading.Event()
@@ -320,7 +319,7 @@ class Controller:
         t.start()
         self._workers.append(t)
         for key in self.store.app_keys():
-            self.queue.add(key, "startup")
+            self.queue.add(key, Trigger.STARTUP)
 
     def _stop_leading(self) -> None:
         if not self._leading.is_set():
@@ -343,7 +342,7 @@ class Controller:
                         self._reconcile(key, reasons)
             except Exception:  # one app's bug must not kill the worker
                 log.exception("reconcile crashed", app=f"{key[0]}/{key[1]}")
-                self.queue.add(key, "retry-after-crash", delay=30.0)
+                self.queue.add(key, Trigger.RETRY_AFTER_CRASH, delay=30.0)
             finally:
                 self.queue.done(key)
 
@@ -356,7 +355,7 @@ class Controller:
         # the reconcile parsed the spec already; an invalid spec is looked at again at 3m
         self.scheduler.schedule(key, outcome.interval or 180.0)
         if outcome.requeue is not None:
-            self.queue.add(key, "requeue", delay=outcome.requeue)
+            self.queue.add(key, Trigger.REQUEUE, delay=outcome.requeue)
 
     # -- sharding -------------------------------------------------------------------------------
 
@@ -375,7 +374,7 @@ class Controller:
         assert self.sharding is not None
         for key in self.store.app_keys():
             if self.sharding.shard_of_key(key) == shard:
-                self.refresh(key, "shard-acquired")  # compare afresh: another replica had it
+                self.refresh(key, Trigger.SHARD_ACQUIRED)  # compare afresh: another replica had it
 
     def _held_elsewhere(self, key: AppKey) -> bool:
         """Another replica reconciles ``key`` and watches it as an Application object: a
@@ -419,8 +418,8 @@ class Controller:
             try:
                 if nonce:
                     self.kube.patch(
-                        API_VERSION,
-                        KIND,
+                        kinds.API_VERSION,
+                        kinds.APPLICATION,
                         name,
                         {"metadata": {"annotations": {REFRESH_REQUEST: nonce}}},
                         namespace=namespace,
@@ -432,25 +431,25 @@ class Controller:
 
     # -- triggers ------------------------------------------------------------------------------
 
-    def refresh(self, key: AppKey, reason: str = "manual") -> None:
+    def refresh(self, key: AppKey, reason: str = Trigger.MANUAL) -> None:
         self.reconciler.mark_live_change(key)
         self.queue.add(key, reason)
 
     def _on_event(self, event_type: str, key: ResourceKey, obj: dict[str, Any] | None) -> None:
-        if key.group == "gitsync.dev" and key.kind == KIND:
+        if kinds.is_application(key.group, key.kind):
             self._on_application(event_type, (key.namespace, key.name), obj)
             # an Application managed by another one (app of apps): its status is the parent's
             # health, so the parent looks again - below, like any other managed object
         app = app_of_tracked(obj)
         if app is not None:
             self.reconciler.mark_live_change(app)
-            self.queue.add(app, "live-change", delay=0.3)
+            self.queue.add(app, Trigger.LIVE_CHANGE, delay=0.3)
 
     def _on_application(self, event_type: str, key: AppKey, obj: dict[str, Any] | None) -> None:
         if event_type == "DELETED" or obj is None:
             self._seen.pop(key, None)
             self.scheduler.unschedule(key)
-            self.queue.add(key, "deleted")
+            self.queue.add(key, Trigger.DELETED)
             return
         meta = obj.get("metadata") or {}
         seen = self._seen.setdefault(key, _Seen())
@@ -458,7 +457,7 @@ class Controller:
         annotations = {k: str(v) for k, v in (meta.get("annotations") or {}).items()}
         if generation != seen.generation or annotations != seen.annotations:
             seen.generation, seen.annotations = generation, annotations
-            self.queue.add(key, "application-changed")
+            self.queue.add(key, Trigger.APPLICATION_CHANGED)
 
     def on_push(self, event: PushEvent) -> int:
         """Refresh the Applications following the pushed repository and ref; returns how many.
@@ -488,7 +487,7 @@ class Controller:
             self.reconciler.mark_pushed(key)  # before queueing: see head_max_age
             self.queue.add(
                 key,
-                f"{PUSH_TRIGGER_PREFIX}{event.provider}",
+                Trigger.push(event.provider),
                 delay=delays[repo],
                 urgent=key in first,
                 pushed=True,
@@ -610,4 +609,4 @@ def ensure_crd(kube: KubeClient, crd: dict[str, Any]) -> None:
     raise ApiError(0, "Timeout", f"CRD {name} not Established after 30s")
 
 
-__all__ = ["API_VERSION", "Controller", "ControllerConfig", "ensure_crd", "load_policy"]
+__all__ = ["Controller", "ControllerConfig", "ensure_crd", "load_policy"]

@@ -21,6 +21,7 @@ The order of work, and why:
 from __future__ import annotations
 
 import contextlib
+import enum
 import time
 import uuid
 from collections.abc import Callable
@@ -34,8 +35,8 @@ from gitsync.controller import status as st
 from gitsync.controller.apps import ApplicationStore
 from gitsync.controller.metrics import Metrics
 from gitsync.engine import AppState, Engine, StageError
-from gitsync.errors import GitsyncError, TerminalError
-from gitsync.kube import ApiError
+from gitsync.errors import GitsyncError, NextStep, TerminalError, next_step
+from gitsync.kube import ApiError, ApiRejectedError
 from gitsync.model import AppKey, HealthStatus, ResourceKey, SyncStatus
 from gitsync.sync import SyncResult
 
@@ -48,6 +49,29 @@ AUTOMATION_PAUSED = "gitsync.dev/automation-paused"  # set by rollback, removed 
 
 HEAL_MIN, HEAL_MAX = 2.0, 300.0
 API_RETRY_MIN, API_RETRY_MAX = 1.0, 60.0  # backoff when the API server fails a reconcile
+WAIT_DELAY = 5.0  # a WaitingError that did not say how long
+
+
+class Trigger(enum.StrEnum):
+    """Why an app was queued. A reconcile gets the set of them (the queue merges triggers that
+    arrive while the app waits); only the head check cares which (``head_max_age``). Members
+    are strings, so the queue, logs and a web action's own reason (``web:<action>``) mix."""
+
+    INTERVAL = "interval"  # the periodic refresh
+    STARTUP = "startup"  # this replica became leader, or started
+    REQUEUE = "requeue"  # the previous pass asked to come back (a backoff, a rollout step)
+    LIVE_CHANGE = "live-change"  # a watched object the app manages changed
+    APPLICATION_CHANGED = "application-changed"  # the Application itself (spec, annotations)
+    DELETED = "deleted"
+    MANUAL = "manual"  # `gitsync refresh`, the API
+    SHARD_ACQUIRED = "shard-acquired"  # another replica had it: compare afresh
+    RETRY_AFTER_CRASH = "retry-after-crash"  # an unclassified error (a bug) ended the pass
+
+    @staticmethod
+    def push(provider: str) -> str:
+        """A push webhook from ``provider`` (``PUSH_TRIGGER_PREFIX`` + its name)."""
+        return f"{PUSH_TRIGGER_PREFIX}{provider}"
+
 
 # Triggers that are not news from Git: their head check may share an ``ls-remote`` of the same
 # repository started up to HEAD_MAX_AGE seconds earlier (``SourceCache.resolve``), so a thousand
@@ -55,7 +79,9 @@ API_RETRY_MIN, API_RETRY_MAX = 1.0, 60.0  # backoff when the API server fails a 
 # may share only a listing that started after the webhook arrived (it sees the push), so a push
 # to a repository a thousand apps follow costs one listing, not a thousand. Any other trigger (a
 # manual refresh, a spec change) lists for itself.
-SHARED_HEAD_TRIGGERS = frozenset({"interval", "live-change", "startup", "requeue"})
+SHARED_HEAD_TRIGGERS = frozenset(
+    {Trigger.INTERVAL, Trigger.LIVE_CHANGE, Trigger.STARTUP, Trigger.REQUEUE}
+)
 PUSH_TRIGGER_PREFIX = "push:"
 HEAD_MAX_AGE = 2.0
 
@@ -72,6 +98,14 @@ def head_max_age(reasons: set[str], since_push: float | None = None) -> float:
     if since_push is None:
         return 0.0
     return max(0.0, since_push if not others else min(age, since_push))
+
+
+class AutoSync(enum.StrEnum):
+    """Automated sync's decision about an app that is out of sync."""
+
+    SYNC = "sync"  # a new revision, or drift to self-heal now
+    WAIT = "wait"  # a failed sync's retry or a self-heal backoff is not due yet: come back
+    HOLD = "hold"  # leave it OutOfSync: retries exhausted, or drift without selfHeal
 
 
 @dataclass
@@ -204,9 +238,11 @@ class Reconciler:
             outcome = self._reconcile(p, annotations)
         except Exception as exc:
             rt.live_dirty = True  # the pass did not finish: the next one must compare again
-            if isinstance(exc, ApiError) and (exc.transient or exc.status == 409):
-                return self._api_unavailable(p, exc)
-            raise
+            step = next_step(exc)
+            if step is None:
+                raise  # not classified, so a bug: the worker logs it and retries later
+            assert isinstance(exc, GitsyncError)
+            return self._pass_failed(p, exc, step)
         else:
             rt.api_failures = 0
             return outcome
@@ -292,12 +328,14 @@ class Reconciler:
             initiated = "rollback"
         elif manual:
             initiated = "manual"
-        elif app.sync_policy.automated and not app.suspend and not paused and out_of_sync:
-            initiated = self._automated_trigger(app, rt, new, sha, bound)
         requeue: float | None = None
-        if initiated == "wait":
-            initiated = ""
-            requeue = max(0.5, min(rt.retry_at, rt.last_heal + rt.heal_delay) - self.clock())
+        automated = app.sync_policy.automated and not app.suspend and not paused
+        if not initiated and automated and out_of_sync:
+            decision = self._automated_trigger(app, rt, new, sha, bound)
+            if decision == AutoSync.SYNC:
+                initiated = "automated"
+            elif decision == AutoSync.WAIT:
+                requeue = max(0.5, min(rt.retry_at, rt.last_heal + rt.heal_delay) - self.clock())
         if initiated:
             prune = None
             if initiated == "manual" and sync_request.endswith(";prune"):
@@ -362,30 +400,30 @@ class Reconciler:
 
     def _automated_trigger(
         self, app: Application, rt: AppRuntime, new: dict[str, Any], sha: str, bound: Any
-    ) -> str:
-        """'automated' to sync now, 'wait' to come back later, '' to leave it OutOfSync."""
+    ) -> AutoSync:
+        """What automated sync does about an out-of-sync app (see ``AutoSync``)."""
         now = self.clock()
         limit = app.sync_policy.retry.limit
         if rt.failed_revision == sha:
             if limit != -1 and rt.failures > limit:
-                return ""  # retries exhausted: wait for a new commit or a manual sync
+                return AutoSync.HOLD  # retries exhausted: wait for a new commit or a manual sync
             if now < rt.retry_at:
-                return "wait"
+                return AutoSync.WAIT
         applied = new.get("lastAppliedRevision")
         if applied != sha:
-            return "automated"  # a new revision
+            return AutoSync.SYNC  # a new revision
         if not app.sync_policy.self_heal:
-            return ""
+            return AutoSync.HOLD
         # drift on the same revision: self-heal with backoff
         if now - rt.last_heal > max(2 * rt.heal_delay, 60.0):
             rt.heal_delay = HEAL_MIN
         elif now < rt.last_heal + rt.heal_delay:
-            return "wait"
+            return AutoSync.WAIT
         else:
             rt.heal_delay = min(max(rt.heal_delay * 2, HEAL_MIN), HEAL_MAX)
         rt.last_heal = now
         bound.info("self-heal", delay=rt.heal_delay)
-        return "automated"
+        return AutoSync.SYNC
 
     def _run_operation(
         self,
@@ -424,7 +462,7 @@ class Reconciler:
         try:
             state, result = engine.sync(app, prune=prune, state=state)
         except StageError as exc:
-            result = SyncResult(revision=sha, message=str(exc.cause))
+            result = SyncResult(revision=sha, aborted=True, message=str(exc.cause))
         op = dict(op)
         op.update(
             phase=result.phase,
@@ -578,18 +616,33 @@ class Reconciler:
         self._write(key, new, old)
         return Outcome(requeue=min(5.0 * 2 ** (rt.fetch_failures - 1), 300.0))
 
-    def _api_unavailable(self, p: _Pass, exc: ApiError) -> Outcome:
-        """The API server failed a request the reconcile cannot do without (most often a status
-        write while it is down or throttling): nothing more can be recorded now, so come back
-        with backoff and redo the pass. An operation already marked Running resumes under the
-        same id, so it still ends up as one history entry."""
+    def _pass_failed(self, p: _Pass, exc: GitsyncError, step: NextStep) -> Outcome:
+        """A classified error escaped the pass (most often an API request the reconcile cannot
+        do without, like a status write while the server is down or throttling). The class
+        decides: a transient one comes back with backoff and redoes the pass; a waiting one
+        comes back when the server said; a terminal one stalls with what to fix, until the spec
+        or the cluster changes (the periodic refresh still looks again). An operation already
+        marked Running resumes under the same id, so it still ends up as one history entry."""
         rt = p.rt
-        rt.api_failures += 1
-        delay = min(API_RETRY_MIN * 2 ** (rt.api_failures - 1), API_RETRY_MAX)
+        if step == NextStep.STALL:
+            fix = f"; {exc.fix}" if isinstance(exc, ApiRejectedError) else ""
+            message = f"{exc}{fix}"
+            p.bound.warning("reconcile stalled", error=message)
+            self._stalled(p.new, p.generation, "ReconcileFailed", message)
+            try:  # the refused request may have been this very write: say it if we can
+                self._write(p.key, p.new, p.old)
+            except ApiError as write_exc:
+                p.bound.warning("could not record the stall", error=str(write_exc))
+            return Outcome()
+        if step == NextStep.WAIT and exc.retry_after is None:
+            delay = WAIT_DELAY  # a dependency is not ready: look again soon, do not escalate
+        else:
+            rt.api_failures += 1
+            delay = min(API_RETRY_MIN * 2 ** (rt.api_failures - 1), API_RETRY_MAX)
         if exc.retry_after:  # the server said how long: a hard floor for this app's next pass
             delay = max(delay, min(exc.retry_after, API_RETRY_MAX))
             rt.not_before = self.clock() + delay
-        p.bound.warning("API server unavailable; retrying", error=str(exc), retry_in=delay)
+        p.bound.warning("reconcile failed; retrying", error=str(exc), retry_in=delay, next=step)
         return Outcome(requeue=delay)
 
     def _stage_failed(self, p: _Pass, exc: StageError) -> Outcome:

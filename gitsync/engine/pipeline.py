@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gitsync import kinds
 from gitsync.application import Application, SpecError
 from gitsync.errors import GitsyncError, TerminalError, TransientError
 from gitsync.health import Health, aggregate, assess
@@ -72,11 +73,7 @@ class AppState:
 
     def rollouts(self) -> list[ResourceKey]:
         """The Rollouts this app renders (the controller advances them between syncs)."""
-        return [
-            i.key
-            for i in self.comparison.items
-            if i.key.group == "gitsync.dev" and i.key.kind == "Rollout"
-        ]
+        return [i.key for i in self.comparison.items if kinds.is_rollout(i.key.group, i.key.kind)]
 
     def resource_health(self) -> list[tuple[ResourceKey, Health]]:
         return list(self._healths)

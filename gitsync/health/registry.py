@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from gitsync import kinds
 from gitsync.health.apiservice import check_apiservice
 from gitsync.health.application import check_application
 from gitsync.health.assessment import Health
@@ -32,7 +33,6 @@ from gitsync.health.statefulset import check_statefulset
 HealthCheck = Callable[[Mapping[str, Any]], Health]
 """A pure function from a live object to its health; may raise ``MalformedObject``."""
 
-GITSYNC_GROUP = "gitsync.dev"
 
 CHECKS: Mapping[tuple[str, str], HealthCheck] = MappingProxyType(
     {
@@ -52,8 +52,8 @@ CHECKS: Mapping[tuple[str, str], HealthCheck] = MappingProxyType(
         ("batch", "CronJob"): check_cronjob,
         ("autoscaling", "HorizontalPodAutoscaler"): check_hpa,
         ("apiregistration.k8s.io", "APIService"): check_apiservice,
-        (GITSYNC_GROUP, "Application"): check_application,
-        (GITSYNC_GROUP, "Rollout"): check_rollout,
+        (kinds.GROUP, kinds.APPLICATION): check_application,
+        (kinds.GROUP, kinds.ROLLOUT): check_rollout,
     }
 )
 

@@ -4,6 +4,22 @@ Everything above it works with plain dicts and ``ResourceKey``; this package tur
 requests against the API server and turns API errors into gitsync errors (see ``gitsync.errors``).
 """
 
-from gitsync.kube.client import ApiError, KubeClient, RequestLog
+from gitsync.kube.client import (
+    ApiConflictError,
+    ApiError,
+    ApiRejectedError,
+    ApiThrottledError,
+    ApiUnavailableError,
+    KubeClient,
+    RequestLog,
+)
 
-__all__ = ["ApiError", "KubeClient", "RequestLog"]
+__all__ = [
+    "ApiConflictError",
+    "ApiError",
+    "ApiRejectedError",
+    "ApiThrottledError",
+    "ApiUnavailableError",
+    "KubeClient",
+    "RequestLog",
+]

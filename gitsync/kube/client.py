@@ -6,8 +6,9 @@ watches and an exact count of the requests it makes (the engine promises zero wr
 changed). The ``kubernetes`` package is still used for what it does well - reading kubeconfig files
 and in-cluster config, exec/token refresh - and then requests go through one urllib3 pool.
 
-Errors come back as ``ApiError`` carrying the HTTP status and the API server's Status message, and
-are classified as transient (429, 5xx, connection errors) or terminal (4xx) for the retry logic.
+Errors come back as ``ApiError`` carrying the HTTP status and the API server's Status message, as
+the subclass that says what the reconcile loop does next (``api_error_class``): unreachable and
+5xx retry with backoff, 409 retries, 429 waits for its ``Retry-After``, any other 4xx stalls.
 """
 
 from __future__ import annotations
@@ -27,13 +28,22 @@ import urllib3
 from kubernetes import config as kube_config
 from kubernetes.client import Configuration
 
-from gitsync.errors import GitsyncError, TerminalError, TransientError
+from gitsync.errors import GitsyncError, TerminalError, TransientError, WaitingError
 
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class ApiError(GitsyncError):
-    """An API request failed. ``status`` is the HTTP code (0 when the server was unreachable)."""
+    """An API request failed. ``status`` is the HTTP code (0 when the server was unreachable).
+
+    ``ApiError(status, ...)`` builds the subclass that says what the reconcile loop does next
+    (``api_error_class``), so every raise site - the client's own and the adapters' that speak
+    its language - is classified without choosing a class, and ``except ApiError`` still
+    catches them all. Decide by class (``errors.next_step``), not by ``status``; ``status``
+    stays for the few callers that need the exact code (410 on a watch, 404 on a get)."""
+
+    def __new__(cls, status: int, *args: Any, **kwargs: Any) -> ApiError:
+        return super().__new__(api_error_class(status) if cls is ApiError else cls)
 
     def __init__(
         self,
@@ -57,14 +67,49 @@ class ApiError(GitsyncError):
 
     @property
     def transient(self) -> bool:
-        return self.status in {0, 429} or self.status >= 500
+        """The server was unreachable or overloaded (not: it refused this request)."""
+        return isinstance(self, ApiUnavailableError | ApiThrottledError)
 
-    def classify(self) -> GitsyncError:
-        """The error re-raised as the kind the reconcile loop acts on."""
-        cls = TransientError if self.transient else TerminalError
-        err = cls(str(self))
-        err.__cause__ = self
-        return err
+
+class ApiUnavailableError(ApiError, TransientError):
+    """Unreachable (0) or a 5xx: the server is down or failing; retry with backoff."""
+
+
+class ApiThrottledError(ApiError, WaitingError):
+    """429: the server asked us to come back after ``retry_after`` seconds."""
+
+
+class ApiConflictError(ApiError, TransientError):
+    """409: someone wrote the object between our read and our write; read again and retry."""
+
+
+class ApiRejectedError(ApiError, TerminalError):
+    """Any other 4xx (400 bad request, 403 forbidden, 404 not found, 422 invalid): the same
+    request will be refused again until the object, the spec or gitsync's permissions change."""
+
+    @property
+    def fix(self) -> str:
+        """What a person does about it, for a Stalled condition."""
+        if self.status == 401:
+            return "check the controller's credentials for the cluster"
+        if self.status == 403:
+            return "grant gitsync's ServiceAccount this verb on this resource (RBAC)"
+        if self.status == 404:
+            return "create the missing object or kind, or correct its name"
+        if self.status in (400, 422):
+            return "correct the object the server rejected"
+        return "correct the request's input"
+
+
+def api_error_class(status: int) -> type[ApiError]:
+    """The class of an API failure with HTTP ``status``: what the loop does next."""
+    if status == 0 or status >= 500:
+        return ApiUnavailableError
+    if status == 429:
+        return ApiThrottledError
+    if status == 409:
+        return ApiConflictError
+    return ApiRejectedError
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -45,10 +45,10 @@ from typing import Any
 
 import structlog
 
+from gitsync.errors import NextStep, TerminalError, WaitingError, next_step
 from gitsync.health import assess
 from gitsync.kube import ApiError, KubeClient
 from gitsync.model import HealthStatus, ResourceKey, ResultCode
-from gitsync.rollout import bluegreen
 from gitsync.rollout import canary as core
 from gitsync.rollout.analysis import Reading
 from gitsync.rollout.math import HASH_LABEL, ROLE_LABEL
@@ -91,6 +91,7 @@ from gitsync.rollout.status import (
     Phase,
     RolloutStatus,
 )
+from gitsync.rollout.strategy import strategy_of
 from gitsync.rollout.takeover import (
     RolloutWork,
     TakeoverPlan,
@@ -116,6 +117,11 @@ def rbac_denied(what: str, exc: ApiError) -> str:
     return f"{what}: RBAC denied the Application's ServiceAccount: {exc.message or exc}"
 
 
+def _message(exc: Exception) -> str:
+    """The server's own words for an API failure, else the error itself."""
+    return str(exc.message or exc) if isinstance(exc, ApiError) else str(exc)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one ``begin``/``tick`` did."""
@@ -129,6 +135,18 @@ class Outcome:
 
 class _Conflict(Exception):
     """The Rollout changed between our read and our status write."""
+
+
+class RolloutConfigError(TerminalError):
+    """The Rollout cannot go on as configured (its router or a Service it names is missing or
+    unusable): retrying every few seconds will not help, so the rollout stalls with a message
+    that names the fix, until the Rollout or the object it names changes (the app's next
+    reconcile looks again)."""
+
+
+class RolloutNotReadyError(WaitingError):
+    """An action needs something a later tick or sync will bring (the rendered template, both
+    Deployments): try again after ``FAILURE_REQUEUE_SECONDS``."""
 
 
 # -- manifests (pure) --------------------------------------------------------------------------
@@ -279,25 +297,9 @@ def workload_states(
 Decide = Callable[[Rollout, RolloutStatus, core.Observation], core.Decision]
 
 
-def _step_of(
-    spec: RolloutSpec,
-) -> Callable[[RolloutSpec, RolloutStatus, core.Observation], core.Decision]:
-    return bluegreen.step if spec.blue_green is not None else core.step
-
-
 def _pinned_services(spec: RolloutSpec) -> dict[str, str]:
     """The Services a rollout of ``spec`` pins, by role (``Observation.services``)."""
-    if spec.blue_green is not None:
-        roles = {bluegreen.ACTIVE_SERVICE: spec.blue_green.active_service}
-        if spec.blue_green.preview_service:
-            roles[bluegreen.PREVIEW_SERVICE] = spec.blue_green.preview_service
-        return roles
-    if spec.canary is not None and spec.canary.traffic_routing is not None:
-        return {
-            core.STABLE_SERVICE: spec.canary.stable_service,
-            core.CANARY_SERVICE: spec.canary.canary_service,
-        }
-    return {}
+    return strategy_of(spec).pinned_services(spec)
 
 
 def _pins(spec: RolloutSpec) -> bool:
@@ -350,8 +352,7 @@ class CanaryExecutor:
             return self._report_error(tenant, work.rollout, work.error)
 
         def decide(rollout: Rollout, status: RolloutStatus, obs: core.Observation) -> core.Decision:
-            start = bluegreen.start if rollout.spec.blue_green is not None else core.start
-            return start(
+            return strategy_of(rollout.spec).start(
                 rollout.spec,
                 status,
                 obs,
@@ -366,9 +367,9 @@ class CanaryExecutor:
     def tick(self, namespace: str, name: str, *, kube: KubeClient | None = None) -> Outcome:
         """Move the rollout of Rollout ``namespace/name`` on by what its status and the cluster
         allow (see ``canary.step``); ``kube`` as for ``begin``."""
-        key = ResourceKey("gitsync.dev", KIND, namespace, name)
+        key = ResourceKey(GROUP, KIND, namespace, name)
         return self._run(
-            kube or self.kube, key, lambda r, s, o: _step_of(r.spec)(r.spec, s, o), None
+            kube or self.kube, key, lambda r, s, o: strategy_of(r.spec).step(r.spec, s, o), None
         )
 
     # -- internals -----------------------------------------------------------------------------
@@ -433,11 +434,11 @@ class CanaryExecutor:
         if canary is not None:
             owner = ((canary.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
             if owner != rollout.name:
-                what = "preview" if rollout.spec.blue_green is not None else "canary"
                 return self._report_error(
                     kube,
                     key,
-                    f"Deployment {second} exists and is not this Rollout's {what} "
+                    f"Deployment {second} exists and is not this Rollout's "
+                    f"{strategy_of(rollout.spec).second} "
                     f"({OWNER_ANNOTATION}: {owner!r}); rename or delete it",
                 )
         pods: list[dict[str, Any]] = []
@@ -460,23 +461,26 @@ class CanaryExecutor:
             obs = replace(obs, readings=self._read_metrics(key, rollout, decision.measure))
             decision = decide(rollout, old, obs)
         error, denied = "", False
+        requeue: float | None = None
         try:
             for action in decision.actions:
                 self._execute(kube, action, rollout, stable=stable, canary=canary, work=work)
-        except ApiError as exc:
-            denied = exc.status == 403
+        except RolloutConfigError as exc:  # stalled: no retry until something changes
+            error = f"{type(action).__name__} stalled: {exc}"
+        except (ApiError, RolloutNotReadyError) as exc:
+            denied = isinstance(exc, ApiError) and exc.status == 403
             if denied:
+                assert isinstance(exc, ApiError)
                 error = rbac_denied(f"{type(action).__name__} failed", exc)
             else:
-                error = f"{type(action).__name__} failed: {exc.message or exc}"
+                error = f"{type(action).__name__} failed: {_message(exc)}"
+                requeue = FAILURE_REQUEUE_SECONDS if next_step(exc) != NextStep.STALL else None
         if error:
             failed = replace(old, message=error, observed_generation=rollout.generation)
-            requeue: float | None = FAILURE_REQUEUE_SECONDS
             if denied:
                 # Not retried on a timer: RBAC must change first. Degraded, and marked aborted
                 # so that a retry request (rollouts.gitsync.dev/retry) starts it again then.
                 failed = replace(failed, phase=Phase.DEGRADED, aborted_hash=old.canary_hash)
-                requeue = None
             try:
                 self._write_status(kube, live, old, failed)
             except ApiError as exc:
@@ -541,13 +545,15 @@ class CanaryExecutor:
             self._scale(kube, name, namespace, action.replicas)
         elif isinstance(action, core.CreateCanary):
             if work is None or work.desired_hash != action.template_hash:
-                raise ApiError(0, "NoTemplate", "the rendered template is not at hand")
+                raise RolloutNotReadyError(
+                    "the rendered template is not at hand; the next sync brings it"
+                )
             manifest = canary_deployment(
                 work.desired,
                 rollout_name=rollout.name,
                 rollout_uid=rollout.uid,
                 template_hash=action.template_hash,
-                role=PREVIEW_ROLE if rollout.spec.blue_green is not None else CANARY_ROLE,
+                role=strategy_of(rollout.spec).role,
             )
             kube.apply(manifest, field_manager=self.field_manager, force=True)
         elif isinstance(action, core.DeleteCanary):
@@ -562,7 +568,7 @@ class CanaryExecutor:
                 )
         elif isinstance(action, core.PromoteStable):
             if canary is None or stable is None:
-                raise ApiError(0, "NotFound", "promotion needs both the stable and the canary")
+                raise RolloutNotReadyError("promotion needs both the stable and the canary")
             annotations = (stable.get("metadata") or {}).get("annotations")
             ops: list[dict[str, Any]] = [
                 {
@@ -615,7 +621,10 @@ class CanaryExecutor:
         """Server-side apply of the selector key (see the module docstring)."""
         live = kube.get("v1", "Service", action.service, namespace)
         if live is None:
-            raise ApiError(404, "NotFound", f"Service {action.service} does not exist")
+            raise RolloutConfigError(
+                f"Service {action.service} does not exist: create it, or name an existing "
+                "Service in the Rollout's spec.strategy"
+            )
         selector = (live.get("spec") or {}).get("selector") or {}
         body = pinned_service(action.service, namespace, action.template_hash)
         if self._selector_atomic is None and any(k != HASH_LABEL for k in selector):
@@ -649,7 +658,10 @@ class CanaryExecutor:
                 raise
             self._route_api_version = api
             return api
-        raise ApiError(404, "NotFound", "the API server serves no Gateway API HTTPRoute")
+        raise RolloutConfigError(
+            "the API server serves no Gateway API HTTPRoute: install the Gateway API CRDs, or "
+            "use spec.strategy.canary.trafficRouting.nginx"
+        )
 
     def _router(self, kube: KubeClient, rollout: Rollout) -> RouterState | None:
         """The router's weight as observed (None for a Rollout without ``trafficRouting``)."""
@@ -691,6 +703,8 @@ class CanaryExecutor:
             route = kube.get(self._route_api(), "HTTPRoute", name, namespace)
         except ApiError as exc:
             return RouterState(0, str(exc.message or exc))
+        except RolloutConfigError as exc:
+            return RouterState(0, str(exc))
         if route is None:
             return RouterState(0, f"HTTPRoute {name} does not exist")
         weight = route_weight(route, canary.stable_service, canary.canary_service)
@@ -705,7 +719,10 @@ class CanaryExecutor:
         canary = rollout.spec.canary
         routing = canary.traffic_routing if canary is not None else None
         if canary is None or routing is None:
-            raise ApiError(0, "NoRouter", "the Rollout has no trafficRouting")
+            raise RolloutConfigError(
+                "the Rollout has no trafficRouting: add spec.strategy.canary.trafficRouting, "
+                "or remove its setWeight steps"
+            )
         namespace = rollout.namespace
         if routing.nginx is not None:
             stable_name = routing.nginx.stable_ingress
@@ -715,7 +732,10 @@ class CanaryExecutor:
                 return
             stable = kube.get(INGRESS_API, "Ingress", stable_name, namespace)
             if stable is None:
-                raise ApiError(404, "NotFound", f"the stable Ingress {stable_name} does not exist")
+                raise RolloutConfigError(
+                    f"the stable Ingress {stable_name} does not exist: create it, or correct "
+                    "spec.strategy.canary.trafficRouting.nginx.stableIngress"
+                )
             try:
                 manifest = canary_ingress(
                     stable,
@@ -726,20 +746,28 @@ class CanaryExecutor:
                     rollout_uid=rollout.uid,
                 )
             except RouterError as exc:
-                raise ApiError(0, "RouterError", str(exc)) from exc
+                raise RolloutConfigError(
+                    f"{exc}: correct the stable Ingress {stable_name} or the Rollout's "
+                    "stableService/canaryService"
+                ) from exc
             kube.apply(manifest, field_manager=self.field_manager, force=True)
             return
         assert routing.gateway_api is not None
         api, name = self._route_api(), routing.gateway_api.http_route
         route = kube.get(api, "HTTPRoute", name, namespace)
         if route is None:
-            raise ApiError(404, "NotFound", f"HTTPRoute {name} does not exist")
+            raise RolloutConfigError(
+                f"HTTPRoute {name} does not exist: create it, or correct "
+                "spec.strategy.canary.trafficRouting.gatewayAPI.httpRoute"
+            )
         try:
             weighted = route_with_weight(
                 route, canary.stable_service, canary.canary_service, weight
             )
         except RouterError as exc:
-            raise ApiError(0, "RouterError", str(exc)) from exc
+            raise RolloutConfigError(
+                f"{exc}: correct HTTPRoute {name} or the Rollout's stableService/canaryService"
+            ) from exc
         meta = route.get("metadata") or {}
         kube.patch(
             api,

@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gitsync.application import DNS_SUBDOMAIN, SERVER_SET_METADATA, SpecError, SpecFields
+from gitsync.kinds import API_VERSION, GROUP
+from gitsync.kinds import ROLLOUT as KIND
 from gitsync.rollout.expressions import ConditionError, compile_condition, compile_json_path
 
-API_VERSION = "gitsync.dev/v1alpha1"
-GROUP = "gitsync.dev"
-KIND = "Rollout"
+__all__ = ["API_VERSION", "GROUP", "KIND"]  # re-exported: the rollout package's own spelling
 
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 MAX_SECONDS = 7 * 24 * 3600

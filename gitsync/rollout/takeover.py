@@ -59,6 +59,7 @@ from gitsync.rollout.routers import (
 )
 from gitsync.rollout.spec import GROUP, KIND, RolloutSpec, RolloutSpecError, parse_rollout_spec
 from gitsync.rollout.status import STABLE_HASH_ANNOTATION
+from gitsync.rollout.strategy import strategy_of
 
 DEPLOYMENT_GROUP = "apps"
 
@@ -173,9 +174,7 @@ def named_services(rollout: Mapping[str, Any]) -> list[str]:
 def _pins_services(spec: RolloutSpec | None) -> bool:
     if spec is None:
         return False
-    return spec.blue_green is not None or (
-        spec.canary is not None and spec.canary.traffic_routing is not None
-    )
+    return bool(strategy_of(spec).pinned_services(spec))
 
 
 def _route_key(

@@ -8,6 +8,7 @@ from gitsync.sync.syncer import (
     EmptyRenderError,
     ResourceResult,
     Syncer,
+    SyncOutcome,
     SyncResult,
 )
 
@@ -18,6 +19,7 @@ __all__ = [
     "Impersonation",
     "NoServiceAccountError",
     "ResourceResult",
+    "SyncOutcome",
     "SyncResult",
     "Syncer",
 ]

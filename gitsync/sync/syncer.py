@@ -34,6 +34,7 @@ with exponential backoff.
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import json
@@ -45,9 +46,10 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from gitsync import kinds
 from gitsync.application import Application
 from gitsync.diff import IgnoreRule, ResourceDiff, diff_resource
-from gitsync.errors import TerminalError
+from gitsync.errors import NextStep, TerminalError, next_step
 from gitsync.health import Health, assess
 from gitsync.kube import ApiError, KubeClient
 from gitsync.model import HealthStatus, ResourceKey, ResultCode, SyncStatus
@@ -169,20 +171,38 @@ class Comparison:
         return [(i.key, i.error) for i in self.items if i.error]
 
 
+class SyncOutcome(enum.StrEnum):
+    """How a sync ended, as the operation's phase says it (Argo CD's spelling)."""
+
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
 @dataclass
 class SyncResult:
     revision: str
     results: list[ResourceResult] = field(default_factory=list)
     dry_run: bool = False
+    aborted: bool = False
+    """The sync stopped before the end (a wave failed or never became healthy, a stage failed):
+    ``message`` says why. A per-object failure is a ``SyncFailed`` result instead."""
     message: str = ""
+
+    def abort(self, message: str) -> None:
+        self.aborted, self.message = True, message
+
+    @property
+    def outcome(self) -> SyncOutcome:
+        failed = self.aborted or any(r.code == ResultCode.SYNC_FAILED for r in self.results)
+        return SyncOutcome.FAILED if failed else SyncOutcome.SUCCEEDED
 
     @property
     def succeeded(self) -> bool:
-        return not any(r.code == ResultCode.SYNC_FAILED for r in self.results) and not self.message
+        return self.outcome == SyncOutcome.SUCCEEDED
 
     @property
-    def phase(self) -> str:
-        return "Succeeded" if self.succeeded else "Failed"
+    def phase(self) -> SyncOutcome:
+        return self.outcome
 
 
 def with_retries(
@@ -195,8 +215,7 @@ def with_retries(
         try:
             return call()
         except ApiError as exc:
-            retryable = exc.transient or exc.status == 409
-            if not retryable or attempt == attempts:
+            if next_step(exc) not in (NextStep.WAIT, NextStep.BACKOFF) or attempt == attempts:
                 raise
             time.sleep(max(delay, min(exc.retry_after or 0.0, max_delay)))
             delay = min(delay * 2, max_delay)
@@ -635,14 +654,14 @@ class Syncer:
                 failed_wave = True
             is_last = n == len(wave_numbers) - 1
             if failed_wave and not is_last:
-                result.message = f"wave {number} failed; later waves were not applied"
+                result.abort(f"wave {number} failed; later waves were not applied")
                 break
             if wave is not None and not is_last and not dry_run:
                 healthy, why = self._wait_wave_healthy(kube, wave)
                 if not healthy:
-                    result.message = f"wave {number} did not become healthy: {why}"
+                    result.abort(f"wave {number} did not become healthy: {why}")
                     break
-        if prune_last and to_prune and not result.message:
+        if prune_last and to_prune and not result.aborted:
             for entry in to_prune.values():
                 pruned_or_skipped[entry.key] = self._prune(
                     kube, app, entry, dry_run=dry_run, result=result, wave=0
@@ -853,11 +872,7 @@ class Syncer:
                 for k, h in healths
                 if h.status not in (HealthStatus.HEALTHY, HealthStatus.SUSPENDED)
                 # a canary can take hours: its wave is done once the rollout is running
-                and not (
-                    k.group == "gitsync.dev"
-                    and k.kind == "Rollout"
-                    and h.status == HealthStatus.PROGRESSING
-                )
+                and not (kinds.is_rollout(k.group, k.kind) and h.status == HealthStatus.PROGRESSING)
             ]
             if not bad:
                 return True, ""

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from gitsync import kinds
 from gitsync.kube import KubeClient
 from gitsync.testing.gitserver import GitRepo, GitServer
 
@@ -57,7 +58,7 @@ def configmap_repo(git_server: GitServer, value: str = "v1") -> GitRepo:
 
 def application(name: str, namespace: str, repo_url: str, **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "gitsync.dev/v1alpha1",
+        "apiVersion": kinds.API_VERSION,
         "kind": "Application",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
@@ -107,12 +108,12 @@ def tenant_escapes(
 
 
 def app_status(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
-    obj = kube.get("gitsync.dev/v1alpha1", "Application", name, namespace) or {}
+    obj = kube.get(kinds.API_VERSION, kinds.APPLICATION, name, namespace) or {}
     return obj.get("status") or {}
 
 
 def rollout_status(kube: KubeClient, namespace: str, name: str = "web") -> dict[str, Any]:
-    obj = kube.get("gitsync.dev/v1alpha1", "Rollout", name, namespace) or {}
+    obj = kube.get(kinds.API_VERSION, kinds.ROLLOUT, name, namespace) or {}
     return obj.get("status") or {}
 
 

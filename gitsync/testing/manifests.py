@@ -6,6 +6,8 @@ from typing import Any
 
 import yaml
 
+from gitsync import kinds
+
 
 def two_wave_manifests(ready_after: float) -> str:
     """A Deployment ``db`` in wave 0 whose pod turns Ready only after ``ready_after`` seconds
@@ -35,7 +37,7 @@ def two_wave_manifests(ready_after: float) -> str:
     return yaml.safe_dump_all([slow, late])
 
 
-ROLLOUT_API = "gitsync.dev/v1alpha1"
+ROLLOUT_API = kinds.API_VERSION
 
 
 def web_deployment(image: str, replicas: int, **pod_annotations: str) -> dict[str, Any]:

@@ -11,13 +11,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gitsync import kinds
 from gitsync.kube import KubeClient
 from gitsync.rollout import CanaryExecutor, Outcome
 from gitsync.rollout.endpoints import AnalysisAllowList
 from gitsync.rollout.providers import MetricProviders
 from gitsync.testing.waiting import wait_for
 
-ROLLOUT_API = "gitsync.dev/v1alpha1"
+ROLLOUT_API = kinds.API_VERSION
 POLL_SECONDS = 0.3
 LOOPBACK_ANALYSIS = "http://127.0.0.1:*/*"
 """The ``--analysis-allow`` entry for the tests' metric servers: they listen on loopback, which

@@ -120,7 +120,7 @@ def test_api_server_gone_for_30s_mid_sync_then_the_sync_finishes_once(
     assert ready["status"] == "True", ready
     # an outage is expected weather, not a bug: retried with backoff, never a "crash"
     log = proxied_serve.log(100_000)
-    assert "API server unavailable; retrying" in log
+    assert "reconcile failed; retrying" in log
     assert "reconcile crashed" not in log
 
 

@@ -20,12 +20,14 @@ import yaml
 from gitsync.kube import ApiError, KubeClient
 from gitsync.model import ResourceKey
 from gitsync.rollout import CanaryExecutor, Outcome, RolloutSyncHook, TakeoverPlan
+from gitsync.rollout.canary import Decision
 from gitsync.rollout.routers import (
     NGINX_CANARY_ANNOTATION,
     NGINX_WEIGHT_ANNOTATION,
+    SetRouterWeight,
     routed_canary_replicas,
 )
-from gitsync.rollout.status import ABORT_ANNOTATION, PROMOTE_ANNOTATION, Phase
+from gitsync.rollout.status import ABORT_ANNOTATION, PROMOTE_ANNOTATION, Phase, RolloutStatus
 from gitsync.sync import ResourceResult
 from gitsync.sync.tracking import prepare
 from gitsync.testing import rollouts
@@ -341,3 +343,33 @@ def test_the_route_crd_fixture_is_structural(kube: KubeClient, crds: None) -> No
             kube.resource(f"gateway.networking.k8s.io/{version}", "HTTPRoute")
         except ApiError as exc:  # pragma: no cover - a failure message
             pytest.fail(f"HTTPRoute {version} not served: {exc}")
+
+
+@pytest.mark.parametrize(
+    ("router", "fix"),
+    [
+        ("nginx", "correct spec.strategy.canary.trafficRouting.nginx.stableIngress"),
+        ("gatewayAPI", "correct spec.strategy.canary.trafficRouting.gatewayAPI.httpRoute"),
+    ],
+)
+def test_a_router_gone_before_its_weight_is_set_stalls_with_the_fix(
+    kube: KubeClient, namespace: str, crds: None, router: str, fix: str
+) -> None:
+    """The router object is deleted between a tick's observation and its action (the race the
+    observation's own check cannot close): a configuration fault, so the rollout stalls with a
+    message naming the fix, and asks for no retry - it used to be an "unreachable" API error,
+    retried every 5 s forever. The next reconcile of the app, or any change, looks again."""
+    rollout = manifests(router, "web:1", [{"setWeight": 20}])[-1]
+    rollout["metadata"] = {"name": "web", "namespace": namespace}
+    kube.apply(rollout, field_manager="gitsync-tests")
+    executor = CanaryExecutor(kube)
+    key = ResourceKey("gitsync.dev", "Rollout", namespace, "web")
+
+    def decide_weight(_r: Any, status: RolloutStatus, _o: Any) -> Decision:
+        return Decision(status, (SetRouterWeight(20),), requeue_after=1.0)
+
+    outcome = executor._run(key, decide_weight, None)  # the tick's decision, racing a delete
+    assert outcome.requeue_after is None, "a configuration fault is not retried on a timer"
+    assert "SetRouterWeight stalled" in outcome.error and fix in outcome.error
+    live = kube.get(ROLLOUT_API, "Rollout", "web", namespace)
+    assert live is not None and fix in live["status"]["message"]
