@@ -11,6 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from test_web_support import SHA1, FakeController, application, login, make_app
 
+from gitsync.application_status import HealthSummary, ResourceStatus
 from gitsync.diff import diff_resource
 from gitsync.model import ResourceKey
 from gitsync.web.app import CONTENT_SECURITY_POLICY
@@ -57,14 +58,9 @@ def test_commit_messages_and_names_render_escaped(controller: FakeController) ->
         author=XSS,
         annotations={"note": XSS},
         resources=[
-            {
-                "group": "",
-                "kind": "ConfigMap",
-                "namespace": "team-a",
-                "name": XSS,
-                "status": "OutOfSync",
-                "health": {"status": "Healthy", "message": XSS},
-            }
+            ResourceStatus(
+                "", "ConfigMap", "team-a", XSS, "OutOfSync", HealthSummary("Healthy", XSS)
+            )
         ],
     )
     evil["status"]["conditions"][0]["message"] = XSS
