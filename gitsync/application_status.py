@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 
 READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
 """Condition types (kstatus): synced and healthy / work in progress / a terminal error."""
+SOURCE_TYPES = {"plain": "Directory", "kustomize": "Kustomize", "helm": "Helm"}
+"""``sourceType`` for each renderer (``gitsync.render.SourceType``), spelled as Argo CD does."""
 
 
 def _key(camel: str, *, omit_empty: bool = False) -> Any:
@@ -157,6 +159,8 @@ class ApplicationStatus:
     )
     last_handled_rollback: str | None = field(default=None, metadata=_key("lastHandledRollback"))
     automation_paused: bool | None = field(default=None, metadata=_key("automationPaused"))
+    source_type: str | None = field(default=None, metadata=_key("sourceType"))
+    """How the source was rendered, detected or as the spec says (``SOURCE_TYPES``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)

@@ -32,6 +32,7 @@ import structlog
 
 from gitsync.application import Application, SpecError, parse_application
 from gitsync.application_status import (
+    SOURCE_TYPES,
     ApplicationStatus,
     HealthSummary,
     HistoryEntry,
@@ -493,6 +494,7 @@ class Reconciler:
             rows.append((d.key, str(d.status), str(h.status) if h else "", h.message if h else ""))
         new.resources = st.resource_entries(rows)
         new.automation_paused = paused
+        new.source_type = SOURCE_TYPES[state.source_type]
         previous_health = old.health.status if old.health else ""
         if previous_health and previous_health != str(health.status):
             self.store.record_event(

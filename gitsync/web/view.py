@@ -200,6 +200,7 @@ def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
         "repoURL": display_repo_url(repo),
         "repoLink": http_link(repo),
         "path": _text(source.get("path") or ".", 1024),
+        "sourceType": _text(status.source_type, 16),
         "targetRevision": _text(source.get("targetRevision") or "HEAD", 256),
         "revision": {
             "sha": sha,

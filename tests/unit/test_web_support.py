@@ -111,6 +111,7 @@ def application(
         ),
         history=tuple(history),
         last_applied_revision=sha,
+        source_type="Directory",
     )
     return {
         "apiVersion": "gitsync.dev/v1alpha1",

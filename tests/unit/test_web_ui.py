@@ -179,6 +179,7 @@ def test_a_thousand_applications_list_page(capsys: pytest.CaptureFixture[str]) -
 
 def test_detail_page_shows_tree_operation_history_and_actions(client: FlaskClient) -> None:
     html = page(client, "/apps/team-a/web")
+    assert '<span data-field="sourceType">Directory</span>' in html
     tree = html[html.index('<ul id="resources">') :]
     tree = tree[: tree.index("</ul>")]
     assert 'data-resource="/ConfigMap/team-a/config"' in tree
