@@ -19,6 +19,7 @@ nothing from gitsync, so the controller, web layer and CLI may all import it.
 
 from __future__ import annotations
 
+import dataclasses
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -173,7 +174,8 @@ class ApplicationStatus:
         return next((c for c in self.conditions or () if c.type == ctype), None)
 
     def copy(self) -> ApplicationStatus:
-        return from_dict(ApplicationStatus, self.to_dict())
+        """An independent copy: shallow is enough, every part is immutable."""
+        return dataclasses.replace(self)
 
 
 # -- conversion --------------------------------------------------------------------------------

@@ -609,7 +609,6 @@ class Reconciler:
         )
 
     def _write(self, key: AppKey, new: ApplicationStatus, old: ApplicationStatus) -> None:
-        new_doc, old_doc = new.to_dict(), old.to_dict()
-        if st.without_volatile(new_doc) == st.without_volatile(old_doc):
+        if new == old:
             return
-        self.store.write_status(key, new_doc, old_doc)
+        self.store.write_status(key, new.to_dict(), old.to_dict())

@@ -100,8 +100,3 @@ def resource_entries(
     ]
     out.sort(key=lambda r: (r.group, r.kind, r.namespace, r.name))
     return tuple(out[:RESOURCE_LIMIT])
-
-
-def without_volatile(status: dict[str, Any]) -> dict[str, Any]:
-    """The parts of status whose change warrants a write (drops ``reconciledAt``)."""
-    return {k: v for k, v in status.items() if k != "reconciledAt"}

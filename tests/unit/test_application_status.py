@@ -11,6 +11,7 @@ from gitsync.application_status import (
     OperationState,
     ResourceStatus,
 )
+from gitsync.controller.reconciler import Reconciler
 
 SHA = "a" * 40
 
@@ -118,3 +119,49 @@ def test_copy_is_independent() -> None:
     copied = status.copy()
     copied.last_applied_revision = "b" * 40
     assert status.last_applied_revision == SHA and copied != status
+
+
+def test_an_empty_string_the_api_server_stored_as_null_is_no_change() -> None:
+    """The reconciler writes only when the next status differs from the stored one; "" comes
+    back from the API server as null (nullable in the CRD), which must not count as a change."""
+    stored = {**STORED, "sourceRevision": {**STORED["sourceRevision"], "ref": None}}
+    written = {**STORED, "sourceRevision": {**STORED["sourceRevision"], "ref": ""}}
+    assert ApplicationStatus.from_dict(stored) == ApplicationStatus.from_dict(written)
+
+
+class RecordingStore:
+    """The controller's own ``ApplicationStore`` interface, recording status writes."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def app_keys(self) -> list[tuple[str, str]]:
+        return []
+
+    def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        return None
+
+    def write_status(
+        self, key: tuple[str, str], status: dict[str, Any], previous: dict[str, Any]
+    ) -> None:
+        self.writes.append((status, previous))
+
+    def patch_annotations(self, key: tuple[str, str], annotations: dict[str, str | None]) -> None:
+        pass
+
+    def record_event(
+        self, key: tuple[str, str], reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        pass
+
+
+def test_the_reconciler_writes_status_only_when_it_changed() -> None:
+    store = RecordingStore()
+    reconciler = Reconciler(store, engine_for=lambda app: None)  # type: ignore[arg-type,return-value]
+    stored = ApplicationStatus.from_dict(STORED)
+    reconciler._write(("team-a", "web"), stored.copy(), stored)
+    assert store.writes == []
+    changed = stored.copy()
+    changed.automation_paused = True
+    reconciler._write(("team-a", "web"), changed, stored)
+    assert store.writes == [({**STORED, "automationPaused": True}, STORED)]

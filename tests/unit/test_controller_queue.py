@@ -173,12 +173,6 @@ def test_history_is_keyed_by_operation_and_bounded() -> None:
     assert history[-1].operation == "op14"
 
 
-def test_without_volatile_ignores_reconciled_at() -> None:
-    assert st.without_volatile({"a": 1, "reconciledAt": "x"}) == st.without_volatile(
-        {"a": 1, "reconciledAt": "y"}
-    )
-
-
 def test_status_patch_nulls_nested_keys_that_disappeared() -> None:
     from gitsync.controller.apps import status_patch
 
