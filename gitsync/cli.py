@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitsync import __version__, kinds, logs
 from gitsync.application import Application, SpecError
+from gitsync.application_status import ApplicationStatus
 
 if TYPE_CHECKING:
     from gitsync.engine import Engine
@@ -706,9 +707,9 @@ def _rollout_location(args: argparse.Namespace, kube: KubeClient) -> tuple[str, 
             f"{app_ns}/{app_name} deploys to cluster {cluster!r}: point --kubeconfig/--context "
             "at that cluster and name the Rollout with --namespace"
         )
-    for r in (app.get("status") or {}).get("resources") or []:
-        if kinds.is_rollout(r.get("group"), r.get("kind")) and r.get("name") == name:
-            return str(r.get("namespace") or destination.get("namespace") or app_ns), name
+    for r in ApplicationStatus.from_dict(app.get("status")).resources or ():
+        if kinds.is_rollout(r.group, r.kind) and r.name == name:
+            return str(r.namespace or destination.get("namespace") or app_ns), name
     raise ValueError(f"the Application {app_ns}/{app_name} lists no Rollout {name!r}")
 
 

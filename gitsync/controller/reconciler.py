@@ -21,6 +21,7 @@ The order of work, and why:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import time
 import uuid
@@ -31,6 +32,16 @@ from typing import Any
 import structlog
 
 from gitsync.application import Application, SpecError, parse_application
+from gitsync.application_status import (
+    SOURCE_TYPES,
+    ApplicationStatus,
+    HealthSummary,
+    HistoryEntry,
+    OperationState,
+    ResourceResult,
+    SourceRevision,
+    SyncSummary,
+)
 from gitsync.controller import status as st
 from gitsync.controller.apps import ApplicationStore
 from gitsync.controller.metrics import Metrics
@@ -138,8 +149,8 @@ class _Pass:
     app: Application
     engine: Engine
     rt: AppRuntime
-    old: dict[str, Any]
-    new: dict[str, Any]
+    old: ApplicationStatus
+    new: ApplicationStatus
     generation: int
     bound: Any
     head_max_age: float = 0.0
@@ -204,8 +215,8 @@ class Reconciler:
         rt.interval = None  # until the spec parses
         started = self.clock()
         bound = log.bind(app=f"{key[0]}/{key[1]}", trigger=",".join(sorted(reasons)))
-        old = dict(obj.get("status") or {})
-        new = {k: v for k, v in old.items()}
+        old = ApplicationStatus.from_dict(obj.get("status"))
+        new = old.copy()
         generation = int(obj.get("metadata", {}).get("generation") or 0)
         annotations = dict(obj.get("metadata", {}).get("annotations") or {})
         try:
@@ -215,7 +226,7 @@ class Reconciler:
             self._write(key, new, old)
             return Outcome()
         rt.interval = app.interval
-        new["observedGeneration"] = generation
+        new.observed_generation = generation
         if generation != rt.seen_generation or annotations != rt.seen_annotations:
             rt.seen_generation, rt.seen_annotations = generation, annotations
             rt.live_dirty = True  # the spec or a request annotation changed: compare again
@@ -253,26 +264,26 @@ class Reconciler:
     def _reconcile(self, p: _Pass, annotations: dict[str, str]) -> Outcome:
         key, app, engine, rt, old, new = p.key, p.app, p.engine, p.rt, p.old, p.new
         generation, bound = p.generation, p.bound
-        op = dict(new.get("operationState") or {})
-        resume = op.get("phase") == "Running"
+        op = new.operation_state or OperationState()
+        resume = op.phase == "Running"
         sync_request = annotations.get(SYNC_REQUEST, "")
-        manual = bool(sync_request) and sync_request != new.get("lastHandledSyncRequest")
+        manual = bool(sync_request) and sync_request != new.last_handled_sync_request
         rollback = annotations.get(ROLLBACK_REQUEST, "")
-        rollback_pending = bool(rollback) and rollback != new.get("lastHandledRollback")
+        rollback_pending = bool(rollback) and rollback != new.last_handled_rollback
         paused = AUTOMATION_PAUSED in annotations
 
         # 2. cheap remote check
         target_sha: str | None = None
         if rollback_pending:
-            entry = next((h for h in new.get("history", []) if str(h.get("id")) == rollback), None)
+            entry = next((h for h in new.history or () if str(h.id) == rollback), None)
             if entry is None:
-                new["lastHandledRollback"] = rollback
+                new.last_handled_rollback = rollback
                 self._stalled(new, generation, "RollbackFailed", f"no history entry {rollback}")
                 self._write(key, new, old)
                 return Outcome()
-            target_sha = str(entry["revision"])
-        elif resume and op.get("revision") and op.get("initiatedBy") == "rollback":
-            target_sha = str(op["revision"])
+            target_sha = entry.revision
+        elif resume and op.revision and op.initiated_by == "rollback":
+            target_sha = op.revision
         try:
             sha = target_sha or engine.sources.resolve(
                 app.source.repo_url,
@@ -283,7 +294,7 @@ class Reconciler:
         except GitsyncError as exc:
             return self._fetch_failed(p, exc)
         rt.fetch_failures = 0
-        if resume and not target_sha and op.get("revision") and op["revision"] != sha:
+        if resume and not target_sha and op.revision and op.revision != sha:
             # The interrupted sync's revision is no longer what Git says: finishing it would
             # prune objects the new head declares again (a revert pushed while the controller
             # was down). Sync the head instead; the inventory the interrupted sync wrote ahead
@@ -295,9 +306,7 @@ class Reconciler:
         # a sync of this revision that failed (e.g. at its inventory write) is retried even when
         # every object already matches: only a finished sync records the inventory and history
         retry_failed = (
-            op.get("phase") == "Failed"
-            and op.get("revision") == sha
-            and new.get("lastAppliedRevision") != sha
+            op.phase == "Failed" and op.revision == sha and new.last_applied_revision != sha
         )
         need_compare = (
             sha != rt.last_sha
@@ -323,7 +332,7 @@ class Reconciler:
         # 4. sync?
         initiated = ""
         if resume:
-            initiated = str(op.get("initiatedBy") or "automated")
+            initiated = op.initiated_by or "automated"
         elif rollback_pending:
             initiated = "rollback"
         elif manual:
@@ -340,11 +349,12 @@ class Reconciler:
             prune = None
             if initiated == "manual" and sync_request.endswith(";prune"):
                 prune = True
-            state, result = self._run_operation(p, state, op if resume else {}, initiated, prune)
+            resumed = op if resume else None
+            state, result = self._run_operation(p, state, resumed, initiated, prune)
             if initiated == "manual":
-                new["lastHandledSyncRequest"] = sync_request
+                new.last_handled_sync_request = sync_request
             if initiated == "rollback":
-                new["lastHandledRollback"] = rollback
+                new.last_handled_rollback = rollback
                 self.store.patch_annotations(key, {AUTOMATION_PAUSED: f"rollback to {rollback}"})
             if not result.succeeded:
                 if rt.failed_revision != sha:
@@ -399,7 +409,7 @@ class Reconciler:
         return soonest
 
     def _automated_trigger(
-        self, app: Application, rt: AppRuntime, new: dict[str, Any], sha: str, bound: Any
+        self, app: Application, rt: AppRuntime, new: ApplicationStatus, sha: str, bound: Any
     ) -> AutoSync:
         """What automated sync does about an out-of-sync app (see ``AutoSync``)."""
         now = self.clock()
@@ -409,7 +419,7 @@ class Reconciler:
                 return AutoSync.HOLD  # retries exhausted: wait for a new commit or a manual sync
             if now < rt.retry_at:
                 return AutoSync.WAIT
-        applied = new.get("lastAppliedRevision")
+        applied = new.last_applied_revision
         if applied != sha:
             return AutoSync.SYNC  # a new revision
         if not app.sync_policy.self_heal:
@@ -429,72 +439,71 @@ class Reconciler:
         self,
         p: _Pass,
         state: AppState,
-        resumed: dict[str, Any],
+        resumed: OperationState | None,
         initiated: str,
         prune: bool | None,
     ) -> tuple[AppState, SyncResult]:
         key, app, engine, new, old, bound = p.key, p.app, p.engine, p.new, p.old, p.bound
         sha = state.revision.sha
-        op = {
-            "id": resumed.get("id") or uuid.uuid4().hex[:12],
-            "phase": "Running",
-            "revision": sha,
-            "initiatedBy": initiated,
-            "startedAt": resumed.get("startedAt") or st.now_rfc3339(),
-            "message": f"syncing revision {sha[:12]}",
-        }
-        new["operationState"] = op
-        new["lastAttemptedRevision"] = sha
-        new["conditions"] = st.set_condition(
-            new.get("conditions", []),
+        op = OperationState(
+            id=(resumed and resumed.id) or uuid.uuid4().hex[:12],
+            phase="Running",
+            revision=sha,
+            initiated_by=initiated,
+            started_at=(resumed and resumed.started_at) or st.now_rfc3339(),
+            message=f"syncing revision {sha[:12]}",
+        )
+        new.operation_state = op
+        new.last_attempted_revision = sha
+        new.conditions = st.set_condition(
+            new.conditions,
             st.RECONCILING,
             True,
             "Syncing",
             f"syncing revision {sha[:12]} ({len(state.manifests)} objects)",
-            generation=new["observedGeneration"],
+            generation=p.generation,
             now=st.now_rfc3339(),
         )
         self._write(key, new, old)
-        old.clear()
-        old.update(new)
+        p.old = old = new.copy()
         self.store.record_event(key, "SyncStarted", f"sync of {sha[:12]} started ({initiated})")
         bound.info("sync started", revision=sha[:12], initiated=initiated, resumed=bool(resumed))
         try:
             state, result = engine.sync(app, prune=prune, state=state)
         except StageError as exc:
             result = SyncResult(revision=sha, aborted=True, message=str(exc.cause))
-        op = dict(op)
-        op.update(
+        op = dataclasses.replace(
+            op,
             phase=result.phase,
-            finishedAt=st.now_rfc3339(),
+            finished_at=st.now_rfc3339(),
             message=result.message or f"{result.phase.lower()} at revision {sha[:12]}",
-            resources=[
-                {
-                    "group": r.key.group,
-                    "kind": r.key.kind,
-                    "namespace": r.key.namespace,
-                    "name": r.key.name,
-                    "status": str(r.code),
-                    "message": r.message[:512],
-                }
-                for r in result.results
-            ][: st.RESOURCE_LIMIT],
+            resources=tuple(
+                ResourceResult(
+                    r.key.group,
+                    r.key.kind,
+                    r.key.namespace,
+                    r.key.name,
+                    str(r.code),
+                    r.message[:512],
+                )
+                for r in result.results[: st.RESOURCE_LIMIT]
+            ),
         )
-        new["operationState"] = op
-        new["history"] = st.append_history(
-            new.get("history", []),
-            {
-                "operation": op["id"],
-                "revision": sha,
-                "message": state.revision.message[:512],
-                "author": state.revision.author,
-                "deployedAt": op["finishedAt"],
-                "result": result.phase,
-                "initiatedBy": initiated,
-            },
+        new.operation_state = op
+        new.history = st.append_history(
+            new.history,
+            HistoryEntry(
+                operation=op.id,
+                revision=sha,
+                message=state.revision.message[:512],
+                author=state.revision.author,
+                deployed_at=op.finished_at,
+                result=result.phase,
+                initiated_by=initiated,
+            ),
         )
         if result.succeeded:
-            new["lastAppliedRevision"] = sha
+            new.last_applied_revision = sha
         pruned = [r for r in result.results if r.code == "Pruned"]
         if pruned:
             self.store.record_event(key, "Pruned", f"pruned {len(pruned)} objects no longer in Git")
@@ -502,7 +511,7 @@ class Reconciler:
             self.store.record_event(key, "SyncSucceeded", f"synced revision {sha[:12]}")
         else:
             self.store.record_event(
-                key, "SyncFailed", f"sync of {sha[:12]} failed: {op['message']}", warning=True
+                key, "SyncFailed", f"sync of {sha[:12]} failed: {op.message}", warning=True
             )
         if self.metrics:
             self.metrics.app_sync_total.labels(key[0], key[1], result.phase).inc()
@@ -517,25 +526,23 @@ class Reconciler:
         health = state.health
         healths = dict(state.resource_health())
         sync_status = state.sync_status
-        new["sync"] = {"status": str(sync_status), "revision": state.revision.sha}
-        new["health"] = {
-            "status": str(health.status),
-            **({"message": health.message} if health.message else {}),
-        }
-        new["sourceRevision"] = {
-            "sha": state.revision.sha,
-            "ref": state.revision.ref,
-            "message": state.revision.message[:512],
-            "author": state.revision.author,
-            "date": state.revision.date,
-        }
+        new.sync = SyncSummary(str(sync_status), state.revision.sha)
+        new.health = HealthSummary(str(health.status), health.message)
+        new.source_revision = SourceRevision(
+            state.revision.sha,
+            state.revision.ref,
+            state.revision.message[:512],
+            state.revision.author,
+            state.revision.date,
+        )
         rows = []
         for d in state.comparison.diffs:
             h = healths.get(d.key)
             rows.append((d.key, str(d.status), str(h.status) if h else "", h.message if h else ""))
-        new["resources"] = st.resource_entries(rows)
-        new["automationPaused"] = paused
-        previous_health = (old.get("health") or {}).get("status")
+        new.resources = st.resource_entries(rows)
+        new.automation_paused = paused
+        new.source_type = SOURCE_TYPES[state.source_type]
+        previous_health = old.health.status if old.health else ""
         if previous_health and previous_health != str(health.status):
             self.store.record_event(
                 key,
@@ -544,17 +551,15 @@ class Reconciler:
                 + (f": {health.message}" if health.message else ""),
                 warning=health.status == HealthStatus.DEGRADED,
             )
-        conds = st.drop_condition(new.get("conditions", []), st.RECONCILING)
+        conds = st.drop_condition(new.conditions, st.RECONCILING)
         conds = st.drop_condition(conds, st.STALLED)
         errors = state.comparison.errors
-        op = new.get("operationState") or {}
-        if op.get("phase") == "Failed" and op.get("revision") == state.revision.sha:
-            ready, reason, message = False, "SyncFailed", str(op.get("message", ""))
-            failed = [r for r in op.get("resources", []) if r.get("status") == "SyncFailed"]
+        op = new.operation_state or OperationState()
+        if op.phase == "Failed" and op.revision == state.revision.sha:
+            ready, reason, message = False, "SyncFailed", op.message
+            failed = [r for r in op.resources or () if r.status == "SyncFailed"]
             if failed:
-                message += "; " + "; ".join(
-                    f"{r['kind']}/{r['name']}: {r['message']}" for r in failed[:3]
-                )
+                message += "; " + "; ".join(f"{r.kind}/{r.name}: {r.message}" for r in failed[:3])
         elif errors:
             ready, reason = False, "CompareFailed"
             message = "; ".join(f"{k}: {e}" for k, e in errors[:3])
@@ -569,7 +574,7 @@ class Reconciler:
         else:
             ready, reason = True, "Synced"
             message = f"synced to {state.revision.sha[:12]} and healthy"
-        new["conditions"] = st.set_condition(
+        new.conditions = st.set_condition(
             conds, st.READY, ready, reason, message, generation=generation, now=now
         )
         if self.metrics:
@@ -578,19 +583,19 @@ class Reconciler:
 
     # -- failures ------------------------------------------------------------------------------
 
-    def _stalled(self, new: dict[str, Any], generation: int, reason: str, message: str) -> None:
+    def _stalled(self, new: ApplicationStatus, generation: int, reason: str, message: str) -> None:
         now = st.now_rfc3339()
-        conds = st.drop_condition(new.get("conditions", []), st.RECONCILING)
+        conds = st.drop_condition(new.conditions, st.RECONCILING)
         conds = st.set_condition(
             conds, st.STALLED, True, reason, message, generation=generation, now=now
         )
-        new["conditions"] = st.set_condition(
+        new.conditions = st.set_condition(
             conds, st.READY, False, reason, message, generation=generation, now=now
         )
 
-    def _retrying(self, new: dict[str, Any], generation: int, reason: str, message: str) -> None:
+    def _retrying(self, new: ApplicationStatus, generation: int, reason: str, message: str) -> None:
         now = st.now_rfc3339()
-        conds = st.drop_condition(new.get("conditions", []), st.STALLED)
+        conds = st.drop_condition(new.conditions, st.STALLED)
         conds = st.set_condition(
             conds,
             st.RECONCILING,
@@ -600,7 +605,7 @@ class Reconciler:
             generation=generation,
             now=now,
         )
-        new["conditions"] = st.set_condition(
+        new.conditions = st.set_condition(
             conds, st.READY, False, reason, message, generation=generation, now=now
         )
 
@@ -658,14 +663,14 @@ class Reconciler:
         return Outcome(requeue=min(5.0 * 2 ** (rt.fetch_failures - 1), 300.0))
 
     @staticmethod
-    def _stale_conditions(new: dict[str, Any]) -> bool:
+    def _stale_conditions(new: ApplicationStatus) -> bool:
         """A failure condition is showing: compare again so recovery clears it."""
-        return any(
-            c.get("type") in (st.STALLED, st.RECONCILING) and c.get("status") == "True"
-            for c in new.get("conditions", [])
-        ) or not new.get("sync")
+        return (
+            any(c.type in (st.STALLED, st.RECONCILING) and c.is_true for c in new.conditions or ())
+            or not new.sync
+        )
 
-    def _write(self, key: AppKey, new: dict[str, Any], old: dict[str, Any]) -> None:
-        if st.without_volatile(new) == st.without_volatile(old):
+    def _write(self, key: AppKey, new: ApplicationStatus, old: ApplicationStatus) -> None:
+        if new == old:
             return
-        self.store.write_status(key, new, old)
+        self.store.write_status(key, new.to_dict(), old.to_dict())

@@ -1,7 +1,7 @@
-"""Application status as data: conditions, sync, health, resources, operation and history.
+"""The next Application status from the previous one: conditions, history and resources.
 
-Pure functions that compute the next ``status`` from the previous one and what a reconcile found.
-The controller writes the result only when it differs from what is stored, so a reconcile that
+Pure functions over the types of ``gitsync.application_status``; the reconciler builds the next
+status with them and writes it only when it differs from what is stored, so a reconcile that
 found nothing new makes no API write. Conditions follow kstatus: ``Ready`` (the app is synced and
 healthy), ``Reconciling`` (work in progress, with a message naming the stage), ``Stalled`` (a
 terminal error: bad spec, bad credentials - nothing will change until the input does).
@@ -10,14 +10,25 @@ terminal error: bad spec, bad credentials - nothing will change until the input 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from gitsync.application_status import (
+    READY,
+    RECONCILING,
+    STALLED,
+    Condition,
+    HealthSummary,
+    HistoryEntry,
+    ResourceStatus,
+)
+
 HISTORY_LIMIT = 10
 RESOURCE_LIMIT = 5000  # status must stay well under etcd's object size limit
 
-READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
+__all__ = ["READY", "RECONCILING", "STALLED"]
 
 
 def now_rfc3339() -> str:
@@ -25,7 +36,7 @@ def now_rfc3339() -> str:
 
 
 def set_condition(
-    conditions: Sequence[dict[str, Any]],
+    conditions: Sequence[Condition] | None,
     ctype: str,
     status: bool,
     reason: str,
@@ -33,72 +44,59 @@ def set_condition(
     *,
     generation: int,
     now: str,
-) -> list[dict[str, Any]]:
-    """A new conditions list with ``ctype`` set; keeps ``lastTransitionTime`` unless it flipped."""
+) -> tuple[Condition, ...]:
+    """The conditions with ``ctype`` set; keeps ``lastTransitionTime`` unless it flipped."""
     value = "True" if status else "False"
-    out = [dict(c) for c in conditions if c.get("type") != ctype]
-    previous = next((c for c in conditions if c.get("type") == ctype), None)
+    previous = next((c for c in conditions or () if c.type == ctype), None)
     transition = now
-    if previous is not None and previous.get("status") == value:
-        transition = str(previous.get("lastTransitionTime") or now)
-    out.append(
-        {
-            "type": ctype,
-            "status": value,
-            "reason": reason,
-            "message": message[:2048],
-            "observedGeneration": generation,
-            "lastTransitionTime": transition,
-        }
-    )
+    if previous is not None and previous.status == value:
+        transition = previous.last_transition_time or now
+    out = [
+        *drop_condition(conditions, ctype),
+        Condition(ctype, value, reason, message[:2048], generation, transition),
+    ]
     order = {READY: 0, RECONCILING: 1, STALLED: 2}
-    return sorted(out, key=lambda c: (order.get(str(c.get("type")), 9), str(c.get("type"))))
+    return tuple(sorted(out, key=lambda c: (order.get(c.type, 9), c.type)))
 
 
-def drop_condition(conditions: Sequence[dict[str, Any]], ctype: str) -> list[dict[str, Any]]:
-    return [dict(c) for c in conditions if c.get("type") != ctype]
+def drop_condition(conditions: Sequence[Condition] | None, ctype: str) -> tuple[Condition, ...]:
+    return tuple(c for c in conditions or () if c.type != ctype)
 
 
 def append_history(
-    history: Sequence[dict[str, Any]], entry: dict[str, Any], *, limit: int = HISTORY_LIMIT
-) -> list[dict[str, Any]]:
-    """Add ``entry`` (which carries an ``operation`` id) unless that operation is recorded
-    already - a resumed operation never records twice. A retry of the revision whose sync just
-    failed replaces that Failed entry (keeping its ``id``) instead of adding one: an API server
-    that throttles or fails for a while must not fill the history with attempts and push the
-    revisions one could roll back to out of it. Keeps the newest ``limit`` entries and gives
-    each a stable increasing ``id``."""
-    if any(h.get("operation") == entry.get("operation") for h in history):
-        return [dict(h) for h in history]
-    out = [dict(h) for h in history]
+    history: Sequence[HistoryEntry] | None, entry: HistoryEntry, *, limit: int = HISTORY_LIMIT
+) -> tuple[HistoryEntry, ...]:
+    """Add ``entry`` (whose ``operation`` is its operation's id) unless that operation is
+    recorded already - a resumed operation never records twice. A retry of the revision whose
+    sync just failed replaces that Failed entry (keeping its ``id``) instead of adding one: an
+    API server that throttles or fails for a while must not fill the history with attempts and
+    push the revisions one could roll back to out of it. Keeps the newest ``limit`` entries and
+    gives each a stable increasing ``id`` (``entry.id`` is ignored)."""
+    out = list(history or ())
+    if any(h.operation == entry.operation for h in out):
+        return tuple(out)
     last = out[-1] if out else None
-    if last and last.get("result") == "Failed" and last.get("revision") == entry.get("revision"):
-        out[-1] = {"id": last.get("id"), **entry}
-        return out[-limit:]
-    next_id = max((int(h.get("id", 0)) for h in history), default=0) + 1
-    return [*out, {"id": next_id, **entry}][-limit:]
+    if last and last.result == "Failed" and last.revision == entry.revision:
+        out[-1] = dataclasses.replace(entry, id=last.id)
+        return tuple(out[-limit:])
+    next_id = max((h.id for h in out), default=0) + 1
+    return tuple([*out, dataclasses.replace(entry, id=next_id)][-limit:])
 
 
 def resource_entries(
     rows: Iterable[tuple[Any, str, str, str]],
-) -> list[dict[str, Any]]:
+) -> tuple[ResourceStatus, ...]:
     """``rows`` of (ResourceKey, sync status, health status, health message)."""
-    out = []
-    for key, sync_status, health, message in rows:
-        out.append(
-            {
-                "group": key.group,
-                "kind": key.kind,
-                "namespace": key.namespace,
-                "name": key.name,
-                "status": sync_status,
-                "health": {"status": health, **({"message": message[:512]} if message else {})},
-            }
+    out = [
+        ResourceStatus(
+            key.group,
+            key.kind,
+            key.namespace,
+            key.name,
+            sync_status,
+            HealthSummary(health, message[:512]),
         )
-    out.sort(key=lambda r: (r["group"], r["kind"], r["namespace"], r["name"]))
-    return out[:RESOURCE_LIMIT]
-
-
-def without_volatile(status: dict[str, Any]) -> dict[str, Any]:
-    """The parts of status whose change warrants a write (drops ``reconciledAt``)."""
-    return {k: v for k, v in status.items() if k != "reconciledAt"}
+        for key, sync_status, health, message in rows
+    ]
+    out.sort(key=lambda r: (r.group, r.kind, r.namespace, r.name))
+    return tuple(out[:RESOURCE_LIMIT])

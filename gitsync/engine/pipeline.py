@@ -28,6 +28,8 @@ from gitsync.render import (
     RenderError,
     RenderLimits,
     RenderRequest,
+    SourceType,
+    source_type,
 )
 from gitsync.rollout.executor import CanaryExecutor, RolloutSyncHook
 from gitsync.rollout.providers import MetricProviders
@@ -66,6 +68,7 @@ class AppState:
     revision: Revision
     manifests: tuple[RenderedManifest, ...]
     comparison: Comparison
+    source_type: SourceType = "plain"
 
     @property
     def sync_status(self) -> SyncStatus:
@@ -162,11 +165,14 @@ class Engine:
             limits=self.limits,
         )
 
-    def render(self, app: Application, checkout: Checkout) -> list[RenderedManifest]:
+    def render(
+        self, app: Application, checkout: Checkout
+    ) -> tuple[list[RenderedManifest], SourceType]:
+        """The manifests and the renderer that made them (decided anew: a cached render
+        does not say, and the decision is a stat or two)."""
+        req = self.render_request(app, checkout.path)
         try:
-            return self.renders.get_or_render(
-                checkout.revision.sha, self.render_request(app, checkout.path)
-            )
+            return self.renders.get_or_render(checkout.revision.sha, req), source_type(req)
         except (RenderError, GitsyncError) as exc:
             raise StageError("render", exc) from exc
 
@@ -176,12 +182,12 @@ class Engine:
         except GitsyncError as exc:
             raise StageError("compare", exc) from exc
         checkout = self.fetch(app, sha)
-        manifests = self.render(app, checkout)
+        manifests, kind = self.render(app, checkout)
         try:
             comparison = self.syncer.compare(app, manifests)
         except GitsyncError as exc:
             raise StageError("compare", exc) from exc
-        return AppState(app, checkout.revision, tuple(manifests), comparison)
+        return AppState(app, checkout.revision, tuple(manifests), comparison, kind)
 
     def sync(
         self,

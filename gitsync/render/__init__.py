@@ -25,7 +25,7 @@ from gitsync.render.options import (
     RenderLimits,
     RenderRequest,
 )
-from gitsync.render.renderer import SourceType, detect, render
+from gitsync.render.renderer import SourceType, detect, render, source_type
 from gitsync.render.safe_yaml import load_yaml_documents
 
 __all__ = [
@@ -44,4 +44,5 @@ __all__ = [
     "detect",
     "load_yaml_documents",
     "render",
+    "source_type",
 ]

@@ -34,19 +34,23 @@ def _detect_dir(app_dir: Path) -> SourceType:
     return "plain"
 
 
+def source_type(req: RenderRequest) -> SourceType:
+    """The renderer ``req`` gets: options present in the request, else what ``detect`` finds."""
+    if req.helm is not None:
+        return "helm"
+    if req.kustomize is not None:
+        return "kustomize"
+    if req.directory is not None:
+        return "plain"
+    return detect(req.repo_root, req.path)
+
+
 def render(req: RenderRequest) -> list[RenderedManifest]:
     """Render ``req.path`` of the checkout at ``req.repo_root`` into manifests (stable order)."""
     deadline = Deadline(req.limits.timeout_seconds)
     repo = Repo.at(req.repo_root)
     app_dir = repo.app_dir(req.path)
-    if req.helm is not None:
-        kind: SourceType = "helm"
-    elif req.kustomize is not None:
-        kind = "kustomize"
-    elif req.directory is not None:
-        kind = "plain"
-    else:
-        kind = _detect_dir(app_dir)
+    kind = source_type(req)
     if kind == "helm":
         helm = req.helm or HelmOptions(release_name=_default_release_name(req.path, repo))
         return render_helm(

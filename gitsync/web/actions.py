@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from gitsync.application_status import ApplicationStatus
 from gitsync.controller.reconciler import (
     AUTOMATION_PAUSED,
     REFRESH_REQUEST,
@@ -46,16 +47,12 @@ class ActionError(Exception):
 
 
 def _history_ids(obj: Mapping[str, Any]) -> set[str]:
-    status = obj.get("status")
-    history = status.get("history") if isinstance(status, Mapping) else None
-    if not isinstance(history, list):
-        return set()
-    return {str(h.get("id")) for h in history if isinstance(h, Mapping) and "id" in h}
+    status = ApplicationStatus.from_dict(obj.get("status"))
+    return {str(h.id) for h in status.history or ()}
 
 
 def _last_handled_rollback(obj: Mapping[str, Any]) -> str:
-    status = obj.get("status")
-    return str(status.get("lastHandledRollback") or "") if isinstance(status, Mapping) else ""
+    return ApplicationStatus.from_dict(obj.get("status")).last_handled_rollback or ""
 
 
 def parse_body(action: str, body: Mapping[str, Any]) -> dict[str, Any]:

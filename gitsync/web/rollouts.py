@@ -34,6 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
+from gitsync.application_status import ApplicationStatus
 from gitsync.rollout.spec import API_VERSION as ROLLOUT_API_VERSION
 from gitsync.rollout.spec import GROUP as ROLLOUT_GROUP
 from gitsync.rollout.spec import KIND as ROLLOUT_KIND
@@ -96,15 +97,14 @@ def rollout_refs(obj: Mapping[str, Any]) -> list[RolloutRef]:
     default_ns = _text(destination.get("namespace"), 253) or _text(meta.get("namespace"), 253)
     cluster = _text(destination.get("name"), 253)
     refs: dict[tuple[str, str], RolloutRef] = {}
-    for raw in _list(_map(obj.get("status")).get("resources")):
-        r = _map(raw)
-        if r.get("group") != ROLLOUT_GROUP or r.get("kind") != ROLLOUT_KIND:
+    for r in ApplicationStatus.from_dict(obj.get("status")).resources or ():
+        if r.group != ROLLOUT_GROUP or r.kind != ROLLOUT_KIND:
             continue
-        name = _text(r.get("name"), 253)
+        name = _text(r.name, 253)
         if not name:
             continue
-        namespace = _text(r.get("namespace"), 253) or default_ns
-        health = _text(_map(r.get("health")).get("status"), 32)
+        namespace = _text(r.namespace, 253) or default_ns
+        health = _text(r.health.status, 32)
         refs[(namespace, name)] = RolloutRef(namespace, name, cluster, health)
     return [refs[k] for k in sorted(refs, key=lambda k: (k[1], k[0]))][:MAX_ROLLOUTS]
 

@@ -26,6 +26,17 @@ from itertools import islice
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from gitsync.application_status import (
+    READY,
+    STALLED,
+    ApplicationStatus,
+    HealthSummary,
+    ObjectRef,
+    OperationState,
+    ResourceResult,
+    SourceRevision,
+    SyncSummary,
+)
 from gitsync.controller.reconciler import AUTOMATION_PAUSED
 from gitsync.source import redact_url
 from gitsync.webhook import PushEvent
@@ -145,24 +156,23 @@ def http_link(url: str) -> str | None:
 # -- documents ---------------------------------------------------------------------------------
 
 
-def _ready(conditions: list[Any]) -> dict[str, str]:
-    for raw in conditions:
-        c = _map(raw)
-        if c.get("type") == "Ready":
-            return {
-                "status": _text(c.get("status"), 16),
-                "reason": _text(c.get("reason"), 128),
-                "message": _message(c.get("message")),
-            }
-    return {"status": "Unknown", "reason": "", "message": ""}
+def _ready(status: ApplicationStatus) -> dict[str, str]:
+    c = status.condition(READY)
+    if c is None:
+        return {"status": "Unknown", "reason": "", "message": ""}
+    return {
+        "status": _text(c.status, 16),
+        "reason": _text(c.reason, 128),
+        "message": _message(c.message),
+    }
 
 
-def _last_synced(status: Mapping[str, Any]) -> str:
-    op = _map(status.get("operationState"))
-    if op.get("finishedAt"):
-        return _text(op.get("finishedAt"), 64)
-    history = [_map(h) for h in _list(status.get("history"))]
-    return _text(history[-1].get("deployedAt"), 64) if history else ""
+def _last_synced(status: ApplicationStatus) -> str:
+    op = status.operation_state or OperationState()
+    if op.finished_at:
+        return _text(op.finished_at, 64)
+    history = status.history or ()
+    return _text(history[-1].deployed_at, 64) if history else ""
 
 
 def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,21 +180,19 @@ def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
     meta = _map(obj.get("metadata"))
     spec = _map(obj.get("spec"))
     source = _map(spec.get("source"))
-    status = _map(obj.get("status"))
-    sync = _map(status.get("sync"))
-    health = _map(status.get("health"))
-    source_rev = _map(status.get("sourceRevision"))
+    status = ApplicationStatus.from_dict(obj.get("status"))
+    sync = status.sync or SyncSummary()
+    health = status.health or HealthSummary()
+    source_rev = status.source_revision or SourceRevision()
     annotations = _map(meta.get("annotations"))
-    sha = _text(source_rev.get("sha") or sync.get("revision"), 64)
+    sha = _text(source_rev.sha or sync.revision, 64)
     repo = _text(source.get("repoURL"), 1024)
-    op = _map(status.get("operationState"))
+    op = status.operation_state or OperationState()
     policy = _map(spec.get("syncPolicy"))
     automated = policy.get("automated")
-    conditions = _list(status.get("conditions"))
-    stalled = any(
-        _map(c).get("type") == "Stalled" and _map(c).get("status") == "True" for c in conditions
-    )
-    paused = AUTOMATION_PAUSED in annotations or status.get("automationPaused") is True
+    stalled_condition = status.condition(STALLED)
+    stalled = stalled_condition is not None and stalled_condition.is_true
+    paused = AUTOMATION_PAUSED in annotations or status.automation_paused is True
     suspended = spec.get("suspend") is True
     return {
         "namespace": _text(meta.get("namespace"), 253),
@@ -192,29 +200,30 @@ def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
         "repoURL": display_repo_url(repo),
         "repoLink": http_link(repo),
         "path": _text(source.get("path") or ".", 1024),
+        "sourceType": _text(status.source_type, 16),
         "targetRevision": _text(source.get("targetRevision") or "HEAD", 256),
         "revision": {
             "sha": sha,
             "short": sha[:7],
-            "ref": _text(source_rev.get("ref"), 256),
-            "message": _text(source_rev.get("message")),
-            "author": _text(source_rev.get("author"), 256),
-            "date": _text(source_rev.get("date"), 64),
+            "ref": _text(source_rev.ref, 256),
+            "message": _text(source_rev.message),
+            "author": _text(source_rev.author, 256),
+            "date": _text(source_rev.date, 64),
         },
         "sync": {
-            "status": _text(sync.get("status"), 32) or "Unknown",
-            "revision": _text(sync.get("revision"), 64),
+            "status": _text(sync.status, 32) or "Unknown",
+            "revision": _text(sync.revision, 64),
         },
         "health": {
-            "status": _text(health.get("status"), 32) or "Unknown",
-            "message": _message(health.get("message")),
+            "status": _text(health.status, 32) or "Unknown",
+            "message": _message(health.message),
         },
-        "ready": _ready(conditions),
+        "ready": _ready(status),
         "stalled": stalled,
         "lastSyncedAt": _last_synced(status),
         "operation": {
-            "phase": _text(op.get("phase"), 32),
-            "message": _message(op.get("message")),
+            "phase": _text(op.phase, 32),
+            "message": _message(op.message),
         },
         "automated": isinstance(automated, Mapping),
         "automationPaused": paused,
@@ -235,16 +244,16 @@ def _automation(automated: object, *, paused: bool, suspended: bool) -> str:
     return "automated" + (f" ({', '.join(options)})" if options else "")
 
 
-def _resource_id(r: Mapping[str, Any]) -> str:
-    return "/".join(_text(r.get(k), 253) for k in ("group", "kind", "namespace", "name"))
+def _resource_id(r: ObjectRef) -> str:
+    return "/".join(_text(part, 253) for part in (r.group, r.kind, r.namespace, r.name))
 
 
-def _resource(r: Mapping[str, Any]) -> dict[str, str]:
+def _resource(r: ObjectRef) -> dict[str, str]:
     return {
-        "group": _text(r.get("group"), 253),
-        "kind": _text(r.get("kind"), 253),
-        "namespace": _text(r.get("namespace"), 253),
-        "name": _text(r.get("name"), 253),
+        "group": _text(r.group, 253),
+        "kind": _text(r.kind, 253),
+        "namespace": _text(r.namespace, 253),
+        "name": _text(r.name, 253),
     }
 
 
@@ -254,48 +263,40 @@ def detail(obj: Mapping[str, Any]) -> dict[str, Any]:
     out = summary(obj)
     meta = _map(obj.get("metadata"))
     spec = _map(obj.get("spec"))
-    status = _map(obj.get("status"))
-    op = _map(status.get("operationState"))
-    op_results = {_resource_id(_map(r)): _map(r) for r in _list(op.get("resources"))}
+    status = ApplicationStatus.from_dict(obj.get("status"))
+    op = status.operation_state or OperationState()
+    op_results = {_resource_id(r): r for r in op.resources or ()}
     resources = []
-    for raw in _list(status.get("resources")):
-        r = _map(raw)
-        health = _map(r.get("health"))
-        result = op_results.get(_resource_id(r), {})
+    for r in status.resources or ():
+        result = op_results.get(_resource_id(r), ResourceResult())
         resources.append(
             {
                 **_resource(r),
                 "id": _resource_id(r),
-                "status": _text(r.get("status"), 32) or "Unknown",
+                "status": _text(r.status, 32) or "Unknown",
                 "health": {
-                    "status": _text(health.get("status"), 32),
-                    "message": _message(health.get("message"), 512),
+                    "status": _text(r.health.status, 32),
+                    "message": _message(r.health.message, 512),
                 },
                 "lastResult": {
-                    "status": _text(result.get("status"), 32),
-                    "message": _message(result.get("message"), 512),
+                    "status": _text(result.status, 32),
+                    "message": _message(result.message, 512),
                 },
             }
         )
-    history: list[dict[str, Any]] = []
-    for raw in _list(status.get("history")):
-        h = _map(raw)
-        try:
-            hid = int(h.get("id", 0))
-        except (TypeError, ValueError):
-            continue
-        history.append(
-            {
-                "id": hid,
-                "revision": _text(h.get("revision"), 64),
-                "short": _text(h.get("revision"), 64)[:7],
-                "message": _text(h.get("message")),
-                "author": _text(h.get("author"), 256),
-                "deployedAt": _text(h.get("deployedAt"), 64),
-                "result": _text(h.get("result"), 32),
-                "initiatedBy": _text(h.get("initiatedBy"), 64),
-            }
-        )
+    history: list[dict[str, Any]] = [
+        {
+            "id": h.id,
+            "revision": _text(h.revision, 64),
+            "short": _text(h.revision, 64)[:7],
+            "message": _text(h.message),
+            "author": _text(h.author, 256),
+            "deployedAt": _text(h.deployed_at, 64),
+            "result": _text(h.result, 32),
+            "initiatedBy": _text(h.initiated_by, 64),
+        }
+        for h in status.history or ()
+    ]
     history.sort(key=lambda h: -h["id"])
     policy = _map(spec.get("syncPolicy"))
     automated = _map(policy.get("automated"))
@@ -306,39 +307,39 @@ def detail(obj: Mapping[str, Any]) -> dict[str, Any]:
     out.update(
         resources=resources,
         operation={
-            "id": _text(op.get("id"), 64),
-            "phase": _text(op.get("phase"), 32),
-            "revision": _text(op.get("revision"), 64),
-            "initiatedBy": _text(op.get("initiatedBy"), 64),
-            "startedAt": _text(op.get("startedAt"), 64),
-            "finishedAt": _text(op.get("finishedAt"), 64),
-            "message": _message(op.get("message")),
+            "id": _text(op.id, 64),
+            "phase": _text(op.phase, 32),
+            "revision": _text(op.revision, 64),
+            "initiatedBy": _text(op.initiated_by, 64),
+            "startedAt": _text(op.started_at, 64),
+            "finishedAt": _text(op.finished_at, 64),
+            "message": _message(op.message),
             "resources": [
                 {
-                    **_resource(_map(r)),
-                    "status": _text(_map(r).get("status"), 32),
-                    "message": _message(_map(r).get("message"), 512),
+                    **_resource(r),
+                    "status": _text(r.status, 32),
+                    "message": _message(r.message, 512),
                 }
-                for r in _list(op.get("resources"))
+                for r in op.resources or ()
             ],
         },
         history=history,
         conditions=[
             {
-                "type": _text(_map(c).get("type"), 64),
-                "status": _text(_map(c).get("status"), 16),
-                "reason": _text(_map(c).get("reason"), 128),
-                "message": _message(_map(c).get("message")),
-                "lastTransitionTime": _text(_map(c).get("lastTransitionTime"), 64),
+                "type": _text(c.type, 64),
+                "status": _text(c.status, 16),
+                "reason": _text(c.reason, 128),
+                "message": _message(c.message),
+                "lastTransitionTime": _text(c.last_transition_time, 64),
             }
-            for c in _list(status.get("conditions"))
+            for c in status.conditions or ()
         ],
         syncPolicy={
             "automated": isinstance(policy.get("automated"), Mapping),
             "prune": automated.get("prune") is True,
             "selfHeal": automated.get("selfHeal") is True,
         },
-        lastAppliedRevision=_text(status.get("lastAppliedRevision"), 64),
+        lastAppliedRevision=_text(status.last_applied_revision, 64),
         annotations=dict(sorted(annotations.items())),
     )
     return out

@@ -41,6 +41,7 @@ def test_push_and_webhook_deploy_within_seconds(
     )
     assert status["sync"]["revision"] == repo.head()
     assert status["history"][0]["revision"] == repo.head()
+    assert status["sourceType"] == "Directory"  # detected: no Chart.yaml, no kustomization
     sha = push_value(repo, "v2")
     pushed = time.monotonic()
     assert github_webhook(ctl.url, repo.file_url(), "refs/heads/main", sha) == 202

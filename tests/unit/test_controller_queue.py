@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from gitsync.application_status import HistoryEntry
 from gitsync.controller import status as st
 from gitsync.controller.queue import Coalescer, Priority, WorkQueue
 
@@ -156,25 +157,20 @@ def test_urgent_adds_still_coalesce() -> None:
 def test_condition_transition_time_moves_only_on_flip() -> None:
     conds = st.set_condition([], st.READY, True, "Synced", "ok", generation=1, now="T1")
     conds = st.set_condition(conds, st.READY, True, "Synced", "still ok", generation=2, now="T2")
-    assert conds[0]["lastTransitionTime"] == "T1" and conds[0]["message"] == "still ok"
+    assert conds[0].last_transition_time == "T1" and conds[0].message == "still ok"
     conds = st.set_condition(conds, st.READY, False, "OutOfSync", "drift", generation=2, now="T3")
-    assert conds[0]["lastTransitionTime"] == "T3"
+    assert conds[0].last_transition_time == "T3"
 
 
 def test_history_is_keyed_by_operation_and_bounded() -> None:
-    history: list[dict[str, object]] = []
+    history: tuple[HistoryEntry, ...] = ()
     for i in range(15):
-        history = st.append_history(history, {"operation": f"op{i}", "revision": f"r{i}"})
-    history = st.append_history(history, {"operation": "op14", "revision": "r14"})  # resumed op
+        history = st.append_history(history, HistoryEntry(operation=f"op{i}", revision=f"r{i}"))
+    resumed = HistoryEntry(operation="op14", revision="r14")
+    history = st.append_history(history, resumed)
     assert len(history) == st.HISTORY_LIMIT
-    assert [h["id"] for h in history] == list(range(6, 16))
-    assert history[-1]["operation"] == "op14"
-
-
-def test_without_volatile_ignores_reconciled_at() -> None:
-    assert st.without_volatile({"a": 1, "reconciledAt": "x"}) == st.without_volatile(
-        {"a": 1, "reconciledAt": "y"}
-    )
+    assert [h.id for h in history] == list(range(6, 16))
+    assert history[-1].operation == "op14"
 
 
 def test_status_patch_nulls_nested_keys_that_disappeared() -> None:

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from gitsync.application import KNOWN_SYNC_OPTIONS, SpecError, parse_application
+from gitsync.application_status import status_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "charts/gitsync/crds/applications.gitsync.dev.yaml"
@@ -319,8 +320,48 @@ def test_schema_is_structural() -> None:
     schema = root_schema()
     assert structural_problems(schema, "") == []
     assert schema["properties"]["metadata"] == {"type": "object"}
-    status = schema["properties"]["status"]
-    assert status == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    assert "x-kubernetes-preserve-unknown-fields" not in schema["properties"]["status"]
+
+
+# -- the CRD's status and the status types agree -----------------------------------------------
+
+
+def schema_disagreements(declared: Any, typed: Any, path: str = ".status") -> list[str]:
+    """Where the CRD's status schema and the one generated from the types differ."""
+    if declared.get("type") != typed.get("type"):
+        return [f"{path}: CRD type {declared.get('type')}, types say {typed.get('type')}"]
+    problems = []
+    if typed["type"] == "array":
+        problems += schema_disagreements(declared["items"], typed["items"], path + "[]")
+    if typed["type"] == "object":
+        have, want = declared.get("properties", {}), typed["properties"]
+        problems += [f"{path}.{k}: in the CRD, not in the types" for k in have.keys() - want]
+        problems += [f"{path}.{k}: in the types, pruned by the CRD" for k in want.keys() - have]
+        for k in sorted(have.keys() & want.keys()):
+            problems += schema_disagreements(have[k], want[k], f"{path}.{k}")
+    return problems
+
+
+def test_status_schema_is_the_one_the_types_generate() -> None:
+    """The API server prunes what the status schema does not declare: a status field the
+    reconciler writes but the CRD lacks would vanish on every write."""
+    declared = root_schema()["properties"]["status"]
+    generated = status_schema()
+    block = yaml.safe_dump({"status": generated}, sort_keys=False)
+    assert schema_disagreements(declared, generated) == [], "paste into the CRD:\n" + block
+    assert declared == generated, "paste into the CRD:\n" + block
+
+
+def test_disagreements_are_named() -> None:
+    declared = copy.deepcopy(status_schema())
+    del declared["properties"]["sync"]["properties"]["revision"]
+    declared["properties"]["history"]["items"]["properties"]["id"] = {"type": "string"}
+    declared["properties"]["reconciledAt"] = {"type": "string"}
+    assert schema_disagreements(declared, status_schema()) == [
+        ".status.reconciledAt: in the CRD, not in the types",
+        ".status.history[].id: CRD type string, types say integer",
+        ".status.sync.revision: in the types, pruned by the CRD",
+    ]
 
 
 def test_structural_check_catches_an_untyped_field() -> None:

@@ -4,33 +4,36 @@ revisions one could roll back to out of the bounded history."""
 
 from __future__ import annotations
 
+from gitsync.application_status import HistoryEntry
 from gitsync.controller import status as st
 
 
 def test_retries_of_a_failed_revision_keep_one_entry() -> None:
-    history = st.append_history([], {"operation": "a", "revision": "r1", "result": "Succeeded"})
+    history = st.append_history((), HistoryEntry(operation="a", revision="r1", result="Succeeded"))
     for op in ("b", "c", "d"):
         history = st.append_history(
-            history, {"operation": op, "revision": "r2", "result": "Failed"}
+            history, HistoryEntry(operation=op, revision="r2", result="Failed")
         )
     history = st.append_history(
-        history, {"operation": "e", "revision": "r2", "result": "Succeeded"}
+        history, HistoryEntry(operation="e", revision="r2", result="Succeeded")
     )
-    assert [(h["id"], h["revision"], h["result"]) for h in history] == [
+    assert [(h.id, h.revision, h.result) for h in history] == [
         (1, "r1", "Succeeded"),
         (2, "r2", "Succeeded"),
     ]
-    assert history[-1]["operation"] == "e"
+    assert history[-1].operation == "e"
 
 
 def test_a_new_revision_or_a_repeat_of_a_success_still_adds_an_entry() -> None:
-    history = st.append_history([], {"operation": "a", "revision": "r1", "result": "Failed"})
-    history = st.append_history(history, {"operation": "b", "revision": "r2", "result": "Failed"})
+    history = st.append_history((), HistoryEntry(operation="a", revision="r1", result="Failed"))
     history = st.append_history(
-        history, {"operation": "c", "revision": "r2", "result": "Succeeded"}
+        history, HistoryEntry(operation="b", revision="r2", result="Failed")
     )
     history = st.append_history(
-        history, {"operation": "d", "revision": "r2", "result": "Succeeded"}
+        history, HistoryEntry(operation="c", revision="r2", result="Succeeded")
     )
-    assert [h["operation"] for h in history] == ["a", "c", "d"]
-    assert [h["id"] for h in history] == [1, 2, 3]
+    history = st.append_history(
+        history, HistoryEntry(operation="d", revision="r2", result="Succeeded")
+    )
+    assert [h.operation for h in history] == ["a", "c", "d"]
+    assert [h.id for h in history] == [1, 2, 3]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from gitsync.model import ResourceKey
 from gitsync.render import (
     DirectoryOptions,
+    KustomizeOptions,
     LimitExceededError,
     PathEscapeError,
     RenderError,
@@ -21,6 +22,7 @@ from gitsync.render import (
     RenderRequest,
     detect,
     render,
+    source_type,
 )
 from gitsync.render.directory import count_alternatives, expand_braces
 
@@ -126,6 +128,18 @@ def test_detect() -> None:
     assert detect(FIXTURES, "plain/guestbook") == "plain"
     assert detect(FIXTURES, "kustomize/overlays/prod") == "kustomize"
     assert detect(FIXTURES, "helm/charts/web") == "helm"
+
+
+def test_source_type_is_what_the_spec_says_else_what_is_detected() -> None:
+    chart = RenderRequest(repo_root=FIXTURES, path="helm/charts/web")
+    assert source_type(chart) == "helm"
+    assert source_type(RenderRequest(repo_root=FIXTURES, path="plain/guestbook")) == "plain"
+    forced = RenderRequest(repo_root=FIXTURES, path="helm/charts/web", directory=DirectoryOptions())
+    assert source_type(forced) == "plain"
+    kustomized = RenderRequest(
+        repo_root=FIXTURES, path="plain/guestbook", kustomize=KustomizeOptions()
+    )
+    assert source_type(kustomized) == "kustomize"
 
 
 @pytest.mark.parametrize("path", ["../render", "/etc", "plain/../..", "plain/../plain/guestbook"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -15,6 +15,17 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
+from gitsync.application_status import (
+    ApplicationStatus,
+    Condition,
+    HealthSummary,
+    HistoryEntry,
+    OperationState,
+    ResourceResult,
+    ResourceStatus,
+    SourceRevision,
+    SyncSummary,
+)
 from gitsync.diff import ResourceDiff
 from gitsync.web import AuthSettings, LoginLimits, create_app
 from gitsync.webhook import PushEvent
@@ -42,52 +53,66 @@ def application(
     health: str = "Healthy",
     automated: bool = True,
     annotations: dict[str, str] | None = None,
-    resources: list[dict[str, Any]] | None = None,
-    history: list[dict[str, Any]] | None = None,
+    resources: Sequence[ResourceStatus] | None = None,
+    history: Sequence[HistoryEntry] | None = None,
 ) -> dict[str, Any]:
-    """An Application as ``Controller.application_objects()`` returns it."""
+    """An Application as ``Controller.application_objects()`` returns it; its status is built
+    with the controller's own status types, so a renamed or new field cannot drift from here."""
     if resources is None:
-        resources = [
-            {
-                "group": "",
-                "kind": "ConfigMap",
-                "namespace": namespace,
-                "name": "config",
-                "status": "Synced" if sync == "Synced" else "OutOfSync",
-                "health": {"status": "Healthy"},
-            },
-            {
-                "group": "apps",
-                "kind": "Deployment",
-                "namespace": namespace,
-                "name": "web",
-                "status": "Synced",
-                "health": {"status": health},
-            },
-        ]
+        resources = (
+            ResourceStatus(
+                "",
+                "ConfigMap",
+                namespace,
+                "config",
+                "Synced" if sync == "Synced" else "OutOfSync",
+                HealthSummary("Healthy"),
+            ),
+            ResourceStatus("apps", "Deployment", namespace, "web", "Synced", HealthSummary(health)),
+        )
     if history is None:
-        history = [
-            {
-                "id": 1,
-                "operation": "op1",
-                "revision": SHA1,
-                "message": "first",
-                "author": author,
-                "deployedAt": "2024-05-01T10:00:00Z",
-                "result": "Succeeded",
-                "initiatedBy": "automated",
-            },
-            {
-                "id": 2,
-                "operation": "op2",
-                "revision": sha,
-                "message": message,
-                "author": author,
-                "deployedAt": "2024-05-02T10:00:00Z",
-                "result": "Succeeded",
-                "initiatedBy": "automated",
-            },
-        ]
+        history = (
+            HistoryEntry(
+                1, "op1", SHA1, "first", author, "2024-05-01T10:00:00Z", "Succeeded", "automated"
+            ),
+            HistoryEntry(
+                2, "op2", sha, message, author, "2024-05-02T10:00:00Z", "Succeeded", "automated"
+            ),
+        )
+    synced = sync == "Synced"
+    status = ApplicationStatus(
+        sync=SyncSummary(sync, sha),
+        health=HealthSummary(health),
+        source_revision=SourceRevision(
+            sha, "refs/heads/main", message, author, "2024-05-02T09:59:00+00:00"
+        ),
+        conditions=(
+            Condition(
+                type="Ready",
+                status="True" if synced else "False",
+                reason="Synced" if synced else "OutOfSync",
+                message="synced and healthy",
+                observed_generation=1,
+                last_transition_time="2024-05-02T10:00:00Z",
+            ),
+        ),
+        resources=tuple(resources),
+        operation_state=OperationState(
+            id="op2",
+            phase="Succeeded",
+            revision=sha,
+            initiated_by="automated",
+            started_at="2024-05-02T09:59:58Z",
+            finished_at="2024-05-02T10:00:00Z",
+            message="succeeded at revision " + sha[:12],
+            resources=(
+                ResourceResult("", "ConfigMap", namespace, "config", "Synced", "configured"),
+            ),
+        ),
+        history=tuple(history),
+        last_applied_revision=sha,
+        source_type="Directory",
+    )
     return {
         "apiVersion": "gitsync.dev/v1alpha1",
         "kind": "Application",
@@ -102,48 +127,7 @@ def application(
             "destination": {"namespace": namespace},
             "syncPolicy": {"automated": {"prune": True, "selfHeal": True}} if automated else {},
         },
-        "status": {
-            "sync": {"status": sync, "revision": sha},
-            "health": {"status": health},
-            "sourceRevision": {
-                "sha": sha,
-                "ref": "refs/heads/main",
-                "message": message,
-                "author": author,
-                "date": "2024-05-02T09:59:00+00:00",
-            },
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True" if sync == "Synced" else "False",
-                    "reason": "Synced" if sync == "Synced" else "OutOfSync",
-                    "message": "synced and healthy",
-                    "lastTransitionTime": "2024-05-02T10:00:00Z",
-                }
-            ],
-            "resources": resources,
-            "operationState": {
-                "id": "op2",
-                "phase": "Succeeded",
-                "revision": sha,
-                "initiatedBy": "automated",
-                "startedAt": "2024-05-02T09:59:58Z",
-                "finishedAt": "2024-05-02T10:00:00Z",
-                "message": "succeeded at revision " + sha[:12],
-                "resources": [
-                    {
-                        "group": "",
-                        "kind": "ConfigMap",
-                        "namespace": namespace,
-                        "name": "config",
-                        "status": "Synced",
-                        "message": "configured",
-                    }
-                ],
-            },
-            "history": history,
-            "lastAppliedRevision": sha,
-        },
+        "status": status.to_dict(),
     }
 
 

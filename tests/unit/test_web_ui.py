@@ -11,6 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from test_web_support import SHA1, FakeController, application, login, make_app
 
+from gitsync.application_status import HealthSummary, ResourceStatus
 from gitsync.diff import diff_resource
 from gitsync.model import ResourceKey
 from gitsync.web.app import CONTENT_SECURITY_POLICY
@@ -57,14 +58,9 @@ def test_commit_messages_and_names_render_escaped(controller: FakeController) ->
         author=XSS,
         annotations={"note": XSS},
         resources=[
-            {
-                "group": "",
-                "kind": "ConfigMap",
-                "namespace": "team-a",
-                "name": XSS,
-                "status": "OutOfSync",
-                "health": {"status": "Healthy", "message": XSS},
-            }
+            ResourceStatus(
+                "", "ConfigMap", "team-a", XSS, "OutOfSync", HealthSummary("Healthy", XSS)
+            )
         ],
     )
     evil["status"]["conditions"][0]["message"] = XSS
@@ -183,6 +179,7 @@ def test_a_thousand_applications_list_page(capsys: pytest.CaptureFixture[str]) -
 
 def test_detail_page_shows_tree_operation_history_and_actions(client: FlaskClient) -> None:
     html = page(client, "/apps/team-a/web")
+    assert '<span data-field="sourceType">Directory</span>' in html
     tree = html[html.index('<ul id="resources">') :]
     tree = tree[: tree.index("</ul>")]
     assert 'data-resource="/ConfigMap/team-a/config"' in tree

@@ -73,6 +73,7 @@ def test_summary_picks_the_fields_the_list_shows() -> None:
     assert row["lastSyncedAt"] == "2024-05-02T10:00:00Z"
     assert row["automation"] == "automated (prune, self-heal)"
     assert row["repoLink"] == "https://git.example.com/org/deploy.git"
+    assert row["sourceType"] == "Directory"
 
 
 def test_paused_and_manual_apps_say_so() -> None:
