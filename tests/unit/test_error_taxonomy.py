@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from gitsync.application import Application, parse_application
+from gitsync.application_status import ApplicationStatus
 from gitsync.controller.reconciler import (
     API_RETRY_MIN,
     WAIT_DELAY,
@@ -259,7 +260,7 @@ def decide(
     r = reconciler(Store(KeyError("unused"), failing=0), clock)
     bound: Any = type("Log", (), {"info": lambda *a, **k: None})()
     return r._automated_trigger(
-        parse_application(spec), rt, {"lastAppliedRevision": applied}, SHA, bound
+        parse_application(spec), rt, ApplicationStatus(last_applied_revision=applied), SHA, bound
     )
 
 
