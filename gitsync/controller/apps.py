@@ -127,15 +127,22 @@ class CrdApplications:
         return self.cache.get(API_VERSION, KIND, key[1], key[0])
 
     def write_status(self, key: AppKey, status: dict[str, Any], previous: dict[str, Any]) -> None:
-        self.kube.patch(
-            API_VERSION,
-            KIND,
-            key[1],
-            {"status": status_patch(status, previous)},
-            namespace=key[0],
-            subresource="status",
-            field_manager="gitsync",
-        )
+        try:
+            self.kube.patch(
+                API_VERSION,
+                KIND,
+                key[1],
+                {"status": status_patch(status, previous)},
+                namespace=key[0],
+                subresource="status",
+                field_manager="gitsync",
+            )
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            # Deleted while it was being reconciled (its namespace too, often): there is no
+            # status left to write, and the watch's delete event drops the app. Not a crash.
+            log.info("application gone before its status was written", app=f"{key[0]}/{key[1]}")
 
     def patch_annotations(self, key: AppKey, annotations: dict[str, str | None]) -> None:
         self.kube.patch(
