@@ -10,6 +10,10 @@ inventory) is the sync layer's question (``gitsync.sync.Comparison``), not this 
 Modules, bottom up: ``limits`` (bounds), ``pointer`` (RFC 6901), ``ignore`` (``IgnoreRule``),
 ``managed_fields`` (fields owned by a field manager), ``normalize`` (what is compared),
 ``masking`` (Secret values), ``compare`` (the structural walk) and ``resource`` (one resource).
+
+Owns: comparing one desired and one live object. May import: application (the spec's ignore rules),
+model, errors, logs and the standard library only - no adapter, no subprocess, no socket (import-
+linter: ``pure-cores``).
 """
 
 from gitsync.diff.ignore import IgnoreRule

@@ -8,6 +8,9 @@ everything else falls back to its ``Ready``/``Available`` condition (``condition
 
 ``assess`` never raises on odd input: an absent object is Missing, and a field of the wrong type
 (``status`` that is a string, ``replicas: "three"``) is Unknown with a message naming the field.
+
+Owns: health per kind. May import: model, kinds, errors and the standard library only (import-
+linter: ``pure-cores``, and ``health-layers`` inside the package).
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 Everything above it works with plain dicts and ``ResourceKey``; this package turns them into HTTP
 requests against the API server and turns API errors into gitsync errors (see ``gitsync.errors``).
+
+Owns: every request to a Kubernetes API server, the watch cache, leader election. The only importer
+of ``kubernetes`` and ``urllib3`` (``kube.client``). May import: model, kinds, errors, logs (import-
+linter: ``kubernetes-client``).
 """
 
 from gitsync.kube.client import (

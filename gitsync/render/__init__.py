@@ -11,6 +11,10 @@ way) naming the repo-relative file and, where known, the line.
 The source type is detected like Argo CD does: ``Chart.yaml`` -> Helm, a kustomization file ->
 kustomize, otherwise a plain directory of YAML/JSON. Explicit options in the request win over
 detection. ``RenderCache`` memoises renders per (commit, path, parameters).
+
+Owns: turning a checkout into manifests. May import: application, model, kinds, errors, logs;
+``helm_python`` only in ``render.helm`` and ``render.helm_worker``. Never sync, engine or above
+(import-linter: ``layers``).
 """
 
 from __future__ import annotations

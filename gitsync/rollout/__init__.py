@@ -13,6 +13,12 @@ survives a restart.
 
 Layering: above ``sync`` (it uses the sync layer's result type and is called by it through a
 hook the engine injects), below ``engine``; it writes to the cluster only through ``gitsync.kube``.
+
+Owns: canary and blue-green. May import: sync, diff, health, kube, application, model, kinds,
+errors, logs. The decision modules (``math``, ``canary``, ``bluegreen``, ``expressions``, ``spec``,
+``status``, ``analysis``, ``routers``, ``takeover``) import no adapter at all; only ``executor``
+writes and only ``providers``/``endpoints`` do network I/O (import-linter: ``pure-cores``,
+``rollout-layers``).
 """
 
 from gitsync.rollout.canary import Decision, Observation, WorkloadState, start, step

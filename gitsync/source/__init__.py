@@ -11,6 +11,9 @@ and a full or read-only local disk, are transient.
 one mirror per repository and one read-only checkout per commit. ``ls_remote`` and ``clone`` are
 the one-shot operations underneath; ``normalize_url`` and ``Revision`` live in the pure
 ``gitsync.source.revision``.
+
+Owns: Git. The only importer of gitpython (``source.git``). May import: application, model, errors,
+logs (import-linter: ``gitpython``, ``layers``).
 """
 
 from __future__ import annotations

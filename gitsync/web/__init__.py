@@ -7,6 +7,11 @@ test. Flask is imported only in this package and the webhook's HTTP adapter. Mod
 ``actions``, ``diff`` and ``rollouts`` (what the buttons, the diff view and the rollout panel ask
 of the controller and the cluster), ``guard`` (authentication and CSRF over HTTP, the login
 page), ``pages`` and ``api`` (the routes), ``app``.
+
+Owns: the HTTP face. The only importer of flask/werkzeug/jinja2 (with ``webhook.http``) and waitress
+(``web.server``). May import: controller, engine, rollout, sync, webhook, diff, health, render,
+source, kube, policy, application, application_status, model, kinds, errors, logs (import-linter:
+``flask``, ``waitress``, ``layers``).
 """
 
 from gitsync.web.app import create_app, create_metrics_app, web_dir

@@ -11,6 +11,9 @@ source of truth. The package is split so the parsing core stays pure:
 * ``replay``    - the deliveries seen in the last minutes, so a replayed one is refused;
 * ``http``      - the Flask blueprint; the only module here that imports flask, and deliberately
   not imported by this package, so ``import gitsync.webhook`` does not pull in the web stack.
+
+Owns: reading push webhooks. May import: source (the pure ``normalize_url``), model, errors, logs;
+flask only in ``webhook.http`` (import-linter: ``flask``).
 """
 
 from __future__ import annotations
