@@ -368,7 +368,7 @@ def test_a_router_gone_before_its_weight_is_set_stalls_with_the_fix(
     def decide_weight(_r: Any, status: RolloutStatus, _o: Any) -> Decision:
         return Decision(status, (SetRouterWeight(20),), requeue_after=1.0)
 
-    outcome = executor._run(key, decide_weight, None)  # the tick's decision, racing a delete
+    outcome = executor._run(kube, key, decide_weight, None)  # the tick's decision, racing a delete
     assert outcome.requeue_after is None, "a configuration fault is not retried on a timer"
     assert "SetRouterWeight stalled" in outcome.error and fix in outcome.error
     live = kube.get(ROLLOUT_API, "Rollout", "web", namespace)
