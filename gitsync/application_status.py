@@ -285,8 +285,3 @@ def _schema(tp: Any) -> dict[str, Any]:
 def status_schema() -> dict[str, Any]:
     """The OpenAPI schema of ``status`` that the Application CRD declares (generated)."""
     return _schema(ApplicationStatus)
-
-
-def wire_keys(cls: type) -> tuple[str, ...]:
-    """The camelCase keys a status type writes."""
-    return tuple(f.metadata["key"] for f in fields(cls))

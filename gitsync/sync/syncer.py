@@ -463,17 +463,6 @@ class Syncer:
             return None
         return fingerprint
 
-    def _compare_one(
-        self,
-        kube: KubeClient,
-        item: Item,
-        ignore: Sequence[IgnoreRule],
-        memo: dict[ResourceKey, _Memo],
-    ) -> None:
-        fingerprint = self._compare_local(item, ignore, memo)
-        if fingerprint is not None:
-            self._compare_dry_run(kube, item, ignore, memo, fingerprint)
-
     def _compare_dry_run(
         self,
         kube: KubeClient,
