@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,11 +27,44 @@ from typing import Any
 _live: set[ManagedProcess] = set()
 
 
+_issued_ports: set[int] = set()
+_PORT_FLOOR = 20000  # above the well-known and registered services a Debian box may run
+
+
+def _ephemeral_floor() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default range is 32768-60999
+    return low
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that is free right now, chosen *below* the kernel's ephemeral range.
+
+    Asking the kernel for port 0 hands out an ephemeral port, and the kernel hands the same range
+    to every outgoing connection: between this function returning and kube-apiserver binding the
+    port, a client connection elsewhere in the test run could take it (CI saw exactly that:
+    ``bind: address already in use``). Ports below the ephemeral range are never given to outgoing
+    connections, and a port this process already handed out is not handed out again.
+    """
+    ceiling = _ephemeral_floor()
+    if ceiling - _PORT_FLOOR < 1000:  # an unusual range: fall back to the kernel's choice
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    for _ in range(200):
+        port = _PORT_FLOOR + secrets.randbelow(ceiling - _PORT_FLOOR)
+        if port in _issued_ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _issued_ports.add(port)
+        return port
+    raise OSError(f"no free TCP port on 127.0.0.1 in {_PORT_FLOOR}-{ceiling - 1}")
 
 
 def _die_with_parent(argv: list[str]) -> list[str]:
