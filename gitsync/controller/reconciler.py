@@ -157,7 +157,7 @@ class _Pass:
 
 
 @dataclass
-class Outcome:
+class ReconcileResult:
     """What the reconcile wants next: requeue after ``requeue`` seconds (None: at the interval).
     ``interval`` is the app's refresh interval when its spec parsed, so the caller scheduling
     the next refresh does not parse the Application a second time (a tenth of a no-change
@@ -195,23 +195,23 @@ class Reconciler:
 
     # -- the reconcile -------------------------------------------------------------------------
 
-    def reconcile(self, key: AppKey, reasons: set[str]) -> Outcome:
+    def reconcile(self, key: AppKey, reasons: set[str]) -> ReconcileResult:
         outcome = self._reconcile_app(key, reasons)
         rt = self.runtime.get(key)
         outcome.interval = rt.interval if rt is not None else None
         return outcome
 
-    def _reconcile_app(self, key: AppKey, reasons: set[str]) -> Outcome:
+    def _reconcile_app(self, key: AppKey, reasons: set[str]) -> ReconcileResult:
         obj = self.store.get(key)
         if obj is None:
             self.runtime.pop(key, None)
             if self.metrics:
                 self.metrics.forget_app(*key)
-            return Outcome()
+            return ReconcileResult()
         rt = self.runtime.setdefault(key, AppRuntime())
         wait = rt.not_before - self.clock()
         if wait > 0:  # a 429's Retry-After: no trigger (a watch event, a push) may cut it short
-            return Outcome(requeue=wait)
+            return ReconcileResult(requeue=wait)
         rt.interval = None  # until the spec parses
         started = self.clock()
         bound = log.bind(app=f"{key[0]}/{key[1]}", trigger=",".join(sorted(reasons)))
@@ -224,7 +224,7 @@ class Reconciler:
         except SpecError as exc:
             self._stalled(new, generation, "InvalidSpec", str(exc))
             self._write(key, new, old)
-            return Outcome()
+            return ReconcileResult()
         rt.interval = app.interval
         new.observed_generation = generation
         if generation != rt.seen_generation or annotations != rt.seen_annotations:
@@ -235,13 +235,13 @@ class Reconciler:
         except TerminalError as exc:  # the destination cluster is unknown or its kubeconfig refused
             self._stalled(new, generation, "InvalidDestination", str(exc))
             self._write(key, new, old)
-            return Outcome()
+            return ReconcileResult()
         try:
             engine.check_source(app)  # sourceRepos: before any credential or connection
         except SpecError as exc:
             self._stalled(new, generation, "InvalidSpec", str(exc))
             self._write(key, new, old)
-            return Outcome()
+            return ReconcileResult()
         since_push = None if rt.pushed_at is None else time.monotonic() - rt.pushed_at
         max_age = head_max_age(reasons, since_push)
         p = _Pass(key, app, engine, rt, old, new, generation, bound, max_age)
@@ -261,7 +261,7 @@ class Reconciler:
             if self.metrics:
                 self.metrics.reconcile_duration.observe(self.clock() - started)
 
-    def _reconcile(self, p: _Pass, annotations: dict[str, str]) -> Outcome:
+    def _reconcile(self, p: _Pass, annotations: dict[str, str]) -> ReconcileResult:
         key, app, engine, rt, old, new = p.key, p.app, p.engine, p.rt, p.old, p.new
         generation, bound = p.generation, p.bound
         op = new.operation_state or OperationState()
@@ -280,7 +280,7 @@ class Reconciler:
                 new.last_handled_rollback = rollback
                 self._stalled(new, generation, "RollbackFailed", f"no history entry {rollback}")
                 self._write(key, new, old)
-                return Outcome()
+                return ReconcileResult()
             target_sha = entry.revision
         elif resume and op.revision and op.initiated_by == "rollback":
             target_sha = op.revision
@@ -318,7 +318,7 @@ class Reconciler:
             or retry_failed
         )
         if not need_compare and not self._stale_conditions(new):
-            return Outcome(rollout_requeue)
+            return ReconcileResult(rollout_requeue)
 
         # 3. compare
         try:
@@ -380,7 +380,7 @@ class Reconciler:
         if rollout_requeue is not None:
             rt.live_dirty = True  # a running rollout changes health and status as it goes
             requeue = rollout_requeue if requeue is None else min(requeue, rollout_requeue)
-        return Outcome(requeue)
+        return ReconcileResult(requeue)
 
     def _tick_rollouts(
         self, engine: Engine, app: Application, rt: AppRuntime, bound: Any
@@ -609,7 +609,7 @@ class Reconciler:
             conds, st.READY, False, reason, message, generation=generation, now=now
         )
 
-    def _fetch_failed(self, p: _Pass, exc: GitsyncError) -> Outcome:
+    def _fetch_failed(self, p: _Pass, exc: GitsyncError) -> ReconcileResult:
         key, rt, old, new, generation = p.key, p.rt, p.old, p.new, p.generation
         rt.fetch_failures += 1
         message = f"fetch failed: {exc}"
@@ -619,9 +619,9 @@ class Reconciler:
         else:
             self._retrying(new, generation, "FetchFailed", message)
         self._write(key, new, old)
-        return Outcome(requeue=min(5.0 * 2 ** (rt.fetch_failures - 1), 300.0))
+        return ReconcileResult(requeue=min(5.0 * 2 ** (rt.fetch_failures - 1), 300.0))
 
-    def _pass_failed(self, p: _Pass, exc: GitsyncError, step: NextStep) -> Outcome:
+    def _pass_failed(self, p: _Pass, exc: GitsyncError, step: NextStep) -> ReconcileResult:
         """A classified error escaped the pass (most often an API request the reconcile cannot
         do without, like a status write while the server is down or throttling). The class
         decides: a transient one comes back with backoff and redoes the pass; a waiting one
@@ -638,7 +638,7 @@ class Reconciler:
                 self._write(p.key, p.new, p.old)
             except ApiError as write_exc:
                 p.bound.warning("could not record the stall", error=str(write_exc))
-            return Outcome()
+            return ReconcileResult()
         if step == NextStep.WAIT and exc.retry_after is None:
             delay = WAIT_DELAY  # a dependency is not ready: look again soon, do not escalate
         else:
@@ -648,9 +648,9 @@ class Reconciler:
             delay = max(delay, min(exc.retry_after, API_RETRY_MAX))
             rt.not_before = self.clock() + delay
         p.bound.warning("reconcile failed; retrying", error=str(exc), retry_in=delay, next=step)
-        return Outcome(requeue=delay)
+        return ReconcileResult(requeue=delay)
 
-    def _stage_failed(self, p: _Pass, exc: StageError) -> Outcome:
+    def _stage_failed(self, p: _Pass, exc: StageError) -> ReconcileResult:
         key, rt, old, new, generation = p.key, p.rt, p.old, p.new, p.generation
         reason = {"fetch": "FetchFailed", "render": "RenderFailed"}.get(exc.stage, "CompareFailed")
         p.bound.warning("stage failed", stage=exc.stage, error=str(exc.cause))
@@ -660,7 +660,7 @@ class Reconciler:
             self._retrying(new, generation, reason, str(exc))
         self._write(key, new, old)
         rt.fetch_failures += 1
-        return Outcome(requeue=min(5.0 * 2 ** (rt.fetch_failures - 1), 300.0))
+        return ReconcileResult(requeue=min(5.0 * 2 ** (rt.fetch_failures - 1), 300.0))
 
     @staticmethod
     def _stale_conditions(new: ApplicationStatus) -> bool:

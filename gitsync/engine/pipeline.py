@@ -31,7 +31,7 @@ from gitsync.render import (
     SourceType,
     source_type,
 )
-from gitsync.rollout.executor import CanaryExecutor, RolloutSyncHook
+from gitsync.rollout.executor import RolloutExecutor, RolloutSyncHook
 from gitsync.rollout.providers import MetricProviders
 from gitsync.source import Checkout, GitCredentials, Revision, SourceCache
 from gitsync.sync import POLICY_DENIED, Comparison, Syncer, SyncResult
@@ -109,7 +109,7 @@ class Engine:
         self.sources = sources
         self.renders = renders or RenderCache()
         # without providers, analysis reads nothing: every URL is refused (no --analysis-allow)
-        executor = CanaryExecutor(kube, providers=metric_providers or MetricProviders())
+        executor = RolloutExecutor(kube, providers=metric_providers or MetricProviders())
         self.rollouts = RolloutSyncHook(kube, executor=executor)
         self.syncer = syncer or Syncer(kube, takeover=self.rollouts)
         if self.syncer.takeover is None:

@@ -22,22 +22,22 @@ writes and only ``providers``/``endpoints`` do network I/O (import-linter: ``pur
 """
 
 from gitsync.rollout.canary import Decision, Observation, WorkloadState, start, step
-from gitsync.rollout.executor import CanaryExecutor, Outcome, RolloutSyncHook
+from gitsync.rollout.executor import RolloutExecutor, RolloutStepResult, RolloutSyncHook
 from gitsync.rollout.math import actual_weight, canary_replicas, template_hash
 from gitsync.rollout.spec import Rollout, RolloutSpec, RolloutSpecError, parse_rollout
 from gitsync.rollout.status import Phase, RolloutStatus
 from gitsync.rollout.takeover import RolloutWork, TakeoverPlan, plan_takeover
 
 __all__ = [
-    "CanaryExecutor",
     "Decision",
     "Observation",
-    "Outcome",
     "Phase",
     "Rollout",
+    "RolloutExecutor",
     "RolloutSpec",
     "RolloutSpecError",
     "RolloutStatus",
+    "RolloutStepResult",
     "RolloutSyncHook",
     "RolloutWork",
     "TakeoverPlan",

@@ -13,7 +13,7 @@ Two entry points, both idempotent and safe to call again after a crash at any po
   start a rollout of a held template, go on with the one running, or settle when the template was
   applied directly;
 * ``tick(namespace, name)`` - move a rollout on: call it on every reconcile of the app and again
-  after ``Outcome.requeue_after`` seconds.
+  after ``RolloutStepResult.requeue_after`` seconds.
 
 An analysis step's metrics are read here too, through ``providers.MetricProviders``, when the
 decision names them (``Decision.measure``): the executor reads them and runs the decision again
@@ -123,7 +123,7 @@ def _message(exc: Exception) -> str:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RolloutStepResult:
     """What one ``begin``/``tick`` did."""
 
     key: ResourceKey
@@ -306,7 +306,7 @@ def _pins(spec: RolloutSpec) -> bool:
     return bool(_pinned_services(spec))
 
 
-class CanaryExecutor:
+class RolloutExecutor:
     """Runs canary rollouts against one cluster. Call it from one thread per Rollout at a time
     (the controller's per-app work queue guarantees that).
 
@@ -344,7 +344,9 @@ class CanaryExecutor:
         self._route_api_version = ""
         self.providers = providers or MetricProviders()
 
-    def begin(self, work: RolloutWork, *, revision: str, kube: KubeClient | None = None) -> Outcome:
+    def begin(
+        self, work: RolloutWork, *, revision: str, kube: KubeClient | None = None
+    ) -> RolloutStepResult:
         """A sync rendered ``work.target`` (see ``canary.start``). ``kube``: the client acting
         for the app (its ServiceAccount, ``Syncer.client_for``); the executor's own without."""
         tenant = kube or self.kube
@@ -364,7 +366,9 @@ class CanaryExecutor:
 
         return self._run(tenant, work.rollout, decide, work)
 
-    def tick(self, namespace: str, name: str, *, kube: KubeClient | None = None) -> Outcome:
+    def tick(
+        self, namespace: str, name: str, *, kube: KubeClient | None = None
+    ) -> RolloutStepResult:
         """Move the rollout of Rollout ``namespace/name`` on by what its status and the cluster
         allow (see ``canary.step``); ``kube`` as for ``begin``."""
         key = ResourceKey(GROUP, KIND, namespace, name)
@@ -376,7 +380,7 @@ class CanaryExecutor:
 
     def _run(
         self, tenant: KubeClient, key: ResourceKey, decide: Decide, work: RolloutWork | None
-    ) -> Outcome:
+    ) -> RolloutStepResult:
         for _ in range(3):
             try:
                 return self._once(tenant, key, decide, work)
@@ -387,19 +391,23 @@ class CanaryExecutor:
                     denied = rbac_denied("rollout stopped", exc)
                     return self._report_error(tenant, key, denied, abort=True)
                 log.warning("rollout failed", rollout=str(key), error=str(exc))
-                return Outcome(key, RolloutStatus(), (), FAILURE_REQUEUE_SECONDS, str(exc))
-        return Outcome(key, RolloutStatus(), (), 1.0, "the Rollout kept changing; try again")
+                return RolloutStepResult(
+                    key, RolloutStatus(), (), FAILURE_REQUEUE_SECONDS, str(exc)
+                )
+        return RolloutStepResult(
+            key, RolloutStatus(), (), 1.0, "the Rollout kept changing; try again"
+        )
 
     def _report_error(
         self, tenant: KubeClient, key: ResourceKey, error: str, *, abort: bool = False
-    ) -> Outcome:
+    ) -> RolloutStepResult:
         """Degraded with ``error`` (when the Rollout exists, may be read by ``tenant`` and may
         carry it - see ``_write_status``). ``abort``: the rollout in progress counts as aborted,
         so a retry request (``rollouts.gitsync.dev/retry``) starts it again once fixed."""
         try:
             live = tenant.get(API_VERSION, KIND, key.name, key.namespace)
             if live is None:
-                return Outcome(key, RolloutStatus(), (), None, error)
+                return RolloutStepResult(key, RolloutStatus(), (), None, error)
             old = RolloutStatus.from_dict(live.get("status"))
             generation = int((live.get("metadata") or {}).get("generation") or 0)
             new = replace(old, phase=Phase.DEGRADED, message=error, observed_generation=generation)
@@ -407,20 +415,24 @@ class CanaryExecutor:
                 new = replace(new, aborted_hash=old.canary_hash)
             self._write_status(tenant, live, old, new)
         except _Conflict as exc:
-            return Outcome(key, RolloutStatus(), (), FAILURE_REQUEUE_SECONDS, f"{error}; {exc}")
+            return RolloutStepResult(
+                key, RolloutStatus(), (), FAILURE_REQUEUE_SECONDS, f"{error}; {exc}"
+            )
         except ApiError as exc:
             # a denial (not the app's Rollout to read or to carry status) waits for RBAC
             requeue = None if exc.status == 403 else FAILURE_REQUEUE_SECONDS
             why = f"{error}; status not written: {exc.message or exc}"
-            return Outcome(key, RolloutStatus(), (), requeue, why)
-        return Outcome(key, new, (), None, error)
+            return RolloutStepResult(key, RolloutStatus(), (), requeue, why)
+        return RolloutStepResult(key, new, (), None, error)
 
     def _once(
         self, kube: KubeClient, key: ResourceKey, decide: Decide, work: RolloutWork | None
-    ) -> Outcome:
+    ) -> RolloutStepResult:
         live = kube.get(API_VERSION, KIND, key.name, key.namespace)
         if live is None:
-            return Outcome(key, RolloutStatus(), (), None, f"Rollout {key} does not exist")
+            return RolloutStepResult(
+                key, RolloutStatus(), (), None, f"Rollout {key} does not exist"
+            )
         old = RolloutStatus.from_dict(live.get("status"))
         try:
             rollout = parse_rollout_doc(live)
@@ -489,7 +501,7 @@ class CanaryExecutor:
                 # the action's denial is the reason; the status is not the app's to carry
                 error = f"{error}; status not written: {exc.message or exc}"
             log.warning("rollout action failed", rollout=str(key), error=error)
-            return Outcome(key, failed, decision.actions, requeue, error)
+            return RolloutStepResult(key, failed, decision.actions, requeue, error)
         self._write_status(kube, live, old, decision.status)
         if decision.actions or decision.status.phase != old.phase:
             log.info(
@@ -500,7 +512,7 @@ class CanaryExecutor:
                 weight=decision.status.current_weight,
                 actions=[repr(a) for a in decision.actions],
             )
-        return Outcome(key, decision.status, decision.actions, decision.requeue_after)
+        return RolloutStepResult(key, decision.status, decision.actions, decision.requeue_after)
 
     def _read_metrics(
         self, key: ResourceKey, rollout: Rollout, names: Sequence[str]
@@ -836,9 +848,9 @@ class RolloutSyncHook:
     after the apply of a real (not dry-run) sync.
     """
 
-    def __init__(self, kube: KubeClient, *, executor: CanaryExecutor | None = None):
+    def __init__(self, kube: KubeClient, *, executor: RolloutExecutor | None = None):
         self.kube = kube
-        self.executor = executor or CanaryExecutor(kube)
+        self.executor = executor or RolloutExecutor(kube)
 
     def plan(
         self,
@@ -850,7 +862,7 @@ class RolloutSyncHook:
         """``takeover.plan_takeover``, with every targeted Deployment read fresh from the API
         server: ``live`` may come from a watch cache, and a cached copy from before a promotion
         would hold - and so re-apply - the old template. ``kube``: the client acting for the
-        app (see ``CanaryExecutor``); these reads are the app's like the compare's."""
+        app (see ``RolloutExecutor``); these reads are the app's like the compare's."""
         tenant = kube or self.kube
         fresh = dict(live)
         for key in targeted_deployments(desired):
@@ -880,7 +892,7 @@ class RolloutSyncHook:
         dry_run: bool = False,
         kube: KubeClient | None = None,
     ) -> list[ResourceResult]:
-        """``begin`` each work item as ``kube`` (see ``CanaryExecutor``); one result per Rollout
+        """``begin`` each work item as ``kube`` (see ``RolloutExecutor``); one result per Rollout
         (SyncFailed when it could not)."""
         results = []
         for item in work:

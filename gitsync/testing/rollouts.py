@@ -13,7 +13,7 @@ from typing import Any
 
 from gitsync import kinds
 from gitsync.kube import KubeClient
-from gitsync.rollout import CanaryExecutor, Outcome
+from gitsync.rollout import RolloutExecutor, RolloutStepResult
 from gitsync.rollout.endpoints import AnalysisAllowList
 from gitsync.rollout.providers import MetricProviders
 from gitsync.testing.waiting import wait_for
@@ -25,10 +25,10 @@ LOOPBACK_ANALYSIS = "http://127.0.0.1:*/*"
 only an entry naming the host reaches."""
 
 
-def loopback_executor(kube: KubeClient) -> CanaryExecutor:
+def loopback_executor(kube: KubeClient) -> RolloutExecutor:
     """An executor whose analysis may read the tests' loopback metric servers."""
     allow = AnalysisAllowList.parse([LOOPBACK_ANALYSIS])
-    return CanaryExecutor(kube, providers=MetricProviders(allow=allow))
+    return RolloutExecutor(kube, providers=MetricProviders(allow=allow))
 
 
 def canary_started(kube: KubeClient, namespace: str, image: str) -> dict[str, Any]:
@@ -61,14 +61,14 @@ def request(kube: KubeClient, namespace: str, annotation: str, value: str) -> No
 
 
 def drive(
-    executor: CanaryExecutor,
+    executor: RolloutExecutor,
     namespace: str,
-    until: Callable[[Outcome], bool],
+    until: Callable[[RolloutStepResult], bool],
     *,
     timeout: float,
-    watch: Callable[[Outcome], None] = lambda _: None,
+    watch: Callable[[RolloutStepResult], None] = lambda _: None,
     follow_requeue: bool = False,
-) -> Outcome:
+) -> RolloutStepResult:
     """Tick the Rollout ``web`` until ``until(outcome)``; ``watch`` sees every outcome. Between
     ticks it sleeps 0.3 s, or (``follow_requeue``) what the outcome's ``requeue_after`` asks,
     at most 0.3 s so pods turning ready are seen soon too."""

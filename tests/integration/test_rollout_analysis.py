@@ -4,7 +4,7 @@ Debian's ``prometheus`` (started here on loopback, scraping every second) scrape
 whose success ratio the test sets (``gitsync.testing.prometheus``); the Rollout's metric queries
 its ``success_ratio`` gauge every 2 s, 3 times, allowing 1 failure. As in
 ``test_rollout_canary.py`` there is no controller process: the test does what the sync layer
-does with the rollout hook, then ticks ``CanaryExecutor`` itself, as often as the outcomes'
+does with the rollout hook, then ticks ``RolloutExecutor`` itself, as often as the outcomes'
 ``requeue_after`` asks. What is observed is what users rely on: a good ratio lets the rollout go
 on, a bad one aborts it within interval x failureLimit with traffic back on stable, a query
 without data pauses it with a message until promoted - and the measurements are in the status.
@@ -22,7 +22,7 @@ import pytest
 from gitsync.health import assess
 from gitsync.kube import KubeClient
 from gitsync.model import HealthStatus, ResourceKey, ResultCode
-from gitsync.rollout import Outcome, RolloutSyncHook
+from gitsync.rollout import RolloutStepResult, RolloutSyncHook
 from gitsync.rollout.analysis import RunPhase
 from gitsync.rollout.math import ROLE_LABEL
 from gitsync.rollout.status import PROMOTE_ANNOTATION, Phase, parse_time
@@ -130,7 +130,9 @@ class Rollouts:
         roles = [((p or {}).get("metadata", {}).get("labels") or {}).get(ROLE_LABEL) for p in pods]
         return sum(r == "canary" for r in roles), len(pods)
 
-    def drive(self, until: Callable[[Outcome], bool], *, timeout: float) -> Outcome:
+    def drive(
+        self, until: Callable[[RolloutStepResult], bool], *, timeout: float
+    ) -> RolloutStepResult:
         """Tick until ``until(outcome)``, sleeping what ``requeue_after`` asks (at most 0.3 s,
         so pods turning ready are seen soon too)."""
         return drive_rollout(self.executor, self.ns, until, timeout=timeout, follow_requeue=True)
@@ -142,7 +144,7 @@ class Rollouts:
         self.sync("web:2", query)
 
 
-def in_analysis(outcome: Outcome) -> bool:
+def in_analysis(outcome: RolloutStepResult) -> bool:
     return outcome.status.current_step_index == 1 and bool(outcome.status.analysis_runs)
 
 

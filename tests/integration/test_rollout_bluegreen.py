@@ -24,7 +24,7 @@ from gitsync.diff import diff_resource
 from gitsync.health import assess
 from gitsync.kube import KubeClient
 from gitsync.model import HealthStatus, ResourceKey, ResultCode, SyncStatus
-from gitsync.rollout import Outcome, RolloutSyncHook, TakeoverPlan
+from gitsync.rollout import RolloutStepResult, RolloutSyncHook, TakeoverPlan
 from gitsync.rollout.bluegreen import DRAINING
 from gitsync.rollout.math import HASH_LABEL
 from gitsync.rollout.status import ABORT_ANNOTATION, PROMOTE_ANNOTATION, Phase, parse_time
@@ -187,11 +187,11 @@ class Cluster:
 
     def drive(
         self,
-        until: Callable[[Outcome], bool],
+        until: Callable[[RolloutStepResult], bool],
         *,
         timeout: float,
-        watch: Callable[[Outcome], None] = lambda o: None,
-    ) -> Outcome:
+        watch: Callable[[RolloutStepResult], None] = lambda o: None,
+    ) -> RolloutStepResult:
         """Tick the rollout (as the controller would) until ``until(outcome)``."""
         return rollouts.drive(self.executor, self.ns, until, timeout=timeout, watch=watch)
 
@@ -234,7 +234,7 @@ def test_preview_then_one_switch_then_the_old_pods_go_after_the_delay(
     seen_active: set[str] = set()
     seen_preview: set[str] = set()
 
-    def watch(_: Outcome) -> None:
+    def watch(_: RolloutStepResult) -> None:
         seen_active.update(c.endpoints("web"))
         seen_preview.update(c.endpoints("web-preview"))
 
@@ -277,7 +277,7 @@ def test_preview_then_one_switch_then_the_old_pods_go_after_the_delay(
     old_gone_after: list[float] = []
     after_switch: set[str] = set()
 
-    def watch_after(_: Outcome) -> None:
+    def watch_after(_: RolloutStepResult) -> None:
         after_switch.update(c.endpoints("web"))
         if not old_gone_after and not any(i == "web:1" for i in c.pod_images().values()):
             old_gone_after.append(time.monotonic() - switched_at)

@@ -20,7 +20,13 @@ from gitsync.diff import diff_resource
 from gitsync.health import assess
 from gitsync.kube import KubeClient
 from gitsync.model import HealthStatus, ResourceKey, ResultCode, SyncStatus
-from gitsync.rollout import CanaryExecutor, Outcome, RolloutSyncHook, TakeoverPlan, template_hash
+from gitsync.rollout import (
+    RolloutExecutor,
+    RolloutStepResult,
+    RolloutSyncHook,
+    TakeoverPlan,
+    template_hash,
+)
 from gitsync.rollout.math import ROLE_LABEL, canary_replicas
 from gitsync.rollout.status import PROMOTE_ANNOTATION, STABLE_HASH_ANNOTATION, Phase
 from gitsync.sync import ResourceResult
@@ -53,7 +59,7 @@ class Cluster:
     def __init__(self, kube: KubeClient, namespace: str):
         self.kube = kube
         self.ns = namespace
-        self.executor = CanaryExecutor(kube)
+        self.executor = RolloutExecutor(kube)
         self.hook = RolloutSyncHook(kube, executor=self.executor)
         self.max_pods_during_steps = 0
 
@@ -107,8 +113,12 @@ class Cluster:
         rollouts.request(self.kube, self.ns, annotation, value)
 
     def drive(
-        self, until: Callable[[Outcome], bool], *, timeout: float, watch: Callable[[], None]
-    ) -> Outcome:
+        self,
+        until: Callable[[RolloutStepResult], bool],
+        *,
+        timeout: float,
+        watch: Callable[[], None],
+    ) -> RolloutStepResult:
         """Tick the rollout (as the controller would) until ``until(outcome)``."""
         return rollouts.drive(
             self.executor, self.ns, until, timeout=timeout, watch=lambda _: watch()
@@ -122,7 +132,7 @@ def cluster_view(
     yield Cluster(kube, namespace)
 
 
-def at(index: int, phase: Phase) -> Callable[[Outcome], bool]:
+def at(index: int, phase: Phase) -> Callable[[RolloutStepResult], bool]:
     return lambda o: o.status.current_step_index == index and o.status.phase == phase
 
 

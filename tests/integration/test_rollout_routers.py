@@ -19,7 +19,7 @@ import yaml
 
 from gitsync.kube import ApiError, KubeClient
 from gitsync.model import ResourceKey
-from gitsync.rollout import CanaryExecutor, Outcome, RolloutSyncHook, TakeoverPlan
+from gitsync.rollout import RolloutExecutor, RolloutStepResult, RolloutSyncHook, TakeoverPlan
 from gitsync.rollout.canary import Decision
 from gitsync.rollout.routers import (
     NGINX_CANARY_ANNOTATION,
@@ -168,7 +168,7 @@ class Cluster:
         self.kube = kube
         self.ns = namespace
         self.router = router
-        self.executor = CanaryExecutor(kube)
+        self.executor = RolloutExecutor(kube)
         self.hook = RolloutSyncHook(kube, executor=self.executor)
 
     def sync(
@@ -221,11 +221,11 @@ class Cluster:
 
     def drive(
         self,
-        until: Callable[[Outcome], bool],
+        until: Callable[[RolloutStepResult], bool],
         *,
         timeout: float,
-        watch: Callable[[Outcome], None] = lambda o: None,
-    ) -> Outcome:
+        watch: Callable[[RolloutStepResult], None] = lambda o: None,
+    ) -> RolloutStepResult:
         return rollouts.drive(self.executor, self.ns, until, timeout=timeout, watch=watch)
 
 
@@ -236,7 +236,7 @@ def cluster_view(
     yield Cluster(kube, namespace, request.param)
 
 
-def paused_at(index: int) -> Callable[[Outcome], bool]:
+def paused_at(index: int) -> Callable[[RolloutStepResult], bool]:
     return lambda o: o.status.current_step_index == index and o.status.phase == Phase.PAUSED
 
 
@@ -248,7 +248,7 @@ class Watcher:
         self.c = c
         self.weights: list[int] = []
 
-    def __call__(self, outcome: Outcome) -> None:
+    def __call__(self, outcome: RolloutStepResult) -> None:
         _, weight = self.c.weights()
         if not self.weights or self.weights[-1] != weight:
             self.weights.append(weight)
@@ -362,7 +362,7 @@ def test_a_router_gone_before_its_weight_is_set_stalls_with_the_fix(
     rollout = manifests(router, "web:1", [{"setWeight": 20}])[-1]
     rollout["metadata"] = {"name": "web", "namespace": namespace}
     kube.apply(rollout, field_manager="gitsync-tests")
-    executor = CanaryExecutor(kube)
+    executor = RolloutExecutor(kube)
     key = ResourceKey("gitsync.dev", "Rollout", namespace, "web")
 
     def decide_weight(_r: Any, status: RolloutStatus, _o: Any) -> Decision:
