@@ -14,7 +14,7 @@ retries (transient: a server that is down or slow).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from gitsync.errors import TerminalError, TransientError
@@ -34,6 +34,20 @@ class ChartLimits:
     max_archive_files: int = 10_000
     timeout_seconds: float = 60.0
     """Wall-clock bound on one operation (index fetch, tag listing, archive download)."""
+
+
+@dataclass(frozen=True)
+class ChartCredential:
+    """What a chart repository is sent, from the repository-credential entry whose URL prefix
+    matched (``gitsync.source.credentials``); the empty credential sends nothing. Secrets are kept
+    out of ``repr`` so a logged object never carries them."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_data: str = field(default="", repr=False)
+    """PEM CA bundle the server's certificate must chain to (else the system roots)."""
+    allow_plain_http: bool = False
+    """The entry allows ``http://`` (and, for OCI, a registry without TLS)."""
 
 
 @dataclass(frozen=True)
