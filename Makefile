@@ -29,7 +29,7 @@ bench:            ## the benchmark suite: gitsync vs kubectl / raw API limit (BE
 	.venv/bin/python -m bench --json .artifacts/bench.json --profile .artifacts/bench-profile.txt
 
 lint:
-	.venv/bin/ruff check gitsync tests && .venv/bin/mypy --strict gitsync && .venv/bin/lint-imports
+	.venv/bin/ruff check gitsync tests && .venv/bin/mypy --strict gitsync tests/support && .venv/bin/lint-imports
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,7 @@
                     [--only cold,render,diff,diff-view,push,ui,refresh,drift,push-many,
                             growth,shards] [--profile report.txt]
 
-Without ``--kubeconfig`` the test control plane (``gitsync.testing.controlplane``, no simulated
+Without ``--kubeconfig`` the test control plane (``gitsync.localenv.controlplane``, no simulated
 nodes) is started in a temporary directory and stopped at the end, also on Ctrl-C or SIGTERM;
 with it, an existing cluster is used. Every scenario works in namespaces of its own, deleted
 afterwards. Scenarios (``bench.scenarios``): cold apply against ``kubectl apply --server-side``
@@ -54,7 +54,7 @@ from bench.scenarios import (
     render_rows,
 )
 from gitsync import logs
-from gitsync.testing.controlplane import ControlPlane, ControlPlaneError
+from gitsync.localenv.controlplane import ControlPlane, ControlPlaneError
 
 SCENARIOS = (
     "cold",

@@ -40,9 +40,9 @@ from bench.ui_list import _login_form_token, waitress_server
 from gitsync.application import parse_application
 from gitsync.controller.controller import Controller, ControllerConfig, ensure_crd
 from gitsync.kube import KubeClient
-from gitsync.testing.cluster import temporary_namespace
-from gitsync.testing.gitserver import GitServer
+from gitsync.localenv.gitserver import GitServer
 from gitsync.web import AuthSettings, create_app
+from tests.support.cluster import temporary_namespace
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "charts/gitsync/crds/applications.gitsync.dev.yaml"

@@ -9,7 +9,7 @@ round is the webhook's doing, never a poll's.
 
     python -m bench.push_to_live [--pushes 20] [--kubeconfig PATH] [--json out.json]
 
-Without ``--kubeconfig`` the test control plane (``gitsync.testing.controlplane``) is started in
+Without ``--kubeconfig`` the test control plane (``gitsync.localenv.controlplane``) is started in
 a temporary directory; with it, an existing cluster is used. Either way the bench works in a
 namespace of its own (deleted afterwards), its controller watches only that namespace, and every
 process it starts - control plane, Git server, ``gitsync serve`` - is stopped when it ends, also
@@ -39,11 +39,11 @@ import yaml
 
 from gitsync.controller.controller import ensure_crd
 from gitsync.kube import KubeClient
-from gitsync.testing import apps as testing_apps
-from gitsync.testing.cluster import temporary_namespace
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.controlplane import ControlPlane, ControlPlaneError
-from gitsync.testing.gitserver import GitRepo, GitServer
+from gitsync.localenv.controlplane import ControlPlane, ControlPlaneError
+from gitsync.localenv.gitserver import GitRepo, GitServer
+from tests.support import apps as testing_apps
+from tests.support.cluster import temporary_namespace
+from tests.support.controller import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "charts/gitsync/crds/applications.gitsync.dev.yaml"

@@ -53,11 +53,11 @@ from bench.scenarios import BenchError, Row, median
 from bench.ui_list import waitress_server
 from gitsync.controller.controller import Controller, ControllerConfig, ensure_crd
 from gitsync.kube import KubeClient
+from gitsync.localenv.gitserver import GitRepo, GitServer
 from gitsync.render.kustomize import kubectl_path
-from gitsync.testing import apps as testing_apps
-from gitsync.testing.cluster import temporary_namespace
-from gitsync.testing.gitserver import GitRepo, GitServer
 from gitsync.web import create_app
+from tests.support import apps as testing_apps
+from tests.support.cluster import temporary_namespace
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "charts/gitsync/crds/applications.gitsync.dev.yaml"

@@ -35,7 +35,7 @@ def _cmd_version(args: argparse.Namespace) -> int:
 
 
 def _cmd_cluster_up(args: argparse.Namespace) -> int:
-    from gitsync.testing.controlplane import ControlPlane, ControlPlaneError
+    from gitsync.localenv.controlplane import ControlPlane, ControlPlaneError
 
     workdir = Path(args.dir).resolve()
     if (workdir / "state.json").exists():
@@ -68,7 +68,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_cluster_down(args: argparse.Namespace) -> int:
-    from gitsync.testing.controlplane import ControlPlane
+    from gitsync.localenv.controlplane import ControlPlane
 
     stopped = ControlPlane.stop_detached(Path(args.dir).resolve())
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))

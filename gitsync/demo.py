@@ -28,9 +28,9 @@ from typing import Any
 import yaml
 
 from gitsync import kinds
-from gitsync.testing.controlplane import ControlPlane, binaries_dir
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.processes import ManagedProcess, free_port
+from gitsync.localenv.controlplane import ControlPlane, binaries_dir
+from gitsync.localenv.gitserver import GitServer
+from gitsync.localenv.processes import ManagedProcess, free_port
 
 REPO_NAME = "example-repo"
 PLACEHOLDER_URL = "https://git.example.com/you/example-repo.git"

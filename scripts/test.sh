@@ -7,6 +7,6 @@ bash scripts/setup.sh
 V=.venv/bin
 echo "== ruff"; $V/ruff check gitsync tests
 echo "== ruff format"; $V/ruff format --check gitsync tests
-echo "== mypy --strict"; $V/mypy --strict gitsync
+echo "== mypy --strict"; $V/mypy --strict gitsync tests/support
 echo "== import-linter"; $V/lint-imports
 echo "== pytest"; $V/pytest "$@"

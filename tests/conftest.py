@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from gitsync.kube import KubeClient
-from gitsync.testing.cluster import TestCluster, temporary_namespace, test_cluster
+from tests.support.cluster import TestCluster, temporary_namespace, test_cluster
 
 
 @pytest.fixture(scope="session")

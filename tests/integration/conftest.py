@@ -15,11 +15,11 @@ import yaml
 
 from gitsync.controller.controller import ensure_crd
 from gitsync.kube import ApiError, KubeClient
-from gitsync.testing.apps import CRD, ROLLOUT_CRD, WEBHOOK_SECRET
-from gitsync.testing.audit import AuditLog
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.gitserver import GitServer
+from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import CRD, ROLLOUT_CRD, WEBHOOK_SECRET
+from tests.support.audit import AuditLog
+from tests.support.cluster import TestCluster
+from tests.support.controller import ServeProcess
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 from gitsync.controller.apps import CrdApplications
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import WatchCache
-from gitsync.testing.apps import application
+from tests.support.apps import application
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gitsync.testing.cluster import TestCluster
+from tests.support.cluster import TestCluster
 
 pytestmark = pytest.mark.integration
 

@@ -26,19 +26,19 @@ from helm_python import _native
 from gitsync.controller.controller import ensure_crd
 from gitsync.controller.reconciler import REFRESH_REQUEST
 from gitsync.kube import ApiError, KubeClient
-from gitsync.testing import rollouts
-from gitsync.testing.apps import (
+from gitsync.localenv.gitserver import GitServer
+from tests.support import rollouts
+from tests.support.apps import (
     app_status,
     application,
     configmap_repo,
     configmap_value,
     tenant_escapes,
 )
-from gitsync.testing.cluster import TestCluster, temporary_namespace
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.manifests import canary_rollout, web_deployment, web_service
-from gitsync.testing.waiting import wait_for
+from tests.support.cluster import TestCluster, temporary_namespace
+from tests.support.controller import ServeProcess
+from tests.support.manifests import canary_rollout, web_deployment, web_service
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import (
+from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import (
     app_status,
     application,
     configmap_repo,
@@ -16,10 +17,9 @@ from gitsync.testing.apps import (
     github_webhook,
     push_value,
 )
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.manifests import two_wave_manifests
-from gitsync.testing.waiting import wait_for
+from tests.support.cluster import TestCluster
+from tests.support.manifests import two_wave_manifests
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +139,7 @@ def test_drift_without_self_heal_shows_out_of_sync(
 def test_manual_mode_waits_for_gitsync_sync(
     serve: Any, kube: KubeClient, namespace: str, git_server: GitServer, cluster: TestCluster
 ) -> None:
-    from gitsync.testing.cli import run_gitsync
+    from tests.support.cli import run_gitsync
 
     repo = configmap_repo(git_server)
     serve()
@@ -164,7 +164,7 @@ def test_manual_mode_waits_for_gitsync_sync(
 def test_rollback_pins_a_history_entry_until_resume(
     serve: Any, kube: KubeClient, namespace: str, git_server: GitServer, cluster: TestCluster
 ) -> None:
-    from gitsync.testing.cli import run_gitsync
+    from tests.support.cli import run_gitsync
 
     repo = configmap_repo(git_server)
     first = repo.head()

@@ -13,18 +13,19 @@ import pytest
 import yaml
 
 from gitsync.kube import ApiError, KubeClient
-from gitsync.testing.apps import (
+from gitsync.localenv.controlplane import ControlPlane
+from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import (
     WEBHOOK_SECRET,
     app_status,
     application,
     configmap_repo,
     configmap_value,
 )
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.controlplane import ControlPlane
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.waiting import WaitTimeout, wait_for
+from tests.support.audit import AuditLog
+from tests.support.cluster import TestCluster
+from tests.support.controller import ServeProcess
+from tests.support.waiting import WaitTimeout, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +141,7 @@ def test_application_syncs_to_a_registered_remote_cluster_only(
     remote_kube = remote.client()
     remote_kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     register("remote", remote.kubeconfig_path.read_text())
-    since = remote.audit.mark()
+    since = AuditLog(remote.audit_log_path).mark()
     serve("--identity=clusters-test")
     repo = configmap_repo(git_server)
     kube.create(
@@ -168,7 +169,7 @@ def test_application_syncs_to_a_registered_remote_cluster_only(
     # On the remote too, what gitsync applies carries the replica's user agent.
     writers = {
         e.user_agent
-        for e in remote.audit.writes(since)
+        for e in AuditLog(remote.audit_log_path).writes(since)
         if (e.namespace, e.resource, e.name) == (namespace, "configmaps", "config")
     }
     assert writers == {"gitsync-controller/clusters-test"}

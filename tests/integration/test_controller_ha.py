@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import (
+from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import (
     WEBHOOK_SECRET,
     app_status,
     application,
@@ -26,11 +27,10 @@ from gitsync.testing.apps import (
     github_webhook,
     push_value,
 )
-from gitsync.testing.audit import AuditLog
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.waiting import wait_for
+from tests.support.audit import AuditLog
+from tests.support.cluster import TestCluster
+from tests.support.controller import ServeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

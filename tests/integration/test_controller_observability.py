@@ -23,8 +23,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gitsync.kube import KubeClient
+from gitsync.localenv.gitserver import GitRepo, GitServer
 from gitsync.source import normalize_url
-from gitsync.testing.apps import (
+from tests.support.apps import (
     WEBHOOK_SECRET,
     app_status,
     application,
@@ -33,10 +34,9 @@ from gitsync.testing.apps import (
     github_webhook,
     push_value,
 )
-from gitsync.testing.cluster import TestCluster, temporary_namespace
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.gitserver import GitRepo, GitServer
-from gitsync.testing.waiting import wait_for
+from tests.support.cluster import TestCluster, temporary_namespace
+from tests.support.controller import ServeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

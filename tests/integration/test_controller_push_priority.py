@@ -21,10 +21,10 @@ import pytest
 import yaml
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import app_status, application, github_push
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.waiting import wait_for
+from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import app_status, application, github_push
+from tests.support.controller import ServeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

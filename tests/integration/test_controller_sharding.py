@@ -27,12 +27,12 @@ import yaml
 
 from gitsync.controller.shardmath import assign, shard_of
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import WEBHOOK_SECRET, application, github_webhook
-from gitsync.testing.audit import MUTATING_VERBS, AuditEvent, AuditLog
-from gitsync.testing.cluster import TestCluster, temporary_namespace
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.gitserver import GitRepo, GitServer
-from gitsync.testing.waiting import wait_for
+from gitsync.localenv.gitserver import GitRepo, GitServer
+from tests.support.apps import WEBHOOK_SECRET, application, github_webhook
+from tests.support.audit import MUTATING_VERBS, AuditEvent, AuditLog
+from tests.support.cluster import TestCluster, temporary_namespace
+from tests.support.controller import ServeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,9 @@ import pytest
 import yaml
 
 from gitsync.kube import KubeClient
+from gitsync.localenv.gitserver import GitRepo, GitServer
 from gitsync.source import normalize_url
-from gitsync.testing.apps import (
+from tests.support.apps import (
     WEBHOOK_SECRET,
     app_status,
     application,
@@ -34,9 +35,8 @@ from gitsync.testing.apps import (
     github_webhook,
     push_value,
 )
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.gitserver import GitRepo, GitServer
-from gitsync.testing.waiting import wait_for
+from tests.support.controller import ServeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

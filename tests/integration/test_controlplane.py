@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from gitsync.kube import KubeClient
-from gitsync.testing.audit import AuditEvent
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.waiting import wait_for
+from tests.support.audit import AuditEvent
+from tests.support.cluster import TestCluster
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

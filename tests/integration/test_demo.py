@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from gitsync.kube import KubeClient
-from gitsync.testing.processes import free_port
-from gitsync.testing.waiting import wait_for
+from gitsync.localenv.processes import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

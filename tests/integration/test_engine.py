@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from gitsync.kube import KubeClient
-from gitsync.testing.cli import CliRun, run_gitsync
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.gitserver import GitRepo, GitServer
-from gitsync.testing.manifests import two_wave_manifests
-from gitsync.testing.waiting import wait_for
+from gitsync.localenv.gitserver import GitRepo, GitServer
+from tests.support.cli import CliRun, run_gitsync
+from tests.support.cluster import TestCluster
+from tests.support.manifests import two_wave_manifests
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from gitsync.errors import TerminalError, TransientError
+from gitsync.localenv.gitserver import GitRepo, GitServer, generate_ssh_key
 from gitsync.source import (
     GitAuthError,
     GitCredentials,
@@ -29,7 +30,6 @@ from gitsync.source import (
     clone,
     ls_remote,
 )
-from gitsync.testing.gitserver import GitRepo, GitServer, generate_ssh_key
 
 pytestmark = pytest.mark.integration
 

@@ -25,10 +25,10 @@ import yaml
 
 from gitsync.controller.controller import ensure_crd
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import application, github_webhook, rollout_status
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.manifests import canary_rollout, web_deployment, web_service
-from gitsync.testing.waiting import wait_for
+from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import application, github_webhook, rollout_status
+from tests.support.manifests import canary_rollout, web_deployment, web_service
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROLLOUT_CRD = Path(__file__).resolve().parents[2] / "charts/gitsync/crds/rollouts.gitsync.dev.yaml"

@@ -1,7 +1,7 @@
 """Hardening case 20: the API server goes away mid-sync, or answers writes with 409/429/500.
 
 The controller runs as a real ``gitsync serve`` process whose kubeconfig points at
-``gitsync.testing.faultproxy.FaultProxy``, a loopback HTTPS proxy in front of the session's real
+``tests.support.faultproxy.FaultProxy``, a loopback HTTPS proxy in front of the session's real
 API server; the test itself reads the cluster directly. What a user relies on: the sync retries
 (with backoff, by itself - no new push, no manual request), converges to what Git declares, and
 the history shows one entry per deployed revision, not one per attempt.
@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import (
+from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import (
     WEBHOOK_SECRET,
     app_status,
     application,
@@ -28,11 +29,10 @@ from gitsync.testing.apps import (
     github_webhook,
     push_value,
 )
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.faultproxy import FaultProxy, ProxiedRequest
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.waiting import wait_for
+from tests.support.cluster import TestCluster
+from tests.support.controller import ServeProcess
+from tests.support.faultproxy import FaultProxy, ProxiedRequest
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -37,12 +37,12 @@ import pytest
 import yaml
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import app_status, application, github_webhook, rollout_status
-from gitsync.testing.audit import AuditLog
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.gitserver import GitRepo, GitServer
-from gitsync.testing.manifests import canary_rollout, web_service
-from gitsync.testing.waiting import WaitTimeout, wait_for
+from gitsync.localenv.gitserver import GitRepo, GitServer
+from tests.support.apps import app_status, application, github_webhook, rollout_status
+from tests.support.audit import AuditLog
+from tests.support.controller import ServeProcess
+from tests.support.manifests import canary_rollout, web_service
+from tests.support.waiting import WaitTimeout, wait_for
 
 pytestmark = pytest.mark.integration
 

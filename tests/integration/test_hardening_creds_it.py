@@ -28,11 +28,11 @@ import pytest
 
 from gitsync.controller.repo_credentials import REPOSITORY_SECRET_TYPE
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import app_status, application, configmap_repo, configmap_value
-from gitsync.testing.cluster import TestCluster, temporary_namespace
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.waiting import wait_for
+from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import app_status, application, configmap_repo, configmap_value
+from tests.support.cluster import TestCluster, temporary_namespace
+from tests.support.controller import ServeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

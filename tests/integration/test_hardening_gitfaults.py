@@ -24,9 +24,9 @@ import pytest
 import yaml
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import app_status, application
-from gitsync.testing.gitserver import Fault, GitRepo, GitServer
-from gitsync.testing.waiting import wait_for
+from gitsync.localenv.gitserver import Fault, GitRepo, GitServer
+from tests.support.apps import app_status, application
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,19 +22,19 @@ import pytest
 import yaml
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import (
+from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import (
     WEBHOOK_SECRET,
     app_status,
     application,
     github_webhook,
     rollout_status,
 )
-from gitsync.testing.audit import MUTATING_VERBS, AuditLog, is_refresh_request
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.manifests import canary_rollout, web_deployment, web_service
-from gitsync.testing.waiting import wait_for
+from tests.support.audit import MUTATING_VERBS, AuditLog, is_refresh_request
+from tests.support.cluster import TestCluster
+from tests.support.controller import ServeProcess
+from tests.support.manifests import canary_rollout, web_deployment, web_service
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

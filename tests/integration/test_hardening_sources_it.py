@@ -25,10 +25,10 @@ import pytest
 import yaml
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import app_status, application
-from gitsync.testing.cluster import temporary_namespace
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.waiting import wait_for
+from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import app_status, application
+from tests.support.cluster import temporary_namespace
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from gitsync.kube import ApiError, KubeClient
-from gitsync.testing.apps import (
+from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import (
     WEBHOOK_SECRET,
     app_status,
     application,
@@ -28,10 +29,9 @@ from gitsync.testing.apps import (
     configmap_value,
     push_value,
 )
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.waiting import wait_for
+from tests.support.cluster import TestCluster
+from tests.support.controller import ServeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import app_status, application
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.waiting import wait_for
+from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import app_status, application
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RSS_GROWTH_BOUND = 100 * 1024 * 1024

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gitsync.testing.processes import free_port
+from gitsync.localenv.processes import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,8 @@ from test_controller_webhooks import (
 
 from gitsync.controller.controller import PUSH_WINDOW
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import (
+from gitsync.localenv.gitserver import GitRepo, GitServer
+from tests.support.apps import (
     WEBHOOK_SECRET,
     application,
     configmap_repo,
@@ -38,11 +39,10 @@ from gitsync.testing.apps import (
     github_webhook,
     push_value,
 )
-from gitsync.testing.audit import AuditLog
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.gitserver import GitRepo, GitServer
-from gitsync.testing.waiting import wait_for
+from tests.support.audit import AuditLog
+from tests.support.cluster import TestCluster
+from tests.support.controller import ServeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

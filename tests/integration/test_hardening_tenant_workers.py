@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import (
+from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import (
     app_status,
     application,
     configmap_repo,
@@ -29,8 +30,7 @@ from gitsync.testing.apps import (
     github_push,
     push_value,
 )
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.waiting import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -29,10 +29,10 @@ from typing import Any
 import pytest
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import WEBHOOK_SECRET, app_status, application
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.processes import free_port
-from gitsync.testing.waiting import wait_for
+from gitsync.localenv.processes import free_port
+from tests.support.apps import WEBHOOK_SECRET, app_status, application
+from tests.support.controller import ServeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -19,6 +19,7 @@ import yaml
 from gitsync.application import Application, parse_application
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import WatchCache
+from gitsync.localenv.gitserver import GitServer
 from gitsync.model import ResourceKey, ResultCode
 from gitsync.policy import Policy
 from gitsync.render import RenderedManifest
@@ -26,8 +27,8 @@ from gitsync.rollout import RolloutSyncHook, template_hash
 from gitsync.rollout.status import STABLE_HASH_ANNOTATION
 from gitsync.sync import Impersonation, Syncer
 from gitsync.sync.inventory import Inventory
-from gitsync.testing import rollouts
-from gitsync.testing.apps import (
+from tests.support import rollouts
+from tests.support.apps import (
     app_status,
     application,
     configmap_repo,
@@ -35,10 +36,9 @@ from gitsync.testing.apps import (
     rollout_status,
     tenant_escapes,
 )
-from gitsync.testing.cluster import temporary_namespace
-from gitsync.testing.gitserver import GitServer
-from gitsync.testing.manifests import canary_rollout, web_deployment, web_service
-from gitsync.testing.waiting import wait_for
+from tests.support.cluster import temporary_namespace
+from tests.support.manifests import canary_rollout, web_deployment, web_service
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

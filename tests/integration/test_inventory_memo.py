@@ -16,8 +16,8 @@ from gitsync.controller.controller import inventory_version_of
 from gitsync.kube import KubeClient
 from gitsync.kube.cache import WatchCache
 from gitsync.sync.inventory import Inventory, InventoryEntry, InventoryMemo, configmap_name
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.waiting import wait_for
+from tests.support.cluster import TestCluster
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

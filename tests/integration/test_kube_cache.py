@@ -15,8 +15,8 @@ from gitsync.kube import ApiError, KubeClient
 from gitsync.kube import cache as cache_module
 from gitsync.kube.cache import NotWatchedError, WatchCache
 from gitsync.model import ResourceKey
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.waiting import wait_for
+from tests.support.cluster import TestCluster
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 
 from gitsync.kube import KubeClient
 from gitsync.kube.leader import LEASE_API_VERSION, LeaderElector
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.waiting import wait_for
+from tests.support.cluster import TestCluster
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

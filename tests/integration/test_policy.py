@@ -19,15 +19,15 @@ import yaml
 
 from gitsync.application import Application, parse_application
 from gitsync.kube import ApiError, KubeClient
+from gitsync.localenv.gitserver import GitRepo, GitServer
 from gitsync.model import ResourceKey, ResultCode
 from gitsync.policy import Policy
 from gitsync.render import RenderedManifest
 from gitsync.sync import Syncer
-from gitsync.testing.apps import app_status, application
-from gitsync.testing.audit import AuditEvent
-from gitsync.testing.cluster import TestCluster, temporary_namespace
-from gitsync.testing.gitserver import GitRepo, GitServer
-from gitsync.testing.waiting import wait_for
+from tests.support.apps import app_status, application
+from tests.support.audit import AuditEvent
+from tests.support.cluster import TestCluster, temporary_namespace
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 """Canary analysis against a real Prometheus, on the real control plane.
 
 Debian's ``prometheus`` (started here on loopback, scraping every second) scrapes a tiny exporter
-whose success ratio the test sets (``gitsync.testing.prometheus``); the Rollout's metric queries
+whose success ratio the test sets (``tests.support.prometheus``); the Rollout's metric queries
 its ``success_ratio`` gauge every 2 s, 3 times, allowing 1 failure. As in
 ``test_rollout_canary.py`` there is no controller process: the test does what the sync layer
 does with the rollout hook, then ticks ``RolloutExecutor`` itself, as often as the outcomes'
@@ -27,12 +27,12 @@ from gitsync.rollout.analysis import RunPhase
 from gitsync.rollout.math import ROLE_LABEL
 from gitsync.rollout.status import PROMOTE_ANNOTATION, Phase, parse_time
 from gitsync.sync.tracking import prepare
-from gitsync.testing.cluster import endpoint_pods
-from gitsync.testing.manifests import web_deployment, web_service
-from gitsync.testing.prometheus import Exporter, Prometheus
-from gitsync.testing.rollouts import drive as drive_rollout
-from gitsync.testing.rollouts import loopback_executor
-from gitsync.testing.waiting import wait_for
+from tests.support.cluster import endpoint_pods
+from tests.support.manifests import web_deployment, web_service
+from tests.support.prometheus import Exporter, Prometheus
+from tests.support.rollouts import drive as drive_rollout
+from tests.support.rollouts import loopback_executor
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

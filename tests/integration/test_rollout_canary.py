@@ -31,10 +31,10 @@ from gitsync.rollout.math import ROLE_LABEL, canary_replicas
 from gitsync.rollout.status import PROMOTE_ANNOTATION, STABLE_HASH_ANNOTATION, Phase
 from gitsync.sync import ResourceResult
 from gitsync.sync.tracking import prepare
-from gitsync.testing import rollouts
-from gitsync.testing.cluster import endpoint_pods
-from gitsync.testing.manifests import canary_rollout, web_deployment, web_service
-from gitsync.testing.waiting import wait_for
+from tests.support import rollouts
+from tests.support.cluster import endpoint_pods
+from tests.support.manifests import canary_rollout, web_deployment, web_service
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -30,10 +30,10 @@ from gitsync.rollout.routers import (
 from gitsync.rollout.status import ABORT_ANNOTATION, PROMOTE_ANNOTATION, Phase, RolloutStatus
 from gitsync.sync import ResourceResult
 from gitsync.sync.tracking import prepare
-from gitsync.testing import rollouts
-from gitsync.testing.cluster import endpoint_images
-from gitsync.testing.manifests import web_deployment, web_service
-from gitsync.testing.waiting import wait_for
+from tests.support import rollouts
+from tests.support.cluster import endpoint_images
+from tests.support.manifests import web_deployment, web_service
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from gitsync.errors import TerminalError, TransientError
+from gitsync.localenv.gitserver import GitRepo, GitServer
 from gitsync.source import (
     Checkout,
     GitAuthError,
@@ -33,7 +34,6 @@ from gitsync.source import (
     SourceCache,
     normalize_url,
 )
-from gitsync.testing.gitserver import GitRepo, GitServer
 
 pytestmark = pytest.mark.integration
 

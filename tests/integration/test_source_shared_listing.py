@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from gitsync.localenv.gitserver import GitServer
 from gitsync.source import GitAuthError, GitCredentials, SourceCache, normalize_url
 from gitsync.source.git import GitSourceError
-from gitsync.testing.gitserver import GitServer
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from gitsync.model import ResourceKey, SyncStatus
 from gitsync.render import RenderedManifest
 from gitsync.sync import Syncer
 from gitsync.sync import syncer as syncer_module
-from gitsync.testing.cluster import TestCluster
+from tests.support.cluster import TestCluster
 
 pytestmark = pytest.mark.integration
 

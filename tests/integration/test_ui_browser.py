@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import (
+from gitsync.localenv.gitserver import GitRepo, GitServer
+from tests.support.apps import (
     app_status,
     application,
     configmap_repo,
@@ -27,9 +28,8 @@ from gitsync.testing.apps import (
     github_webhook,
     push_value,
 )
-from gitsync.testing.controller import ServeProcess
-from gitsync.testing.gitserver import GitRepo, GitServer
-from gitsync.testing.waiting import wait_for
+from tests.support.controller import ServeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -27,13 +27,13 @@ import yaml
 from test_ui_browser import SCREENSHOTS, UI, browser  # noqa: F401  (browser: a fixture)
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import app_status, application, github_webhook
-from gitsync.testing.cli import run_gitsync
-from gitsync.testing.cluster import TestCluster
-from gitsync.testing.gitserver import GitRepo, GitServer
-from gitsync.testing.manifests import canary_rollout, web_deployment, web_service
-from gitsync.testing.waiting import wait_for
+from gitsync.localenv.gitserver import GitRepo, GitServer
 from gitsync.web import AuthSettings, create_app
+from tests.support.apps import app_status, application, github_webhook
+from tests.support.cli import run_gitsync
+from tests.support.cluster import TestCluster
+from tests.support.manifests import canary_rollout, web_deployment, web_service
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from gitsync.testing.processes import _ephemeral_floor, free_port
+from gitsync.localenv.processes import _ephemeral_floor, free_port
 
 
 def test_ports_are_below_the_ephemeral_range_distinct_and_bindable() -> None:

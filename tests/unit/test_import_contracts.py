@@ -62,6 +62,19 @@ VIOLATIONS = {
     "health-kind-in-kind": PlantedImport(
         "gitsync/health/pod.py", "from gitsync.health import deployment", "health-layers"
     ),
+    # The local environment is the demo's and `gitsync cluster`'s, not the controller's; it talks
+    # to the cluster through the kube client only; and the product never reaches test-only code,
+    # which the wheel does not contain.
+    "localenv-in-controller": PlantedImport(
+        "gitsync/controller/controller.py", "from gitsync.localenv import controlplane", "layers"
+    ),
+    "engine-in-localenv": PlantedImport(
+        "gitsync/localenv/controlplane.py", "from gitsync import engine", "localenv"
+    ),
+    "test-support-in-demo": PlantedImport(
+        "gitsync/demo.py", "from tests.support import cluster", "no-test-code"
+    ),
+    "bench-in-cli": PlantedImport("gitsync/cli.py", "import bench", "no-test-code"),
 }
 
 

@@ -29,6 +29,8 @@ from typing import Any
 import pytest
 
 from gitsync.cli import build_parser
+from gitsync.localenv.pki import make_pki
+from gitsync.localenv.processes import free_port
 from gitsync.rollout import canary as core
 from gitsync.rollout import endpoints
 from gitsync.rollout.analysis import (
@@ -62,8 +64,6 @@ from gitsync.rollout.spec import (
     parse_rollout_spec,
 )
 from gitsync.rollout.status import PROMOTE_ANNOTATION, Phase, RolloutStatus
-from gitsync.testing.pki import make_pki
-from gitsync.testing.processes import free_port
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 N = 10

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from gitsync.testing.processes import ManagedProcess, free_port
+from gitsync.localenv.processes import ManagedProcess, free_port
 
 PROMETHEUS_BINARY = "prometheus"
 
@@ -206,7 +206,7 @@ class Prometheus:
 
     def _ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:  # noqa: S310 - loopback
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
                 return bool(resp.status == 200)
         except OSError:
             return False
@@ -223,7 +223,7 @@ class Prometheus:
         """The instant vector ``promql`` gives now (``[]`` for none)."""
         url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=5) as resp:
                 doc = json.loads(resp.read())
         except (OSError, ValueError) as exc:
             raise PrometheusError(f"query {promql!r} failed: {exc}") from exc

@@ -1,4 +1,4 @@
-"""Node and pod simulator: plays the kubelets for the test control plane.
+"""Node and pod simulator: plays the kubelets for the local control plane.
 
 There is no kubelet (and no container runtime) on our machines, so this process does the three
 things the rest of Kubernetes needs from kubelets:

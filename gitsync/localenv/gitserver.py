@@ -1,4 +1,5 @@
-"""A real Git server on loopback for tests: smart HTTP, SSH and file URLs over the same bare repos.
+"""A real Git server on loopback for tests and the demo: smart HTTP, SSH and file URLs over the
+same bare repos.
 
 Tests of the source adapter must meet the failures users meet - a wrong password, an unknown host
 key, a proxy answering with an HTML login page, a server that hangs - so this is a real server and
@@ -54,7 +55,7 @@ from types import TracebackType
 from typing import IO, Final, Literal, cast, get_args
 from urllib.parse import unquote, urlsplit
 
-from gitsync.testing.processes import free_port
+from gitsync.localenv.processes import free_port
 
 Fault = Literal["error500", "html200", "hang"]
 """HTTP failure modes: ``error500`` answers every request with 500; ``html200`` answers with an

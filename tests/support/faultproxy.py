@@ -184,7 +184,7 @@ class FaultProxy:
                 statuses,
                 chosen,
                 lost_answers,
-                random.Random(seed),  # noqa: S311 - test faults, not crypto
+                random.Random(seed),
                 times,
             )
 

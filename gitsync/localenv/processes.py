@@ -1,4 +1,4 @@
-"""Start and stop the long-running programs the test infrastructure needs (etcd, kube-apiserver,
+"""Start and stop the long-running programs the local environment needs (etcd, kube-apiserver,
 kube-controller-manager, the simulator, sshd).
 
 Two promises matter here: a process we start is stopped by *its* pid (never by name, never a

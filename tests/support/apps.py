@@ -17,7 +17,7 @@ import yaml
 
 from gitsync import kinds
 from gitsync.kube import KubeClient
-from gitsync.testing.gitserver import GitRepo, GitServer
+from gitsync.localenv.gitserver import GitRepo, GitServer
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (editable install)
 CRD = ROOT / "charts/gitsync/crds/applications.gitsync.dev.yaml"
@@ -165,7 +165,7 @@ def github_push(
     sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"test webhooks go to the local controller only, not {url!r}")
-    req = urllib.request.Request(  # noqa: S310 - checked above
+    req = urllib.request.Request(
         url + "/api/webhook",
         data=body,
         headers={
@@ -176,7 +176,7 @@ def github_push(
         method="POST",
     )
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=30) as resp:
             return int(resp.status), json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as err:
         return int(err.code), {}

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from gitsync.kube import ApiError, KubeClient
-from gitsync.testing.audit import AuditLog
-from gitsync.testing.controlplane import ControlPlane
+from gitsync.localenv.controlplane import ControlPlane
+from tests.support.audit import AuditLog
 
 
 @dataclass
@@ -35,7 +35,7 @@ class TestCluster:
     @property
     def audit(self) -> AuditLog | None:
         """The API server's audit log; ``None`` on an external cluster."""
-        return self.control_plane.audit if self.control_plane else None
+        return AuditLog(self.control_plane.audit_log_path) if self.control_plane else None
 
     def client(self, user_agent: str = "gitsync-tests") -> KubeClient:
         return KubeClient.from_kubeconfig(str(self.kubeconfig_path), user_agent=user_agent)

@@ -1,4 +1,4 @@
-"""Certificates and keys for the test control plane, made with the ``openssl`` command.
+"""Certificates and keys for the local control plane, made with the ``openssl`` command.
 
 The API server needs a serving certificate that clients can verify (tests must not use
 ``insecure-skip-tls-verify``), and a key pair to sign service-account tokens. A throw-away CA signs

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gitsync.testing.processes import ManagedProcess, free_port
+from gitsync.localenv.processes import ManagedProcess, free_port
 
 
 @dataclass
@@ -58,7 +58,7 @@ class ServeProcess:
             if not self.proc.running():
                 raise RuntimeError("gitsync serve exited:\n" + self.proc.log_tail(60))
             try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:  # noqa: S310
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
                     if resp.status == 200:
                         return self
             except (urllib.error.URLError, OSError):
@@ -81,7 +81,7 @@ class ServeProcess:
 
     def metric(self, name: str, /, **labels: str) -> float:
         """The sum of ``name``'s samples on /metrics whose labels include ``labels`` (0 if none)."""
-        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:  # noqa: S310
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
             text = resp.read().decode()
         return sum(
             sample.value

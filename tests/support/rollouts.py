@@ -16,7 +16,7 @@ from gitsync.kube import KubeClient
 from gitsync.rollout import RolloutExecutor, RolloutStepResult
 from gitsync.rollout.endpoints import AnalysisAllowList
 from gitsync.rollout.providers import MetricProviders
-from gitsync.testing.waiting import wait_for
+from tests.support.waiting import wait_for
 
 ROLLOUT_API = kinds.API_VERSION
 POLL_SECONDS = 0.3

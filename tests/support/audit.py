@@ -1,5 +1,8 @@
 """Reading the test API server's audit log, so tests count writes where they land.
 
+The control plane (``gitsync.localenv.controlplane``) writes it to ``audit_log_path`` with
+``AUDIT_POLICY``; reading it is only ever a test's business, so the reader lives here.
+
 The engine promises "zero writes when nothing changed" and the HA controller promises "only the
 leader writes". Counting on the client side would only prove what the client believes it sent;
 the kube-apiserver's own audit log (Metadata level, mutating verbs only) records every write with
@@ -14,16 +17,6 @@ from pathlib import Path
 from typing import Any
 
 MUTATING_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
-
-POLICY = """\
-apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: ["RequestReceived"]
-rules:
-- level: Metadata
-  verbs: ["create", "update", "patch", "delete", "deletecollection"]
-- level: None
-"""
 
 
 @dataclass(frozen=True)
