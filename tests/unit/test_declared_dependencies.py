@@ -30,6 +30,8 @@ DEV_NOT_IMPORTED = {
     "mypy": "the type checker, run as a command",
     "import-linter": "lint-imports, run as a command (tests/unit/test_import_contracts.py)",
     "types-pyyaml": "stubs that mypy reads",
+    "setuptools": "the build backend test_wheel_contents.py runs (pip wheel --no-build-isolation)",
+    "wheel": "what setuptools builds the wheel with in test_wheel_contents.py",
 }
 
 
