@@ -11,7 +11,8 @@ use (fixtures' cluster choice, ``gitsync serve`` as a test process, fault proxie
 lives in ``tests/support/`` and is not shipped.
 
 Owns: the control plane (``controlplane``, ``pki``, ``simulator``), the Git server (``gitserver``)
-and the process handling they share (``processes``). Imported only by ``cli`` and ``demo``
-(import-linter: ``layers``); may import the Kubernetes adapter ``kube`` and the leaf modules below
-it, nothing of the pipeline (import-linter: ``localenv``).
+and the process handling they share (``processes``). May import: kube, model, kinds, errors, logs,
+pyyaml and the standard library; never the pipeline (source, render, diff, health, sync, rollout,
+engine, controller, web, webhook) nor ``tests`` or ``bench`` (import-linter: ``localenv``,
+``no-test-code``). Imported only by ``cli`` and ``demo`` (import-linter: ``layers``).
 """
