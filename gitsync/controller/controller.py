@@ -60,6 +60,7 @@ from gitsync.model import AppKey, ResourceKey
 from gitsync.policy import Policy, PolicyError
 from gitsync.render import RenderCache
 from gitsync.rollout.endpoints import AnalysisAllowList
+from gitsync.rollout.executor import RolloutExecutor, RolloutSyncHook
 from gitsync.rollout.providers import MetricProviders
 from gitsync.source import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
@@ -214,21 +215,22 @@ class Controller:
             cluster = self._clusters.get(id(kube))
             if cluster is None:
                 cache = WatchCache(kube, on_event=self._on_event)
+                rollouts = RolloutExecutor(kube, providers=self._metric_providers)
                 syncer = Syncer(
                     kube,
                     workers=self.config.apply_workers,
                     live=self._live_reader(cache),
                     inventory_version=inventory_version_of(cache),
+                    takeover=RolloutSyncHook(kube, executor=rollouts),
                     policy=self.policy,
                     impersonation=self.impersonation,
                 )
                 engine = Engine(
-                    kube,
                     self.sources,
+                    syncer,
+                    rollouts,
                     renders=self.renders,
-                    syncer=syncer,
                     credentials=self.repo_credentials.for_app,
-                    metric_providers=self._metric_providers,
                 )
                 cluster = self._clusters[id(kube)] = _Cluster(kube, cache, engine)
             return cluster
