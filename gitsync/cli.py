@@ -664,7 +664,7 @@ def _annotate(args: argparse.Namespace, annotations: dict[str, str | None]) -> i
 def _cmd_request(args: argparse.Namespace) -> int:
     import secrets as _secrets
 
-    from gitsync.controller.reconciler import (
+    from gitsync.controller.interface import (
         AUTOMATION_PAUSED,
         REFRESH_REQUEST,
         ROLLBACK_REQUEST,

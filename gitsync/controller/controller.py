@@ -45,14 +45,15 @@ from gitsync.controller.apps import (
     app_of_tracked,
 )
 from gitsync.controller.clusters import ClusterRegistry
+from gitsync.controller.interface import REFRESH_REQUEST
 from gitsync.controller.metrics import Metrics
 from gitsync.controller.push_paths import touched, watched_paths
 from gitsync.controller.queue import Coalescer, Priority, WorkQueue
-from gitsync.controller.reconciler import REFRESH_REQUEST, Reconciler, Trigger
+from gitsync.controller.reconciler import Reconciler, Trigger
 from gitsync.controller.repo_credentials import RepositoryCredentials
 from gitsync.controller.scheduler import RefreshScheduler
 from gitsync.controller.sharding import ShardSet
-from gitsync.engine import Engine
+from gitsync.engine import AppState, Engine
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import NotWatchedError, WatchCache
 from gitsync.kube.leader import LeaderElector
@@ -251,6 +252,23 @@ class Controller:
 
     def _engine_for(self, app: Application) -> Engine:
         return self._cluster(self.clusters.client(app.destination.name)).engine
+
+    # -- what the web layer asks (gitsync.controller.interface.ControllerView) ------------------
+
+    def application_diff(self, key: AppKey) -> AppState | None:
+        """Compare one Application with Git now, through the engine of its destination cluster
+        - the compare a reconcile runs, without a write or a sync; None when there is no such
+        Application. Raises ``SpecError`` (invalid spec) or another ``GitsyncError``."""
+        obj = self.store.get(key)
+        if obj is None:
+            return None
+        app = parse_application(obj)
+        return self._engine_for(app).compare(app)
+
+    def cluster_client(self, name: str) -> KubeClient:
+        """The client of destination cluster ``name`` ("" and ``in-cluster``: this one).
+        Raises ``ClusterError`` when it is not registered or its kubeconfig is refused."""
+        return self.clusters.client(name)
 
     def _git_host_of(self, key: AppKey) -> str | None:
         """The Git host (``name[:port]``) the app's reconciles talk to, for the per-host limit;

@@ -44,6 +44,11 @@ from gitsync.application_status import (
 )
 from gitsync.controller import status as st
 from gitsync.controller.apps import ApplicationStore
+from gitsync.controller.interface import (
+    AUTOMATION_PAUSED,
+    ROLLBACK_REQUEST,
+    SYNC_REQUEST,
+)
 from gitsync.controller.metrics import Metrics
 from gitsync.engine import AppState, StageError
 from gitsync.errors import GitsyncError, NextStep, TerminalError, next_step
@@ -53,11 +58,6 @@ from gitsync.rollout import RolloutStepResult
 from gitsync.sync import SyncResult
 
 log = structlog.get_logger(__name__)
-
-SYNC_REQUEST = "gitsync.dev/sync-request"  # "<nonce>[;prune]" written by `gitsync sync APP`
-REFRESH_REQUEST = "gitsync.dev/refresh"
-ROLLBACK_REQUEST = "gitsync.dev/rollback-to"  # history id
-AUTOMATION_PAUSED = "gitsync.dev/automation-paused"  # set by rollback, removed by resume
 
 HEAL_MIN, HEAL_MAX = 2.0, 300.0
 API_RETRY_MIN, API_RETRY_MAX = 1.0, 60.0  # backoff when the API server fails a reconcile
