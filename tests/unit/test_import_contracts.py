@@ -62,6 +62,12 @@ VIOLATIONS = {
     "health-kind-in-kind": PlantedImport(
         "gitsync/health/pod.py", "from gitsync.health import deployment", "health-layers"
     ),
+    # The web layer reaching past the controller's interface into its internals.
+    "controller-internals-in-web-diff": PlantedImport(
+        "gitsync/web/diff.py",
+        "from gitsync.controller.controller import Controller",
+        "web-controller-interface",
+    ),
 }
 
 
