@@ -37,7 +37,6 @@ import yaml
 
 from bench.scenarios import BenchError, Row, median
 from bench.ui_list import _login_form_token, waitress_server
-from gitsync.application import parse_application
 from gitsync.controller.controller import Controller, ControllerConfig, ensure_crd
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitServer
@@ -129,8 +128,6 @@ def diff_view_rows(kubeconfig: Path, objects: int, requests: int, workdir: Path)
         base = stack.enter_context(waitress_server(app))
         opener = login(base, password)
         path = f"/apps/{namespace}/{APP}/diff"
-        spec = parse_application(controller.store.get(key) or {})
-        engine = controller._engine_for(spec)  # what the page's Differ calls
 
         def page() -> tuple[float, float, int]:
             time.sleep(REUSE_SECONDS + 0.1)  # past the reuse window: a fresh compare
@@ -144,7 +141,9 @@ def diff_view_rows(kubeconfig: Path, objects: int, requests: int, workdir: Path)
 
         def direct() -> float:
             started = time.perf_counter()
-            state = engine.compare(spec)
+            state = controller.application_diff(key)  # what the page's Differ calls
+            if state is None:
+                raise BenchError(f"the Application {namespace}/{APP} is gone")
             seconds = time.perf_counter() - started
             changed = sum(1 for d in state.comparison.diffs if str(d.status) != "Synced")
             if changed != objects:

@@ -216,8 +216,9 @@ class MemoryRollouts:
 
 
 class MemoryApplications:
-    """The controller as the web layer sees it (``gitsync.web.ControllerView``), in memory:
-    Applications are read by key from a dict, as the controller reads its watch cache."""
+    """The controller as the web layer sees it (``gitsync.controller.interface.ControllerView``),
+    in memory: Applications are read by key from a dict, as the controller reads its watch
+    cache."""
 
     def __init__(self, count: int):
         objs = [synthetic_application(i) for i in range(count)]
@@ -248,6 +249,12 @@ class MemoryApplications:
 
     def refresh(self, key: tuple[str, str], reason: str = "manual") -> None:
         pass
+
+    def application_diff(self, key: tuple[str, str]) -> None:
+        raise BenchError("the bench does not ask for diffs")
+
+    def cluster_client(self, name: str) -> MemoryRollouts:
+        return self.kube
 
 
 def build(apps: int) -> tuple[Flask, MemoryApplications, str]:

@@ -188,9 +188,11 @@ def _engine(args: argparse.Namespace) -> Engine:
     from gitsync.engine import Engine
     from gitsync.kube import KubeClient
     from gitsync.rollout.endpoints import AnalysisAllowList
+    from gitsync.rollout.executor import RolloutExecutor, RolloutSyncHook
     from gitsync.rollout.providers import MetricProviders
     from gitsync.source import SourceCache
     from gitsync.source.credentials import no_password_over_http
+    from gitsync.sync import Syncer
 
     policy = _policy(args)
     kube = KubeClient.from_kubeconfig(args.kubeconfig, context=args.context)
@@ -216,10 +218,9 @@ def _engine(args: argparse.Namespace) -> Engine:
     )
     # only ``sync`` has the flag: diff and health never start a rollout, so never read a metric
     allow = AnalysisAllowList.parse(getattr(args, "analysis_allow", []))
-    providers = MetricProviders(allow=allow)
-    engine = Engine(kube, sources, credentials=credentials, metric_providers=providers)
-    engine.syncer.policy = policy
-    return engine
+    rollouts = RolloutExecutor(kube, providers=MetricProviders(allow=allow))
+    syncer = Syncer(kube, takeover=RolloutSyncHook(kube, executor=rollouts), policy=policy)
+    return Engine(sources, syncer, rollouts, credentials=credentials)
 
 
 def _policy(args: argparse.Namespace) -> Policy:
@@ -663,7 +664,7 @@ def _annotate(args: argparse.Namespace, annotations: dict[str, str | None]) -> i
 def _cmd_request(args: argparse.Namespace) -> int:
     import secrets as _secrets
 
-    from gitsync.controller.reconciler import (
+    from gitsync.controller.interface import (
         AUTOMATION_PAUSED,
         REFRESH_REQUEST,
         ROLLBACK_REQUEST,

@@ -45,14 +45,15 @@ from gitsync.controller.apps import (
     app_of_tracked,
 )
 from gitsync.controller.clusters import ClusterRegistry
+from gitsync.controller.interface import REFRESH_REQUEST
 from gitsync.controller.metrics import Metrics
 from gitsync.controller.push_paths import touched, watched_paths
 from gitsync.controller.queue import Coalescer, Priority, WorkQueue
-from gitsync.controller.reconciler import REFRESH_REQUEST, Reconciler, Trigger
+from gitsync.controller.reconciler import Reconciler, Trigger
 from gitsync.controller.repo_credentials import RepositoryCredentials
 from gitsync.controller.scheduler import RefreshScheduler
 from gitsync.controller.sharding import ShardSet
-from gitsync.engine import Engine
+from gitsync.engine import AppState, Engine
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import NotWatchedError, WatchCache
 from gitsync.kube.leader import LeaderElector
@@ -60,6 +61,7 @@ from gitsync.model import AppKey, ResourceKey
 from gitsync.policy import Policy, PolicyError
 from gitsync.render import RenderCache
 from gitsync.rollout.endpoints import AnalysisAllowList
+from gitsync.rollout.executor import RolloutExecutor, RolloutSyncHook
 from gitsync.rollout.providers import MetricProviders
 from gitsync.source import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
@@ -214,21 +216,22 @@ class Controller:
             cluster = self._clusters.get(id(kube))
             if cluster is None:
                 cache = WatchCache(kube, on_event=self._on_event)
+                rollouts = RolloutExecutor(kube, providers=self._metric_providers)
                 syncer = Syncer(
                     kube,
                     workers=self.config.apply_workers,
                     live=self._live_reader(cache),
                     inventory_version=inventory_version_of(cache),
+                    takeover=RolloutSyncHook(kube, executor=rollouts),
                     policy=self.policy,
                     impersonation=self.impersonation,
                 )
                 engine = Engine(
-                    kube,
                     self.sources,
+                    syncer,
+                    rollouts,
                     renders=self.renders,
-                    syncer=syncer,
                     credentials=self.repo_credentials.for_app,
-                    metric_providers=self._metric_providers,
                 )
                 cluster = self._clusters[id(kube)] = _Cluster(kube, cache, engine)
             return cluster
@@ -249,6 +252,23 @@ class Controller:
 
     def _engine_for(self, app: Application) -> Engine:
         return self._cluster(self.clusters.client(app.destination.name)).engine
+
+    # -- what the web layer asks (gitsync.controller.interface.ControllerView) ------------------
+
+    def application_diff(self, key: AppKey) -> AppState | None:
+        """Compare one Application with Git now, through the engine of its destination cluster
+        - the compare a reconcile runs, without a write or a sync; None when there is no such
+        Application. Raises ``SpecError`` (invalid spec) or another ``GitsyncError``."""
+        obj = self.store.get(key)
+        if obj is None:
+            return None
+        app = parse_application(obj)
+        return self._engine_for(app).compare(app)
+
+    def cluster_client(self, name: str) -> KubeClient:
+        """The client of destination cluster ``name`` ("" and ``in-cluster``: this one).
+        Raises ``ClusterError`` when it is not registered or its kubeconfig is refused."""
+        return self.clusters.client(name)
 
     def _git_host_of(self, key: AppKey) -> str | None:
         """The Git host (``name[:port]``) the app's reconciles talk to, for the per-host limit;

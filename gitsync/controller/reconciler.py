@@ -25,9 +25,9 @@ import dataclasses
 import enum
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -44,19 +44,20 @@ from gitsync.application_status import (
 )
 from gitsync.controller import status as st
 from gitsync.controller.apps import ApplicationStore
+from gitsync.controller.interface import (
+    AUTOMATION_PAUSED,
+    ROLLBACK_REQUEST,
+    SYNC_REQUEST,
+)
 from gitsync.controller.metrics import Metrics
-from gitsync.engine import AppState, Engine, StageError
+from gitsync.engine import AppState, StageError
 from gitsync.errors import GitsyncError, NextStep, TerminalError, next_step
 from gitsync.kube import ApiError, ApiRejectedError
 from gitsync.model import AppKey, HealthStatus, ResourceKey, SyncStatus
+from gitsync.rollout import RolloutStepResult
 from gitsync.sync import SyncResult
 
 log = structlog.get_logger(__name__)
-
-SYNC_REQUEST = "gitsync.dev/sync-request"  # "<nonce>[;prune]" written by `gitsync sync APP`
-REFRESH_REQUEST = "gitsync.dev/refresh"
-ROLLBACK_REQUEST = "gitsync.dev/rollback-to"  # history id
-AUTOMATION_PAUSED = "gitsync.dev/automation-paused"  # set by rollback, removed by resume
 
 HEAL_MIN, HEAL_MAX = 2.0, 300.0
 API_RETRY_MIN, API_RETRY_MAX = 1.0, 60.0  # backoff when the API server fails a reconcile
@@ -141,13 +142,44 @@ class AppRuntime:
     not_before: float = 0.0  # self.clock() before which the API server asked us to stay away
 
 
+class AppEngine(Protocol):
+    """What a reconcile asks of the engine serving the app's destination cluster
+    (``gitsync.engine.Engine``): the reconciler is given one per app by ``engine_for`` and calls
+    only these, never the engine's sources, credentials or rollout executor directly."""
+
+    def check_source(self, app: Application) -> None:
+        """Raise ``SpecError`` when the destination policy does not allow the app's repository."""
+        ...
+
+    def resolve_revision(self, app: Application, *, max_age: float = 0.0) -> str:
+        """The commit the app's ``targetRevision`` names now (the cheap remote check)."""
+        ...
+
+    def compare(self, app: Application, sha: str | None = None) -> AppState: ...
+
+    def sync(
+        self,
+        app: Application,
+        *,
+        dry_run: bool = False,
+        prune: bool | None = None,
+        state: AppState | None = None,
+    ) -> tuple[AppState, SyncResult]: ...
+
+    def tick_rollouts(
+        self, app: Application, rollouts: Sequence[ResourceKey]
+    ) -> list[RolloutStepResult] | None:
+        """Advance the app's Rollouts one step each; None when the app has no identity yet."""
+        ...
+
+
 @dataclass
 class _Pass:
     """Everything one reconcile of one app works with."""
 
     key: AppKey
     app: Application
-    engine: Engine
+    engine: AppEngine
     rt: AppRuntime
     old: ApplicationStatus
     new: ApplicationStatus
@@ -171,7 +203,7 @@ class Reconciler:
     def __init__(
         self,
         store: ApplicationStore,
-        engine_for: Callable[[Application], Engine],
+        engine_for: Callable[[Application], AppEngine],
         *,
         metrics: Metrics | None = None,
         full_compare_every: float = 300.0,
@@ -285,12 +317,7 @@ class Reconciler:
         elif resume and op.revision and op.initiated_by == "rollback":
             target_sha = op.revision
         try:
-            sha = target_sha or engine.sources.resolve(
-                app.source.repo_url,
-                app.source.target_revision,
-                engine.credentials(app),
-                max_age=p.head_max_age,
-            )
+            sha = target_sha or engine.resolve_revision(app, max_age=p.head_max_age)
         except GitsyncError as exc:
             return self._fetch_failed(p, exc)
         rt.fetch_failures = 0
@@ -383,21 +410,19 @@ class Reconciler:
         return ReconcileResult(requeue)
 
     def _tick_rollouts(
-        self, engine: Engine, app: Application, rt: AppRuntime, bound: Any
+        self, engine: AppEngine, app: Application, rt: AppRuntime, bound: Any
     ) -> float | None:
         """Advance each of the app's Rollouts one step, acting as the app (its ServiceAccount);
         the earliest time one wants another."""
         if not rt.rollouts:
             return None
-        try:
-            kube = engine.syncer.client_for(app)
-        except GitsyncError:
+        outcomes = engine.tick_rollouts(app, rt.rollouts)
+        if outcomes is None:
             return None  # no ServiceAccount to act as: the compare reports it (Stalled)
         soonest: float | None = None
-        for key in rt.rollouts:
-            outcome = engine.rollouts.executor.tick(key.namespace, key.name, kube=kube)
+        for outcome in outcomes:
             if outcome.error:
-                bound.warning("rollout", rollout=str(key), error=outcome.error)
+                bound.warning("rollout", rollout=str(outcome.key), error=outcome.error)
             if outcome.actions:
                 rt.live_dirty = True
             if outcome.requeue_after is not None:

@@ -9,7 +9,7 @@ above all, nothing is pruned because Git "looked empty". Rendering is memoised p
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,6 @@ from gitsync import kinds
 from gitsync.application import Application, SpecError
 from gitsync.errors import GitsyncError, TerminalError, TransientError
 from gitsync.health import Health, aggregate, assess
-from gitsync.kube import KubeClient
 from gitsync.model import ResourceKey, SyncStatus
 from gitsync.render import (
     DirectoryOptions,
@@ -31,8 +30,7 @@ from gitsync.render import (
     SourceType,
     source_type,
 )
-from gitsync.rollout.executor import RolloutExecutor, RolloutSyncHook
-from gitsync.rollout.providers import MetricProviders
+from gitsync.rollout.executor import RolloutExecutor, RolloutStepResult
 from gitsync.source import Checkout, GitCredentials, Revision, SourceCache
 from gitsync.sync import POLICY_DENIED, Comparison, Syncer, SyncResult
 
@@ -92,28 +90,27 @@ class AppState:
 
 
 class Engine:
-    """Runs the pipeline for Applications against one cluster."""
+    """Runs the pipeline for Applications against one cluster.
+
+    Built from its collaborators, never completed afterwards: ``syncer`` compares and applies
+    (and hands pod-template changes to the rollouts through its ``takeover``), ``rollouts``
+    advances the Rollouts between syncs, ``sources`` fetches, ``credentials`` says what an app's
+    repository is sent. The controller and the CLI build these once per cluster."""
 
     def __init__(
         self,
-        kube: KubeClient,
         sources: SourceCache,
+        syncer: Syncer,
+        rollouts: RolloutExecutor,
         *,
         renders: RenderCache | None = None,
-        syncer: Syncer | None = None,
         credentials: CredentialsLookup | None = None,
         limits: RenderLimits | None = None,
-        metric_providers: MetricProviders | None = None,
     ):
-        self.kube = kube
         self.sources = sources
+        self.syncer = syncer
+        self.rollouts = rollouts
         self.renders = renders or RenderCache()
-        # without providers, analysis reads nothing: every URL is refused (no --analysis-allow)
-        executor = RolloutExecutor(kube, providers=metric_providers or MetricProviders())
-        self.rollouts = RolloutSyncHook(kube, executor=executor)
-        self.syncer = syncer or Syncer(kube, takeover=self.rollouts)
-        if self.syncer.takeover is None:
-            self.syncer.takeover = self.rollouts
         self.credentials = credentials or (lambda app: None)
         self.limits = limits or RenderLimits()
 
@@ -125,6 +122,17 @@ class Engine:
         why = self.syncer.policy.check_source(app.namespace, app.source.repo_url)
         if why:
             raise SourceNotPermittedError("spec.source.repoURL", f"{POLICY_DENIED}: {why}")
+
+    def resolve_revision(self, app: Application, *, max_age: float = 0.0) -> str:
+        """The commit the app's ``targetRevision`` names now: the cheap remote check a reconcile
+        starts with, sent the app's credentials (``SourceCache.resolve``; ``max_age``: how old a
+        listing of the same repository shared with other apps may be)."""
+        return self.sources.resolve(
+            app.source.repo_url,
+            app.source.target_revision,
+            self.credentials(app),
+            max_age=max_age,
+        )
 
     def fetch(self, app: Application, sha: str | None = None) -> Checkout:
         """Check out the app's revision; ``sha`` (already resolved by the caller's cheap remote
@@ -211,3 +219,15 @@ class Engine:
         except GitsyncError as exc:
             raise StageError("sync", exc) from exc
         return state, result
+
+    def tick_rollouts(
+        self, app: Application, rollouts: Sequence[ResourceKey]
+    ) -> list[RolloutStepResult] | None:
+        """Advance each of the app's ``rollouts`` one step, acting as the app (its
+        ServiceAccount); None when there is no ServiceAccount to act as - the compare reports
+        that (Stalled), so the rollouts wait for it."""
+        try:
+            kube = self.syncer.client_for(app)
+        except GitsyncError:
+            return None
+        return [self.rollouts.tick(key.namespace, key.name, kube=kube) for key in rollouts]

@@ -9,14 +9,16 @@ of the controller and the cluster), ``guard`` (authentication and CSRF over HTTP
 page), ``pages`` and ``api`` (the routes), ``app``.
 
 Owns: the HTTP face. The only importer of flask/werkzeug/jinja2 (with ``webhook.http``) and waitress
-(``web.server``). May import: controller, engine, rollout, sync, webhook, diff, health, render,
-source, kube, policy, application, application_status, model, kinds, errors, logs (import-linter:
-``flask``, ``waitress``, ``layers``).
+(``web.server``). May import: the controller's public interface only (``controller.interface``:
+``ControllerView`` and the request annotations - never the controller's internals), engine,
+rollout, sync, webhook, diff, health, render, source, kube, policy, application,
+application_status, model, kinds, errors, logs (import-linter: ``flask``, ``waitress``,
+``layers``, ``web-controller-interface``).
 """
 
+from gitsync.controller.interface import ControllerView
 from gitsync.web.app import create_app, create_metrics_app, web_dir
 from gitsync.web.auth import AuthConfigError, AuthSettings, LoginLimits
-from gitsync.web.view import ControllerView
 
 __all__ = [
     "AuthConfigError",

@@ -24,13 +24,14 @@ from typing import Any
 import structlog
 
 from gitsync.application_status import ApplicationStatus
-from gitsync.controller.reconciler import (
+from gitsync.controller.interface import (
     AUTOMATION_PAUSED,
     REFRESH_REQUEST,
     ROLLBACK_REQUEST,
     SYNC_REQUEST,
+    ControllerView,
 )
-from gitsync.web.view import AppKey, ControllerView
+from gitsync.web.view import AppKey
 
 log = structlog.get_logger(__name__)
 

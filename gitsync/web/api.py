@@ -12,6 +12,7 @@ from typing import Any
 
 import flask
 
+from gitsync.controller.interface import ControllerView
 from gitsync.web.actions import ActionError, parse_body, request_action
 from gitsync.web.diff import Differ, DiffError
 from gitsync.web.guard import Guard, json_error
@@ -22,7 +23,6 @@ from gitsync.web.rollouts import (
     split_rollout_action,
 )
 from gitsync.web.view import (
-    ControllerView,
     ListQuery,
     Snapshot,
     Summaries,

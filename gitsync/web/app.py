@@ -28,13 +28,14 @@ from jinja2 import TemplateNotFound
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from gitsync.controller.interface import ControllerView
 from gitsync.web.api import api_blueprint
 from gitsync.web.auth import Authenticator, AuthSettings
 from gitsync.web.diff import Differ
 from gitsync.web.guard import Guard, auth_blueprint
 from gitsync.web.pages import pages_blueprint
 from gitsync.web.rollouts import Rollouts
-from gitsync.web.view import ControllerView, Snapshot, Summaries
+from gitsync.web.view import Snapshot, Summaries
 from gitsync.webhook import DEFAULT_MAX_BYTES
 from gitsync.webhook.http import webhook_blueprint
 

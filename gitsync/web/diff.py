@@ -1,11 +1,11 @@
 """The diff of one Application, computed on demand: Git at its target revision against the live
-cluster, through the controller's engine (the same compare a reconcile runs, no write, no sync).
+cluster, through the controller (the same compare a reconcile runs, no write, no sync).
 
-The controller is asked through ``DiffSource.application_diff(key)``; a controller without that
-method is served by a fallback that does the same through ``_engine_for`` (see docs/api.md).
-Secret values arrive already masked (``gitsync.diff.masking``: ``ResourceDiff.unified`` never holds
-a Secret value), and only ``unified``/``changed_paths``/``error`` leave this module - never the
-desired or live objects themselves.
+The controller is asked through its public ``ControllerView.application_diff(key)``
+(``gitsync.controller.interface``). Secret values arrive already masked
+(``gitsync.diff.masking``: ``ResourceDiff.unified`` never holds a Secret value), and only
+``unified``/``changed_paths``/``error`` leave this module - never the desired or live objects
+themselves.
 
 A compare costs a fetch, a render and a server-side-apply dry run per object, so at most
 ``concurrency`` run at once per process - more get ``DiffBusy`` (503) instead of queueing up the
@@ -16,60 +16,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any
 
-from gitsync.application import SpecError, parse_application
+from gitsync.application import SpecError
+from gitsync.controller.interface import AppDiff, ControllerView
 from gitsync.errors import GitsyncError
+from gitsync.model import ResourceKey
 from gitsync.source import redact_url
-from gitsync.web.view import AppKey, ControllerView
+from gitsync.web.view import AppKey
 
 MAX_DIFF_CHARS = 256 * 1024
-
-
-class RevisionLike(Protocol):
-    @property
-    def sha(self) -> str: ...
-    @property
-    def ref(self) -> str: ...
-
-
-class ResourceDiffLike(Protocol):
-    @property
-    def key(self) -> Any: ...  # ResourceKey
-    @property
-    def status(self) -> str: ...
-    @property
-    def unified(self) -> str: ...
-    @property
-    def changed_paths(self) -> tuple[str, ...]: ...
-    @property
-    def error(self) -> str | None: ...
-
-
-class ComparisonLike(Protocol):
-    @property
-    def diffs(self) -> Sequence[ResourceDiffLike]: ...
-    @property
-    def errors(self) -> Sequence[tuple[Any, str]]: ...
-    @property
-    def in_sync(self) -> bool: ...
-
-
-class AppStateLike(Protocol):
-    """What the diff reads of ``gitsync.engine.AppState``."""
-
-    @property
-    def revision(self) -> RevisionLike: ...
-    @property
-    def comparison(self) -> ComparisonLike: ...
-
-
-@runtime_checkable
-class DiffSource(Protocol):
-    """The controller method the diff endpoint prefers (see docs/api.md)."""
-
-    def application_diff(self, key: AppKey) -> AppStateLike | None: ...
 
 
 class DiffError(Exception):
@@ -101,7 +58,7 @@ class Differ:
         self._reuse = reuse
         self._clock = clock
         self._lock = threading.Lock()
-        self._recent: dict[AppKey, tuple[float, AppStateLike]] = {}
+        self._recent: dict[AppKey, tuple[float, AppDiff]] = {}
 
     def diff(self, key: AppKey, *, include_synced: bool = False) -> dict[str, Any]:
         with self._lock:
@@ -120,30 +77,15 @@ class Differ:
             self._recent[key] = (self._clock(), state)
         return document(key, state, include_synced=include_synced)
 
-    def _compare(self, key: AppKey) -> AppStateLike:
+    def _compare(self, key: AppKey) -> AppDiff:
         try:
-            if isinstance(self.controller, DiffSource):
-                state = self.controller.application_diff(key)
-            else:
-                state = self._fallback(key)
+            state = self.controller.application_diff(key)
         except SpecError as exc:
             raise DiffError(409, f"the Application's spec is invalid: {exc}") from exc
         except GitsyncError as exc:
             raise DiffError(502, f"compare failed: {redact_url(str(exc))[:2000]}") from exc
         if state is None:
             raise DiffError(404, f"no Application {key[0]}/{key[1]}")
-        return state
-
-    def _fallback(self, key: AppKey) -> AppStateLike | None:
-        """``Controller.application_diff`` until the controller has it: the same compare."""
-        engine_for = getattr(self.controller, "_engine_for", None)
-        if engine_for is None:
-            raise DiffError(501, "this controller cannot compute diffs")
-        obj = self.controller.store.get(key)
-        if obj is None:
-            return None
-        app = parse_application(obj)
-        state: AppStateLike = engine_for(app).compare(app)
         return state
 
 
@@ -153,16 +95,16 @@ def _bounded(text: str) -> str:
     return text[:MAX_DIFF_CHARS] + "\n... (diff truncated)\n"
 
 
-def _key_fields(key: Any) -> dict[str, str]:
+def _key_fields(key: ResourceKey) -> dict[str, str]:
     return {
-        "group": str(getattr(key, "group", "")),
-        "kind": str(getattr(key, "kind", "")),
-        "namespace": str(getattr(key, "namespace", "")),
-        "name": str(getattr(key, "name", "")),
+        "group": str(key.group),
+        "kind": str(key.kind),
+        "namespace": str(key.namespace),
+        "name": str(key.name),
     }
 
 
-def document(key: AppKey, state: AppStateLike, *, include_synced: bool) -> dict[str, Any]:
+def document(key: AppKey, state: AppDiff, *, include_synced: bool) -> dict[str, Any]:
     """The diff as the API returns it (masked ``unified`` text per resource that differs)."""
     resources = []
     for d in state.comparison.diffs:

@@ -15,6 +15,7 @@ import flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from gitsync.controller.interface import ControllerView
 from gitsync.web.actions import ACTIONS, ActionError, parse_body, request_action
 from gitsync.web.auth import NOBODY
 from gitsync.web.diff import Differ, DiffError
@@ -28,7 +29,6 @@ from gitsync.web.rollouts import (
 )
 from gitsync.web.view import (
     DEFAULT_PER_PAGE,
-    ControllerView,
     ListQuery,
     Snapshot,
     Summaries,

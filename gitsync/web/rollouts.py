@@ -30,11 +30,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import structlog
 
 from gitsync.application_status import ApplicationStatus
+from gitsync.controller.interface import ControllerView, KubeAccess
+from gitsync.errors import GitsyncError
 from gitsync.rollout.spec import API_VERSION as ROLLOUT_API_VERSION
 from gitsync.rollout.spec import GROUP as ROLLOUT_GROUP
 from gitsync.rollout.spec import KIND as ROLLOUT_KIND
@@ -44,7 +46,7 @@ from gitsync.rollout.status import (
     PROMOTE_ANNOTATION,
     RETRY_ANNOTATION,
 )
-from gitsync.web.view import AppKey, ControllerView, KubeAccess, _list, _map, _message, _text
+from gitsync.web.view import AppKey, _list, _map, _message, _text
 
 log = structlog.get_logger(__name__)
 
@@ -71,13 +73,6 @@ class RolloutError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-@runtime_checkable
-class ClusterClients(Protocol):
-    """``Controller.clusters`` (``gitsync.controller.clusters.ClusterRegistry``)."""
-
-    def client(self, name: str) -> KubeAccess: ...
 
 
 @dataclass(frozen=True)
@@ -416,12 +411,11 @@ class Rollouts:
         self._cache: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
 
     def _client(self, ref: RolloutRef) -> KubeAccess:
-        if not ref.cluster or ref.cluster == "in-cluster":
-            return self.controller.kube
-        clusters = getattr(self.controller, "clusters", None)
-        if not isinstance(clusters, ClusterClients):
-            raise RolloutError(501, f"cannot reach cluster {ref.cluster!r} from the web layer")
-        return clusters.client(ref.cluster)
+        try:
+            return self.controller.cluster_client(ref.cluster)
+        except GitsyncError as exc:  # not registered, or its kubeconfig refused
+            why = _message(str(exc), 300)
+            raise RolloutError(502, f"cannot reach cluster {ref.cluster!r}: {why}") from exc
 
     def _fetch(self, ref: RolloutRef) -> dict[str, Any]:
         try:

@@ -11,8 +11,9 @@ Two things here outlive a request, because the list is polled every two seconds 
 tab: ``Snapshot`` shares one read of the Applications, and ``Summaries`` keeps each Application's
 row until its ``resourceVersion`` changes.
 
-``ControllerView`` is the controller as the web layer sees it (``gitsync.controller.Controller``
-satisfies it); unit tests pass an in-memory one.
+``ControllerView`` is the controller as the web layer sees it: defined on the controller's side
+(``gitsync.controller.interface``, the only part of the controller the web layer may import) and
+implemented by ``gitsync.controller.Controller``; unit tests pass an in-memory one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from gitsync.application_status import (
@@ -37,9 +38,8 @@ from gitsync.application_status import (
     SourceRevision,
     SyncSummary,
 )
-from gitsync.controller.reconciler import AUTOMATION_PAUSED
+from gitsync.controller.interface import AUTOMATION_PAUSED
 from gitsync.source import redact_url
-from gitsync.webhook import PushEvent
 
 AppKey = tuple[str, str]  # (namespace, name)
 
@@ -47,57 +47,6 @@ DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 1000
 MAX_TEXT = 2048  # any one free-text value shown (commit message, condition message, ...)
 MAX_ANNOTATION = 512
-
-
-class ApplicationStoreView(Protocol):
-    """The part of the controller's ``ApplicationStore`` the actions use."""
-
-    def get(self, key: AppKey) -> dict[str, Any] | None: ...
-
-    def patch_annotations(self, key: AppKey, annotations: dict[str, str | None]) -> None: ...
-
-
-class KubeAccess(Protocol):
-    """The part of ``gitsync.kube.KubeClient`` the rollout panel uses: read a Rollout, and write
-    a request annotation on it (a merge patch, like ``kubectl annotate``)."""
-
-    def get(
-        self, api_version: str, kind: str, name: str, namespace: str = ""
-    ) -> dict[str, Any] | None: ...
-
-    def patch(
-        self,
-        api_version: str,
-        kind: str,
-        name: str,
-        patch: Any,
-        *,
-        namespace: str = "",
-        patch_type: str = "merge",
-    ) -> dict[str, Any]: ...
-
-
-class ControllerView(Protocol):
-    """What the web layer needs from the controller."""
-
-    @property
-    def ready(self) -> bool: ...
-
-    @property
-    def store(self) -> ApplicationStoreView: ...
-
-    @property
-    def kube(self) -> KubeAccess:
-        """The client of the controller's own cluster: Rollouts are read and annotated through
-        it (``gitsync.web.rollouts``; Applications deploying to another cluster go through
-        ``clusters.client(name)`` when the controller has a cluster registry)."""
-        ...
-
-    def on_push(self, event: PushEvent) -> int: ...
-
-    def application_objects(self) -> list[dict[str, Any]]: ...
-
-    def refresh(self, key: AppKey, reason: str = "manual") -> None: ...
 
 
 # -- small readers that never raise -----------------------------------------------------------

@@ -24,7 +24,7 @@ import yaml
 from helm_python import _native
 
 from gitsync.controller.controller import ensure_crd
-from gitsync.controller.reconciler import REFRESH_REQUEST
+from gitsync.controller.interface import REFRESH_REQUEST
 from gitsync.kube import ApiError, KubeClient
 from gitsync.localenv.gitserver import GitServer
 from tests.support import rollouts

@@ -300,6 +300,13 @@ class StaticApplications:
     def refresh(self, key: tuple[str, str], reason: str = "manual") -> None:
         pass
 
+    def application_diff(self, key: tuple[str, str]) -> Any:
+        raise AssertionError("not used")
+
+    def cluster_client(self, name: str) -> KubeClient:
+        assert name in ("", "in-cluster"), name
+        return self.kube
+
 
 @pytest.fixture
 def static_ui(kube: KubeClient, namespace: str, rollout_crd: None) -> Iterator[Any]:

@@ -168,14 +168,7 @@ class GitDown:
     def check_source(self, app: Application) -> None:
         pass
 
-    def credentials(self, app: Application) -> None:
-        return None
-
-    @property
-    def sources(self) -> GitDown:
-        return self
-
-    def resolve(self, *args: Any, **kwargs: Any) -> str:
+    def resolve_revision(self, app: Application, *, max_age: float = 0.0) -> str:
         raise TransientError("connection refused")
 
 

@@ -152,6 +152,9 @@ class FakeKube:
 class RolloutController(FakeController):
     kube: FakeKube = field(default_factory=FakeKube)
 
+    def cluster_client(self, name: str) -> Any:
+        return self.kube if name in ("", "in-cluster") else super().cluster_client(name)
+
 
 def controller_with(*rollout_objs: dict[str, Any], app: dict[str, Any] | None = None) -> Any:
     ctl = RolloutController([app or app_with_rollouts(), application("plain", "team-b")])

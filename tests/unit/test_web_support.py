@@ -26,6 +26,7 @@ from gitsync.application_status import (
     SourceRevision,
     SyncSummary,
 )
+from gitsync.controller.clusters import ClusterError
 from gitsync.diff import ResourceDiff
 from gitsync.web import AuthSettings, LoginLimits, create_app
 from gitsync.webhook import PushEvent
@@ -174,6 +175,9 @@ class FakeController:
 
     def refresh(self, key: AppKey, reason: str = "manual") -> None:
         self.refreshed.append((key, reason))
+
+    def cluster_client(self, name: str) -> Any:
+        raise ClusterError(f"destination cluster {name!r} is not registered")
 
     def application_diff(self, key: AppKey) -> Any:
         self.diff_calls += 1

@@ -1,0 +1,130 @@
+"""The controller as its front-ends see it: the ``ControllerView`` protocol the web layer is written
+against, and the request annotations a front-end writes for the reconciler to act on.
+
+``gitsync.controller.Controller`` implements ``ControllerView`` with public methods only, so the
+web layer never reaches into the controller's internals (its engines, its cluster registry): it
+asks for a diff with ``application_diff`` and for a destination cluster's client with
+``cluster_client``. Unit tests serve the web layer from a small in-memory implementation of the
+same protocol. This module is the only part of ``gitsync.controller`` that ``gitsync.web`` may
+import (import-linter: ``web-controller-interface``); it imports nothing else of the controller,
+so depending on it does not pull the controller in.
+
+The diff a front-end gets back is described structurally (``AppDiff``): the engine's ``AppState``
+satisfies it, and a front-end reads only the revision and the per-resource comparison - Secret
+values are already masked there (``gitsync.diff.masking``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from gitsync.model import AppKey, ResourceKey
+from gitsync.webhook import PushEvent
+
+# Request annotations on an Application: written by `gitsync sync|refresh|rollback|resume` and the
+# web UI's actions, acted on by ``gitsync.controller.reconciler``. Wire names users type.
+SYNC_REQUEST = "gitsync.dev/sync-request"  # "<nonce>[;prune]" written by `gitsync sync APP`
+REFRESH_REQUEST = "gitsync.dev/refresh"
+ROLLBACK_REQUEST = "gitsync.dev/rollback-to"  # history id
+AUTOMATION_PAUSED = "gitsync.dev/automation-paused"  # set by rollback, removed by resume
+
+
+class ApplicationStoreView(Protocol):
+    """The part of the controller's ``ApplicationStore`` the web actions use."""
+
+    def get(self, key: AppKey) -> dict[str, Any] | None: ...
+
+    def patch_annotations(self, key: AppKey, annotations: dict[str, str | None]) -> None: ...
+
+
+class KubeAccess(Protocol):
+    """The part of ``gitsync.kube.KubeClient`` the rollout panel uses: read a Rollout, and write
+    a request annotation on it (a merge patch, like ``kubectl annotate``)."""
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str = ""
+    ) -> dict[str, Any] | None: ...
+
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        patch: Any,
+        *,
+        namespace: str = "",
+        patch_type: str = "merge",
+    ) -> dict[str, Any]: ...
+
+
+class RevisionView(Protocol):
+    """The commit a diff was computed at (``gitsync.source.Revision``)."""
+
+    @property
+    def sha(self) -> str: ...
+    @property
+    def ref(self) -> str: ...
+
+
+class ResourceDiffView(Protocol):
+    """One resource's comparison (``gitsync.diff.ResourceDiff``)."""
+
+    @property
+    def key(self) -> ResourceKey: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def unified(self) -> str: ...
+    @property
+    def changed_paths(self) -> tuple[str, ...]: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+class ComparisonView(Protocol):
+    """Desired against live for every resource of an app (``gitsync.sync.Comparison``)."""
+
+    @property
+    def diffs(self) -> Sequence[ResourceDiffView]: ...
+    @property
+    def errors(self) -> Sequence[tuple[Any, str]]: ...
+    @property
+    def in_sync(self) -> bool: ...
+
+
+class AppDiff(Protocol):
+    """What ``ControllerView.application_diff`` answers (``gitsync.engine.AppState``)."""
+
+    @property
+    def revision(self) -> RevisionView: ...
+    @property
+    def comparison(self) -> ComparisonView: ...
+
+
+class ControllerView(Protocol):
+    """What the web layer needs from the controller."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def store(self) -> ApplicationStoreView: ...
+
+    def on_push(self, event: PushEvent) -> int: ...
+
+    def application_objects(self) -> list[dict[str, Any]]: ...
+
+    def refresh(self, key: AppKey, reason: str = "manual") -> None: ...
+
+    def application_diff(self, key: AppKey) -> AppDiff | None:
+        """Compare one Application with Git now, as a reconcile would (no write, no sync); None
+        when there is no such Application. Raises ``SpecError`` for an invalid spec and another
+        ``GitsyncError`` when the compare fails."""
+        ...
+
+    def cluster_client(self, name: str) -> KubeAccess:
+        """The client of destination cluster ``name`` (``spec.destination.name``; "" and
+        ``in-cluster`` are the controller's own cluster): the rollout panel reads and annotates
+        Rollouts through it. Raises ``GitsyncError`` when the cluster is not registered."""
+        ...
