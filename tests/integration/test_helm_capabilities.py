@@ -1,5 +1,6 @@
 """Helm's ``.Capabilities`` reflect the destination cluster: a chart from a real Git server,
-synced by the real CLI engine onto the real control plane.
+synced by the real CLI engine onto the real control plane. And the CRD carries Argo CD's helm
+options to the controller: the ``values`` string, and the Argo fields gitsync refuses by name.
 
 Without ``helm.kubeVersion``/``helm.apiVersions`` the chart sees the API server's own version and
 what it serves (a CRD created during the test appears in ``APIVersions.Has``); with them it sees
@@ -17,9 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
+from gitsync.application import SpecError, parse_application
+from gitsync.controller.controller import ensure_crd
 from gitsync.engine import Engine
 from gitsync.kube import KubeClient
 from gitsync.source import SourceCache
+from gitsync.testing.apps import application
 from gitsync.testing.cli import CliRun, run_gitsync
 from gitsync.testing.cluster import TestCluster
 from gitsync.testing.faultproxy import FaultProxy, ProxiedRequest
@@ -142,18 +146,7 @@ def caps_app(
 def gadgets(kube: KubeClient, caps_app: CapsApp) -> Iterator[None]:
     """Serve the app's Gadget kind, until the test ends."""
     crd = gadget_crd(caps_app.group)
-    kube.create(crd)
-    wait_for(
-        lambda: any(
-            c["type"] == "Established" and c["status"] == "True"
-            for c in kube.get(
-                "apiextensions.k8s.io/v1", "CustomResourceDefinition", crd["metadata"]["name"]
-            )
-            .get("status", {})
-            .get("conditions", [])
-        ),
-        what="the Gadget CRD to be established",
-    )
+    ensure_crd(kube, crd)  # applied, then waited for until Established
     wait_for(
         lambda: caps_app.group in str(kube.request("GET", "/apis")),
         what="the Gadget group in discovery",
@@ -260,3 +253,29 @@ def test_a_failed_discovery_fails_the_render_and_prunes_nothing(
     assert "render failed" in failed.stdout + failed.stderr
     assert proxy.counts["injected-500"] >= 1
     assert extras(kube, caps_app.namespace), "a failed discovery let prune delete an object"
+
+
+@pytest.mark.parametrize(
+    ("helm", "refused"),
+    [
+        ({"values": "greeting: hello\n", "parameters": [{"name": "a", "value": "1"}]}, None),
+        ({"passCredentials": True}, "spec.source.helm.passCredentials"),
+        ({"fileParameters": [{"name": "a", "path": "a.txt"}]}, "spec.source.helm.fileParameters"),
+    ],
+)
+def test_the_crd_keeps_argo_helm_fields_for_the_parser(
+    kube: KubeClient, crd: None, namespace: str, helm: dict[str, Any], refused: str | None
+) -> None:
+    doc = application("argo-helm", namespace, "https://git.example.com/org/charts.git")
+    doc["spec"]["source"]["helm"] = helm
+    kube.create(doc)
+    stored = kube.get(doc["apiVersion"], "Application", "argo-helm", namespace)
+    assert stored is not None
+    assert stored["spec"]["source"]["helm"] == helm  # nothing pruned, a string stays a string
+    if refused is None:
+        parsed = parse_application(stored).source.helm
+        assert parsed is not None and parsed.values_yaml == "greeting: hello\n"
+        return
+    with pytest.raises(SpecError) as info:
+        parse_application(stored)
+    assert info.value.field == refused
