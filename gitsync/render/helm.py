@@ -69,17 +69,23 @@ def _is_glob(entry: str) -> bool:
     return any(c in entry for c in _GLOB_CHARS)
 
 
-def _value_file(
-    repo: Repo, chart_dir: Path, entry: str, chart_name: str, *, ignore_missing: bool
-) -> Path | None:
-    """The real path of one literal ``valueFiles`` entry; ``None`` when it is missing and
-    ``ignoreMissingValueFiles`` is set."""
+def _check_entry(entry: str, chart_name: str) -> None:
+    """Refuse what a ``valueFiles`` entry, literal or glob, may never be: a URL or an absolute
+    path (the checkout is the only place value files come from)."""
     if "://" in entry:
         raise RenderError(
             f"valueFiles entry {entry!r}: remote value files are not supported", source=chart_name
         )
     if os.path.isabs(entry):
         raise PathEscapeError(f"valueFiles entry {entry!r} is an absolute path", source=chart_name)
+
+
+def _value_file(
+    repo: Repo, chart_dir: Path, entry: str, chart_name: str, *, ignore_missing: bool
+) -> Path | None:
+    """The real path of one literal ``valueFiles`` entry; ``None`` when it is missing and
+    ``ignoreMissingValueFiles`` is set."""
+    _check_entry(entry, chart_name)
     real = os.path.realpath(chart_dir / entry)
     if not repo.contains(real):
         raise PathEscapeError(
@@ -109,15 +115,7 @@ class _ValueFileGlob:
     listed: int = 0
 
     def matches(self, chart_dir: Path) -> list[Path]:
-        if "://" in self.entry:
-            raise RenderError(
-                f"valueFiles entry {self.entry!r}: remote value files are not supported",
-                source=self.chart_name,
-            )
-        if os.path.isabs(self.entry):
-            raise PathEscapeError(
-                f"valueFiles entry {self.entry!r} is an absolute path", source=self.chart_name
-            )
+        _check_entry(self.entry, self.chart_name)
         segments = [s for s in PurePosixPath(self.entry).parts if s != "."]
         return list(self._expand(chart_dir, segments))
 

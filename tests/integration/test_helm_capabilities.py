@@ -224,6 +224,44 @@ def test_discovery_is_read_once_per_interval_for_all_apps_on_a_cluster(
     assert kube.requests.total() > before
 
 
+def test_the_engine_hands_the_spec_to_the_renderer_and_asks_discovery_only_for_what_is_missing(
+    kube: KubeClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "checkout"
+    (root / "chart").mkdir(parents=True)
+    (root / "chart" / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    doc = application("wired", "apps", "https://git.example.com/org/charts.git", interval="3m")
+    doc["spec"]["source"]["path"] = "chart"
+    doc["spec"]["source"]["helm"] = {
+        "namespace": "templated",
+        "parameters": [
+            {"name": "a", "value": "x,y"},
+            {"name": "b", "value": "80", "forceString": True},
+        ],
+        "kubeVersion": "v1.29.3",
+        "apiVersions": ["example.com/v1"],
+    }
+    engine = Engine(kube, SourceCache(tmp_path / "cache"))
+    before = kube.requests.total()
+    req = engine.render_request(parse_application(doc), root)
+    assert kube.requests.total() == before, "capabilities given in full: no discovery"
+    assert req.namespace == "templated"
+    assert req.helm is not None
+    assert (req.helm.release_name, req.helm.set_values, req.helm.set_string_values) == (
+        "wired",
+        ("a=x\\,y",),
+        ("b=80",),
+    )
+    assert (req.helm.kube_version, req.helm.api_versions) == ("v1.29.3", ("example.com/v1",))
+
+    del doc["spec"]["source"]["helm"]  # a chart found by its Chart.yaml gets the cluster's too
+    req = engine.render_request(parse_application(doc), root)
+    assert req.namespace == "apps" and req.helm is not None
+    assert req.helm.release_name == ""  # the renderer names it after the directory, as before
+    assert req.helm.kube_version == kube.request("GET", "/version")["gitVersion"]
+    assert "apps/v1/Deployment" in req.helm.api_versions
+
+
 @pytest.fixture
 def proxy(cluster: TestCluster) -> Iterator[FaultProxy]:
     cp = cluster.control_plane
