@@ -451,7 +451,7 @@ def _parse_helm(value: object, path: str) -> HelmSource:
             raise SpecError(
                 param.path("name"), f"expected a value path such as 'a.b', got {name!r}"
             )
-        raw = param.raw("value")
+        raw = _or_default(param.raw("value"), "")  # Argo CD: no value is the empty string
         if not isinstance(raw, str):
             raise SpecError(param.path("value"), f"expected a string (quote it), got {raw!r}")
         parameters.append(HelmParameter(name, raw, param.flag("forceString")))

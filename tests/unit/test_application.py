@@ -206,6 +206,8 @@ def test_helm_parameters_ignore_missing_skip_crds_namespace_and_capabilities() -
         ("image.tag", "1.26", False),
         ("port", "80", True),
     ]
+    [empty] = helm_spec(parameters=[{"name": "image.tag"}]).parameters
+    assert empty.value == ""  # as in Argo CD, no value is the empty string
     assert (helm.namespace, helm.kube_version) == ("templated", "v1.29.3")
     assert helm.api_versions == (
         "monitoring.coreos.com/v1",
@@ -227,7 +229,7 @@ def test_helm_parameters_ignore_missing_skip_crds_namespace_and_capabilities() -
         ({"parameters": [{"name": "a", "value": "x", "x": 1}]}, "spec.source.helm.parameters[0].x"),
         (
             {"parameters": [{"name": "a", "forceString": "yes"}]},
-            "spec.source.helm.parameters[0].value",
+            "spec.source.helm.parameters[0].forceString",
         ),
         ({"skipCrds": "true"}, "spec.source.helm.skipCrds"),
         ({"ignoreMissingValueFiles": 1}, "spec.source.helm.ignoreMissingValueFiles"),
