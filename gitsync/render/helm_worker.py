@@ -5,17 +5,18 @@ call cannot be interrupted: a template that loops for an hour would hold a contr
 hour. So the parent (``gitsync.render.helm``) starts this module as a child with a deadline and an
 output cap and kills it if either is passed. Protocol: one JSON request on stdin
 (``chart_dir``, ``values``, ``release_name``, ``namespace``, ``kube_version``, ``api_versions``,
-``max_bytes``), one JSON reply on
-stdout: ``{"templates": {path: text}, "crds": [{"filename", "data"}]}`` or ``{"error": text,
-"limit": bool}``. Nothing here touches the network or a cluster; rendering is offline.
+``max_bytes``), one JSON reply on stdout: ``{"templates": {path: text}, "crds": [{"filename",
+"data"}]}`` or ``{"error": text, "limit": bool}``. Nothing here touches the network or a
+cluster; rendering is offline.
 
 ``.Capabilities``: helm-python-sdk 0.2.2, its newest release, does not expose a kube version or API
 versions in ``Chart.render``, but the render function of its C ABI (``helm_render``, which
 ``Chart.render`` itself calls) takes them as render options, ``kube_version`` and
 ``api_versions``, the same values as ``helm template --kube-version/--api-versions``. The library
 decodes those options strictly (an unknown key is an ``HelmInvalidArgError``), so a release that
-dropped them would fail every render loudly instead of silently rendering with default
-capabilities. Every render goes through that one call.
+dropped them would fail every render that passes them - every render the controller makes -
+loudly, instead of silently rendering with default capabilities. Every render goes through that
+one call.
 """
 
 from __future__ import annotations
