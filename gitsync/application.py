@@ -49,6 +49,16 @@ SERVER_SET_METADATA = (
 )
 """Metadata the API server (or a client other than Git) sets: read past, never an error."""
 _IGNORED_METADATA = ("labels", "annotations", *SERVER_SET_METADATA)
+_KUBE_VERSION = re.compile(r"^v?\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.+-]*)?$")
+MAX_API_VERSIONS = 5000
+UNSUPPORTED_HELM_FIELDS = {
+    "fileParameters": "files are read only as valueFiles; use valueFiles or parameters",
+    "passCredentials": "credentials are never sent to another host than their repository's",
+    "version": "gitsync renders with Helm v4 only",
+    "skipTests": "test hooks (helm.sh/hook: test) are never applied",
+    "skipSchemaValidation": "values are always validated against values.schema.json",
+}
+"""Argo CD ``helm`` fields gitsync does not implement, and why: each is a spec error naming it."""
 _SEMVER_HINT = re.compile(r"[<>=^~*|\s]|^v?\d+(\.(\d+|[xX*]))*\.[xX*]")
 
 
@@ -266,10 +276,32 @@ class DirectorySource:
 
 
 @dataclass(frozen=True)
+class HelmParameter:
+    """One ``helm.parameters`` entry: ``--set name=value`` (``--set-string`` when
+    ``force_string``)."""
+
+    name: str
+    value: str
+    force_string: bool = False
+
+
+@dataclass(frozen=True)
 class HelmSource:
+    """``spec.source.helm`` in Argo CD's spelling. ``values`` is the object form
+    (``valuesObject``, or ``values`` written as an object as gitsync always allowed);
+    ``values_yaml`` is Argo's ``values`` string, parsed by the renderer's safe YAML loader."""
+
     release_name: str = ""
     value_files: tuple[str, ...] = ()
     values: Mapping[str, Any] = field(default_factory=dict)
+    values_yaml: str = ""
+    parameters: tuple[HelmParameter, ...] = ()
+    ignore_missing_value_files: bool = False
+    skip_crds: bool = False
+    namespace: str = ""
+    kube_version: str = ""
+    api_versions: tuple[str, ...] | None = None
+    """``None``: from the destination cluster's discovery; ``()`` is not accepted."""
 
 
 @dataclass(frozen=True)
@@ -374,25 +406,7 @@ def _parse_source(value: object) -> Source:
     kustomize = f.raw("kustomize") is not None
     if kustomize:
         SpecFields(f.raw("kustomize"), f.path("kustomize")).done()
-    helm = None
-    if f.raw("helm") is not None:
-        h = SpecFields(f.raw("helm"), f.path("helm"))
-        files = []
-        for i, vf in enumerate(h.items("valueFiles")):
-            p = f"{h.path('valueFiles')}[{i}]"
-            if not isinstance(vf, str) or not vf or PurePosixPath(vf).is_absolute() or "\x00" in vf:
-                raise SpecError(p, f"expected a relative file path, got {vf!r}")
-            files.append(vf)
-        values = h.raw("values")
-        if values is None:
-            values = {}
-        if not isinstance(values, Mapping):
-            raise SpecError(h.path("values"), "expected an object")
-        release = h.text("releaseName")
-        if release:
-            _dns_name(release, h.path("releaseName"), label=True)
-        helm = HelmSource(release, tuple(files), dict(values))
-        h.done()
+    helm = _parse_helm(f.raw("helm"), f.path("helm")) if f.raw("helm") is not None else None
     creds = ""
     if f.raw("secretRef") is not None:
         s = SpecFields(f.raw("secretRef"), f.path("secretRef"))
@@ -402,6 +416,83 @@ def _parse_source(value: object) -> Source:
     if sum([directory is not None, kustomize, helm is not None]) > 1:
         raise SpecError("spec.source", "set at most one of directory, kustomize, helm")
     return Source(repo_url, revision, path, directory, kustomize, helm, creds)
+
+
+def _parse_helm(value: object, path: str) -> HelmSource:
+    h = SpecFields(value, path)
+    for name, why in UNSUPPORTED_HELM_FIELDS.items():
+        if h.has(name):
+            raise SpecError(h.path(name), f"Argo CD's {name} is not supported by gitsync ({why})")
+    files = []
+    for i, vf in enumerate(h.items("valueFiles")):
+        p = f"{h.path('valueFiles')}[{i}]"
+        if not isinstance(vf, str) or not vf or PurePosixPath(vf).is_absolute() or "\x00" in vf:
+            raise SpecError(p, f"expected a relative file path or glob, got {vf!r}")
+        files.append(vf)
+    values, values_yaml = h.raw("values"), ""
+    if h.has("valuesObject"):
+        if values is not None:
+            raise SpecError(
+                h.path("values"),
+                "set only one of values, valuesObject (Argo CD would ignore values)",
+            )
+        values = h.raw("valuesObject")
+        if not isinstance(values, Mapping):
+            raise SpecError(h.path("valuesObject"), "expected an object")
+    elif isinstance(values, str):
+        values_yaml, values = values, None
+    elif values is not None and not isinstance(values, Mapping):
+        raise SpecError(h.path("values"), "expected a YAML string or an object")
+    parameters = []
+    for i, item in enumerate(h.items("parameters")):
+        param = SpecFields(item, f"{h.path('parameters')}[{i}]")
+        name = param.text("name")
+        if not name or any(c in name for c in "=,\x00"):
+            raise SpecError(
+                param.path("name"), f"expected a value path such as 'a.b', got {name!r}"
+            )
+        raw = _or_default(param.raw("value"), "")  # Argo CD: no value is the empty string
+        if not isinstance(raw, str):
+            raise SpecError(param.path("value"), f"expected a string (quote it), got {raw!r}")
+        parameters.append(HelmParameter(name, raw, param.flag("forceString")))
+        param.done()
+    release = h.text("releaseName")
+    if release:
+        _dns_name(release, h.path("releaseName"), label=True)
+    kube_version = h.text("kubeVersion")
+    if kube_version and not _KUBE_VERSION.match(kube_version):
+        raise SpecError(
+            h.path("kubeVersion"), f"expected a version such as 'v1.29.3', got {kube_version!r}"
+        )
+    api_versions = None
+    if h.has("apiVersions"):
+        listed = h.items("apiVersions")
+        if not listed or len(listed) > MAX_API_VERSIONS:
+            raise SpecError(
+                h.path("apiVersions"),
+                f"expected 1 to {MAX_API_VERSIONS} entries, got {len(listed)}",
+            )
+        for i, entry in enumerate(listed):
+            if not isinstance(entry, str) or not re.fullmatch(r"[\w.-]+(/[\w.-]+){0,2}", entry):
+                raise SpecError(
+                    f"{h.path('apiVersions')}[{i}]",
+                    f"expected [group/]version[/Kind] such as 'apps/v1/Deployment', got {entry!r}",
+                )
+        api_versions = tuple(listed)
+    helm = HelmSource(
+        release_name=release,
+        value_files=tuple(files),
+        values=dict(values or {}),
+        values_yaml=values_yaml,
+        parameters=tuple(parameters),
+        ignore_missing_value_files=h.flag("ignoreMissingValueFiles"),
+        skip_crds=h.flag("skipCrds"),
+        namespace=_dns_name(h.text("namespace"), h.path("namespace"), label=True, required=False),
+        kube_version=kube_version,
+        api_versions=api_versions,
+    )
+    h.done()
+    return helm
 
 
 def _parse_sync_policy(value: object) -> SyncPolicy:

@@ -34,14 +34,17 @@ def normalize_path(path: str) -> str:
 
 def watched_paths(source: Source) -> tuple[str, ...]:
     """The repository paths whose change touches an app: its ``source.path`` and its Helm value
-    files. A value file that climbs out of the repository or names a URL is left out (the
-    renderer refuses it anyway)."""
+    files (for a glob, the directory above its first wildcard). A value file that climbs out of the
+    repository or names a URL is left out (the renderer refuses it anyway)."""
     root = normalize_path(source.path)
     watched = [root]
     for entry in source.helm.value_files if source.helm is not None else ():
         if "://" in entry or posixpath.isabs(entry):
             continue
-        joined = normalize_path(posixpath.join(root, entry))
+        wildcards = [entry.find(c) for c in "*?[" if c in entry]
+        # a glob: watch the directory above its first wildcard
+        literal = posixpath.dirname(entry[: min(wildcards)]) if wildcards else entry
+        joined = normalize_path(posixpath.join(root, literal))
         if joined != ".." and not joined.startswith("../") and joined not in watched:
             watched.append(joined)
     return tuple(watched)

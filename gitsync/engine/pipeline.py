@@ -8,7 +8,10 @@ above all, nothing is pruned because Git "looked empty". Rendering is memoised p
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,7 @@ from gitsync import kinds
 from gitsync.application import Application, SpecError
 from gitsync.errors import GitsyncError, TerminalError, TransientError
 from gitsync.health import Health, aggregate, assess
+from gitsync.kube import ServerCapabilities
 from gitsync.model import ResourceKey, SyncStatus
 from gitsync.render import (
     DirectoryOptions,
@@ -28,6 +32,7 @@ from gitsync.render import (
     RenderLimits,
     RenderRequest,
     SourceType,
+    helm_set_expression,
     source_type,
 )
 from gitsync.rollout.executor import RolloutExecutor, RolloutStepResult
@@ -35,6 +40,9 @@ from gitsync.source import Checkout, GitCredentials, Revision, SourceCache
 from gitsync.sync import POLICY_DENIED, Comparison, Syncer, SyncResult
 
 CredentialsLookup = Callable[[Application], GitCredentials | None]
+CAPABILITIES_TTL_SECONDS = 60.0
+"""How long one discovery of the destination (for Helm's ``.Capabilities``) is reused: a CRD
+installed since shows up in charts' ``APIVersions.Has`` within this time."""
 
 
 class SourceNotPermittedError(SpecError):
@@ -113,6 +121,20 @@ class Engine:
         self.renders = renders or RenderCache()
         self.credentials = credentials or (lambda app: None)
         self.limits = limits or RenderLimits()
+        self.capabilities_ttl = CAPABILITIES_TTL_SECONDS
+        self._capabilities: tuple[float, ServerCapabilities] | None = None
+        self._capabilities_lock = threading.Lock()
+
+    def capabilities(self) -> ServerCapabilities:
+        """The destination's version and API versions, read at most once per
+        ``capabilities_ttl`` for all apps on this cluster (one Engine per cluster). A failed
+        read raises: a chart is never rendered with defaults that could drop objects (and
+        prune them) only because discovery failed."""
+        with self._capabilities_lock:  # one discovery at a time; the others wait for it
+            now = time.monotonic()
+            if self._capabilities is None or now - self._capabilities[0] >= self.capabilities_ttl:
+                self._capabilities = (now, self.syncer.kube.server_capabilities())
+            return self._capabilities[1]
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -147,10 +169,11 @@ class Engine:
 
     def render_request(self, app: Application, root: Path) -> RenderRequest:
         src = app.source
-        return RenderRequest(
+        req = RenderRequest(
             repo_root=root,
             path=src.path,
-            namespace=app.destination.namespace,
+            # Argo CD's helm.namespace: the namespace the chart is templated with
+            namespace=(src.helm.namespace if src.helm else "") or app.destination.namespace,
             directory=(
                 DirectoryOptions(
                     recurse=src.directory.recurse,
@@ -160,17 +183,43 @@ class Engine:
                 if src.directory
                 else None
             ),
-            helm=(
-                HelmOptions(
-                    release_name=src.helm.release_name or app.name,
-                    value_files=src.helm.value_files,
-                    values=dict(src.helm.values) or None,
-                )
-                if src.helm
-                else None
-            ),
+            helm=self._helm_options(app),
             kustomize=KustomizeOptions() if src.kustomize else None,
             limits=self.limits,
+        )
+        if source_type(req) != "helm":
+            return req
+        helm = req.helm or HelmOptions(release_name="")  # a detected chart: named by the renderer
+        spec = src.helm
+        kube_version = spec.kube_version if spec else ""
+        api_versions = spec.api_versions if spec else None
+        if not kube_version or api_versions is None:
+            found = self.capabilities()
+            kube_version = kube_version or found.kube_version
+            api_versions = found.api_versions if api_versions is None else api_versions
+        return dataclasses.replace(
+            req,
+            helm=dataclasses.replace(helm, kube_version=kube_version, api_versions=api_versions),
+        )
+
+    @staticmethod
+    def _helm_options(app: Application) -> HelmOptions | None:
+        helm = app.source.helm
+        if helm is None:
+            return None
+        return HelmOptions(
+            release_name=helm.release_name or app.name,
+            value_files=helm.value_files,
+            ignore_missing_value_files=helm.ignore_missing_value_files,
+            values=dict(helm.values) or None,
+            values_yaml=helm.values_yaml,
+            set_values=tuple(
+                helm_set_expression(p.name, p.value) for p in helm.parameters if not p.force_string
+            ),
+            set_string_values=tuple(
+                helm_set_expression(p.name, p.value) for p in helm.parameters if p.force_string
+            ),
+            skip_crds=helm.skip_crds,
         )
 
     def render(
@@ -178,8 +227,8 @@ class Engine:
     ) -> tuple[list[RenderedManifest], SourceType]:
         """The manifests and the renderer that made them (decided anew: a cached render
         does not say, and the decision is a stat or two)."""
-        req = self.render_request(app, checkout.path)
         try:
+            req = self.render_request(app, checkout.path)
             return self.renders.get_or_render(checkout.revision.sha, req), source_type(req)
         except (RenderError, GitsyncError) as exc:
             raise StageError("render", exc) from exc

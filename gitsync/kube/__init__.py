@@ -16,6 +16,7 @@ from gitsync.kube.client import (
     ApiUnavailableError,
     KubeClient,
     RequestLog,
+    ServerCapabilities,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "ApiUnavailableError",
     "KubeClient",
     "RequestLog",
+    "ServerCapabilities",
 ]

@@ -157,6 +157,16 @@ class APIResource:
 AUTH_REFRESH_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class ServerCapabilities:
+    """What a Helm chart sees of a cluster as ``.Capabilities``: the server's ``gitVersion`` and
+    every group/version it serves, each also with its kinds (``apps/v1``, ``apps/v1/Deployment``,
+    ``v1/ConfigMap``), the form ``helm template --api-versions`` takes."""
+
+    kube_version: str
+    api_versions: tuple[str, ...]
+
+
 class KubeClient:
     """Talks to one API server. Thread-safe; share one per cluster."""
 
@@ -479,6 +489,32 @@ class KubeClient:
         if kind not in cached:
             raise ApiError(404, "NotFound", f"the server has no kind {kind} in {api_version}")
         return cached[kind]
+
+    def server_capabilities(self) -> ServerCapabilities:
+        """The version and API versions the server advertises (legacy discovery: ``/version``,
+        ``/api``, ``/apis`` and one read per group/version, as the controller's own identity).
+
+        A group/version whose discovery answers 404 or 503 - an aggregated API whose backing
+        service is down - is listed without its kinds, as Helm does; any other failure raises,
+        so a render never goes on with capabilities that are silently missing a group."""
+        principal = self._principal or self
+        git_version = str(principal.request("GET", "/version").get("gitVersion") or "")
+        group_versions = [str(v) for v in principal.request("GET", "/api").get("versions", [])]
+        for group in principal.request("GET", "/apis").get("groups", []):
+            group_versions.extend(str(v["groupVersion"]) for v in group.get("versions", []))
+        listed: set[str] = set()
+        for group_version in group_versions:
+            listed.add(group_version)
+            try:
+                kinds = self._load_group_version(group_version)
+            except ApiError as exc:
+                if exc.status in (404, 503):
+                    continue
+                raise
+            with self._discovery_lock:
+                self._discovery[group_version] = kinds
+            listed.update(f"{group_version}/{kind}" for kind in kinds)
+        return ServerCapabilities(git_version, tuple(sorted(listed)))
 
     def forget_discovery(self) -> None:
         with self._discovery_lock:

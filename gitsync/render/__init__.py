@@ -28,6 +28,7 @@ from gitsync.render.options import (
     KustomizeOptions,
     RenderLimits,
     RenderRequest,
+    helm_set_expression,
 )
 from gitsync.render.renderer import SourceType, detect, render, source_type
 from gitsync.render.safe_yaml import load_yaml_documents
@@ -46,6 +47,7 @@ __all__ = [
     "SourceType",
     "copy_object",
     "detect",
+    "helm_set_expression",
     "load_yaml_documents",
     "render",
     "source_type",

@@ -8,9 +8,11 @@ directory and may climb with ``..`` (``../common/values.yaml`` is a common layou
 their real path stays inside the repository; they are parsed with the gitsync safe YAML loader,
 not Helm's, so alias bombs are refused here too.
 
-Values are layered like Argo CD: value files in order, then inline ``values``, then ``--set``
-expressions; maps merge key by key, anything else is replaced (Helm's own coalescing then layers
-the result over the chart's defaults, and a ``null`` removes a default).
+Values are layered like Argo CD: value files in order (a glob expands in place, in lexical order,
+each match checked like a literal entry), then the ``values`` string or the ``valuesObject``, then
+``--set`` and ``--set-string`` expressions (Argo's ``parameters``); maps merge key by key, anything
+else is replaced (Helm's own coalescing then layers the result over the chart's defaults, and a
+``null`` removes a default). The ``values`` string is parsed by the same safe loader as files.
 
 The render itself happens in a child process (``helm_worker``) so the deadline and output cap can
 be enforced by killing it. The output keeps what ``helm template --include-crds`` would give:
@@ -18,15 +20,19 @@ CRDs from ``crds/`` (chart and subcharts) first, then templates in path order; `
 partials and templates that render to nothing are skipped; hook objects (``helm.sh/hook``) are
 kept and marked, because the sync layer decides what to do with them. ``.Release.Namespace`` is the
 request namespace (Helm's ``default`` when empty); objects are not otherwise namespaced here.
+``skipCrds`` leaves out ``crds/``; ``kubeVersion`` and ``apiVersions`` go to Helm as the render's
+``.Capabilities`` (empty: Helm's built-in defaults).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -40,7 +46,10 @@ from gitsync.render.safe_yaml import check_depth, load_yaml_documents, load_yaml
 from gitsync.render.tool_process import run_tool, scrubbed_env
 
 CHART_FILE = "Chart.yaml"
+HELM_VALUES = "helm.values"
+"""Where errors in Argo CD's ``values`` string point: it lives in the spec, not in a file."""
 _SKIPPED_TEMPLATES = ("NOTES.txt",)
+_GLOB_CHARS = "*?["
 _HELM_LOCATION = re.compile(r"(?P<path>[\w.-]+/(?:[\w.-]+/)*[\w.-]+):(?P<line>\d+)(?::\d+)?")
 
 
@@ -56,36 +65,185 @@ def merge_values(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str,
     return merged
 
 
-def _value_file(repo: Repo, chart_dir: Path, entry: str, chart_name: str) -> Path:
+def _is_glob(entry: str) -> bool:
+    return any(c in entry for c in _GLOB_CHARS)
+
+
+def _check_entry(entry: str, chart_name: str) -> None:
+    """Refuse what a ``valueFiles`` entry, literal or glob, may never be: a URL or an absolute
+    path (the checkout is the only place value files come from)."""
     if "://" in entry:
         raise RenderError(
             f"valueFiles entry {entry!r}: remote value files are not supported", source=chart_name
         )
     if os.path.isabs(entry):
         raise PathEscapeError(f"valueFiles entry {entry!r} is an absolute path", source=chart_name)
+
+
+def _value_file(
+    repo: Repo, chart_dir: Path, entry: str, chart_name: str, *, ignore_missing: bool
+) -> Path | None:
+    """The real path of one literal ``valueFiles`` entry; ``None`` when it is missing and
+    ``ignoreMissingValueFiles`` is set."""
+    _check_entry(entry, chart_name)
     real = os.path.realpath(chart_dir / entry)
     if not repo.contains(real):
         raise PathEscapeError(
             f"valueFiles entry {entry!r} resolves outside the repository", source=chart_name
         )
     if not os.path.exists(real):
+        if ignore_missing:
+            return None
         raise RenderError(f"valueFiles entry {entry!r} does not exist", source=chart_name)
     return Path(real)
 
 
+@dataclass
+class _ValueFileGlob:
+    """Expands one ``valueFiles`` glob like Argo CD (doublestar): ``*``, ``?`` and ``[...]``
+    within one path segment, ``**`` for zero or more directories. Matches come in lexical order,
+    and under ``**`` a directory's own files come before its subdirectories'. Every directory
+    listed and every file matched must resolve inside the repository; ``**`` does not descend
+    into symlinked directories (no cycles), and the directories listed count against
+    ``max_files`` and the deadline, so a pattern over a huge tree stops at the budget."""
+
+    repo: Repo
+    entry: str
+    chart_name: str
+    limits: RenderLimits
+    deadline: Deadline
+    listed: int = 0
+
+    def matches(self, chart_dir: Path) -> list[Path]:
+        _check_entry(self.entry, self.chart_name)
+        segments = [s for s in PurePosixPath(self.entry).parts if s != "."]
+        return list(self._expand(chart_dir, segments))
+
+    def _escape(self, path: Path) -> PathEscapeError:
+        return PathEscapeError(
+            f"valueFiles entry {self.entry!r} matches {self.repo.rel(path)!r}, which resolves "
+            "outside the repository",
+            source=self.chart_name,
+        )
+
+    def _names(self, directory: Path) -> list[str]:
+        real = os.path.realpath(directory)
+        if not self.repo.contains(real):
+            raise self._escape(directory)
+        self.deadline.check(f"expanding valueFiles entry {self.entry!r}")
+        try:
+            names = sorted(os.listdir(real))
+        except OSError:
+            return []  # not a directory, or gone: nothing matches below it
+        self.listed += len(names)
+        if self.listed > self.limits.max_files:
+            raise LimitExceededError(
+                f"valueFiles entry {self.entry!r} lists more than {self.limits.max_files} files",
+                source=self.chart_name,
+            )
+        return names
+
+    def _expand(self, directory: Path, segments: list[str]) -> Iterator[Path]:
+        head, rest = segments[0], segments[1:]
+        if head == "**":
+            yield from self._expand(directory, rest or ["*"])  # a trailing ** matches files
+            for name in self._names(directory):
+                child = directory / name
+                if child.is_dir() and not child.is_symlink() and name != ".git":
+                    yield from self._expand(child, segments)
+            return
+        if not _is_glob(head):
+            candidates = [directory / head]
+        else:
+            candidates = [
+                directory / name
+                for name in self._names(directory)
+                if fnmatch.fnmatchcase(name, head) and name != ".git"
+            ]
+        for candidate in candidates:
+            if rest:
+                if candidate.is_dir():
+                    yield from self._expand(candidate, rest)
+            elif candidate.is_file():
+                real = os.path.realpath(candidate)
+                if not self.repo.contains(real):
+                    raise self._escape(candidate)
+                yield Path(real)
+
+
+def resolve_value_files(
+    repo: Repo, chart_dir: Path, options: HelmOptions, limits: RenderLimits, deadline: Deadline
+) -> list[Path]:
+    """The value files to layer, in order: literal entries where they are listed, globs
+    expanded in place. As in Argo CD a file is used once: a literal entry takes it to its own
+    position even when an earlier glob matched it, and a later glob skips what an earlier one
+    took. A glob matching nothing, like a missing literal file, is an error naming the entry
+    unless ``ignoreMissingValueFiles`` is set."""
+    chart_name = repo.rel(chart_dir)
+    ignore = options.ignore_missing_value_files
+    resolved: list[Path | list[Path]] = []
+    literal: set[Path] = set()
+    for entry in options.value_files:
+        if _is_glob(entry):
+            found = _ValueFileGlob(repo, entry, chart_name, limits, deadline).matches(chart_dir)
+            if not found and not ignore:
+                raise RenderError(f"valueFiles entry {entry!r} matched no files", source=chart_name)
+            resolved.append(found)
+        else:
+            path = _value_file(repo, chart_dir, entry, chart_name, ignore_missing=ignore)
+            if path is not None:
+                literal.add(path)
+                resolved.append(path)
+    files: list[Path] = []
+    taken: set[Path] = set()
+    for item in resolved:
+        if isinstance(item, Path):
+            files.append(item)
+            continue
+        for path in item:
+            if path not in literal and path not in taken:
+                taken.add(path)
+                files.append(path)
+    return files
+
+
+def _set_values(
+    expressions: tuple[str, ...], parse: Callable[[str], dict[str, Any]], chart_name: str
+) -> Iterator[dict[str, Any]]:
+    for expression in expressions:
+        try:
+            yield parse(expression)
+        except helm_python.HelmError as exc:
+            raise RenderError(
+                f"invalid set value {expression!r}: {exc}", source=chart_name
+            ) from exc
+
+
 def compose_values(
-    repo: Repo, chart_dir: Path, options: HelmOptions, limits: RenderLimits
+    repo: Repo,
+    chart_dir: Path,
+    options: HelmOptions,
+    limits: RenderLimits,
+    deadline: Deadline | None = None,
 ) -> dict[str, Any]:
     chart_name = repo.rel(chart_dir)
     values: dict[str, Any] = {}
-    for entry in options.value_files:
-        path = _value_file(repo, chart_dir, entry, chart_name)
+    files = resolve_value_files(
+        repo, chart_dir, options, limits, deadline or Deadline(limits.timeout_seconds)
+    )
+    for path in files:
         name = repo.rel(path)
         docs = load_yaml_documents(
             read_bounded(path, name=name, max_bytes=limits.max_bytes), source=name, limits=limits
         )
         if len(docs) > 1:
             raise RenderError("a values file must hold a single YAML document", source=name)
+        if docs:
+            values = merge_values(values, docs[0])
+    if options.values_yaml:
+        docs = load_yaml_documents(options.values_yaml, source=HELM_VALUES, limits=limits)
+        if len(docs) > 1:
+            raise RenderError("must hold a single YAML document", source=HELM_VALUES)
         if docs:
             values = merge_values(values, docs[0])
     if options.values:
@@ -97,13 +255,11 @@ def compose_values(
                 f"inline values are not JSON-compatible: {exc}", source=chart_name
             ) from exc
         values = merge_values(values, inline)
-    for expression in options.set_values:
-        try:
-            parsed = helm_python.parse_set_string(expression)
-        except helm_python.HelmError as exc:
-            raise RenderError(
-                f"invalid set value {expression!r}: {exc}", source=chart_name
-            ) from exc
+    # Helm applies --set before --set-string, so a forceString parameter wins a tie
+    for parsed in (
+        *_set_values(options.set_values, helm_python.parse_set_string, chart_name),
+        *_set_values(options.set_string_values, helm_python.parse_set_string_values, chart_name),
+    ):
         check_depth(parsed, source=chart_name, max_depth=limits.max_depth, what="set value")
         values = merge_values(values, parsed)
     return values
@@ -178,7 +334,7 @@ def render_helm(
             f"invalid release name {options.release_name!r}: {exc}", source=chart_name
         ) from exc
     TreeBudget(repo, limits, deadline).walk(chart_dir, measure_archives=True)
-    values = compose_values(repo, chart_dir, options, limits)
+    values = compose_values(repo, chart_dir, options, limits, deadline)
     deadline.check("composing values")
     reply = _run_worker(
         {
@@ -186,6 +342,8 @@ def render_helm(
             "values": values,
             "release_name": options.release_name,
             "namespace": namespace,
+            "kube_version": options.kube_version,
+            "api_versions": list(options.api_versions),
             "max_bytes": limits.max_bytes,
         },
         chart_name,
@@ -200,7 +358,7 @@ def render_helm(
         raise RenderError(f"helm template failed: {message}", source=source, line=line)
     manifests: list[RenderedManifest] = []
     rendered: list[tuple[str, str]] = [
-        (_template_source(c["filename"]), c["data"]) for c in reply["crds"]
+        (_template_source(c["filename"]), c["data"]) for c in reply["crds"] if not options.skip_crds
     ]
     rendered += [
         (_template_source(path), text)

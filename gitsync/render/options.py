@@ -53,13 +53,44 @@ class DirectoryOptions:
 
 @dataclass(frozen=True)
 class HelmOptions:
-    """Helm source. Values are layered like Argo CD: ``value_files`` in order, then ``values``,
-    then ``set_values`` (``"a.b=c"`` expressions, Helm ``--set`` syntax)."""
+    """Helm source, with Argo CD's value precedence (lowest first): ``value_files`` in order
+    (globs expanded in place), then ``values_yaml`` (Argo's ``values`` string) or ``values`` (an
+    object: ``valuesObject``), then ``set_values`` (Helm ``--set`` expressions), then
+    ``set_string_values`` (``--set-string``: every value stays a string).
+
+    ``kube_version`` and ``api_versions`` become ``.Capabilities.KubeVersion`` and
+    ``.Capabilities.APIVersions``; empty means Helm's built-in defaults. The engine fills them
+    from the spec or from the destination cluster's discovery, so they are part of the render
+    cache key like everything else here.
+    """
 
     release_name: str
     value_files: tuple[str, ...] = ()
+    ignore_missing_value_files: bool = False
     values: Mapping[str, Any] | None = None
+    values_yaml: str = ""
     set_values: tuple[str, ...] = ()
+    set_string_values: tuple[str, ...] = ()
+    skip_crds: bool = False
+    kube_version: str = ""
+    api_versions: tuple[str, ...] = ()
+
+
+def helm_set_expression(name: str, value: str) -> str:
+    """``name=value`` for ``--set``/``--set-string`` from one Argo CD ``parameters`` entry.
+
+    Argo CD escapes every comma in the value that is not already escaped, so ``a,b`` is one
+    string, not two assignments - except a value written as a Helm list, ``{a,b}``, which is
+    passed unchanged. Same spelling, same result.
+    """
+    if value.startswith("{") and value.endswith("}"):
+        return f"{name}={value}"
+    escaped = []
+    previous = ""
+    for char in value:
+        escaped.append("\\," if char == "," and previous != "\\" else char)
+        previous = char
+    return f"{name}={''.join(escaped)}"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Application that says "directory" renders a directory even if a stray Chart.yaml
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -52,7 +53,9 @@ def render(req: RenderRequest) -> list[RenderedManifest]:
     app_dir = repo.app_dir(req.path)
     kind = source_type(req)
     if kind == "helm":
-        helm = req.helm or HelmOptions(release_name=_default_release_name(req.path, repo))
+        helm = req.helm or HelmOptions(release_name="")
+        if not helm.release_name:  # no helm options in the spec: the chart was detected
+            helm = replace(helm, release_name=_default_release_name(req.path, repo))
         return render_helm(
             repo, app_dir, helm, namespace=req.namespace, limits=req.limits, deadline=deadline
         )

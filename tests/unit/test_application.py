@@ -160,3 +160,103 @@ def test_malformed_url_host_is_a_spec_error() -> None:
     with pytest.raises(SpecError) as err:
         parse_application(with_change("spec.source.repoURL", "http://[::1/team/repo.git"))
     assert err.value.field == "spec.source.repoURL"
+
+
+# -- spec.source.helm: Argo CD's options ------------------------------------------------------
+
+
+def helm_spec(**helm: Any) -> Any:
+    app = parse_application(with_change("spec.source.helm", helm))
+    assert app.source.helm is not None
+    return app.source.helm
+
+
+def test_helm_values_as_a_yaml_string_an_object_or_values_object() -> None:
+    as_string = helm_spec(values="replicaCount: 3\n")
+    assert (as_string.values_yaml, dict(as_string.values)) == ("replicaCount: 3\n", {})
+    as_object = helm_spec(values={"replicaCount": 3})  # gitsync's earlier form stays valid
+    assert (as_object.values_yaml, dict(as_object.values)) == ("", {"replicaCount": 3})
+    values_object = helm_spec(valuesObject={"replicaCount": 3})
+    assert dict(values_object.values) == {"replicaCount": 3}
+
+
+def test_values_and_values_object_together_are_refused_not_half_ignored() -> None:
+    with pytest.raises(SpecError) as err:
+        helm_spec(values="a: 1\n", valuesObject={"a": 2})
+    assert err.value.field == "spec.source.helm.values"
+    assert "set only one of values, valuesObject" in str(err.value)
+
+
+def test_helm_parameters_ignore_missing_skip_crds_namespace_and_capabilities() -> None:
+    helm = helm_spec(
+        valueFiles=["envs/*.yaml"],
+        ignoreMissingValueFiles=True,
+        parameters=[
+            {"name": "image.tag", "value": "1.26"},
+            {"name": "port", "value": "80", "forceString": True},
+        ],
+        skipCrds=True,
+        namespace="templated",
+        kubeVersion="v1.29.3",
+        apiVersions=["monitoring.coreos.com/v1", "monitoring.coreos.com/v1/ServiceMonitor"],
+    )
+    assert helm.value_files == ("envs/*.yaml",)
+    assert helm.ignore_missing_value_files and helm.skip_crds
+    assert [(p.name, p.value, p.force_string) for p in helm.parameters] == [
+        ("image.tag", "1.26", False),
+        ("port", "80", True),
+    ]
+    [empty] = helm_spec(parameters=[{"name": "image.tag"}]).parameters
+    assert empty.value == ""  # as in Argo CD, no value is the empty string
+    assert (helm.namespace, helm.kube_version) == ("templated", "v1.29.3")
+    assert helm.api_versions == (
+        "monitoring.coreos.com/v1",
+        "monitoring.coreos.com/v1/ServiceMonitor",
+    )
+    absent = helm_spec()
+    assert (absent.kube_version, absent.api_versions) == ("", None)  # from the cluster
+
+
+@pytest.mark.parametrize(
+    ("helm", "field"),
+    [
+        ({"values": 3}, "spec.source.helm.values"),
+        ({"valuesObject": "a: 1"}, "spec.source.helm.valuesObject"),
+        ({"parameters": [{"name": "a", "value": 3}]}, "spec.source.helm.parameters[0].value"),
+        ({"parameters": [{"name": "a=b", "value": "x"}]}, "spec.source.helm.parameters[0].name"),
+        ({"parameters": [{"name": "a,b", "value": "x"}]}, "spec.source.helm.parameters[0].name"),
+        ({"parameters": [{"value": "x"}]}, "spec.source.helm.parameters[0].name"),
+        ({"parameters": [{"name": "a", "value": "x", "x": 1}]}, "spec.source.helm.parameters[0].x"),
+        (
+            {"parameters": [{"name": "a", "forceString": "yes"}]},
+            "spec.source.helm.parameters[0].forceString",
+        ),
+        ({"skipCrds": "true"}, "spec.source.helm.skipCrds"),
+        ({"ignoreMissingValueFiles": 1}, "spec.source.helm.ignoreMissingValueFiles"),
+        ({"namespace": "Not_A_Label"}, "spec.source.helm.namespace"),
+        ({"kubeVersion": "latest"}, "spec.source.helm.kubeVersion"),
+        ({"kubeVersion": "1"}, "spec.source.helm.kubeVersion"),
+        ({"apiVersions": []}, "spec.source.helm.apiVersions"),
+        ({"apiVersions": ["apps/v1 Deployment"]}, "spec.source.helm.apiVersions[0]"),
+        ({"apiVersions": ["a/b/c/d"]}, "spec.source.helm.apiVersions[0]"),
+    ],
+)
+def test_bad_helm_options_name_the_field(helm: dict[str, Any], field: str) -> None:
+    with pytest.raises(SpecError) as err:
+        helm_spec(**helm)
+    assert err.value.field == field
+
+
+@pytest.mark.parametrize(
+    "name", ["fileParameters", "passCredentials", "version", "skipTests", "skipSchemaValidation"]
+)
+def test_argo_helm_fields_gitsync_does_not_support_are_named(name: str) -> None:
+    with pytest.raises(SpecError) as err:
+        helm_spec(**{name: True})
+    assert err.value.field == f"spec.source.helm.{name}"
+    assert f"Argo CD's {name} is not supported by gitsync" in str(err.value)
+
+
+def test_kube_versions_clusters_report_are_accepted() -> None:
+    for version in ("1.29", "v1.30.4-eks-a737599", "v1.31.2+k3s1", "v1.29.0-0"):
+        assert helm_spec(kubeVersion=version).kube_version == version

@@ -22,7 +22,12 @@ from typing import Any
 import pytest
 import yaml
 
-from gitsync.application import KNOWN_SYNC_OPTIONS, SpecError, parse_application
+from gitsync.application import (
+    KNOWN_SYNC_OPTIONS,
+    UNSUPPORTED_HELM_FIELDS,
+    SpecError,
+    parse_application,
+)
 from gitsync.application_status import status_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +49,16 @@ SPEC_FIELDS = {
     "source.helm.releaseName",
     "source.helm.valueFiles",
     "source.helm.values",
+    "source.helm.valuesObject",
+    "source.helm.ignoreMissingValueFiles",
+    "source.helm.parameters",
+    "source.helm.parameters[].name",
+    "source.helm.parameters[].value",
+    "source.helm.parameters[].forceString",
+    "source.helm.skipCrds",
+    "source.helm.namespace",
+    "source.helm.kubeVersion",
+    "source.helm.apiVersions",
     "source.secretRef",
     "source.secretRef.name",
     "destination",
@@ -72,7 +87,9 @@ SPEC_FIELDS = {
     "suspend",
     "serviceAccountName",
 }
-FREE_FORM = {"source.helm.values"}  # any keys below: kept by x-kubernetes-preserve-unknown-fields
+FREE_FORM = {"source.helm.values", "source.helm.valuesObject"}  # kept by preserve-unknown-fields
+# Argo CD fields the CRD keeps (not prunes) only so that the parser can refuse them by name
+UNSUPPORTED = {f"source.helm.{name}" for name in UNSUPPORTED_HELM_FIELDS}
 
 _SOURCE = {"repoURL": "https://git.example.com/org/deploy.git", "targetRevision": "main"}
 # Three documents, because a source takes at most one of helm, directory and kustomize.
@@ -87,7 +104,16 @@ HELM_FULL: dict[str, Any] = {
             "helm": {
                 "releaseName": "demo",
                 "valueFiles": ["values-prod.yaml"],
-                "values": {"replicaCount": 2, "image": {"tag": "1.25"}},
+                "valuesObject": {"replicaCount": 2, "image": {"tag": "1.25"}},
+                "ignoreMissingValueFiles": True,
+                "parameters": [
+                    {"name": "image.tag", "value": "1.26"},
+                    {"name": "port", "value": "80", "forceString": True},
+                ],
+                "skipCrds": True,
+                "namespace": "demo-templates",
+                "kubeVersion": "v1.29.3",
+                "apiVersions": ["monitoring.coreos.com/v1", "apps/v1/Deployment"],
             },
             "secretRef": {"name": "git-credentials"},
         },
@@ -125,7 +151,12 @@ DIRECTORY_FULL: dict[str, Any] = {
     },
 }
 KUSTOMIZE_FULL: dict[str, Any] = {**HELM_FULL, "spec": {"source": {**_SOURCE, "kustomize": {}}}}
-FULL_DOCS = [HELM_FULL, DIRECTORY_FULL, KUSTOMIZE_FULL]
+# Argo CD's values string (the object form of values is checked in the parser's tests)
+HELM_VALUES_STRING: dict[str, Any] = {
+    **HELM_FULL,
+    "spec": {"source": {**_SOURCE, "helm": {"values": "replicaCount: 2\n"}}},
+}
+FULL_DOCS = [HELM_FULL, DIRECTORY_FULL, KUSTOMIZE_FULL, HELM_VALUES_STRING]
 
 
 def load_crd() -> dict[str, Any]:
@@ -381,10 +412,29 @@ def test_free_form_values_keep_unknown_fields() -> None:
 def test_schema_declares_exactly_the_spec_fields() -> None:
     declared = set(schema_fields(spec_schema()))
     assert sorted(SPEC_FIELDS - declared) == [], "accepted by gitsync but pruned by the API server"
-    assert sorted(declared - SPEC_FIELDS) == [], "allowed by the CRD but rejected by gitsync"
+    assert sorted(declared - SPEC_FIELDS - UNSUPPORTED) == [], (
+        "allowed by the CRD but rejected by gitsync"
+    )
 
 
-@pytest.mark.parametrize("doc", FULL_DOCS, ids=["helm", "directory", "kustomize"])
+@pytest.mark.parametrize("field", sorted(UNSUPPORTED))
+def test_unsupported_argo_fields_reach_the_parser_and_are_refused_by_name(field: str) -> None:
+    # kept by the CRD (pruning would accept and ignore them), then a spec error naming the field
+    node = spec_schema()
+    for part in field.split("."):
+        node = node["properties"][part]
+    assert node.get("x-kubernetes-preserve-unknown-fields") is True
+    doc = set_field(HELM_FULL, f"spec.{field}", True)
+    assert violations(doc, root_schema()) == []
+    with pytest.raises(SpecError) as info:
+        parse_application(doc)
+    assert info.value.field == f"spec.{field}"
+    assert "not supported by gitsync" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "doc", FULL_DOCS, ids=["helm", "directory", "kustomize", "helm-values-string"]
+)
 def test_parser_and_crd_accept_the_full_documents(doc: dict[str, Any]) -> None:
     parse_application(doc)
     assert violations(doc, root_schema()) == []

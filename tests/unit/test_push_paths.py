@@ -82,6 +82,13 @@ def test_helm_value_files_count_relative_to_the_chart() -> None:
     assert touched({"web": watched_paths(app)}, ["env/prod/other.yaml"]) == set()
 
 
+def test_a_value_file_glob_watches_the_directory_above_its_first_wildcard() -> None:
+    app = source("charts/web", "../../env/*/values.yaml", "overrides/**/*.yaml")
+    assert watched_paths(app) == ("charts/web", "env", "charts/web/overrides")
+    assert touched({"web": watched_paths(app)}, ["env/prod/values.yaml"]) == {"web"}
+    assert touched({"web": watched_paths(app)}, ["docs/readme.md"]) == set()
+
+
 @pytest.mark.parametrize(
     "value_file", ["../../../outside.yaml", "https://example.com/values.yaml", "/etc/values.yaml"]
 )

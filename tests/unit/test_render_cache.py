@@ -96,6 +96,23 @@ def test_helm_values_are_part_of_the_key() -> None:
     assert len(keys) == 2
 
 
+def test_every_helm_option_and_the_capabilities_are_part_of_the_key() -> None:
+    variants = [
+        HelmOptions("r"),
+        HelmOptions("r", values_yaml="a: 1\n"),
+        HelmOptions("r", set_values=("a=1",)),
+        HelmOptions("r", set_string_values=("a=1",)),
+        HelmOptions("r", value_files=("v/*.yaml",)),
+        HelmOptions("r", value_files=("v/*.yaml",), ignore_missing_value_files=True),
+        HelmOptions("r", skip_crds=True),
+        HelmOptions("r", kube_version="v1.20.2"),
+        HelmOptions("r", kube_version="v1.29.3"),
+        HelmOptions("r", kube_version="v1.29.3", api_versions=("example.com/v1",)),
+    ]
+    keys = {RenderCache.key("c", RenderRequest(FIXTURES, "x", helm=h)) for h in variants}
+    assert len(keys) == len(variants)
+
+
 def test_callers_get_copies_they_may_mutate() -> None:
     cache = RenderCache()
     first = cache.get_or_render("a" * 40, GUESTBOOK)
