@@ -354,6 +354,7 @@ class OciChartRepository:
                 f"{deadline.what}: TLS with {_shown_origin(url)}: {hint}: {_reason(exc)}"
             ) from exc
         except urllib3.exceptions.HTTPError as exc:
+            deadline.remaining()
             raise ChartSourceTransientError(
                 f"{deadline.what}: {_shown_origin(url)} unreachable: {_reason(exc)}"
             ) from exc
@@ -450,8 +451,8 @@ class OciChartRepository:
             chunks: list[bytes] = []
             size = 0
             while True:
-                deadline.remaining()
-                chunk = response.read(_CHUNK, decode_content=False)
+                _bound_next_read(response, deadline.remaining())
+                chunk = response.read1(_CHUNK, decode_content=False)
                 if not chunk:
                     break
                 size += len(chunk)
@@ -462,6 +463,7 @@ class OciChartRepository:
                 chunks.append(chunk)
             response.release_conn()  # read to the end: the connection can be reused
         except urllib3.exceptions.HTTPError as exc:
+            deadline.remaining()  # a receive timed out because the deadline came: say so
             raise ChartSourceTransientError(f"{what}: the transfer failed: {_reason(exc)}") from exc
         except ValueError as exc:
             raise ChartSourceTerminalError(f"{what}: bad Content-Length") from exc
@@ -539,6 +541,16 @@ def _chart_layer(manifest: dict[str, object], what: str) -> tuple[str, int]:
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ChartSourceTerminalError(f"{what}: the chart layer's size is not a byte count")
     return digest, size
+
+
+def _bound_next_read(response: urllib3.BaseHTTPResponse, seconds: float) -> None:
+    """Let the next receive wait at most what is left of the deadline. ``read1`` makes one
+    receive per call: ``read(n)`` would keep receiving until ``n`` bytes, so a server trickling
+    a byte per second would never trip a per-receive timeout nor return to the deadline check."""
+    connection = response.connection
+    sock = getattr(connection, "sock", None) if connection is not None else None
+    if sock is not None:
+        sock.settimeout(seconds)
 
 
 def _discard(response: urllib3.BaseHTTPResponse) -> None:

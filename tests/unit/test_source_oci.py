@@ -1,6 +1,6 @@
 """The pure parts of the OCI chart source: challenges, Link pages, tag <-> version mapping, the
 repository URL and chart name checks, the streaming entry count and the manifest's chart layer.
-The protocol itself is tested against a real registry in tests/integration/test_source_oci.py."""
+The protocol itself is tested against a real registry in tests/integration/test_source_oci_it.py."""
 
 from __future__ import annotations
 
@@ -181,3 +181,16 @@ def test_a_manifest_without_one_sound_chart_layer_is_terminal(
 ) -> None:
     with pytest.raises(ChartSourceTerminalError, match=message):
         _chart_layer(manifest, "x")
+
+
+def test_a_next_page_on_another_host_is_refused() -> None:
+    repository = OciChartRepository(
+        "oci://registry.example/charts", ChartCredential(), ChartLimits()
+    )
+    here = "https://registry.example/v2/charts/a/tags/list"
+    assert repository._next_url(here, '</v2/charts/a/tags/list?last=b>; rel="next"', "x") == (
+        "https://registry.example/v2/charts/a/tags/list?last=b"
+    )
+    assert repository._next_url(here, "", "x") is None
+    with pytest.raises(ChartSourceTerminalError, match="another host"):
+        repository._next_url(here, '<https://elsewhere.example/v2/x>; rel="next"', "x")

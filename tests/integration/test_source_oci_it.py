@@ -9,13 +9,16 @@ listener on 127.0.0.1 started by the test.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import json
 import shutil
+import socket
 import ssl
 import tempfile
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from gitsync.source.charts import (
     ChartCredential,
     ChartLimits,
     ChartSourceTerminalError,
+    ChartSourceTransientError,
     ChartVersion,
 )
 from gitsync.source.oci import OciChartRepository
@@ -217,14 +221,15 @@ def test_a_bearer_realm_on_another_host_gets_no_credentials(
         repository = OciChartRepository(
             token_registry.url(), _credential(oci_registry), ChartLimits()
         )
-        with pytest.raises(ChartSourceTerminalError, match="anonymous token") as caught:
+        with pytest.raises(ChartSourceTerminalError) as caught:
             repository.versions("tokened")
 
-    assert oci_registry.password not in str(caught.value)
     assert [path.split("?")[0] for path, _ in recorder.requests] == ["/token"]
     path, headers = recorder.requests[0]
     assert "scope=repository%3Acharts%2Ftokened%3Apull" in path
     assert "authorization" not in {key.lower() for key in headers}
+    assert "refused an anonymous token" in str(caught.value)
+    assert oci_registry.password not in str(caught.value)
 
 
 def test_a_blob_redirected_to_another_host_is_fetched_without_the_authorization_header(
@@ -372,3 +377,61 @@ def test_a_version_without_a_tag_is_a_terminal_error(
 
     with pytest.raises(ChartSourceTerminalError, match=r"version 9\.9\.9.*HTTP 404"):
         _repository(oci_registry).resolve(missing)
+
+
+@pytest.fixture
+def trickling_registry() -> Iterator[str]:
+    """A plain-HTTP listener on 127.0.0.1 that answers every request with a 200 whose body
+    arrives a byte every 0.1 s (for at most 20 s): a registry holding a worker by trickling."""
+    listener = socket.create_server(("127.0.0.1", free_port()))
+    stop = threading.Event()
+
+    def trickle(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{")
+            for _ in range(200):
+                if stop.wait(0.1):
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(b" ")
+
+    def accept() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = listener.accept()
+                threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"oci://127.0.0.1:{listener.getsockname()[1]}/charts"
+    stop.set()
+    listener.close()
+
+
+def test_a_registry_trickling_its_answer_is_cut_off_at_the_deadline(
+    trickling_registry: str,
+) -> None:
+    repository = OciChartRepository(
+        trickling_registry,
+        ChartCredential(allow_plain_http=True),
+        ChartLimits(timeout_seconds=2),
+    )
+    started = time.monotonic()
+
+    with pytest.raises(ChartSourceTransientError, match=r"took longer than 2s"):
+        repository.versions("slow")
+    assert time.monotonic() - started < 6
+
+
+def test_a_tag_list_over_max_index_bytes_is_cut_off_while_streaming(
+    oci_registry: OciRegistry, tmp_path: Path
+) -> None:
+    """distribution sends the tag list chunked, without a Content-Length: only the count of
+    bytes received can stop it."""
+    _push(oci_registry, tmp_path, "wordy", "1.0.0")
+    for i in range(300):
+        oci_registry.tag_directory("charts/wordy", f"1.0.{i + 1}").mkdir(parents=True)
+    repository = _repository(oci_registry, limits=ChartLimits(max_index_bytes=2000))
+
+    with pytest.raises(ChartSourceTerminalError, match=r"over 2000 bytes \(limits.max_index"):
+        repository.versions("wordy")
