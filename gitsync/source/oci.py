@@ -200,6 +200,7 @@ class OciChartRepository:
             if pages > MAX_TAG_PAGES:
                 raise ChartSourceTerminalError(f"{what}: more than {MAX_TAG_PAGES} pages")
             response = self._get(url, name, deadline, accept="application/json")
+            counter.new_page()
             link = response.headers.get("Link", "")
             body = self._read(
                 response, budget, deadline, f"{what}: the tag list", "limits.max_index_bytes",
@@ -489,16 +490,21 @@ class OciChartRepository:
 class _EntryCounter:
     """Counts tag-list entries while the bytes stream in, so a list far over the limit is cut
     off before it is parsed: every element after the first follows a comma, and tags hold none,
-    so commas bound the entries from above (the one between ``name`` and ``tags`` included)."""
+    so commas bound the entries from above. Each page's ``{"name": ..., "tags": [...]}`` has one
+    comma more than entries, hence one allowance per page."""
 
     def __init__(self, limit: int, what: str) -> None:
         self._limit = limit
         self._what = what
         self._commas = 0
+        self._pages = 0
+
+    def new_page(self) -> None:
+        self._pages += 1
 
     def count(self, chunk: bytes) -> None:
         self._commas += chunk.count(b",")
-        if self._commas > self._limit + 1:
+        if self._commas > self._limit + self._pages:
             raise self.over()
 
     def over(self) -> ChartSourceTerminalError:

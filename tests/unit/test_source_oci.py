@@ -131,10 +131,12 @@ def test_credentials_are_not_in_the_repositorys_repr() -> None:
 
 def test_the_entry_counter_stops_the_stream_past_the_limit() -> None:
     counter = _EntryCounter(3, "listing")
+    counter.new_page()
     counter.count(b'{"name":"c","tags":["1.0.0","1.0.1",')  # 3 commas: 2 tags so far
-    counter.count(b'"1.0.2"')
+    counter.count(b'"1.0.2"]}')
+    counter.new_page()
     with pytest.raises(ChartSourceTerminalError, match="more than 3 tags"):
-        counter.count(b',"1.0.3","1.0.4"]}')
+        counter.count(b'{"name":"c","tags":["1.0.3","1.0.4","1.0.5"]}')
 
 
 @pytest.mark.parametrize(
