@@ -27,15 +27,18 @@ only when the entry allows it (Helm's ``--plain-http``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
 import re
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, Self
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import semantic_version
@@ -133,21 +136,90 @@ def basic_authorization(credential: ChartCredential) -> str:
 # --- the adapter ---------------------------------------------------------------------------------
 
 
+_active = threading.local()
+"""The operation (``_Deadline``) the current thread is running, for the connections to find."""
+
+
 class _Deadline:
-    """One operation's wall-clock bound, checked before each request and between chunks."""
+    """One operation's wall-clock bound. Checked before each request and between chunks, and
+    enforced by a timer that shuts down the sockets the operation's requests use once it passes:
+    a socket timeout bounds one receive only, so a server trickling its headers or body a byte
+    at a time would never trip it. Used as a context manager around the whole operation."""
 
     def __init__(self, seconds: float, what: str) -> None:
         self._end = time.monotonic() + seconds
         self._seconds = seconds
         self.what = what
+        self._expired = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Self:
+        self._timer.start()
+        _active.deadline = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _active.deadline = None
 
     def remaining(self) -> float:
         left = self._end - time.monotonic()
-        if left <= 0:
+        if left <= 0 or self._expired.is_set():
             raise ChartSourceTransientError(
                 f"{self.what}: took longer than {self._seconds:g}s (limits.timeout_seconds)"
             )
         return left
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if not self._expired.is_set():
+                return
+        _cut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self._expired.set()
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _cut(sock)
+
+
+def _cut(sock: socket.socket) -> None:
+    """Make any receive on ``sock`` return now (the owning thread then fails its read)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watch_request(sock: socket.socket | None) -> None:
+    deadline = getattr(_active, "deadline", None)
+    if sock is not None and isinstance(deadline, _Deadline):
+        deadline.watch(sock)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    """A connection whose socket the running operation's deadline can cut."""
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)
+        _watch_request(self.sock)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)
+        _watch_request(self.sock)
+
+
+class _WatchedHTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
 
 
 class OciChartRepository:
@@ -180,6 +252,10 @@ class OciChartRepository:
         self._pool = urllib3.PoolManager(
             cert_reqs=ssl.CERT_REQUIRED, ca_cert_data=credential.ca_data or None
         )
+        self._pool.pool_classes_by_scheme = {
+            "http": _WatchedHTTPConnectionPool,
+            "https": _WatchedHTTPSConnectionPool,
+        }
         self._authorizations: dict[str, str] = {}
         """``Authorization`` value per repository name, once a challenge was answered."""
 
@@ -189,7 +265,17 @@ class OciChartRepository:
         """Every semver tag of ``<path>/<chart>``; digests are left empty (see ``resolve``)."""
         name = self._repository(chart)
         what = f"{self.shown} chart {chart!r}: listing tags"
-        deadline = _Deadline(self._limits.timeout_seconds, what)
+        with _Deadline(self._limits.timeout_seconds, what) as deadline:
+            tags = self._tags(name, deadline)
+        found = []
+        for tag in tags:
+            version = tag_version(tag)
+            if version is not None:
+                found.append(ChartVersion(chart, version, "", f"{self.shown}/{chart}:{tag}"))
+        return found
+
+    def _tags(self, name: str, deadline: _Deadline) -> list[str]:
+        what = deadline.what
         counter = _EntryCounter(self._limits.max_index_entries, what)
         budget = self._limits.max_index_bytes
         url: str | None = f"{self._registry}/v2/{name}/tags/list"
@@ -211,33 +297,35 @@ class OciChartRepository:
             if len(tags) > self._limits.max_index_entries:
                 raise counter.over()
             url = self._next_url(url, link, what)
-        found = []
-        for tag in tags:
-            version = tag_version(tag)
-            if version is not None:
-                found.append(ChartVersion(chart, version, "", f"{self.shown}/{chart}:{tag}"))
-        return found
+        return tags
 
     def resolve(self, version: ChartVersion) -> ChartVersion:
         """``version`` with ``digest`` set to its manifest's digest (the tag read once, now)."""
         if version.digest:
             return version
-        _, digest = self._manifest(version, version_tag(version.version))
+        what = f"{self.shown} chart {version.name!r} version {version.version}"
+        with _Deadline(self._limits.timeout_seconds, f"{what}: reading the manifest") as deadline:
+            _, digest = self._manifest(version, version_tag(version.version), deadline)
         return dataclasses.replace(version, digest=digest)
 
     def fetch(self, version: ChartVersion) -> bytes:
         """The chart layer of ``version``'s manifest (by its digest when resolved), checked
         against the layer's sha256 and capped at ``max_archive_bytes``."""
+        what = f"{self.shown} chart {version.name!r} version {version.version}"
+        with _Deadline(self._limits.timeout_seconds, f"{what}: downloading") as deadline:
+            return self._archive(version, deadline)
+
+    def _archive(self, version: ChartVersion, deadline: _Deadline) -> bytes:
         name = self._repository(version.name)
         what = f"{self.shown} chart {version.name!r} version {version.version}"
-        manifest, _ = self._manifest(version, version.digest or version_tag(version.version))
+        reference = version.digest or version_tag(version.version)
+        manifest, _ = self._manifest(version, reference, deadline)
         digest, size = _chart_layer(manifest, what)
         if size > self._limits.max_archive_bytes:
             raise ChartSourceTerminalError(
                 f"{what}: the chart archive is {size} bytes, over limits.max_archive_bytes "
                 f"({self._limits.max_archive_bytes})"
             )
-        deadline = _Deadline(self._limits.timeout_seconds, f"{what}: downloading the archive")
         response = self._get(f"{self._registry}/v2/{name}/blobs/{digest}", name, deadline)
         archive = self._read(
             response, self._limits.max_archive_bytes, deadline, f"{what}: the chart archive",
@@ -252,10 +340,11 @@ class OciChartRepository:
 
     # -- the manifest ------------------------------------------------------------------------------
 
-    def _manifest(self, version: ChartVersion, reference: str) -> tuple[dict[str, object], str]:
+    def _manifest(
+        self, version: ChartVersion, reference: str, deadline: _Deadline
+    ) -> tuple[dict[str, object], str]:
         name = self._repository(version.name)
         what = f"{self.shown} chart {version.name!r} version {version.version}"
-        deadline = _Deadline(self._limits.timeout_seconds, f"{what}: reading the manifest")
         response = self._get(
             f"{self._registry}/v2/{name}/manifests/{reference}", name, deadline,
             accept=MANIFEST_MEDIA_TYPE,
@@ -452,8 +541,8 @@ class OciChartRepository:
             chunks: list[bytes] = []
             size = 0
             while True:
-                _bound_next_read(response, deadline.remaining())
-                chunk = response.read1(_CHUNK, decode_content=False)
+                deadline.remaining()
+                chunk = response.read(_CHUNK, decode_content=False)
                 if not chunk:
                     break
                 size += len(chunk)
@@ -547,16 +636,6 @@ def _chart_layer(manifest: dict[str, object], what: str) -> tuple[str, int]:
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ChartSourceTerminalError(f"{what}: the chart layer's size is not a byte count")
     return digest, size
-
-
-def _bound_next_read(response: urllib3.BaseHTTPResponse, seconds: float) -> None:
-    """Let the next receive wait at most what is left of the deadline. ``read1`` makes one
-    receive per call: ``read(n)`` would keep receiving until ``n`` bytes, so a server trickling
-    a byte per second would never trip a per-receive timeout nor return to the deadline check."""
-    connection = response.connection
-    sock = getattr(connection, "sock", None) if connection is not None else None
-    if sock is not None:
-        sock.settimeout(seconds)
 
 
 def _discard(response: urllib3.BaseHTTPResponse) -> None:

@@ -379,22 +379,27 @@ def test_a_version_without_a_tag_is_a_terminal_error(
         _repository(oci_registry).resolve(missing)
 
 
-@pytest.fixture
-def trickling_registry() -> Iterator[str]:
-    """A plain-HTTP listener on 127.0.0.1 that answers every request with a 200 whose body
-    arrives a byte every 0.1 s (for at most 20 s): a registry holding a worker by trickling."""
+@pytest.fixture(params=["headers", "body"])
+def trickling_registry(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A plain-HTTP listener on 127.0.0.1 that answers every request with a 200 whose headers
+    (or body) arrive a byte every 0.1 s, for at most 20 s: a registry holding a worker by
+    trickling, each byte well within any per-receive timeout."""
     listener = socket.create_server(("127.0.0.1", free_port()))
     stop = threading.Event()
+    if request.param == "headers":
+        head, drip = b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a"
+    else:
+        head, drip = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{", b" "
 
     def trickle(conn: socket.socket) -> None:
         with conn:
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{")
+            conn.sendall(head)
             for _ in range(200):
                 if stop.wait(0.1):
                     return
                 with contextlib.suppress(OSError):
-                    conn.sendall(b" ")
+                    conn.sendall(drip)
 
     def accept() -> None:
         while not stop.is_set():
