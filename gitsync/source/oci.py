@@ -63,8 +63,9 @@ MAX_TAG_PAGES: Final = 1000
 _CHUNK: Final = 64 * 1024
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-# A chart name as Helm allows it, which is also a valid OCI path component: no "/", "..", "?".
-_CHART_NAME = re.compile(r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*")
+# One component of an OCI repository name (the distribution spec's grammar); a chart name must be
+# one too. No "/", "..", "?", "%" or upper case can reach a request path.
+_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _SHA256_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _AUTH_PARAM = re.compile(r'([A-Za-z][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)')
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
@@ -122,10 +123,15 @@ def version_tag(version: str) -> str:
 
 
 def origin(url: str) -> tuple[str, str, int]:
-    """``(scheme, host, port)`` of ``url``, the unit credentials are bound to."""
+    """``(scheme, host, port)`` of ``url``, the unit credentials are bound to; a port that does
+    not parse is -1, equal to no registry's."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
 
 
 def basic_authorization(credential: ChartCredential) -> str:
@@ -238,9 +244,14 @@ class OciChartRepository:
             )
         if parts.query or parts.fragment:
             raise ChartSourceTerminalError(f"repoURL {base_url!r}: no query or fragment allowed")
+        if origin(f"https://{parts.netloc}")[2] == -1:
+            raise ChartSourceTerminalError(f"repoURL {base_url!r}: the port is not a number")
         prefix = parts.path.strip("/")
-        if any(segment in ("", ".", "..") for segment in prefix.split("/")) and prefix:
-            raise ChartSourceTerminalError(f"repoURL {base_url!r}: empty or dot path segment")
+        if prefix and not all(_PATH_COMPONENT.fullmatch(c) for c in prefix.split("/")):
+            raise ChartSourceTerminalError(
+                f"repoURL {base_url!r}: each path segment must be an OCI name component "
+                "(lower-case letters and digits, separated by '.', '_', '__' or '-')"
+            )
         self._credential = credential
         self._limits = limits
         self._prefix = prefix
@@ -368,10 +379,10 @@ class OciChartRepository:
     # -- HTTP ------------------------------------------------------------------------------------
 
     def _repository(self, chart: str) -> str:
-        if not _CHART_NAME.fullmatch(chart):
+        if not _PATH_COMPONENT.fullmatch(chart):
             raise ChartSourceTerminalError(
-                f"{self.shown}: {chart!r} is not a chart name (lower-case letters, digits, "
-                "'.', '_', '-')"
+                f"{self.shown}: {chart!r} is not a chart name (lower-case letters and digits, "
+                "separated by '.', '_', '__' or '-')"
             )
         return f"{self._prefix}/{chart}" if self._prefix else chart
 

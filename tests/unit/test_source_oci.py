@@ -96,6 +96,7 @@ def test_origin_is_scheme_host_and_port_with_defaults() -> None:
     assert origin("https://registry.example:5000/") != origin("https://registry.example/")
     assert origin("http://registry.example/") != origin("https://registry.example/")
     assert origin("https://user:pw@evil.example/") == ("https", "evil.example", 443)
+    assert origin("https://registry.example:99999999/") == ("https", "registry.example", -1)
 
 
 @pytest.mark.parametrize(
@@ -105,8 +106,11 @@ def test_origin_is_scheme_host_and_port_with_defaults() -> None:
         ("oci:///charts", "oci://host"),
         ("oci://user:s3cret@registry.example/charts", "not in the URL"),
         ("oci://registry.example/charts?x=1", "no query"),
-        ("oci://registry.example/charts/../other", "dot path segment"),
-        ("oci://registry.example/a//b", "empty or dot"),
+        ("oci://registry.example/charts/../other", "OCI name component"),
+        ("oci://registry.example/a//b", "OCI name component"),
+        ("oci://registry.example/Charts", "OCI name component"),
+        ("oci://registry.example/a%2e%2e", "OCI name component"),
+        ("oci://registry.example:http/charts", "port is not a number"),
     ],
 )
 def test_repository_url_is_checked(url: str, message: str) -> None:
