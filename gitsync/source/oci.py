@@ -20,8 +20,9 @@ realm on another host is asked for an anonymous token - a registry that delegate
 separate token host (Docker Hub's ``auth.docker.io``) therefore serves only public charts here,
 by design: a registry cannot send the password anywhere by naming a realm. Redirects (blob
 storage) are followed by hand and never carry the ``Authorization`` header off the registry's
-origin. TLS is verified against the entry's ``caData`` or the system roots; plain HTTP is spoken
-only when the entry allows it (Helm's ``--plain-http``).
+origin. TLS is verified against the entry's ``caData`` or the system roots unless the entry says
+``insecure`` (Argo CD's meaning: the certificate is not checked); plain HTTP is spoken only when
+the entry allows it (``insecureAllowHttp``; Helm's ``--plain-http``).
 """
 
 from __future__ import annotations
@@ -261,7 +262,8 @@ class OciChartRepository:
         self.shown = f"oci://{parts.netloc.lower()}" + (f"/{prefix}" if prefix else "")
         """The repository as messages show it (the URL had no userinfo: refused above)."""
         self._pool = urllib3.PoolManager(
-            cert_reqs=ssl.CERT_REQUIRED, ca_cert_data=credential.ca_data or None
+            cert_reqs=ssl.CERT_NONE if credential.insecure else ssl.CERT_REQUIRED,
+            ca_cert_data=credential.ca_data or None,
         )
         self._pool.pool_classes_by_scheme = {
             "http": _WatchedHTTPConnectionPool,

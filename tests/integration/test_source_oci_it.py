@@ -283,6 +283,18 @@ def test_tls_is_verified_against_the_system_roots_without_ca_data(
         _repository(oci_registry, ca_data="").versions("untrusted")
 
 
+def test_insecure_skips_the_certificate_check_and_only_that(
+    oci_registry: OciRegistry, tmp_path: Path
+) -> None:
+    _push(oci_registry, tmp_path, "unchecked", "1.0.0")
+
+    versions = _repository(oci_registry, ca_data="", insecure=True).versions("unchecked")
+
+    assert [v.version for v in versions] == ["1.0.0"]
+    with pytest.raises(ChartSourceTerminalError, match="rejected the credentials"):
+        _repository(oci_registry, ca_data="", insecure=True, password="x").versions("unchecked")
+
+
 # --- limits -------------------------------------------------------------------------------------
 
 
