@@ -11,9 +11,12 @@ write the registry's storage layout directly (``tag_directory``).
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import shutil
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -23,10 +26,12 @@ from typing import Any, Self
 
 import bcrypt
 
-from gitsync.testing.pki import make_pki
+from gitsync.testing.pki import ControlPlanePKI, make_pki
 from gitsync.testing.processes import ManagedProcess, free_port
 
 REGISTRY_BINARY = "docker-registry"
+AUTH_SERVICE = "gitsync-test-registry"
+AUTH_ISSUER = "gitsync-test-issuer"
 
 
 @dataclass
@@ -96,8 +101,8 @@ class OciRegistry:
             config["auth"] = {
                 "token": {
                     "realm": self.token_realm,
-                    "service": "gitsync-test-registry",
-                    "issuer": "gitsync-test-issuer",
+                    "service": AUTH_SERVICE,
+                    "issuer": AUTH_ISSUER,
                     "rootcertbundle": str(self.pki.ca_cert),
                 }
             }
@@ -199,3 +204,37 @@ def package_chart(directory: Path, name: str, version: str, *, padding_bytes: in
     out = directory / "dist"
     out.mkdir(parents=True, exist_ok=True)
     return Path(package(source / name, destination=out, version=version))
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def registry_token(pki: ControlPlanePKI, scope: str, lifetime: int = 300) -> str:
+    """A bearer token a token-auth registry of this module accepts for ``scope``
+    (``repository:charts/demo:pull``): a JWT signed (RS256, with ``openssl``) by the serving
+    key, whose ``x5c`` certificate chains to the CA the registry's ``rootcertbundle`` names."""
+    kind, _, rest = scope.partition(":")
+    name, _, actions = rest.rpartition(":")
+    der = subprocess.run(
+        ["openssl", "x509", "-in", str(pki.serving_cert), "-outform", "DER"],
+        check=True, capture_output=True, timeout=30,
+    ).stdout  # fmt: skip
+    now = int(time.time())
+    header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode("ascii")]}
+    claims = {
+        "iss": AUTH_ISSUER,
+        "sub": "",
+        "aud": AUTH_SERVICE,
+        "exp": now + lifetime,
+        "nbf": now - 10,
+        "iat": now,
+        "jti": secrets.token_hex(8),
+        "access": [{"type": kind, "name": name, "actions": actions.split(",")}],
+    }
+    signing_input = ".".join(_b64url(json.dumps(part).encode()) for part in (header, claims))
+    signature = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-sign", str(pki.serving_key)],
+        input=signing_input.encode(), check=True, capture_output=True, timeout=30,
+    ).stdout  # fmt: skip
+    return f"{signing_input}.{_b64url(signature)}"

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,8 @@ from gitsync.source.charts import (
     ChartVersion,
 )
 from gitsync.source.oci import OciChartRepository
-from gitsync.testing.ociregistry import OciRegistry, package_chart
+from gitsync.testing.ociregistry import OciRegistry, package_chart, registry_token
+from gitsync.testing.pki import ControlPlanePKI
 from gitsync.testing.processes import free_port
 
 pytestmark = pytest.mark.integration
@@ -160,9 +162,12 @@ def test_no_credentials_for_a_registry_that_wants_them_is_a_terminal_error(
 class _Recorder:
     """An HTTPS listener on 127.0.0.1 (the test CA's certificate) standing for "another host":
     it records every request's path and headers; paths under ``serve_root`` are answered with
-    that file (blob storage), ``/token`` with 401."""
+    that file (blob storage), ``/token`` with 401 or a token (``pki``)."""
 
     serve_root: Path | None = None
+    pki: ControlPlanePKI | None = None
+    """When set, ``/token`` issues a token the test registries accept (an anonymous one: the
+    listener checks no credentials), as a public registry's token service does."""
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     port: int = 0
 
@@ -179,9 +184,15 @@ def recorder(oci_registry: OciRegistry) -> Iterator[_Recorder]:
         def do_GET(self) -> None:
             record.requests.append((self.path, dict(self.headers.items())))
             assert record.serve_root is not None
-            target = (record.serve_root / self.path.split("?")[0].lstrip("/")).resolve()
-            if target.is_relative_to(record.serve_root.resolve()) and target.is_file():
+            path, _, query = self.path.partition("?")
+            target = (record.serve_root / path.lstrip("/")).resolve()
+            body = b""
+            if path == "/token" and record.pki is not None:
+                scope = urllib.parse.parse_qs(query)["scope"][0]
+                body = json.dumps({"token": registry_token(record.pki, scope)}).encode()
+            elif target.is_relative_to(record.serve_root.resolve()) and target.is_file():
                 body = target.read_bytes()
+            if body:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -230,6 +241,31 @@ def test_a_bearer_realm_on_another_host_gets_no_credentials(
     assert "authorization" not in {key.lower() for key in headers}
     assert "refused an anonymous token" in str(caught.value)
     assert oci_registry.password not in str(caught.value)
+
+
+def test_an_anonymous_token_from_a_realm_on_another_host_reads_a_public_chart(
+    oci_registry: OciRegistry, recorder: _Recorder, tmp_path: Path
+) -> None:
+    """Docker Hub's shape: the registry delegates to a token service on another host. Its
+    anonymous token is enough for a public chart; the credentials stay home."""
+    archive = _push(oci_registry, tmp_path, "public", "1.0.0")["1.0.0"]
+    recorder.pki = oci_registry.pki
+    with OciRegistry(
+        tmp_path / "token-registry",
+        storage=oci_registry.storage,
+        pki_directory=oci_registry.pki_directory,
+        auth="token",
+        token_realm=f"{recorder.base}/token",
+    ) as token_registry:
+        repository = OciChartRepository(
+            token_registry.url(), _credential(oci_registry), ChartLimits()
+        )
+        resolved = repository.resolve(repository.versions("public")[0])
+        assert repository.fetch(resolved) == archive.read_bytes()
+
+    token_requests = [h for path, h in recorder.requests if path.startswith("/token?")]
+    assert token_requests, "the registry never sent the client to its token service"
+    assert all("authorization" not in {key.lower() for key in h} for h in token_requests)
 
 
 def test_a_blob_redirected_to_another_host_is_fetched_without_the_authorization_header(
