@@ -319,6 +319,7 @@ def test_tls_is_verified_against_the_system_roots_without_ca_data(
         _repository(oci_registry, ca_data="").versions("untrusted")
 
 
+@pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 def test_insecure_skips_the_certificate_check_and_only_that(
     oci_registry: OciRegistry, tmp_path: Path
 ) -> None:
