@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(git openssl etcd-server openssh-server golang-1.19-go rsync make ca-certificates chromium prometheus)
+APT_PACKAGES=(git openssl etcd-server openssh-server golang-1.19-go rsync make ca-certificates chromium prometheus docker-registry)
 log() { echo "[setup] $*" >&2; }
 
 missing=()

@@ -48,6 +48,9 @@ class ChartCredential:
     """PEM CA bundle the server's certificate must chain to (else the system roots)."""
     allow_plain_http: bool = False
     """The entry allows ``http://`` (and, for OCI, a registry without TLS)."""
+    insecure: bool = False
+    """The entry's ``insecure`` (Argo CD's meaning): the server's TLS certificate is not
+    verified."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ class ChartVersion:
     """One published version of one chart.
 
     ``digest`` is ``sha256:<hex>``: the archive's digest for an HTTP repository (from the index,
-    checked against the bytes on download), the manifest digest for OCI. ``url`` is where the
+    checked against the bytes on download), the manifest digest for OCI (empty until
+    ``ChartRepository.resolve``). ``url`` is where the
     archive is fetched from (absolute).
     """
 
@@ -75,6 +79,12 @@ class ChartRepository(Protocol):
 
     def versions(self, chart: str) -> list[ChartVersion]:
         """Every published version of ``chart`` (bounded by ``ChartLimits``)."""
+        ...
+
+    def resolve(self, version: ChartVersion) -> ChartVersion:
+        """``version`` with ``digest`` filled in, for the one version the engine chose: an OCI
+        registry's tag list carries no digests and reading every manifest would cost a request
+        per version. An adapter whose ``versions`` already carry digests returns ``version``."""
         ...
 
     def fetch(self, version: ChartVersion) -> bytes:

@@ -20,6 +20,7 @@ from tests.support.apps import CRD, ROLLOUT_CRD, WEBHOOK_SECRET
 from tests.support.audit import AuditLog
 from tests.support.cluster import TestCluster
 from tests.support.controller import ServeProcess
+from tests.support.ociregistry import OciRegistry
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +95,11 @@ def audit(cluster: TestCluster) -> AuditLog:
     if cluster.audit is None:
         pytest.skip("needs the test control plane's audit log")
     return cluster.audit
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciRegistry]:
+    """A real OCI registry (docker-registry) on loopback with TLS and htpasswd auth; tests push
+    the charts they need under names of their own."""
+    with OciRegistry(tmp_path_factory.mktemp("oci-registry")) as registry:
+        yield registry
