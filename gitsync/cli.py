@@ -19,12 +19,16 @@ from gitsync.application import Application, SpecError
 from gitsync.application_status import ApplicationStatus
 
 if TYPE_CHECKING:
+    from gitsync.controller.controller import Controller
     from gitsync.engine import Engine
     from gitsync.kube import KubeClient
     from gitsync.policy import Policy
     from gitsync.source import GitCredentials
     from gitsync.source.credentials import RepositoryCredential
     from gitsync.web.auth import AuthSettings
+    from gitsync.web.server import DeadlineServer
+
+    _Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 DEFAULT_CLUSTER_DIR = Path(".cluster")
 
@@ -482,15 +486,11 @@ def _warn_about_webhooks(secrets_for: Callable[[str], list[str]], allow_unsigned
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import signal
     import socket
-    import threading
 
-    from gitsync.controller.controller import Controller, ControllerConfig, ensure_crd
+    from gitsync.controller.controller import Controller, ControllerConfig
     from gitsync.errors import GitsyncError
-    from gitsync.render import load_yaml_documents
-    from gitsync.source import end_all_sessions
-    from gitsync.web import AuthConfigError, create_app, create_metrics_app
+    from gitsync.web import AuthConfigError, create_app
     from gitsync.web.server import create_server
 
     try:
@@ -508,9 +508,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
     kube = _kube_for(args, user_agent=f"gitsync-controller/{identity}")
-    for crd_file in args.install_crd:
-        for doc in load_yaml_documents(Path(crd_file).read_bytes(), source=crd_file):
-            ensure_crd(kube, doc)
+    _install_crds(kube, args.install_crd)
     host, _, port = args.listen.rpartition(":")
     metrics_address: tuple[str, int] | None = args.metrics_listen
     config = ControllerConfig(
@@ -561,15 +559,28 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     metrics_server = None
     if metrics_address is not None:
-        metrics_server = create_server(
-            create_metrics_app(controller.metrics.exposition, auth),
-            host=metrics_address[0],
-            port=metrics_address[1],
-            max_body_bytes=1024,
-            timeout=args.http_timeout,
-            threads=2,
+        metrics_server = _start_metrics_server(
+            metrics_address, controller.metrics.exposition, auth, timeout=args.http_timeout
         )
-        threading.Thread(target=metrics_server.run, name="gitsync-metrics", daemon=True).start()
+    return _serve_until_stopped(
+        controller, server, metrics_server, address=f"{host or '127.0.0.1'}:{port}"
+    )
+
+
+def _serve_until_stopped(
+    controller: Controller,
+    server: DeadlineServer,
+    metrics_server: DeadlineServer | None,
+    *,
+    address: str,
+) -> int:
+    """Run the controller and serve until SIGTERM or SIGINT; then stop both, leaving no git
+    child or key file behind."""
+    import signal
+    import threading
+
+    from gitsync.source import end_all_sessions
+
     stopping = threading.Event()
 
     def stop(*_: object) -> None:
@@ -582,7 +593,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     controller.start()
-    print(f"gitsync serving on http://{host or '127.0.0.1'}:{port}", file=sys.stderr, flush=True)
+    print(f"gitsync serving on http://{address}", file=sys.stderr, flush=True)
     try:
         server.run()
     except OSError:
@@ -594,6 +605,43 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         end_all_sessions()
         controller.stop()
     return EXIT_OK
+
+
+def _install_crds(kube: KubeClient, crd_files: list[str]) -> None:
+    """``--install-crd``: create or update each CustomResourceDefinition before the controller
+    watches its kind."""
+    from gitsync.controller.controller import ensure_crd
+    from gitsync.render import load_yaml_documents
+
+    for crd_file in crd_files:
+        for doc in load_yaml_documents(Path(crd_file).read_bytes(), source=crd_file):
+            ensure_crd(kube, doc)
+
+
+def _start_metrics_server(
+    address: tuple[str, int],
+    exposition: Callable[[], bytes],
+    auth: AuthSettings,
+    *,
+    timeout: int,
+) -> DeadlineServer:
+    """``--metrics-listen``: /metrics on an address of its own (for a scraper that should not
+    reach the UI), served from a daemon thread."""
+    import threading
+
+    from gitsync.web import create_metrics_app
+    from gitsync.web.server import create_server
+
+    server = create_server(
+        create_metrics_app(exposition, auth),
+        host=address[0],
+        port=address[1],
+        max_body_bytes=1024,
+        timeout=timeout,
+        threads=2,
+    )
+    threading.Thread(target=server.run, name="gitsync-metrics", daemon=True).start()
+    return server
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -846,7 +894,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default=os.environ.get("GITSYNC_LOG_LEVEL", "info"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _local_parsers(sub)
+    _request_parsers(sub)
+    _rollout_parser(sub)
+    _serve_parser(sub)
+    health = sub.add_parser("health", help="health of the app's objects (exit 0 when Healthy)")
+    _engine_args(health)
+    health.set_defaults(func=_cmd_health)
+    _local_environment_parsers(sub)
+    return parser
 
+
+def _local_parsers(sub: _Subcommands) -> None:
+    """The commands that work from a checkout: version, render, diff, sync."""
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)
 
@@ -880,6 +940,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--prune", action="store_true", help="delete objects Git no longer has")
     sync.set_defaults(func=_cmd_sync_either)
 
+
+def _request_parsers(sub: _Subcommands) -> None:
+    """The commands that ask the controller to act on an Application in the cluster."""
     for name, text in [
         ("refresh", "ask the controller to compare APP with Git now"),
         ("resume", "re-enable automated sync after a rollback"),
@@ -894,8 +957,9 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--to", type=int, required=True, metavar="N", help="history id")
         cmd.set_defaults(func=_cmd_request)
 
-    _rollout_parser(sub)
 
+def _serve_parser(sub: _Subcommands) -> None:
+    """``gitsync serve``: the controller, its sources and policy; access flags apart."""
     serve = sub.add_parser("serve", help="run the controller, webhook receiver and metrics")
     serve.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT")
     serve.add_argument("--kubeconfig", default=None, help="default: in-cluster or $KUBECONFIG")
@@ -989,6 +1053,12 @@ def build_parser() -> argparse.ArgumentParser:
         "no spec.serviceAccountName; without it such Applications are Stalled",
     )
     serve.add_argument("--policy-allow-all", action="store_true", help=ALLOW_ALL_HELP)
+    _serve_access_args(serve)
+    serve.set_defaults(func=_cmd_serve)
+
+
+def _serve_access_args(serve: argparse.ArgumentParser) -> None:
+    """Who may reach the web UI, the API and /metrics, and how."""
     ui = serve.add_argument_group("web UI and API access (see docs/api.md)")
     ui.add_argument("--admin-password-file", metavar="FILE", help="admin password (first line)")
     ui.add_argument(
@@ -1028,12 +1098,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve /metrics on this address only (not on --listen)",
     )
-    serve.set_defaults(func=_cmd_serve)
 
-    health = sub.add_parser("health", help="health of the app's objects (exit 0 when Healthy)")
-    _engine_args(health)
-    health.set_defaults(func=_cmd_health)
 
+def _local_environment_parsers(sub: _Subcommands) -> None:
+    """``demo`` and ``cluster``: the local control plane, for trying gitsync out."""
     demo = sub.add_parser(
         "demo", help="local control plane + example repo + gitsync serve with the UI (Ctrl-C stops)"
     )
@@ -1056,7 +1124,6 @@ def build_parser() -> argparse.ArgumentParser:
     down = cluster_sub.add_parser("down", help="stop exactly what `cluster up` started")
     down.add_argument("--dir", default=str(DEFAULT_CLUSTER_DIR))
     down.set_defaults(func=_cmd_cluster_down)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -111,6 +111,16 @@ class _Backoff:
         self.delay = _BACKOFF_START
 
 
+class _Rounds:
+    """What the watch loop carries from one round to the next."""
+
+    def __init__(self) -> None:
+        self.backoff = _Backoff()
+        self.need_list = True
+        self.last_list = 0.0
+        """``time.monotonic()`` of the last complete list: the resync period counts from it."""
+
+
 class _KindStore:
     """The objects of one kind, the watches feeding them, and their counters; one lock for all."""
 
@@ -232,60 +242,74 @@ class _Watch:
                 self.settled.set()
 
     def _loop(self) -> None:
-        backoff = _Backoff()
-        need_list = True
-        last_list = 0.0
+        rounds = _Rounds()
         while not self.stopping.is_set():
             if not self._running.is_set():
                 self._parked.set()
                 self._running.wait()
                 continue
             try:
-                if need_list:
-                    self._list()
-                    need_list = False
-                    last_list = time.monotonic()
-                    backoff.reset()
-                received, lasted = self._watch_once(last_list)
+                received, lasted = self._list_and_watch(rounds)
             except ApiError as exc:
                 if self._interrupted():
                     continue
-                self.last_error = exc
-                if exc.status == 410:
-                    self.log.info("watch expired; relisting", message=exc.message)
-                    if need_list:  # the list itself said 410: do not hammer the server
-                        self.stopping.wait(backoff.next())
-                    need_list = True
-                    continue
-                if not self.synced.is_set() and not exc.transient:
-                    self._fail(exc)
+                if not self._after_api_error(exc, rounds):
                     return
-                if not exc.transient:
-                    need_list = True  # e.g. a rejected resourceVersion: start over from a list
-                delay = backoff.next()
-                self.log.warning("watch failed; retrying", error=str(exc), retry_in=delay)
-                self.stopping.wait(delay)
                 continue
             except Exception as exc:  # a bug or undecodable data must not end the watch silently
                 if self._interrupted():
                     continue
                 self.last_error = exc
-                delay = backoff.next()
+                delay = rounds.backoff.next()
                 self.log.exception("watch loop error; retrying", retry_in=delay)
-                need_list = True
+                rounds.need_list = True
                 self.stopping.wait(delay)
                 continue
             if self._interrupted():
                 continue
-            with self.store.lock:
-                self.store.watch_restarts += 1
-            resync = self.cache.resync_seconds
-            if resync > 0 and time.monotonic() - last_list >= resync:
-                need_list = True
-            if received == 0 and lasted < 1.0:
-                self.stopping.wait(backoff.next())  # a stream that ends at once: do not spin
-            else:
-                backoff.reset()
+            self._after_stream(rounds, received=received, lasted=lasted)
+
+    def _list_and_watch(self, rounds: _Rounds) -> tuple[int, float]:
+        """One round: a list first when due, then one watch stream until it ends."""
+        if rounds.need_list:
+            self._list()
+            rounds.need_list = False
+            rounds.last_list = time.monotonic()
+            rounds.backoff.reset()
+        return self._watch_once(rounds.last_list)
+
+    def _after_api_error(self, exc: ApiError, rounds: _Rounds) -> bool:
+        """Wait as the error asks (relist on 410, back off otherwise); False: the loop ends
+        because the first list failed for a reason retrying will not fix."""
+        self.last_error = exc
+        if exc.status == 410:
+            self.log.info("watch expired; relisting", message=exc.message)
+            if rounds.need_list:  # the list itself said 410: do not hammer the server
+                self.stopping.wait(rounds.backoff.next())
+            rounds.need_list = True
+            return True
+        if not self.synced.is_set() and not exc.transient:
+            self._fail(exc)
+            return False
+        if not exc.transient:
+            rounds.need_list = True  # e.g. a rejected resourceVersion: start over from a list
+        delay = rounds.backoff.next()
+        self.log.warning("watch failed; retrying", error=str(exc), retry_in=delay)
+        self.stopping.wait(delay)
+        return True
+
+    def _after_stream(self, rounds: _Rounds, *, received: int, lasted: float) -> None:
+        """A stream ended normally: count it, relist when the resync period is up, and do not
+        spin on a server that ends streams at once."""
+        with self.store.lock:
+            self.store.watch_restarts += 1
+        resync = self.cache.resync_seconds
+        if resync > 0 and time.monotonic() - rounds.last_list >= resync:
+            rounds.need_list = True
+        if received == 0 and lasted < 1.0:
+            self.stopping.wait(rounds.backoff.next())
+        else:
+            rounds.backoff.reset()
 
     def _fail(self, exc: ApiError) -> None:
         """The first list failed for a reason retrying will not fix: report it and step aside."""

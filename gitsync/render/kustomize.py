@@ -38,6 +38,7 @@ import re
 import shutil
 import sys
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,17 +128,24 @@ class _Scan:
                 queue.extend(self._kustomization(kdir, kfile))
 
     def _kustomization(self, kdir: Path, kfile: Path) -> list[Path]:
+        """Check one kustomization file; returns the directories it pulls in (to scan next)."""
         name = self.repo.rel(kfile)
         data = read_bounded(kfile, name=name, max_bytes=self.limits.max_bytes)
         docs = load_yaml_documents(data, source=name, limits=self.limits)
         spec: dict[str, Any] = docs[0] if docs else {}
-        for field in _HELM_FIELDS:
-            if field in spec:
-                raise RenderError(
-                    f"{field} needs kustomize --enable-helm, which gitsync does not allow; "
-                    "use a Helm source instead",
-                    source=name,
-                )
+        _refuse_helm(spec, name)
+        subdirs = self._trees(kdir, spec, name)
+        self._files(kdir, spec, name)
+        self._generators(kdir, spec, name)
+        openapi = spec.get("openapi")
+        if isinstance(openapi, dict) and isinstance(openapi.get("path"), str):
+            self._local(kdir, openapi["path"], "openapi.path", name, must_exist=False)
+        return subdirs
+
+    def _trees(self, kdir: Path, spec: Mapping[str, Any], name: str) -> list[Path]:
+        """``resources``/``bases``/``components`` and the like: each entry must exist inside
+        the repository (kustomize would try a missing one as a remote repository); the
+        directories among them are kustomizations to scan."""
         subdirs: list[Path] = []
         for field in _TREE_FIELDS:
             for entry in _strings(spec.get(field), field, name):
@@ -146,6 +154,11 @@ class _Scan:
                 target = self._local(kdir, entry, field, name, must_exist=True)
                 if target.is_dir():
                     subdirs.append(target)
+        return subdirs
+
+    def _files(self, kdir: Path, spec: Mapping[str, Any], name: str) -> None:
+        """Known single-file fields (lists of paths, items with a ``path``): resolved only to
+        report an escape clearly before kustomize's own RootOnly check would."""
         for field in _FILE_LIST_FIELDS:
             for entry in _strings(spec.get(field), field, name):
                 if not _is_inline(entry):
@@ -154,6 +167,10 @@ class _Scan:
             for item in _mappings(spec.get(field)):
                 if isinstance(item.get("path"), str):
                     self._local(kdir, item["path"], f"{field}.path", name, must_exist=False)
+
+    def _generators(self, kdir: Path, spec: Mapping[str, Any], name: str) -> None:
+        """ConfigMap and Secret generators' ``files`` (``key=path`` or ``path``), ``envs`` and
+        ``env``, checked like the other file fields."""
         for field in _GENERATOR_FIELDS:
             for item in _mappings(spec.get(field)):
                 files = _strings(item.get("files"), f"{field}.files", name)
@@ -164,10 +181,6 @@ class _Scan:
                     self._local(kdir, path, f"{field}.files", name, must_exist=False)
                 for entry in envs + env:
                     self._local(kdir, entry, f"{field}.envs", name, must_exist=False)
-        openapi = spec.get("openapi")
-        if isinstance(openapi, dict) and isinstance(openapi.get("path"), str):
-            self._local(kdir, openapi["path"], "openapi.path", name, must_exist=False)
-        return subdirs
 
     def _local(self, kdir: Path, entry: str, field: str, name: str, *, must_exist: bool) -> Path:
         if is_remote_reference(entry):
@@ -193,6 +206,18 @@ class _Scan:
                 source=name,
             )
         return target
+
+
+def _refuse_helm(spec: Mapping[str, Any], name: str) -> None:
+    """Helm charts inside a kustomization need ``--enable-helm``, which would run Helm with
+    none of the Helm source's fences."""
+    for field in _HELM_FIELDS:
+        if field in spec:
+            raise RenderError(
+                f"{field} needs kustomize --enable-helm, which gitsync does not allow; "
+                "use a Helm source instead",
+                source=name,
+            )
 
 
 def _strings(value: object, field: str, name: str) -> list[str]:

@@ -84,57 +84,80 @@ def _wrap(exc: BaseException, source: str) -> RenderError:
 
 def _check_expansion(text: str | bytes, *, source: str, limits: RenderLimits) -> None:
     """Pass 1: refuse too-deep nesting and alias expansion beyond the budget, without building."""
-    expanded = 0  # nodes added by aliases, whole stream
-    count = 0  # nodes seen in the current document, aliases expanded
-    sizes: dict[str, int] = {}  # anchor -> expanded size, for anchors whose node is complete
-    open_anchors: set[str] = set()
-    stack: list[tuple[str | None, int]] = []
+    budget = _ExpansionBudget(source=source, limits=limits)
     try:
         for event in yaml.parse(text, Loader=_BaseLoader):
-            if isinstance(event, yaml.DocumentStartEvent):
-                count = 0
-                sizes.clear()
-                open_anchors.clear()
-            elif isinstance(event, yaml.ScalarEvent):
-                count += 1
-                if event.anchor is not None:
-                    sizes[event.anchor] = 1
-            elif isinstance(event, yaml.CollectionStartEvent):
-                count += 1
-                if len(stack) >= limits.max_depth:
-                    raise LimitExceededError(
-                        f"YAML nesting deeper than {limits.max_depth} levels",
-                        source=source,
-                        line=_mark_line(event.start_mark),
-                    )
-                stack.append((event.anchor, count))
-                if event.anchor is not None:
-                    open_anchors.add(event.anchor)
-            elif isinstance(event, yaml.CollectionEndEvent):
-                anchor, start = stack.pop()
-                if anchor is not None:
-                    open_anchors.discard(anchor)
-                    sizes[anchor] = count - start + 1
-            elif isinstance(event, yaml.AliasEvent):
-                line = _mark_line(event.start_mark)
-                if event.anchor in open_anchors:
-                    raise RenderError(
-                        f"recursive YAML alias *{event.anchor}", source=source, line=line
-                    )
-                size = sizes.get(event.anchor or "", 1)  # undefined: the composer reports it
-                expanded += size
-                count += size
-                if expanded > limits.max_alias_expansion:
-                    raise LimitExceededError(
-                        f"YAML aliases expand to more than {limits.max_alias_expansion} nodes "
-                        "(alias bomb?)",
-                        source=source,
-                        line=line,
-                    )
+            budget.see(event)
     except RenderError:
         raise
     except _LOAD_ERRORS as exc:
         raise _wrap(exc, source) from exc
+
+
+class _ExpansionBudget:
+    """Counts, event by event, the nodes a stream would build: an alias costs the size of its
+    anchor's node, so a "billion laughs" is refused before the composer builds anything."""
+
+    def __init__(self, *, source: str, limits: RenderLimits) -> None:
+        self.source = source
+        self.limits = limits
+        self.expanded = 0  # nodes added by aliases, whole stream
+        self.count = 0  # nodes seen in the current document, aliases expanded
+        self.sizes: dict[str, int] = {}  # anchor -> expanded size, for complete anchored nodes
+        self.open_anchors: set[str] = set()
+        self.stack: list[tuple[str | None, int]] = []
+
+    def see(self, event: yaml.Event) -> None:
+        """Account for one parser event; raises once the stream is over a limit."""
+        if isinstance(event, yaml.DocumentStartEvent):
+            self.count = 0
+            self.sizes.clear()
+            self.open_anchors.clear()
+        elif isinstance(event, yaml.ScalarEvent):
+            self.count += 1
+            if event.anchor is not None:
+                self.sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            self._open(event)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, start = self.stack.pop()
+            if anchor is not None:
+                self.open_anchors.discard(anchor)
+                self.sizes[anchor] = self.count - start + 1
+        elif isinstance(event, yaml.AliasEvent):
+            self._alias(event)
+
+    def _open(self, event: yaml.CollectionStartEvent) -> None:
+        """A mapping or sequence starts: one level deeper, within ``max_depth``."""
+        self.count += 1
+        if len(self.stack) >= self.limits.max_depth:
+            raise LimitExceededError(
+                f"YAML nesting deeper than {self.limits.max_depth} levels",
+                source=self.source,
+                line=_mark_line(event.start_mark),
+            )
+        self.stack.append((event.anchor, self.count))
+        if event.anchor is not None:
+            self.open_anchors.add(event.anchor)
+
+    def _alias(self, event: yaml.AliasEvent) -> None:
+        """An alias: its anchor's size counts again, within ``max_alias_expansion``; one that
+        refers to a node still open would recurse."""
+        line = _mark_line(event.start_mark)
+        if event.anchor in self.open_anchors:
+            raise RenderError(
+                f"recursive YAML alias *{event.anchor}", source=self.source, line=line
+            )
+        size = self.sizes.get(event.anchor or "", 1)  # undefined: the composer reports it
+        self.expanded += size
+        self.count += size
+        if self.expanded > self.limits.max_alias_expansion:
+            raise LimitExceededError(
+                f"YAML aliases expand to more than {self.limits.max_alias_expansion} nodes "
+                "(alias bomb?)",
+                source=self.source,
+                line=line,
+            )
 
 
 def load_yaml_with_lines(

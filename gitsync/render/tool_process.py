@@ -85,6 +85,36 @@ def run_tool(
     on timeout or when stdout passes ``max_output`` bytes, raising ``LimitExceededError`` about
     ``what`` (e.g. "helm template") located at ``source`` (the app directory). A child that ran
     out of memory is reported as ``LimitExceededError`` too."""
+    proc = _start(argv, env=env, cwd=cwd, source=source)
+    _limit_memory(proc, max_memory, what=what, source=source)
+    end = time.monotonic() + timeout
+    try:
+        out, err = _exchange(
+            proc, stdin, end=end, max_output=max_output, timeout=timeout, what=what, source=source
+        )
+        returncode = proc.wait(timeout=max(0.1, end - time.monotonic()))
+    except subprocess.TimeoutExpired as exc:
+        _kill(proc)
+        raise _timeout(what, timeout, source) from exc
+    except BaseException:
+        _kill(proc)
+        raise
+    finally:
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()  # type: ignore[union-attr]
+    stderr = err.decode("utf-8", "replace")
+    if returncode != 0 and _OUT_OF_MEMORY.search(stderr):
+        raise LimitExceededError(
+            f"{what} ran out of memory (limit {max_memory} bytes)", source=source
+        )
+    return ToolResult(returncode, out, stderr)
+
+
+def _start(
+    argv: list[str], *, env: Mapping[str, str], cwd: str, source: str
+) -> subprocess.Popen[bytes]:
+    """The child in a session of its own, so that a kill reaches every process it started."""
     try:
         proc = subprocess.Popen(
             argv,
@@ -98,6 +128,14 @@ def run_tool(
     except OSError as exc:
         raise RenderError(f"cannot start {argv[0]}: {exc.strerror}", source=source) from exc
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    return proc
+
+
+def _limit_memory(
+    proc: subprocess.Popen[bytes], max_memory: int, *, what: str, source: str
+) -> None:
+    """``RLIMIT_DATA`` on the child right after it started (see the module docstring); a child
+    that cannot be limited does not run."""
     try:
         resource.prlimit(proc.pid, resource.RLIMIT_DATA, (max_memory, max_memory))
     except OSError as exc:
@@ -105,6 +143,22 @@ def run_tool(
         raise RenderError(
             f"cannot limit the memory of {what}: {exc.strerror}", source=source
         ) from exc
+
+
+def _exchange(
+    proc: subprocess.Popen[bytes],
+    stdin: bytes,
+    *,
+    end: float,
+    max_output: int,
+    timeout: float,
+    what: str,
+    source: str,
+) -> tuple[bytes, bytes]:
+    """Feed ``stdin`` and read stdout and stderr at once until the child closes them (so that
+    neither side blocks on a full pipe), within the deadline ``end`` and ``max_output`` bytes.
+    Returns stdout and the last ``_STDERR_KEEP`` bytes of stderr."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     out = bytearray()
     err = bytearray()
     pending = memoryview(stdin)
@@ -117,28 +171,19 @@ def run_tool(
             proc.stdin.close()
         sel.register(proc.stdout, selectors.EVENT_READ)
         sel.register(proc.stderr, selectors.EVENT_READ)
-        end = time.monotonic() + timeout
         while len(sel.get_map()) > 0:
             left = end - time.monotonic()
             if left <= 0:
                 raise _timeout(what, timeout, source)
             for key, _ in sel.select(timeout=min(left, 1.0)):
                 if key.fileobj is proc.stdin:
-                    try:
-                        written = os.write(proc.stdin.fileno(), pending[:_CHUNK])
-                    except BrokenPipeError:
-                        written = len(pending)
-                    pending = pending[written:]
-                    if not pending:
-                        sel.unregister(proc.stdin)
-                        proc.stdin.close()
+                    pending = _feed(proc, sel, pending)
                     continue
                 fd = key.fileobj.fileno()  # type: ignore[union-attr]
                 chunk = os.read(fd, _CHUNK)
                 if not chunk:
                     sel.unregister(key.fileobj)
-                    continue
-                if key.fileobj is proc.stdout:
+                elif key.fileobj is proc.stdout:
                     out += chunk
                     if len(out) > max_output:
                         raise LimitExceededError(
@@ -147,24 +192,26 @@ def run_tool(
                 else:
                     err += chunk
                     del err[:-_STDERR_KEEP]
-        returncode = proc.wait(timeout=max(0.1, end - time.monotonic()))
-    except subprocess.TimeoutExpired as exc:
-        _kill(proc)
-        raise _timeout(what, timeout, source) from exc
-    except BaseException:
-        _kill(proc)
-        raise
     finally:
         sel.close()
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            with contextlib.suppress(OSError):
-                stream.close()
-    stderr = err.decode("utf-8", "replace")
-    if returncode != 0 and _OUT_OF_MEMORY.search(stderr):
-        raise LimitExceededError(
-            f"{what} ran out of memory (limit {max_memory} bytes)", source=source
-        )
-    return ToolResult(returncode, bytes(out), stderr)
+    return bytes(out), bytes(err)
+
+
+def _feed(
+    proc: subprocess.Popen[bytes], sel: selectors.BaseSelector, pending: memoryview
+) -> memoryview:
+    """Write the next chunk of stdin; close it once all is written or the child stopped
+    reading (a tool may exit without reading its input: its exit status tells)."""
+    assert proc.stdin is not None
+    try:
+        written = os.write(proc.stdin.fileno(), pending[:_CHUNK])
+    except BrokenPipeError:
+        written = len(pending)
+    pending = pending[written:]
+    if not pending:
+        sel.unregister(proc.stdin)
+        proc.stdin.close()
+    return pending
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

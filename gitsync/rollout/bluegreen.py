@@ -349,66 +349,24 @@ def _analysis(
     return result.phase, result.runs, f"{which} {result.message}", result.due, wait
 
 
+def _waiting(spec: RolloutSpec, status: RolloutStatus, obs: Observation, message: str) -> Decision:
+    """A tick that waits for something outside the rollout (a Service, pods, a label) with no
+    action of its own: the progress deadline still runs."""
+    return _outcome(spec, status, obs, actions=[], message=message, deadline_applies=True)
+
+
 def _preview(spec: RolloutSpec, status: RolloutStatus, obs: Observation, promote: str) -> Decision:
+    """Before the switch: the Services pinned, the preview scaled and ready, the promotion
+    gate (analysis, a request, the auto-promotion timer) passed; then the switch itself."""
     strategy = _strategy(spec)
     total, stable, preview = status.replicas, obs.stable, obs.canary
     assert stable is not None
-    active = obs.services.get(ACTIVE_SERVICE)
-    preview_svc = obs.services.get(PREVIEW_SERVICE)
-    if active is None or not active.exists:
-        name = strategy.active_service
-        return _outcome(
-            spec,
-            status,
-            obs,
-            actions=[],
-            message=f"waiting for the active Service {name} to exist",
-            deadline_applies=True,
-        )
-    if preview_svc is not None and not preview_svc.exists:
-        return _outcome(
-            spec,
-            status,
-            obs,
-            actions=[],
-            message=f"waiting for the preview Service {preview_svc.name} to exist",
-            deadline_applies=True,
-        )
-    actions: list[Action] = []
-    if active.selector_hash != status.stable_hash:
-        if not _stable_serves(stable, total):
-            return _outcome(
-                spec,
-                status,
-                obs,
-                actions=[],
-                deadline_applies=True,
-                message=f"waiting for the stable pods to carry {HASH_LABEL}={status.stable_hash} "
-                f"({stable.labeled_ready}/{max(stable.replicas, total)} ready) before the active "
-                f"Service {active.name} is pinned to them",
-            )
-        actions.append(PinSelector(active.name, status.stable_hash))
-    if preview_svc is not None and preview_svc.selector_hash != status.canary_hash:
-        actions.append(PinSelector(preview_svc.name, status.canary_hash))
-    if actions:  # the preview gets pods only once the active Service is seen pinned
-        return _outcome(
-            spec,
-            status,
-            obs,
-            actions=actions,
-            deadline_applies=True,
-            message=f"pinning the active Service {active.name} to the old pods"
-            + (f" and {preview_svc.name} to the new ones" if preview_svc else ""),
-        )
+    pinning = _pin_services(spec, strategy, status, obs, stable)
+    if pinning is not None:
+        return pinning
     if preview is None:
-        return _outcome(
-            spec,
-            status,
-            obs,
-            actions=[],
-            deadline_applies=True,
-            message="waiting for the preview Deployment to exist",
-        )
+        return _waiting(spec, status, obs, "waiting for the preview Deployment to exist")
+    actions: list[Action] = []
     if stable.replicas != total:
         actions.append(Scale(Role.STABLE, total))
     runs = status.analysis_runs
@@ -417,41 +375,130 @@ def _preview(spec: RolloutSpec, status: RolloutStatus, obs: Observation, promote
         why = f"not finished: promoted ({PROMOTE_ANNOTATION}: {promote})"
         runs = skip_step(PREVIEW, runs, why)
     else:
-        # Never below ``size``; above it only because a promotion already scales it to N.
-        size = preview_size(strategy, total)
-        if preview.replicas < size:
-            actions.append(Scale(Role.CANARY, size))
-        if preview.ready < size:
-            return _outcome(
+        held = _hold_preview(spec, strategy, status, obs, preview=preview, actions=actions)
+        if isinstance(held, Decision):
+            return held
+        pause_until = held
+    return _switch_to_preview(
+        spec, status, obs, preview, actions, promote=promote, runs=runs, pause_until=pause_until
+    )
+
+
+def _pin_services(
+    spec: RolloutSpec,
+    strategy: BlueGreenStrategy,
+    status: RolloutStatus,
+    obs: Observation,
+    stable: WorkloadState,
+) -> Decision | None:
+    """The active Service pinned to the old pods (and the preview Service to the new ones)
+    before the preview gets any pod; None once both are."""
+    total = status.replicas
+    active = obs.services.get(ACTIVE_SERVICE)
+    preview_svc = obs.services.get(PREVIEW_SERVICE)
+    if active is None or not active.exists:
+        name = strategy.active_service
+        return _waiting(spec, status, obs, f"waiting for the active Service {name} to exist")
+    if preview_svc is not None and not preview_svc.exists:
+        return _waiting(
+            spec, status, obs, f"waiting for the preview Service {preview_svc.name} to exist"
+        )
+    actions: list[Action] = []
+    if active.selector_hash != status.stable_hash:
+        if not _stable_serves(stable, total):
+            return _waiting(
                 spec,
                 status,
                 obs,
-                actions=actions,
-                deadline_applies=True,
-                message=f"preview: {preview.ready}/{size} pods ready",
+                f"waiting for the stable pods to carry {HASH_LABEL}={status.stable_hash} "
+                f"({stable.labeled_ready}/{max(stable.replicas, total)} ready) before the active "
+                f"Service {active.name} is pinned to them",
             )
-        gate = _promotion_gate(spec, strategy, status, obs)
-        if gate is not None:
-            return gate
-        if strategy.auto_promotion_seconds:
-            until = parse_time(pause_until)
-            if until is None:
-                until = _pause_deadline(obs.now, strategy.auto_promotion_seconds)
-                pause_until = format_time(until)
-            if obs.now < until:
-                return _outcome(
-                    spec,
-                    status,
-                    obs,
-                    actions=actions,
-                    phase=Phase.PAUSED,
-                    message=f"preview ready ({preview.ready}/{size}): auto-promotion at "
-                    f"{pause_until}",
-                    requeue=max((until - obs.now).total_seconds(), 0.5),
-                    pause_until=pause_until,
-                    analysis_runs=status.analysis_runs,
-                )
-    # Promotion: every new pod ready (at full size), then the active Service in one update.
+        actions.append(PinSelector(active.name, status.stable_hash))
+    if preview_svc is not None and preview_svc.selector_hash != status.canary_hash:
+        actions.append(PinSelector(preview_svc.name, status.canary_hash))
+    if not actions:
+        return None
+    # The preview gets pods only once the active Service is seen pinned.
+    return _outcome(
+        spec,
+        status,
+        obs,
+        actions=actions,
+        deadline_applies=True,
+        message=f"pinning the active Service {active.name} to the old pods"
+        + (f" and {preview_svc.name} to the new ones" if preview_svc else ""),
+    )
+
+
+def _hold_preview(
+    spec: RolloutSpec,
+    strategy: BlueGreenStrategy,
+    status: RolloutStatus,
+    obs: Observation,
+    *,
+    preview: WorkloadState,
+    actions: list[Action],
+) -> Decision | str:
+    """Without a promote request: the preview at its size and ready, the promotion gate and
+    the auto-promotion timer. A Decision while one of them holds promotion back; otherwise the
+    ``pauseUntil`` to keep (the timer's deadline is stored once, so a restart keeps it)."""
+    total = status.replicas
+    # Never below ``size``; above it only because a promotion already scales it to N.
+    size = preview_size(strategy, total)
+    if preview.replicas < size:
+        actions.append(Scale(Role.CANARY, size))
+    if preview.ready < size:
+        return _outcome(
+            spec,
+            status,
+            obs,
+            actions=actions,
+            deadline_applies=True,
+            message=f"preview: {preview.ready}/{size} pods ready",
+        )
+    gate = _promotion_gate(spec, strategy, status, obs)
+    if gate is not None:
+        return gate
+    pause_until = status.pause_until
+    if not strategy.auto_promotion_seconds:
+        return pause_until
+    until = parse_time(pause_until)
+    if until is None:
+        until = _pause_deadline(obs.now, strategy.auto_promotion_seconds)
+        pause_until = format_time(until)
+    if obs.now >= until:
+        return pause_until
+    return _outcome(
+        spec,
+        status,
+        obs,
+        actions=actions,
+        phase=Phase.PAUSED,
+        message=f"preview ready ({preview.ready}/{size}): auto-promotion at {pause_until}",
+        requeue=max((until - obs.now).total_seconds(), 0.5),
+        pause_until=pause_until,
+        analysis_runs=status.analysis_runs,
+    )
+
+
+def _switch_to_preview(
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    obs: Observation,
+    preview: WorkloadState,
+    actions: list[Action],
+    *,
+    promote: str,
+    runs: tuple[AnalysisRun, ...],
+    pause_until: str,
+) -> Decision:
+    """Promotion: every new pod ready (at full size), then the active Service in one update
+    and the old pods' scale-down deadline stored."""
+    strategy = _strategy(spec)
+    total = status.replicas
+    active = obs.services[ACTIVE_SERVICE]
+    preview_svc = obs.services.get(PREVIEW_SERVICE)
     if preview.replicas != total:
         actions.append(Scale(Role.CANARY, total))
     serving = preview.ready

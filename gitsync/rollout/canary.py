@@ -586,100 +586,141 @@ def _route_handover(
     return None
 
 
+@dataclass(frozen=True)
+class _Sides:
+    """The live stable and canary Deployments, both present, and with a router the router and
+    the ready endpoints of the canary Service: what moving the weight looks at."""
+
+    stable: WorkloadState
+    canary: WorkloadState
+    router: RouterState | None
+    canary_endpoints: int
+
+    @classmethod
+    def observed(cls, obs: Observation) -> _Sides | None:
+        """None until both Deployments exist: no step can move before that."""
+        if obs.stable is None or obs.canary is None:
+            return None
+        canary_svc = obs.services.get(CANARY_SERVICE)
+        return cls(
+            stable=obs.stable,
+            canary=obs.canary,
+            router=obs.router,
+            canary_endpoints=canary_svc.ready_endpoints if canary_svc else 0,
+        )
+
+
+def _towards(total: int, weight: int, sides: _Sides) -> tuple[list[Action], bool, str]:
+    """The actions towards ``weight``, whether it is reached, and where it is: through the
+    router when there is one, otherwise by the share of ready pods."""
+    stable, canary = sides.stable, sides.canary
+    if sides.router is not None:
+        return _route_towards(
+            total,
+            weight,
+            stable=stable,
+            canary=canary,
+            router=sides.router,
+            canary_endpoints=sides.canary_endpoints,
+        )
+    actions, (want_canary, want_stable) = _scale_towards(total, weight, stable, canary)
+    reached = (
+        not actions
+        and canary.ready >= want_canary
+        and canary.pods <= want_canary
+        and stable.pods <= want_stable
+    )
+    detail = (
+        f"canary {canary.ready}/{want_canary} pods ready, stable {stable.pods} pods "
+        f"(target {want_stable})"
+    )
+    return actions, reached, detail
+
+
 def _walk_steps(
     spec: RolloutSpec,
     status: RolloutStatus,
     tick: _Tick,
     now: datetime,
     *,
-    stable: WorkloadState,
-    canary: WorkloadState,
+    sides: _Sides,
     readings: Mapping[str, Reading],
-    router: RouterState | None = None,
-    canary_endpoints: int = 0,
 ) -> None:
     """Advance ``tick`` through every step whose condition already holds; stop at the first
     that has to wait, with the actions that move it on."""
     steps = _steps(spec)
-    total = status.replicas
     while tick.index < len(steps):
         current = steps[tick.index]
         where = f"step {tick.index + 1}/{len(steps)}"
-        if isinstance(current, SetWeight) and router is not None:
-            routed, reached, detail = _route_towards(
-                total,
-                current.weight,
-                stable=stable,
-                canary=canary,
-                router=router,
-                canary_endpoints=canary_endpoints,
-            )
-            tick.actions = tuple(routed)
-            if reached:
-                tick.advance(now)
-                continue
-            tick.message = f"{where}: setWeight {current.weight}: {detail}"
-            return
         if isinstance(current, SetWeight):
-            actions, (want_canary, want_stable) = _scale_towards(
-                total, current.weight, stable, canary
-            )
+            moved_on = _set_weight(tick, current, where, now, total=status.replicas, sides=sides)
+        else:
+            # A pause or an analysis holds the weight reached so far while it waits.
+            held = _held_weight(steps, tick.index)
+            actions, _, _ = _towards(status.replicas, held, sides)
             tick.actions = tuple(actions)
-            done = (
-                not actions
-                and canary.ready >= want_canary
-                and canary.pods <= want_canary
-                and stable.pods <= want_stable
-            )
-            if done:
-                tick.advance(now)
-                continue
-            tick.message = (
-                f"{where}: setWeight {current.weight}: canary {canary.ready}/{want_canary} pods "
-                f"ready, stable {stable.pods} pods (target {want_stable})"
-            )
+            moved_on = _hold(spec, tick, current, where, now, readings=readings)
+        if not moved_on:
             return
-        # A pause or an analysis holds the weight reached so far while it waits.
-        if router is not None:
-            actions, _, _ = _route_towards(
-                total,
-                _held_weight(steps, tick.index),
-                stable=stable,
-                canary=canary,
-                router=router,
-                canary_endpoints=canary_endpoints,
-            )
-        else:
-            actions, _ = _scale_towards(total, _held_weight(steps, tick.index), stable, canary)
-        tick.actions = tuple(actions)
-        if tick.promote:
-            why = f"not finished: promoted ({PROMOTE_ANNOTATION}: {tick.promote})"
-            tick.analysis_runs = skip_step(tick.index, tick.analysis_runs, why)
-            tick.handled_promote, tick.promote = tick.promote, ""
-            tick.advance(now)
-            continue
-        tick.phase = Phase.PAUSED
-        tick.requeue = PROGRESS_REQUEUE_SECONDS if actions else None
-        if isinstance(current, Pause) and current.duration is not None:
-            until = parse_time(tick.pause_until)
-            if until is None:
-                until = _pause_deadline(now, current.duration)
-                tick.pause_until = format_time(until)
-            if now >= until:
-                tick.phase = Phase.PROGRESSING
-                tick.advance(now)
-                continue
-            tick.message = f"{where}: paused until {tick.pause_until}"
-            tick.requeue = max((until - now).total_seconds(), 0.5)
-        elif isinstance(current, Analysis):
-            if _analyse(
-                spec, tick, current, where, now=now, readings=readings, scaling=bool(actions)
-            ):
-                continue
-        else:
-            tick.message = f"{where}: paused until promoted ({PROMOTE_ANNOTATION})"
-        return
     tick.phase, tick.actions, tick.requeue = Phase.PROGRESSING, (), PROGRESS_REQUEUE_SECONDS
+
+
+def _set_weight(
+    tick: _Tick, current: SetWeight, where: str, now: datetime, *, total: int, sides: _Sides
+) -> bool:
+    """One tick of a ``setWeight`` step; True when the weight is reached and ``tick`` advanced."""
+    actions, reached, detail = _towards(total, current.weight, sides)
+    tick.actions = tuple(actions)
+    if reached:
+        tick.advance(now)
+        return True
+    tick.message = f"{where}: setWeight {current.weight}: {detail}"
+    return False
+
+
+def _hold(
+    spec: RolloutSpec,
+    tick: _Tick,
+    current: CanaryStep,
+    where: str,
+    now: datetime,
+    *,
+    readings: Mapping[str, Reading],
+) -> bool:
+    """One tick of a pause or analysis step while ``tick.actions`` hold the weight; True when
+    it ended (promoted, its time is up, its analysis passed) and ``tick`` advanced."""
+    if tick.promote:
+        why = f"not finished: promoted ({PROMOTE_ANNOTATION}: {tick.promote})"
+        tick.analysis_runs = skip_step(tick.index, tick.analysis_runs, why)
+        tick.handled_promote, tick.promote = tick.promote, ""
+        tick.advance(now)
+        return True
+    tick.phase = Phase.PAUSED
+    tick.requeue = PROGRESS_REQUEUE_SECONDS if tick.actions else None
+    if isinstance(current, Pause) and current.duration is not None:
+        return _timed_pause(tick, current.duration, where, now)
+    if isinstance(current, Analysis):
+        return _analyse(
+            spec, tick, current, where, now=now, readings=readings, scaling=bool(tick.actions)
+        )
+    tick.message = f"{where}: paused until promoted ({PROMOTE_ANNOTATION})"
+    return False
+
+
+def _timed_pause(tick: _Tick, duration: float, where: str, now: datetime) -> bool:
+    """One tick of ``pause: {duration}``; True when it is over and ``tick`` advanced. The
+    deadline is stored on entry, so a restarted controller neither restarts nor skips it."""
+    until = parse_time(tick.pause_until)
+    if until is None:
+        until = _pause_deadline(now, duration)
+        tick.pause_until = format_time(until)
+    if now >= until:
+        tick.phase = Phase.PROGRESSING
+        tick.advance(now)
+        return True
+    tick.message = f"{where}: paused until {tick.pause_until}"
+    tick.requeue = max((until - now).total_seconds(), 0.5)
+    return False
 
 
 def _analyse(
@@ -716,11 +757,30 @@ def _analyse(
 
 def step(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decision:
     """One tick of the rollout ``status`` describes (see the module docstring)."""
-    now = obs.now
-    requests = obs.requests
     status = replace(status, observed_generation=obs.generation)
+    settled = _outside_steps(spec, status, obs)
+    if settled is not None:
+        return settled
+    steps = _steps(spec)
+    tick = _open_tick(status, obs, len(steps))
+    sides = _Sides.observed(obs)
+    if sides is not None:
+        _move_traffic(spec, status, tick, obs, sides)
+    if obs.stable is None:
+        tick.message = "waiting for the stable Deployment to exist"
+    elif tick.index >= len(steps):
+        return _complete(spec, status, obs, tick, obs.stable)
+    elif obs.canary is None:
+        tick.message = "waiting for the canary Deployment to exist"
+    return _conclude(spec, status, obs, tick, weight=_weight(obs), deadline_guards=True)
+
+
+def _outside_steps(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decision | None:
+    """The ticks that walk no step: nothing to roll out (a canary left behind by a crash
+    between steps goes), aborted, finished, an abort request, a spec this version cannot run.
+    None: the steps go on."""
+    requests = obs.requests
     if not status.canary_hash:
-        # Nothing to roll out; a canary left behind (a crash between steps) goes.
         leftover: tuple[Action, ...] = (DeleteCanary(),) if obs.canary is not None else ()
         return Decision(_consume_requests(_observed(status, obs), requests), leftover)
     if status.phase == Phase.DEGRADED:
@@ -736,81 +796,99 @@ def step(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decision
     why = unsupported(spec)
     if why:
         return abort(status, obs, why)
+    return None
 
-    steps = _steps(spec)
-    total = status.replicas
+
+def _open_tick(status: RolloutStatus, obs: Observation, step_count: int) -> _Tick:
+    """The tick's working copy of the status, with a new promote request taken up; a full
+    promote skips every remaining step at once."""
+    promote = obs.requests.promote
     tick = _Tick(
         index=status.current_step_index,
         pause_until=status.pause_until,
         progress_at=status.last_progress_time,
         handled_promote=status.handled_promote,
-        promote=requests.promote if requests.promote != status.handled_promote else "",
+        promote=promote if promote != status.handled_promote else "",
         analysis_runs=status.analysis_runs,
     )
     if tick.promote.endswith(FULL_PROMOTE_SUFFIX):
         why = f"not finished: promoted in full ({PROMOTE_ANNOTATION}: {tick.promote})"
         tick.analysis_runs = skip_step(tick.index, tick.analysis_runs, why)
         tick.handled_promote, tick.promote = tick.promote, ""
-        tick.index, tick.pause_until, tick.progress_at = len(steps), "", _stamp(now)
+        tick.index, tick.pause_until, tick.progress_at = step_count, "", _stamp(obs.now)
+    return tick
 
-    stable, canary = obs.stable, obs.canary
-    if stable is not None and canary is not None:
-        pins: list[Action] = []
-        waiting = ""
-        if obs.router is not None and tick.index < len(steps):
-            pins, waiting = _route_prerequisites(status, obs)
+
+def _move_traffic(
+    spec: RolloutSpec, status: RolloutStatus, tick: _Tick, obs: Observation, sides: _Sides
+) -> None:
+    """Walk the steps, once a router's Services are pinned (each selects one side only)."""
+    if obs.router is not None and tick.index < len(_steps(spec)):
+        pins, waiting = _route_prerequisites(status, obs)
         if pins or waiting:
             tick.actions, tick.message = tuple(pins), waiting
-        else:
-            canary_svc = obs.services.get(CANARY_SERVICE)
-            _walk_steps(
-                spec,
-                status,
-                tick,
-                now,
-                stable=stable,
-                canary=canary,
-                readings=obs.readings,
-                router=obs.router,
-                canary_endpoints=canary_svc.ready_endpoints if canary_svc else 0,
-            )
-    completing = stable is not None and tick.index >= len(steps)
+            return
+    _walk_steps(spec, status, tick, obs.now, sides=sides, readings=obs.readings)
+
+
+def _complete(
+    spec: RolloutSpec, status: RolloutStatus, obs: Observation, tick: _Tick, stable: WorkloadState
+) -> Decision:
+    """Every step done (or a full promote): the stable Deployment gets the canary's template
+    (with a router, after the traffic is handed over), rolls out, and the canary goes."""
+    total = status.replicas
     handing_over = False
-    weight = 100 if completing else _weight(obs)
-    if stable is None:
-        tick.message = "waiting for the stable Deployment to exist"
-    elif completing and stable.template_hash != status.canary_hash:
+    if stable.template_hash != status.canary_hash:
         handover = None
-        if canary is not None and obs.router is not None:
+        if obs.canary is not None and obs.router is not None:
             handover = _route_handover(status, obs, total)
-        if canary is None:
+        if obs.canary is None:
             tick.message = "promoting: waiting for the canary Deployment to exist"
         elif handover is not None:
             tick.actions, tick.message, handing_over = handover
         else:
             tick.actions = (PromoteStable(status.canary_hash, total),)
             tick.message = f"promoting: the stable Deployment gets template {status.canary_hash}"
-    elif completing and stable.rolled_out and stable.replicas == total:
-        done = replace(
-            _consume_requests(_observed(status, obs), requests),
-            phase=Phase.HEALTHY,
-            message=f"rollout of template {status.canary_hash} complete",
-            current_step_index=len(steps),
-            current_weight=100,
-            stable_hash=status.canary_hash,
-            canary_hash="",
-            pause_until="",
-            last_progress_time=_stamp(now),
-        )
-        return Decision(done, (DeleteCanary(),) if canary is not None else ())
-    elif completing:
+    elif stable.rolled_out and stable.replicas == total:
+        return _healthy(spec, status, obs)
+    else:
         if stable.replicas != total:
             tick.actions = (Scale(Role.STABLE, total),)
         tick.message = f"promoting: {stable.health_message or 'stable Deployment rolling out'}"
-    elif canary is None:
-        tick.message = "waiting for the canary Deployment to exist"
+    # The deadline guards until the promotion switches traffic; the stable Deployment's
+    # rolling update has its own progress deadline and health.
+    return _conclude(spec, status, obs, tick, weight=100, deadline_guards=handing_over)
 
-    if tick.actions or (canary is not None and canary.ready > status.ready_canary):
+
+def _healthy(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decision:
+    """The stable Deployment runs the canary's template at N replicas: the rollout is done."""
+    done = replace(
+        _consume_requests(_observed(status, obs), obs.requests),
+        phase=Phase.HEALTHY,
+        message=f"rollout of template {status.canary_hash} complete",
+        current_step_index=len(_steps(spec)),
+        current_weight=100,
+        stable_hash=status.canary_hash,
+        canary_hash="",
+        pause_until="",
+        last_progress_time=_stamp(obs.now),
+    )
+    return Decision(done, (DeleteCanary(),) if obs.canary is not None else ())
+
+
+def _conclude(
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    obs: Observation,
+    tick: _Tick,
+    *,
+    weight: int,
+    deadline_guards: bool,
+) -> Decision:
+    """The status ``tick`` arrived at, unless the tick found a reason to abort or made no
+    progress for longer than ``progressDeadlineSeconds``."""
+    now = obs.now
+    if tick.actions or (obs.canary is not None and obs.canary.ready > status.ready_canary):
         tick.progress_at = _stamp(now)
     new = replace(
         _observed(status, obs),
@@ -825,8 +903,7 @@ def step(spec: RolloutSpec, status: RolloutStatus, obs: Observation) -> Decision
     )
     if tick.abort_reason:
         return abort(new, obs, tick.abort_reason)
-    guarded = not completing or handing_over  # until the promotion switches traffic
-    if tick.phase == Phase.PROGRESSING and guarded and tick.deadline_applies:
+    if tick.phase == Phase.PROGRESSING and deadline_guards and tick.deadline_applies:
         since = parse_time(tick.progress_at) or now
         stalled = (now - since).total_seconds()
         if stalled > spec.progress_deadline_seconds:

@@ -149,6 +149,37 @@ class RolloutNotReadyError(WaitingError):
     Deployments): try again after ``FAILURE_REQUEUE_SECONDS``."""
 
 
+@dataclass(frozen=True)
+class _ActionFailure:
+    """An action of a decision that failed, and what the loop does next: retry after
+    ``requeue`` seconds, or (None) wait for a change - the Rollout, the object it names, RBAC."""
+
+    error: str
+    denied: bool = False
+    """RBAC denied the action: Degraded and marked aborted, retried on request only."""
+    requeue: float | None = None
+
+    @classmethod
+    def retried(cls, what: str, exc: ApiError | RolloutNotReadyError) -> _ActionFailure:
+        """A failure retried after ``FAILURE_REQUEUE_SECONDS`` unless the error stalls."""
+        stalls = next_step(exc) == NextStep.STALL
+        return cls(f"{what}: {_message(exc)}", requeue=None if stalls else FAILURE_REQUEUE_SECONDS)
+
+
+def _foreign_second(rollout: Rollout, canary: Mapping[str, Any] | None) -> str:
+    """Why the canary (or preview) Deployment's name is taken by one this Rollout does not own
+    ("" when it is free or ours): a rollout must never scale or delete someone else's."""
+    if canary is None:
+        return ""
+    owner = ((canary.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
+    if owner == rollout.name:
+        return ""
+    return (
+        f"Deployment {second_name(rollout.spec)} exists and is not this Rollout's "
+        f"{strategy_of(rollout.spec).second} ({OWNER_ANNOTATION}: {owner!r}); rename or delete it"
+    )
+
+
 # -- manifests (pure) --------------------------------------------------------------------------
 
 
@@ -438,70 +469,29 @@ class RolloutExecutor:
             rollout = parse_rollout_doc(live)
         except RolloutSpecError as exc:
             return self._report_error(kube, key, f"invalid Rollout spec: {exc}")
-        target = rollout.spec.target_ref.name
-        namespace = key.namespace
-        second = second_name(rollout.spec)
-        stable = kube.get(DEPLOYMENT_API, "Deployment", target, namespace)
-        canary = kube.get(DEPLOYMENT_API, "Deployment", second, namespace)
-        if canary is not None:
-            owner = ((canary.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
-            if owner != rollout.name:
-                return self._report_error(
-                    kube,
-                    key,
-                    f"Deployment {second} exists and is not this Rollout's "
-                    f"{strategy_of(rollout.spec).second} "
-                    f"({OWNER_ANNOTATION}: {owner!r}); rename or delete it",
-                )
-        pods: list[dict[str, Any]] = []
-        if stable is not None:
-            selector = selector_string((stable.get("spec") or {}).get("selector") or {})
-            if selector:
-                pods = kube.list("v1", "Pod", namespace, label_selector=selector)["items"]
-        stable_state, canary_state = workload_states(stable, canary, pods)
-        obs = core.Observation(
-            now=self.clock(),
-            stable=stable_state,
-            canary=canary_state,
-            requests=core.Requests.from_annotations(rollout.annotations),
-            generation=rollout.generation,
-            services=self._services(kube, rollout),
-            router=self._router(kube, rollout),
-        )
+        stable = kube.get(DEPLOYMENT_API, "Deployment", rollout.spec.target_ref.name, key.namespace)
+        canary = kube.get(DEPLOYMENT_API, "Deployment", second_name(rollout.spec), key.namespace)
+        foreign = _foreign_second(rollout, canary)
+        if foreign:
+            return self._report_error(kube, key, foreign)
+        obs = self._observe(kube, rollout, key.namespace, stable=stable, canary=canary)
         decision = decide(rollout, old, obs)
         if decision.measure:
             obs = replace(obs, readings=self._read_metrics(key, rollout, decision.measure))
             decision = decide(rollout, old, obs)
-        error, denied = "", False
-        requeue: float | None = None
-        try:
-            for action in decision.actions:
-                self._execute(kube, action, rollout, stable=stable, canary=canary, work=work)
-        except RolloutConfigError as exc:  # stalled: no retry until something changes
-            error = f"{type(action).__name__} stalled: {exc}"
-        except (ApiError, RolloutNotReadyError) as exc:
-            denied = isinstance(exc, ApiError) and exc.status == 403
-            if denied:
-                assert isinstance(exc, ApiError)
-                error = rbac_denied(f"{type(action).__name__} failed", exc)
-            else:
-                error = f"{type(action).__name__} failed: {_message(exc)}"
-                requeue = FAILURE_REQUEUE_SECONDS if next_step(exc) != NextStep.STALL else None
-        if error:
-            failed = replace(old, message=error, observed_generation=rollout.generation)
-            if denied:
-                # Not retried on a timer: RBAC must change first. Degraded, and marked aborted
-                # so that a retry request (rollouts.gitsync.dev/retry) starts it again then.
-                failed = replace(failed, phase=Phase.DEGRADED, aborted_hash=old.canary_hash)
-            try:
-                self._write_status(kube, live, old, failed)
-            except ApiError as exc:
-                if exc.status != 403:
-                    raise
-                # the action's denial is the reason; the status is not the app's to carry
-                error = f"{error}; status not written: {exc.message or exc}"
-            log.warning("rollout action failed", rollout=str(key), error=error)
-            return RolloutStepResult(key, failed, decision.actions, requeue, error)
+        failure = self._execute_all(
+            kube, decision, rollout, stable=stable, canary=canary, work=work
+        )
+        if failure is not None:
+            return self._record_failure(
+                kube,
+                key,
+                live,
+                old,
+                failure=failure,
+                generation=rollout.generation,
+                actions=decision.actions,
+            )
         self._write_status(kube, live, old, decision.status)
         if decision.actions or decision.status.phase != old.phase:
             log.info(
@@ -513,6 +503,88 @@ class RolloutExecutor:
                 actions=[repr(a) for a in decision.actions],
             )
         return RolloutStepResult(key, decision.status, decision.actions, decision.requeue_after)
+
+    def _observe(
+        self,
+        kube: KubeClient,
+        rollout: Rollout,
+        namespace: str,
+        *,
+        stable: Mapping[str, Any] | None,
+        canary: Mapping[str, Any] | None,
+    ) -> core.Observation:
+        """What the decision core sees: both Deployments with the pods the stable one selects,
+        the request annotations, the pinned Services and the router, at ``self.clock()``."""
+        pods: list[dict[str, Any]] = []
+        if stable is not None:
+            selector = selector_string((stable.get("spec") or {}).get("selector") or {})
+            if selector:
+                pods = kube.list("v1", "Pod", namespace, label_selector=selector)["items"]
+        stable_state, canary_state = workload_states(stable, canary, pods)
+        return core.Observation(
+            now=self.clock(),
+            stable=stable_state,
+            canary=canary_state,
+            requests=core.Requests.from_annotations(rollout.annotations),
+            generation=rollout.generation,
+            services=self._services(kube, rollout),
+            router=self._router(kube, rollout),
+        )
+
+    def _execute_all(
+        self,
+        kube: KubeClient,
+        decision: core.Decision,
+        rollout: Rollout,
+        *,
+        stable: Mapping[str, Any] | None,
+        canary: Mapping[str, Any] | None,
+        work: RolloutWork | None,
+    ) -> _ActionFailure | None:
+        """Carry out the decision's actions in order; the first that fails stops the rest and
+        says what the loop does next (None: all done)."""
+        for action in decision.actions:
+            what = type(action).__name__
+            try:
+                self._execute(kube, action, rollout, stable=stable, canary=canary, work=work)
+            except RolloutConfigError as exc:  # stalled: no retry until something changes
+                return _ActionFailure(f"{what} stalled: {exc}")
+            except ApiError as exc:
+                if exc.status == 403:
+                    return _ActionFailure(rbac_denied(f"{what} failed", exc), denied=True)
+                return _ActionFailure.retried(f"{what} failed", exc)
+            except RolloutNotReadyError as exc:
+                return _ActionFailure.retried(f"{what} failed", exc)
+        return None
+
+    def _record_failure(
+        self,
+        kube: KubeClient,
+        key: ResourceKey,
+        live: Mapping[str, Any],
+        old: RolloutStatus,
+        *,
+        failure: _ActionFailure,
+        generation: int,
+        actions: tuple[core.Action, ...],
+    ) -> RolloutStepResult:
+        """The old status with the failure's message (Degraded and marked aborted when RBAC
+        denied the action), written where the tenant may carry it."""
+        error = failure.error
+        failed = replace(old, message=error, observed_generation=generation)
+        if failure.denied:
+            # Not retried on a timer: RBAC must change first. Degraded, and marked aborted
+            # so that a retry request (rollouts.gitsync.dev/retry) starts it again then.
+            failed = replace(failed, phase=Phase.DEGRADED, aborted_hash=old.canary_hash)
+        try:
+            self._write_status(kube, live, old, failed)
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            # the action's denial is the reason; the status is not the app's to carry
+            error = f"{error}; status not written: {exc.message or exc}"
+        log.warning("rollout action failed", rollout=str(key), error=error)
+        return RolloutStepResult(key, failed, actions, failure.requeue, error)
 
     def _read_metrics(
         self, key: ResourceKey, rollout: Rollout, names: Sequence[str]

@@ -350,28 +350,9 @@ def _parse_blue_green(value: object, metric_names: set[str]) -> BlueGreenStrateg
     )
 
 
-def _parse_metric(value: object, path: str) -> Metric:
-    f = _Fields(value, path)
-    name = _name(f.text("name"), f.path("name"), label=True)
-    interval = f.duration("interval", 60.0, minimum=1.0)
-    count = f.integer("count", minimum=1, maximum=MAX_METRIC_COUNT)
-    count = 1 if count is None else count
-    failure_limit = f.integer("failureLimit", minimum=0, maximum=MAX_METRIC_COUNT)
-    failure_limit = 0 if failure_limit is None else failure_limit
-    if failure_limit >= count:
-        raise RolloutSpecError(
-            f.path("failureLimit"),
-            f"must be below count ({count}): with {failure_limit} allowed failures the analysis "
-            "could never fail",
-        )
-    policy_text = f.text("noDataPolicy", NoDataPolicy.INCONCLUSIVE.value)
-    try:
-        policy = NoDataPolicy(policy_text)
-    except ValueError:
-        raise RolloutSpecError(
-            f.path("noDataPolicy"),
-            f"expected one of {', '.join(p.value for p in NoDataPolicy)}, got {policy_text!r}",
-        ) from None
+def _parse_condition(f: _Fields) -> str:
+    """``successCondition``: required, bounded, and compiled now so a typo fails the sync, not
+    the analysis half-way through a rollout."""
     condition = f.text("successCondition").strip()
     if not condition:
         raise RolloutSpecError(f.path("successCondition"), "is required (e.g. 'result >= 0.95')")
@@ -383,6 +364,11 @@ def _parse_metric(value: object, path: str) -> Metric:
         compile_condition(condition)
     except ConditionError as exc:
         raise RolloutSpecError(f.path("successCondition"), str(exc)) from None
+    return condition
+
+
+def _parse_provider(f: _Fields) -> PrometheusProvider | WebProvider:
+    """``provider``: exactly one of prometheus or web, each with its own bounded fields."""
     if f.raw("provider") is None:
         raise RolloutSpecError(f.path("provider"), "is required (prometheus or web)")
     pf = _Fields(f.raw("provider"), f.path("provider"))
@@ -412,6 +398,34 @@ def _parse_metric(value: object, path: str) -> Metric:
         provider = WebProvider(url, json_path, timeout)
         w.done()
     pf.done()
+    return provider
+
+
+def _parse_metric(value: object, path: str) -> Metric:
+    """One entry of ``spec.metrics``: what to measure, how often, and what counts as a pass."""
+    f = _Fields(value, path)
+    name = _name(f.text("name"), f.path("name"), label=True)
+    interval = f.duration("interval", 60.0, minimum=1.0)
+    count = f.integer("count", minimum=1, maximum=MAX_METRIC_COUNT)
+    count = 1 if count is None else count
+    failure_limit = f.integer("failureLimit", minimum=0, maximum=MAX_METRIC_COUNT)
+    failure_limit = 0 if failure_limit is None else failure_limit
+    if failure_limit >= count:
+        raise RolloutSpecError(
+            f.path("failureLimit"),
+            f"must be below count ({count}): with {failure_limit} allowed failures the analysis "
+            "could never fail",
+        )
+    policy_text = f.text("noDataPolicy", NoDataPolicy.INCONCLUSIVE.value)
+    try:
+        policy = NoDataPolicy(policy_text)
+    except ValueError:
+        raise RolloutSpecError(
+            f.path("noDataPolicy"),
+            f"expected one of {', '.join(p.value for p in NoDataPolicy)}, got {policy_text!r}",
+        ) from None
+    condition = _parse_condition(f)
+    provider = _parse_provider(f)
     f.done()
     return Metric(
         name=name,

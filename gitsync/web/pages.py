@@ -80,7 +80,17 @@ def pages_blueprint(
     *,
     summaries: Summaries,
 ) -> flask.Blueprint:
+    """The pages and their form actions, with the template filters and context they use."""
     bp = flask.Blueprint("ui", __name__)
+    _add_filters(bp)
+    _add_context(bp, guard)
+    _add_pages(bp, guard, snapshot, differ, rollouts, summaries=summaries)
+    _add_form_actions(bp, controller, guard, snapshot, rollouts)
+    return bp
+
+
+def _add_filters(bp: flask.Blueprint) -> None:
+    """Template filters: how times, statuses, diffs and rollout charts are shown."""
     bp.add_app_template_filter(chart, "rollout_chart")
 
     @bp.app_template_filter("remaining")
@@ -94,6 +104,10 @@ def pages_blueprint(
     bp.add_app_template_filter(when, "when")
     bp.add_app_template_filter(first_line, "first_line")
     bp.add_app_template_filter(diff_lines, "diff_lines")
+
+
+def _add_context(bp: flask.Blueprint, guard: Guard) -> None:
+    """What every template sees: who is signed in, the CSRF token, pending flash messages."""
 
     @bp.app_context_processor
     def context() -> dict[str, Any]:
@@ -114,6 +128,18 @@ def pages_blueprint(
             "flashes": flashes,
             "login_enabled": guard.settings.login_enabled,
         }
+
+
+def _add_pages(
+    bp: flask.Blueprint,
+    guard: Guard,
+    snapshot: Snapshot,
+    differ: Differ,
+    rollouts: Rollouts,
+    *,
+    summaries: Summaries,
+) -> None:
+    """The read-only pages: the list, one Application, its diff."""
 
     @bp.get("/")
     @guard.page
@@ -154,6 +180,17 @@ def pages_blueprint(
         except DiffError as exc:
             error, status = exc.message, exc.status
         return flask.render_template("diff.html", app=detail(obj), diff=doc, error=error), status
+
+
+def _add_form_actions(
+    bp: flask.Blueprint,
+    controller: ControllerView,
+    guard: Guard,
+    snapshot: Snapshot,
+    rollouts: Rollouts,
+) -> None:
+    """The form fallback for the actions (without JavaScript): each posts, flashes the outcome
+    and redirects back to the Application (303, so a reload does not post again)."""
 
     @bp.post("/apps/<namespace>/<name>/rollouts/<path:action>")  # "<rollout>/<verb>", as the API
     @guard.form_action
@@ -206,5 +243,3 @@ def pages_blueprint(
             principal.session.flashes.append((category, message))
         snapshot.invalidate()
         return flask.redirect(flask.url_for("ui.app_detail", namespace=namespace, name=name), 303)
-
-    return bp

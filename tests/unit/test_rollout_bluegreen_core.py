@@ -625,3 +625,43 @@ def test_a_tick_without_a_rollout_never_scales_the_stable_deployment() -> None:
     world = World(active_pin="old")
     decision = bluegreen.step(MANUAL, RolloutStatus(), world.observe(T0))
     assert decision.actions == ()
+
+
+# -- before the preview gets pods: what is waited for ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "message"),
+    [
+        ("active", "waiting for the active Service web to exist"),
+        ("preview", "waiting for the preview Service web-preview to exist"),
+    ],
+)
+def test_a_missing_service_holds_the_preview_back_until_the_deadline(
+    role: str, message: str
+) -> None:
+    world = World()
+    status = started(world)
+    observed = world.observe(T0)
+    services = dict(observed.services)
+    services[role] = replace(services[role], exists=False)
+    missing = replace(observed, services=services)
+    waiting = bluegreen.step(MANUAL, status, missing)
+    assert waiting.actions == (), "no pin and no preview pod without both Services"
+    assert waiting.status.message == message
+    assert waiting.status.phase == Phase.PROGRESSING
+    late = bluegreen.step(MANUAL, waiting.status, replace(missing, now=T0 + timedelta(seconds=61)))
+    assert late.status.phase == Phase.DEGRADED
+    assert "progress deadline exceeded" in late.status.message and message in late.status.message
+
+
+def test_a_missing_preview_deployment_is_waited_for_once_the_services_are_pinned() -> None:
+    world = World()
+    status = started(world)
+    pinned = world.decide(MANUAL, status, T0)
+    world.apply(pinned)
+    world.preview_replicas = None  # deleted by hand between two ticks
+    waiting = world.decide(MANUAL, pinned.status, T0 + timedelta(seconds=1))
+    assert waiting.actions == ()
+    assert waiting.status.message == "waiting for the preview Deployment to exist"
+    assert world.active_pin == "old" and world.stable_replicas == N

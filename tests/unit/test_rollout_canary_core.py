@@ -135,6 +135,18 @@ def run(
     return status, now
 
 
+ONE_STEP = spec([{"setWeight": 50}])
+ONE_STEP_DONE = RolloutStatus(
+    phase=Phase.PROGRESSING,
+    current_step_index=1,
+    canary_hash="new",
+    stable_hash="old",
+    replicas=N,
+    last_progress_time=format_time(T0),
+)
+"""``ONE_STEP`` walked: what is left is the promotion (as stored, e.g. across a crash)."""
+
+
 def at_step(index: int, phase: Phase) -> Any:
     return lambda s: s.current_step_index == index and s.phase == phase
 
@@ -340,15 +352,7 @@ def test_completion_waits_for_the_stable_rolling_update() -> None:
 
 
 def test_a_crash_after_deleting_the_canary_still_completes() -> None:
-    steps = spec([{"setWeight": 50}])
-    status = RolloutStatus(
-        phase=Phase.PROGRESSING,
-        current_step_index=1,
-        canary_hash="new",
-        stable_hash="old",
-        replicas=N,
-        last_progress_time=format_time(T0),
-    )
+    steps, status = ONE_STEP, ONE_STEP_DONE
     pods = Pods(stable_hash="new", canary_replicas=None)
     decision = core.step(steps, status, pods.observe(T0))
     assert decision.status.phase == Phase.HEALTHY and decision.actions == ()
@@ -498,3 +502,95 @@ def test_status_round_trips_through_the_custom_resource() -> None:
     assert doc["phase"] == "Paused" and doc["currentWeight"] == 20 and doc["pauseUntil"]
     assert RolloutStatus.from_dict(doc) == status
     assert RolloutStatus.from_dict({"currentStepIndex": "two", "phase": 3}) == RolloutStatus()
+
+
+# -- the branches of one tick: a Deployment missing, nothing to do, completion, holding --------
+
+
+def test_without_the_stable_deployment_nothing_moves_and_the_deadline_still_runs() -> None:
+    pods = Pods()
+    status, now = run(pods, started(pods), T0, until=at_step(1, Phase.PAUSED))
+    gone = replace(pods.observe(now + timedelta(seconds=5)), stable=None)
+    waiting = core.step(STEPS, status, gone)
+    assert waiting.actions == () and waiting.status.current_step_index == 1
+    assert waiting.status.message == "waiting for the stable Deployment to exist"
+    assert waiting.status.phase == Phase.PROGRESSING
+    assert waiting.status.pause_until == status.pause_until
+    later = replace(gone, now=now + timedelta(seconds=31))
+    aborted = core.step(STEPS, waiting.status, later)
+    assert aborted.status.phase == Phase.DEGRADED
+    assert "progress deadline exceeded" in aborted.status.message
+    assert "waiting for the stable Deployment" in aborted.status.message
+
+
+def test_a_missing_canary_during_the_steps_waits_without_touching_the_stable() -> None:
+    pods = Pods()
+    status, now = run(pods, started(pods), T0, until=at_step(1, Phase.PAUSED))
+    gone = replace(pods.observe(now + timedelta(seconds=5)), canary=None)
+    decision = core.step(STEPS, status, gone)
+    assert decision.actions == ()
+    assert decision.status.message == "waiting for the canary Deployment to exist"
+    assert decision.status.current_step_index == 1  # the pause is not passed without a canary
+
+
+def test_promotion_does_not_give_the_stable_the_template_while_the_canary_is_missing() -> None:
+    steps, status = ONE_STEP, ONE_STEP_DONE
+    decision = core.step(steps, status, Pods(canary_replicas=None).observe(T0))
+    assert decision.actions == ()
+    assert decision.status.message == "promoting: waiting for the canary Deployment to exist"
+    assert decision.status.current_weight == 100 and decision.status.phase == Phase.PROGRESSING
+
+
+def test_the_final_rolling_update_gives_the_stable_back_its_replicas() -> None:
+    steps, status = ONE_STEP, ONE_STEP_DONE
+    pods = Pods(stable_hash="new", stable_replicas=5, canary_replicas=5, canary_hash="new")
+    decision = core.step(steps, status, pods.observe(T0))
+    assert decision.actions == (Scale(Role.STABLE, N),)
+    assert decision.status.phase == Phase.PROGRESSING
+    assert decision.status.message == "promoting: stable Deployment rolling out"
+
+
+def test_nothing_to_roll_out_removes_a_leftover_canary_and_consumes_the_requests() -> None:
+    status = RolloutStatus(phase=Phase.HEALTHY, stable_hash="old", replicas=N)
+    pods = Pods(canary_replicas=2, canary_hash="new", requests=Requests(promote="p", abort="a"))
+    decision = core.step(STEPS, status, pods.observe(T0))
+    assert decision.actions == (DeleteCanary(),)
+    assert (decision.status.handled_promote, decision.status.handled_abort) == ("p", "a")
+    assert decision.status.phase == Phase.HEALTHY
+    clean = core.step(STEPS, status, Pods().observe(T0))
+    assert clean.actions == ()
+
+
+def test_a_rollout_that_is_not_running_is_only_observed() -> None:
+    # e.g. a status written by another version: a canary hash but no running phase
+    status = RolloutStatus(phase=Phase.HEALTHY, canary_hash="new", stable_hash="old", replicas=N)
+    pods = Pods(canary_replicas=2, canary_hash="new", requests=Requests(abort="a"))
+    decision = core.step(STEPS, status, pods.observe(T0))
+    assert decision.actions == () and decision.requeue_after is None
+    assert decision.status == replace(status, observed_generation=1, ready_canary=2, ready_stable=N)
+
+
+def test_a_pause_holds_the_weight_reached_so_far_when_someone_scales() -> None:
+    pods = Pods()
+    steps = spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}])
+    status, now = run(
+        pods, started(pods, the_spec=steps), T0, the_spec=steps, until=at_step(1, Phase.PAUSED)
+    )
+    pods.canary_replicas, pods.stable_replicas = 4, 6  # scaled by hand during the pause
+    decision = core.step(steps, status, pods.observe(now))
+    assert decision.actions == (Scale(Role.STABLE, 8), Scale(Role.CANARY, 2))
+    assert decision.status.phase == Phase.PAUSED and decision.status.current_step_index == 1
+    assert decision.requeue_after == core.PROGRESS_REQUEUE_SECONDS  # until it is back
+    status, now = run(pods, decision.status, now, the_spec=steps, ticks=5)
+    assert (pods.canary_replicas, pods.stable_replicas) == (2, 8)
+    assert status.phase == Phase.PAUSED and status.current_step_index == 1
+
+
+def test_a_timed_pause_holds_the_weight_too() -> None:
+    pods = Pods()
+    status, now = run(pods, started(pods), T0, until=at_step(1, Phase.PAUSED))
+    pods.canary_replicas, pods.stable_replicas = 0, N
+    decision = core.step(STEPS, status, pods.observe(now + timedelta(seconds=10)))
+    assert decision.actions == (Scale(Role.CANARY, 1),)
+    assert decision.status.phase == Phase.PAUSED
+    assert decision.status.pause_until == status.pause_until  # the deadline does not move
