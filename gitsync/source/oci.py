@@ -476,18 +476,7 @@ class OciChartRepository:
                 f"{deadline.what}: unsupported authentication scheme {challenge.scheme!r}"
             )
         realm = challenge.params.get("realm", "")
-        scheme = urlsplit(realm).scheme
-        if scheme not in ("https", "http") or not urlsplit(realm).hostname:
-            raise ChartSourceTerminalError(f"{deadline.what}: the token realm is not a URL")
-        if scheme == "http" and not self._credential.allow_plain_http:
-            raise ChartSourceTerminalError(
-                f"{deadline.what}: the token realm {_shown_origin(realm)} is plain http:// "
-                "(not allowed for this repository)"
-            )
-        query = {"scope": challenge.params.get("scope", f"repository:{name}:pull")}
-        if "service" in challenge.params:
-            query["service"] = challenge.params["service"]
-        url = realm + ("&" if urlsplit(realm).query else "?") + urlencode(query)
+        url = self._token_url(challenge, realm, name, deadline)
         headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
         same_origin = origin(realm) == self._origin
         if same_origin and has_credential:
@@ -505,16 +494,23 @@ class OciChartRepository:
                 )
             raise self._status_error(response, f"{deadline.what}: the token service")
         body = self._read(response, MAX_TOKEN_BYTES, deadline, f"{deadline.what}: the token", "")
-        try:
-            document = json.loads(body)
-        except ValueError as exc:
-            raise ChartSourceTerminalError(f"{deadline.what}: the token is not JSON") from exc
-        token = document.get("token") or document.get("access_token") if isinstance(
-            document, dict
-        ) else None  # fmt: skip
-        if not isinstance(token, str) or not token:
-            raise ChartSourceTerminalError(f"{deadline.what}: the token response has no token")
-        return f"Bearer {token}"
+        return f"Bearer {_token_from(body, deadline.what)}"
+
+    def _token_url(self, challenge: Challenge, realm: str, name: str, deadline: _Deadline) -> str:
+        """Where a Bearer challenge says to ask for a token, checked: a URL, and plain
+        ``http://`` only when the repository's entry allows it."""
+        scheme = urlsplit(realm).scheme
+        if scheme not in ("https", "http") or not urlsplit(realm).hostname:
+            raise ChartSourceTerminalError(f"{deadline.what}: the token realm is not a URL")
+        if scheme == "http" and not self._credential.allow_plain_http:
+            raise ChartSourceTerminalError(
+                f"{deadline.what}: the token realm {_shown_origin(realm)} is plain http:// "
+                "(not allowed for this repository)"
+            )
+        query = {"scope": challenge.params.get("scope", f"repository:{name}:pull")}
+        if "service" in challenge.params:
+            query["service"] = challenge.params["service"]
+        return realm + ("&" if urlsplit(realm).query else "?") + urlencode(query)
 
     def _refused(self, what: str) -> ChartSourceTerminalError:
         if self._credential.username or self._credential.password:
@@ -669,3 +665,17 @@ def _reason(exc: BaseException) -> str:
     ``Authorization`` header is never part of them)."""
     reason = getattr(exc, "reason", None) or exc
     return str(reason)[:300]
+
+
+def _token_from(body: bytes, what: str) -> str:
+    """The token in a token service's JSON answer (``token`` or ``access_token``)."""
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise ChartSourceTerminalError(f"{what}: the token is not JSON") from exc
+    token = document.get("token") or document.get("access_token") if isinstance(
+        document, dict
+    ) else None  # fmt: skip
+    if not isinstance(token, str) or not token:
+        raise ChartSourceTerminalError(f"{what}: the token response has no token")
+    return token
