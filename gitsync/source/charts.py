@@ -48,6 +48,9 @@ class ChartCredential:
     """PEM CA bundle the server's certificate must chain to (else the system roots)."""
     allow_plain_http: bool = False
     """The entry allows ``http://`` (and, for OCI, a registry without TLS)."""
+    insecure: bool = False
+    """The entry's ``insecure`` (Argo CD's meaning): the server's TLS certificate is not
+    verified."""
 
 
 @dataclass(frozen=True)
