@@ -53,6 +53,7 @@ from gitsync.controller.repo_credentials import RepositoryCredentials
 from gitsync.controller.scheduler import RefreshScheduler
 from gitsync.controller.sharding import ShardSet
 from gitsync.engine import Engine
+from gitsync.engine.chart_sources import ChartStore
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import NotWatchedError, WatchCache
 from gitsync.kube.leader import LeaderElector
@@ -144,6 +145,7 @@ class Controller:
             max_output_bytes=config.git_max_output_bytes,
         )
         self.renders = RenderCache()
+        self.charts = ChartStore(self.sources.root / "charts")
         self.policy = load_policy(config.policy_file, allow_all=config.policy_allow_all)
         self.impersonation = impersonation_of(config)
         self.clusters = ClusterRegistry(
@@ -229,6 +231,8 @@ class Controller:
                     syncer=syncer,
                     credentials=self.repo_credentials.for_app,
                     metric_providers=self._metric_providers,
+                    chart_credentials=self.repo_credentials.chart_credential_for,
+                    charts=self.charts,
                 )
                 cluster = self._clusters[id(kube)] = _Cluster(kube, cache, engine)
             return cluster

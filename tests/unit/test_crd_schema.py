@@ -46,6 +46,7 @@ SPEC_FIELDS = {
     "source.helm.values",
     "source.secretRef",
     "source.secretRef.name",
+    "source.chart",
     "destination",
     "destination.namespace",
     "destination.name",
@@ -125,7 +126,17 @@ DIRECTORY_FULL: dict[str, Any] = {
     },
 }
 KUSTOMIZE_FULL: dict[str, Any] = {**HELM_FULL, "spec": {"source": {**_SOURCE, "kustomize": {}}}}
-FULL_DOCS = [HELM_FULL, DIRECTORY_FULL, KUSTOMIZE_FULL]
+CHART_FULL: dict[str, Any] = {
+    **HELM_FULL,
+    "spec": {
+        "source": {
+            "repoURL": "https://charts.example.com/stable",
+            "chart": "ingress-nginx",
+            "targetRevision": ">=4.0.0 <5.0.0",
+        }
+    },
+}
+FULL_DOCS = [HELM_FULL, DIRECTORY_FULL, KUSTOMIZE_FULL, CHART_FULL]
 
 
 def load_crd() -> dict[str, Any]:
@@ -384,7 +395,7 @@ def test_schema_declares_exactly_the_spec_fields() -> None:
     assert sorted(declared - SPEC_FIELDS) == [], "allowed by the CRD but rejected by gitsync"
 
 
-@pytest.mark.parametrize("doc", FULL_DOCS, ids=["helm", "directory", "kustomize"])
+@pytest.mark.parametrize("doc", FULL_DOCS, ids=["helm", "directory", "kustomize", "chart"])
 def test_parser_and_crd_accept_the_full_documents(doc: dict[str, Any]) -> None:
     parse_application(doc)
     assert violations(doc, root_schema()) == []
@@ -418,6 +429,8 @@ ACCEPTED_BY_BOTH: list[tuple[str, object]] = [
     ("spec.source.targetRevision", ">=1.2.0 <2.0.0"),
     ("spec.source.targetRevision", "0123abcd"),
     ("spec.source.targetRevision", "x" * 255),
+    ("spec.source", {"repoURL": "oci://registry.example.com/charts/web", "targetRevision": "1.x"}),
+    ("spec.source", {"repoURL": "https://c.example.com", "chart": "web", "targetRevision": "*"}),
 ]
 
 REJECTED_BY_BOTH: list[tuple[str, object]] = [
@@ -449,6 +462,8 @@ REJECTED_BY_BOTH: list[tuple[str, object]] = [
     ("spec.ignoreDifferences", [{"managedFieldsManagers": [""]}]),
     ("spec.suspend", "yes"),
     ("spec.source", "https://git.example.com/org/deploy.git"),
+    ("spec.source", {"repoURL": "https://c.example.com", "chart": "", "targetRevision": "1"}),
+    ("spec.source", {"repoURL": "https://c.example.com", "chart": "a/b", "targetRevision": "1"}),
 ]
 
 
