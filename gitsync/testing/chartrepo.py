@@ -32,6 +32,8 @@ import yaml
 from gitsync.testing.pki import make_pki
 
 _CHUNK = 64 * 1024
+CHART_REPO_USER = "chart-reader"
+CHART_REPO_PASSWORD = "chart-secret-4e1b9c"  # noqa: S105 - the test repository's own
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from gitsync.controller.controller import ensure_crd
 from gitsync.kube import ApiError, KubeClient
 from gitsync.testing.apps import CRD, ROLLOUT_CRD, WEBHOOK_SECRET
 from gitsync.testing.audit import AuditLog
+from gitsync.testing.chartrepo import CHART_REPO_PASSWORD, CHART_REPO_USER, ChartRepoServer
 from gitsync.testing.cluster import TestCluster
 from gitsync.testing.controller import ServeProcess
 from gitsync.testing.gitserver import GitServer
@@ -25,6 +26,16 @@ from gitsync.testing.gitserver import GitServer
 @pytest.fixture(scope="session")
 def git_server() -> Iterator[GitServer]:
     with GitServer(username="gitsync-test", password="integration-secret-7f3a") as server:
+        yield server
+
+
+@pytest.fixture
+def chart_repo(tmp_path: Path) -> Iterator[ChartRepoServer]:
+    """A Helm chart repository over HTTPS (test CA: ``ca_pem``) with basic auth, empty until
+    a test publishes charts into it."""
+    with ChartRepoServer(
+        tmp_path / "chart-repo", username=CHART_REPO_USER, password=CHART_REPO_PASSWORD
+    ) as server:
         yield server
 
 
