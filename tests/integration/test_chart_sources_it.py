@@ -60,13 +60,16 @@ def credential_secret(
     kube.create(repository_secret(name, namespace, data))
 
 
-def chart_app(name: str, namespace: str, repo_url: str, target: str) -> dict[str, Any]:
+def chart_app(name: str, namespace: str, repo_url: str, target: str, **helm: Any) -> dict[str, Any]:
+    source: dict[str, Any] = {"repoURL": repo_url, "chart": "web", "targetRevision": target}
+    if helm:
+        source["helm"] = helm
     return {
         "apiVersion": "gitsync.dev/v1alpha1",
         "kind": "Application",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "source": {"repoURL": repo_url, "chart": "web", "targetRevision": target},
+            "source": source,
             "destination": {"namespace": namespace},
             "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
             "interval": "3s",
@@ -107,7 +110,8 @@ def test_an_app_from_a_helm_repository_syncs_and_follows_new_versions_in_range(
         chart_repo.publish("web", version)
     credential_secret(kube, namespace, chart_repo)
     ctl: ServeProcess = serve(f"--controller-namespace={namespace}")
-    kube.create(chart_app("web", namespace, chart_repo.url, ">=1.0.0 <2.0.0"))
+    app = chart_app("web", namespace, chart_repo.url, ">=1.0.0 <2.0.0", values={"greeting": "hi"})
+    kube.create(app)
 
     wait_for(
         lambda: synced_healthy(kube, namespace, "web", "web@1.1.0"),
@@ -115,6 +119,8 @@ def test_an_app_from_a_helm_repository_syncs_and_follows_new_versions_in_range(
         what="web Synced/Healthy at web@1.1.0",
     )
     assert deployed_version(kube, namespace, "web") == "1.1.0"
+    configmap = kube.get("v1", "ConfigMap", "web-cm", namespace)
+    assert configmap is not None and configmap["data"]["greeting"] == "hi"  # helm.values
     status = app_status(kube, namespace, "web")
     assert status["sourceType"] == "HelmRepository"
     digest = status["sourceRevision"]["digest"]
@@ -151,6 +157,12 @@ def test_an_app_from_a_helm_repository_syncs_and_follows_new_versions_in_range(
     )
     assert deployed_version(kube, namespace, "web") == "1.2.0"
     assert app_status(kube, namespace, "web")["sync"]["revision"] == "web@1.2.0"
+    # a new version whose archive fails its digest: the app fails, nothing is applied or pruned
+    chart_repo.publish("web", "1.3.0")
+    chart_repo.put_file("web-1.3.0.tgz", b"not the archive the index describes")
+    message = condition_naming(kube, namespace, "web", "does not match the index")
+    assert "web@1.3.0" in message
+    assert deployed_version(kube, namespace, "web") == "1.2.0"
     # the credentials were sent, to the repository only, and shown nowhere
     assert all(r.user == CHART_REPO_USER for r in chart_repo.requests if r.status != 401)
     assert_password_shown_nowhere(kube, namespace, ctl)

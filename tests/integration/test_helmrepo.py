@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gitsync.engine.chart_sources import ChartStore, open_chart_repository
 from gitsync.source.charts import (
@@ -26,6 +27,7 @@ from gitsync.source.charts import (
 )
 from gitsync.source.helmrepo import HttpChartRepository
 from gitsync.testing.chartrepo import CHART_REPO_PASSWORD, CHART_REPO_USER, ChartRepoServer
+from gitsync.testing.cli import run_gitsync
 
 pytestmark = pytest.mark.integration
 
@@ -201,3 +203,34 @@ def test_the_store_keeps_archives_per_repository_and_credential(
         with pytest.raises(ChartSourceTerminalError, match="does not match"):
             store.checkout(tenant.url, claimed, ChartCredential(allow_plain_http=True))
         assert tenant.requested("/web-1.0.0.tgz")
+
+
+def test_the_cli_renders_a_chart_from_a_repository(
+    chart_repo: ChartRepoServer, tmp_path: Path
+) -> None:
+    for version in ("1.0.0", "1.4.0", "2.0.0"):
+        chart_repo.publish("web", version)
+    (tmp_path / "password").write_text(CHART_REPO_PASSWORD)
+    (tmp_path / "ca.pem").write_text(chart_repo.ca_pem)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    flags = (
+        f"--repo={chart_repo.url}",
+        "--chart=web",
+        f"--repo-username={CHART_REPO_USER}",
+        f"--repo-password-file={tmp_path / 'password'}",
+        f"--repo-ca-file={tmp_path / 'ca.pem'}",
+    )
+    run = run_gitsync("render", *flags, "--version=^1.0.0", "--set=greeting=hi", env=env)
+    assert run.code == 0, run
+    (doc,) = yaml.safe_load_all(run.stdout)
+    assert doc["metadata"]["name"] == "web-cm"
+    assert doc["data"] == {"chartVersion": "1.4.0", "greeting": "hi"}
+    assert "web@1.4.0" in run.stderr and CHART_REPO_PASSWORD not in run.output
+    # no match names the range and what is published; flags that cannot apply are refused
+    run = run_gitsync("render", *flags, "--version=>=3.0.0", env=env)
+    assert run.code == 2 and "no version of chart 'web' matches '>=3.0.0'" in run.stderr, run
+    assert "newest published: 2.0.0, 1.4.0, 1.0.0" in run.stderr
+    run = run_gitsync("render", *flags, "--version=1.x", "--helm-values=v.yaml", env=env)
+    assert run.code == 2 and "--helm-values is not supported with --repo" in run.stderr, run
+    run = run_gitsync("render", "--chart=web", "--version=1.x", env=env)
+    assert run.code == 2 and "--chart and --version need --repo URL" in run.stderr, run
