@@ -247,8 +247,16 @@ class HttpChartRepository:
                 response = self._pool.request(
                     "GET",
                     url,
-                    headers={"User-Agent": "gitsync", **headers, **self._auth_headers(url)},
+                    headers={
+                        "User-Agent": "gitsync",
+                        # the bytes as stored: a digest is over them, and a Content-Encoding
+                        # would let a small body inflate past the caps before they count
+                        "Accept-Encoding": "identity",
+                        **headers,
+                        **self._auth_headers(url),
+                    },
                     preload_content=False,
+                    decode_content=False,
                     redirect=False,
                     retries=False,
                     timeout=urllib3.Timeout(connect=min(left, 15.0), read=left),

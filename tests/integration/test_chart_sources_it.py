@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from gitsync.kube import KubeClient
-from gitsync.testing.apps import app_status, repository_secret
+from gitsync.testing.apps import app_status, application, repository_secret
 from gitsync.testing.chartrepo import CHART_REPO_PASSWORD, CHART_REPO_USER, ChartRepoServer
 from gitsync.testing.controller import ServeProcess
 from gitsync.testing.waiting import wait_for
@@ -237,6 +237,12 @@ def test_hostile_repositories_fail_their_own_app_only_in_bounded_memory(
         ):
             kube.create(chart_app(name, namespace, url, "1.x"))
         kube.create(chart_app("good", namespace, chart_repo.url, "1.x"))
+        # Argo CD's insecure (skip TLS verification) is for chart repositories: a Git
+        # repository under such an entry is refused, not fetched with the flag ignored
+        git_prefix = "https://127.0.0.1:9/git"
+        insecure = {"url": git_prefix, "insecure": "true", "namespaces": namespace}
+        kube.create(repository_secret("insecure-git", namespace, insecure))
+        kube.create(application("gitapp", namespace, f"{git_prefix}/repo.git"))
 
         message = condition_naming(kube, namespace, "truncated", "truncated")
         assert "web@1.0.0" in message and "not a gzipped tar" in message
@@ -252,6 +258,8 @@ def test_hostile_repositories_fail_their_own_app_only_in_bounded_memory(
             timeout=120,
             what="good Synced/Healthy",
         )
+        message = condition_naming(kube, namespace, "gitapp", "honoured for chart repositories")
+        assert "insecure-git" in message
         growth = peak_rss(ctl.proc.pid) - before
         assert growth < PEAK_RSS_GROWTH_BOUND, growth
         # nothing of the failed apps was applied

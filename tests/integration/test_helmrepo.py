@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,3 +235,28 @@ def test_the_cli_renders_a_chart_from_a_repository(
     assert run.code == 2 and "--helm-values is not supported with --repo" in run.stderr, run
     run = run_gitsync("render", "--chart=web", "--version=1.x", env=env)
     assert run.code == 2 and "--chart and --version need --repo URL" in run.stderr, run
+
+
+def test_an_index_parse_that_outlasts_the_time_limit_is_abandoned(
+    chart_repo: ChartRepoServer,
+) -> None:
+    """The parse runs in a bounded worker pool; the caller waits no longer than the
+    operation's time limit (here a parser that takes 5 s against a 1 s limit)."""
+    chart_repo.publish("web", "1.0.0")
+    release = threading.Event()
+
+    def slow(text: bytes, source: str) -> object:
+        release.wait(5)
+        return {}
+
+    repo = HttpChartRepository(
+        chart_repo.url,
+        good_credential(chart_repo),
+        ChartLimits(timeout_seconds=1.0),
+        parse_index=slow,
+    )
+    started = time.monotonic()
+    with pytest.raises(ChartSourceTerminalError, match="parsing took longer than 1s"):
+        repo.versions("web")
+    assert time.monotonic() - started < 3.0
+    release.set()
