@@ -9,7 +9,10 @@ import; the engine sits above both).
 for Git: ``resolve`` picks the highest published version matching ``targetRevision`` (the same
 semver rules as Git tags: ``select_semver_tag``), and ``checkout`` downloads its archive once,
 keeps it by digest and unpacks it (``unpack_chart``) into a read-only directory that is renamed
-into place whole. Archives and unpacked charts are kept per (repository, credential identity):
+into place whole. Like ``SourceCache.resolve``, ``resolve(..., max_age=s)`` may reuse a listing
+of the same chart in the same repository with the same credentials that is at most ``s`` seconds
+old, so many apps refreshing together cost one conditional index request, not one each.
+Archives and unpacked charts are kept per (repository, credential identity):
 a digest is no secret (status shows it), so a tenant naming another tenant's digest from an
 index of their own must not be handed that tenant's private chart from the cache.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +40,7 @@ from gitsync.source.helmrepo import HttpChartRepository, IndexParser, credential
 from gitsync.source.revision import normalize_url, parse_tag_version, select_semver_tag
 
 NEWEST_SHOWN = 5
+MAX_SHARED_LISTINGS = 1024
 
 
 def parse_index_yaml(limits: ChartLimits) -> IndexParser:
@@ -107,24 +112,38 @@ class ChartStore:
         self.limits = limits or ChartLimits()
         self._lock = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+        # (scope, chart) -> (when listed, the versions), for resolve(max_age=...)
+        self._listings: dict[tuple[str, str], tuple[float, list[ChartVersion]]] = {}
 
     def repository(self, repo_url: str, credential: ChartCredential) -> ChartRepository:
         return open_chart_repository(repo_url, credential, self.limits)
 
     def resolve(
-        self, repo_url: str, chart: str, target: str, credential: ChartCredential
+        self,
+        repo_url: str,
+        chart: str,
+        target: str,
+        credential: ChartCredential,
+        *,
+        max_age: float = 0.0,
     ) -> ChartVersion:
-        versions = self.repository(repo_url, credential).versions(chart)
-        return choose_version(versions, chart, target)
+        key = (_scope(repo_url, credential), chart)
+        with self._lock:
+            listed = self._listings.get(key)
+        if listed is None or time.monotonic() - listed[0] > max_age:
+            listed = (time.monotonic(), self.repository(repo_url, credential).versions(chart))
+            with self._lock:
+                if len(self._listings) >= MAX_SHARED_LISTINGS:
+                    self._listings.clear()
+                self._listings[key] = listed
+        return choose_version(listed[1], chart, target)
 
     def checkout(
         self, repo_url: str, version: ChartVersion, credential: ChartCredential
     ) -> ChartCheckout:
         """``version`` unpacked (downloaded unless this repository and credential already
         fetched an archive with its digest)."""
-        scope = hashlib.sha256(
-            f"{normalize_url(repo_url)}\n{credential_identity(credential)}".encode()
-        ).hexdigest()[:16]
+        scope = _scope(repo_url, credential)
         with self._lock:
             lock = self._locks.setdefault(scope, threading.Lock())
         with lock:
@@ -159,6 +178,12 @@ class ChartStore:
         if len(charts) != 1:
             return None
         return ChartCheckout(directory, charts[0].name, digest)
+
+
+def _scope(repo_url: str, credential: ChartCredential) -> str:
+    """The repository and who reads it (the credential's keyed identity, never reversible)."""
+    material = f"{normalize_url(repo_url)}\n{credential_identity(credential)}"
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 def _make_read_only(top: Path) -> None:

@@ -146,11 +146,15 @@ class Engine:
     def resolve(self, app: Application, *, max_age: float = 0.0) -> str:
         """The revision the app's source names right now: a commit SHA (one ``ls-remote``,
         maybe shared: ``SourceCache.resolve``), or for a chart ``chart@version`` (one
-        conditional index request)."""
+        conditional index request, maybe shared: ``ChartStore.resolve``)."""
         src = app.source
         if src.is_chart:
             version = self.charts.resolve(
-                src.repo_url, src.chart, src.target_revision, self.chart_credentials(app)
+                src.repo_url,
+                src.chart,
+                src.target_revision,
+                self.chart_credentials(app),
+                max_age=max_age,
             )
             if len(self._chart_versions) >= MAX_REMEMBERED_CHART_VERSIONS:
                 self._chart_versions.clear()  # bounded; a miss only costs one index request

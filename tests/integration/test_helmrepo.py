@@ -260,3 +260,19 @@ def test_an_index_parse_that_outlasts_the_time_limit_is_abandoned(
         repo.versions("web")
     assert time.monotonic() - started < 3.0
     release.set()
+
+
+def test_apps_refreshing_together_share_one_listing_within_max_age(
+    chart_repo: ChartRepoServer, tmp_path: Path
+) -> None:
+    chart_repo.publish("web", "1.0.0")
+    store = ChartStore(tmp_path / "store")
+    credential = good_credential(chart_repo)
+    for _ in range(5):
+        assert (
+            store.resolve(chart_repo.url, "web", "1.x", credential, max_age=60).version == "1.0.0"
+        )
+    assert len(chart_repo.requested("/index.yaml")) == 1
+    chart_repo.publish("web", "1.1.0")
+    assert store.resolve(chart_repo.url, "web", "1.x", credential).version == "1.1.0"
+    assert len(chart_repo.requested("/index.yaml")) == 2
