@@ -7,14 +7,17 @@ import; the engine sits above both).
 
 ``ChartStore`` turns an Application's chart source into files on disk, like ``SourceCache`` does
 for Git: ``resolve`` picks the highest published version matching ``targetRevision`` (the same
-semver rules as Git tags: ``select_semver_tag``), and ``checkout`` downloads its archive once,
-keeps it by digest and unpacks it (``unpack_chart``) into a read-only directory that is renamed
-into place whole. Like ``SourceCache.resolve``, ``resolve(..., max_age=s)`` may reuse a listing
-of the same chart in the same repository with the same credentials that is at most ``s`` seconds
-old, so many apps refreshing together cost one conditional index request, not one each.
-Archives and unpacked charts are kept per (repository, credential identity):
-a digest is no secret (status shows it), so a tenant naming another tenant's digest from an
-index of their own must not be handed that tenant's private chart from the cache.
+semver rules as Git tags: ``select_semver_tag``), and ``checkout`` downloads its archive once
+and unpacks it (``unpack_chart``) into a read-only directory named by the archive's digest,
+renamed into place whole; the archive itself is not kept (the directory is what is reused).
+Like ``SourceCache.resolve``, ``resolve(..., max_age=s)`` may reuse a listing of the same chart
+in the same repository with the same credentials that is at most ``s`` seconds old, so many apps
+refreshing together cost one conditional index request, not one each.
+
+Unpacked charts are kept per (repository, credential identity): a digest is no secret (status
+shows it), so a tenant naming another tenant's digest from an index of their own must not be
+handed that tenant's private chart from the cache. Nothing is evicted yet: the store grows by
+one unpacked chart per version deployed.
 """
 
 from __future__ import annotations
@@ -156,12 +159,6 @@ class ChartStore:
             found = self._unpacked(scope, digest)
             if found is not None:
                 return found
-            where = self.root / scope
-            where.mkdir(parents=True, exist_ok=True)
-            archive_path = where / f"{digest.removeprefix('sha256:')}.tgz"
-            partial = archive_path.with_suffix(".tgz.partial")
-            partial.write_bytes(archive)
-            os.replace(partial, archive_path)
             source = f"{version.revision} from {repo_url}"
             chart_dir = unpack_chart(archive, self._dir(scope, digest), self.limits, source=source)
             _make_read_only(chart_dir.parent)
