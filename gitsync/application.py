@@ -1,4 +1,5 @@
-"""The Application: what to deploy (a Git source), where (a destination) and how (sync policy).
+"""The Application: what to deploy (a Git source or a chart from a Helm or OCI repository), where
+(a destination) and how (sync policy).
 
 Parsed from a plain dict (a YAML file for the CLI, the custom resource for the controller) into
 frozen dataclasses, and validated strictly: unknown fields, bad revision syntax, negative or absurd
@@ -60,6 +61,8 @@ UNSUPPORTED_HELM_FIELDS = {
 }
 """Argo CD ``helm`` fields gitsync does not implement, and why: each is a spec error naming it."""
 _SEMVER_HINT = re.compile(r"[<>=^~*|\s]|^v?\d+(\.(\d+|[xX*]))*\.[xX*]")
+_CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+CHART_REPO_SCHEMES = ("https://", "http://", "oci://")
 
 
 class SpecError(TerminalError):
@@ -313,6 +316,19 @@ class Source:
     kustomize: bool = False
     helm: HelmSource | None = None
     credentials_secret: str = ""
+    chart: str = ""
+    """``spec.source.chart`` (Argo CD's field): a chart from the Helm repository (``https://``)
+    or OCI registry (``oci://``) ``repo_url``; "" for a Git source. ``repoURL:
+    oci://host/path/NAME`` without ``chart`` is read as ``repo_url`` ``oci://host/path`` and
+    ``chart`` NAME, so ``repo_url`` is always the repository without the chart's name."""
+
+    @property
+    def is_chart(self) -> bool:
+        return bool(self.chart)
+
+    @property
+    def is_oci(self) -> bool:
+        return self.repo_url.lower().startswith("oci://")
 
 
 @dataclass(frozen=True)
@@ -393,11 +409,84 @@ def _dns_name(value: str, path: str, *, label: bool = False, required: bool = Tr
     return value
 
 
+def validate_chart_target(revision: str, field_path: str) -> str:
+    """A chart version (``1.2.3``) or an npm-style semver range (``>=1.0.0 <2.0.0``, ``1.x``,
+    ``*``), read by the same rules as a semver range over Git tags."""
+    if not revision:
+        raise SpecError(field_path, "must not be empty")
+    if len(revision) > 255:
+        raise SpecError(field_path, "is longer than 255 characters")
+    try:
+        semantic_version.NpmSpec(revision)
+    except ValueError:
+        raise SpecError(
+            field_path,
+            f"with chart, a chart version or semver range such as '1.2.3', '>=1.0.0 <2.0.0' "
+            f"or '*', got {revision!r}",
+        ) from None
+    return revision
+
+
+def _parse_chart_source(f: SpecFields) -> Source | None:
+    """The chart source ``f`` describes, or None for a Git source. A chart source has ``chart``
+    (or an ``oci://`` repoURL that ends with the chart's name)."""
+    url = f.raw("repoURL")
+    chart = f.text("chart")
+    if not chart and not (isinstance(url, str) and url.lower().startswith("oci://")):
+        if f.has("chart"):
+            raise SpecError(f.path("chart"), "must not be empty")
+        return None
+    field_path = f.path("repoURL")
+    if not isinstance(url, str) or not url.lower().startswith(CHART_REPO_SCHEMES):
+        raise SpecError(
+            field_path, "with chart, a Helm repository (https://, http://) or oci:// registry"
+        )
+    if any(c in url for c in "\x00\n\r \t?#"):
+        raise SpecError(field_path, "contains characters a chart repository URL cannot have")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed host or port
+    except ValueError as exc:
+        raise SpecError(field_path, f"not a valid URL: {exc}") from None
+    if not parts.hostname:
+        raise SpecError(field_path, "has no host")
+    if parts.username or parts.password:
+        raise SpecError(
+            field_path, "must not carry credentials; use a repository-credential Secret"
+        )
+    if not chart:  # oci://host/path/NAME
+        if not parts.path.strip("/"):
+            raise SpecError(field_path, "names no chart: set chart, or end the URL with its name")
+        url, _, chart = url.rstrip("/").rpartition("/")
+    if not _CHART_NAME.match(chart):
+        raise SpecError(
+            f.path("chart"), f"not a chart name (letters, digits, '.', '_', '-'): {chart!r}"
+        )
+    if f.has("path"):
+        raise SpecError(f.path("path"), "must not be set with chart (the chart is the source)")
+    for other in ("directory", "kustomize"):
+        if f.raw(other) is not None:
+            raise SpecError(f.path(other), "cannot be used with chart (a chart renders with helm)")
+    if not f.has("targetRevision"):
+        raise SpecError(
+            f.path("targetRevision"), "is required with chart (a version or a semver range)"
+        )
+    revision = validate_chart_target(f.text("targetRevision"), f.path("targetRevision"))
+    return Source(url.rstrip("/"), revision, ".", chart=chart)
+
+
 def _parse_source(value: object) -> Source:
     f = SpecFields(value, "spec.source")
-    repo_url = validate_repo_url(f.raw("repoURL"), f.path("repoURL"))
-    revision = validate_revision(f.text("targetRevision", "HEAD"), f.path("targetRevision"))
-    path = validate_repo_path(f.text("path", "."), f.path("path"))
+    chart_source = _parse_chart_source(f)
+    if chart_source is not None:
+        repo_url = chart_source.repo_url
+    else:
+        repo_url = validate_repo_url(f.raw("repoURL"), f.path("repoURL"))
+    if chart_source is not None:
+        revision, path = chart_source.target_revision, chart_source.path
+    else:
+        revision = validate_revision(f.text("targetRevision", "HEAD"), f.path("targetRevision"))
+        path = validate_repo_path(f.text("path", "."), f.path("path"))
     directory = None
     if f.raw("directory") is not None:
         d = SpecFields(f.raw("directory"), f.path("directory"))
@@ -415,7 +504,8 @@ def _parse_source(value: object) -> Source:
     f.done()
     if sum([directory is not None, kustomize, helm is not None]) > 1:
         raise SpecError("spec.source", "set at most one of directory, kustomize, helm")
-    return Source(repo_url, revision, path, directory, kustomize, helm, creds)
+    chart = chart_source.chart if chart_source is not None else ""
+    return Source(repo_url, revision, path, directory, kustomize, helm, creds, chart)
 
 
 def _parse_helm(value: object, path: str) -> HelmSource:

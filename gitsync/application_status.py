@@ -28,8 +28,15 @@ from typing import Any, TypeVar
 
 READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
 """Condition types (kstatus): synced and healthy / work in progress / a terminal error."""
-SOURCE_TYPES = {"plain": "Directory", "kustomize": "Kustomize", "helm": "Helm"}
-"""``sourceType`` for each renderer (``gitsync.render.SourceType``), spelled as Argo CD does."""
+SOURCE_TYPES = {
+    "plain": "Directory",
+    "kustomize": "Kustomize",
+    "helm": "Helm",
+    "helm-repository": "HelmRepository",
+    "oci": "OCI",
+}
+"""``sourceType`` for each renderer (``gitsync.render.SourceType``), spelled as Argo CD does, and
+for a chart from a Helm repository or an OCI registry (Flux's ``HelmRepository``, ``OCI``)."""
 
 
 def _key(camel: str, *, omit_empty: bool = False) -> Any:
@@ -78,6 +85,8 @@ class SourceRevision:
     message: str = field(default="", metadata=_key("message"))
     author: str = field(default="", metadata=_key("author"))
     date: str = field(default="", metadata=_key("date"))
+    digest: str = field(default="", metadata=_key("digest", omit_empty=True))
+    """A chart's ``sha256:`` digest (``sha`` is then ``chart@version``)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,8 @@ class HistoryEntry:
     deployed_at: str = field(default="", metadata=_key("deployedAt"))
     result: str = field(default="", metadata=_key("result"))
     initiated_by: str = field(default="", metadata=_key("initiatedBy"))
+    digest: str = field(default="", metadata=_key("digest", omit_empty=True))
+    """A chart's ``sha256:`` digest (``revision`` is then ``chart@version``)."""
 
 
 @dataclass

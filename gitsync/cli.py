@@ -340,6 +340,43 @@ def _cmd_health(args: argparse.Namespace) -> int:
     return _run_engine_command(args, body)
 
 
+def _render_chart(args: argparse.Namespace) -> tuple[Path, str, str | None]:
+    """``render --repo URL --chart NAME --version RANGE``: the chart unpacked (from the local
+    chart cache), its directory as the render's root, and the version's ``chart@version``;
+    or an error message naming the flag."""
+    from gitsync.application import SpecError, validate_chart_target
+    from gitsync.engine.chart_sources import ChartStore
+    from gitsync.errors import GitsyncError
+    from gitsync.source.charts import ChartCredential
+
+    for flag, value in (("PATH", args.path), ("--repo-root", args.repo_root)):
+        if value:
+            return Path(), "", f"{flag} cannot be given with --repo (the chart is the source)"
+    if args.helm_values:
+        return Path(), "", "--helm-values is not supported with --repo; use --set"
+    if not args.chart or not args.version:
+        return Path(), "", "--repo needs --chart NAME and --version VERSION|RANGE"
+    try:
+        target = validate_chart_target(args.version, "--version")
+        credential = ChartCredential(
+            username=args.repo_username or "",
+            password=_read_text(args.repo_password_file) or "",
+            ca_data=_read_text(args.repo_ca_file) or "",
+            allow_plain_http=args.repo_insecure_allow_http,
+        )
+        store = ChartStore(_default_cache_dir().parent / "charts")
+        repo_url = args.repo.rstrip("/")
+        version = store.resolve(repo_url, args.chart, target, credential)
+        checkout = store.checkout(repo_url, version, credential)
+    except (SpecError, GitsyncError, OSError) as exc:
+        return Path(), "", str(exc)
+    return checkout.root / checkout.path, version.revision, None
+
+
+def _read_text(path: str | None) -> str | None:
+    return Path(path).read_text().strip() if path else None
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     import json
 
@@ -347,6 +384,19 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
     from gitsync.render import HelmOptions, RenderError, RenderRequest, detect, render
 
+    if args.repo:
+        chart_dir, revision, problem = _render_chart(args)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"# {revision}", file=sys.stderr)
+        args.path, args.repo_root = str(chart_dir), str(chart_dir)
+    elif args.chart or args.version:
+        print("error: --chart and --version need --repo URL", file=sys.stderr)
+        return EXIT_ERROR
+    elif not args.path:
+        print("error: give a PATH to render, or --repo URL --chart NAME", file=sys.stderr)
+        return EXIT_ERROR
     path = Path(args.path).resolve()
     root = Path(args.repo_root).resolve() if args.repo_root else _repo_root_of(path)
     rel = str(path.relative_to(root)) if path != root else "."
@@ -911,9 +961,22 @@ def _local_parsers(sub: _Subcommands) -> None:
     version.set_defaults(func=_cmd_version)
 
     render = sub.add_parser(
-        "render", help="render a directory (plain, Kustomize or Helm) to stdout"
+        "render",
+        help="render a directory (plain, Kustomize or Helm), or a chart from a Helm repository "
+        "(--repo URL --chart NAME --version RANGE), to stdout",
     )
-    render.add_argument("path")
+    render.add_argument("path", nargs="?", default=None)
+    render.add_argument("--repo", default=None, help="a Helm repository (https://) to render from")
+    render.add_argument("--chart", default=None, help="the chart's name in --repo")
+    render.add_argument(
+        "--version", default=None, help="a chart version or semver range ('>=1.0.0 <2.0.0')"
+    )
+    render.add_argument("--repo-username", default=None, help="basic auth user for --repo")
+    render.add_argument("--repo-password-file", default=None, metavar="FILE")
+    render.add_argument("--repo-ca-file", default=None, metavar="FILE", help="PEM CA bundle")
+    render.add_argument(
+        "--repo-insecure-allow-http", action="store_true", help="allow an http:// --repo"
+    )
     render.add_argument("--repo-root", default=None, help="confinement root (default: git root)")
     render.add_argument("--helm-values", action="append", default=[], metavar="FILE")
     render.add_argument("--set", action="append", default=[], metavar="K=V")

@@ -54,6 +54,7 @@ from gitsync.controller.repo_credentials import RepositoryCredentials
 from gitsync.controller.scheduler import RefreshScheduler
 from gitsync.controller.sharding import ShardSet
 from gitsync.engine import AppState, Engine
+from gitsync.engine.chart_sources import ChartStore
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import NotWatchedError, WatchCache
 from gitsync.kube.leader import LeaderElector
@@ -146,6 +147,7 @@ class Controller:
             max_output_bytes=config.git_max_output_bytes,
         )
         self.renders = RenderCache()
+        self.charts = ChartStore(self.sources.root / "charts")
         self.policy = load_policy(config.policy_file, allow_all=config.policy_allow_all)
         self.impersonation = impersonation_of(config)
         self.clusters = ClusterRegistry(
@@ -232,6 +234,8 @@ class Controller:
                     rollouts,
                     renders=self.renders,
                     credentials=self.repo_credentials.for_app,
+                    chart_credentials=self.repo_credentials.chart_credential_for,
+                    charts=self.charts,
                 )
                 cluster = self._clusters[id(kube)] = _Cluster(kube, cache, engine)
             return cluster

@@ -64,6 +64,12 @@ API_RETRY_MIN, API_RETRY_MAX = 1.0, 60.0  # backoff when the API server fails a 
 WAIT_DELAY = 5.0  # a WaitingError that did not say how long
 
 
+def short_revision(revision: str) -> str:
+    """A revision as messages show it: a commit's first 12 hex digits, a chart's
+    ``chart@version`` whole."""
+    return revision if "@" in revision else revision[:12]
+
+
 class Trigger(enum.StrEnum):
     """Why an app was queued. A reconcile gets the set of them (the queue merges triggers that
     arrive while the app waits); only the head check cares which (``head_max_age``). Members
@@ -476,7 +482,7 @@ class Reconciler:
             revision=sha,
             initiated_by=initiated,
             started_at=(resumed and resumed.started_at) or st.now_rfc3339(),
-            message=f"syncing revision {sha[:12]}",
+            message=f"syncing revision {short_revision(sha)}",
         )
         new.operation_state = op
         new.last_attempted_revision = sha
@@ -485,14 +491,18 @@ class Reconciler:
             st.RECONCILING,
             True,
             "Syncing",
-            f"syncing revision {sha[:12]} ({len(state.manifests)} objects)",
+            f"syncing revision {short_revision(sha)} ({len(state.manifests)} objects)",
             generation=p.generation,
             now=st.now_rfc3339(),
         )
         self._write(key, new, old)
         p.old = old = new.copy()
-        self.store.record_event(key, "SyncStarted", f"sync of {sha[:12]} started ({initiated})")
-        bound.info("sync started", revision=sha[:12], initiated=initiated, resumed=bool(resumed))
+        self.store.record_event(
+            key, "SyncStarted", f"sync of {short_revision(sha)} started ({initiated})"
+        )
+        bound.info(
+            "sync started", revision=short_revision(sha), initiated=initiated, resumed=bool(resumed)
+        )
         try:
             state, result = engine.sync(app, prune=prune, state=state)
         except StageError as exc:
@@ -501,7 +511,7 @@ class Reconciler:
             op,
             phase=result.phase,
             finished_at=st.now_rfc3339(),
-            message=result.message or f"{result.phase.lower()} at revision {sha[:12]}",
+            message=result.message or f"{result.phase.lower()} at revision {short_revision(sha)}",
             resources=tuple(
                 ResourceResult(
                     r.key.group,
@@ -525,6 +535,7 @@ class Reconciler:
                 deployed_at=op.finished_at,
                 result=result.phase,
                 initiated_by=initiated,
+                digest=state.revision.digest,
             ),
         )
         if result.succeeded:
@@ -533,14 +544,17 @@ class Reconciler:
         if pruned:
             self.store.record_event(key, "Pruned", f"pruned {len(pruned)} objects no longer in Git")
         if result.succeeded:
-            self.store.record_event(key, "SyncSucceeded", f"synced revision {sha[:12]}")
+            self.store.record_event(key, "SyncSucceeded", f"synced revision {short_revision(sha)}")
         else:
             self.store.record_event(
-                key, "SyncFailed", f"sync of {sha[:12]} failed: {op.message}", warning=True
+                key,
+                "SyncFailed",
+                f"sync of {short_revision(sha)} failed: {op.message}",
+                warning=True,
             )
         if self.metrics:
             self.metrics.app_sync_total.labels(key[0], key[1], result.phase).inc()
-        bound.info("sync finished", revision=sha[:12], phase=result.phase)
+        bound.info("sync finished", revision=short_revision(sha), phase=result.phase)
         with contextlib.suppress(StageError):  # else keep the pre-sync comparison
             state = engine.compare(app, sha)
         return state, result
@@ -559,6 +573,7 @@ class Reconciler:
             state.revision.message[:512],
             state.revision.author,
             state.revision.date,
+            state.revision.digest,
         )
         rows = []
         for d in state.comparison.diffs:
@@ -590,7 +605,7 @@ class Reconciler:
             message = "; ".join(f"{k}: {e}" for k, e in errors[:3])
         elif sync_status != SyncStatus.SYNCED:
             ready, reason = False, "OutOfSync"
-            message = f"revision {state.revision.sha[:12]}: the cluster differs from Git"
+            message = f"revision {short_revision(state.revision.sha)}: the cluster differs from Git"
             if not app.sync_policy.automated or app.suspend or paused:
                 message += " (automated sync is off: sync manually)"
         elif health.status != HealthStatus.HEALTHY:
@@ -598,7 +613,7 @@ class Reconciler:
             message = health.message or f"health is {health.status}"
         else:
             ready, reason = True, "Synced"
-            message = f"synced to {state.revision.sha[:12]} and healthy"
+            message = f"synced to {short_revision(state.revision.sha)} and healthy"
         new.conditions = st.set_condition(
             conds, st.READY, ready, reason, message, generation=generation, now=now
         )

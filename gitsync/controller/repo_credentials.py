@@ -13,6 +13,10 @@ password - is never sent to a Git server because an Application named it):
   that namespace's own). Its ``url`` and ``namespaces`` keys are optional; when present the
   ``repoURL`` and the namespace must match them.
 
+Chart repositories (``spec.source.chart``: Helm ``https://``/``http://`` repositories and
+``oci://`` registries) get their credentials from the same entries, as a ``ChartCredential``
+(``chart_credential_for``).
+
 Both are read through the controller's kube client and kept for a few seconds, so a new or
 changed entry is used within ``TTL_SECONDS``. A malformed entry is skipped and logged by name
 only; nothing here logs or raises a value.
@@ -34,6 +38,7 @@ from gitsync.controller.clusters import SECRET_TYPE_LABEL
 from gitsync.errors import TransientError
 from gitsync.kube import ApiError, KubeClient
 from gitsync.source import GitCredentials
+from gitsync.source.charts import ChartCredential
 from gitsync.source.credentials import (
     CredentialsError,
     RepositoryCredential,
@@ -83,12 +88,36 @@ class RepositoryCredentials:
         self._refs: dict[tuple[str, str], tuple[float, RepositoryCredential | Exception]] = {}
 
     def for_app(self, app: Application) -> GitCredentials | None:
+        entry = self._entry_for(app)
+        if entry is None:
+            return None
+        if entry.insecure:
+            raise CredentialsError(
+                f"{entry.origin}: insecure (skip TLS verification) is honoured for chart "
+                "repositories only; for a Git repository give its CA in caData"
+            )
+        return credentials_for(entry, app.source.repo_url, app.namespace)
+
+    def chart_credential_for(self, app: Application) -> ChartCredential:
+        """What the app's chart repository is sent (the empty credential without an entry)."""
+        entry = self._entry_for(app)
+        if entry is None:
+            return ChartCredential()
+        git = credentials_for(entry, app.source.repo_url, app.namespace)
+        return ChartCredential(
+            username=git.username or "",
+            password=git.password or "",
+            ca_data=git.ca_data or "",
+            allow_plain_http=entry.insecure_allow_http,
+            insecure=entry.insecure,
+        )
+
+    def _entry_for(self, app: Application) -> RepositoryCredential | None:
         url = app.source.repo_url
         name = app.source.credentials_secret
         if name:
-            return credentials_for(self._secret_ref(app.namespace, name), url, app.namespace)
-        entry = select(self.entries(), url, app.namespace)
-        return None if entry is None else credentials_for(entry, url, app.namespace)
+            return self._secret_ref(app.namespace, name)
+        return select(self.entries(), url, app.namespace)
 
     def entries(self) -> list[RepositoryCredential]:
         """The entries of the controller namespace (and the environment's), read at most every

@@ -4,6 +4,10 @@ Each stage fails with an error that names the stage and the cause, and nothing a
 stage runs: a fetch or render failure never reaches the sync stage, so nothing is applied and,
 above all, nothing is pruned because Git "looked empty". Rendering is memoised per
 (commit, path, render parameters), so an unchanged commit is never rendered twice.
+
+A chart source (``spec.source.chart``) goes through the same stages: its "commit" is the chart
+version the range picks (``chart@version``, the revision status and history show), fetched and
+unpacked by ``ChartStore``, rendered by the Helm renderer and memoised by the archive's digest.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from gitsync import kinds
-from gitsync.application import Application, SpecError
+from gitsync.application import Application, HelmSource, SpecError
+from gitsync.engine.chart_sources import ChartStore
 from gitsync.errors import GitsyncError, TerminalError, TransientError
 from gitsync.health import Health, aggregate, assess
 from gitsync.kube import ServerCapabilities
@@ -37,12 +43,17 @@ from gitsync.render import (
 )
 from gitsync.rollout.executor import RolloutExecutor, RolloutStepResult
 from gitsync.source import Checkout, GitCredentials, Revision, SourceCache
+from gitsync.source.charts import ChartCredential, ChartSourceTerminalError, ChartVersion
 from gitsync.sync import POLICY_DENIED, Comparison, Syncer, SyncResult
 
 CredentialsLookup = Callable[[Application], GitCredentials | None]
 CAPABILITIES_TTL_SECONDS = 60.0
 """How long one discovery of the destination (for Helm's ``.Capabilities``) is reused: a CRD
 installed since shows up in charts' ``APIVersions.Has`` within this time."""
+ChartCredentialsLookup = Callable[[Application], ChartCredential]
+SourceKind = SourceType | Literal["helm-repository", "oci"]
+"""The renderer a Git source got, or where a chart came from (``SOURCE_TYPES`` keys)."""
+MAX_REMEMBERED_CHART_VERSIONS = 4096
 
 
 class SourceNotPermittedError(SpecError):
@@ -74,7 +85,7 @@ class AppState:
     revision: Revision
     manifests: tuple[RenderedManifest, ...]
     comparison: Comparison
-    source_type: SourceType = "plain"
+    source_type: SourceKind = "plain"
 
     @property
     def sync_status(self) -> SyncStatus:
@@ -114,16 +125,23 @@ class Engine:
         renders: RenderCache | None = None,
         credentials: CredentialsLookup | None = None,
         limits: RenderLimits | None = None,
+        chart_credentials: ChartCredentialsLookup | None = None,
+        charts: ChartStore | None = None,
     ):
         self.sources = sources
         self.syncer = syncer
         self.rollouts = rollouts
         self.renders = renders or RenderCache()
         self.credentials = credentials or (lambda app: None)
+        self.chart_credentials = chart_credentials or (lambda app: ChartCredential())
         self.limits = limits or RenderLimits()
         self.capabilities_ttl = CAPABILITIES_TTL_SECONDS
         self._capabilities: tuple[float, ServerCapabilities] | None = None
         self._capabilities_lock = threading.Lock()
+
+        self.charts = charts or ChartStore(sources.root / "charts")
+        # the version each resolved chart@version stands for, so fetch needs no second listing
+        self._chart_versions: dict[tuple[str, str], ChartVersion] = {}
 
     def capabilities(self) -> ServerCapabilities:
         """The destination's version and API versions, read at most once per
@@ -146,14 +164,24 @@ class Engine:
             raise SourceNotPermittedError("spec.source.repoURL", f"{POLICY_DENIED}: {why}")
 
     def resolve_revision(self, app: Application, *, max_age: float = 0.0) -> str:
-        """The commit the app's ``targetRevision`` names now: the cheap remote check a reconcile
-        starts with, sent the app's credentials (``SourceCache.resolve``; ``max_age``: how old a
-        listing of the same repository shared with other apps may be)."""
+        """The revision the app's source names right now: a commit SHA (one ``ls-remote``,
+        maybe shared: ``SourceCache.resolve``), or for a chart ``chart@version`` (one
+        conditional index request, maybe shared: ``ChartStore.resolve``)."""
+        src = app.source
+        if src.is_chart:
+            version = self.charts.resolve(
+                src.repo_url,
+                src.chart,
+                src.target_revision,
+                self.chart_credentials(app),
+                max_age=max_age,
+            )
+            if len(self._chart_versions) >= MAX_REMEMBERED_CHART_VERSIONS:
+                self._chart_versions.clear()  # bounded; a miss only costs one index request
+            self._chart_versions[(src.repo_url, version.revision)] = version
+            return version.revision
         return self.sources.resolve(
-            app.source.repo_url,
-            app.source.target_revision,
-            self.credentials(app),
-            max_age=max_age,
+            src.repo_url, src.target_revision, self.credentials(app), max_age=max_age
         )
 
     def fetch(self, app: Application, sha: str | None = None) -> Checkout:
@@ -161,11 +189,32 @@ class Engine:
         check) skips the second ls-remote."""
         try:
             self.check_source(app)
+            if app.source.is_chart:
+                return self._fetch_chart(app, sha)
             return self.sources.checkout(
                 app.source.repo_url, sha or app.source.target_revision, self.credentials(app)
             )
         except GitsyncError as exc:
             raise FetchError(exc) from exc
+
+    def _fetch_chart(self, app: Application, revision: str | None) -> Checkout:
+        src = app.source
+        credential = self.chart_credentials(app)
+        version = self._chart_versions.get((src.repo_url, revision or ""))
+        if version is None:  # not resolved in this process (a rollback to chart@version)
+            target = src.target_revision
+            if revision:
+                name, _, target = revision.rpartition("@")
+                if name != src.chart:
+                    raise ChartSourceTerminalError(
+                        f"revision {revision!r} is not a version of chart {src.chart!r}"
+                    )
+            version = self.charts.resolve(src.repo_url, src.chart, target, credential)
+        checkout = self.charts.checkout(src.repo_url, version, credential)
+        return Checkout(
+            checkout.root / checkout.path,
+            Revision(version.revision, f"{src.repo_url}/{src.chart}", "", "", "", checkout.digest),
+        )
 
     def render_request(self, app: Application, root: Path) -> RenderRequest:
         src = app.source
@@ -206,7 +255,9 @@ class Engine:
     def _helm_options(app: Application) -> HelmOptions | None:
         helm = app.source.helm
         if helm is None:
-            return None
+            if not app.source.is_chart:
+                return None
+            helm = HelmSource()  # a chart from a repository: Helm with the defaults
         return HelmOptions(
             release_name=helm.release_name or app.name,
             value_files=helm.value_files,
@@ -224,12 +275,20 @@ class Engine:
 
     def render(
         self, app: Application, checkout: Checkout
-    ) -> tuple[list[RenderedManifest], SourceType]:
+    ) -> tuple[list[RenderedManifest], SourceKind]:
         """The manifests and the renderer that made them (decided anew: a cached render
-        does not say, and the decision is a stat or two)."""
+        does not say, and the decision is a stat or two). A chart renders from its
+        directory, memoised by its digest."""
+        req = self.render_request(app, checkout.path)
+        kind: SourceKind
+        key = checkout.revision.sha
+        if app.source.is_chart:
+            kind = "oci" if app.source.is_oci else "helm-repository"
+            key = checkout.revision.digest or key
         try:
-            req = self.render_request(app, checkout.path)
-            return self.renders.get_or_render(checkout.revision.sha, req), source_type(req)
+            if not app.source.is_chart:
+                kind = source_type(req)
+            return self.renders.get_or_render(key, req), kind
         except (RenderError, GitsyncError) as exc:
             raise StageError("render", exc) from exc
 

@@ -8,6 +8,11 @@ plus what to send. A repository gets the entry whose prefix matches its normaliz
 prefix winning; no match, no credentials. A password or token never goes over plain ``http://``
 unless its entry says ``insecureAllowHttp: "true"``.
 
+The same entries serve chart repositories (``https://``/``http://`` Helm repositories and
+``oci://`` registries, prefixes matched the same way). ``insecure: "true"`` keeps Argo CD's
+meaning - the server's TLS certificate is not verified - and is honoured for chart repositories
+only: for a Git repository it is refused (give the CA in ``caData``) rather than ignored.
+
 A URL prefix alone still lets any tenant who names a private repository under it have it
 fetched with the operator's token, so an entry in the controller's namespace is also scoped to
 the Application namespaces (gitsync's projects) it serves: ``namespaces``, globs separated by
@@ -36,6 +41,7 @@ from gitsync.source.revision import normalize_url
 
 URL_KEY: Final = "url"
 INSECURE_ALLOW_HTTP_KEY: Final = "insecureAllowHttp"
+INSECURE_KEY: Final = "insecure"
 NAMESPACES_KEY: Final = "namespaces"
 # The keys an entry may have; anything else is refused rather than ignored.
 ENTRY_KEYS: Final = frozenset(
@@ -48,10 +54,11 @@ ENTRY_KEYS: Final = frozenset(
         "knownHosts",
         "caData",
         INSECURE_ALLOW_HTTP_KEY,
+        INSECURE_KEY,
         NAMESPACES_KEY,
     }
 )
-_PREFIX_SCHEMES: Final = frozenset({"https", "http", "ssh"})
+_PREFIX_SCHEMES: Final = frozenset({"https", "http", "ssh", "oci"})
 # A namespace name (DNS-1123 label) with the wildcards "*" and "?"; no character classes, so a
 # glob reads the same to everyone and cannot be malformed in a way that matches by accident.
 _NAMESPACE_GLOB: Final = re.compile(r"[a-z0-9*?]([-a-z0-9*?]{0,61}[a-z0-9*?])?")
@@ -78,6 +85,8 @@ class RepositoryCredential:
     allow_http_hint: str = f'{INSECURE_ALLOW_HTTP_KEY}: "true"'
     namespaces: tuple[str, ...] | None = None
     namespaces_hint: str = NAMESPACES_KEY
+    insecure: bool = False
+    """``insecure: "true"``: TLS certificates are not verified (chart repositories only)."""
 
     def offered_to(self, namespace: str) -> bool:
         """Whether an Application in ``namespace`` may use this entry."""
@@ -121,9 +130,8 @@ def parse_entry(
         )
     if data.get("password") and data.get("token"):
         raise CredentialsError(f"{origin}: set either 'password' or 'token', not both")
-    flag = data.get(INSECURE_ALLOW_HTTP_KEY, "false").strip().lower()
-    if flag not in ("true", "false"):
-        raise CredentialsError(f'{origin}: {INSECURE_ALLOW_HTTP_KEY} must be "true" or "false"')
+    flag = _flag(origin, data, INSECURE_ALLOW_HTTP_KEY)
+    insecure = _flag(origin, data, INSECURE_KEY)
     credentials = GitCredentials(
         username=data.get("username") or None,
         password=data.get("password") or data.get("token") or None,
@@ -132,8 +140,15 @@ def parse_entry(
         ca_data=data.get("caData") or None,
     )
     return RepositoryCredential(
-        origin, url, credentials, flag == "true", allow_http_hint, namespaces, namespaces_hint
+        origin, url, credentials, flag, allow_http_hint, namespaces, namespaces_hint, insecure
     )
+
+
+def _flag(origin: str, data: Mapping[str, str], key: str) -> bool:
+    flag = data.get(key, "false").strip().lower()
+    if flag not in ("true", "false"):
+        raise CredentialsError(f'{origin}: {key} must be "true" or "false"')
+    return flag == "true"
 
 
 def parse_namespaces(where: str, text: str) -> tuple[str, ...]:
@@ -154,8 +169,12 @@ def parse_namespaces(where: str, text: str) -> tuple[str, ...]:
 
 
 def _prefix(origin: str, text: str) -> str:
-    """``text`` as a normalized URL prefix: http(s) or ssh, with a host, without a password,
-    query or fragment."""
+    """``text`` as a normalized URL prefix: http(s), ssh or oci, with a host, without a
+    password, query or fragment."""
+    if text.strip().lower().startswith("oci://"):
+        # an OCI registry is no Git remote: checked here the way parse_remote checks http
+        text = "https://" + text.strip()[len("oci://") :]
+        return "oci://" + _prefix(origin, text).removeprefix("https://")
     try:
         remote = parse_remote(text.strip())
     except GitInvalidURLError as exc:
@@ -164,7 +183,8 @@ def _prefix(origin: str, text: str) -> str:
     parts = urlsplit(prefix)
     if parts.scheme not in _PREFIX_SCHEMES:
         raise CredentialsError(
-            f"{origin}: {URL_KEY} {remote.display!r} must be an https://, http:// or ssh URL"
+            f"{origin}: {URL_KEY} {remote.display!r} must be an https://, http://, ssh or "
+            "oci:// URL"
         )
     if remote.password is not None or (remote.transport == "http" and remote.username):
         raise CredentialsError(

@@ -47,6 +47,9 @@ class Revision:
     message: str
     author: str
     date: str
+    digest: str = ""
+    """For a chart (``sha`` is then ``chart@version``): the archive's or OCI manifest's
+    ``sha256:`` digest; "" for a commit."""
 
 
 def is_full_sha(revision: str) -> bool:

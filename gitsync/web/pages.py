@@ -35,6 +35,7 @@ from gitsync.web.view import (
     detail,
     find,
     list_applications,
+    short_revision,
     status_class,
 )
 
@@ -103,6 +104,7 @@ def _add_filters(bp: flask.Blueprint) -> None:
 
     bp.add_app_template_filter(when, "when")
     bp.add_app_template_filter(first_line, "first_line")
+    bp.add_app_template_filter(short_revision, "short_revision")
     bp.add_app_template_filter(diff_lines, "diff_lines")
 
 

@@ -52,6 +52,12 @@ MAX_ANNOTATION = 512
 # -- small readers that never raise -----------------------------------------------------------
 
 
+def short_revision(revision: str) -> str:
+    """A revision as pages show it: a commit's first 7 hex digits; a chart's ``chart@version``
+    whole (its version is the point)."""
+    return revision if "@" in revision else revision[:7]
+
+
 def _map(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -150,10 +156,12 @@ def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
         "repoLink": http_link(repo),
         "path": _text(source.get("path") or ".", 1024),
         "sourceType": _text(status.source_type, 16),
+        "chart": _text(source.get("chart"), 253),
         "targetRevision": _text(source.get("targetRevision") or "HEAD", 256),
         "revision": {
             "sha": sha,
-            "short": sha[:7],
+            "short": short_revision(sha),
+            "digest": _text(source_rev.digest, 80),
             "ref": _text(source_rev.ref, 256),
             "message": _text(source_rev.message),
             "author": _text(source_rev.author, 256),
@@ -237,7 +245,8 @@ def detail(obj: Mapping[str, Any]) -> dict[str, Any]:
         {
             "id": h.id,
             "revision": _text(h.revision, 64),
-            "short": _text(h.revision, 64)[:7],
+            "short": short_revision(_text(h.revision, 64)),
+            "digest": _text(h.digest, 80),
             "message": _text(h.message),
             "author": _text(h.author, 256),
             "deployedAt": _text(h.deployed_at, 64),

@@ -18,6 +18,7 @@ from gitsync.kube import ApiError, KubeClient
 from gitsync.localenv.gitserver import GitServer
 from tests.support.apps import CRD, ROLLOUT_CRD, WEBHOOK_SECRET
 from tests.support.audit import AuditLog
+from tests.support.chartrepo import CHART_REPO_PASSWORD, CHART_REPO_USER, ChartRepoServer
 from tests.support.cluster import TestCluster
 from tests.support.controller import ServeProcess
 from tests.support.ociregistry import OciRegistry
@@ -26,6 +27,16 @@ from tests.support.ociregistry import OciRegistry
 @pytest.fixture(scope="session")
 def git_server() -> Iterator[GitServer]:
     with GitServer(username="gitsync-test", password="integration-secret-7f3a") as server:
+        yield server
+
+
+@pytest.fixture
+def chart_repo(tmp_path: Path) -> Iterator[ChartRepoServer]:
+    """A Helm chart repository over HTTPS (test CA: ``ca_pem``) with basic auth, empty until
+    a test publishes charts into it."""
+    with ChartRepoServer(
+        tmp_path / "chart-repo", username=CHART_REPO_USER, password=CHART_REPO_PASSWORD
+    ) as server:
         yield server
 
 

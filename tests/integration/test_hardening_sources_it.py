@@ -11,7 +11,6 @@ whole), 8 (a silent server holding a worker for the whole transfer limit), 9 (``
 
 from __future__ import annotations
 
-import base64
 import http.server
 import secrets
 import socket
@@ -26,7 +25,7 @@ import yaml
 
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitServer
-from tests.support.apps import app_status, application
+from tests.support.apps import app_status, application, repository_secret
 from tests.support.cluster import temporary_namespace
 from tests.support.waiting import wait_for
 
@@ -56,18 +55,7 @@ def _decided(kube: KubeClient, namespace: str, name: str) -> dict[str, Any] | No
 
 
 def _credentials_secret(kube: KubeClient, namespace: str, name: str, **data: str) -> None:
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {"gitsync.dev/secret-type": "repository"},
-            },
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-        }
-    )
+    kube.create(repository_secret(name, namespace, data))
 
 
 def _app(

@@ -3,6 +3,7 @@ observe the result and to deliver a signed push webhook like a forge does."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -187,3 +188,18 @@ def github_webhook(
 ) -> int:
     """``github_push`` for tests that only need the status."""
     return github_push(url, repo_url, after, ref=ref, secret=secret)[0]
+
+
+def repository_secret(name: str, namespace: str, data: dict[str, str]) -> dict[str, Any]:
+    """A repository-credential Secret (labelled ``gitsync.dev/secret-type: repository``)
+    holding ``data`` (key -> text)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"gitsync.dev/secret-type": "repository"},
+        },
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }

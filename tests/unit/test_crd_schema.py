@@ -61,6 +61,7 @@ SPEC_FIELDS = {
     "source.helm.apiVersions",
     "source.secretRef",
     "source.secretRef.name",
+    "source.chart",
     "destination",
     "destination.namespace",
     "destination.name",
@@ -156,7 +157,17 @@ HELM_VALUES_STRING: dict[str, Any] = {
     **HELM_FULL,
     "spec": {"source": {**_SOURCE, "helm": {"values": "replicaCount: 2\n"}}},
 }
-FULL_DOCS = [HELM_FULL, DIRECTORY_FULL, KUSTOMIZE_FULL, HELM_VALUES_STRING]
+CHART_FULL: dict[str, Any] = {
+    **HELM_FULL,
+    "spec": {
+        "source": {
+            "repoURL": "https://charts.example.com/stable",
+            "chart": "ingress-nginx",
+            "targetRevision": ">=4.0.0 <5.0.0",
+        }
+    },
+}
+FULL_DOCS = [HELM_FULL, DIRECTORY_FULL, KUSTOMIZE_FULL, HELM_VALUES_STRING, CHART_FULL]
 
 
 def load_crd() -> dict[str, Any]:
@@ -433,7 +444,7 @@ def test_unsupported_argo_fields_reach_the_parser_and_are_refused_by_name(field:
 
 
 @pytest.mark.parametrize(
-    "doc", FULL_DOCS, ids=["helm", "directory", "kustomize", "helm-values-string"]
+    "doc", FULL_DOCS, ids=["helm", "directory", "kustomize", "helm-values-string", "chart"]
 )
 def test_parser_and_crd_accept_the_full_documents(doc: dict[str, Any]) -> None:
     parse_application(doc)
@@ -468,6 +479,8 @@ ACCEPTED_BY_BOTH: list[tuple[str, object]] = [
     ("spec.source.targetRevision", ">=1.2.0 <2.0.0"),
     ("spec.source.targetRevision", "0123abcd"),
     ("spec.source.targetRevision", "x" * 255),
+    ("spec.source", {"repoURL": "oci://registry.example.com/charts/web", "targetRevision": "1.x"}),
+    ("spec.source", {"repoURL": "https://c.example.com", "chart": "web", "targetRevision": "*"}),
 ]
 
 REJECTED_BY_BOTH: list[tuple[str, object]] = [
@@ -499,6 +512,8 @@ REJECTED_BY_BOTH: list[tuple[str, object]] = [
     ("spec.ignoreDifferences", [{"managedFieldsManagers": [""]}]),
     ("spec.suspend", "yes"),
     ("spec.source", "https://git.example.com/org/deploy.git"),
+    ("spec.source", {"repoURL": "https://c.example.com", "chart": "", "targetRevision": "1"}),
+    ("spec.source", {"repoURL": "https://c.example.com", "chart": "a/b", "targetRevision": "1"}),
 ]
 
 

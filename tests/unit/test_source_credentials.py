@@ -127,14 +127,17 @@ def test_the_one_shot_cli_check_refuses_a_password_over_http_unless_asked() -> N
     [
         ({"token": "t"}, "'url' key"),
         ({"url": "ftp://h/x", "token": "t"}, "unsupported URL scheme"),
-        ({"url": "file:///srv/git", "token": "t"}, "must be an https://, http:// or ssh URL"),
+        (
+            {"url": "file:///srv/git", "token": "t"},
+            "must be an https://, http://, ssh or oci:// URL",
+        ),
         ({"url": f"https://{TOKEN}@h/org", "token": "t"}, "must not carry credentials"),
         ({"url": "https://u:pw@h/org"}, "must not carry credentials"),
         ({"url": "https://h/org/../x"}, "plain prefix"),
         ({"url": "https://h/org?x=1"}, "plain prefix"),
         ({"url": "https://h/org", "password": "p", "token": "t", **EVERYWHERE}, "not both"),
         ({"url": "https://h/org", "insecureAllowHttp": "yes", **EVERYWHERE}, "insecureAllowHttp"),
-        ({"url": "https://h/org", "insecure": "true"}, "unknown key"),
+        ({"url": "https://h/org", "insecure": "on", **EVERYWHERE}, 'insecure must be "true"'),
         # the namespaces an entry is offered to are required, and must be namespace globs
         ({"url": "https://h/org", "token": TOKEN}, "the namespaces key is required"),
         ({"url": "https://h/org", "namespaces": " , \n"}, "namespaces: no namespace glob"),

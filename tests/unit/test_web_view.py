@@ -175,3 +175,16 @@ def test_query_parsing_strict_for_the_api_lenient_for_pages() -> None:
         "per_page": 1000,
         "page": 2,
     }
+
+
+def test_a_chart_revision_is_shown_whole_with_its_chart_and_digest() -> None:
+    """Issue 15: ``chart@version`` is the revision of a chart source; cutting it to 7
+    characters would hide the version."""
+    obj = application("web", sha="web@1.12.3", message="")
+    obj["spec"]["source"] = {"repoURL": "https://charts.example.com", "chart": "web"}
+    obj["status"]["sourceRevision"]["digest"] = "sha256:" + "a" * 64
+    row = summary(obj)
+    assert row["revision"]["short"] == "web@1.12.3"
+    assert row["revision"]["digest"] == "sha256:" + "a" * 64
+    assert row["chart"] == "web"
+    assert "web@1.12.3" in [h["short"] for h in detail(obj)["history"]]

@@ -34,7 +34,8 @@
   var formats = {
     when: when,
     first_line: firstLine,
-    short: function (v) { return String(v || "").slice(0, 7); },
+    // a chart's revision (chart@version) is shown whole, a commit's first 7 hex digits
+    short: function (v) { v = String(v || ""); return v.indexOf("@") >= 0 ? v : v.slice(0, 7); },
   };
 
   function pick(doc, path) {
