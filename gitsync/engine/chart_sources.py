@@ -8,9 +8,9 @@ import; the engine sits above both).
 ``ChartStore`` turns an Application's chart source into files on disk, like ``SourceCache`` does
 for Git: ``resolve`` picks the highest published version matching ``targetRevision`` (the same
 semver rules as Git tags: ``select_semver_tag``), and ``checkout`` downloads its archive once
-and unpacks it (``unpack_chart``) into a read-only directory named by the digest the version was recorded with (the archive's
-for an HTTP repository, the manifest's for OCI),
-renamed into place whole; the archive itself is not kept (the directory is what is reused).
+and unpacks it (``unpack_chart``) into a read-only directory named by the digest the version was
+recorded with (the archive's for an HTTP repository, the manifest's for OCI), renamed into place
+whole; the archive itself is not kept (the directory is what is reused).
 Like ``SourceCache.resolve``, ``resolve(..., max_age=s)`` may reuse a listing of the same chart
 in the same repository with the same credentials that is at most ``s`` seconds old, so many apps
 refreshing together cost one conditional index request, not one each.
