@@ -34,6 +34,7 @@ from gitsync.controller.reconciler import AppEngine, Reconciler
 from gitsync.diff import ResourceDiff
 from gitsync.model import ResourceKey, SyncStatus
 from gitsync.rollout import RolloutStepResult
+from gitsync.source.revision import Revision
 
 AUTH = bearer(API_TOKEN)
 
@@ -174,9 +175,7 @@ class EngineOnly:
         rollout_key = ResourceKey("gitsync.dev", "Rollout", "team-a", "web")
         return SimpleNamespace(
             app=app,
-            revision=SimpleNamespace(
-                sha=sha, ref="refs/heads/main", message="m", author="a", date=""
-            ),
+            revision=Revision(sha or "", "refs/heads/main", "m", "a", ""),
             manifests=(),
             comparison=SimpleNamespace(in_sync=True, diffs=[], errors=[], items=[]),
             source_type="plain",
