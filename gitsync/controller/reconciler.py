@@ -251,6 +251,14 @@ def automated_sync_on(app: Application, paused: bool) -> bool:
     return app.sync_policy.automated and not app.suspend and not paused
 
 
+def next_attempt_at(rt: AppRuntime, sha: str, now: float) -> float:
+    """When automated sync that said ``AutoSync.WAIT`` may try ``sha`` again: the failed
+    revision's retry while it is not due, else the end of the self-heal backoff."""
+    if rt.failed_revision == sha and now < rt.retry_at:
+        return rt.retry_at
+    return rt.last_heal + rt.heal_delay
+
+
 def retry_delay(backoff: Backoff, failures: int) -> float:
     """``spec.syncPolicy.retry.backoff`` after the ``failures``-th failed sync of a revision."""
     return min(backoff.duration * backoff.factor ** (failures - 1), backoff.max_duration)
@@ -439,8 +447,9 @@ class Reconciler:
         if decision == AutoSync.SYNC:
             return Initiator.AUTOMATED, None
         if decision == AutoSync.WAIT:
-            due = min(rt.retry_at, rt.last_heal + rt.heal_delay)
-            return None, max(0.5, due - self.clock())
+            rt.live_dirty = True  # the pass that comes back decides again, on a fresh compare
+            now = self.clock()
+            return None, max(0.5, next_attempt_at(rt, sha, now) - now)
         return None, None
 
     def _sync(

@@ -165,6 +165,8 @@ class Harness:
             clock=self.clock,
         )
 
+    requeue: float | None = None  # what the last ``drift_after`` pass asked for
+
     def reconcile(self, *reasons: str) -> float | None:
         return self.reconciler.reconcile(KEY, set(reasons) or {"interval"}).requeue
 
@@ -174,7 +176,7 @@ class Harness:
         self.clock.now += seconds
         self.engine.drift = True
         self.reconciler.mark_live_change(KEY)
-        self.reconcile("live-change")
+        self.requeue = self.reconcile("live-change")
         return len(self.engine.synced)
 
     def ready(self) -> tuple[str, str]:
@@ -247,13 +249,24 @@ def test_self_heal_reapplies_drift_with_a_growing_backoff() -> None:
     assert h.drift_after(1) == 6
 
 
+def test_drift_inside_the_self_heal_backoff_is_healed_when_the_backoff_ends() -> None:
+    h = Harness(spec(**SELF_HEAL))
+    h.reconcile()
+    assert h.drift_after(100) == 2  # healed at once; the next heal waits 2 s
+    assert h.drift_after(0.5) == 2
+    assert h.requeue == pytest.approx(1.5)  # when the backoff ends, not a poll every 0.5 s
+    h.clock.now += 1.5
+    h.reconcile("requeue")  # no new watch event: the one drift is reason enough
+    assert len(h.engine.synced) == 3
+
+
 def test_a_failed_sync_is_retried_on_the_backoff_then_held_until_a_new_revision() -> None:
     h = Harness(spec(**AUTOMATED))
     h.engine.sync_fails = True
     assert h.reconcile() == 5.0  # retry.backoff.duration
     assert h.ready()[0] == "SyncFailed"
     h.clock.now += 1.0
-    h.reconcile("live-change")  # not due yet
+    assert h.reconcile("live-change") == pytest.approx(4.0)  # not due yet: back when it is
     assert len(h.engine.synced) == 1
     h.clock.now += 4.0
     assert h.reconcile("requeue") == 10.0  # the second failure: duration * factor
