@@ -16,6 +16,12 @@ The order of work, and why:
    nothing twice (unchanged objects are never written) and records one history entry.
    A revision whose sync failed is retried per ``spec.syncPolicy.retry`` and not hot-looped.
 5. **Finalize status** in one place, written only if it differs from what is stored.
+
+Each step is a method named after it (``_open_pass``, ``_compare_due``, ``_automated``, ``_sync``,
+``_finish``); what decides between branches is a module function over plain data (``Requests``,
+``initiator``, ``resumes``, ``failed_sync_to_retry``, ``automated_sync_on``, ``next_attempt_at``,
+``retry_delay``), and time is the injected ``clock``, so ``tests/unit/test_reconcile_decisions.py``
+drives every branch without a control plane.
 """
 
 from __future__ import annotations

@@ -30,6 +30,12 @@ a prune it refuses is PruneSkipped and the object stays in the inventory.
 One failing object does not stop the others in its wave; each gets a ``ResourceResult``, and the
 sync as a whole is Failed. 409 conflicts are retried; 429, 5xx and connection errors are retried
 with exponential backoff.
+
+``Syncer.sync`` runs these stages as named steps; what decides between branches is a module
+function over the sync's own data (``refuse_empty_render``, ``plan_prune``, ``apply_verdict``,
+``prune_verdict``, ``after_wave``, ``inventory_to_keep``, ``judge_wave_health``), and the waits
+take an injected clock and sleep, so ``tests/unit/test_sync_decisions.py`` covers them without a
+cluster.
 """
 
 from __future__ import annotations
