@@ -16,6 +16,12 @@ The order of work, and why:
    nothing twice (unchanged objects are never written) and records one history entry.
    A revision whose sync failed is retried per ``spec.syncPolicy.retry`` and not hot-looped.
 5. **Finalize status** in one place, written only if it differs from what is stored.
+
+Each step is a method named after it (``_open_pass``, ``_compare_due``, ``_automated``, ``_sync``,
+``_finish``); what decides between branches is a module function over plain data (``Requests``,
+``initiator``, ``resumes``, ``failed_sync_to_retry``, ``automated_sync_on``, ``next_attempt_at``,
+``retry_delay``), and time is the injected ``clock``, so ``tests/unit/test_reconcile_decisions.py``
+drives every branch without a control plane.
 """
 
 from __future__ import annotations
@@ -25,13 +31,13 @@ import dataclasses
 import enum
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
 
-from gitsync.application import Application, SpecError, parse_application
+from gitsync.application import Application, Backoff, SpecError, parse_application
 from gitsync.application_status import (
     SOURCE_TYPES,
     ApplicationStatus,
@@ -62,6 +68,7 @@ log = structlog.get_logger(__name__)
 HEAL_MIN, HEAL_MAX = 2.0, 300.0
 API_RETRY_MIN, API_RETRY_MAX = 1.0, 60.0  # backoff when the API server fails a reconcile
 WAIT_DELAY = 5.0  # a WaitingError that did not say how long
+PROGRESSING_REQUEUE = 5.0  # health moves without spec changes: look again this soon
 
 
 def short_revision(revision: str) -> str:
@@ -192,6 +199,7 @@ class _Pass:
     generation: int
     bound: Any
     head_max_age: float = 0.0
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -203,6 +211,101 @@ class ReconcileResult:
 
     requeue: float | None = None
     interval: float | None = None
+
+
+class Initiator(enum.StrEnum):
+    """Who started a sync operation (``operationState.initiatedBy``, a history entry's)."""
+
+    AUTOMATED = "automated"
+    MANUAL = "manual"  # `gitsync sync APP`: the sync-request annotation
+    ROLLBACK = "rollback"  # the rollback-to annotation
+
+
+INITIATORS = frozenset(str(i) for i in Initiator)
+
+
+@dataclass(frozen=True)
+class Requests:
+    """What the Application's annotations ask of this pass, next to what status says was
+    already handled (a request is answered once, however often the app is reconciled)."""
+
+    sync_request: str = ""
+    manual: bool = False  # a sync request not handled yet
+    rollback: str = ""  # the history id a rollback asks for
+    rollback_pending: bool = False  # ... not handled yet
+    paused: bool = False  # automated sync paused (a rollback sets it, `resume` removes it)
+
+    @classmethod
+    def read(cls, annotations: Mapping[str, str], status: ApplicationStatus) -> Requests:
+        sync_request = annotations.get(SYNC_REQUEST, "")
+        rollback = annotations.get(ROLLBACK_REQUEST, "")
+        return cls(
+            sync_request=sync_request,
+            manual=bool(sync_request) and sync_request != status.last_handled_sync_request,
+            rollback=rollback,
+            rollback_pending=bool(rollback) and rollback != status.last_handled_rollback,
+            paused=AUTOMATION_PAUSED in annotations,
+        )
+
+    @property
+    def prune(self) -> bool | None:
+        """A manual sync asked with ``;prune`` prunes whatever the policy says; None: the
+        policy decides."""
+        return True if self.sync_request.endswith(";prune") else None
+
+
+def rollback_revision(status: ApplicationStatus, history_id: str) -> str | None:
+    """The revision of history entry ``history_id``; None when status no longer holds it."""
+    entry = next((h for h in status.history or () if str(h.id) == history_id), None)
+    return None if entry is None else entry.revision
+
+
+def resumes(op: OperationState, pinned: str | None, sha: str) -> bool:
+    """Whether the pass finishes an operation a crashed process left Running. Not when the
+    interrupted sync's revision is no longer what Git says (and no rollback pins it): finishing
+    it would prune objects the new head declares again (a revert pushed while the controller
+    was down). The head is synced instead; the inventory the interrupted sync wrote ahead of its
+    applies (``Syncer.sync``) lets that sync prune what it had created."""
+    if op.phase != "Running":
+        return False
+    return bool(pinned) or not op.revision or op.revision == sha
+
+
+def failed_sync_to_retry(op: OperationState, status: ApplicationStatus, sha: str) -> bool:
+    """A sync of ``sha`` failed (e.g. at its inventory write) and nothing applied it since: it
+    is retried even when every object already matches, since only a finished sync records the
+    inventory and history."""
+    return op.phase == "Failed" and op.revision == sha and status.last_applied_revision != sha
+
+
+def initiator(op: OperationState, resume: bool, req: Requests) -> Initiator | None:
+    """Who starts a sync regardless of the comparison: the interrupted operation's initiator,
+    a rollback, a manual request. None: only automated sync may, if the app is out of sync."""
+    if resume:
+        return Initiator(op.initiated_by) if op.initiated_by in INITIATORS else Initiator.AUTOMATED
+    if req.rollback_pending:
+        return Initiator.ROLLBACK
+    if req.manual:
+        return Initiator.MANUAL
+    return None
+
+
+def automated_sync_on(app: Application, paused: bool) -> bool:
+    """``syncPolicy.automated``, unless the app is suspended or its automation paused."""
+    return app.sync_policy.automated and not app.suspend and not paused
+
+
+def next_attempt_at(rt: AppRuntime, sha: str, now: float) -> float:
+    """When automated sync that said ``AutoSync.WAIT`` may try ``sha`` again: the failed
+    revision's retry while it is not due, else the end of the self-heal backoff."""
+    if rt.failed_revision == sha and now < rt.retry_at:
+        return rt.retry_at
+    return rt.last_heal + rt.heal_delay
+
+
+def retry_delay(backoff: Backoff, failures: int) -> float:
+    """``spec.syncPolicy.retry.backoff`` after the ``failures``-th failed sync of a revision."""
+    return min(backoff.duration * backoff.factor ** (failures - 1), backoff.max_duration)
 
 
 class Reconciler:
@@ -252,39 +355,11 @@ class Reconciler:
             return ReconcileResult(requeue=wait)
         rt.interval = None  # until the spec parses
         started = self.clock()
-        bound = log.bind(app=f"{key[0]}/{key[1]}", trigger=",".join(sorted(reasons)))
-        old = ApplicationStatus.from_dict(obj.get("status"))
-        new = old.copy()
-        generation = int(obj.get("metadata", {}).get("generation") or 0)
-        annotations = dict(obj.get("metadata", {}).get("annotations") or {})
-        try:
-            app = parse_application(obj)
-        except SpecError as exc:
-            self._stalled(new, generation, "InvalidSpec", str(exc))
-            self._write(key, new, old)
-            return ReconcileResult()
-        rt.interval = app.interval
-        new.observed_generation = generation
-        if generation != rt.seen_generation or annotations != rt.seen_annotations:
-            rt.seen_generation, rt.seen_annotations = generation, annotations
-            rt.live_dirty = True  # the spec or a request annotation changed: compare again
-        try:
-            engine = self.engine_for(app)
-        except TerminalError as exc:  # the destination cluster is unknown or its kubeconfig refused
-            self._stalled(new, generation, "InvalidDestination", str(exc))
-            self._write(key, new, old)
+        p = self._open_pass(key, obj, rt, reasons)
+        if p is None:
             return ReconcileResult()
         try:
-            engine.check_source(app)  # sourceRepos: before any credential or connection
-        except SpecError as exc:
-            self._stalled(new, generation, "InvalidSpec", str(exc))
-            self._write(key, new, old)
-            return ReconcileResult()
-        since_push = None if rt.pushed_at is None else time.monotonic() - rt.pushed_at
-        max_age = head_max_age(reasons, since_push)
-        p = _Pass(key, app, engine, rt, old, new, generation, bound, max_age)
-        try:
-            outcome = self._reconcile(p, annotations)
+            outcome = self._reconcile(p)
         except Exception as exc:
             rt.live_dirty = True  # the pass did not finish: the next one must compare again
             step = next_step(exc)
@@ -299,121 +374,189 @@ class Reconciler:
             if self.metrics:
                 self.metrics.reconcile_duration.observe(self.clock() - started)
 
-    def _reconcile(self, p: _Pass, annotations: dict[str, str]) -> ReconcileResult:
-        key, app, engine, rt, old, new = p.key, p.app, p.engine, p.rt, p.old, p.new
-        generation, bound = p.generation, p.bound
-        op = new.operation_state or OperationState()
-        resume = op.phase == "Running"
-        sync_request = annotations.get(SYNC_REQUEST, "")
-        manual = bool(sync_request) and sync_request != new.last_handled_sync_request
-        rollback = annotations.get(ROLLBACK_REQUEST, "")
-        rollback_pending = bool(rollback) and rollback != new.last_handled_rollback
-        paused = AUTOMATION_PAUSED in annotations
-
-        # 2. cheap remote check
-        target_sha: str | None = None
-        if rollback_pending:
-            entry = next((h for h in new.history or () if str(h.id) == rollback), None)
-            if entry is None:
-                new.last_handled_rollback = rollback
-                self._stalled(new, generation, "RollbackFailed", f"no history entry {rollback}")
-                self._write(key, new, old)
-                return ReconcileResult()
-            target_sha = entry.revision
-        elif resume and op.revision and op.initiated_by == "rollback":
-            target_sha = op.revision
+    def _open_pass(
+        self, key: AppKey, obj: dict[str, Any], rt: AppRuntime, reasons: set[str]
+    ) -> _Pass | None:
+        """Parse the spec and find the app's engine; None when either fails (the app is
+        Stalled, status written: nothing is fetched or applied)."""
+        bound = log.bind(app=f"{key[0]}/{key[1]}", trigger=",".join(sorted(reasons)))
+        old = ApplicationStatus.from_dict(obj.get("status"))
+        new = old.copy()
+        generation = int(obj.get("metadata", {}).get("generation") or 0)
+        annotations = dict(obj.get("metadata", {}).get("annotations") or {})
         try:
-            sha = target_sha or engine.resolve_revision(app, max_age=p.head_max_age)
+            app = parse_application(obj)
+        except SpecError as exc:
+            self._stalled(new, generation, "InvalidSpec", str(exc))
+            self._write(key, new, old)
+            return None
+        rt.interval = app.interval
+        new.observed_generation = generation
+        if generation != rt.seen_generation or annotations != rt.seen_annotations:
+            rt.seen_generation, rt.seen_annotations = generation, annotations
+            rt.live_dirty = True  # the spec or a request annotation changed: compare again
+        try:
+            engine = self.engine_for(app)
+        except TerminalError as exc:  # the destination cluster is unknown or its kubeconfig refused
+            self._stalled(new, generation, "InvalidDestination", str(exc))
+            self._write(key, new, old)
+            return None
+        try:
+            engine.check_source(app)  # sourceRepos: before any credential or connection
+        except SpecError as exc:
+            self._stalled(new, generation, "InvalidSpec", str(exc))
+            self._write(key, new, old)
+            return None
+        since_push = None if rt.pushed_at is None else time.monotonic() - rt.pushed_at
+        max_age = head_max_age(reasons, since_push)
+        return _Pass(key, app, engine, rt, old, new, generation, bound, max_age, annotations)
+
+    def _reconcile(self, p: _Pass) -> ReconcileResult:
+        engine, rt, new = p.engine, p.rt, p.new
+        op = new.operation_state or OperationState()
+        req = Requests.read(p.annotations, new)
+
+        # 2. cheap remote check (skipped when the pass must sync a revision it already knows)
+        pinned: str | None = None
+        if req.rollback_pending:
+            pinned = rollback_revision(new, req.rollback)
+            if pinned is None:
+                return self._rollback_missing(p, req.rollback)
+        elif op.phase == "Running" and op.revision and op.initiated_by == Initiator.ROLLBACK:
+            pinned = op.revision
+        try:
+            sha = pinned or self._resolve_head(p)
         except GitsyncError as exc:
             return self._fetch_failed(p, exc)
         rt.fetch_failures = 0
-        if resume and not target_sha and op.revision and op.revision != sha:
-            # The interrupted sync's revision is no longer what Git says: finishing it would
-            # prune objects the new head declares again (a revert pushed while the controller
-            # was down). Sync the head instead; the inventory the interrupted sync wrote ahead
-            # of its applies (``Syncer.sync``) lets this sync prune what it had created.
-            resume = False
-
-        rollout_requeue = self._tick_rollouts(engine, app, rt, bound)
-        due = self.clock() - rt.last_compare >= self.full_compare_every
-        # a sync of this revision that failed (e.g. at its inventory write) is retried even when
-        # every object already matches: only a finished sync records the inventory and history
-        retry_failed = (
-            op.phase == "Failed" and op.revision == sha and new.last_applied_revision != sha
-        )
-        need_compare = (
-            sha != rt.last_sha
-            or rt.live_dirty
-            or due
-            or manual
-            or resume
-            or rollback_pending
-            or retry_failed
-        )
-        if not need_compare and not self._stale_conditions(new):
+        resume = resumes(op, pinned, sha)
+        rollout_requeue = self._tick_rollouts(engine, p.app, rt, p.bound)
+        retry_failed = failed_sync_to_retry(op, new, sha)
+        requested = resume or req.manual or req.rollback_pending or retry_failed
+        if not self._compare_due(p, sha, requested=requested):
             return ReconcileResult(rollout_requeue)
 
         # 3. compare
         try:
-            state = engine.compare(app, sha)
+            state = engine.compare(p.app, sha)
         except StageError as exc:
             return self._stage_failed(p, exc)
         rt.last_sha, rt.last_compare, rt.live_dirty = sha, self.clock(), False
         rt.rollouts = state.rollouts()
-        out_of_sync = not state.comparison.in_sync or retry_failed
 
         # 4. sync?
-        initiated = ""
-        if resume:
-            initiated = op.initiated_by or "automated"
-        elif rollback_pending:
-            initiated = "rollback"
-        elif manual:
-            initiated = "manual"
+        initiated = initiator(op, resume, req)
         requeue: float | None = None
-        automated = app.sync_policy.automated and not app.suspend and not paused
-        if not initiated and automated and out_of_sync:
-            decision = self._automated_trigger(app, rt, new, sha, bound)
-            if decision == AutoSync.SYNC:
-                initiated = "automated"
-            elif decision == AutoSync.WAIT:
-                requeue = max(0.5, min(rt.retry_at, rt.last_heal + rt.heal_delay) - self.clock())
-        if initiated:
-            prune = None
-            if initiated == "manual" and sync_request.endswith(";prune"):
-                prune = True
+        if initiated is None and (not state.comparison.in_sync or retry_failed):
+            initiated, requeue = self._automated(p, sha, req.paused)
+        if initiated is not None:
             resumed = op if resume else None
-            state, result = self._run_operation(p, state, resumed, initiated, prune)
-            if initiated == "manual":
-                new.last_handled_sync_request = sync_request
-            if initiated == "rollback":
-                new.last_handled_rollback = rollback
-                self.store.patch_annotations(key, {AUTOMATION_PAUSED: f"rollback to {rollback}"})
-            if not result.succeeded:
-                if rt.failed_revision != sha:
-                    rt.failed_revision, rt.failures = sha, 0
-                rt.failures += 1
-                backoff = app.sync_policy.retry.backoff
-                delay = min(
-                    backoff.duration * backoff.factor ** (rt.failures - 1), backoff.max_duration
-                )
-                rt.retry_at = self.clock() + delay
-                requeue = delay
-            else:
-                rt.failed_revision, rt.failures = "", 0
+            state, requeue = self._sync(
+                p, state, sha, resumed=resumed, initiated=initiated, req=req
+            )
 
         # 5. finalize
+        return self._finish(p, state, req.paused, requeue, rollout_requeue)
+
+    def _resolve_head(self, p: _Pass) -> str:
+        """The revision ``targetRevision`` names now: a SHA (one ``ls-remote``, maybe a shared
+        one) or a chart's ``chart@version``."""
+        return p.engine.resolve_revision(p.app, max_age=p.head_max_age)
+
+    def _compare_due(self, p: _Pass, sha: str, *, requested: bool) -> bool:
+        """Whether this pass compares: something may have changed (a new SHA, a watched object,
+        a request), the periodic full compare is due, or a failure condition is showing (so
+        recovery clears it). Otherwise the pass costs the ``ls-remote`` alone."""
+        rt = p.rt
+        return (
+            sha != rt.last_sha
+            or rt.live_dirty
+            or self.clock() - rt.last_compare >= self.full_compare_every
+            or requested
+            or self._stale_conditions(p.new)
+        )
+
+    def _automated(self, p: _Pass, sha: str, paused: bool) -> tuple[Initiator | None, float | None]:
+        """Automated sync's answer for an out-of-sync app: sync now, or when to look again
+        (None: at the interval, or not at all when automation is off)."""
+        app, rt = p.app, p.rt
+        if not automated_sync_on(app, paused):
+            return None, None
+        decision = self._automated_trigger(app, rt, p.new, sha, p.bound)
+        if decision == AutoSync.SYNC:
+            return Initiator.AUTOMATED, None
+        if decision == AutoSync.WAIT:
+            rt.live_dirty = True  # the pass that comes back decides again, on a fresh compare
+            now = self.clock()
+            return None, max(0.5, next_attempt_at(rt, sha, now) - now)
+        return None, None
+
+    def _sync(
+        self,
+        p: _Pass,
+        state: AppState,
+        sha: str,
+        *,
+        resumed: OperationState | None,
+        initiated: Initiator,
+        req: Requests,
+    ) -> tuple[AppState, float | None]:
+        """Run the operation, mark the request it answered handled, and count a failure
+        towards ``spec.syncPolicy.retry``: the state after it and when to retry (None: no
+        retry is due)."""
+        prune = req.prune if initiated == Initiator.MANUAL else None
+        state, result = self._run_operation(p, state, resumed, initiated, prune)
+        if initiated == Initiator.MANUAL:
+            p.new.last_handled_sync_request = req.sync_request
+        if initiated == Initiator.ROLLBACK:
+            p.new.last_handled_rollback = req.rollback
+            self.store.patch_annotations(p.key, {AUTOMATION_PAUSED: f"rollback to {req.rollback}"})
+        return state, self._count_failure(p.rt, p.app, sha, succeeded=result.succeeded)
+
+    def _count_failure(
+        self, rt: AppRuntime, app: Application, sha: str, *, succeeded: bool
+    ) -> float | None:
+        """After a sync of ``sha``: reset the retry count, or count the failure and return the
+        backoff before the next attempt."""
+        if succeeded:
+            rt.failed_revision, rt.failures = "", 0
+            return None
+        if rt.failed_revision != sha:
+            rt.failed_revision, rt.failures = sha, 0
+        rt.failures += 1
+        delay = retry_delay(app.sync_policy.retry.backoff, rt.failures)
+        rt.retry_at = self.clock() + delay
+        return delay
+
+    def _finish(
+        self,
+        p: _Pass,
+        state: AppState,
+        paused: bool,
+        requeue: float | None,
+        rollout_requeue: float | None,
+    ) -> ReconcileResult:
+        """Write the status, and come back soon while health or a rollout is moving."""
+        rt = p.rt
         self._finalize(p, state, paused)
         if requeue is None and state.health.status == HealthStatus.PROGRESSING:
             rt.live_dirty = True  # health moves without spec changes: look again soon
-            requeue = 5.0
+            requeue = PROGRESSING_REQUEUE
         if rt.rollouts and rollout_requeue is None:
             # first sight of the app's Rollouts (e.g. just after a restart), or one just begun
-            rollout_requeue = self._tick_rollouts(engine, app, rt, bound)
+            rollout_requeue = self._tick_rollouts(p.engine, p.app, rt, p.bound)
         if rollout_requeue is not None:
             rt.live_dirty = True  # a running rollout changes health and status as it goes
             requeue = rollout_requeue if requeue is None else min(requeue, rollout_requeue)
         return ReconcileResult(requeue)
+
+    def _rollback_missing(self, p: _Pass, rollback: str) -> ReconcileResult:
+        """A rollback to a history entry status no longer holds: stalled, and handled (it is
+        not retried until another id is asked for)."""
+        p.new.last_handled_rollback = rollback
+        self._stalled(p.new, p.generation, "RollbackFailed", f"no history entry {rollback}")
+        self._write(p.key, p.new, p.old)
+        return ReconcileResult()
 
     def _tick_rollouts(
         self, engine: AppEngine, app: Application, rt: AppRuntime, bound: Any
@@ -471,7 +614,7 @@ class Reconciler:
         p: _Pass,
         state: AppState,
         resumed: OperationState | None,
-        initiated: str,
+        initiated: Initiator,
         prune: bool | None,
     ) -> tuple[AppState, SyncResult]:
         key, app, engine, new, old, bound = p.key, p.app, p.engine, p.new, p.old, p.bound
@@ -480,7 +623,7 @@ class Reconciler:
             id=(resumed and resumed.id) or uuid.uuid4().hex[:12],
             phase="Running",
             revision=sha,
-            initiated_by=initiated,
+            initiated_by=str(initiated),
             started_at=(resumed and resumed.started_at) or st.now_rfc3339(),
             message=f"syncing revision {short_revision(sha)}",
         )
@@ -534,7 +677,7 @@ class Reconciler:
                 author=state.revision.author,
                 deployed_at=op.finished_at,
                 result=result.phase,
-                initiated_by=initiated,
+                initiated_by=str(initiated),
                 digest=state.revision.digest,
             ),
         )
@@ -606,7 +749,7 @@ class Reconciler:
         elif sync_status != SyncStatus.SYNCED:
             ready, reason = False, "OutOfSync"
             message = f"revision {short_revision(state.revision.sha)}: the cluster differs from Git"
-            if not app.sync_policy.automated or app.suspend or paused:
+            if not automated_sync_on(app, paused):
                 message += " (automated sync is off: sync manually)"
         elif health.status != HealthStatus.HEALTHY:
             ready, reason = False, str(health.status)

@@ -30,6 +30,12 @@ a prune it refuses is PruneSkipped and the object stays in the inventory.
 One failing object does not stop the others in its wave; each gets a ``ResourceResult``, and the
 sync as a whole is Failed. 409 conflicts are retried; 429, 5xx and connection errors are retried
 with exponential backoff.
+
+``Syncer.sync`` runs these stages as named steps; what decides between branches is a module
+function over the sync's own data (``refuse_empty_render``, ``plan_prune``, ``apply_verdict``,
+``prune_verdict``, ``after_wave``, ``inventory_to_keep``, ``judge_wave_health``), and the waits
+take an injected clock and sleep, so ``tests/unit/test_sync_decisions.py`` covers them without a
+cluster.
 """
 
 from __future__ import annotations
@@ -206,10 +212,17 @@ class SyncResult:
 
 
 def with_retries(
-    call: Callable[[], T], *, attempts: int = 5, base_delay: float = 0.5, max_delay: float = 8.0
+    call: Callable[[], T],
+    *,
+    attempts: int = 5,
+    base_delay: float = 0.5,
+    max_delay: float = 8.0,
+    sleep: Callable[[float], None] | None = None,
 ) -> T:
     """Retry 409 a few times, and 429/5xx/unreachable with exponential backoff - waiting at
-    least as long as a ``Retry-After`` asks (up to ``max_delay``)."""
+    least as long as a ``Retry-After`` asks (up to ``max_delay``). ``sleep``: ``time.sleep``
+    unless a test gives its clock's."""
+    sleep = sleep or time.sleep
     delay = base_delay
     for attempt in range(1, attempts + 1):
         try:
@@ -217,9 +230,199 @@ def with_retries(
         except ApiError as exc:
             if next_step(exc) not in (NextStep.WAIT, NextStep.BACKOFF) or attempt == attempts:
                 raise
-            time.sleep(max(delay, min(exc.retry_after or 0.0, max_delay)))
+            sleep(max(delay, min(exc.retry_after or 0.0, max_delay)))
             delay = min(delay * 2, max_delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# -- the sync's decisions, pure: what ``Syncer.sync`` does next, from data -------------------
+
+
+def refuse_empty_render(app: Application, comparison: Comparison, revision: str) -> None:
+    """Raise ``EmptyRenderError`` when the render is empty but the app manages objects: pruning
+    everything because Git "looked empty" needs ``allowEmpty``."""
+    if comparison.items or not comparison.inventory or app.sync_policy.allow_empty:
+        return
+    raise EmptyRenderError(
+        f"the render of revision {revision[:12]} produced no objects but the app manages "
+        f"{len(comparison.inventory)}; refusing to prune everything (set "
+        "syncPolicy.automated.allowEmpty to allow it)"
+    )
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """Which inventory entries the sync tries to prune, and when."""
+
+    candidates: dict[ResourceKey, InventoryEntry]
+    """The app's objects Git no longer renders; empty when pruning is off."""
+    last: bool
+    """``PruneLast``: after every wave has been applied (and only if none failed)."""
+    by_wave: dict[int, list[InventoryEntry]]
+    """Otherwise: in the wave the live object declares, next to that wave's applies."""
+
+
+def plan_prune(
+    extraneous: Mapping[ResourceKey, InventoryEntry],
+    *,
+    prune: bool,
+    last: bool,
+    wave_of: Callable[[InventoryEntry], int],
+) -> PrunePlan:
+    """``wave_of`` (a read of the live object) is asked only when the prune goes by waves."""
+    candidates = dict(extraneous) if prune else {}
+    by_wave: dict[int, list[InventoryEntry]] = {}
+    if not last:
+        for entry in candidates.values():
+            by_wave.setdefault(wave_of(entry), []).append(entry)
+    return PrunePlan(candidates, last, by_wave)
+
+
+class WaveVerdict(enum.StrEnum):
+    """What the sync does once a wave's applies and prunes are done."""
+
+    NEXT = "next"  # go on: the last wave, a dry run, or a wave that only pruned
+    WAIT_HEALTHY = "wait-healthy"  # the next wave starts once this one is healthy
+    ABORT = "abort"  # something failed: later waves are not applied
+
+
+def after_wave(result: SyncResult, *, applied: bool, is_last: bool, dry_run: bool) -> WaveVerdict:
+    """``applied``: the wave had objects to apply (not only prunes)."""
+    if is_last:
+        return WaveVerdict.NEXT
+    if any(r.code == ResultCode.SYNC_FAILED for r in result.results):
+        return WaveVerdict.ABORT
+    if applied and not dry_run:
+        return WaveVerdict.WAIT_HEALTHY
+    return WaveVerdict.NEXT
+
+
+def apply_verdict(item: Item) -> ResourceResult | None:
+    """The result of an object that is not applied (it could not be compared, or is already
+    Synced); None: apply it."""
+    if item.error and (item.diff is None or item.diff.status == SyncStatus.UNKNOWN):
+        return ResourceResult(item.key, ResultCode.SYNC_FAILED, item.error, item.wave)
+    if item.diff is not None and item.diff.status == SyncStatus.SYNCED:
+        return ResourceResult(item.key, ResultCode.SYNCED, "unchanged", item.wave)
+    return None
+
+
+def policy_denial(
+    policy: Policy, app: Application, obj: dict[str, Any], *, namespaced: bool
+) -> str:
+    """``"denied by destination policy: <why>"``, or "" when the policy allows ``obj``."""
+    why = policy.check(app.namespace, obj, namespaced=namespaced)
+    return f"{POLICY_DENIED}: {why}" if why else ""
+
+
+def prune_verdict(
+    app: Application,
+    key: ResourceKey,
+    live: dict[str, Any] | None,
+    *,
+    policy: Policy,
+    namespaced: bool,
+    dry_run: bool,
+) -> tuple[ResultCode, str] | None:
+    """Why a prune candidate is not deleted (gone already, not this app's, annotated
+    ``prune: "false"``, refused by the destination policy, a dry run); None: delete it."""
+    if live is None:
+        return ResultCode.PRUNED, "already gone"
+    if not tracking.owned_by(live, app.qualified_name, key):
+        return ResultCode.PRUNE_SKIPPED, "not owned by this app (tracking annotation differs)"
+    if tracking.prune_disabled(live):
+        return ResultCode.PRUNE_SKIPPED, f'{tracking.PRUNE_ANNOTATION}: "false"'
+    denied = policy_denial(policy, app, live, namespaced=namespaced)
+    if denied:
+        return ResultCode.PRUNE_SKIPPED, denied
+    if dry_run:
+        return ResultCode.PRUNED, "would be pruned (dry run)"
+    return None
+
+
+def rendered_entries(comparison: Comparison) -> list[InventoryEntry]:
+    """The inventory entries of the rendered objects (what this sync applies)."""
+    return [
+        InventoryEntry(item.obj["apiVersion"], item.key.kind, item.key.namespace, item.key.name)
+        for item in comparison.items
+        if item.key.name
+    ]
+
+
+def inventory_to_keep(
+    comparison: Comparison,
+    outcomes: Mapping[ResourceKey, ResultCode],
+    still_ours: Callable[[InventoryEntry], bool],
+) -> list[InventoryEntry]:
+    """The inventory after the sync: what is rendered, plus each leftover that was not tried
+    (pruning off, an aborted sync) or whose prune was skipped while the object is still the
+    app's. Pruned objects and skipped ones another owner took over leave it."""
+    keep = rendered_entries(comparison)
+    for key, entry in comparison.extraneous.items():
+        outcome = outcomes.get(key)
+        if outcome is None or (outcome == ResultCode.PRUNE_SKIPPED and still_ours(entry)):
+            keep.append(entry)
+    return keep
+
+
+class WaveHealth(enum.StrEnum):
+    HEALTHY = "healthy"  # every object Healthy or Suspended (a running Rollout counts)
+    DEGRADED = "degraded"  # one is Degraded: stop waiting, the wave failed
+    PENDING = "pending"  # not yet: look again
+
+
+def judge_wave_health(healths: Sequence[tuple[ResourceKey, Health]]) -> tuple[WaveHealth, str]:
+    """The wave's verdict and, unless healthy, the first object that holds it back."""
+    bad = [
+        (k, h)
+        for k, h in healths
+        if h.status not in (HealthStatus.HEALTHY, HealthStatus.SUSPENDED)
+        # a canary can take hours: its wave is done once the rollout is running
+        and not (kinds.is_rollout(k.group, k.kind) and h.status == HealthStatus.PROGRESSING)
+    ]
+    if not bad:
+        return WaveHealth.HEALTHY, ""
+    degraded = [(k, h) for k, h in bad if h.status == HealthStatus.DEGRADED]
+    if degraded:
+        k, h = degraded[0]
+        return WaveHealth.DEGRADED, f"{k} is Degraded: {h.message}"
+    k, h = bad[0]
+    return WaveHealth.PENDING, f"{k} is {h.status}: {h.message}"
+
+
+def wait_until_healthy(
+    read: Callable[[], Sequence[tuple[ResourceKey, Health]]],
+    *,
+    timeout: float,
+    poll_interval: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> tuple[bool, str]:
+    """Poll ``read`` until the wave is healthy (True), Degraded or ``timeout`` s have passed
+    (False, and why)."""
+    deadline = clock() + timeout
+    why = ""
+    while clock() < deadline:
+        verdict, why = judge_wave_health(read())
+        if verdict == WaveHealth.HEALTHY:
+            return True, ""
+        if verdict == WaveHealth.DEGRADED:
+            return False, why
+        sleep(poll_interval)
+    return False, f"timed out after {timeout:.0f}s; {why}"
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the steps of one ``Syncer.sync`` share."""
+
+    app: Application
+    kube: KubeClient
+    comparison: Comparison
+    result: SyncResult
+    revision: str
+    dry_run: bool
+    bound: Any
 
 
 class Syncer:
@@ -238,8 +441,13 @@ class Syncer:
         takeover: TemplateTakeover | None = None,
         policy: Policy | None = None,
         impersonation: Impersonation | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.kube = kube
+        # how the CRD and wave-health waits tell time and pause (a test gives its own)
+        self.clock = clock
+        self.sleep = sleep
         self.impersonation = impersonation
         """Run each app as its ServiceAccount; None: as the controller (the CLI, opt-out)."""
         self.takeover = takeover
@@ -285,9 +493,7 @@ class Syncer:
             raise
 
     def _denied(self, app: Application, obj: dict[str, Any], *, namespaced: bool) -> str:
-        """``"denied by destination policy: <why>"``, or "" when the policy allows ``obj``."""
-        why = self.policy.check(app.namespace, obj, namespaced=namespaced)
-        return f"{POLICY_DENIED}: {why}" if why else ""
+        return policy_denial(self.policy, app, obj, namespaced=namespaced)
 
     def _prepare(self, app: Application, manifests: Iterable[RenderedManifest]) -> list[Item]:
         items: dict[ResourceKey, Item] = {}
@@ -558,117 +764,130 @@ class Syncer:
         """Make the cluster match ``manifests``. ``prune`` defaults to the app's policy."""
         prune = app.sync_policy.prune if prune is None else prune
         comparison = comparison or self.compare(app, manifests)
-        if not comparison.items and comparison.inventory and not app.sync_policy.allow_empty:
-            raise EmptyRenderError(
-                f"the render of revision {revision[:12]} produced no objects but the app manages "
-                f"{len(comparison.inventory)}; refusing to prune everything (set "
-                "syncPolicy.automated.allowEmpty to allow it)"
-            )
+        refuse_empty_render(app, comparison, revision)
         kube = self.client_for(app)
         result = SyncResult(revision=revision, dry_run=dry_run)
         bound = log.bind(app=app.qualified_name, revision=revision[:12], dry_run=dry_run)
         if app.sync_policy.option("CreateNamespace") and app.destination.namespace:
-            ns: dict[str, Any] = {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": app.destination.namespace},
-            }
-            denied = self._denied(app, ns, namespaced=False)
-            if denied:
-                result.results.append(
-                    ResourceResult(ResourceKey.of(ns), ResultCode.SYNC_FAILED, denied)
-                )
-            else:
-                refused = self._ensure_namespace(kube, app.destination.namespace, dry_run)
-                if refused:
-                    result.results.append(
-                        ResourceResult(ResourceKey.of(ns), ResultCode.SYNC_FAILED, refused)
-                    )
-
+            self._create_namespace(kube, app, result, dry_run=dry_run)
         recorded = comparison.inventory
         if not dry_run:
-            # Write-ahead: every object this sync may create is in the inventory before it is
-            # created, so a crash (kill -9) between an apply and the final inventory write
-            # cannot leave an object that no later sync - of any revision - knows to prune.
-            # One attempt: if it fails, the final write (retried) still records them.
-            ahead = dict(comparison.inventory)
-            for entry in self._rendered_entries(comparison):
-                ahead.setdefault(entry.key, entry)
-            if len(ahead) > len(comparison.inventory):
-                try:
-                    self._inventory(app).store(
-                        ahead.values(), comparison.inventory, revision=revision
-                    )
-                    recorded = ahead
-                except ApiError as exc:
-                    bound.warning("inventory write-ahead failed", error=exc.message or str(exc))
-
-        prune_last = app.sync_policy.option("PruneLast")
-        to_prune = dict(comparison.extraneous) if prune else {}
-        pruned_or_skipped: dict[ResourceKey, ResultCode] = {}
-        prune_waves: dict[int, list[InventoryEntry]] = {}
-        if to_prune and not prune_last:
-            for entry in to_prune.values():
-                prune_waves.setdefault(self._live_wave(kube, entry), []).append(entry)
-
-        waves = ordering.plan_waves(
-            comparison.items, wave=lambda i: i.wave, kind=lambda i: i.key.kind
+            recorded = self._write_ahead(app, comparison, revision, bound)
+        plan = plan_prune(
+            comparison.extraneous,
+            prune=prune,
+            last=app.sync_policy.option("PruneLast"),
+            wave_of=functools.partial(self._live_wave, kube),
         )
-        wave_numbers = sorted({w.number for w in waves} | set(prune_waves))
-        by_number = {w.number: w for w in waves}
-        failed_wave = False
-        for n, number in enumerate(wave_numbers):
-            wave = by_number.get(number)
-            if wave is not None:
-                bound.info("sync wave", wave=number, objects=len(wave.items()))
-                for stage in wave.stages:
-                    result.results.extend(
-                        self._parallel(lambda i: self._apply(kube, i, dry_run), list(stage))
-                    )
-                    crds = [i for i in stage if i.key.kind == "CustomResourceDefinition"]
-                    if crds and not dry_run:
-                        self._wait_crds(kube, crds, result)
-                        self.kube.forget_discovery()
-                if self.takeover is not None and comparison.rollout_work:
-                    in_wave = {i.key for i in wave.items()}
-                    work = [w for w in comparison.rollout_work if w.rollout in in_wave]
-                    if work:
-                        result.results.extend(
-                            self.takeover.start(work, revision=revision, dry_run=dry_run, kube=kube)
-                        )
-            for entry in prune_waves.get(number, []):
-                code = self._prune(kube, app, entry, dry_run=dry_run, result=result, wave=number)
-                pruned_or_skipped[entry.key] = code
-            if any(r.code == ResultCode.SYNC_FAILED for r in result.results):
-                failed_wave = True
-            is_last = n == len(wave_numbers) - 1
-            if failed_wave and not is_last:
-                result.abort(f"wave {number} failed; later waves were not applied")
-                break
-            if wave is not None and not is_last and not dry_run:
-                healthy, why = self._wait_wave_healthy(kube, wave)
-                if not healthy:
-                    result.abort(f"wave {number} did not become healthy: {why}")
-                    break
-        if prune_last and to_prune and not result.aborted:
-            for entry in to_prune.values():
-                pruned_or_skipped[entry.key] = self._prune(
+        run = _Run(app, kube, comparison, result, revision, dry_run, bound)
+        outcomes = self._run_waves(run, plan)
+        if plan.last and not result.aborted:
+            for entry in plan.candidates.values():
+                outcomes[entry.key] = self._prune(
                     kube, app, entry, dry_run=dry_run, result=result, wave=0
                 )
-
         if not dry_run:
-            keep = self._rendered_entries(comparison)
-            for key, entry in comparison.extraneous.items():
-                outcome = pruned_or_skipped.get(key)
-                if outcome is None or (
-                    outcome == ResultCode.PRUNE_SKIPPED and self._still_ours(kube, app, entry)
-                ):
-                    keep.append(entry)
+            keep = inventory_to_keep(
+                comparison, outcomes, functools.partial(self._still_ours, kube, app)
+            )
             # retried like the applies: one throttled write must not leave applied objects
             # out of the inventory (where a later prune would never find them)
             with_retries(lambda: self._inventory(app).store(keep, recorded, revision=revision))
         bound.info("sync finished", phase=result.phase, results=len(result.results))
         return result
+
+    def _create_namespace(
+        self, kube: KubeClient, app: Application, result: SyncResult, *, dry_run: bool
+    ) -> None:
+        """``CreateNamespace``: the destination namespace, unless the policy or RBAC refuses it
+        (then the Namespace's SyncFailed, and the sync goes on)."""
+        ns: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": app.destination.namespace},
+        }
+        refused = self._denied(app, ns, namespaced=False) or self._ensure_namespace(
+            kube, app.destination.namespace, dry_run
+        )
+        if refused:
+            result.results.append(
+                ResourceResult(ResourceKey.of(ns), ResultCode.SYNC_FAILED, refused)
+            )
+
+    def _write_ahead(
+        self, app: Application, comparison: Comparison, revision: str, bound: Any
+    ) -> dict[ResourceKey, InventoryEntry]:
+        """Record every object this sync may create in the inventory before it is created, so
+        a crash (kill -9) between an apply and the final inventory write cannot leave an object
+        that no later sync - of any revision - knows to prune. One attempt: if it fails, the
+        final write (retried) still records them. Returns the inventory now stored."""
+        ahead = dict(comparison.inventory)
+        for entry in rendered_entries(comparison):
+            ahead.setdefault(entry.key, entry)
+        if len(ahead) == len(comparison.inventory):
+            return comparison.inventory
+        try:
+            self._inventory(app).store(ahead.values(), comparison.inventory, revision=revision)
+        except ApiError as exc:
+            bound.warning("inventory write-ahead failed", error=exc.message or str(exc))
+            return comparison.inventory
+        return ahead
+
+    def _run_waves(self, run: _Run, plan: PrunePlan) -> dict[ResourceKey, ResultCode]:
+        """Apply (and prune, unless ``PruneLast``) wave by wave, each wave healthy before the
+        next; stop at the first failed or unhealthy wave. The prune outcome of each candidate
+        tried."""
+        result = run.result
+        waves = ordering.plan_waves(
+            run.comparison.items, wave=lambda i: i.wave, kind=lambda i: i.key.kind
+        )
+        wave_numbers = sorted({w.number for w in waves} | set(plan.by_wave))
+        by_number = {w.number: w for w in waves}
+        outcomes: dict[ResourceKey, ResultCode] = {}
+        for n, number in enumerate(wave_numbers):
+            wave = by_number.get(number)
+            if wave is not None:
+                self._apply_wave(run, wave)
+            for entry in plan.by_wave.get(number, []):
+                outcomes[entry.key] = self._prune(
+                    run.kube, run.app, entry, dry_run=run.dry_run, result=result, wave=number
+                )
+            verdict = after_wave(
+                result,
+                applied=wave is not None,
+                is_last=n == len(wave_numbers) - 1,
+                dry_run=run.dry_run,
+            )
+            if verdict == WaveVerdict.ABORT:
+                result.abort(f"wave {number} failed; later waves were not applied")
+                break
+            if verdict == WaveVerdict.WAIT_HEALTHY:
+                assert wave is not None  # after_wave waits only for a wave it applied
+                healthy, why = self._wait_wave_healthy(run.kube, wave)
+                if not healthy:
+                    result.abort(f"wave {number} did not become healthy: {why}")
+                    break
+        return outcomes
+
+    def _apply_wave(self, run: _Run, wave: ordering.Wave) -> None:
+        """Apply one wave stage by stage (CRDs Established before the next stage), then start
+        the rollouts of the pod-template changes it holds."""
+        kube, result, dry_run = run.kube, run.result, run.dry_run
+        run.bound.info("sync wave", wave=wave.number, objects=len(wave.items()))
+        for stage in wave.stages:
+            result.results.extend(self._parallel(lambda i: self._apply(kube, i, dry_run), stage))
+            crds = [i for i in stage if i.key.kind == "CustomResourceDefinition"]
+            if crds and not dry_run:
+                self._wait_crds(kube, crds, result)
+                self.kube.forget_discovery()
+        if self.takeover is None or not run.comparison.rollout_work:
+            return
+        in_wave = {i.key for i in wave.items()}
+        work = [w for w in run.comparison.rollout_work if w.rollout in in_wave]
+        if work:
+            result.results.extend(
+                self.takeover.start(work, revision=run.revision, dry_run=dry_run, kube=kube)
+            )
 
     def _inventory(self, app: Application) -> Inventory:
         return Inventory(
@@ -679,20 +898,10 @@ class Syncer:
             cached_version=self._inventory_version,
         )
 
-    @staticmethod
-    def _rendered_entries(comparison: Comparison) -> list[InventoryEntry]:
-        """The inventory entries of the rendered objects (what this sync applies)."""
-        return [
-            InventoryEntry(item.obj["apiVersion"], item.key.kind, item.key.namespace, item.key.name)
-            for item in comparison.items
-            if item.key.name
-        ]
-
     def _apply(self, kube: KubeClient, item: Item, dry_run: bool) -> ResourceResult:
-        if item.error and (item.diff is None or item.diff.status == SyncStatus.UNKNOWN):
-            return ResourceResult(item.key, ResultCode.SYNC_FAILED, item.error, item.wave)
-        if item.diff is not None and item.diff.status == SyncStatus.SYNCED:
-            return ResourceResult(item.key, ResultCode.SYNCED, "unchanged", item.wave)
+        settled = apply_verdict(item)
+        if settled is not None:
+            return settled
         try:
             with_retries(lambda: kube.apply(item.obj, field_manager=FIELD_MANAGER, dry_run=dry_run))
         except ApiError as exc:
@@ -743,35 +952,14 @@ class Syncer:
                 ResourceResult(key, ResultCode.SYNC_FAILED, f"prune: {exc}", wave)
             )
             return ResultCode.SYNC_FAILED
-        if live is None:
-            result.results.append(ResourceResult(key, ResultCode.PRUNED, "already gone", wave))
-            return ResultCode.PRUNED
-        if not tracking.owned_by(live, app.qualified_name, key):
-            result.results.append(
-                ResourceResult(
-                    key,
-                    ResultCode.PRUNE_SKIPPED,
-                    "not owned by this app (tracking annotation differs)",
-                    wave,
-                )
-            )
-            return ResultCode.PRUNE_SKIPPED
-        if tracking.prune_disabled(live):
-            result.results.append(
-                ResourceResult(
-                    key, ResultCode.PRUNE_SKIPPED, f'{tracking.PRUNE_ANNOTATION}: "false"', wave
-                )
-            )
-            return ResultCode.PRUNE_SKIPPED
-        denied = self._denied(app, live, namespaced=bool(entry.namespace))
-        if denied:
-            result.results.append(ResourceResult(key, ResultCode.PRUNE_SKIPPED, denied, wave))
-            return ResultCode.PRUNE_SKIPPED
-        if dry_run:
-            result.results.append(
-                ResourceResult(key, ResultCode.PRUNED, "would be pruned (dry run)", wave)
-            )
-            return ResultCode.PRUNED
+        verdict = prune_verdict(
+            app, key, live, policy=self.policy, namespaced=bool(entry.namespace), dry_run=dry_run
+        )
+        if verdict is not None:
+            code, message = verdict
+            result.results.append(ResourceResult(key, code, message, wave))
+            return code
+        assert live is not None  # prune_verdict settled an object already gone
         uid = live["metadata"].get("uid")
         try:
             with_retries(
@@ -819,16 +1007,16 @@ class Syncer:
         return ""
 
     def _wait_crds(self, kube: KubeClient, crds: Sequence[Item], result: SyncResult) -> None:
-        deadline = time.monotonic() + self.crd_timeout
+        deadline = self.clock() + self.crd_timeout
         pending = {i.key.name for i in crds}
-        while pending and time.monotonic() < deadline:
+        while pending and self.clock() < deadline:
             for name in list(pending):
                 live = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
                 conds = ((live or {}).get("status") or {}).get("conditions") or []
                 if any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
                     pending.discard(name)
             if pending:
-                time.sleep(self.poll_interval)
+                self.sleep(self.poll_interval)
         for item in crds:
             if item.key.name in pending:
                 result.results.append(
@@ -852,24 +1040,10 @@ class Syncer:
         return out
 
     def _wait_wave_healthy(self, kube: KubeClient, wave: ordering.Wave) -> tuple[bool, str]:
-        deadline = time.monotonic() + self.wave_timeout
-        why = ""
-        while time.monotonic() < deadline:
-            healths = self.wave_health(wave, kube)
-            bad = [
-                (k, h)
-                for k, h in healths
-                if h.status not in (HealthStatus.HEALTHY, HealthStatus.SUSPENDED)
-                # a canary can take hours: its wave is done once the rollout is running
-                and not (kinds.is_rollout(k.group, k.kind) and h.status == HealthStatus.PROGRESSING)
-            ]
-            if not bad:
-                return True, ""
-            degraded = [(k, h) for k, h in bad if h.status == HealthStatus.DEGRADED]
-            if degraded:
-                k, h = degraded[0]
-                return False, f"{k} is Degraded: {h.message}"
-            k, h = bad[0]
-            why = f"{k} is {h.status}: {h.message}"
-            time.sleep(self.poll_interval)
-        return False, f"timed out after {self.wave_timeout:.0f}s; {why}"
+        return wait_until_healthy(
+            lambda: self.wave_health(wave, kube),
+            timeout=self.wave_timeout,
+            poll_interval=self.poll_interval,
+            clock=self.clock,
+            sleep=self.sleep,
+        )

@@ -105,6 +105,32 @@ def test_self_heal_reverts_drift(
     print(f"self-heal: {time.monotonic() - drifted:.2f}s")
 
 
+def test_drift_again_inside_the_self_heal_backoff_is_reverted_when_it_ends(
+    serve: Any, kube: KubeClient, namespace: str, git_server: GitServer
+) -> None:
+    """A heal starts a 2 s backoff. A hand edit right after it is reverted when the backoff
+    ends, though no further watch event comes (a ConfigMap has no controller updating it) and
+    the periodic full compare is minutes away."""
+    repo = configmap_repo(git_server)
+    serve()
+    kube.create(application("web", namespace, repo.file_url()))
+    wait_for(lambda: synced_at(kube, namespace, "web", repo.head()), timeout=60, what="first sync")
+
+    def hand_edit() -> None:
+        patch = {"data": {"value": "hand-edit"}}
+        kube.patch(
+            "v1", "ConfigMap", "config", patch, namespace=namespace, field_manager="intruder"
+        )
+
+    for what in ("heal", "heal after the backoff"):
+        hand_edit()
+        edited = time.monotonic()
+        wait_for(
+            lambda: configmap_value(kube, namespace) == "v1", timeout=15, interval=0.05, what=what
+        )
+        print(f"{what}: {time.monotonic() - edited:.2f}s")
+
+
 def test_drift_without_self_heal_shows_out_of_sync(
     serve: Any, kube: KubeClient, namespace: str, git_server: GitServer
 ) -> None:

@@ -1,0 +1,486 @@
+"""The decisions of one reconcile, without a control plane: when a pass compares, who starts a
+sync (an interrupted operation, a rollback, a manual request, automated sync), when automated sync
+holds back (off, suspended, paused, drift without selfHeal, a retry or self-heal backoff not due,
+retries exhausted), and that a fetch or render failure never reaches the sync.
+
+Time is the Reconciler's injected clock. The collaborators are gitsync's own seams: an in-memory
+``ApplicationStore`` and a stand-in for the ``Engine`` the reconciler drives (resolve the head,
+compare, sync) whose answers the test sets. No Kubernetes API is involved; the integration tests
+(``test_controller.py``, ``test_hardening_apifaults.py``) show the same loop on a real one."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from gitsync.application import Backoff, parse_application
+from gitsync.application_status import ApplicationStatus, HistoryEntry, OperationState
+from gitsync.controller.reconciler import (
+    AUTOMATION_PAUSED,
+    ROLLBACK_REQUEST,
+    SYNC_REQUEST,
+    Initiator,
+    Reconciler,
+    Requests,
+    automated_sync_on,
+    failed_sync_to_retry,
+    initiator,
+    resumes,
+    retry_delay,
+    rollback_revision,
+)
+from gitsync.diff import ResourceDiff
+from gitsync.engine import AppState, StageError
+from gitsync.errors import GitsyncError, TerminalError, TransientError
+from gitsync.model import ResourceKey, ResultCode, SyncStatus
+from gitsync.render import RenderError
+from gitsync.source import Revision
+from gitsync.sync import Comparison, ResourceResult, SyncResult
+from gitsync.sync.syncer import Item
+
+KEY = ("team-a", "shop")
+SHA1, SHA2 = "1" * 40, "2" * 40
+CONFIG = ResourceKey("", "ConfigMap", "shop", "settings")
+
+
+def spec(**sync_policy: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "gitsync.dev/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "shop", "namespace": "team-a", "generation": 1, "annotations": {}},
+        "spec": {
+            "source": {"repoURL": "https://git.example.com/shop.git", "targetRevision": "main"},
+            "destination": {"namespace": "shop"},
+            "syncPolicy": {
+                "retry": {
+                    "limit": 2,
+                    "backoff": {"duration": "5s", "factor": 2, "maxDuration": "1m"},
+                },
+                **sync_policy,
+            },
+        },
+    }
+
+
+AUTOMATED = {"automated": {"prune": True}}
+SELF_HEAL = {"automated": {"prune": True, "selfHeal": True}}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Store:
+    """An in-memory ``ApplicationStore`` holding one Application."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = copy.deepcopy(obj)
+        self.events: list[str] = []
+
+    def app_keys(self) -> list[tuple[str, str]]:
+        return [KEY]
+
+    def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        return copy.deepcopy(self.obj)
+
+    def write_status(self, key: Any, status: dict[str, Any], previous: dict[str, Any]) -> None:
+        self.obj["status"] = copy.deepcopy(status)
+
+    def patch_annotations(self, key: Any, annotations: dict[str, str | None]) -> None:
+        merged = {**self.obj["metadata"]["annotations"], **annotations}
+        self.obj["metadata"]["annotations"] = {k: v for k, v in merged.items() if v is not None}
+
+    def record_event(self, key: Any, reason: str, message: str, warning: bool = False) -> None:
+        self.events.append(reason)
+
+    @property
+    def status(self) -> ApplicationStatus:
+        return ApplicationStatus.from_dict(self.obj.get("status"))
+
+    def annotate(self, name: str, value: str) -> None:
+        self.obj["metadata"]["annotations"][name] = value
+        self.obj["metadata"]["generation"] += 0  # annotations alone change no generation
+
+
+class Pipeline:
+    """The Engine as the reconciler drives it: the head SHA of the app's branch, whether the
+    cluster differs from Git, and whether a fetch, a render or a sync fails are the test's to
+    set; what the reconciler asked for is recorded."""
+
+    def __init__(self) -> None:
+        self.head = SHA1
+        self.drift = True  # nothing applied yet
+        self.fetch_error: GitsyncError | None = None
+        self.compare_error: StageError | None = None
+        self.sync_fails = False
+        self.resolved = 0
+        self.compared: list[str] = []
+        self.synced: list[tuple[str, bool | None]] = []
+
+    def check_source(self, app: Any) -> None:
+        pass
+
+    def resolve_revision(self, app: Any, *, max_age: float = 0.0) -> str:
+        self.resolved += 1
+        if self.fetch_error is not None:
+            raise self.fetch_error
+        return self.head
+
+    def compare(self, app: Any, sha: str) -> AppState:
+        self.compared.append(sha)
+        if self.compare_error is not None:
+            raise self.compare_error
+        status = SyncStatus.OUT_OF_SYNC if self.drift else SyncStatus.SYNCED
+        live = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}}
+        item = Item(CONFIG, dict(live), 0, live=live, diff=ResourceDiff(CONFIG, status))
+        revision = Revision(sha, "refs/heads/main", "a commit", "Dev <dev@example.com>", "")
+        return AppState(app, revision, (), Comparison([item], {}, {}))
+
+    def sync(self, app: Any, *, prune: bool | None, state: AppState) -> tuple[AppState, SyncResult]:
+        self.synced.append((state.revision.sha, prune))
+        code = ResultCode.SYNC_FAILED if self.sync_fails else ResultCode.SYNCED
+        if not self.sync_fails:
+            self.drift = False
+        return state, SyncResult(state.revision.sha, [ResourceResult(CONFIG, code, "applied")])
+
+    def tick_rollouts(self, app: Any, rollouts: Any) -> None:
+        return None
+
+
+class Harness:
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.clock = Clock()
+        self.store = Store(obj)
+        self.engine = Pipeline()
+        self.reconciler = Reconciler(
+            self.store,
+            lambda _app: self.engine,
+            clock=self.clock,
+        )
+
+    requeue: float | None = None  # what the last ``drift_after`` pass asked for
+
+    def reconcile(self, *reasons: str) -> float | None:
+        return self.reconciler.reconcile(KEY, set(reasons) or {"interval"}).requeue
+
+    def drift_after(self, seconds: float) -> int:
+        """``seconds`` later someone changes a live object: the watch says so, the compare
+        sees it. How many syncs the app has had after that reconcile."""
+        self.clock.now += seconds
+        self.engine.drift = True
+        self.reconciler.mark_live_change(KEY)
+        self.requeue = self.reconcile("live-change")
+        return len(self.engine.synced)
+
+    def ready(self) -> tuple[str, str]:
+        cond = self.store.status.condition("Ready")
+        assert cond is not None
+        return cond.reason, cond.message
+
+
+# -- automated sync ----------------------------------------------------------------------------
+
+
+def test_a_new_revision_is_synced_once_and_recorded() -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.reconcile()
+    assert h.engine.synced == [(SHA1, None)]  # prune: the app's policy decides
+    status = h.store.status
+    assert status.last_applied_revision == SHA1
+    assert [e.revision for e in status.history or ()] == [SHA1]
+    assert h.ready()[0] == "Synced"
+    h.reconcile()
+    assert h.engine.synced == [(SHA1, None)]  # in sync: nothing to do
+    h.engine.head, h.engine.drift = SHA2, True
+    h.reconcile()
+    assert h.engine.synced[-1] == (SHA2, None)
+
+
+@pytest.mark.parametrize(
+    ("policy", "paused"),
+    [({}, False), ({**AUTOMATED}, True)],
+    ids=["manual-policy", "automation-paused"],
+)
+def test_without_automated_sync_an_out_of_sync_app_is_only_reported(
+    policy: dict[str, Any], paused: bool
+) -> None:
+    obj = spec(**policy)
+    if paused:
+        obj["metadata"]["annotations"][AUTOMATION_PAUSED] = "rollback to 3"
+    h = Harness(obj)
+    h.reconcile()
+    assert h.engine.compared == [SHA1] and h.engine.synced == []
+    reason, message = h.ready()
+    assert reason == "OutOfSync" and "automated sync is off: sync manually" in message
+    assert h.store.status.automation_paused is paused
+
+
+def test_a_suspended_app_is_not_synced() -> None:
+    obj = spec(**AUTOMATED)
+    obj["spec"]["suspend"] = True
+    h = Harness(obj)
+    h.reconcile()
+    assert h.engine.synced == []
+    assert h.ready()[0] == "OutOfSync"
+
+
+def test_drift_without_self_heal_is_left_out_of_sync() -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.reconcile()
+    assert h.drift_after(10) == 1  # the first sync only
+    assert h.ready()[0] == "OutOfSync"
+
+
+def test_self_heal_reapplies_drift_with_a_growing_backoff() -> None:
+    h = Harness(spec(**SELF_HEAL))
+    h.reconcile()
+    # seconds between drifts -> syncs so far: healed at once; again within the 2 s backoff is
+    # too soon; at 2 s it heals and the backoff doubles to 4 s; 3 s after that is too soon
+    assert [h.drift_after(s) for s in (100, 1, 1, 1, 2, 1)] == [2, 2, 3, 3, 3, 4]
+    assert h.drift_after(61 + 8) == 5  # a quiet minute resets the backoff to 2 s
+    assert h.drift_after(1) == 5
+    assert h.drift_after(1) == 6
+
+
+def test_drift_inside_the_self_heal_backoff_is_healed_when_the_backoff_ends() -> None:
+    h = Harness(spec(**SELF_HEAL))
+    h.reconcile()
+    assert h.drift_after(100) == 2  # healed at once; the next heal waits 2 s
+    assert h.drift_after(0.5) == 2
+    assert h.requeue == pytest.approx(1.5)  # when the backoff ends, not a poll every 0.5 s
+    h.clock.now += 1.5
+    h.reconcile("requeue")  # no new watch event: the one drift is reason enough
+    assert len(h.engine.synced) == 3
+
+
+def test_a_failed_sync_is_retried_on_the_backoff_then_held_until_a_new_revision() -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.engine.sync_fails = True
+    assert h.reconcile() == 5.0  # retry.backoff.duration
+    assert h.ready()[0] == "SyncFailed"
+    h.clock.now += 1.0
+    assert h.reconcile("live-change") == pytest.approx(4.0)  # not due yet: back when it is
+    assert len(h.engine.synced) == 1
+    h.clock.now += 4.0
+    assert h.reconcile("requeue") == 10.0  # the second failure: duration * factor
+    assert len(h.engine.synced) == 2
+    h.clock.now += 10.0
+    assert h.reconcile("requeue") == 20.0  # the third attempt: retry.limit 2 retries
+    h.clock.now += 20.0
+    h.reconcile("requeue")
+    assert len(h.engine.synced) == 3  # exhausted: held
+    assert not h.store.status.last_applied_revision
+    h.engine.head, h.engine.sync_fails = SHA2, False
+    h.reconcile("push:github")
+    assert h.engine.synced[-1] == (SHA2, None)
+    assert h.store.status.last_applied_revision == SHA2
+
+
+# -- failures before the sync never sync (above all: never prune) ------------------------------
+
+
+def test_a_render_failure_never_reaches_the_sync_and_backs_off() -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.engine.compare_error = StageError("render", RenderError("mapping values are not allowed"))
+    assert h.reconcile() == 5.0
+    assert h.engine.synced == []
+    reason, message = h.ready()
+    assert reason == "RenderFailed" and "mapping values" in message
+    assert h.store.status.condition("Stalled") is not None  # a render error is terminal
+    assert h.reconcile() is not None and h.engine.synced == []
+    h.engine.compare_error = None  # fixed in Git
+    h.reconcile()
+    assert h.engine.synced == [(SHA1, None)]
+    assert h.store.status.condition("Stalled") is None
+
+
+@pytest.mark.parametrize(
+    ("error", "stalled"),
+    [(TransientError("connection refused"), False), (TerminalError("bad credentials"), True)],
+)
+def test_a_failed_head_check_neither_compares_nor_syncs(error: GitsyncError, stalled: bool) -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.engine.fetch_error = error
+    assert [h.reconcile() for _ in range(3)] == [5.0, 10.0, 20.0]
+    assert h.engine.compared == [] and h.engine.synced == []
+    assert h.ready()[0] == "FetchFailed"
+    assert (h.store.status.condition("Stalled") is not None) is stalled
+
+
+# -- when a pass compares ----------------------------------------------------------------------
+
+
+def test_an_unchanged_app_costs_only_the_head_check_until_the_full_compare_is_due() -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.reconcile()
+    compares = len(h.engine.compared)
+    h.clock.now += 60
+    h.reconcile()
+    assert len(h.engine.compared) == compares and h.engine.resolved == 2
+    h.reconcile("live-change")  # the trigger alone does not say something changed
+    assert len(h.engine.compared) == compares
+    h.reconciler.mark_live_change(KEY)
+    h.reconcile("live-change")
+    assert len(h.engine.compared) == compares + 1
+    h.clock.now += h.reconciler.full_compare_every
+    h.reconcile()
+    assert len(h.engine.compared) == compares + 2
+    h.engine.head = SHA2
+    h.reconcile()
+    assert h.engine.compared[-1] == SHA2
+
+
+# -- requests: manual sync, rollback, an interrupted operation --------------------------------
+
+
+def test_a_manual_sync_request_is_answered_once_and_may_ask_to_prune() -> None:
+    h = Harness(spec())
+    h.store.annotate(SYNC_REQUEST, "n1;prune")
+    h.reconcile("application-changed")
+    assert h.engine.synced == [(SHA1, True)]
+    assert h.store.status.last_handled_sync_request == "n1;prune"
+    h.engine.drift = True
+    h.reconcile("application-changed")
+    assert len(h.engine.synced) == 1  # handled: not repeated
+    h.store.annotate(SYNC_REQUEST, "n2")
+    h.reconcile("application-changed")
+    assert h.engine.synced[-1] == (SHA1, None)
+    history = h.store.status.history or ()
+    assert [e.initiated_by for e in history][-1] == "manual"
+
+
+def test_a_rollback_syncs_the_recorded_revision_without_asking_git_and_pauses_automation() -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.reconcile()
+    h.engine.head, h.engine.drift = SHA2, True
+    h.reconcile()
+    first = (h.store.status.history or ())[0]
+    resolved = h.engine.resolved
+    h.store.annotate(ROLLBACK_REQUEST, str(first.id))
+    h.reconcile("application-changed")
+    assert h.engine.synced[-1] == (SHA1, None)
+    assert h.engine.resolved == resolved  # the pinned revision needs no ls-remote
+    assert h.store.obj["metadata"]["annotations"][AUTOMATION_PAUSED] == f"rollback to {first.id}"
+    assert h.store.status.last_handled_rollback == str(first.id)
+    h.clock.now += 10
+    h.reconcile()  # paused: the head (SHA2) is not synced back
+    assert h.engine.synced[-1] == (SHA1, None)
+
+
+def test_a_rollback_to_a_missing_history_entry_stalls_and_syncs_nothing() -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.store.annotate(ROLLBACK_REQUEST, "42")
+    h.reconcile("application-changed")
+    assert h.engine.synced == [] and h.engine.resolved == 0
+    assert h.ready() == ("RollbackFailed", "no history entry 42")
+
+
+def running(revision: str, initiated_by: str = "automated") -> dict[str, Any]:
+    op = OperationState(id="op-1", phase="Running", revision=revision, initiated_by=initiated_by)
+    return ApplicationStatus(operation_state=op).to_dict()
+
+
+def test_an_operation_left_running_is_finished_under_its_id() -> None:
+    obj = spec()  # not automated: only the resume syncs
+    obj["status"] = running(SHA1, "manual")
+    h = Harness(obj)
+    h.engine.drift = False  # everything already applied before the crash
+    h.reconcile("startup")
+    assert h.engine.synced == [(SHA1, None)]
+    op = h.store.status.operation_state
+    assert op is not None and (op.id, op.phase, op.initiated_by) == ("op-1", "Succeeded", "manual")
+
+
+def test_an_interrupted_sync_of_a_revision_git_no_longer_has_is_not_resumed() -> None:
+    obj = spec(**AUTOMATED)
+    obj["status"] = running(SHA1)
+    h = Harness(obj)
+    h.engine.head = SHA2  # a revert pushed while the controller was down
+    h.reconcile("startup")
+    assert h.engine.synced == [(SHA2, None)]
+    op = h.store.status.operation_state
+    assert op is not None and op.id != "op-1" and op.revision == SHA2
+
+
+def test_a_failed_sync_is_retried_even_when_every_object_matches() -> None:
+    obj = spec(**AUTOMATED)
+    failed = OperationState(id="op-1", phase="Failed", revision=SHA1, initiated_by="automated")
+    obj["status"] = ApplicationStatus(operation_state=failed).to_dict()
+    h = Harness(obj)
+    h.engine.drift = False  # the objects were applied; the inventory write failed
+    h.reconcile()
+    assert h.engine.synced == [(SHA1, None)]
+    assert h.store.status.last_applied_revision == SHA1
+
+
+# -- the pure parts ----------------------------------------------------------------------------
+
+
+def status(**fields: Any) -> ApplicationStatus:
+    return ApplicationStatus(**fields)
+
+
+def test_requests_are_pending_until_status_records_them_handled() -> None:
+    annotations = {SYNC_REQUEST: "n1", ROLLBACK_REQUEST: "3", AUTOMATION_PAUSED: "x"}
+    req = Requests.read(annotations, status())
+    assert (req.manual, req.rollback_pending, req.paused, req.prune) == (True, True, True, None)
+    handled = status(last_handled_sync_request="n1", last_handled_rollback="3")
+    req = Requests.read(annotations, handled)
+    assert (req.manual, req.rollback_pending) == (False, False)
+    assert Requests.read({SYNC_REQUEST: "n2;prune"}, handled).prune is True
+    assert Requests.read({}, status()) == Requests()
+
+
+def test_who_starts_a_sync_an_interrupted_operation_then_a_rollback_then_a_manual_request() -> None:
+    both = Requests(manual=True, rollback_pending=True)
+    op = OperationState(phase="Running", initiated_by="manual")
+    assert initiator(op, True, both) == Initiator.MANUAL
+    assert initiator(OperationState(phase="Running"), True, Requests()) == Initiator.AUTOMATED
+    assert initiator(OperationState(), False, both) == Initiator.ROLLBACK
+    assert initiator(OperationState(), False, Requests(manual=True)) == Initiator.MANUAL
+    assert initiator(OperationState(), False, Requests()) is None
+
+
+def test_an_operation_is_resumed_only_while_git_still_names_its_revision() -> None:
+    op = OperationState(phase="Running", revision=SHA1)
+    assert resumes(op, None, SHA1)
+    assert not resumes(op, None, SHA2)
+    assert resumes(op, SHA1, SHA1)  # a rollback pins its own revision
+    assert not resumes(OperationState(phase="Succeeded", revision=SHA1), None, SHA1)
+
+
+def test_only_a_failed_sync_of_this_revision_not_applied_since_is_retried() -> None:
+    failed = OperationState(phase="Failed", revision=SHA1)
+    assert failed_sync_to_retry(failed, status(), SHA1)
+    assert not failed_sync_to_retry(failed, status(last_applied_revision=SHA1), SHA1)
+    assert not failed_sync_to_retry(failed, status(), SHA2)
+    assert not failed_sync_to_retry(
+        OperationState(phase="Succeeded", revision=SHA1), status(), SHA1
+    )
+
+
+def test_rollback_revision_reads_the_history() -> None:
+    history = (HistoryEntry(id=1, revision=SHA1), HistoryEntry(id=2, revision=SHA2))
+    assert rollback_revision(status(history=history), "2") == SHA2
+    assert rollback_revision(status(history=history), "7") is None
+
+
+def test_retry_backoff_grows_by_its_factor_up_to_its_cap() -> None:
+    backoff = Backoff(duration=5.0, factor=2.0, max_duration=60.0)
+    assert [retry_delay(backoff, n) for n in range(1, 6)] == [5.0, 10.0, 20.0, 40.0, 60.0]
+
+
+def test_automated_sync_is_on_only_when_automated_unsuspended_and_unpaused() -> None:
+    automated = parse_application(spec(**AUTOMATED))
+    assert automated_sync_on(automated, paused=False)
+    assert not automated_sync_on(automated, paused=True)
+    assert not automated_sync_on(parse_application(spec()), paused=False)
+    suspended = spec(**AUTOMATED)
+    suspended["spec"]["suspend"] = True
+    assert not automated_sync_on(parse_application(suspended), paused=False)
