@@ -26,6 +26,8 @@ from tests.integration.test_chart_sources_it import (
 )
 from tests.support.apps import app_status, github_webhook
 from tests.support.chartrepo import ChartRepoServer
+from tests.support.cli import run_gitsync
+from tests.support.cluster import TestCluster
 from tests.support.controller import ServeProcess
 from tests.support.waiting import wait_for
 
@@ -149,14 +151,16 @@ def test_a_chart_with_values_from_git_follows_both_sources(
 
 
 @pytest.mark.timeout(240)
-def test_a_push_webhook_for_the_values_repository_refreshes_the_app(
+def test_a_push_webhook_for_the_values_repository_refreshes_the_app_and_rollback_works(
     serve: Any,
+    cluster: TestCluster,
     kube: KubeClient,
     namespace: str,
     web_chart: ChartRepoServer,
     git_server: GitServer,
 ) -> None:
     repo = values_repo(git_server, "hook")
+    hook_commit = repo.head()
     ctl: ServeProcess = serve(f"--controller-namespace={namespace}")
     # no periodic refresh in this test's time: only the webhook can bring the change
     kube.create(sources_app("hooked", namespace, web_chart.url, repo.file_url(), interval="1h"))
@@ -172,6 +176,14 @@ def test_a_push_webhook_for_the_values_repository_refreshes_the_app(
         timeout=30,
         what="the pushed values live after the webhook",
     )
+
+    # a rollback to the first deploy checks out both of its sources' revisions again
+    first = app_status(kube, namespace, "hooked")["history"][0]
+    assert first["revisions"] == ["web@1.0.0", hook_commit]
+    kubeconfig = ["--kubeconfig", str(cluster.kubeconfig_path)]
+    rollback = ["rollback", f"{namespace}/hooked", "--to", str(first["id"]), *kubeconfig]
+    assert run_gitsync(*rollback).code == 0
+    wait_for(lambda: greeting(kube, namespace, "hooked") == "hook", timeout=30, what="rolled back")
 
 
 @pytest.mark.timeout(180)
