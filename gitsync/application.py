@@ -1,5 +1,6 @@
-"""The Application: what to deploy (a Git source or a chart from a Helm or OCI repository), where
-(a destination) and how (sync policy).
+"""The Application: what to deploy (a Git source or a chart from a Helm or OCI repository, or
+several of them: ``spec.sources``, Argo CD's multiple sources with ``ref``), where (a destination)
+and how (sync policy).
 
 Parsed from a plain dict (a YAML file for the CLI, the custom resource for the controller) into
 frozen dataclasses, and validated strictly: unknown fields, bad revision syntax, negative or absurd
@@ -63,6 +64,9 @@ UNSUPPORTED_HELM_FIELDS = {
 _SEMVER_HINT = re.compile(r"[<>=^~*|\s]|^v?\d+(\.(\d+|[xX*]))*\.[xX*]")
 _CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 CHART_REPO_SCHEMES = ("https://", "http://", "oci://")
+MAX_SOURCES = 20
+"""``spec.sources`` entries at most: each is fetched and rendered on every compare."""
+_REF_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 
 
 class SpecError(TerminalError):
@@ -321,6 +325,11 @@ class Source:
     or OCI registry (``oci://``) ``repo_url``; "" for a Git source. ``repoURL:
     oci://host/path/NAME`` without ``chart`` is read as ``repo_url`` ``oci://host/path`` and
     ``chart`` NAME, so ``repo_url`` is always the repository without the chart's name."""
+    ref: str = ""
+    """``ref`` of a ``spec.sources`` entry (Argo CD): other sources name files of this Git
+    source's checkout as ``$REF/path`` in ``helm.valueFiles``."""
+    ref_only: bool = False
+    """A ``ref`` source without ``path``: it provides files and renders nothing itself."""
 
     @property
     def is_chart(self) -> bool:
@@ -391,6 +400,14 @@ class Application:
     service_account_name: str = ""
     """``spec.serviceAccountName`` (Flux's spelling): the ServiceAccount in ``namespace`` the
     app's reads and writes run as; "" leaves it to the controller's default."""
+    sources: tuple[Source, ...] = ()
+    """``spec.sources`` (Argo CD's multiple sources) in order; ``()`` for a ``spec.source`` app.
+    ``source`` is then the first entry, for what names one repository (lists, webhooks)."""
+
+    @property
+    def all_sources(self) -> tuple[Source, ...]:
+        """Every source the app fetches: ``spec.sources``, or ``spec.source`` alone."""
+        return self.sources or (self.source,)
 
     @property
     def qualified_name(self) -> str:
@@ -475,8 +492,17 @@ def _parse_chart_source(f: SpecFields) -> Source | None:
     return Source(url.rstrip("/"), revision, ".", chart=chart)
 
 
-def _parse_source(value: object) -> Source:
-    f = SpecFields(value, "spec.source")
+def _parse_source(value: object, where: str = "spec.source", *, listed: bool = False) -> Source:
+    """One source at ``where``; ``listed``: an entry of ``spec.sources``, which may have ``ref``."""
+    f = SpecFields(value, where)
+    ref = f.text("ref")
+    if f.has("ref") and not listed:
+        raise SpecError(f.path("ref"), "is only read in spec.sources entries")
+    if f.has("ref") and not _REF_NAME.match(ref):
+        raise SpecError(
+            f.path("ref"), f"expected a name of letters, digits, '_' and '-', got {ref!r}"
+        )
+    ref_only = bool(ref) and not f.has("path") and not f.has("chart")
     chart_source = _parse_chart_source(f)
     if chart_source is not None:
         repo_url = chart_source.repo_url
@@ -503,9 +529,53 @@ def _parse_source(value: object) -> Source:
         s.done()
     f.done()
     if sum([directory is not None, kustomize, helm is not None]) > 1:
-        raise SpecError("spec.source", "set at most one of directory, kustomize, helm")
+        raise SpecError(where, "set at most one of directory, kustomize, helm")
     chart = chart_source.chart if chart_source is not None else ""
-    return Source(repo_url, revision, path, directory, kustomize, helm, creds, chart)
+    if ref and chart:  # Argo CD too: a ref provides files from a Git checkout
+        raise SpecError(f.path("ref"), "must be on a Git source, not a chart")
+    if ref_only and (directory is not None or kustomize or helm is not None):
+        raise SpecError(where, "a ref source without path renders nothing: set path to render it")
+    return Source(repo_url, revision, path, directory, kustomize, helm, creds, chart, ref, ref_only)
+
+
+def _ref_of(entry: str) -> str | None:
+    """The ref a ``valueFiles`` entry names (``$values/env/a.yaml`` -> ``values``), or None."""
+    return entry[1:].split("/", 1)[0] if entry.startswith("$") else None
+
+
+def _parse_sources(value: object) -> tuple[Source, ...]:
+    """``spec.sources``: 1 to ``MAX_SOURCES`` entries, ``ref`` names unique, every ``$REF``
+    in a ``valueFiles`` entry declared, and at least one entry that renders."""
+    if not isinstance(value, list) or not value or len(value) > MAX_SOURCES:
+        raise SpecError("spec.sources", f"expected a list of 1 to {MAX_SOURCES} sources")
+    sources = tuple(
+        _parse_source(item, f"spec.sources[{i}]", listed=True) for i, item in enumerate(value)
+    )
+    refs: dict[str, int] = {}
+    for i, src in enumerate(sources):
+        if src.ref in refs:
+            raise SpecError(
+                f"spec.sources[{i}].ref",
+                f"{src.ref!r} is already the ref of spec.sources[{refs[src.ref]}]",
+            )
+        if src.ref:
+            refs[src.ref] = i
+    for i, src in enumerate(sources):
+        for j, entry in enumerate(src.helm.value_files if src.helm else ()):
+            name = _ref_of(entry)
+            field_path = f"spec.sources[{i}].helm.valueFiles[{j}]"
+            if name is None:
+                continue
+            if name not in refs:
+                raise SpecError(field_path, f"names ${name}, but no source has ref: {name}")
+            rest = entry[len(name) + 2 :]
+            if not rest or ".." in PurePosixPath(rest).parts:
+                raise SpecError(
+                    field_path, f"expected ${name}/PATH with no '..' in PATH, got {entry!r}"
+                )
+    if all(src.ref_only for src in sources):
+        raise SpecError("spec.sources", "every source is a ref-only source: nothing renders")
+    return sources
 
 
 def _parse_helm(value: object, path: str) -> HelmSource:
@@ -711,9 +781,22 @@ def parse_application(doc: object) -> Application:
     meta.done()
     top.raw("status")
     spec = SpecFields(top.raw("spec"), "spec")
-    if spec.raw("source") is None:
-        raise SpecError("spec.source", "is required")
-    source = _parse_source(spec.raw("source"))
+    sources: tuple[Source, ...] = ()
+    if spec.raw("sources") is not None:
+        if spec.raw("source") is not None:
+            raise SpecError("spec.sources", "set only one of source, sources")
+        sources = _parse_sources(spec.raw("sources"))
+        source = sources[0]
+    elif spec.raw("source") is None:
+        raise SpecError("spec.source", "is required (or spec.sources)")
+    else:
+        source = _parse_source(spec.raw("source"))
+    for i, entry in enumerate(source.helm.value_files if source.helm and not sources else ()):
+        if entry.startswith("$"):
+            raise SpecError(
+                f"spec.source.helm.valueFiles[{i}]",
+                f"{entry!r} names a ref, which only spec.sources entries can declare",
+            )
     d = SpecFields(spec.raw("destination"), "spec.destination")
     destination = Destination(
         namespace=_dns_name(d.text("namespace"), d.path("namespace"), label=True, required=False),
@@ -746,4 +829,5 @@ def parse_application(doc: object) -> Application:
         uid=uid,
         generation=int(generation) if isinstance(generation, int) else 0,
         service_account_name=service_account,
+        sources=sources,
     )

@@ -66,6 +66,9 @@ class SyncSummary:
 
     status: str = field(default="", metadata=_key("status"))
     revision: str = field(default="", metadata=_key("revision"))
+    revisions: tuple[str, ...] | None = field(default=None, metadata=_key("revisions"))
+    """A ``spec.sources`` app's revision per source, in order (Argo CD's ``revisions``);
+    ``revision`` is then these joined by ``,``. None (not written) for one source."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,8 @@ class HistoryEntry:
     initiated_by: str = field(default="", metadata=_key("initiatedBy"))
     digest: str = field(default="", metadata=_key("digest", omit_empty=True))
     """A chart's ``sha256:`` digest (``revision`` is then ``chart@version``)."""
+    revisions: tuple[str, ...] | None = field(default=None, metadata=_key("revisions"))
+    """A ``spec.sources`` app's revision per source (Argo CD's ``revisions``)."""
 
 
 @dataclass

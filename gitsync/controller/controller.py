@@ -532,14 +532,15 @@ class Controller:
                 app = parse_application(obj)
             except SpecError:
                 continue
-            try:
-                app_url = normalize_url(app.source.repo_url)
-            except ValueError:  # urlsplit refuses it (e.g. "http://[::1/x"): no forge pushes there
-                continue
-            if app_url not in urls:
-                continue
-            if _ref_matches(app.source.target_revision, event):
-                matched[key] = app
+            # a spec.sources app follows each of its Git sources (a ref source's push too)
+            for src in app.all_sources:
+                try:
+                    src_url = normalize_url(src.repo_url)
+                except ValueError:  # urlsplit refuses it (e.g. "http://[::1/x"): no forge pushes
+                    continue
+                if src_url in urls and _ref_matches(src.target_revision, event):
+                    matched[key] = app
+                    break
         return matched
 
     def application_objects(self) -> list[dict[str, Any]]:

@@ -73,8 +73,15 @@ PROGRESSING_REQUEUE = 5.0  # health moves without spec changes: look again this 
 
 def short_revision(revision: str) -> str:
     """A revision as messages show it: a commit's first 12 hex digits, a chart's
-    ``chart@version`` whole."""
+    ``chart@version`` whole; a ``spec.sources`` app's parts each so, joined."""
+    if "," in revision:
+        return ",".join(map(short_revision, revision.split(",")))
     return revision if "@" in revision else revision[:12]
+
+
+def _revisions(state: AppState) -> tuple[str, ...] | None:
+    """``revisions`` for status and history: per source, only for a ``spec.sources`` app."""
+    return tuple(r.sha for r in state.revision.sources) or None
 
 
 class Trigger(enum.StrEnum):
@@ -679,6 +686,7 @@ class Reconciler:
                 result=result.phase,
                 initiated_by=str(initiated),
                 digest=state.revision.digest,
+                revisions=_revisions(state),
             ),
         )
         if result.succeeded:
@@ -708,7 +716,7 @@ class Reconciler:
         health = state.health
         healths = dict(state.resource_health())
         sync_status = state.sync_status
-        new.sync = SyncSummary(str(sync_status), state.revision.sha)
+        new.sync = SyncSummary(str(sync_status), state.revision.sha, _revisions(state))
         new.health = HealthSummary(str(health.status), health.message)
         new.source_revision = SourceRevision(
             state.revision.sha,

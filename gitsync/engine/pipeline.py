@@ -8,6 +8,14 @@ above all, nothing is pruned because Git "looked empty". Rendering is memoised p
 A chart source (``spec.source.chart``) goes through the same stages: its "commit" is the chart
 version the range picks (``chart@version``, the revision status and history show), fetched and
 unpacked by ``ChartStore``, rendered by the Helm renderer and memoised by the archive's digest.
+
+An app with ``spec.sources`` (Argo CD's multiple sources) runs each stage per source, each with
+its own credentials and policy check; its revision is the sources' revisions in order, joined by
+``,`` (``REVISION_SEPARATOR``), so the controller's "did the revision change" check, rollbacks and
+history need nothing new. Every source that renders is rendered (a ``$REF/...`` value file read
+from that ref's checkout, and the ref's revision part of the render's cache key) and the
+manifests are concatenated; an object two sources render is a render error naming both, and any
+source failing fails the whole compare, so nothing is applied or pruned.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -54,6 +62,8 @@ ChartCredentialsLookup = Callable[[Application], ChartCredential]
 SourceKind = SourceType | Literal["helm-repository", "oci"]
 """The renderer a Git source got, or where a chart came from (``SOURCE_TYPES`` keys)."""
 MAX_REMEMBERED_CHART_VERSIONS = 4096
+REVISION_SEPARATOR = ","
+"""Joins a ``spec.sources`` app's per-source revisions (no SHA or ``chart@version`` has one)."""
 
 
 class SourceNotPermittedError(SpecError):
@@ -158,15 +168,23 @@ class Engine:
 
     def check_source(self, app: Application) -> None:
         """Refuse, before any credential is looked up or any connection made, a repository the
-        destination policy's ``sourceRepos`` does not list for the app's project."""
-        why = self.syncer.policy.check_source(app.namespace, app.source.repo_url)
-        if why:
-            raise SourceNotPermittedError("spec.source.repoURL", f"{POLICY_DENIED}: {why}")
+        destination policy's ``sourceRepos`` does not list for the app's project (every one of
+        a ``spec.sources`` app's)."""
+        for i, src in enumerate(app.all_sources):
+            why = self.syncer.policy.check_source(app.namespace, src.repo_url)
+            if why:
+                where = f"spec.sources[{i}]" if app.sources else "spec.source"
+                raise SourceNotPermittedError(f"{where}.repoURL", f"{POLICY_DENIED}: {why}")
 
     def resolve_revision(self, app: Application, *, max_age: float = 0.0) -> str:
         """The revision the app's source names right now: a commit SHA (one ``ls-remote``,
         maybe shared: ``SourceCache.resolve``), or for a chart ``chart@version`` (one
-        conditional index request, maybe shared: ``ChartStore.resolve``)."""
+        conditional index request, maybe shared: ``ChartStore.resolve``); for ``spec.sources``
+        every source's, joined."""
+        if app.sources:
+            return REVISION_SEPARATOR.join(
+                self.resolve_revision(one, max_age=max_age) for one in _each_source(app)
+            )
         src = app.source
         if src.is_chart:
             version = self.charts.resolve(
@@ -216,7 +234,58 @@ class Engine:
             Revision(version.revision, f"{src.repo_url}/{src.chart}", "", "", "", checkout.digest),
         )
 
-    def render_request(self, app: Application, root: Path) -> RenderRequest:
+    def fetch_sources(self, app: Application, revision: str | None) -> list[Checkout]:
+        """A ``spec.sources`` app's checkouts, in order, at ``revision`` (the joined form; None:
+        each source's target)."""
+        try:  # every repository checked first, the error naming the entry (spec.sources[i])
+            self.check_source(app)
+        except GitsyncError as exc:
+            raise FetchError(exc) from exc
+        parts: list[str | None] = [None] * len(app.sources)
+        if revision:
+            parts = list(revision.split(REVISION_SEPARATOR))
+            if len(parts) != len(app.sources):  # e.g. a rollback to before a source was added
+                raise FetchError(
+                    TerminalError(
+                        f"revision {revision!r} has {len(parts)} parts, "
+                        f"but the app has {len(app.sources)} sources"
+                    )
+                )
+        return [self.fetch(one, part) for one, part in zip(_each_source(app), parts, strict=True)]
+
+    def render_sources(
+        self, app: Application, checkouts: Sequence[Checkout]
+    ) -> tuple[list[RenderedManifest], SourceKind]:
+        """Every rendering source's manifests, concatenated in order; the kind is the first's."""
+        refs = {
+            src.ref: checkout
+            for src, checkout in zip(app.sources, checkouts, strict=True)
+            if src.ref
+        }
+        manifests: list[RenderedManifest] = []
+        made_by: dict[ResourceKey, int] = {}
+        kinds_seen: list[SourceKind] = []
+        for i, (one, checkout) in enumerate(zip(_each_source(app), checkouts, strict=True)):
+            if one.source.ref_only:
+                continue
+            rendered, kind = self.render(one, checkout, refs)
+            kinds_seen.append(kind)
+            for manifest in rendered:
+                first = made_by.setdefault(manifest.key, i)
+                if first != i:
+                    raise StageError(
+                        "render",
+                        RenderError(
+                            f"{manifest.key} is rendered by both spec.sources[{first}] and "
+                            f"spec.sources[{i}]"
+                        ),
+                    )
+            manifests.extend(rendered)
+        return manifests, kinds_seen[0]
+
+    def render_request(
+        self, app: Application, root: Path, refs: Mapping[str, Checkout] | None = None
+    ) -> RenderRequest:
         src = app.source
         req = RenderRequest(
             repo_root=root,
@@ -232,7 +301,7 @@ class Engine:
                 if src.directory
                 else None
             ),
-            helm=self._helm_options(app),
+            helm=self._helm_options(app, refs or {}),
             kustomize=KustomizeOptions() if src.kustomize else None,
             limits=self.limits,
         )
@@ -252,7 +321,7 @@ class Engine:
         )
 
     @staticmethod
-    def _helm_options(app: Application) -> HelmOptions | None:
+    def _helm_options(app: Application, refs: Mapping[str, Checkout]) -> HelmOptions | None:
         helm = app.source.helm
         if helm is None:
             if not app.source.is_chart:
@@ -271,20 +340,24 @@ class Engine:
                 helm_set_expression(p.name, p.value) for p in helm.parameters if p.force_string
             ),
             skip_crds=helm.skip_crds,
+            ref_roots={name: checkout.path for name, checkout in refs.items()},
         )
 
     def render(
-        self, app: Application, checkout: Checkout
+        self, app: Application, checkout: Checkout, refs: Mapping[str, Checkout] | None = None
     ) -> tuple[list[RenderedManifest], SourceKind]:
         """The manifests and the renderer that made them (decided anew: a cached render
         does not say, and the decision is a stat or two). A chart renders from its
-        directory, memoised by its digest."""
-        req = self.render_request(app, checkout.path)
+        directory, memoised by its digest. ``refs``: the app's ref sources' checkouts, whose
+        revisions are part of the memo key (their files are value files of this render)."""
+        req = self.render_request(app, checkout.path, refs)
         kind: SourceKind
         key = checkout.revision.sha
         if app.source.is_chart:
             kind = "oci" if app.source.is_oci else "helm-repository"
             key = checkout.revision.digest or key
+        for name, ref in sorted((refs or {}).items()):
+            key += f"+${name}={ref.revision.sha}"
         try:
             if not app.source.is_chart:
                 kind = source_type(req)
@@ -297,13 +370,19 @@ class Engine:
             self.syncer.client_for(app)
         except GitsyncError as exc:
             raise StageError("compare", exc) from exc
-        checkout = self.fetch(app, sha)
-        manifests, kind = self.render(app, checkout)
+        if app.sources:
+            checkouts = self.fetch_sources(app, sha)
+            manifests, kind = self.render_sources(app, checkouts)
+            revision = combined_revision(app, checkouts)
+        else:
+            checkout = self.fetch(app, sha)
+            manifests, kind = self.render(app, checkout)
+            revision = checkout.revision
         try:
             comparison = self.syncer.compare(app, manifests)
         except GitsyncError as exc:
             raise StageError("compare", exc) from exc
-        return AppState(app, checkout.revision, tuple(manifests), comparison, kind)
+        return AppState(app, revision, tuple(manifests), comparison, kind)
 
     def sync(
         self,
@@ -339,3 +418,26 @@ class Engine:
         except GitsyncError:
             return None
         return [self.rollouts.tick(key.namespace, key.name, kube=kube) for key in rollouts]
+
+
+def _each_source(app: Application) -> list[Application]:
+    """A ``spec.sources`` app as one single-source app per entry, so each is resolved, fetched,
+    checked against the policy and given credentials (matched by its own URL) like any app."""
+    return [dataclasses.replace(app, source=src, sources=()) for src in app.sources]
+
+
+def combined_revision(app: Application, checkouts: Sequence[Checkout]) -> Revision:
+    """A ``spec.sources`` app's revision: the parts joined (``sha``), each part kept in
+    ``sources``; message, author and date are the first rendering source's."""
+    parts = tuple(c.revision for c in checkouts)
+    pairs = zip(app.sources, checkouts, strict=True)
+    first = next(c.revision for src, c in pairs if not src.ref_only)
+    return Revision(
+        REVISION_SEPARATOR.join(p.sha for p in parts),
+        first.ref,
+        first.message,
+        first.author,
+        first.date,
+        first.digest,
+        sources=parts,
+    )

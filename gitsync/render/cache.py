@@ -97,7 +97,11 @@ def _plain(value: object) -> object:
 
 
 def parameters_hash(req: RenderRequest) -> str:
-    """A stable hash of everything in the request except the checkout location and the path."""
+    """A stable hash of everything in the request except the checkout locations (``repo_root``
+    and the ref sources' ``helm.ref_roots``) and the path: the commit key the caller passes
+    names what those checkouts hold (for refs, ``Engine.render`` adds their revisions)."""
+    if req.helm is not None and req.helm.ref_roots:
+        req = dataclasses.replace(req, helm=dataclasses.replace(req.helm, ref_roots={}))
     params = {
         f.name: _plain(getattr(req, f.name))
         for f in dataclasses.fields(req)

@@ -6,7 +6,9 @@ and the total size including the *decompressed* size of ``.tgz`` subcharts in ``
 bounded, so a gzip bomb stops at the budget. Value files are resolved relative to the chart
 directory and may climb with ``..`` (``../common/values.yaml`` is a common layout) as long as
 their real path stays inside the repository; they are parsed with the gitsync safe YAML loader,
-not Helm's, so alias bombs are refused here too.
+not Helm's, so alias bombs are refused here too. A ``$REF/path`` entry (``spec.sources``) is read
+from that ref source's checkout (``HelmOptions.ref_roots``) and confined to it the same way: no
+``..`` or symlink leads out of the ref's checkout, into the chart's or anywhere else.
 
 Values are layered like Argo CD: value files in order (a glob expands in place, in lexical order,
 each match checked like a literal entry), then the ``values`` string or the ``valuesObject``, then
@@ -81,21 +83,56 @@ def _check_entry(entry: str, chart_name: str) -> None:
 
 
 def _value_file(
-    repo: Repo, chart_dir: Path, entry: str, chart_name: str, *, ignore_missing: bool
+    repo: Repo,
+    chart_dir: Path,
+    entry: str,
+    chart_name: str,
+    *,
+    ignore_missing: bool,
+    label: str = "",
 ) -> Path | None:
     """The real path of one literal ``valueFiles`` entry; ``None`` when it is missing and
-    ``ignoreMissingValueFiles`` is set."""
+    ``ignoreMissingValueFiles`` is set. ``label``: the entry as written, when ``entry`` is
+    the part of a ``$REF/...`` entry below the ref's checkout."""
     _check_entry(entry, chart_name)
+    label = label or entry
     real = os.path.realpath(chart_dir / entry)
     if not repo.contains(real):
         raise PathEscapeError(
-            f"valueFiles entry {entry!r} resolves outside the repository", source=chart_name
+            f"valueFiles entry {label!r} resolves outside the repository", source=chart_name
         )
     if not os.path.exists(real):
         if ignore_missing:
             return None
-        raise RenderError(f"valueFiles entry {entry!r} does not exist", source=chart_name)
+        raise RenderError(f"valueFiles entry {label!r} does not exist", source=chart_name)
     return Path(real)
+
+
+def _ref_entry(entry: str, options: HelmOptions, chart_name: str) -> tuple[Repo, str] | None:
+    """For a ``$REF/path`` entry (``spec.sources``), the ref's checkout and ``path`` below it;
+    None for a plain entry. The spec refuses ``..`` in ``path``; the checkout is still the
+    confinement root, so a symlink in the ref's repository cannot lead out of it either."""
+    if not entry.startswith("$"):
+        return None
+    name, _, rest = entry[1:].partition("/")
+    root = options.ref_roots.get(name)
+    if root is None:
+        raise RenderError(
+            f"valueFiles entry {entry!r} names ${name}, but no source has ref: {name}",
+            source=chart_name,
+        )
+    return Repo.at(root), rest or "."
+
+
+def _display_name(repo: Repo, path: Path, options: HelmOptions) -> str:
+    """How errors name a value file: repository-relative, or ``$REF/path`` for a ref's file."""
+    if repo.contains(path):
+        return repo.rel(path)
+    for name, root in options.ref_roots.items():
+        ref_repo = Repo.at(root)
+        if ref_repo.contains(path):
+            return f"${name}/{ref_repo.rel(path)}"
+    return path.name
 
 
 @dataclass
@@ -113,6 +150,8 @@ class _ValueFileGlob:
     limits: RenderLimits
     deadline: Deadline
     listed: int = 0
+    label: str = ""
+    """The entry as written, when ``entry`` is the part of a ``$REF/...`` entry below it."""
 
     def matches(self, chart_dir: Path) -> list[Path]:
         _check_entry(self.entry, self.chart_name)
@@ -121,7 +160,8 @@ class _ValueFileGlob:
 
     def _escape(self, path: Path) -> PathEscapeError:
         return PathEscapeError(
-            f"valueFiles entry {self.entry!r} matches {self.repo.rel(path)!r}, which resolves "
+            f"valueFiles entry {self.label or self.entry!r} matches {self.repo.rel(path)!r}, "
+            "which resolves "
             "outside the repository",
             source=self.chart_name,
         )
@@ -184,13 +224,28 @@ def resolve_value_files(
     resolved: list[Path | list[Path]] = []
     literal: set[Path] = set()
     for entry in options.value_files:
+        at_ref = _ref_entry(entry, options, chart_name)
+        # a $REF/path entry is read from the ref's checkout, and confined to it
+        base_repo, base_dir, rel = (
+            (at_ref[0], at_ref[0].root, at_ref[1])
+            if at_ref
+            else (
+                repo,
+                chart_dir,
+                entry,
+            )
+        )
         if _is_glob(entry):
-            found = _ValueFileGlob(repo, entry, chart_name, limits, deadline).matches(chart_dir)
+            found = _ValueFileGlob(
+                base_repo, rel, chart_name, limits, deadline, label=entry
+            ).matches(base_dir)
             if not found and not ignore:
                 raise RenderError(f"valueFiles entry {entry!r} matched no files", source=chart_name)
             resolved.append(found)
         else:
-            path = _value_file(repo, chart_dir, entry, chart_name, ignore_missing=ignore)
+            path = _value_file(
+                base_repo, base_dir, rel, chart_name, ignore_missing=ignore, label=entry
+            )
             if path is not None:
                 literal.add(path)
                 resolved.append(path)
@@ -232,7 +287,7 @@ def compose_values(
         repo, chart_dir, options, limits, deadline or Deadline(limits.timeout_seconds)
     )
     for path in files:
-        name = repo.rel(path)
+        name = _display_name(repo, path, options)
         docs = load_yaml_documents(
             read_bounded(path, name=name, max_bytes=limits.max_bytes), source=name, limits=limits
         )

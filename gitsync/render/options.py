@@ -74,6 +74,9 @@ class HelmOptions:
     skip_crds: bool = False
     kube_version: str = ""
     api_versions: tuple[str, ...] = ()
+    ref_roots: Mapping[str, Path] = field(default_factory=dict)
+    """The checkouts of an app's ``ref`` sources (``spec.sources``) by ref name: a
+    ``value_files`` entry ``$NAME/path`` is read from ``ref_roots[NAME]``, confined to it."""
 
 
 def helm_set_expression(name: str, value: str) -> str:

@@ -50,6 +50,8 @@ class Revision:
     digest: str = ""
     """For a chart (``sha`` is then ``chart@version``): the archive's or OCI manifest's
     ``sha256:`` digest; "" for a commit."""
+    sources: tuple[Revision, ...] = ()
+    """For a ``spec.sources`` app, each source's revision in order (``sha`` joins theirs)."""
 
 
 def is_full_sha(revision: str) -> bool:

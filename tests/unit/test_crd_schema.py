@@ -88,9 +88,19 @@ SPEC_FIELDS = {
     "suspend",
     "serviceAccountName",
 }
-FREE_FORM = {"source.helm.values", "source.helm.valuesObject"}  # kept by preserve-unknown-fields
+# spec.sources entries are full sources (one schema, a YAML anchor in the CRD), plus ref
+SPEC_FIELDS |= {"sources", "sources[].ref"} | {
+    f"sources[]{name[len('source') :]}" for name in SPEC_FIELDS if name.startswith("source.")
+}
+FREE_FORM = {  # kept by preserve-unknown-fields
+    f"{where}.helm.{name}"
+    for where in ("source", "sources[]")
+    for name in ("values", "valuesObject")
+}
 # Argo CD fields the CRD keeps (not prunes) only so that the parser can refuse them by name
 UNSUPPORTED = {f"source.helm.{name}" for name in UNSUPPORTED_HELM_FIELDS}
+LISTED_UNSUPPORTED = {f"sources[].helm.{name}" for name in UNSUPPORTED_HELM_FIELDS}
+REFUSED_IN_SOURCE = {"source.ref"}  # the shared schema declares it; spec.source refuses it
 
 _SOURCE = {"repoURL": "https://git.example.com/org/deploy.git", "targetRevision": "main"}
 # Three documents, because a source takes at most one of helm, directory and kustomize.
@@ -167,7 +177,34 @@ CHART_FULL: dict[str, Any] = {
         }
     },
 }
-FULL_DOCS = [HELM_FULL, DIRECTORY_FULL, KUSTOMIZE_FULL, HELM_VALUES_STRING, CHART_FULL]
+# Argo CD's multiple sources: every kind of source as an entry, and a ref its values come from
+SOURCES_FULL: dict[str, Any] = {
+    **HELM_FULL,
+    "spec": {
+        "sources": [
+            {
+                **HELM_FULL["spec"]["source"],
+                "helm": {
+                    **HELM_FULL["spec"]["source"]["helm"],
+                    "valueFiles": ["$values/env/values.yaml"],
+                },
+            },
+            DIRECTORY_FULL["spec"]["source"],
+            {**KUSTOMIZE_FULL["spec"]["source"], "path": "kustomize"},
+            {**HELM_VALUES_STRING["spec"]["source"], "path": "other-chart"},
+            CHART_FULL["spec"]["source"],
+            {**_SOURCE, "ref": "values"},
+        ]
+    },
+}
+FULL_DOCS = [
+    HELM_FULL,
+    DIRECTORY_FULL,
+    KUSTOMIZE_FULL,
+    HELM_VALUES_STRING,
+    CHART_FULL,
+    SOURCES_FULL,
+]
 
 
 def load_crd() -> dict[str, Any]:
@@ -199,6 +236,8 @@ _KEYWORDS = {
     "maxLength",
     "minimum",
     "maximum",
+    "minItems",
+    "maxItems",
     "not",
     "anyOf",
     "x-kubernetes-preserve-unknown-fields",
@@ -240,6 +279,11 @@ def violations(value: object, schema: dict[str, Any], path: str = "") -> list[st
         for name, sub in schema.get("properties", {}).items():
             if name in value:
                 found += violations(value[name], sub, f"{path}.{name}")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            found.append(f"{path}: fewer than {schema['minItems']} items")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            found.append(f"{path}: more than {schema['maxItems']} items")
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             found += violations(item, schema["items"], f"{path}[{i}]")
@@ -423,9 +467,9 @@ def test_free_form_values_keep_unknown_fields() -> None:
 def test_schema_declares_exactly_the_spec_fields() -> None:
     declared = set(schema_fields(spec_schema()))
     assert sorted(SPEC_FIELDS - declared) == [], "accepted by gitsync but pruned by the API server"
-    assert sorted(declared - SPEC_FIELDS - UNSUPPORTED) == [], (
-        "allowed by the CRD but rejected by gitsync"
-    )
+    assert (
+        sorted(declared - SPEC_FIELDS - UNSUPPORTED - LISTED_UNSUPPORTED - REFUSED_IN_SOURCE) == []
+    ), "allowed by the CRD but rejected by gitsync"
 
 
 @pytest.mark.parametrize("field", sorted(UNSUPPORTED))
@@ -444,7 +488,9 @@ def test_unsupported_argo_fields_reach_the_parser_and_are_refused_by_name(field:
 
 
 @pytest.mark.parametrize(
-    "doc", FULL_DOCS, ids=["helm", "directory", "kustomize", "helm-values-string", "chart"]
+    "doc",
+    FULL_DOCS,
+    ids=["helm", "directory", "kustomize", "helm-values-string", "chart", "sources"],
 )
 def test_parser_and_crd_accept_the_full_documents(doc: dict[str, Any]) -> None:
     parse_application(doc)
