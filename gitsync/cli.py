@@ -354,7 +354,11 @@ def _render_chart(args: argparse.Namespace) -> tuple[Path, str, str | None]:
             return Path(), "", f"{flag} cannot be given with --repo (the chart is the source)"
     if args.helm_values:
         return Path(), "", "--helm-values is not supported with --repo; use --set"
-    if not args.chart or not args.version:
+    repo_url, chart = args.repo.rstrip("/"), args.chart
+    if not chart and repo_url.lower().startswith("oci://") and "/" in repo_url[len("oci://") :]:
+        # Helm's spelling (helm template oci://host/path/NAME): the URL ends with the chart
+        repo_url, _, chart = repo_url.rpartition("/")
+    if not chart or not args.version:
         return Path(), "", "--repo needs --chart NAME and --version VERSION|RANGE"
     try:
         target = validate_chart_target(args.version, "--version")
@@ -365,8 +369,7 @@ def _render_chart(args: argparse.Namespace) -> tuple[Path, str, str | None]:
             allow_plain_http=args.repo_insecure_allow_http,
         )
         store = ChartStore(_default_cache_dir().parent / "charts")
-        repo_url = args.repo.rstrip("/")
-        version = store.resolve(repo_url, args.chart, target, credential)
+        version = store.resolve(repo_url, chart, target, credential)
         checkout = store.checkout(repo_url, version, credential)
     except (SpecError, GitsyncError, OSError) as exc:
         return Path(), "", str(exc)
@@ -963,11 +966,15 @@ def _local_parsers(sub: _Subcommands) -> None:
     render = sub.add_parser(
         "render",
         help="render a directory (plain, Kustomize or Helm), or a chart from a Helm repository "
-        "(--repo URL --chart NAME --version RANGE), to stdout",
+        "or OCI registry (--repo URL --chart NAME --version RANGE), to stdout",
     )
     render.add_argument("path", nargs="?", default=None)
-    render.add_argument("--repo", default=None, help="a Helm repository (https://) to render from")
-    render.add_argument("--chart", default=None, help="the chart's name in --repo")
+    render.add_argument(
+        "--repo", default=None, help="a Helm repository (https://) or OCI registry (oci://)"
+    )
+    render.add_argument(
+        "--chart", default=None, help="the chart's name in --repo (oci://HOST/PATH/NAME: NAME)"
+    )
     render.add_argument(
         "--version", default=None, help="a chart version or semver range ('>=1.0.0 <2.0.0')"
     )
