@@ -344,7 +344,7 @@ def _render_chart(args: argparse.Namespace) -> tuple[Path, str, str | None]:
     """``render --repo URL --chart NAME --version RANGE``: the chart unpacked (from the local
     chart cache), its directory as the render's root, and the version's ``chart@version``;
     or an error message naming the flag."""
-    from gitsync.application import SpecError, validate_chart_target
+    from gitsync.application import SpecError, split_oci_chart_url, validate_chart_target
     from gitsync.engine.chart_sources import ChartStore
     from gitsync.errors import GitsyncError
     from gitsync.source.charts import ChartCredential
@@ -355,9 +355,8 @@ def _render_chart(args: argparse.Namespace) -> tuple[Path, str, str | None]:
     if args.helm_values:
         return Path(), "", "--helm-values is not supported with --repo; use --set"
     repo_url, chart = args.repo.rstrip("/"), args.chart
-    if not chart and repo_url.lower().startswith("oci://") and "/" in repo_url[len("oci://") :]:
-        # Helm's spelling (helm template oci://host/path/NAME): the URL ends with the chart
-        repo_url, _, chart = repo_url.rpartition("/")
+    if not chart:  # Helm's spelling (helm template oci://host/path/NAME): the URL ends with it
+        repo_url, chart = split_oci_chart_url(repo_url)
     if not chart or not args.version:
         return Path(), "", "--repo needs --chart NAME and --version VERSION|RANGE"
     try:
