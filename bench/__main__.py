@@ -1,7 +1,7 @@
 """The benchmark suite in one command: gitsync next to its reference, scenario by scenario.
 
     python -m bench [--scale default|small] [--runs 5] [--kubeconfig PATH] [--json out.json]
-                    [--only cold,render,diff,diff-view,push,ui,refresh,drift,push-many,
+                    [--only cold,render,chart,diff,diff-view,push,ui,refresh,drift,push-many,
                             growth,shards] [--profile report.txt]
 
 Without ``--kubeconfig`` the test control plane (``gitsync.localenv.controlplane``, no simulated
@@ -9,7 +9,8 @@ nodes) is started in a temporary directory and stopped at the end, also on Ctrl-
 with it, an existing cluster is used. Every scenario works in namespaces of its own, deleted
 afterwards. Scenarios (``bench.scenarios``): cold apply against ``kubectl apply --server-side``
 and a raw concurrent SSA client, no-change re-sync with its API writes, render (plain directory,
-Kustomize, Helm, cache hit), diff throughput, the UI's diff view of a 500-object app
+Kustomize, Helm, cache hit), a chart from a Helm repository rendered warm (``chart``,
+``bench.chart_render``), diff throughput, the UI's diff view of a 500-object app
 (``bench.diff_view``); then the existing push-to-live and UI-list benches (``bench.push_to_live``,
 ``bench.ui_list``) with fewer pushes/requests; last the many-app scenarios on one in-process
 controller (``bench.scale``): a no-change refresh of 1,000 apps (``refresh``), drift among them
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from bench import push_to_live, scale, ui_list
+from bench.chart_render import chart_render_rows
 from bench.diff_view import diff_view_rows
 from bench.scenarios import (
     ROOT,
@@ -59,6 +61,7 @@ from gitsync.localenv.controlplane import ControlPlane, ControlPlaneError
 SCENARIOS = (
     "cold",
     "render",
+    "chart",
     "diff",
     "diff-view",
     "push",
@@ -292,6 +295,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "render" in only:
             print(f"render, {scale.render_files} files ...", flush=True)
             show(render_rows(scale.render_files, args.runs, workdir))
+        if "chart" in only:
+            print("chart from a Helm repository, warm ...", flush=True)
+            show(chart_render_rows(args.runs, workdir))
         if "diff" in only:
             print(f"diff, {scale.diff_pairs} pairs ...", flush=True)
             show(diff_rows(scale.diff_pairs, args.runs))

@@ -444,6 +444,15 @@ def validate_chart_target(revision: str, field_path: str) -> str:
     return revision
 
 
+def split_oci_chart_url(url: str) -> tuple[str, str]:
+    """``oci://host/path/NAME`` (Helm's spelling of a chart in a registry) as the repository
+    ``oci://host/path`` and the chart ``NAME``; ``(url, "")`` when the URL names no chart."""
+    if not url.lower().startswith("oci://") or "/" not in url[len("oci://") :].strip("/"):
+        return url, ""
+    repository, _, chart = url.rstrip("/").rpartition("/")
+    return repository, chart
+
+
 def _parse_chart_source(f: SpecFields) -> Source | None:
     """The chart source ``f`` describes, or None for a Git source. A chart source has ``chart``
     (or an ``oci://`` repoURL that ends with the chart's name)."""
@@ -474,7 +483,7 @@ def _parse_chart_source(f: SpecFields) -> Source | None:
     if not chart:  # oci://host/path/NAME
         if not parts.path.strip("/"):
             raise SpecError(field_path, "names no chart: set chart, or end the URL with its name")
-        url, _, chart = url.rstrip("/").rpartition("/")
+        url, chart = split_oci_chart_url(url)
     if not _CHART_NAME.match(chart):
         raise SpecError(
             f.path("chart"), f"not a chart name (letters, digits, '.', '_', '-'): {chart!r}"

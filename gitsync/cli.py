@@ -344,7 +344,7 @@ def _render_chart(args: argparse.Namespace) -> tuple[Path, str, str | None]:
     """``render --repo URL --chart NAME --version RANGE``: the chart unpacked (from the local
     chart cache), its directory as the render's root, and the version's ``chart@version``;
     or an error message naming the flag."""
-    from gitsync.application import SpecError, validate_chart_target
+    from gitsync.application import SpecError, split_oci_chart_url, validate_chart_target
     from gitsync.engine.chart_sources import ChartStore
     from gitsync.errors import GitsyncError
     from gitsync.source.charts import ChartCredential
@@ -354,7 +354,10 @@ def _render_chart(args: argparse.Namespace) -> tuple[Path, str, str | None]:
             return Path(), "", f"{flag} cannot be given with --repo (the chart is the source)"
     if args.helm_values:
         return Path(), "", "--helm-values is not supported with --repo; use --set"
-    if not args.chart or not args.version:
+    repo_url, chart = args.repo.rstrip("/"), args.chart
+    if not chart:  # Helm's spelling (helm template oci://host/path/NAME): the URL ends with it
+        repo_url, chart = split_oci_chart_url(repo_url)
+    if not chart or not args.version:
         return Path(), "", "--repo needs --chart NAME and --version VERSION|RANGE"
     try:
         target = validate_chart_target(args.version, "--version")
@@ -365,8 +368,7 @@ def _render_chart(args: argparse.Namespace) -> tuple[Path, str, str | None]:
             allow_plain_http=args.repo_insecure_allow_http,
         )
         store = ChartStore(_default_cache_dir().parent / "charts")
-        repo_url = args.repo.rstrip("/")
-        version = store.resolve(repo_url, args.chart, target, credential)
+        version = store.resolve(repo_url, chart, target, credential)
         checkout = store.checkout(repo_url, version, credential)
     except (SpecError, GitsyncError, OSError) as exc:
         return Path(), "", str(exc)
@@ -963,11 +965,15 @@ def _local_parsers(sub: _Subcommands) -> None:
     render = sub.add_parser(
         "render",
         help="render a directory (plain, Kustomize or Helm), or a chart from a Helm repository "
-        "(--repo URL --chart NAME --version RANGE), to stdout",
+        "or OCI registry (--repo URL --chart NAME --version RANGE), to stdout",
     )
     render.add_argument("path", nargs="?", default=None)
-    render.add_argument("--repo", default=None, help="a Helm repository (https://) to render from")
-    render.add_argument("--chart", default=None, help="the chart's name in --repo")
+    render.add_argument(
+        "--repo", default=None, help="a Helm repository (https://) or OCI registry (oci://)"
+    )
+    render.add_argument(
+        "--chart", default=None, help="the chart's name in --repo (oci://HOST/PATH/NAME: NAME)"
+    )
     render.add_argument(
         "--version", default=None, help="a chart version or semver range ('>=1.0.0 <2.0.0')"
     )

@@ -3,14 +3,18 @@
 It starts the project's own test control plane (real etcd, kube-apiserver, kube-controller-manager
 and the pod simulator), serves a copy of ``example-repo/`` from a real Git server on loopback (with
 a post-receive hook that delivers a signed push webhook, so ``git push`` deploys in about a
-second), installs the CRDs, starts ``gitsync serve`` with the UI, a generated admin password and
-a destination policy that grants the example apps' project (namespace ``gitsync``) the namespaces
-they deploy into, and bootstraps the app-of-apps root, which creates every example Application.
+second), serves a Helm chart repository of its own (``example-repo/charts/hello`` packaged by
+Helm; plain HTTP on loopback, with a repository-credential entry that allows plain HTTP for that
+URL only) for the one Application deployed from a chart repository, installs the CRDs, starts
+``gitsync serve`` with the UI, a generated admin password and a destination policy that grants
+the example apps' project (namespace ``gitsync``) the namespaces they deploy into, and
+bootstraps the app-of-apps root, which creates every example Application.
 Ctrl-C stops everything it started. Nothing listens on anything but 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
@@ -28,12 +32,16 @@ from typing import Any
 import yaml
 
 from gitsync import kinds
+from gitsync.localenv.chartrepo import ChartRepositoryServer
 from gitsync.localenv.controlplane import ControlPlane, binaries_dir
 from gitsync.localenv.gitserver import GitServer
 from gitsync.localenv.processes import ManagedProcess, free_port
 
 REPO_NAME = "example-repo"
 PLACEHOLDER_URL = "https://git.example.com/you/example-repo.git"
+CHART_PLACEHOLDER_URL = "https://charts.example.com/you"
+DEMO_CHARTS = ("hello",)
+"""The charts under ``example-repo/charts/`` the demo publishes to its chart repository."""
 
 HOOK = """#!{python}
 # gitsync demo: tell the controller about every push, like a forge's webhook would.
@@ -87,12 +95,31 @@ def demo_policy(work: Path) -> dict[str, Any]:
     }
 
 
-def _rewrite_applications(work: Path, repo_url: str) -> None:
-    """Point the example Applications at the demo's Git server instead of the placeholder."""
+def _rewrite_applications(work: Path, repo_url: str, chart_repo_url: str) -> None:
+    """Point the example Applications at the demo's Git server and chart repository instead of
+    the placeholders."""
     for path in sorted((work / "applications").glob("*.yaml")) + sorted(
         (work / "bootstrap").glob("*.yaml")
     ):
-        path.write_text(path.read_text().replace(PLACEHOLDER_URL, repo_url))
+        text = path.read_text().replace(PLACEHOLDER_URL, repo_url)
+        path.write_text(text.replace(CHART_PLACEHOLDER_URL, chart_repo_url))
+
+
+def chart_repository_entry(url: str, namespace: str) -> dict[str, Any]:
+    """The repository-credential entry for the demo's chart repository: no password (there is
+    none), plain HTTP allowed for this URL prefix only, offered to the Applications in
+    ``namespace``."""
+    data = {"url": url, "insecureAllowHttp": "true", "namespaces": namespace}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "demo-chart-repository",
+            "namespace": namespace,
+            "labels": {"gitsync.dev/secret-type": "repository"},
+        },
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
 
 
 class Demo:
@@ -138,7 +165,12 @@ class Demo:
         self.stack.append(git.close)
         repo = git.create_repo(REPO_NAME, from_dir=self.example_repo)
         url = repo.http_url()
-        _rewrite_applications(repo.work_path, url)
+        charts = ChartRepositoryServer(self.root / "chart-repository", tls=False)
+        self.stack.append(charts.close)
+        for chart in DEMO_CHARTS:
+            charts.publish_chart(repo.work_path / "charts" / chart)
+        _say(f"serving a Helm chart repository at {charts.url} ({', '.join(DEMO_CHARTS)})")
+        _rewrite_applications(repo.work_path, url, charts.url)
         repo.commit(message="demo: point the Applications at the local Git server")
         repo.push()
         endpoint = f"http://127.0.0.1:{self.port}/api/webhook"
@@ -183,6 +215,8 @@ class Demo:
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gitsync"}},
             field_manager="gitsync-demo",
         )
+        # before the Applications: without it the chart app's plain-HTTP fetch is refused
+        kube.apply(chart_repository_entry(charts.url, "gitsync"), field_manager="gitsync-demo")
         root_app = yaml.safe_load((repo.work_path / "bootstrap" / "root.yaml").read_text())
         kube.apply(root_app, field_manager="gitsync-demo")
         info = {
@@ -192,6 +226,7 @@ class Demo:
             "kubeconfig": str(cp.kubeconfig_path),
             "work_tree": str(repo.work_path),
             "repo_url": url,
+            "chart_repo_url": charts.url,
             "seconds": time.monotonic() - began,
         }
         self._print_next_steps(info)
@@ -214,6 +249,7 @@ gitsync demo is running ({info["seconds"]:.0f}s to start).
   UI:          {info["url"]}   (admin password: {info["password"]})
   kubectl:     export KUBECONFIG={info["kubeconfig"]}; kubectl get applications -A
   Git repo:    {info["repo_url"]}  (a working copy is at {info["work_tree"]})
+  Chart repo:  {info["chart_repo_url"]}  (chart "hello", deployed by the hello-chart app)
 
 Try next:
   cd {info["work_tree"]}

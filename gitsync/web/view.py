@@ -27,6 +27,7 @@ from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
 
+from gitsync.application import split_oci_chart_url
 from gitsync.application_status import (
     READY,
     STALLED,
@@ -156,7 +157,8 @@ def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
         "repoLink": http_link(repo),
         "path": _text(source.get("path") or ".", 1024),
         "sourceType": _text(status.source_type, 16),
-        "chart": _text(source.get("chart"), 253),
+        "chart": _text(source.get("chart") or split_oci_chart_url(repo)[1], 253),
+        "chartVersion": _text(sha.rpartition("@")[2] if "@" in sha else "", 64),
         "targetRevision": _text(source.get("targetRevision") or "HEAD", 256),
         "revision": {
             "sha": sha,

@@ -30,6 +30,9 @@ EXPECTED = {
     "render: example Kustomize overlay",
     "render: example Helm chart",
     "render cache hit, per call",
+    # a chart from a Helm repository, warm (bench.chart_render)
+    "render: repository chart, warm (index 304, cached archive)",
+    "refresh: repository chart, unchanged (index 304, render cache hit)",
     "diff: diff_resource",
     "UI diff view, time to first byte (waitress)",
     "push-to-live p50",

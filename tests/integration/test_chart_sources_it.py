@@ -11,13 +11,11 @@ keeps syncing, and the repository's password appears nowhere a user or an operat
 
 from __future__ import annotations
 
-import base64
 import gzip
 import io
 import json
 import tarfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +23,21 @@ import pytest
 
 from gitsync.kube import KubeClient
 from tests.support.apps import app_status, application, repository_secret
+from tests.support.chartapps import (
+    MIB,
+    PEAK_RSS_GROWTH_BOUND,
+    assert_shown_nowhere,
+    chart_app,
+    condition_naming,
+    deployed_version,
+    peak_rss,
+    synced_healthy,
+)
 from tests.support.chartrepo import CHART_REPO_PASSWORD, CHART_REPO_USER, ChartRepoServer
 from tests.support.controller import ServeProcess
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-MIB = 1024 * 1024
-PEAK_RSS_GROWTH_BOUND = 200 * MIB
-
-
-def peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc status")
 
 
 def credential_secret(
@@ -58,48 +56,6 @@ def credential_secret(
         "namespaces": namespace,
     }
     kube.create(repository_secret(name, namespace, data))
-
-
-def chart_app(name: str, namespace: str, repo_url: str, target: str, **helm: Any) -> dict[str, Any]:
-    source: dict[str, Any] = {"repoURL": repo_url, "chart": "web", "targetRevision": target}
-    if helm:
-        source["helm"] = helm
-    return {
-        "apiVersion": "gitsync.dev/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "source": source,
-            "destination": {"namespace": namespace},
-            "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
-            "interval": "3s",
-        },
-    }
-
-
-def deployed_version(kube: KubeClient, namespace: str, release: str) -> str | None:
-    cm = kube.get("v1", "ConfigMap", f"{release}-cm", namespace)
-    return None if cm is None else str(cm["data"]["chartVersion"])
-
-
-def synced_healthy(kube: KubeClient, namespace: str, name: str, revision: str) -> bool:
-    status = app_status(kube, namespace, name)
-    return (
-        (status.get("sync") or {}).get("status") == "Synced"
-        and (status.get("sync") or {}).get("revision") == revision
-        and (status.get("health") or {}).get("status") == "Healthy"
-    )
-
-
-def condition_naming(kube: KubeClient, namespace: str, name: str, needle: str) -> str:
-    def probe() -> str | None:
-        for condition in app_status(kube, namespace, name).get("conditions") or []:
-            message = str(condition.get("message", ""))
-            if condition.get("status") == "True" and needle in message:
-                return message
-        return None
-
-    return wait_for(probe, timeout=90, what=f"{name}: a condition naming {needle!r}")
 
 
 @pytest.mark.timeout(300)
@@ -165,23 +121,7 @@ def test_an_app_from_a_helm_repository_syncs_and_follows_new_versions_in_range(
     assert deployed_version(kube, namespace, "web") == "1.2.0"
     # the credentials were sent, to the repository only, and shown nowhere
     assert all(r.user == CHART_REPO_USER for r in chart_repo.requests if r.status != 401)
-    assert_password_shown_nowhere(kube, namespace, ctl)
-
-
-def assert_password_shown_nowhere(kube: KubeClient, namespace: str, ctl: ServeProcess) -> None:
-    secret_b64 = base64.b64encode(CHART_REPO_PASSWORD.encode()).decode()
-    with urllib.request.urlopen(ctl.url + "/metrics", timeout=10) as resp:
-        metrics = resp.read().decode()
-    events = kube.list("v1", "Event", namespace)["items"]
-    apps = kube.list("gitsync.dev/v1alpha1", "Application", namespace)["items"]
-    for where, text in (
-        ("log", ctl.log(1_000_000)),
-        ("metrics", metrics),
-        ("events", repr(events)),
-        ("status", repr([a.get("status") for a in apps])),
-    ):
-        assert CHART_REPO_PASSWORD not in text, where
-        assert secret_b64 not in text, where
+    assert_shown_nowhere(kube, namespace, ctl, [CHART_REPO_PASSWORD])
 
 
 def gzip_bomb() -> bytes:
@@ -265,4 +205,4 @@ def test_hostile_repositories_fail_their_own_app_only_in_bounded_memory(
         # nothing of the failed apps was applied
         for name in ("truncated", "bomb", "big", "wrongcreds"):
             assert deployed_version(kube, namespace, name) is None
-        assert_password_shown_nowhere(kube, namespace, ctl)
+        assert_shown_nowhere(kube, namespace, ctl, [CHART_REPO_PASSWORD])

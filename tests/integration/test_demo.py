@@ -22,7 +22,14 @@ from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_APPS = {"guestbook", "helm-chart", "podinfo-staging", "canary", "bluegreen"}
+EXAMPLE_APPS = {
+    "guestbook",
+    "helm-chart",
+    "podinfo-staging",
+    "canary",
+    "bluegreen",
+    "hello-chart",
+}
 
 
 def read_until(
@@ -97,6 +104,14 @@ def test_demo_brings_up_all_example_apps_and_deploys_a_push(tmp_path: Path) -> N
             interval=1,
             what="every example app Synced and Healthy",
         )
+
+        # the app from the demo's own chart repository: a chart version, not a commit
+        hello = kube.get("gitsync.dev/v1alpha1", "Application", "hello-chart", "gitsync")
+        assert hello is not None
+        assert hello["status"]["sourceType"] == "HelmRepository"
+        assert hello["status"]["sync"]["revision"] == "hello@0.1.0"
+        page_cm = kube.get("v1", "ConfigMap", "hello-chart-page", "hello-chart")
+        assert page_cm is not None and "values from Git" in page_cm["data"]["index.html"]
 
         url = f"http://127.0.0.1:{port}"
         page = logged_in_opener(url, password).open(url + "/", timeout=10).read().decode()

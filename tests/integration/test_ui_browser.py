@@ -27,7 +27,10 @@ from tests.support.apps import (
     configmap_value,
     github_webhook,
     push_value,
+    repository_secret,
 )
+from tests.support.chartapps import chart_app, synced_healthy
+from tests.support.chartrepo import CHART_REPO_PASSWORD, CHART_REPO_USER, ChartRepoServer
 from tests.support.controller import ServeProcess
 from tests.support.waiting import wait_for
 
@@ -111,8 +114,10 @@ def ui(serve: Any, browser: Any, tmp_path: Path, namespace: str) -> Iterator[Any
     password_file.write_text(password + "\n")
     opened: list[UI] = []
 
-    def start(name: str) -> UI:
-        ctl = serve("--admin-password-file", str(password_file), f"--namespaces={namespace}")
+    def start(name: str, *extra: str) -> UI:
+        ctl = serve(
+            "--admin-password-file", str(password_file), f"--namespaces={namespace}", *extra
+        )
         view = UI(browser, ctl, password, name)
         opened.append(view)
         return view
@@ -277,3 +282,59 @@ def test_manual_sync_and_a_masked_secret_diff(
     expect(page.locator("pre.diff")).to_contain_text("++++++++ (hmac-sha256:")
     assert not [v for v in forbidden if v in page.content()]
     view.shot("secret-diff-page")
+
+
+def test_a_chart_app_shows_its_chart_version_and_source_type(
+    ui: Any, kube: KubeClient, namespace: str, chart_repo: ChartRepoServer
+) -> None:
+    """Issue 15: the pages name a chart source's chart, its deployed version (with the digest it
+    was recorded with) and the source type, and follow a new version live."""
+    from playwright.sync_api import expect
+
+    for version in ("1.0.0", "1.1.0"):
+        chart_repo.publish("web", version)
+    kube.create(
+        repository_secret(
+            "chart-repo",
+            namespace,
+            {
+                "url": chart_repo.url,
+                "username": CHART_REPO_USER,
+                "password": CHART_REPO_PASSWORD,
+                "caData": chart_repo.ca_pem,
+                "namespaces": namespace,
+            },
+        )
+    )
+    view = ui("chart", f"--controller-namespace={namespace}")
+    kube.create(chart_app("web", namespace, chart_repo.url, "1.x"))
+    wait_for(
+        lambda: synced_healthy(kube, namespace, "web", "web@1.1.0"),
+        timeout=90,
+        what="Synced+Healthy at web@1.1.0",
+    )
+    page = view.page
+
+    page.goto(view.ctl.url + "/")
+    row = page.locator(f'tr[data-app="{namespace}/web"]')
+    expect(row.locator("td[data-label=Source]")).to_contain_text("chart web @ 1.x")
+    expect(row.locator('[data-field="sourceType"]')).to_have_text("HelmRepository")
+    expect(row.locator('[data-field="revision.short"]')).to_have_text("web@1.1.0")
+    view.shot("list")
+
+    row.locator("a.app-link").click()
+    page.wait_for_url(f"{view.ctl.url}/apps/{namespace}/web")
+    summary = page.locator("section.summary")
+    expect(summary.locator('[data-field="sourceType"]')).to_have_text("HelmRepository")
+    expect(summary.locator('[data-field="chartVersion"]')).to_have_text("1.1.0")
+    digest = app_status(kube, namespace, "web")["sourceRevision"]["digest"]
+    expect(summary.locator('[data-field="revision.digest"]')).to_have_text(digest)
+    view.shot("detail")
+
+    # a new version in range is deployed by the refresh and shows up without a reload
+    page.evaluate("window.__notReloaded = true")
+    chart_repo.publish("web", "1.2.0")
+    expect(summary.locator('[data-field="chartVersion"]')).to_have_text("1.2.0", timeout=90_000)
+    expect(summary.locator('[data-field="revision.short"]')).to_have_text("web@1.2.0")
+    assert page.evaluate("window.__notReloaded") is True
+    assert CHART_REPO_PASSWORD not in page.content()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import shutil
 import ssl
@@ -52,6 +53,8 @@ class OciRegistry:
     pki_directory: Path | None = None
     """Where the test CA and serving certificate are (made there if missing); a second registry
     over the same storage passes the first's, so one ``caData`` trusts both."""
+    access_log: bool = False
+    """Log every request (``requested``) in the registry's own access log."""
     port: int = 0
     process: ManagedProcess | None = field(default=None, repr=False)
 
@@ -83,7 +86,7 @@ class OciRegistry:
         self.port = free_port()
         config: dict[str, Any] = {
             "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "log": {"level": "warn", "accesslog": {"disabled": not self.access_log}},
             "storage": {"filesystem": {"rootdirectory": str(self.storage)}},
             "http": {"addr": self.host, "secret": "gitsync-test-registry"},
         }
@@ -149,6 +152,14 @@ class OciRegistry:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def requested(self, path_prefix: str, method: str = "GET") -> list[str]:
+        """The paths of the ``method`` requests the registry logged (``access_log``) whose path
+        starts with ``path_prefix`` (``/v2/charts/web/blobs/``), oldest first."""
+        assert self.access_log, "start the registry with access_log=True"
+        text = (self.directory / "registry.log").read_text(errors="replace")
+        paths = re.findall(rf'"{method} (\S+) HTTP/[0-9.]+"', text)
+        return [p for p in paths if p.startswith(path_prefix)]
 
     # -- content ------------------------------------------------------------------------------
 

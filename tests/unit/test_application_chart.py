@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gitsync.application import SpecError, parse_application
+from gitsync.application import SpecError, parse_application, split_oci_chart_url
 
 
 def doc(**source: Any) -> dict[str, Any]:
@@ -132,3 +132,18 @@ def test_chart_spec_errors_name_the_field(source: dict[str, Any], field: str, pr
         parse_application(doc(**source))
     assert caught.value.field == field and problem in caught.value.problem, str(caught.value)
     assert "u:p" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("oci://registry.example.com/charts/web", ("oci://registry.example.com/charts", "web")),
+        ("OCI://registry.example.com/web/", ("OCI://registry.example.com", "web")),
+        ("oci://registry.example.com", ("oci://registry.example.com", "")),
+        ("oci://registry.example.com/", ("oci://registry.example.com/", "")),
+        ("https://charts.example.com/web", ("https://charts.example.com/web", "")),
+    ],
+)
+def test_helm_s_oci_spelling_splits_off_the_chart_name(url: str, expected: tuple[str, str]) -> None:
+    """The one reading of ``oci://host/path/NAME`` the spec, ``render --repo`` and the UI share."""
+    assert split_oci_chart_url(url) == expected

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from gitsync.application import parse_application
-from gitsync.demo import demo_policy
+from gitsync.demo import CHART_PLACEHOLDER_URL, DEMO_CHARTS, demo_policy
 from gitsync.policy import Policy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example-repo"
@@ -35,7 +35,10 @@ EXPECTED_APPS = {
     "helm-chart": ("apps/helm-chart", "helm-demo"),
     "canary": ("apps/canary", "canary-demo"),
     "bluegreen": ("apps/bluegreen", "bluegreen-demo"),
+    # from the demo's chart repository, which publishes charts/hello (not from Git)
+    "hello-chart": ("charts/hello", "hello-chart"),
 }
+CHART_APPS = {"hello-chart"}
 HELM_RELEASE = "helm-demo"
 
 # What a v1.20 API server serves, by apiVersion; kinds listed in FORBIDDEN came later.
@@ -95,7 +98,18 @@ def render_helm(values: dict[str, Any]) -> list[dict[str, Any]]:
     return docs
 
 
+def render_chart_app(name: str) -> list[dict[str, Any]]:
+    """A chart app as the engine renders it: its chart with the Application's ``valuesObject``
+    over the chart's defaults, released as the app's name."""
+    app = parse_application(yaml.safe_load((EXAMPLE / f"applications/{name}.yaml").read_text()))
+    with helm_python.Chart.load(EXAMPLE / EXPECTED_APPS[name][0]) as chart:
+        manifests = chart.render(values=dict(app.source.helm.values), name=name, namespace=name)
+    return [doc for _, text in sorted(manifests.items()) for doc in load_docs(text)]
+
+
 def render_app(name: str) -> list[dict[str, Any]]:
+    if name in CHART_APPS:
+        return render_chart_app(name)
     if name in ("guestbook", "canary", "bluegreen"):
         return render_plain(EXPECTED_APPS[name][0])
     if name == "podinfo-staging":
@@ -121,7 +135,9 @@ def test_every_app_has_an_application() -> None:
     assert sorted(p.stem for p in APPLICATIONS) == sorted(EXPECTED_APPS)
 
 
-@pytest.mark.parametrize("path", APPLICATIONS, ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", [p for p in APPLICATIONS if p.stem not in CHART_APPS], ids=lambda p: p.stem
+)
 def test_application_parses(path: Path) -> None:
     app = parse_application(yaml.safe_load(path.read_text()))
     source_path, namespace = EXPECTED_APPS[path.stem]
@@ -135,6 +151,21 @@ def test_application_parses(path: Path) -> None:
     policy = app.sync_policy
     assert policy.automated and policy.prune and policy.self_heal
     assert policy.option("CreateNamespace")
+
+
+def test_the_chart_app_deploys_a_chart_the_demo_publishes() -> None:
+    app = parse_application(yaml.safe_load((EXAMPLE / "applications/hello-chart.yaml").read_text()))
+    assert app.source.is_chart and app.source.chart == "hello"
+    assert app.source.repo_url == CHART_PLACEHOLDER_URL  # the demo replaces it
+    assert app.source.chart in DEMO_CHARTS
+    chart = yaml.safe_load((EXAMPLE / "charts/hello/Chart.yaml").read_text())
+    assert chart["name"] == "hello" and chart["version"] == "0.1.0"
+    assert app.source.target_revision == ">=0.1.0 <1.0.0"
+    assert app.destination.namespace == "hello-chart"
+    docs = render_chart_app("hello-chart")
+    (page,) = by_kind(docs, "ConfigMap")
+    assert "values from Git" in page["data"]["index.html"]
+    assert app.sync_policy.automated and app.sync_policy.option("CreateNamespace")
 
 
 def test_helm_application_names_release_and_existing_value_files() -> None:

@@ -273,3 +273,26 @@ def test_the_sync_form_offers_a_dry_run_preview(client: FlaskClient) -> None:
     assert 'name="prune"' in form
     assert 'href="/apps/team-b/api/diff"' in form and "Preview (dry run)" in form
     assert "Nothing is written" in form
+
+
+def test_a_chart_app_shows_its_chart_version_and_source_type(controller: FakeController) -> None:
+    """Issue 15: for a chart source the pages name the chart, its deployed version with the
+    recorded digest and the source type, instead of a path and a Git revision."""
+    controller.store.objs.clear()
+    obj = application("web", sha="web@1.12.3", message="")
+    source = {"repoURL": "oci://registry.example.com/charts/web", "targetRevision": "1.x"}
+    obj["spec"]["source"] = source
+    obj["status"]["sourceType"] = "OCI"
+    obj["status"]["sourceRevision"]["digest"] = "sha256:" + "b" * 64
+    controller.store.objs[("team-a", "web")] = obj
+    client = make_app(controller).test_client()
+    login(client)
+    row = page(client, "/")
+    assert 'chart <code class="chart">web</code> @ 1.x' in row
+    assert '<span data-field="sourceType">OCI</span>' in row
+    html = page(client, "/apps/team-a/web")
+    assert 'chart <code class="chart">web</code> @ 1.x' in html
+    assert '<code data-field="chartVersion">1.12.3</code>' in html
+    assert "sha256:" + "b" * 64 in html
+    assert '<span data-field="sourceType">OCI</span>' in html
+    assert "Git revision" not in html

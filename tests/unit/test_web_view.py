@@ -188,3 +188,23 @@ def test_a_chart_revision_is_shown_whole_with_its_chart_and_digest() -> None:
     assert row["revision"]["digest"] == "sha256:" + "a" * 64
     assert row["chart"] == "web"
     assert "web@1.12.3" in [h["short"] for h in detail(obj)["history"]]
+
+
+@pytest.mark.parametrize(
+    ("source", "chart"),
+    [
+        ({"repoURL": "oci://registry.example.com/charts", "chart": "web"}, "web"),
+        # Helm's spelling: the registry URL ends with the chart's name, no chart field
+        ({"repoURL": "oci://registry.example.com/charts/web"}, "web"),
+        ({"repoURL": "https://git.example.com/org/deploy.git", "path": "apps/web"}, ""),
+    ],
+)
+def test_the_api_names_the_chart_and_its_version(source: dict[str, str], chart: str) -> None:
+    """Issue 15: the UI and API show the chart name, version and source type."""
+    obj = application("web", sha="web@1.12.3" if chart else SHA2)
+    obj["spec"]["source"] = {**source, "targetRevision": "1.x"}
+    obj["status"]["sourceType"] = "OCI" if chart else "Directory"
+    row = summary(obj)
+    assert row["chart"] == chart
+    assert row["chartVersion"] == ("1.12.3" if chart else "")
+    assert row["sourceType"] == ("OCI" if chart else "Directory")

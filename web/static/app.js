@@ -84,7 +84,8 @@
       var format = formats[node.getAttribute("data-format")];
       var text = value === undefined || value === null ? "" : String(value);
       if (format) text = format(text);
-      if (node.getAttribute("data-field") === "revision.short" && !text) text = "—";
+      var dash = ["revision.short", "chartVersion"];
+      if (dash.indexOf(node.getAttribute("data-field")) >= 0 && !text) text = "—";
       if (node.getAttribute("data-field") === "lastSyncedAt" && !text) text = "never";
       if (node.textContent !== text) node.textContent = text;
     });
