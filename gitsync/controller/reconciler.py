@@ -324,12 +324,13 @@ def window_verdict(
     app: Application, project_windows: Sequence[SyncWindow], now: dt.datetime, *, manual: bool
 ) -> WindowVerdict:
     """What the sync windows say about syncing ``app`` at ``now``: its project's windows that
-    match it and its own, each set judged alone (``can_sync``), blocked when either blocks, so
+    match it (the local cluster is ``in-cluster`` to ``clusters`` globs, as in Argo CD) and its
+    own, each set judged alone (``can_sync``), blocked when either blocks, so
     an app's own allow window never opens what its project keeps closed."""
     matched = [
         w
         for w in project_windows
-        if w.matches(app.name, app.destination.namespace, app.destination.name)
+        if w.matches(app.name, app.destination.namespace, app.destination.name or "in-cluster")
     ]
     return combined(
         can_sync(matched, now, manual=manual), can_sync(app.sync_windows, now, manual=manual)

@@ -541,6 +541,13 @@ def test_a_window_for_another_app_does_not_hold_this_one() -> None:
     assert h.engine.synced == [(SHA1, None)]
 
 
+def test_a_window_for_the_local_cluster_holds_an_app_without_a_destination_name() -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.windows = night_deny(applications=[], clusters=["in-cluster"])
+    h.reconcile()
+    assert h.engine.synced == []
+
+
 def test_the_apps_own_deny_window_holds_it_too() -> None:
     obj = spec(**AUTOMATED)
     obj["spec"]["syncWindows"] = [{"kind": "deny", "schedule": "0 22 * * *", "duration": "2h"}]
