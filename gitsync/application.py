@@ -23,6 +23,7 @@ import semantic_version
 from gitsync.errors import TerminalError
 from gitsync.kinds import API_VERSION
 from gitsync.kinds import APPLICATION as KIND
+from gitsync.sync_windows import SyncWindow, WindowError, parse_sync_windows
 
 MAX_INTERVAL_SECONDS = 24 * 3600
 MIN_INTERVAL_SECONDS = 1
@@ -397,6 +398,8 @@ class Application:
     suspend: bool = False
     uid: str = ""
     generation: int = 0
+    sync_windows: tuple[SyncWindow, ...] = ()
+    """``spec.syncWindows``: the app's own windows, judged apart from its project's."""
     service_account_name: str = ""
     """``spec.serviceAccountName`` (Flux's spelling): the ServiceAccount in ``namespace`` the
     app's reads and writes run as; "" leaves it to the controller's default."""
@@ -821,6 +824,10 @@ def parse_application(doc: object) -> Application:
         maximum=MAX_INTERVAL_SECONDS,
     )
     suspend = spec.flag("suspend")
+    try:
+        windows = parse_sync_windows(spec.raw("syncWindows"), "spec.syncWindows", scoped=False)
+    except WindowError as exc:
+        raise SpecError(exc.field, exc.problem) from None
     service_account = _dns_name(
         spec.text("serviceAccountName"), "spec.serviceAccountName", required=False
     )
@@ -835,6 +842,7 @@ def parse_application(doc: object) -> Application:
         ignore_differences=ignore,
         interval=interval,
         suspend=suspend,
+        sync_windows=windows,
         uid=uid,
         generation=int(generation) if isinstance(generation, int) else 0,
         service_account_name=service_account,

@@ -152,6 +152,15 @@ class HistoryEntry:
     """A ``spec.sources`` app's revision per source (Argo CD's ``revisions``)."""
 
 
+@dataclass(frozen=True)
+class SyncWindowState:
+    """A sync window keeps the app from syncing: until when ("" when no window will open) and
+    which window (``gitsync.sync_windows``). Absent while no window blocks."""
+
+    until: str = field(default="", metadata=_key("until"))
+    message: str = field(default="", metadata=_key("message"))
+
+
 @dataclass
 class ApplicationStatus:
     """``status`` of an Application. None: not written yet (the key is absent on the wire).
@@ -178,6 +187,8 @@ class ApplicationStatus:
     automation_paused: bool | None = field(default=None, metadata=_key("automationPaused"))
     source_type: str | None = field(default=None, metadata=_key("sourceType"))
     """How the source was rendered, detected or as the spec says (``SOURCE_TYPES``)."""
+    sync_window: SyncWindowState | None = field(default=None, metadata=_key("syncWindow"))
+    """Set while a sync window blocks the sync the app needs."""
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)

@@ -18,6 +18,8 @@ cluster's RBAC already lets a team own:
 * **deniedKinds** - group/kinds refused everywhere (namespaced or not).
 * **deniedRoleRefs** - a RoleBinding or ClusterRoleBinding whose ``roleRef.name`` matches is
   refused; by default ``cluster-admin``.
+* **syncWindows** - Argo CD's AppProject sync windows: when its Applications may sync
+  (``gitsync.sync_windows``).
 
 ``defaults`` apply to every project and a project's entry adds to them. ``Policy()`` is the
 built-in default ``gitsync serve`` uses without ``--policy``; ``Policy.allow_all()`` is the old
@@ -41,6 +43,7 @@ import yaml
 from gitsync.application import SpecError, SpecFields
 from gitsync.kinds import API_VERSION
 from gitsync.kinds import DESTINATION_POLICY as KIND
+from gitsync.sync_windows import SyncWindow, WindowError, parse_sync_windows
 
 DEFAULT_DENIED_ROLE_REFS = ("cluster-admin",)
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -84,6 +87,7 @@ class ProjectRules:
     denied_kinds: tuple[GroupKind, ...] = ()
     denied_role_refs: tuple[str, ...] = ()
     source_repos: tuple[str, ...] | None = None
+    sync_windows: tuple[SyncWindow, ...] = ()
 
 
 def _group_kind_label(group: str, kind: str) -> str:
@@ -157,6 +161,12 @@ class Policy:
         if project.source_repos is None and self.defaults.source_repos is None:
             return None
         return (project.source_repos or ()) + (self.defaults.source_repos or ())
+
+    def sync_windows(self, app_namespace: str) -> tuple[SyncWindow, ...]:
+        """The windows of ``app_namespace``'s project and the defaults (each still matched
+        against the app by its globs)."""
+        project = self.projects.get(app_namespace, ProjectRules())
+        return project.sync_windows + self.defaults.sync_windows
 
     def check_source(self, app_namespace: str, repo_url: str) -> str | None:
         """Why an Application in ``app_namespace`` may not fetch ``repo_url``, or None. The
@@ -259,8 +269,12 @@ def _parse_rules(value: object, path: str, *, is_defaults: bool) -> ProjectRules
             _text(item, f"{f.path('deniedRoleRefs')}[{i}]")
             for i, item in enumerate(f.items("deniedRoleRefs"))
         )
+    try:
+        windows = parse_sync_windows(f.raw("syncWindows"), f.path("syncWindows"), scoped=True)
+    except WindowError as exc:
+        raise PolicyError(exc.field, exc.problem) from None
     f.done()
-    return ProjectRules(namespaces, cluster, denied, role_refs, source_repos)
+    return ProjectRules(namespaces, cluster, denied, role_refs, source_repos, windows)
 
 
 def _group_kinds(f: _Fields, name: str) -> tuple[GroupKind, ...]:

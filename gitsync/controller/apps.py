@@ -38,6 +38,7 @@ class ApplicationStore(Protocol):
         self, key: AppKey, status: dict[str, Any], previous: dict[str, Any]
     ) -> None: ...
     def patch_annotations(self, key: AppKey, annotations: dict[str, str | None]) -> None: ...
+    def remove_finalizer(self, key: AppKey, finalizer: str) -> None: ...
     def record_event(
         self, key: AppKey, reason: str, message: str, *, warning: bool = False
     ) -> None: ...
@@ -149,6 +150,26 @@ class CrdApplications:
             API_VERSION, KIND, key[1], {"metadata": {"annotations": annotations}}, namespace=key[0]
         )
 
+    def remove_finalizer(self, key: AppKey, finalizer: str) -> None:
+        """Take ``finalizer`` off the Application (the API server then removes it, if no other
+        finalizer holds it). Read from the API server, not the cache, and written with its
+        resourceVersion, so a finalizer another controller added meanwhile is not dropped
+        (a conflict is a 409, retried by the next pass)."""
+        live = self.kube.get(API_VERSION, KIND, key[1], key[0])
+        if live is None:
+            return
+        meta = live.get("metadata") or {}
+        finalizers = list(meta.get("finalizers") or [])
+        if finalizer not in finalizers:
+            return
+        finalizers.remove(finalizer)
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
+        try:
+            self.kube.patch(API_VERSION, KIND, key[1], patch, namespace=key[0])
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
     def record_event(
         self, key: AppKey, reason: str, message: str, *, warning: bool = False
     ) -> None:
@@ -254,6 +275,10 @@ class FileApplications:
                     current.pop(k, None)
                 else:
                     current[k] = v
+
+    def remove_finalizer(self, key: AppKey, finalizer: str) -> None:
+        """Applications from a file are never deleted through the API server: nothing holds
+        them, so there is nothing to release."""
 
     def record_event(
         self, key: AppKey, reason: str, message: str, *, warning: bool = False

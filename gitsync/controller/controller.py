@@ -125,6 +125,7 @@ class _Cluster:
 class _Seen:
     generation: int = -1
     annotations: dict[str, str] = field(default_factory=dict)
+    deleting: bool = False  # metadata.deletionTimestamp set: the finalizer's work begins
 
 
 class Controller:
@@ -169,6 +170,7 @@ class Controller:
             self._engine_for,
             metrics=self.metrics,
             full_compare_every=config.full_compare_every,
+            sync_windows=lambda app: self.policy.sync_windows(app.namespace),
         )
         self.queue: WorkQueue[AppKey] = WorkQueue(
             host_of=self._git_host_of, max_per_host=config.max_per_host
@@ -479,8 +481,13 @@ class Controller:
         seen = self._seen.setdefault(key, _Seen())
         generation = int(meta.get("generation") or 0)
         annotations = {k: str(v) for k, v in (meta.get("annotations") or {}).items()}
-        if generation != seen.generation or annotations != seen.annotations:
-            seen.generation, seen.annotations = generation, annotations
+        deleting = bool(meta.get("deletionTimestamp"))
+        if (
+            generation != seen.generation
+            or annotations != seen.annotations
+            or deleting != seen.deleting
+        ):
+            seen.generation, seen.annotations, seen.deleting = generation, annotations, deleting
             self.queue.add(key, Trigger.APPLICATION_CHANGED)
 
     def on_push(self, event: PushEvent) -> int:

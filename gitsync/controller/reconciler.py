@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import enum
 import time
 import uuid
@@ -47,6 +48,7 @@ from gitsync.application_status import (
     ResourceResult,
     SourceRevision,
     SyncSummary,
+    SyncWindowState,
 )
 from gitsync.controller import status as st
 from gitsync.controller.apps import ApplicationStore
@@ -62,6 +64,8 @@ from gitsync.kube import ApiError, ApiRejectedError
 from gitsync.model import AppKey, HealthStatus, ResourceKey, SyncStatus
 from gitsync.rollout import RolloutStepResult
 from gitsync.sync import SyncResult
+from gitsync.sync.deletion import AppDeletion, Propagation, resources_finalizer
+from gitsync.sync_windows import ALLOWED, SyncWindow, WindowVerdict, can_sync, combined
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +73,7 @@ HEAL_MIN, HEAL_MAX = 2.0, 300.0
 API_RETRY_MIN, API_RETRY_MAX = 1.0, 60.0  # backoff when the API server fails a reconcile
 WAIT_DELAY = 5.0  # a WaitingError that did not say how long
 PROGRESSING_REQUEUE = 5.0  # health moves without spec changes: look again this soon
+DELETE_POLL = 2.0  # a deleted app's objects are going: look again this soon
 
 
 def short_revision(revision: str) -> str:
@@ -192,6 +197,10 @@ class AppEngine(Protocol):
         """Advance the app's Rollouts one step each; None when the app has no identity yet."""
         ...
 
+    def delete_resources(self, app: Application, propagation: Propagation) -> AppDeletion:
+        """One round of deleting the objects of an app deleted with a resources finalizer."""
+        ...
+
 
 @dataclass
 class _Pass:
@@ -207,6 +216,9 @@ class _Pass:
     bound: Any
     head_max_age: float = 0.0
     annotations: dict[str, str] = field(default_factory=dict)
+    window: WindowVerdict = ALLOWED  # a sync window blocking the sync this pass wanted
+    deleting: bool = False  # metadata.deletionTimestamp is set
+    finalizers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -315,6 +327,39 @@ def retry_delay(backoff: Backoff, failures: int) -> float:
     return min(backoff.duration * backoff.factor ** (failures - 1), backoff.max_duration)
 
 
+def window_verdict(
+    app: Application, project_windows: Sequence[SyncWindow], now: dt.datetime, *, manual: bool
+) -> WindowVerdict:
+    """What the sync windows say about syncing ``app`` at ``now``: its project's windows that
+    match it (the local cluster is ``in-cluster`` to ``clusters`` globs, as in Argo CD) and its
+    own, each set judged alone (``can_sync``), blocked when either blocks, so
+    an app's own allow window never opens what its project keeps closed."""
+    matched = [
+        w
+        for w in project_windows
+        if w.matches(app.name, app.destination.namespace, app.destination.name or "in-cluster")
+    ]
+    return combined(
+        can_sync(matched, now, manual=manual), can_sync(app.sync_windows, now, manual=manual)
+    )
+
+
+def window_requeue(verdict: WindowVerdict, now: dt.datetime, interval: float) -> float:
+    """Seconds until a blocked app looks again: just after the window ends, at the latest at
+    its refresh interval (a window that never ends, or ends in days, is looked at again)."""
+    if verdict.until is None:
+        return interval
+    return max(1.0, min((verdict.until - now).total_seconds() + 1.0, interval))
+
+
+def window_state(verdict: WindowVerdict) -> SyncWindowState | None:
+    """``status.syncWindow`` for a verdict; None while no window blocks."""
+    if verdict.allowed:
+        return None
+    until = verdict.until.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if verdict.until else ""
+    return SyncWindowState(until, verdict.message[:1024])
+
+
 class Reconciler:
     def __init__(
         self,
@@ -324,8 +369,14 @@ class Reconciler:
         metrics: Metrics | None = None,
         full_compare_every: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        sync_windows: Callable[[Application], Sequence[SyncWindow]] = lambda _app: (),
+        wall_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ):
+        """``sync_windows``: the windows of an app's project (the policy's); ``wall_clock``:
+        the time windows are judged at (``clock`` is monotonic, for delays only)."""
         self.store = store
+        self.sync_windows = sync_windows
+        self.wall_clock = wall_clock
         self.engine_for = engine_for
         self.metrics = metrics
         self.full_compare_every = full_compare_every
@@ -366,7 +417,7 @@ class Reconciler:
         if p is None:
             return ReconcileResult()
         try:
-            outcome = self._reconcile(p)
+            outcome = self._delete(p) if p.deleting else self._reconcile(p)
         except Exception as exc:
             rt.live_dirty = True  # the pass did not finish: the next one must compare again
             step = next_step(exc)
@@ -391,6 +442,8 @@ class Reconciler:
         new = old.copy()
         generation = int(obj.get("metadata", {}).get("generation") or 0)
         annotations = dict(obj.get("metadata", {}).get("annotations") or {})
+        deleting = bool(obj.get("metadata", {}).get("deletionTimestamp"))
+        finalizers = tuple(str(f) for f in obj.get("metadata", {}).get("finalizers") or ())
         try:
             app = parse_application(obj)
         except SpecError as exc:
@@ -409,14 +462,28 @@ class Reconciler:
             self._write(key, new, old)
             return None
         try:
-            engine.check_source(app)  # sourceRepos: before any credential or connection
+            if not deleting:  # a repository no longer allowed must not keep the app's objects
+                engine.check_source(app)  # sourceRepos: before any credential or connection
         except SpecError as exc:
             self._stalled(new, generation, "InvalidSpec", str(exc))
             self._write(key, new, old)
             return None
         since_push = None if rt.pushed_at is None else time.monotonic() - rt.pushed_at
         max_age = head_max_age(reasons, since_push)
-        return _Pass(key, app, engine, rt, old, new, generation, bound, max_age, annotations)
+        return _Pass(
+            key,
+            app,
+            engine,
+            rt,
+            old,
+            new,
+            generation,
+            bound,
+            max_age,
+            annotations,
+            deleting=deleting,
+            finalizers=finalizers,
+        )
 
     def _reconcile(self, p: _Pass) -> ReconcileResult:
         engine, rt, new = p.engine, p.rt, p.new
@@ -454,7 +521,14 @@ class Reconciler:
         # 4. sync?
         initiated = initiator(op, resume, req)
         requeue: float | None = None
-        if initiated is None and (not state.comparison.in_sync or retry_failed):
+        refused = False
+        if initiated in (Initiator.MANUAL, Initiator.ROLLBACK) and not resume:
+            refused = self._window_refuses(p, req, initiated)
+        if refused:
+            initiated = None
+            p.rt.live_dirty = True  # the pass after the window decides again
+            requeue = window_requeue(p.window, self.wall_clock(), p.app.interval)
+        if initiated is None and not refused and (not state.comparison.in_sync or retry_failed):
             initiated, requeue = self._automated(p, sha, req.paused)
         if initiated is not None:
             resumed = op if resume else None
@@ -464,6 +538,42 @@ class Reconciler:
 
         # 5. finalize
         return self._finish(p, state, req.paused, requeue, rollout_requeue)
+
+    def _delete(self, p: _Pass) -> ReconcileResult:
+        """The Application is being deleted. With a resources finalizer: delete its objects
+        (``gitsync.sync.deletion``), come back until they are gone, then take the finalizer
+        off; without one, nothing (its objects stay). Nothing is synced any more either way."""
+        found = resources_finalizer(p.finalizers)
+        if found is None:
+            return ReconcileResult()
+        finalizer, propagation = found
+        outcome = p.engine.delete_resources(p.app, propagation)
+        for result in outcome.results:
+            p.bound.info("delete", resource=str(result.key), code=result.code, why=result.message)
+        if not outcome.done:
+            waiting = ", ".join(str(k) for k in outcome.remaining[:3])
+            more = len(outcome.remaining) - 3
+            message = f"deleting the app's objects ({propagation}); waiting for {waiting}" + (
+                f" and {more} more" if more > 0 else ""
+            )
+            p.new.conditions = st.set_condition(
+                p.new.conditions,
+                st.RECONCILING,
+                True,
+                "Deleting",
+                message,
+                generation=p.generation,
+                now=st.now_rfc3339(),
+            )
+            self._write(p.key, p.new, p.old)
+            return ReconcileResult(requeue=DELETE_POLL)
+        # PostDelete hooks: wired at merge
+        self.store.record_event(
+            p.key, "ResourcesDeleted", f"the app's objects are deleted; removing {finalizer}"
+        )
+        self.store.remove_finalizer(p.key, finalizer)
+        p.bound.info("application released", finalizer=finalizer)
+        return ReconcileResult()
 
     def _resolve_head(self, p: _Pass) -> str:
         """The revision ``targetRevision`` names now: a SHA (one ``ls-remote``, maybe a shared
@@ -489,6 +599,13 @@ class Reconciler:
         app, rt = p.app, p.rt
         if not automated_sync_on(app, paused):
             return None, None
+        wall = self.wall_clock()
+        verdict = window_verdict(app, self.sync_windows(app), wall, manual=False)
+        if not verdict.allowed:
+            p.window = verdict
+            rt.live_dirty = True  # the pass after the window decides again, on a fresh compare
+            p.bound.info("automated sync blocked by a sync window", until=str(verdict.until))
+            return None, window_requeue(verdict, wall, app.interval)
         decision = self._automated_trigger(app, rt, p.new, sha, p.bound)
         if decision == AutoSync.SYNC:
             return Initiator.AUTOMATED, None
@@ -497,6 +614,24 @@ class Reconciler:
             now = self.clock()
             return None, max(0.5, next_attempt_at(rt, sha, now) - now)
         return None, None
+
+    def _window_refuses(self, p: _Pass, req: Requests, initiated: Initiator) -> bool:
+        """A manual sync or rollback asked while a window blocks it (a deny window without
+        ``manualSync``): refused and marked handled (asked again, it is judged again), with
+        the reason in ``status.syncWindow`` and an event."""
+        verdict = window_verdict(p.app, self.sync_windows(p.app), self.wall_clock(), manual=True)
+        if verdict.allowed:
+            return False
+        p.window = dataclasses.replace(
+            verdict, message=f"{initiated} sync refused: {verdict.message}"
+        )
+        if initiated == Initiator.MANUAL:
+            p.new.last_handled_sync_request = req.sync_request
+        else:
+            p.new.last_handled_rollback = req.rollback
+        self.store.record_event(p.key, "SyncBlocked", p.window.message, warning=True)
+        p.bound.info("sync refused by a sync window", initiated=initiated)
+        return True
 
     def _sync(
         self,
@@ -732,6 +867,7 @@ class Reconciler:
             rows.append((d.key, str(d.status), str(h.status) if h else "", h.message if h else ""))
         new.resources = st.resource_entries(rows)
         new.automation_paused = paused
+        new.sync_window = window_state(p.window)
         new.source_type = SOURCE_TYPES[state.source_type]
         previous_health = old.health.status if old.health else ""
         if previous_health and previous_health != str(health.status):
@@ -759,6 +895,13 @@ class Reconciler:
             message = f"revision {short_revision(state.revision.sha)}: the cluster differs from Git"
             if not automated_sync_on(app, paused):
                 message += " (automated sync is off: sync manually)"
+            elif not p.window.allowed:
+                reason = "SyncWindowBlocked"
+                message += f"; {p.window.message}" + (
+                    f" until {new.sync_window.until}"
+                    if new.sync_window and new.sync_window.until
+                    else ""
+                )
         elif health.status != HealthStatus.HEALTHY:
             ready, reason = False, str(health.status)
             message = health.message or f"health is {health.status}"

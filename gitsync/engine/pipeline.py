@@ -53,6 +53,8 @@ from gitsync.rollout.executor import RolloutExecutor, RolloutStepResult
 from gitsync.source import Checkout, GitCredentials, Revision, SourceCache
 from gitsync.source.charts import ChartCredential, ChartSourceTerminalError, ChartVersion
 from gitsync.sync import POLICY_DENIED, Comparison, Syncer, SyncResult
+from gitsync.sync.deletion import AppDeletion, Propagation, delete_app_objects
+from gitsync.sync.inventory import Inventory
 
 CredentialsLookup = Callable[[Application], GitCredentials | None]
 CAPABILITIES_TTL_SECONDS = 60.0
@@ -406,6 +408,17 @@ class Engine:
         except GitsyncError as exc:
             raise StageError("sync", exc) from exc
         return state, result
+
+    def delete_resources(self, app: Application, propagation: Propagation) -> AppDeletion:
+        """One round of deleting the app's objects (it was deleted with a resources
+        finalizer), acting as the app; the inventory is read afresh, not from the memo."""
+        return delete_app_objects(
+            self.syncer.client_for(app),
+            Inventory(self.syncer.kube, app.namespace, app.name),
+            app,
+            policy=self.syncer.policy,
+            propagation=propagation,
+        )
 
     def tick_rollouts(
         self, app: Application, rollouts: Sequence[ResourceKey]

@@ -38,6 +38,7 @@ from gitsync.application_status import (
     ResourceResult,
     SourceRevision,
     SyncSummary,
+    SyncWindowState,
 )
 from gitsync.controller.interface import AUTOMATION_PAUSED
 from gitsync.source import redact_url
@@ -150,6 +151,7 @@ def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
     stalled = stalled_condition is not None and stalled_condition.is_true
     paused = AUTOMATION_PAUSED in annotations or status.automation_paused is True
     suspended = spec.get("suspend") is True
+    window = status.sync_window
     return {
         "namespace": _text(meta.get("namespace"), 253),
         "name": _text(meta.get("name"), 253),
@@ -187,8 +189,21 @@ def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
         "automated": isinstance(automated, Mapping),
         "automationPaused": paused,
         "suspended": suspended,
-        "automation": _automation(automated, paused=paused, suspended=suspended),
+        "automation": _automation(automated, paused=paused, suspended=suspended)
+        + _window_text(window),
+        "syncWindow": None
+        if window is None
+        else {"until": _text(window.until, 32), "message": _message(window.message)},
     }
+
+
+def _window_text(window: SyncWindowState | None) -> str:
+    """What a sync window blocking the app adds to its automation text."""
+    if window is None:
+        return ""
+    return "; blocked by a sync window" + (
+        f" until {_text(window.until, 32)}" if window.until else ""
+    )
 
 
 def _automation(automated: object, *, paused: bool, suspended: bool) -> str:

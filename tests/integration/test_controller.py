@@ -16,6 +16,7 @@ from tests.support.apps import (
     configmap_value,
     github_webhook,
     push_value,
+    synced_at,
 )
 from tests.support.cluster import TestCluster
 from tests.support.manifests import two_wave_manifests
@@ -54,12 +55,6 @@ def test_push_and_webhook_deploy_within_seconds(
 def deployment_image(kube: KubeClient, namespace: str) -> str | None:
     dep = kube.get("apps/v1", "Deployment", "web", namespace)
     return dep["spec"]["template"]["spec"]["containers"][0]["image"] if dep else None
-
-
-def synced_at(kube: KubeClient, namespace: str, name: str, sha: str) -> dict[str, Any] | None:
-    status = app_status(kube, namespace, name)
-    sync = status.get("sync") or {}
-    return status if sync.get("status") == "Synced" and sync.get("revision") == sha else None
 
 
 def test_polling_without_webhook_picks_up_a_push(

@@ -113,6 +113,13 @@ def app_status(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
     return obj.get("status") or {}
 
 
+def synced_at(kube: KubeClient, namespace: str, name: str, sha: str) -> dict[str, Any] | None:
+    """The app's status once it is Synced at ``sha``, else None."""
+    status = app_status(kube, namespace, name)
+    sync = status.get("sync") or {}
+    return status if sync.get("status") == "Synced" and sync.get("revision") == sha else None
+
+
 def rollout_status(kube: KubeClient, namespace: str, name: str = "web") -> dict[str, Any]:
     obj = kube.get(kinds.API_VERSION, kinds.ROLLOUT, name, namespace) or {}
     return obj.get("status") or {}

@@ -65,6 +65,12 @@ SPEC_FIELDS = {
     "destination",
     "destination.namespace",
     "destination.name",
+    "syncWindows",
+    "syncWindows[].kind",
+    "syncWindows[].schedule",
+    "syncWindows[].duration",
+    "syncWindows[].timeZone",
+    "syncWindows[].manualSync",
     "syncPolicy",
     "syncPolicy.automated",
     "syncPolicy.automated.prune",
@@ -150,6 +156,15 @@ HELM_FULL: dict[str, Any] = {
         "interval": "1h30m",
         "suspend": False,
         "serviceAccountName": "deployer",
+        "syncWindows": [
+            {
+                "kind": "deny",
+                "schedule": "0 22 * * 1-5",
+                "duration": "1h30m",
+                "timeZone": "Europe/Berlin",
+                "manualSync": True,
+            }
+        ],
     },
 }
 DIRECTORY_FULL: dict[str, Any] = {

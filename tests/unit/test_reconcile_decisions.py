@@ -11,6 +11,7 @@ compare, sync) whose answers the test sets. No Kubernetes API is involved; the i
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -38,7 +39,9 @@ from gitsync.model import ResourceKey, ResultCode, SyncStatus
 from gitsync.render import RenderError
 from gitsync.source import Revision
 from gitsync.sync import Comparison, ResourceResult, SyncResult
+from gitsync.sync.deletion import AppDeletion, Propagation
 from gitsync.sync.syncer import Item
+from gitsync.sync_windows import SyncWindow, parse_sync_windows
 
 KEY = ("team-a", "shop")
 SHA1, SHA2 = "1" * 40, "2" * 40
@@ -99,6 +102,9 @@ class Store:
     def record_event(self, key: Any, reason: str, message: str, warning: bool = False) -> None:
         self.events.append(reason)
 
+    def remove_finalizer(self, key: Any, finalizer: str) -> None:
+        self.obj["metadata"]["finalizers"].remove(finalizer)
+
     @property
     def status(self) -> ApplicationStatus:
         return ApplicationStatus.from_dict(self.obj.get("status"))
@@ -122,6 +128,8 @@ class Pipeline:
         self.resolved = 0
         self.compared: list[str] = []
         self.synced: list[tuple[str, bool | None]] = []
+        self.deletes: list[Propagation] = []
+        self.still_there: list[ResourceKey] = [CONFIG]
 
     def check_source(self, app: Any) -> None:
         pass
@@ -152,16 +160,26 @@ class Pipeline:
     def tick_rollouts(self, app: Any, rollouts: Any) -> None:
         return None
 
+    def delete_resources(self, app: Any, propagation: Propagation) -> AppDeletion:
+        """One round of deletes: the objects still there stay ``remaining`` until the test
+        says the garbage collector removed them."""
+        self.deletes.append(propagation)
+        return AppDeletion(remaining=list(self.still_there))
+
 
 class Harness:
     def __init__(self, obj: dict[str, Any]) -> None:
         self.clock = Clock()
         self.store = Store(obj)
         self.engine = Pipeline()
+        self.wall = dt.datetime(2026, 12, 7, 22, 30, tzinfo=dt.UTC)  # a Monday
+        self.windows: list[SyncWindow] = []  # the app's project's (the policy's)
         self.reconciler = Reconciler(
             self.store,
             lambda _app: self.engine,
             clock=self.clock,
+            sync_windows=lambda _app: self.windows,
+            wall_clock=lambda: self.wall,
         )
 
     requeue: float | None = None  # what the last ``drift_after`` pass asked for
@@ -484,3 +502,135 @@ def test_automated_sync_is_on_only_when_automated_unsuspended_and_unpaused() -> 
     suspended = spec(**AUTOMATED)
     suspended["spec"]["suspend"] = True
     assert not automated_sync_on(parse_application(suspended), paused=False)
+
+
+# -- sync windows ------------------------------------------------------------------------------
+
+
+def night_deny(**extra: Any) -> list[SyncWindow]:
+    """A project's deny window, 22:00-24:00 UTC, for every app named shop."""
+    doc = {"kind": "deny", "schedule": "0 22 * * *", "duration": "2h", "applications": ["shop"]}
+    return list(parse_sync_windows([{**doc, **extra}], "w", scoped=True))
+
+
+def test_a_deny_window_holds_an_automated_sync_until_it_closes() -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.windows = night_deny()
+    requeue = h.reconcile()
+    assert h.engine.synced == []  # not started
+    window = h.store.status.sync_window
+    assert window is not None and window.until == "2026-12-08T00:00:00Z"
+    assert "deny window '0 22 * * *'" in window.message
+    reason, message = h.ready()
+    assert reason == "SyncWindowBlocked" and "until 2026-12-08T00:00:00Z" in message
+    assert requeue == 180.0  # the refresh interval comes first; the window ends in 90 minutes
+    h.wall = dt.datetime(2026, 12, 7, 23, 59, 30, tzinfo=dt.UTC)
+    assert h.reconcile("requeue") == 31.0  # just after the window closes
+    assert h.engine.synced == []
+    h.wall = dt.datetime(2026, 12, 8, 0, 0, 1, tzinfo=dt.UTC)
+    h.reconcile("requeue")
+    assert h.engine.synced == [(SHA1, None)]
+    assert h.store.status.sync_window is None
+    assert h.ready()[0] == "Synced"
+
+
+def test_a_window_for_another_app_does_not_hold_this_one() -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.windows = night_deny(applications=["blog"])
+    h.reconcile()
+    assert h.engine.synced == [(SHA1, None)]
+
+
+def test_a_window_for_the_local_cluster_holds_an_app_without_a_destination_name() -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.windows = night_deny(applications=[], clusters=["in-cluster"])
+    h.reconcile()
+    assert h.engine.synced == []
+
+
+def test_the_apps_own_deny_window_holds_it_too() -> None:
+    obj = spec(**AUTOMATED)
+    obj["spec"]["syncWindows"] = [{"kind": "deny", "schedule": "0 22 * * *", "duration": "2h"}]
+    h = Harness(obj)
+    h.reconcile()
+    assert h.engine.synced == []
+
+
+def test_the_apps_own_allow_window_cannot_open_what_its_project_keeps_closed() -> None:
+    """The project allows syncs only 06:00-07:00; the tenant's own always-open allow window
+    must not widen that (judged together, any open allow window would permit)."""
+    obj = spec(**AUTOMATED)
+    obj["spec"]["syncWindows"] = [{"kind": "allow", "schedule": "0 0 * * *", "duration": "24h"}]
+    h = Harness(obj)
+    h.windows = night_deny(kind="allow", schedule="0 6 * * *", duration="1h")
+    h.reconcile()
+    assert h.engine.synced == []
+    window = h.store.status.sync_window
+    assert window is not None and window.until == "2026-12-08T06:00:00Z"
+
+
+def test_a_manual_sync_in_a_deny_window_is_refused_and_marked_handled() -> None:
+    h = Harness(spec())
+    h.windows = night_deny()
+    h.store.annotate(SYNC_REQUEST, "req-1")
+    h.reconcile("application-changed")
+    assert h.engine.synced == []
+    status = h.store.status
+    assert status.last_handled_sync_request == "req-1"  # answered: refused, not pending
+    assert status.sync_window is not None
+    assert status.sync_window.message.startswith("manual sync refused: blocked by the deny")
+    assert "SyncBlocked" in h.store.events
+
+
+def test_manual_sync_passes_a_deny_window_with_manual_sync() -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.windows = night_deny(manualSync=True)
+    h.reconcile()
+    assert h.engine.synced == []  # automated: still held
+    h.store.annotate(SYNC_REQUEST, "req-1")
+    h.reconcile("application-changed")
+    assert h.engine.synced == [(SHA1, None)]
+    assert h.store.status.last_handled_sync_request == "req-1"
+
+
+# -- deletion ----------------------------------------------------------------------------------
+
+
+def deleting(*finalizers: str) -> dict[str, Any]:
+    obj = spec(**AUTOMATED)
+    obj["metadata"]["deletionTimestamp"] = "2026-12-07T22:30:00Z"
+    obj["metadata"]["finalizers"] = list(finalizers)
+    return obj
+
+
+def test_a_deleted_app_with_the_finalizer_is_released_once_its_objects_are_gone() -> None:
+    h = Harness(deleting("gitsync.dev/resources-finalizer", "someone-elses/finalizer"))
+    assert h.reconcile("application-changed") == 2.0  # deleting: come back soon
+    assert h.engine.deletes == [Propagation.FOREGROUND]
+    assert h.engine.synced == [] and h.engine.resolved == 0  # never synced again
+    reconciling = h.store.status.condition("Reconciling")
+    assert reconciling is not None and reconciling.reason == "Deleting"
+    assert "ConfigMap" in reconciling.message
+    assert h.store.obj["metadata"]["finalizers"] == [
+        "gitsync.dev/resources-finalizer",
+        "someone-elses/finalizer",
+    ]
+    h.engine.still_there = []
+    assert h.reconcile("requeue") is None
+    assert h.store.obj["metadata"]["finalizers"] == ["someone-elses/finalizer"]
+    assert "ResourcesDeleted" in h.store.events
+
+
+def test_argo_cds_background_finalizer_deletes_in_the_background() -> None:
+    h = Harness(deleting("resources-finalizer.argocd.argoproj.io/background"))
+    h.engine.still_there = []
+    h.reconcile("application-changed")
+    assert h.engine.deletes == [Propagation.BACKGROUND]
+    assert h.store.obj["metadata"]["finalizers"] == []
+
+
+def test_a_deleted_app_without_the_finalizer_leaves_its_objects() -> None:
+    h = Harness(deleting("someone-elses/finalizer"))
+    h.reconcile("application-changed")
+    assert h.engine.deletes == [] and h.engine.synced == []
+    assert h.store.obj["metadata"]["finalizers"] == ["someone-elses/finalizer"]

@@ -83,6 +83,16 @@ def test_paused_and_manual_apps_say_so() -> None:
     assert summary(application("web", automated=False))["automation"] == "manual sync"
 
 
+def test_a_blocking_sync_window_is_shown_with_its_end() -> None:
+    obj = application("web")
+    window = {"until": "2026-12-08T00:00:00Z", "message": "blocked by the deny window"}
+    obj["status"]["syncWindow"] = window
+    row = summary(obj)
+    assert row["automation"].endswith("; blocked by a sync window until 2026-12-08T00:00:00Z")
+    assert row["syncWindow"] == window
+    assert summary(application("web"))["syncWindow"] is None
+
+
 @pytest.mark.parametrize(
     "broken",
     [
