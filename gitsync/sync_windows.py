@@ -34,6 +34,8 @@ import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from gitsync.errors import TerminalError
@@ -90,16 +92,26 @@ class SyncWindow:
             or hit(self.clusters, cluster)
         )
 
-    def trigger(self) -> CronTrigger:
+    def trigger(self) -> BaseTrigger:
+        """The schedule as a trigger. When both the day of month and the day of week are
+        restricted, cron (and Argo CD) fires on either (``0 0 1 * 1``: the 1st and every
+        Monday) while one ``CronTrigger`` would need both, so the two are combined with OR."""
         minute, hour, day, month, weekday = self.schedule.split()
-        return CronTrigger(
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=_weekdays(weekday),
-            timezone=zoneinfo.ZoneInfo(self.time_zone),
-        )
+        zone = zoneinfo.ZoneInfo(self.time_zone)
+
+        def cron(day: str, weekday: str) -> CronTrigger:
+            return CronTrigger(
+                minute=minute,
+                hour=hour,
+                day=day,
+                month=month,
+                day_of_week=_weekdays(weekday),
+                timezone=zone,
+            )
+
+        if day != "*" and weekday != "*":
+            return OrTrigger([cron(day, "*"), cron("*", weekday)])
+        return cron(day, weekday)
 
     def open_until(self, now: dt.datetime) -> dt.datetime | None:
         """When the window, open at ``now``, closes (its latest opening within ``duration``

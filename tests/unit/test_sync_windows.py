@@ -73,6 +73,16 @@ def test_cron_weekdays_count_from_sunday() -> None:
     assert not sunday.open_until(at("2026-12-07 08:30"))
 
 
+def test_day_of_month_and_weekday_both_given_mean_either_as_in_cron() -> None:
+    """``0 8 1 * 1``: the 1st of the month *or* a Monday (cron's rule when both day fields are
+    restricted), not only a Monday that is the 1st."""
+    first_or_monday = window("deny", "0 8 1 * 1", "1h")
+    assert first_or_monday.open_until(at("2026-12-07 08:30"))  # Monday the 7th
+    assert first_or_monday.open_until(at("2026-12-01 08:30"))  # Tuesday the 1st
+    assert not first_or_monday.open_until(at("2026-12-08 08:30"))  # Tuesday the 8th
+    assert first_or_monday.opens_at(at("2026-12-08 09:00")) == at("2026-12-14 08:00")
+
+
 def test_overlapping_openings_close_after_the_latest() -> None:
     """Every minute for 2 hours: open, and closing 2h after the last opening (found by
     bisection, not by walking 120 openings)."""
