@@ -206,7 +206,7 @@ def test_every_source_is_checked_against_source_repos_before_any_is_contacted(
 
     message = condition_naming(kube, namespace, "fenced", "denied by destination policy")
     assert message.startswith("spec.sources[1].repoURL: denied by destination policy: ")
-    assert web_chart.requests == []  # never contacted, so never sent the credentials
+    assert list(web_chart.requests) == []  # never contacted, so never sent the credentials
     assert kube.get("v1", "ConfigMap", "fenced-cm", namespace) is None
 
 
