@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import semantic_version
 
@@ -456,16 +456,8 @@ def split_oci_chart_url(url: str) -> tuple[str, str]:
     return repository, chart
 
 
-def _parse_chart_source(f: SpecFields) -> Source | None:
-    """The chart source ``f`` describes, or None for a Git source. A chart source has ``chart``
-    (or an ``oci://`` repoURL that ends with the chart's name)."""
-    url = f.raw("repoURL")
-    chart = f.text("chart")
-    if not chart and not (isinstance(url, str) and url.lower().startswith("oci://")):
-        if f.has("chart"):
-            raise SpecError(f.path("chart"), "must not be empty")
-        return None
-    field_path = f.path("repoURL")
+def _chart_repo_url(url: object, field_path: str) -> tuple[str, SplitResult]:
+    """A chart repository URL, checked: http(s) or oci, a host, no credentials in it."""
     if not isinstance(url, str) or not url.lower().startswith(CHART_REPO_SCHEMES):
         raise SpecError(
             field_path, "with chart, a Helm repository (https://, http://) or oci:// registry"
@@ -483,6 +475,20 @@ def _parse_chart_source(f: SpecFields) -> Source | None:
         raise SpecError(
             field_path, "must not carry credentials; use a repository-credential Secret"
         )
+    return url, parts
+
+
+def _parse_chart_source(f: SpecFields) -> Source | None:
+    """The chart source ``f`` describes, or None for a Git source. A chart source has ``chart``
+    (or an ``oci://`` repoURL that ends with the chart's name)."""
+    url = f.raw("repoURL")
+    chart = f.text("chart")
+    if not chart and not (isinstance(url, str) and url.lower().startswith("oci://")):
+        if f.has("chart"):
+            raise SpecError(f.path("chart"), "must not be empty")
+        return None
+    field_path = f.path("repoURL")
+    url, parts = _chart_repo_url(url, field_path)
     if not chart:  # oci://host/path/NAME
         if not parts.path.strip("/"):
             raise SpecError(field_path, "names no chart: set chart, or end the URL with its name")
@@ -595,12 +601,44 @@ def _parse_helm(value: object, path: str) -> HelmSource:
     for name, why in UNSUPPORTED_HELM_FIELDS.items():
         if h.has(name):
             raise SpecError(h.path(name), f"Argo CD's {name} is not supported by gitsync ({why})")
+    values, values_yaml = _helm_values(h)
+    release = h.text("releaseName")
+    if release:
+        _dns_name(release, h.path("releaseName"), label=True)
+    kube_version = h.text("kubeVersion")
+    if kube_version and not _KUBE_VERSION.match(kube_version):
+        raise SpecError(
+            h.path("kubeVersion"), f"expected a version such as 'v1.29.3', got {kube_version!r}"
+        )
+    helm = HelmSource(
+        release_name=release,
+        value_files=_helm_value_files(h),
+        values=dict(values or {}),
+        values_yaml=values_yaml,
+        parameters=_helm_parameters(h),
+        ignore_missing_value_files=h.flag("ignoreMissingValueFiles"),
+        skip_crds=h.flag("skipCrds"),
+        namespace=_dns_name(h.text("namespace"), h.path("namespace"), label=True, required=False),
+        kube_version=kube_version,
+        api_versions=_helm_api_versions(h),
+    )
+    h.done()
+    return helm
+
+
+def _helm_value_files(h: SpecFields) -> tuple[str, ...]:
     files = []
     for i, vf in enumerate(h.items("valueFiles")):
         p = f"{h.path('valueFiles')}[{i}]"
         if not isinstance(vf, str) or not vf or PurePosixPath(vf).is_absolute() or "\x00" in vf:
             raise SpecError(p, f"expected a relative file path or glob, got {vf!r}")
         files.append(vf)
+    return tuple(files)
+
+
+def _helm_values(h: SpecFields) -> tuple[Mapping[str, Any] | None, str]:
+    """``values`` (Argo CD's YAML string, or an object) or ``valuesObject``: the object and the
+    string, one of them empty; both set is refused rather than one silently dropped."""
     values, values_yaml = h.raw("values"), ""
     if h.has("valuesObject"):
         if values is not None:
@@ -615,6 +653,10 @@ def _parse_helm(value: object, path: str) -> HelmSource:
         values_yaml, values = values, None
     elif values is not None and not isinstance(values, Mapping):
         raise SpecError(h.path("values"), "expected a YAML string or an object")
+    return values, values_yaml
+
+
+def _helm_parameters(h: SpecFields) -> tuple[HelmParameter, ...]:
     parameters = []
     for i, item in enumerate(h.items("parameters")):
         param = SpecFields(item, f"{h.path('parameters')}[{i}]")
@@ -628,43 +670,25 @@ def _parse_helm(value: object, path: str) -> HelmSource:
             raise SpecError(param.path("value"), f"expected a string (quote it), got {raw!r}")
         parameters.append(HelmParameter(name, raw, param.flag("forceString")))
         param.done()
-    release = h.text("releaseName")
-    if release:
-        _dns_name(release, h.path("releaseName"), label=True)
-    kube_version = h.text("kubeVersion")
-    if kube_version and not _KUBE_VERSION.match(kube_version):
+    return tuple(parameters)
+
+
+def _helm_api_versions(h: SpecFields) -> tuple[str, ...] | None:
+    if not h.has("apiVersions"):
+        return None
+    listed = h.items("apiVersions")
+    if not listed or len(listed) > MAX_API_VERSIONS:
         raise SpecError(
-            h.path("kubeVersion"), f"expected a version such as 'v1.29.3', got {kube_version!r}"
+            h.path("apiVersions"),
+            f"expected 1 to {MAX_API_VERSIONS} entries, got {len(listed)}",
         )
-    api_versions = None
-    if h.has("apiVersions"):
-        listed = h.items("apiVersions")
-        if not listed or len(listed) > MAX_API_VERSIONS:
+    for i, entry in enumerate(listed):
+        if not isinstance(entry, str) or not re.fullmatch(r"[\w.-]+(/[\w.-]+){0,2}", entry):
             raise SpecError(
-                h.path("apiVersions"),
-                f"expected 1 to {MAX_API_VERSIONS} entries, got {len(listed)}",
+                f"{h.path('apiVersions')}[{i}]",
+                f"expected [group/]version[/Kind] such as 'apps/v1/Deployment', got {entry!r}",
             )
-        for i, entry in enumerate(listed):
-            if not isinstance(entry, str) or not re.fullmatch(r"[\w.-]+(/[\w.-]+){0,2}", entry):
-                raise SpecError(
-                    f"{h.path('apiVersions')}[{i}]",
-                    f"expected [group/]version[/Kind] such as 'apps/v1/Deployment', got {entry!r}",
-                )
-        api_versions = tuple(listed)
-    helm = HelmSource(
-        release_name=release,
-        value_files=tuple(files),
-        values=dict(values or {}),
-        values_yaml=values_yaml,
-        parameters=tuple(parameters),
-        ignore_missing_value_files=h.flag("ignoreMissingValueFiles"),
-        skip_crds=h.flag("skipCrds"),
-        namespace=_dns_name(h.text("namespace"), h.path("namespace"), label=True, required=False),
-        kube_version=kube_version,
-        api_versions=api_versions,
-    )
-    h.done()
-    return helm
+    return tuple(listed)
 
 
 def _parse_sync_policy(value: object) -> SyncPolicy:
