@@ -21,6 +21,7 @@ from gitsync.render import (
     HelmOptions,
     LimitExceededError,
     PathEscapeError,
+    RenderCache,
     RenderError,
     RenderLimits,
     RenderRequest,
@@ -244,3 +245,15 @@ def test_file_dependencies_outside_the_repository_are_refused(tmp_path: Path, wh
     (repo / "link").symlink_to(outside)
     with pytest.raises(PathEscapeError, match="dependency 'outside'"):
         render_app(repo)
+
+
+def test_the_render_cache_key_includes_the_dependency_digests(tmp_path: Path) -> None:
+    def key(digest: str) -> tuple[str, str, str]:
+        fetched = (FetchedDependency("web", "https://h", "1.2.0", digest, "/store/web"),)
+        options = HelmOptions(release_name="rel", dependencies=fetched)
+        return RenderCache.key(
+            "c0ffee", RenderRequest(repo_root=tmp_path, path="app", helm=options)
+        )
+
+    assert key("sha256:aa") == key("sha256:aa")
+    assert key("sha256:aa") != key("sha256:bb")  # same commit, a new dependency: a new render
