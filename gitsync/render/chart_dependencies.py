@@ -24,6 +24,7 @@ walked by ``TreeBudget`` again, archives measured decompressed) and ``MAX_DEPEND
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -139,42 +140,54 @@ def _digest_checkable(declared: list[dict[str, Any]]) -> bool:
 
 def read_dependencies(repo: Repo, chart_dir: Path, limits: RenderLimits) -> list[ChartDependency]:
     """The dependencies of the chart in ``chart_dir`` that are not vendored in its ``charts/``,
-    with the lock's exact versions when ``Chart.lock`` is present and current."""
+    with the lock's exact versions when ``Chart.lock`` is present. The lock is read (and its
+    digest checked, as ``helm dependency build`` does) only when a remote dependency has to be
+    fetched: a chart whose ``charts/`` holds everything renders as Helm renders it."""
     chart_name = repo.rel(chart_dir)
     chart_file = f"{chart_name}/{CHART_FILE}"
     declared = _entries(_load(chart_dir / CHART_FILE, chart_file, limits), chart_file)
-    locked_versions: dict[tuple[str, str], str] = {}
-    lock_path = chart_dir / LOCK_FILE
-    if declared and lock_path.is_file():
-        lock_file = f"{chart_name}/{LOCK_FILE}"
-        lock = _load(lock_path, lock_file, limits)
-        locked = _entries(lock, lock_file)
-        if _digest_checkable(declared) and lock.get("digest") != lock_digest(declared, locked):
-            raise RenderError(
-                f"{LOCK_FILE} is out of sync with {CHART_FILE} (its digest does not match the "
-                "declared dependencies); run helm dependency update and commit both",
-                source=lock_file,
-            )
-        for entry in locked:
-            key = (_text(entry, "name", lock_file), _text(entry, "repository", lock_file))
-            locked_versions[key] = _text(entry, "version", lock_file)
-    dependencies: list[ChartDependency] = []
+    missing: list[ChartDependency] = []
     for index, entry in enumerate(declared):
         where = f"dependencies[{index}]"
         name = _text(entry, "name", where)
         if not _CHART_NAME.match(name):
             raise RenderError(f"{where}: name {name!r} is not a chart name", source=chart_file)
-        repository = _text(entry, "repository", where)
-        locked_version = locked_versions.get((name, repository))
-        dependency = ChartDependency(
-            name,
-            repository,
-            locked_version or _text(entry, "version", where),
-            locked=locked_version is not None,
-        )
         if not vendored(chart_dir, name):
-            dependencies.append(dependency)
-    return dependencies
+            missing.append(
+                ChartDependency(
+                    name, _text(entry, "repository", where), _text(entry, "version", where)
+                )
+            )
+    if not any(d.is_remote for d in missing) or not (chart_dir / LOCK_FILE).is_file():
+        return missing
+    locked = _locked_versions(chart_dir, f"{chart_name}/{LOCK_FILE}", declared, limits)
+    return [
+        dataclasses.replace(d, version=locked[(d.name, d.repository)], locked=True)
+        if (d.name, d.repository) in locked
+        else d
+        for d in missing
+    ]
+
+
+def _locked_versions(
+    chart_dir: Path, lock_file: str, declared: list[dict[str, Any]], limits: RenderLimits
+) -> dict[tuple[str, str], str]:
+    """(name, repository) -> the exact version ``Chart.lock`` pinned, once its digest says it
+    was made for these ``declared`` dependencies."""
+    lock = _load(chart_dir / LOCK_FILE, lock_file, limits)
+    locked = _entries(lock, lock_file)
+    if _digest_checkable(declared) and lock.get("digest") != lock_digest(declared, locked):
+        raise RenderError(
+            f"{LOCK_FILE} is out of sync with {CHART_FILE} (its digest does not match the "
+            "declared dependencies); run helm dependency update and commit both",
+            source=lock_file,
+        )
+    return {
+        (_text(e, "name", lock_file), _text(e, "repository", lock_file)): _text(
+            e, "version", lock_file
+        )
+        for e in locked
+    }
 
 
 def vendored(chart_dir: Path, name: str) -> bool:

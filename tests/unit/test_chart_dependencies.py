@@ -153,6 +153,15 @@ def test_vendored_dependencies_are_not_fetched(tmp_path: Path) -> None:
     assert [d.name for d in found] == ["cache"]
 
 
+def test_a_stale_lock_does_not_matter_when_charts_holds_everything(tmp_path: Path) -> None:
+    """Helm's render never reads the lock; only fetching does (``helm dependency build``)."""
+    url = "https://charts.example.com"
+    chart = write_chart(tmp_path / "app", [{"name": "web", "version": "~2", "repository": url}])
+    write_chart(chart / "charts" / "web", [], name="web")
+    (chart / "Chart.lock").write_text(yaml.safe_dump({"dependencies": [], "digest": "sha256:0"}))
+    assert read_dependencies(Repo.at(tmp_path), chart, RenderLimits()) == []
+
+
 @pytest.mark.parametrize(
     ("dependencies", "error", "message"),
     [
