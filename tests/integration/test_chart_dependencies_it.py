@@ -207,3 +207,28 @@ def test_a_chart_that_renders_nothing_fails_unless_allow_empty(
     assert "allowEmpty" in stderr
     code, stderr = sync({"automated": {"prune": True, "allowEmpty": True}})
     assert code == 0, stderr
+
+
+def test_the_cli_renders_a_chart_with_a_public_remote_dependency(
+    open_repo: ChartRepoServer, tmp_path: Path
+) -> None:
+    """``gitsync render PATH`` fetches like the controller, without credentials: the system
+    roots (here the test CA through ``SSL_CERT_FILE``) and nothing else."""
+    open_repo.publish("web", "1.2.0", templates=named_configmap())
+    (tmp_path / "ca.pem").write_text(open_repo.ca_pem)
+    chart = tmp_path / "repo" / "app"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text(
+        chart_yaml([{"name": "web", "version": "~1", "repository": open_repo.url}])
+    )
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "SSL_CERT_FILE": str(tmp_path / "ca.pem")}
+    run = run_gitsync("render", str(chart), "--repo-root", str(tmp_path / "repo"), env=env)
+    assert run.code == 0, run
+    (doc,) = yaml.safe_load_all(run.stdout)
+    assert (doc["metadata"]["name"], doc["data"]) == ("app-web", {"chartVersion": "1.2.0"})
+    assert not any(r.authorization_sent for r in open_repo.requests)
+
+    missing = f"https://127.0.0.1:{closed_port()}"
+    (chart / "Chart.yaml").write_text(chart_yaml([{"name": "web", "repository": missing}]))
+    run = run_gitsync("render", str(chart), "--repo-root", str(tmp_path / "repo"), env=env)
+    assert run.code == 2 and f"chart dependency 'web' from {missing}" in run.stderr, run
