@@ -8,6 +8,7 @@ people and the demo; tests start their own through pytest fixtures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from gitsync.engine import Engine
     from gitsync.kube import KubeClient
     from gitsync.policy import Policy
+    from gitsync.render.options import FetchedDependency
     from gitsync.source import GitCredentials
     from gitsync.source.credentials import RepositoryCredential
     from gitsync.web.auth import AuthSettings
@@ -375,6 +377,28 @@ def _render_chart(args: argparse.Namespace) -> tuple[Path, str, str | None]:
     return checkout.root / checkout.path, version.revision, None
 
 
+def _fetch_chart_dependencies(
+    root: Path, chart_dir: Path
+) -> tuple[tuple[FetchedDependency, ...], str | None]:
+    """``render``: the chart's remote dependencies, fetched like the controller fetches them
+    but without credentials (public repositories; TLS against the system roots), into the
+    local chart cache; or an error message naming the dependency."""
+    from gitsync.engine.chart_dependencies import fetch_dependencies
+    from gitsync.engine.chart_sources import ChartStore
+    from gitsync.errors import GitsyncError
+    from gitsync.render import RenderLimits
+    from gitsync.source.charts import ChartCredential
+
+    store = ChartStore(_default_cache_dir().parent / "charts")
+    try:
+        fetched = fetch_dependencies(
+            store, root, chart_dir, RenderLimits(), lambda url: ChartCredential()
+        )
+    except (GitsyncError, OSError) as exc:
+        return (), str(exc)
+    return fetched, None
+
+
 def _read_text(path: str | None) -> str | None:
     return Path(path).read_text().strip() if path else None
 
@@ -409,6 +433,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
             value_files=tuple(str(Path(v).resolve().relative_to(path)) for v in args.helm_values),
             set_values=tuple(args.set),
         )
+    if helm is not None:
+        fetched, problem = _fetch_chart_dependencies(root, path)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_ERROR
+        helm = dataclasses.replace(helm, dependencies=fetched)
     try:
         manifests = render(
             RenderRequest(repo_root=root, path=rel, namespace=args.namespace, helm=helm)

@@ -237,6 +237,7 @@ class Controller:
                     renders=self.renders,
                     credentials=self.repo_credentials.for_app,
                     chart_credentials=self.repo_credentials.chart_credential_for,
+                    dependency_credentials=self.repo_credentials.dependency_credential_for,
                     charts=self.charts,
                 )
                 cluster = self._clusters[id(kube)] = _Cluster(kube, cache, engine)

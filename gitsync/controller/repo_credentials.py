@@ -100,17 +100,13 @@ class RepositoryCredentials:
 
     def chart_credential_for(self, app: Application) -> ChartCredential:
         """What the app's chart repository is sent (the empty credential without an entry)."""
-        entry = self._entry_for(app)
-        if entry is None:
-            return ChartCredential()
-        git = credentials_for(entry, app.source.repo_url, app.namespace)
-        return ChartCredential(
-            username=git.username or "",
-            password=git.password or "",
-            ca_data=git.ca_data or "",
-            allow_plain_http=entry.insecure_allow_http,
-            insecure=entry.insecure,
-        )
+        return _chart_credential(self._entry_for(app), app.source.repo_url, app.namespace)
+
+    def dependency_credential_for(self, app: Application, url: str) -> ChartCredential:
+        """What the repository ``url`` of one of the app's chart dependencies is sent: the
+        entry offered to the app's namespace whose prefix covers ``url``, never the app's own
+        ``secretRef`` (made for its ``repoURL``), nothing without such an entry."""
+        return _chart_credential(select(self.entries(), url, app.namespace), url, app.namespace)
 
     def _entry_for(self, app: Application) -> RepositoryCredential | None:
         url = app.source.repo_url
@@ -177,3 +173,20 @@ class RepositoryCredentials:
                 "only Secrets carrying that label are used as Git credentials"
             )
         return parse_entry(origin, _decoded(secret, origin), controller_wide=False)
+
+
+def _chart_credential(
+    entry: RepositoryCredential | None, url: str, namespace: str
+) -> ChartCredential:
+    """``entry``'s credential for the chart repository ``url`` (checked by ``credentials_for``:
+    offered to ``namespace``, ``url`` under its prefix); the empty credential without one."""
+    if entry is None:
+        return ChartCredential()
+    git = credentials_for(entry, url, namespace)
+    return ChartCredential(
+        username=git.username or "",
+        password=git.password or "",
+        ca_data=git.ca_data or "",
+        allow_plain_http=entry.insecure_allow_http,
+        insecure=entry.insecure,
+    )

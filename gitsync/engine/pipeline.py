@@ -31,6 +31,7 @@ from typing import Literal
 
 from gitsync import kinds
 from gitsync.application import Application, HelmSource, SpecError
+from gitsync.engine.chart_dependencies import fetch_dependencies
 from gitsync.engine.chart_sources import ChartStore
 from gitsync.errors import GitsyncError, TerminalError, TransientError
 from gitsync.health import Health, aggregate, assess
@@ -49,6 +50,7 @@ from gitsync.render import (
     helm_set_expression,
     source_type,
 )
+from gitsync.render.confinement import Repo
 from gitsync.rollout.executor import RolloutExecutor, RolloutStepResult
 from gitsync.source import Checkout, GitCredentials, Revision, SourceCache
 from gitsync.source.charts import ChartCredential, ChartSourceTerminalError, ChartVersion
@@ -61,6 +63,8 @@ CAPABILITIES_TTL_SECONDS = 60.0
 """How long one discovery of the destination (for Helm's ``.Capabilities``) is reused: a CRD
 installed since shows up in charts' ``APIVersions.Has`` within this time."""
 ChartCredentialsLookup = Callable[[Application], ChartCredential]
+DependencyCredentialsLookup = Callable[[Application, str], ChartCredential]
+"""The credential an app's chart dependency at a URL is sent (matched by that URL's prefix)."""
 SourceKind = SourceType | Literal["helm-repository", "oci"]
 """The renderer a Git source got, or where a chart came from (``SOURCE_TYPES`` keys)."""
 MAX_REMEMBERED_CHART_VERSIONS = 4096
@@ -139,6 +143,7 @@ class Engine:
         limits: RenderLimits | None = None,
         chart_credentials: ChartCredentialsLookup | None = None,
         charts: ChartStore | None = None,
+        dependency_credentials: DependencyCredentialsLookup | None = None,
     ):
         self.sources = sources
         self.syncer = syncer
@@ -146,6 +151,7 @@ class Engine:
         self.renders = renders or RenderCache()
         self.credentials = credentials or (lambda app: None)
         self.chart_credentials = chart_credentials or (lambda app: ChartCredential())
+        self.dependency_credentials = dependency_credentials or (lambda app, url: ChartCredential())
         self.limits = limits or RenderLimits()
         self.capabilities_ttl = CAPABILITIES_TTL_SECONDS
         self._capabilities: tuple[float, ServerCapabilities] | None = None
@@ -352,7 +358,6 @@ class Engine:
         does not say, and the decision is a stat or two). A chart renders from its
         directory, memoised by its digest. ``refs``: the app's ref sources' checkouts, whose
         revisions are part of the memo key (their files are value files of this render)."""
-        req = self.render_request(app, checkout.path, refs)
         kind: SourceKind
         key = checkout.revision.sha
         if app.source.is_chart:
@@ -361,11 +366,45 @@ class Engine:
         for name, ref in sorted((refs or {}).items()):
             key += f"+${name}={ref.revision.sha}"
         try:
+            # inside: the request reads the destination's discovery for a chart, and a failed
+            # discovery is a failed render (nothing applied or pruned), not a crash
+            req = self.render_request(app, checkout.path, refs)
             if not app.source.is_chart:
                 kind = source_type(req)
-            return self.renders.get_or_render(key, req), kind
+                if kind == "helm":
+                    req = self._with_dependencies(app, req)
+            manifests = self.renders.get_or_render(key, req)
         except (RenderError, GitsyncError) as exc:
             raise StageError("render", exc) from exc
+        if not manifests and kind not in {"plain", "kustomize"} and not app.sync_policy.allow_empty:
+            # a chart that renders nothing is a mistake far more often than an intent (a
+            # dependency left out, every template disabled): say so, never report an empty
+            # success
+            raise StageError(
+                "render",
+                RenderError(
+                    "the render produced no objects (set syncPolicy.automated.allowEmpty if "
+                    "that is intended)",
+                    source=app.source.path or ".",
+                ),
+            )
+        return manifests, kind
+
+    def _with_dependencies(self, app: Application, req: RenderRequest) -> RenderRequest:
+        """``req`` with the chart's remote dependencies fetched (their digests then key the
+        render cache, so a new dependency version is a new render)."""
+        chart_dir = Repo.at(req.repo_root).app_dir(req.path)
+        fetched = fetch_dependencies(
+            self.charts,
+            req.repo_root,
+            chart_dir,
+            self.limits,
+            lambda url: self.dependency_credentials(app, url),
+        )
+        if not fetched:
+            return req
+        helm = req.helm or HelmOptions(release_name="")
+        return dataclasses.replace(req, helm=dataclasses.replace(helm, dependencies=fetched))
 
     def compare(self, app: Application, sha: str | None = None) -> AppState:
         try:  # whom the app runs as is settled before its repository is even fetched

@@ -33,6 +33,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,6 +41,7 @@ from typing import Any
 
 import helm_python
 
+from gitsync.render.chart_dependencies import CHART_FILE, assemble_chart
 from gitsync.render.confinement import Deadline, Repo, TreeBudget, read_bounded
 from gitsync.render.errors import LimitExceededError, PathEscapeError, RenderError
 from gitsync.render.manifest import RenderedManifest, to_manifests
@@ -47,7 +49,6 @@ from gitsync.render.options import HelmOptions, RenderLimits
 from gitsync.render.safe_yaml import check_depth, load_yaml_documents, load_yaml_with_lines
 from gitsync.render.tool_process import run_tool, scrubbed_env
 
-CHART_FILE = "Chart.yaml"
 HELM_VALUES = "helm.values"
 """Where errors in Argo CD's ``values`` string point: it lives in the spec, not in a file."""
 _SKIPPED_TEMPLATES = ("NOTES.txt",)
@@ -391,20 +392,27 @@ def render_helm(
     TreeBudget(repo, limits, deadline).walk(chart_dir, measure_archives=True)
     values = compose_values(repo, chart_dir, options, limits, deadline)
     deadline.check("composing values")
-    reply = _run_worker(
-        {
-            "chart_dir": os.fspath(chart_dir),
-            "values": values,
-            "release_name": options.release_name,
-            "namespace": namespace,
-            "kube_version": options.kube_version,
-            "api_versions": list(options.api_versions),
-            "max_bytes": limits.max_bytes,
-        },
-        chart_name,
-        limits,
-        deadline,
-    )
+    with tempfile.TemporaryDirectory(prefix="gitsync-chart-") as work:
+        # the checkout is read-only and shared: dependencies go into a private copy
+        rendered_dir = assemble_chart(
+            repo, chart_dir, options.dependencies, Path(work), limits=limits, deadline=deadline
+        )
+        reply = _run_worker(
+            {
+                "chart_dir": os.fspath(rendered_dir),
+                "values": values,
+                "release_name": options.release_name,
+                "namespace": namespace,
+                "kube_version": options.kube_version,
+                "api_versions": list(options.api_versions),
+                "max_bytes": limits.max_bytes,
+            },
+            chart_name,
+            limits,
+            deadline,
+        )
+        if "error" in reply:  # paths in the private copy are shown as the chart's own
+            reply["error"] = str(reply["error"]).replace(f"{work}{os.sep}", "")
     if "error" in reply:
         message = str(reply["error"]).replace(f"{repo.root}{os.sep}", "")
         if reply.get("limit"):

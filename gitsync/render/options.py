@@ -52,6 +52,18 @@ class DirectoryOptions:
 
 
 @dataclass(frozen=True)
+class FetchedDependency:
+    """A remote dependency the engine fetched: the unpacked chart at ``path`` (read-only, in
+    the chart store), known by its ``digest``. ``repository`` is shown redacted in errors."""
+
+    name: str
+    repository: str
+    version: str
+    digest: str
+    path: str
+
+
+@dataclass(frozen=True)
 class HelmOptions:
     """Helm source, with Argo CD's value precedence (lowest first): ``value_files`` in order
     (globs expanded in place), then ``values_yaml`` (Argo's ``values`` string) or ``values`` (an
@@ -77,6 +89,8 @@ class HelmOptions:
     ref_roots: Mapping[str, Path] = field(default_factory=dict)
     """The checkouts of an app's ``ref`` sources (``spec.sources``) by ref name: a
     ``value_files`` entry ``$NAME/path`` is read from ``ref_roots[NAME]``, confined to it."""
+    dependencies: tuple[FetchedDependency, ...] = ()
+    """Remote chart dependencies the engine fetched for a chart in Git (``chart_dependencies``)."""
 
 
 def helm_set_expression(name: str, value: str) -> str:

@@ -11,9 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+from gitsync.render.chart_dependencies import CHART_FILE
 from gitsync.render.confinement import Deadline, Repo
 from gitsync.render.directory import render_directory
-from gitsync.render.helm import CHART_FILE, render_helm
+from gitsync.render.helm import render_helm
 from gitsync.render.kustomize import find_kustomization, render_kustomize
 from gitsync.render.manifest import RenderedManifest
 from gitsync.render.options import DirectoryOptions, HelmOptions, KustomizeOptions, RenderRequest
