@@ -25,13 +25,10 @@ import yaml
 
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitServer
-from tests.integration.test_chart_sources_it import (
-    assert_password_shown_nowhere,
-    condition_naming,
-    credential_secret,
-)
+from tests.integration.test_chart_sources_it import credential_secret
 from tests.support.apps import app_status, application, repository_secret
-from tests.support.chartrepo import CHART_REPO_USER, ChartRepoServer
+from tests.support.chartapps import assert_shown_nowhere, condition_naming
+from tests.support.chartrepo import CHART_REPO_PASSWORD, CHART_REPO_USER, ChartRepoServer
 from tests.support.cli import run_gitsync
 from tests.support.cluster import TestCluster
 from tests.support.controller import ServeProcess
@@ -171,7 +168,7 @@ def test_remote_dependencies_render_and_an_unreachable_one_fails_naming_it(
     message = condition_naming(kube, namespace, "deps", "chart dependency 'web'")
     assert unreachable in message, message
     assert configmaps(kube, namespace) == expected  # app-added absent, nothing pruned
-    assert_password_shown_nowhere(kube, namespace, ctl)
+    assert_shown_nowhere(kube, namespace, ctl, [CHART_REPO_PASSWORD])
 
 
 def test_a_chart_that_renders_nothing_fails_unless_allow_empty(
