@@ -4,6 +4,7 @@ running for a while, ``sim.gitsync.dev/behavior: fail`` fails it)."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from gitsync.kube import KubeClient
+from gitsync.localenv.gitserver import GitServer
 from gitsync.model import ResourceKey, ResultCode
 from gitsync.policy import Policy
 from gitsync.render import RenderedManifest
@@ -20,8 +22,10 @@ from gitsync.sync import Syncer
 from gitsync.sync.hooks import HOOK_ID_LABEL, HookOutcome
 from gitsync.sync.inventory import Inventory
 from tests.integration.test_sync import app_for
+from tests.support.apps import app_status, application
 from tests.support.audit import AuditLog
 from tests.support.manifests import web_deployment
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sim")]
 
@@ -269,3 +273,71 @@ def test_the_destination_policy_refuses_a_hook_into_another_namespace(
     assert hook.outcome == HookOutcome.FAILED and "denied by destination policy" in hook.message
     assert kube.get("batch/v1", "Job", "escape", elsewhere) is None
     assert ResultCode.SYNCED not in {r.code for r in result.results}
+
+
+def test_kill_9_during_presync_resumes_without_creating_the_hook_twice(
+    serve: Any, kube: KubeClient, namespace: str, git_server: GitServer, audit: AuditLog
+) -> None:
+    """The operation is persisted as Running before its first hook; a controller killed while
+    the PreSync Job runs resumes the same operation after its restart, finds that Job by its
+    operation label, waits for it, and applies the Deployment once."""
+    repo = git_server.create_repo(
+        f"hooks-{secrets.token_hex(3)}",
+        files={
+            "app/all.yaml": yaml.safe_dump_all(
+                [
+                    hook_job(MIGRATE, name="migrate", runs_for=12),
+                    hook_job(MIGRATE, generate="seed-", runs_for=12),
+                    web_deployment("nginx:1.25", 1),
+                ]
+            )
+        },
+    )
+    mark = audit.mark()
+    ctl = serve()
+    kube.create(application("web", namespace, repo.file_url()))
+    first = wait_for(
+        lambda: kube.get("batch/v1", "Job", "migrate", namespace),
+        timeout=60,
+        what="the PreSync Job created",
+    )
+    operation = app_status(kube, namespace, "web")["operationState"]["id"]
+    ctl.kill()
+    assert kube.get("apps/v1", "Deployment", "web", namespace) is None
+
+    serve()
+    status = wait_for(
+        lambda: (
+            (s := app_status(kube, namespace, "web")).get("operationState", {}).get("phase")
+            in ("Succeeded", "Failed")
+            and s
+        ),
+        timeout=120,
+        what="the resumed operation finished",
+    )
+    op = status["operationState"]
+    assert op["phase"] == "Succeeded", op
+    assert op["id"] == operation  # the same operation, resumed
+    assert sorted((h["phase"], h["name"][:5], h["status"]) for h in op["hooks"]) == [
+        ("PreSync", "migra", "Succeeded"),
+        ("PreSync", "seed-", "Succeeded"),
+    ]
+    live = jobs(kube, namespace)
+    assert live["migrate"]["metadata"]["uid"] == first["metadata"]["uid"]  # not re-created
+    assert len([n for n in live if n.startswith("seed-")]) == 1
+    job_creates = [
+        e
+        for e in audit.writes(mark)
+        if e.namespace == namespace and e.resource == "jobs" and e.verb == "create"
+    ]
+    assert len(job_creates) == 2, job_creates
+    web_writes = [
+        e
+        for e in audit.writes(mark)
+        if e.namespace == namespace
+        and e.resource == "deployments"
+        and e.name == "web"
+        and not e.subresource
+        and e.user_agent.startswith("gitsync")
+    ]
+    assert len(web_writes) == 1, web_writes  # the main apply happened once
