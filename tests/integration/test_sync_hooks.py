@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ from gitsync.sync.inventory import Inventory
 from tests.integration.test_sync import app_for
 from tests.support.apps import app_status, application
 from tests.support.audit import AuditLog
+from tests.support.cli import run_gitsync
+from tests.support.cluster import TestCluster
 from tests.support.manifests import web_deployment
 from tests.support.waiting import wait_for
 
@@ -341,3 +344,83 @@ def test_kill_9_during_presync_resumes_without_creating_the_hook_twice(
         and e.user_agent.startswith("gitsync")
     ]
     assert len(web_writes) == 1, web_writes  # the main apply happened once
+
+
+HOOK_JOB = """\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+  annotations:
+    "helm.sh/hook": {hook}
+    "helm.sh/hook-weight": "{weight}"
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: run
+          image: busybox:1.36
+"""
+
+
+def test_a_helm_chart_runs_only_its_install_hooks_on_sync_and_the_cli_lists_them(
+    kube: KubeClient, namespace: str, git_server: GitServer, cluster: TestCluster, tmp_path: Path
+) -> None:
+    """A real chart through ``gitsync sync -f``: pre-install and post-install run, pre-delete
+    and test hooks are never applied, and the CLI prints the hooks' table."""
+    templates = {
+        f"chart/templates/{name}.yaml": HOOK_JOB.format(name=name, hook=hook, weight=weight)
+        for name, hook, weight in [
+            ("migrate", "pre-install,pre-upgrade", "-1"),
+            ("smoke", "post-install,post-upgrade", "0"),
+            ("cleanup", "pre-delete", "0"),
+            ("check", "test", "0"),
+        ]
+    }
+    repo = git_server.create_repo(
+        f"hookchart-{secrets.token_hex(3)}",
+        files={
+            "chart/Chart.yaml": "apiVersion: v2\nname: hooked\nversion: 0.1.0\n",
+            "chart/templates/web.yaml": yaml.safe_dump(web_deployment("nginx:1.25", 1)),
+            **templates,
+        },
+    )
+    manifest = tmp_path / "app.yaml"
+    manifest.write_text(
+        yaml.safe_dump(
+            application(
+                "hooked",
+                namespace,
+                repo.http_url(auth=True),
+                source={
+                    "repoURL": repo.http_url(auth=True),
+                    "targetRevision": "main",
+                    "path": "chart",
+                },
+            )
+        )
+    )
+    run = run_gitsync(
+        "sync",
+        "-f",
+        str(manifest),
+        "--kubeconfig",
+        str(cluster.kubeconfig_path),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        env={
+            "GITSYNC_GIT_USERNAME": git_server.username,
+            "GITSYNC_GIT_PASSWORD": git_server.password,
+            "GITSYNC_GIT_INSECURE_ALLOW_HTTP": "true",
+        },
+    )
+    assert run.code == 0, run
+    assert set(jobs(kube, namespace)) == {"migrate", "smoke"}
+    table = run.stdout[run.stdout.index("HOOK") :].splitlines()
+    assert [line.split()[:5] for line in table[1:3]] == [
+        ["PreSync", "Job", namespace, "migrate", "Succeeded"],
+        ["PostSync", "Job", namespace, "smoke", "Succeeded"],
+    ], run.stdout
+    assert git_server.password not in run.output
