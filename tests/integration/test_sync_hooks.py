@@ -424,3 +424,44 @@ def test_a_helm_chart_runs_only_its_install_hooks_on_sync_and_the_cli_lists_them
         ["PostSync", "Job", namespace, "smoke", "Succeeded"],
     ], run.stdout
     assert git_server.password not in run.output
+
+
+def test_a_sync_hook_runs_in_its_wave_between_the_main_waves(
+    kube: KubeClient, namespace: str, audit: AuditLog
+) -> None:
+    """A ``Sync`` hook in wave 1 runs after wave 0's Deployment is applied and healthy, and
+    wave 2 is applied only once the hook has finished."""
+    early = web_deployment("nginx:1.25", 1)
+    early["metadata"]["annotations"] = {"gitsync.dev/sync-wave": "0"}
+    late = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "late", "annotations": {"gitsync.dev/sync-wave": "2"}},
+        "data": {"k": "v"},
+    }
+    hook = hook_job(
+        {"argocd.argoproj.io/hook": "Sync", "argocd.argoproj.io/sync-wave": "1"},
+        name="between",
+        runs_for=1,
+    )
+    mark = audit.mark()
+    result = Syncer(kube, poll_interval=0.2).sync(
+        app_for(namespace), render(late, hook, early), revision="r1"
+    )
+    assert result.succeeded, result.message
+    assert [(h.phase, h.key.name, h.outcome) for h in result.hooks] == [
+        (HookPhase.SYNC, "between", HookOutcome.SUCCEEDED)
+    ]
+    order = [
+        (e.resource, e.name)
+        for e in audit.writes(mark, user_agent="gitsync-tests")
+        if e.namespace == namespace
+        and not e.subresource
+        and e.verb in ("create", "patch")
+        and not e.name.startswith("gitsync-inventory")
+    ]
+    assert order == [("deployments", "web"), ("jobs", "between"), ("configmaps", "late")], order
+    between = jobs(kube, namespace)["between"]
+    configmap = kube.get("v1", "ConfigMap", "late", namespace)
+    assert configmap is not None
+    assert condition_time(between, "Complete") <= ts(configmap["metadata"]["creationTimestamp"])
