@@ -3,11 +3,11 @@
 Repositories written for Argo CD must work unchanged, so a hook is declared by
 ``argocd.argoproj.io/hook`` or ``gitsync.dev/hook`` (same values, comma-separated phases) and its
 clean-up by ``hook-delete-policy`` under either prefix. Helm charts declare hooks with
-``helm.sh/hook``; they are mapped the way Argo CD maps them (pre-install/pre-upgrade -> PreSync,
-post-install/post-upgrade -> PostSync, pre-delete/post-delete -> only when the app is deleted,
-rollback and test hooks -> never applied), with ``helm.sh/hook-weight`` as the wave and
-``helm.sh/hook-delete-policy`` translated. An explicit Argo CD / gitsync annotation wins over
-Helm's, as in Argo CD.
+``helm.sh/hook``; they are mapped the way Argo CD maps them (crd-install, pre-install and
+pre-upgrade -> PreSync, post-install and post-upgrade -> PostSync, pre-delete and post-delete ->
+only when the app is deleted, rollback and test hooks -> never applied), with
+``helm.sh/hook-weight`` as the wave and ``helm.sh/hook-delete-policy`` translated. An explicit
+Argo CD / gitsync annotation wins over Helm's, as in Argo CD.
 
 The declaration is read here, below the sync layer, because the render must refuse what cannot be
 synced while it still knows the file and line: an unknown phase or policy, and
@@ -62,6 +62,7 @@ class DeletePolicy(enum.StrEnum):
 
 
 HELM_PHASES: dict[str, HookPhase] = {
+    "crd-install": HookPhase.PRE_SYNC,  # Helm 2's; Argo CD maps it so
     "pre-install": HookPhase.PRE_SYNC,
     "pre-upgrade": HookPhase.PRE_SYNC,
     "post-install": HookPhase.POST_SYNC,

@@ -93,6 +93,7 @@ def job(
             {D.BEFORE_HOOK_CREATION, D.HOOK_FAILED},
             0,
         ),
+        ({"helm.sh/hook": "crd-install"}, {P.PRE_SYNC}, {D.BEFORE_HOOK_CREATION}, 0),
         ({"helm.sh/hook": "pre-delete"}, {P.PRE_DELETE}, {D.BEFORE_HOOK_CREATION}, 0),
         ({"helm.sh/hook": "post-delete"}, {P.POST_DELETE}, {D.BEFORE_HOOK_CREATION}, 0),
         ({"helm.sh/hook": "test"}, {P.SKIP}, {D.BEFORE_HOOK_CREATION}, 0),
@@ -130,7 +131,7 @@ def test_a_main_resource_is_no_hook() -> None:
             "argocd.argoproj.io/hook: unknown value 'PreSnyc'",
         ),
         ({"gitsync.dev/hook": ""}, "gitsync.dev/hook is empty"),
-        ({"helm.sh/hook": "crd-install"}, "helm.sh/hook: unknown value 'crd-install'"),
+        ({"helm.sh/hook": "pre-frobnicate"}, "helm.sh/hook: unknown value 'pre-frobnicate'"),
         (
             {"gitsync.dev/hook": "PreSync", "gitsync.dev/hook-delete-policy": "hook-succeeded"},
             "gitsync.dev/hook-delete-policy: unknown value 'hook-succeeded'",
