@@ -119,6 +119,18 @@ class ResourceResult(ObjectRef):
 
 
 @dataclass(frozen=True)
+class HookStatus(ObjectRef):
+    """One resource hook the operation ran (``gitsync.sync.hooks``): ``name`` is the server's
+    (a generated one for ``generateName``), ``phase`` a hook phase (PreSync, Sync, PostSync,
+    SyncFail), ``status`` Succeeded | Failed | Running."""
+
+    phase: str = field(default="", metadata=_key("phase"))
+    status: str = field(default="", metadata=_key("status"))
+    message: str = field(default="", metadata=_key("message"))
+    duration_ms: int = field(default=0, metadata=_key("durationMs"))
+
+
+@dataclass(frozen=True)
 class OperationState:
     """The current or last sync operation. Persisted as ``Running`` before anything is applied,
     so a restarted controller resumes it under the same ``id``; ``finished_at`` and ``resources``
@@ -132,6 +144,7 @@ class OperationState:
     message: str = field(default="", metadata=_key("message"))
     finished_at: str = field(default="", metadata=_key("finishedAt", omit_empty=True))
     resources: tuple[ResourceResult, ...] | None = field(default=None, metadata=_key("resources"))
+    hooks: tuple[HookStatus, ...] | None = field(default=None, metadata=_key("hooks"))
 
 
 @dataclass(frozen=True)

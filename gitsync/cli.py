@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gitsync.render.options import FetchedDependency
     from gitsync.source import GitCredentials
     from gitsync.source.credentials import RepositoryCredential
+    from gitsync.sync.hooks import HookResult
     from gitsync.web.auth import AuthSettings
     from gitsync.web.server import DeadlineServer
 
@@ -299,12 +300,35 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             print(
                 "  ".join(col.ljust(w) for col, w in zip(row, widths, strict=False)) + "  " + row[4]
             )
+        if result.hooks:
+            _print_hooks(result.hooks)
         if result.aborted:
             print(f"error: {result.message}", file=sys.stderr)
         print(f"phase: {result.phase}")
         return EXIT_OK if result.succeeded else EXIT_DIFF
 
     return _run_engine_command(args, body)
+
+
+def _print_hooks(hooks: Sequence[HookResult]) -> None:
+    """The operation's hooks, in the order they ran (``gitsync sync``'s second table)."""
+    rows = [("HOOK", "KIND", "NAMESPACE", "NAME", "RESULT", "DURATION", "MESSAGE")]
+    rows += [
+        (
+            str(h.phase),
+            h.key.kind,
+            h.key.namespace,
+            h.key.name,
+            str(h.outcome),
+            f"{h.duration:.1f}s",
+            h.message,
+        )
+        for h in hooks
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    print()
+    for row in rows:
+        print("  ".join(col.ljust(w) for col, w in zip(row, widths, strict=False)) + "  " + row[6])
 
 
 def _cmd_sync_either(args: argparse.Namespace) -> int:

@@ -44,6 +44,7 @@ from gitsync.application_status import (
     ApplicationStatus,
     HealthSummary,
     HistoryEntry,
+    HookStatus,
     OperationState,
     ResourceResult,
     SourceRevision,
@@ -189,6 +190,7 @@ class AppEngine(Protocol):
         dry_run: bool = False,
         prune: bool | None = None,
         state: AppState | None = None,
+        operation: str = "",
     ) -> tuple[AppState, SyncResult]: ...
 
     def tick_rollouts(
@@ -789,7 +791,7 @@ class Reconciler:
             "sync started", revision=short_revision(sha), initiated=initiated, resumed=bool(resumed)
         )
         try:
-            state, result = engine.sync(app, prune=prune, state=state)
+            state, result = engine.sync(app, prune=prune, state=state, operation=op.id)
         except StageError as exc:
             result = SyncResult(revision=sha, aborted=True, message=str(exc.cause))
         op = dataclasses.replace(
@@ -808,6 +810,20 @@ class Reconciler:
                 )
                 for r in result.results[: st.RESOURCE_LIMIT]
             ),
+            hooks=tuple(
+                HookStatus(
+                    h.key.group,
+                    h.key.kind,
+                    h.key.namespace,
+                    h.key.name,
+                    str(h.phase),
+                    str(h.outcome),
+                    h.message[:512],
+                    int(h.duration * 1000),
+                )
+                for h in result.hooks[: st.RESOURCE_LIMIT]
+            )
+            or None,
         )
         new.operation_state = op
         new.history = st.append_history(

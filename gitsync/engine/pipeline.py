@@ -432,8 +432,11 @@ class Engine:
         dry_run: bool = False,
         prune: bool | None = None,
         state: AppState | None = None,
+        operation: str = "",
     ) -> tuple[AppState, SyncResult]:
-        """Sync ``state`` (a fresh compare when not given)."""
+        """Sync ``state`` (a fresh compare when not given). ``operation``: the sync
+        operation's id, the same when a restarted controller resumes it (its hooks are found,
+        not created again)."""
         state = state or self.compare(app)
         try:
             result = self.syncer.sync(
@@ -443,6 +446,7 @@ class Engine:
                 dry_run=dry_run,
                 prune=prune,
                 comparison=state.comparison,
+                operation=operation,
             )
         except GitsyncError as exc:
             raise StageError("sync", exc) from exc

@@ -19,7 +19,8 @@ Pods can be told to misbehave through their template's annotations, so degraded 
   ``fail`` (phase Failed);
 * ``sim.gitsync.dev/ready-after``: seconds before the pod turns Ready (default 0).
 
-Pods with ``restartPolicy`` Never/OnFailure (Jobs) run to ``Succeeded`` (or ``Failed``).
+Pods with ``restartPolicy`` Never/OnFailure (Jobs) run to ``Succeeded`` (or ``Failed``) - after
+``ready-after`` seconds, when given, so a test can catch a Job (a sync hook) while it runs.
 """
 
 from __future__ import annotations
@@ -263,10 +264,11 @@ class Simulator:
         except ValueError:
             ready_after = 0.0
         age = (datetime.now(UTC) - created).total_seconds()
-        waiting_for_readiness = behavior == "ready" and age < ready_after
+        finishes = restart != "Always" and behavior in ("ready", "fail")
+        waiting_for_readiness = (behavior == "ready" or finishes) and age < ready_after
 
         phase, ready = "Running", behavior == "ready" and not waiting_for_readiness
-        if restart != "Always" and behavior in ("ready", "fail"):
+        if finishes and not waiting_for_readiness:
             phase = "Succeeded" if behavior == "ready" else "Failed"
             ready = False
         elif behavior == "fail":

@@ -4,18 +4,23 @@ Every source type (plain files, kustomize output, Helm output) ends in the same 
 rules are stated once: ``kind: List`` (and any ``*List`` kind carrying ``items``) is flattened the
 way kubectl does, and every object must be a mapping with ``apiVersion``, ``kind`` and
 ``metadata.name`` - otherwise a ``RenderError`` names the file, the document number and the line,
-because an object without an identity cannot be diffed, applied or pruned.
+because an object without an identity cannot be diffed, applied or pruned. The one exception is a
+hook (``gitsync.render.hooks``): it is created anew on each sync, so ``metadata.generateName`` is
+enough; its key then carries the generateName prefix as its name. A hook annotation with an
+unknown phase or policy is a ``RenderError`` too.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 from dataclasses import dataclass
 from typing import Any
 
 from gitsync.model import ResourceKey
 from gitsync.render.errors import LimitExceededError, RenderError
+from gitsync.render.hooks import HookSpecError, generate_name, hook_spec
 
 HOOK_ANNOTATION = "helm.sh/hook"
 
@@ -91,7 +96,20 @@ def to_manifests(
             if not isinstance(obj, dict):
                 raise RenderError(f"{where} is not a mapping", source=source, line=line)
             missing = _missing_identity(obj)
-            if missing is not None:
+            try:
+                hook_declared = hook_spec(obj) is not None
+            except HookSpecError as exc:
+                raise RenderError(f"{where}: {exc}", source=source, line=line) from None
+            generated = generate_name(obj) if missing == "metadata.name" else ""
+            if generated and not hook_declared:
+                raise RenderError(
+                    f"{where} has metadata.generateName but is not a hook: a main resource needs "
+                    "a stable metadata.name to be compared, tracked and pruned (generateName is "
+                    "for hooks, which are created anew on each sync)",
+                    source=source,
+                    line=line,
+                )
+            if missing is not None and not generated:
                 raise RenderError(
                     f"{where} has no {missing} (every object needs apiVersion, kind and "
                     "metadata.name)",
@@ -104,9 +122,12 @@ def to_manifests(
                 )
             annotations = obj["metadata"].get("annotations")
             hook = annotations.get(HOOK_ANNOTATION) if isinstance(annotations, dict) else None
+            key = ResourceKey.of(obj)
+            if generated:
+                key = dataclasses.replace(key, name=generated)
             out.append(
                 RenderedManifest(
-                    key=ResourceKey.of(obj),
+                    key=key,
                     obj=obj,
                     source=source,
                     hook=str(hook) if hook is not None else None,

@@ -5,8 +5,8 @@ and each must be healthy before the next starts. Within a wave, kinds go in stag
 and CRDs first (CRDs must be Established before their custom resources can be applied), then the
 identity and configuration that workloads reference, then Services, then workloads, then the rest.
 Objects inside one stage do not depend on each other, so the sync layer applies them in parallel.
-Helm hooks: ``pre-*`` hooks run in a wave before everything, ``post-*`` after; test hooks are not
-applied. Pure: no I/O.
+Hooks (Argo CD's, and Helm's mapped to them) are not ordered here: they never reach the waves of
+main resources, ``gitsync.sync.hooks`` runs them in their phases. Pure: no I/O.
 """
 
 from __future__ import annotations

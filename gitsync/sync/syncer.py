@@ -40,11 +40,13 @@ cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,8 +62,10 @@ from gitsync.health import Health, assess
 from gitsync.kube import ApiError, KubeClient
 from gitsync.model import HealthStatus, ResourceKey, ResultCode, SyncStatus
 from gitsync.policy import Policy
-from gitsync.render import RenderedManifest
+from gitsync.render import RenderedManifest, copy_object
+from gitsync.render.hooks import HookPhase, HookSpec
 from gitsync.sync import ordering, tracking
+from gitsync.sync.hooks import Hook, HookResult, HookRunner, phase_failed, split_hooks
 from gitsync.sync.identity import Impersonation
 from gitsync.sync.inventory import Inventory, InventoryEntry, InventoryMemo, VersionReader
 
@@ -72,7 +76,6 @@ A = TypeVar("A")
 FIELD_MANAGER = "gitsync"
 LiveReader = Callable[[str, str, str, str], "dict[str, Any] | None"]
 """``(api_version, kind, name, namespace) -> live object or None``: a GET, or a watch cache."""
-SKIPPED_HOOKS = ("test", "test-success", "test-failure")
 LIST_AT_LEAST = 16  # objects of one kind in one namespace: read them with a LIST, not GETs
 LIST_OVERHEAD = 4  # ... unless the LIST holds more than this many times the app's own
 LIST_PAGE = 500
@@ -155,6 +158,8 @@ class Comparison:
     inventory: dict[ResourceKey, InventoryEntry]
     rollout_work: tuple[Any, ...] = ()
     """Pod-template changes held for a rollout (``TemplateTakeover``), started after the apply."""
+    hooks: tuple[Hook, ...] = ()
+    """The render's hooks (``gitsync.sync.hooks``): run by a sync, never compared or pruned."""
 
     @property
     def diffs(self) -> list[ResourceDiff]:
@@ -193,13 +198,19 @@ class SyncResult:
     """The sync stopped before the end (a wave failed or never became healthy, a stage failed):
     ``message`` says why. A per-object failure is a ``SyncFailed`` result instead."""
     message: str = ""
+    hooks: list[HookResult] = field(default_factory=list)
+    """Each hook run by this operation, in the order they finished."""
 
     def abort(self, message: str) -> None:
         self.aborted, self.message = True, message
 
     @property
     def outcome(self) -> SyncOutcome:
-        failed = self.aborted or any(r.code == ResultCode.SYNC_FAILED for r in self.results)
+        failed = (
+            self.aborted
+            or any(r.code == ResultCode.SYNC_FAILED for r in self.results)
+            or phase_failed(self.hooks) is not None
+        )
         return SyncOutcome.FAILED if failed else SyncOutcome.SUCCEEDED
 
     @property
@@ -423,6 +434,7 @@ class _Run:
     revision: str
     dry_run: bool
     bound: Any
+    hooks: HookRunner
 
 
 class Syncer:
@@ -506,8 +518,6 @@ class Syncer:
             if m.key.kind == "CustomResourceDefinition" and isinstance(m.obj.get("spec"), dict)
         }
         for m in manifests:
-            if m.hook in SKIPPED_HOOKS:
-                continue
             namespaced = self._namespaced(m.obj)
             if namespaced is None:
                 scope = crd_kinds.get((m.key.group, m.key.kind))
@@ -552,10 +562,6 @@ class Syncer:
             except ordering.WaveError as exc:
                 items[key] = Item(key, obj, 0, m.source, error=str(exc))
                 continue
-            if m.hook and m.hook.startswith("pre-"):
-                wave = -1_000_001
-            elif m.hook and m.hook.startswith("post-"):
-                wave = 1_000_001
             if key in items:
                 items[key].error = f"duplicate object {key} (also in {items[key].source})"
                 continue
@@ -703,6 +709,7 @@ class Syncer:
     def compare(self, app: Application, manifests: Sequence[RenderedManifest]) -> Comparison:
         ignore = [IgnoreRule.from_difference(r) for r in app.ignore_differences]
         kube = self.client_for(app)
+        manifests, declared_hooks = split_hooks(manifests)
         items = self._prepare(app, manifests)
         ok = [i for i in items if not i.error]
         if self._live_is_local:  # answered from memory: threads would only add their cost
@@ -747,7 +754,27 @@ class Syncer:
         inventory = self._inventory(app).load()
         rendered_keys = {i.key for i in items}
         extraneous = {k: e for k, e in inventory.items() if k not in rendered_keys}
-        return Comparison(items, extraneous, inventory, rollout_work)
+        prepared_hooks = tuple(self._prepare_hook(app, m, spec) for m, spec in declared_hooks)
+        return Comparison(items, extraneous, inventory, rollout_work, prepared_hooks)
+
+    def _prepare_hook(self, app: Application, manifest: RenderedManifest, spec: HookSpec) -> Hook:
+        """A hook with its namespace resolved and the destination policy's verdict."""
+        obj = copy_object(manifest.obj)
+        generated = not obj["metadata"].get("name")
+        namespaced = self._namespaced(obj)
+        if namespaced is None:
+            denied = f"the server has no kind {obj.get('apiVersion')} {manifest.key.kind}"
+        else:
+            meta = obj["metadata"]
+            if namespaced and not meta.get("namespace"):
+                meta["namespace"] = app.destination.namespace
+            elif not namespaced:
+                meta.pop("namespace", None)
+            denied = self._denied(app, obj, namespaced=namespaced)
+        key = dataclasses.replace(
+            manifest.key, namespace=str(obj["metadata"].get("namespace") or "")
+        )
+        return Hook(key, obj, spec, generated, manifest.source, denied)
 
     # -- sync --------------------------------------------------------------------------------
 
@@ -760,8 +787,11 @@ class Syncer:
         dry_run: bool = False,
         prune: bool | None = None,
         comparison: Comparison | None = None,
+        operation: str = "",
     ) -> SyncResult:
-        """Make the cluster match ``manifests``. ``prune`` defaults to the app's policy."""
+        """Make the cluster match ``manifests``. ``prune`` defaults to the app's policy.
+        ``operation``: the sync operation's id - a resumed operation passes the same one, so its
+        hooks are found rather than created again (a fresh id when not given)."""
         prune = app.sync_policy.prune if prune is None else prune
         comparison = comparison or self.compare(app, manifests)
         refuse_empty_render(app, comparison, revision)
@@ -779,13 +809,19 @@ class Syncer:
             last=app.sync_policy.option("PruneLast"),
             wave_of=functools.partial(self._live_wave, kube),
         )
-        run = _Run(app, kube, comparison, result, revision, dry_run, bound)
-        outcomes = self._run_waves(run, plan)
-        if plan.last and not result.aborted:
-            for entry in plan.candidates.values():
-                outcomes[entry.key] = self._prune(
-                    kube, app, entry, dry_run=dry_run, result=result, wave=0
-                )
+        runner = self._hook_runner(kube, app, operation or uuid.uuid4().hex[:12], result)
+        run = _Run(app, kube, comparison, result, revision, dry_run, bound, runner)
+        outcomes: dict[ResourceKey, ResultCode] = {}
+        if self._run_hook_phase(run, HookPhase.PRE_SYNC):
+            outcomes = self._run_waves(run, plan)
+            if plan.last and not result.aborted:
+                for entry in plan.candidates.values():
+                    outcomes[entry.key] = self._prune(
+                        kube, app, entry, dry_run=dry_run, result=result, wave=0
+                    )
+            self._post_sync(run)
+        if not dry_run and not result.succeeded:
+            self._run_hook_phase(run, HookPhase.SYNC_FAIL)
         if not dry_run:
             keep = inventory_to_keep(
                 comparison, outcomes, functools.partial(self._still_ours, kube, app)
@@ -795,6 +831,65 @@ class Syncer:
             with_retries(lambda: self._inventory(app).store(keep, recorded, revision=revision))
         bound.info("sync finished", phase=result.phase, results=len(result.results))
         return result
+
+    def _hook_runner(
+        self, kube: KubeClient, app: Application, operation: str, result: SyncResult
+    ) -> HookRunner:
+        """The operation's hook runner; its results are the sync result's ``hooks``."""
+        return HookRunner(
+            kube,
+            app.qualified_name,
+            operation,
+            timeout=self.wave_timeout,
+            poll_interval=self.poll_interval,
+            clock=self.clock,
+            sleep=self.sleep,
+            results=result.hooks,
+        )
+
+    def _run_hook_phase(self, run: _Run, phase: HookPhase, wave: int | None = None) -> bool:
+        """Run ``phase``'s hooks (only ``wave``'s, when given); False when one failed, and the
+        sync is then aborted naming it. A dry run creates no hooks."""
+        if run.dry_run or not run.comparison.hooks:
+            return True
+        selected = run.comparison.hooks
+        if wave is not None:
+            selected = tuple(h for h in selected if h.spec.wave == wave)
+        failed = phase_failed(run.hooks.run(selected, phase))
+        if failed is None:
+            return True
+        if not run.result.aborted:
+            run.result.abort(f"{phase} hook {failed.key} failed: {failed.message}")
+        return False
+
+    def run_hooks(
+        self,
+        app: Application,
+        manifests: Sequence[RenderedManifest],
+        phase: HookPhase,
+        *,
+        operation: str,
+    ) -> list[HookResult]:
+        """Run the hooks of ``phase`` among ``manifests`` outside a sync - what app deletion
+        calls: ``HookPhase.PRE_DELETE`` before the app's objects are deleted,
+        ``HookPhase.POST_DELETE`` after. ``operation``: the deletion's id (stable across a
+        restart, so a hook is not created twice)."""
+        kube = self.client_for(app)
+        prepared = [self._prepare_hook(app, m, spec) for m, spec in split_hooks(manifests)[1]]
+        return self._hook_runner(kube, app, operation, SyncResult(revision="")).run(prepared, phase)
+
+    def _post_sync(self, run: _Run) -> None:
+        """``PostSync`` hooks, once every main resource is applied and healthy."""
+        if run.dry_run or run.result.outcome != SyncOutcome.SUCCEEDED:
+            return
+        if not any(h.spec.runs_in(HookPhase.POST_SYNC) for h in run.comparison.hooks):
+            return
+        everything = ordering.Wave(0, (tuple(run.comparison.items),))
+        healthy, why = self._wait_wave_healthy(run.kube, everything)
+        if not healthy:
+            run.result.abort(f"PostSync hooks not run: {why}")
+            return
+        self._run_hook_phase(run, HookPhase.POST_SYNC)
 
     def _create_namespace(
         self, kube: KubeClient, app: Application, result: SyncResult, *, dry_run: bool
@@ -841,13 +936,18 @@ class Syncer:
         waves = ordering.plan_waves(
             run.comparison.items, wave=lambda i: i.wave, kind=lambda i: i.key.kind
         )
-        wave_numbers = sorted({w.number for w in waves} | set(plan.by_wave))
+        sync_hook_waves = {
+            h.spec.wave for h in run.comparison.hooks if h.spec.runs_in(HookPhase.SYNC)
+        }
+        wave_numbers = sorted({w.number for w in waves} | set(plan.by_wave) | sync_hook_waves)
         by_number = {w.number: w for w in waves}
         outcomes: dict[ResourceKey, ResultCode] = {}
         for n, number in enumerate(wave_numbers):
             wave = by_number.get(number)
             if wave is not None:
                 self._apply_wave(run, wave)
+            if number in sync_hook_waves and not self._run_hook_phase(run, HookPhase.SYNC, number):
+                break
             for entry in plan.by_wave.get(number, []):
                 outcomes[entry.key] = self._prune(
                     run.kube, run.app, entry, dry_run=run.dry_run, result=result, wave=number

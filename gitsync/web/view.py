@@ -297,6 +297,16 @@ def detail(obj: Mapping[str, Any]) -> dict[str, Any]:
                 }
                 for r in op.resources or ()
             ],
+            "hooks": [
+                {
+                    **_resource(h),
+                    "phase": _text(h.phase, 32),
+                    "status": _text(h.status, 32),
+                    "message": _message(h.message, 512),
+                    "durationMs": h.duration_ms,
+                }
+                for h in op.hooks or ()
+            ],
         },
         history=history,
         conditions=[

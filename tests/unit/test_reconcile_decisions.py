@@ -150,7 +150,9 @@ class Pipeline:
         revision = Revision(sha, "refs/heads/main", "a commit", "Dev <dev@example.com>", "")
         return AppState(app, revision, (), Comparison([item], {}, {}))
 
-    def sync(self, app: Any, *, prune: bool | None, state: AppState) -> tuple[AppState, SyncResult]:
+    def sync(
+        self, app: Any, *, prune: bool | None, state: AppState, operation: str = ""
+    ) -> tuple[AppState, SyncResult]:
         self.synced.append((state.revision.sha, prune))
         code = ResultCode.SYNC_FAILED if self.sync_fails else ResultCode.SYNCED
         if not self.sync_fails:

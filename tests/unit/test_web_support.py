@@ -20,6 +20,7 @@ from gitsync.application_status import (
     Condition,
     HealthSummary,
     HistoryEntry,
+    HookStatus,
     OperationState,
     ResourceResult,
     ResourceStatus,
@@ -108,6 +109,11 @@ def application(
             message="succeeded at revision " + sha[:12],
             resources=(
                 ResourceResult("", "ConfigMap", namespace, "config", "Synced", "configured"),
+            ),
+            hooks=(
+                HookStatus(
+                    "batch", "Job", namespace, "migrate", "PreSync", "Succeeded", "done", 4200
+                ),
             ),
         ),
         history=tuple(history),

@@ -193,6 +193,9 @@ def test_detail_page_shows_tree_operation_history_and_actions(client: FlaskClien
     assert 'data-confirm="Sync team-a/web to its target revision now?"' in html
     assert "Pause automation" in html
     assert 'data-api="/api/v1/applications/team-a/web"' in html
+    hooks = html[html.index('<tbody id="operation-hooks">') :]
+    hooks = hooks[: hooks.index("</tbody>")]
+    assert ">PreSync<" in hooks and ">migrate<" in hooks and ">4.2s<" in hooks
 
 
 def secret(value: str) -> dict[str, object]:

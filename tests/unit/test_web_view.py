@@ -122,6 +122,18 @@ def test_detail_merges_the_last_operation_into_the_resource_tree() -> None:
     assert config["lastResult"] == {"status": "Synced", "message": "configured"}
     assert [h["id"] for h in doc["history"]] == [2, 1]  # newest first
     assert doc["operation"]["phase"] == "Succeeded"
+    assert doc["operation"]["hooks"] == [
+        {
+            "group": "batch",
+            "kind": "Job",
+            "namespace": "team-a",
+            "name": "migrate",
+            "phase": "PreSync",
+            "status": "Succeeded",
+            "message": "done",
+            "durationMs": 4200,
+        }
+    ]
 
 
 def test_detail_never_shows_the_last_applied_configuration() -> None:
