@@ -26,6 +26,7 @@ from tests.support.apps import app_status, application, repository_secret
 from tests.support.chartapps import (
     MIB,
     PEAK_RSS_GROWTH_BOUND,
+    ChildWatch,
     assert_shown_nowhere,
     chart_app,
     condition_naming,
@@ -169,6 +170,7 @@ def test_hostile_repositories_fail_their_own_app_only_in_bounded_memory(
         ctl: ServeProcess = serve(f"--controller-namespace={namespace}")
         assert ctl.proc is not None
         before = peak_rss(ctl.proc.pid)
+        watch = ChildWatch(ctl.proc.pid).__enter__()  # argv and environment of every child
         for name, url in (
             ("truncated", truncated_url),
             ("bomb", bomb_url),
@@ -205,4 +207,7 @@ def test_hostile_repositories_fail_their_own_app_only_in_bounded_memory(
         # nothing of the failed apps was applied
         for name in ("truncated", "bomb", "big", "wrongcreds"):
             assert deployed_version(kube, namespace, name) is None
-        assert_shown_nowhere(kube, namespace, ctl, [CHART_REPO_PASSWORD])
+        watch.__exit__()
+        # the good app's render ran Helm in a child: the watch saw it, so its check is real
+        assert "helm_worker" in watch.seen(), list(watch.children)
+        assert_shown_nowhere(kube, namespace, ctl, [CHART_REPO_PASSWORD], watch)

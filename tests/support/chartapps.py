@@ -6,6 +6,8 @@ an operator can read (log, metrics, events, status)."""
 from __future__ import annotations
 
 import base64
+import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -76,21 +78,96 @@ def condition_naming(kube: KubeClient, namespace: str, name: str, needle: str) -
     return wait_for(probe, timeout=90, what=f"{name}: a condition naming {needle!r}")
 
 
+def _read(ctl: ServeProcess, path: str) -> str:
+    """The body at ``path``, error answers included."""
+    try:
+        with urllib.request.urlopen(ctl.url + path, timeout=30) as resp:
+            return str(resp.read().decode())
+    except urllib.error.HTTPError as err:
+        return str(err.read().decode())
+
+
 def assert_shown_nowhere(
-    kube: KubeClient, namespace: str, ctl: ServeProcess, passwords: list[str]
+    kube: KubeClient,
+    namespace: str,
+    ctl: ServeProcess,
+    passwords: list[str],
+    children: ChildWatch | None = None,
 ) -> None:
     """None of ``passwords`` (nor their base64) in serve's log, metrics, the namespace's
-    events or its Applications' status."""
-    with urllib.request.urlopen(ctl.url + "/metrics", timeout=10) as resp:
-        metrics = resp.read().decode()
+    events, its Applications' status, the UI's pages and the API (list, each app, each app's
+    diff), nor - when ``children`` watched serve - in any child's argv or environment."""
     events = kube.list("v1", "Event", namespace)["items"]
     apps = kube.list("gitsync.dev/v1alpha1", "Application", namespace)["items"]
-    for where, text in (
-        ("log", ctl.log(1_000_000)),
-        ("metrics", metrics),
-        ("events", repr(events)),
-        ("status", repr([a.get("status") for a in apps])),
-    ):
+    places = {
+        "log": ctl.log(1_000_000),
+        "metrics": _read(ctl, "/metrics"),
+        "events": repr(events),
+        "status": repr([a.get("status") for a in apps]),
+        "/": _read(ctl, "/"),
+        "/api/v1/applications": _read(ctl, "/api/v1/applications"),
+    }
+    for app in apps:
+        name = app["metadata"]["name"]
+        for path in (
+            f"/apps/{namespace}/{name}",
+            f"/apps/{namespace}/{name}/diff",
+            f"/api/v1/applications/{namespace}/{name}",
+            f"/api/v1/applications/{namespace}/{name}/diff",
+        ):
+            places[path] = _read(ctl, path)
+    if children is not None:
+        places["children"] = children.seen()
+    for where, text in places.items():
         for password in passwords:
             assert password not in text, where
             assert base64.b64encode(password.encode()).decode() not in text, where
+
+
+class ChildWatch:
+    """Samples the argv and environment of every descendant of ``pid`` every 20 ms until
+    stopped, so a credential handed to a short-lived child (a Helm worker) is caught."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.children: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ChildWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def seen(self) -> str:
+        return "\n".join(self.children.values())
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            for child in _descendants(self.pid):
+                if child in self.children:
+                    continue
+                try:
+                    argv = (Path("/proc") / str(child) / "cmdline").read_bytes()
+                    environ = (Path("/proc") / str(child) / "environ").read_bytes()
+                except OSError:
+                    continue
+                self.children[child] = (argv + b"\0" + environ).decode(errors="replace")
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
