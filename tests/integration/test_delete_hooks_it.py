@@ -2,8 +2,10 @@
 with `gitsync serve` on the real control plane and a real Git server: a Helm chart's
 pre-install and post-install hooks run on sync, its pre-delete and test hooks do not; deleting
 the app runs the pre-delete Job to completion before any of its objects is deleted, then deletes
-them, then runs the PostDelete Job once they are gone, then releases the app. The order is read
-from the API server's audit log and the Jobs' own conditions, not from the controller's word."""
+them, then runs the PostDelete Job once they are gone, then releases the app; a controller
+killed while a PreDelete Job runs finds that Job after its restart instead of creating it again.
+The order is read from the API server's audit log and the Jobs' own conditions, not from the
+controller's word."""
 
 from __future__ import annotations
 
@@ -128,3 +130,54 @@ def test_deleting_a_helm_app_runs_pre_delete_before_and_post_delete_after_its_ob
     )
     assert creates[0][0] < first_delete  # PreDelete before any object is deleted
     assert creates[1][0] > max(web)  # PostDelete after the Deployment's last write (gone)
+
+
+def test_kill_9_during_pre_delete_resumes_without_creating_the_hook_twice(
+    serve: Any, kube: KubeClient, namespace: str, git_server: GitServer, audit: AuditLog
+) -> None:
+    """The deletion's step and id are persisted before its PreDelete Job is created; a
+    controller killed while that Job runs finds it after the restart (same deletion, same
+    operation label), waits for it, and only then deletes the app's objects."""
+    pre_delete = yaml.safe_load(
+        CHART_JOB.format(
+            name="drain", annotation="argocd.argoproj.io/hook", hook="PreDelete", runs_for=12
+        )
+    )
+    repo = git_server.create_repo(
+        f"delhooks-{secrets.token_hex(3)}",
+        files={"app/all.yaml": yaml.safe_dump_all([pre_delete, web_deployment("nginx:1.25", 1)])},
+    )
+    app = application("web", namespace, repo.file_url())
+    app["metadata"]["finalizers"] = ["gitsync.dev/resources-finalizer"]
+    ctl = serve()
+    kube.create(app)
+    wait_for(lambda: synced_at(kube, namespace, "web", repo.head()), timeout=90, what="synced")
+    assert "drain" not in job_names(kube, namespace)  # a PreDelete hook never runs on sync
+
+    mark = audit.mark()
+    kube.delete(kinds.API_VERSION, "Application", "web", namespace)
+    first = wait_for(
+        lambda: kube.get("batch/v1", "Job", "drain", namespace),
+        timeout=60,
+        what="the PreDelete Job created",
+    )
+    ctl.kill()
+    assert kube.get("apps/v1", "Deployment", "web", namespace) is not None
+
+    serve()
+    wait_for(
+        lambda: kube.get(kinds.API_VERSION, "Application", "web", namespace) is None,
+        timeout=120,
+        what="the Application released",
+    )
+    assert kube.get("apps/v1", "Deployment", "web", namespace) is None
+    drain = kube.get("batch/v1", "Job", "drain", namespace)
+    assert drain is not None and drain["metadata"]["uid"] == first["metadata"]["uid"]
+    writes = [e for e in audit.writes(mark) if e.namespace == namespace]
+    job_creates = [e for e in writes if e.resource == "jobs" and e.verb == "create"]
+    assert len(job_creates) == 1, job_creates  # not created twice
+    deletes = [
+        i for i, e in enumerate(writes) if e.resource == "deployments" and e.verb == "delete"
+    ]
+    assert deletes and deletes[0] > writes.index(job_creates[0])
+    complete_at(drain)  # it ran to completion (raises otherwise)
