@@ -60,7 +60,7 @@ from gitsync.controller.interface import (
     SYNC_REQUEST,
 )
 from gitsync.controller.metrics import Metrics
-from gitsync.engine import AppState, StageError
+from gitsync.engine import AppState, SourceNotPermittedError, StageError
 from gitsync.errors import GitsyncError, NextStep, TerminalError, next_step
 from gitsync.kube import ApiError, ApiRejectedError
 from gitsync.model import AppKey, HealthStatus, ResourceKey, SyncStatus
@@ -676,8 +676,15 @@ class Reconciler:
         self._persist(p)  # persisted first: a restart resumes this attempt
         try:
             results = p.engine.run_delete_hooks(p.app, op.revision, phase, operation=op.id)
-        except StageError as exc:  # nothing is deleted on a guess: retried with backoff
-            return op, self._stage_failed(p, exc)
+        except StageError as exc:
+            if isinstance(exc.cause, SourceNotPermittedError):
+                # the policy no longer allows the repository: it is not read, and its objects
+                # must not stay because of it (the deletion without hooks, said out loud)
+                why = f"{phase} hooks not run: {exc.cause}"
+                p.bound.warning("deletion hooks not run", phase=str(phase), why=str(exc.cause))
+                self.store.record_event(p.key, "DeleteHooksNotRun", why[:1024], warning=True)
+                return dataclasses.replace(op, message=why[:1024]), None
+            return op, self._stage_failed(p, exc)  # nothing deleted on a guess: retried
         p.rt.fetch_failures = 0
         earlier = tuple(h for h in op.hooks or () if h.phase != phase)
         op = dataclasses.replace(op, hooks=(*earlier, *hook_statuses(results)) or None)

@@ -33,7 +33,7 @@ from gitsync.controller.reconciler import (
     rollback_revision,
 )
 from gitsync.diff import ResourceDiff
-from gitsync.engine import AppState, StageError
+from gitsync.engine import AppState, SourceNotPermittedError, StageError
 from gitsync.errors import GitsyncError, TerminalError, TransientError
 from gitsync.model import ResourceKey, ResultCode, SyncStatus
 from gitsync.render import RenderError
@@ -764,3 +764,14 @@ def test_a_restarted_controller_goes_on_with_the_deletion_where_it_was() -> None
     assert h.engine.deletion_log == ["PreDelete", "delete", "delete", "PostDelete"]
     assert h.engine.hook_runs[-1][2] == operation_id  # the same deletion, the same id
     assert h.store.obj["metadata"]["finalizers"] == []
+
+
+def test_a_repository_the_policy_no_longer_allows_is_not_read_and_the_objects_still_go() -> None:
+    h = synced_then_deleted("gitsync.dev/resources-finalizer")
+    denied = SourceNotPermittedError("spec.source.repoURL", "denied by the destination policy")
+    h.engine.hook_render_error = StageError("fetch", denied)
+    h.engine.still_there = []
+    assert h.reconcile("application-changed") is None
+    assert h.engine.hook_runs == [] and h.engine.deletes == [Propagation.FOREGROUND]
+    assert h.store.obj["metadata"]["finalizers"] == []
+    assert h.store.events.count("DeleteHooksNotRun") == 2  # PreDelete and PostDelete, said so
