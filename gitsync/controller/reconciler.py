@@ -17,6 +17,11 @@ The order of work, and why:
    A revision whose sync failed is retried per ``spec.syncPolicy.retry`` and not hot-looped.
 5. **Finalize status** in one place, written only if it differs from what is stored.
 
+An app being deleted with a resources finalizer takes another path (``_delete``), Argo CD's:
+PreDelete hooks of the revision it last synced, then its objects deleted, then PostDelete hooks,
+then the finalizer off; each step persisted in ``operationState.deletionStep`` under an id stable
+for the deletion, so a restart neither skips a step nor creates a hook twice.
+
 Each step is a method named after it (``_open_pass``, ``_compare_due``, ``_automated``, ``_sync``,
 ``_finish``); what decides between branches is a module function over plain data (``Requests``,
 ``initiator``, ``resumes``, ``failed_sync_to_retry``, ``automated_sync_on``, ``next_attempt_at``,
