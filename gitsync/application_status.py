@@ -134,7 +134,8 @@ class HookStatus(ObjectRef):
 class OperationState:
     """The current or last sync operation. Persisted as ``Running`` before anything is applied,
     so a restarted controller resumes it under the same ``id``; ``finished_at`` and ``resources``
-    are written when it ends."""
+    are written when it ends. The deletion of an app with a resources finalizer is an operation
+    too (``initiatedBy: deletion``); ``deletion_step`` says which of its steps it is at."""
 
     id: str = field(default="", metadata=_key("id"))
     phase: str = field(default="", metadata=_key("phase"))  # Running | Succeeded | Failed
@@ -145,6 +146,9 @@ class OperationState:
     finished_at: str = field(default="", metadata=_key("finishedAt", omit_empty=True))
     resources: tuple[ResourceResult, ...] | None = field(default=None, metadata=_key("resources"))
     hooks: tuple[HookStatus, ...] | None = field(default=None, metadata=_key("hooks"))
+    deletion_step: str = field(default="", metadata=_key("deletionStep", omit_empty=True))
+    """PreDelete | DeleteResources | PostDelete (``gitsync.controller.reconciler.DeletionStep``);
+    "" for a sync operation."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,11 @@ The order of work, and why:
    A revision whose sync failed is retried per ``spec.syncPolicy.retry`` and not hot-looped.
 5. **Finalize status** in one place, written only if it differs from what is stored.
 
+An app being deleted with a resources finalizer takes another path (``_delete``), Argo CD's:
+PreDelete hooks of the revision it last synced, then its objects deleted, then PostDelete hooks,
+then the finalizer off; each step persisted in ``operationState.deletionStep`` under an id stable
+for the deletion, so a restart neither skips a step nor creates a hook twice.
+
 Each step is a method named after it (``_open_pass``, ``_compare_due``, ``_automated``, ``_sync``,
 ``_finish``); what decides between branches is a module function over plain data (``Requests``,
 ``initiator``, ``resumes``, ``failed_sync_to_retry``, ``automated_sync_on``, ``next_attempt_at``,
@@ -30,6 +35,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import enum
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -59,13 +65,15 @@ from gitsync.controller.interface import (
     SYNC_REQUEST,
 )
 from gitsync.controller.metrics import Metrics
-from gitsync.engine import AppState, StageError
+from gitsync.engine import AppState, SourceNotPermittedError, StageError
 from gitsync.errors import GitsyncError, NextStep, TerminalError, next_step
 from gitsync.kube import ApiError, ApiRejectedError
 from gitsync.model import AppKey, HealthStatus, ResourceKey, SyncStatus
+from gitsync.render.hooks import HookPhase
 from gitsync.rollout import RolloutStepResult
 from gitsync.sync import SyncResult
 from gitsync.sync.deletion import AppDeletion, Propagation, resources_finalizer
+from gitsync.sync.hooks import HookResult, phase_failed
 from gitsync.sync_windows import ALLOWED, SyncWindow, WindowVerdict, can_sync, combined
 
 log = structlog.get_logger(__name__)
@@ -75,6 +83,7 @@ API_RETRY_MIN, API_RETRY_MAX = 1.0, 60.0  # backoff when the API server fails a 
 WAIT_DELAY = 5.0  # a WaitingError that did not say how long
 PROGRESSING_REQUEUE = 5.0  # health moves without spec changes: look again this soon
 DELETE_POLL = 2.0  # a deleted app's objects are going: look again this soon
+DELETE_RETRY_MIN, DELETE_RETRY_MAX = 5.0, 300.0  # a failed deletion hook is retried so
 
 
 def short_revision(revision: str) -> str:
@@ -203,6 +212,12 @@ class AppEngine(Protocol):
         """One round of deleting the objects of an app deleted with a resources finalizer."""
         ...
 
+    def run_delete_hooks(
+        self, app: Application, revision: str, phase: HookPhase, *, operation: str
+    ) -> list[HookResult]:
+        """Render the app at ``revision`` and run its PreDelete or PostDelete hooks."""
+        ...
+
 
 @dataclass
 class _Pass:
@@ -221,6 +236,7 @@ class _Pass:
     window: WindowVerdict = ALLOWED  # a sync window blocking the sync this pass wanted
     deleting: bool = False  # metadata.deletionTimestamp is set
     finalizers: tuple[str, ...] = ()
+    deletion: str = ""  # the deletion's id (``deletion_id``) while deleting
 
 
 @dataclass
@@ -235,11 +251,12 @@ class ReconcileResult:
 
 
 class Initiator(enum.StrEnum):
-    """Who started a sync operation (``operationState.initiatedBy``, a history entry's)."""
+    """Who started an operation (``operationState.initiatedBy``, a history entry's)."""
 
     AUTOMATED = "automated"
     MANUAL = "manual"  # `gitsync sync APP`: the sync-request annotation
     ROLLBACK = "rollback"  # the rollback-to annotation
+    DELETION = "deletion"  # the app was deleted with a resources finalizer (no history entry)
 
 
 INITIATORS = frozenset(str(i) for i in Initiator)
@@ -327,6 +344,65 @@ def next_attempt_at(rt: AppRuntime, sha: str, now: float) -> float:
 def retry_delay(backoff: Backoff, failures: int) -> float:
     """``spec.syncPolicy.retry.backoff`` after the ``failures``-th failed sync of a revision."""
     return min(backoff.duration * backoff.factor ** (failures - 1), backoff.max_duration)
+
+
+class DeletionStep(enum.StrEnum):
+    """Where the deletion of an app with a resources finalizer is (Argo CD's order), persisted
+    in ``operationState.deletionStep`` so a restarted controller goes on from there."""
+
+    PRE_DELETE = "PreDelete"  # render the revision last synced, run its PreDelete hooks
+    DELETE_RESOURCES = "DeleteResources"  # delete the managed objects, until they are gone
+    POST_DELETE = "PostDelete"  # run the PostDelete hooks, then take the finalizer off
+
+
+def deletion_id(uid: str, deletion_timestamp: str) -> str:
+    """The id of one deletion of one app: the same on every pass and after a restart (so a
+    hook's resume lookup finds what an earlier pass created), different for a re-created app
+    of the same name."""
+    digest = hashlib.sha256(f"{uid}|{deletion_timestamp}".encode()).hexdigest()[:12]
+    return f"delete-{digest}"
+
+
+def deletion_operation(op: OperationState, deletion: str, revision: str) -> OperationState:
+    """The deletion's operation state: ``op`` when it already is this deletion's, else a new
+    one at its first step, for ``revision`` (the one the app last synced). Its id is the
+    deletion's id and the attempt (``-1``): each retry of a failed hook step is a new attempt,
+    so its hooks are created afresh rather than found failed again."""
+    if op.initiated_by == Initiator.DELETION and op.id.rpartition("-")[0] == deletion:
+        return op
+    return OperationState(
+        id=f"{deletion}-1",
+        phase="Running",
+        revision=revision,
+        initiated_by=str(Initiator.DELETION),
+        started_at=st.now_rfc3339(),
+        message="deleting the application",
+        deletion_step=str(DeletionStep.PRE_DELETE),
+    )
+
+
+def next_deletion_attempt(op: OperationState) -> OperationState:
+    """A failed deletion step tried again: the same step, the next attempt's id."""
+    base, _, attempt = op.id.rpartition("-")
+    n = int(attempt) + 1 if attempt.isdigit() else 2
+    return dataclasses.replace(op, id=f"{base}-{n}", phase="Running", finished_at="")
+
+
+def hook_statuses(hooks: Sequence[HookResult]) -> tuple[HookStatus, ...]:
+    """Hook results as ``operationState.hooks`` records them (bounded)."""
+    return tuple(
+        HookStatus(
+            h.key.group,
+            h.key.kind,
+            h.key.namespace,
+            h.key.name,
+            str(h.phase),
+            str(h.outcome),
+            h.message[:512],
+            int(h.duration * 1000),
+        )
+        for h in hooks[: st.RESOURCE_LIMIT]
+    )
 
 
 def window_verdict(
@@ -444,7 +520,9 @@ class Reconciler:
         new = old.copy()
         generation = int(obj.get("metadata", {}).get("generation") or 0)
         annotations = dict(obj.get("metadata", {}).get("annotations") or {})
-        deleting = bool(obj.get("metadata", {}).get("deletionTimestamp"))
+        deletion_timestamp = str(obj.get("metadata", {}).get("deletionTimestamp") or "")
+        deleting = bool(deletion_timestamp)
+        uid = str(obj.get("metadata", {}).get("uid") or "")
         finalizers = tuple(str(f) for f in obj.get("metadata", {}).get("finalizers") or ())
         try:
             app = parse_application(obj)
@@ -485,6 +563,7 @@ class Reconciler:
             annotations,
             deleting=deleting,
             finalizers=finalizers,
+            deletion=deletion_id(uid, deletion_timestamp) if deleting else "",
         )
 
     def _reconcile(self, p: _Pass) -> ReconcileResult:
@@ -542,40 +621,131 @@ class Reconciler:
         return self._finish(p, state, req.paused, requeue, rollout_requeue)
 
     def _delete(self, p: _Pass) -> ReconcileResult:
-        """The Application is being deleted. With a resources finalizer: delete its objects
-        (``gitsync.sync.deletion``), come back until they are gone, then take the finalizer
-        off; without one, nothing (its objects stay). Nothing is synced any more either way."""
+        """The Application is being deleted. With a resources finalizer, Argo CD's order: run
+        the PreDelete hooks of the revision it last synced, delete its objects
+        (``gitsync.sync.deletion``, coming back until they are gone), run its PostDelete hooks,
+        take the finalizer off. A failed hook, or a revision that cannot be fetched or
+        rendered, stops the deletion there (nothing deleted before PreDelete succeeded; the
+        finalizer kept until PostDelete did), says why and tries again with backoff. Without a
+        resources finalizer, nothing (its objects stay). Nothing is synced any more either way.
+        Each step is persisted before it starts, so a restart goes on where it was."""
         found = resources_finalizer(p.finalizers)
         if found is None:
             return ReconcileResult()
         finalizer, propagation = found
-        outcome = p.engine.delete_resources(p.app, propagation)
-        for result in outcome.results:
-            p.bound.info("delete", resource=str(result.key), code=result.code, why=result.message)
-        if not outcome.done:
-            waiting = ", ".join(str(k) for k in outcome.remaining[:3])
-            more = len(outcome.remaining) - 3
-            message = f"deleting the app's objects ({propagation}); waiting for {waiting}" + (
-                f" and {more} more" if more > 0 else ""
-            )
-            p.new.conditions = st.set_condition(
-                p.new.conditions,
-                st.RECONCILING,
-                True,
-                "Deleting",
-                message,
-                generation=p.generation,
-                now=st.now_rfc3339(),
-            )
-            self._write(p.key, p.new, p.old)
-            return ReconcileResult(requeue=DELETE_POLL)
-        # PostDelete hooks: wired at merge
+        op = deletion_operation(
+            p.new.operation_state or OperationState(),
+            p.deletion,
+            p.new.last_applied_revision or "",
+        )
+        if op.phase == "Failed":
+            wait = p.rt.retry_at - self.clock()
+            if wait > 0:  # another trigger came before the retry is due
+                return ReconcileResult(requeue=wait)
+            op = next_deletion_attempt(op)
+        if op.deletion_step == DeletionStep.PRE_DELETE:
+            op, stopped = self._delete_hooks(p, op, HookPhase.PRE_DELETE)
+            if stopped is not None:
+                return stopped
+            op = dataclasses.replace(op, deletion_step=str(DeletionStep.DELETE_RESOURCES))
+        if op.deletion_step == DeletionStep.DELETE_RESOURCES:
+            p.new.operation_state = op
+            waiting = self._delete_objects(p, propagation)
+            if waiting is not None:
+                return waiting
+            op = dataclasses.replace(op, deletion_step=str(DeletionStep.POST_DELETE))
+        op, stopped = self._delete_hooks(p, op, HookPhase.POST_DELETE)
+        if stopped is not None:
+            return stopped
+        p.new.operation_state = dataclasses.replace(
+            op,
+            phase="Succeeded",
+            finished_at=st.now_rfc3339(),
+            message="the app's objects are deleted",
+        )
+        self._persist(p)
         self.store.record_event(
             p.key, "ResourcesDeleted", f"the app's objects are deleted; removing {finalizer}"
         )
         self.store.remove_finalizer(p.key, finalizer)
         p.bound.info("application released", finalizer=finalizer)
         return ReconcileResult()
+
+    def _delete_hooks(
+        self, p: _Pass, op: OperationState, phase: HookPhase
+    ) -> tuple[OperationState, ReconcileResult | None]:
+        """Run the deletion's ``phase`` hooks; the operation after them, and the pass's result
+        when the deletion stops here (a failed hook, a failed fetch or render)."""
+        op = dataclasses.replace(op, deletion_step=str(phase))
+        p.new.operation_state = op
+        self._persist(p)  # persisted first: a restart resumes this attempt
+        try:
+            results = p.engine.run_delete_hooks(p.app, op.revision, phase, operation=op.id)
+        except StageError as exc:
+            if isinstance(exc.cause, SourceNotPermittedError):
+                # the policy no longer allows the repository: it is not read, and its objects
+                # must not stay because of it (the deletion without hooks, said out loud)
+                why = f"{phase} hooks not run: {exc.cause}"
+                p.bound.warning("deletion hooks not run", phase=str(phase), why=str(exc.cause))
+                self.store.record_event(p.key, "DeleteHooksNotRun", why[:1024], warning=True)
+                return dataclasses.replace(op, message=why[:1024]), None
+            return op, self._stage_failed(p, exc)  # nothing deleted on a guess: retried
+        p.rt.fetch_failures = 0
+        earlier = tuple(h for h in op.hooks or () if h.phase != phase)
+        op = dataclasses.replace(op, hooks=(*earlier, *hook_statuses(results)) or None)
+        failed = phase_failed(results)
+        if failed is None:
+            p.rt.failures = 0
+            if results:
+                p.bound.info("deletion hooks succeeded", phase=str(phase), hooks=len(results))
+            return op, None
+        p.rt.failures += 1
+        delay = min(DELETE_RETRY_MIN * 2 ** (p.rt.failures - 1), DELETE_RETRY_MAX)
+        p.rt.retry_at = self.clock() + delay
+        blocked = (
+            "the app's objects are not deleted"
+            if phase == HookPhase.PRE_DELETE
+            else "the finalizer stays"
+        )
+        message = f"{phase} hook {failed.key} failed: {failed.message}; {blocked}"
+        p.bound.warning("deletion hook failed", phase=str(phase), hook=str(failed.key))
+        p.new.operation_state = dataclasses.replace(
+            op, phase="Failed", finished_at=st.now_rfc3339(), message=message[:1024]
+        )
+        self._retrying(p.new, p.generation, f"{phase}HookFailed", message)
+        self._persist(p)
+        self.store.record_event(p.key, f"{phase}HookFailed", message[:1024], warning=True)
+        return op, ReconcileResult(requeue=delay)
+
+    def _persist(self, p: _Pass) -> None:
+        """Write the pass's status now (when changed) and take it as the stored one."""
+        self._write(p.key, p.new, p.old)
+        p.old = p.new.copy()
+
+    def _delete_objects(self, p: _Pass, propagation: Propagation) -> ReconcileResult | None:
+        """One round of deleting the app's objects; the pass's result while some are still
+        there, None once they are all gone."""
+        outcome = p.engine.delete_resources(p.app, propagation)
+        for result in outcome.results:
+            p.bound.info("delete", resource=str(result.key), code=result.code, why=result.message)
+        if outcome.done:
+            return None
+        waiting = ", ".join(str(k) for k in outcome.remaining[:3])
+        more = len(outcome.remaining) - 3
+        message = f"deleting the app's objects ({propagation}); waiting for {waiting}" + (
+            f" and {more} more" if more > 0 else ""
+        )
+        p.new.conditions = st.set_condition(
+            p.new.conditions,
+            st.RECONCILING,
+            True,
+            "Deleting",
+            message,
+            generation=p.generation,
+            now=st.now_rfc3339(),
+        )
+        self._persist(p)
+        return ReconcileResult(requeue=DELETE_POLL)
 
     def _resolve_head(self, p: _Pass) -> str:
         """The revision ``targetRevision`` names now: a SHA (one ``ls-remote``, maybe a shared
@@ -810,20 +980,7 @@ class Reconciler:
                 )
                 for r in result.results[: st.RESOURCE_LIMIT]
             ),
-            hooks=tuple(
-                HookStatus(
-                    h.key.group,
-                    h.key.kind,
-                    h.key.namespace,
-                    h.key.name,
-                    str(h.phase),
-                    str(h.outcome),
-                    h.message[:512],
-                    int(h.duration * 1000),
-                )
-                for h in result.hooks[: st.RESOURCE_LIMIT]
-            )
-            or None,
+            hooks=hook_statuses(result.hooks) or None,
         )
         new.operation_state = op
         new.history = st.append_history(

@@ -51,11 +51,13 @@ from gitsync.render import (
     source_type,
 )
 from gitsync.render.confinement import Repo
+from gitsync.render.hooks import HookPhase
 from gitsync.rollout.executor import RolloutExecutor, RolloutStepResult
 from gitsync.source import Checkout, GitCredentials, Revision, SourceCache
 from gitsync.source.charts import ChartCredential, ChartSourceTerminalError, ChartVersion
 from gitsync.sync import POLICY_DENIED, Comparison, Syncer, SyncResult
 from gitsync.sync.deletion import AppDeletion, Propagation, delete_app_objects
+from gitsync.sync.hooks import HookResult
 from gitsync.sync.inventory import Inventory
 
 CredentialsLookup = Callable[[Application], GitCredentials | None]
@@ -78,7 +80,8 @@ class SourceNotPermittedError(SpecError):
 
 
 class StageError(GitsyncError):
-    """A pipeline stage failed; ``stage`` is fetch|render|compare|sync, ``cause`` the error."""
+    """A pipeline stage failed; ``stage`` is fetch|render|compare|sync|hooks (an app's deletion
+    hooks), ``cause`` the error."""
 
     def __init__(self, stage: str, cause: Exception):
         self.stage = stage
@@ -462,6 +465,27 @@ class Engine:
             policy=self.syncer.policy,
             propagation=propagation,
         )
+
+    def run_delete_hooks(
+        self, app: Application, revision: str, phase: HookPhase, *, operation: str
+    ) -> list[HookResult]:
+        """Run the ``phase`` hooks (PreDelete, PostDelete) of the app deleted with a resources
+        finalizer, rendered at ``revision`` (the one it last synced; "": its target) through
+        the same fetch and render as a compare, and run as the app under the destination
+        policy like sync hooks. A fetch or render failure raises ``StageError``: the hooks are
+        never skipped because Git could not be read."""
+        try:  # whom the app runs as is settled before its repository is even fetched
+            self.syncer.client_for(app)
+        except GitsyncError as exc:
+            raise StageError("hooks", exc) from exc
+        if app.sources:
+            manifests, _ = self.render_sources(app, self.fetch_sources(app, revision or None))
+        else:
+            manifests, _ = self.render(app, self.fetch(app, revision or None))
+        try:
+            return self.syncer.run_hooks(app, manifests, phase, operation=operation)
+        except GitsyncError as exc:
+            raise StageError("hooks", exc) from exc
 
     def tick_rollouts(
         self, app: Application, rollouts: Sequence[ResourceKey]

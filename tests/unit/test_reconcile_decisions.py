@@ -33,13 +33,15 @@ from gitsync.controller.reconciler import (
     rollback_revision,
 )
 from gitsync.diff import ResourceDiff
-from gitsync.engine import AppState, StageError
+from gitsync.engine import AppState, SourceNotPermittedError, StageError
 from gitsync.errors import GitsyncError, TerminalError, TransientError
 from gitsync.model import ResourceKey, ResultCode, SyncStatus
 from gitsync.render import RenderError
+from gitsync.render.hooks import HookPhase
 from gitsync.source import Revision
 from gitsync.sync import Comparison, ResourceResult, SyncResult
 from gitsync.sync.deletion import AppDeletion, Propagation
+from gitsync.sync.hooks import HookOutcome, HookResult
 from gitsync.sync.syncer import Item
 from gitsync.sync_windows import SyncWindow, parse_sync_windows
 
@@ -130,6 +132,10 @@ class Pipeline:
         self.synced: list[tuple[str, bool | None]] = []
         self.deletes: list[Propagation] = []
         self.still_there: list[ResourceKey] = [CONFIG]
+        self.deletion_log: list[str] = []  # hook phases and delete rounds, in the order asked
+        self.hook_runs: list[tuple[HookPhase, str, str]] = []  # (phase, revision, operation)
+        self.failing_hook: HookPhase | None = None
+        self.hook_render_error: StageError | None = None
 
     def check_source(self, app: Any) -> None:
         pass
@@ -166,7 +172,24 @@ class Pipeline:
         """One round of deletes: the objects still there stay ``remaining`` until the test
         says the garbage collector removed them."""
         self.deletes.append(propagation)
+        self.deletion_log.append("delete")
         return AppDeletion(remaining=list(self.still_there))
+
+    def run_delete_hooks(
+        self, app: Any, revision: str, phase: HookPhase, *, operation: str
+    ) -> list[HookResult]:
+        """The app's one hook of ``phase`` (a Job), which fails when the test says so."""
+        if self.hook_render_error is not None:
+            raise self.hook_render_error
+        self.deletion_log.append(str(phase))
+        self.hook_runs.append((phase, revision, operation))
+        outcome = HookOutcome.FAILED if phase == self.failing_hook else HookOutcome.SUCCEEDED
+        job = ResourceKey("batch", "Job", "shop", f"{phase.lower()}-job")
+        return [
+            HookResult(
+                job, phase, outcome, "BackoffLimitExceeded" if outcome == HookOutcome.FAILED else ""
+            )
+        ]
 
 
 class Harness:
@@ -601,6 +624,7 @@ def test_manual_sync_passes_a_deny_window_with_manual_sync() -> None:
 def deleting(*finalizers: str) -> dict[str, Any]:
     obj = spec(**AUTOMATED)
     obj["metadata"]["deletionTimestamp"] = "2026-12-07T22:30:00Z"
+    obj["metadata"]["uid"] = "0b1c7e6a-uid"
     obj["metadata"]["finalizers"] = list(finalizers)
     return obj
 
@@ -634,5 +658,120 @@ def test_argo_cds_background_finalizer_deletes_in_the_background() -> None:
 def test_a_deleted_app_without_the_finalizer_leaves_its_objects() -> None:
     h = Harness(deleting("someone-elses/finalizer"))
     h.reconcile("application-changed")
-    assert h.engine.deletes == [] and h.engine.synced == []
+    assert h.engine.deletes == [] and h.engine.synced == [] and h.engine.hook_runs == []
     assert h.store.obj["metadata"]["finalizers"] == ["someone-elses/finalizer"]
+
+
+def synced_then_deleted(*finalizers: str) -> Harness:
+    """An app that synced SHA1, then was deleted (and its branch moved on since)."""
+    h = Harness(spec(**AUTOMATED))
+    h.reconcile()
+    assert h.store.status.last_applied_revision == SHA1
+    h.engine.head = SHA2
+    h.store.obj["metadata"].update(deleting(*finalizers)["metadata"])
+    return h
+
+
+def test_deletion_runs_pre_delete_hooks_then_deletes_then_post_delete_hooks_then_releases() -> None:
+    h = synced_then_deleted("gitsync.dev/resources-finalizer")
+    assert h.reconcile("application-changed") == 2.0  # objects going: come back soon
+    assert h.engine.deletion_log == ["PreDelete", "delete"]
+    h.engine.still_there = []
+    assert h.reconcile("requeue") is None
+    assert h.engine.deletion_log == ["PreDelete", "delete", "delete", "PostDelete"]
+    assert h.store.obj["metadata"]["finalizers"] == []
+    # the hooks of the revision the app last synced, not the branch's head; one operation id
+    assert {(phase, rev) for phase, rev, _ in h.engine.hook_runs} == {
+        (HookPhase.PRE_DELETE, SHA1),
+        (HookPhase.POST_DELETE, SHA1),
+    }
+    assert len({op for _, _, op in h.engine.hook_runs}) == 1
+    op = h.store.status.operation_state
+    assert op is not None and op.initiated_by == "deletion" and op.phase == "Succeeded"
+    assert [(hook.phase, hook.status) for hook in op.hooks or ()] == [
+        ("PreDelete", "Succeeded"),
+        ("PostDelete", "Succeeded"),
+    ]
+
+
+def test_a_failed_pre_delete_hook_deletes_nothing_and_is_retried_with_backoff() -> None:
+    h = synced_then_deleted("gitsync.dev/resources-finalizer")
+    h.engine.failing_hook = HookPhase.PRE_DELETE
+    assert h.reconcile("application-changed") == 5.0
+    assert h.engine.deletes == []
+    assert h.store.obj["metadata"]["finalizers"] == ["gitsync.dev/resources-finalizer"]
+    reconciling = h.store.status.condition("Reconciling")
+    assert reconciling is not None and reconciling.reason == "PreDeleteHookFailed"
+    assert "BackoffLimitExceeded" in reconciling.message
+    assert "not deleted" in reconciling.message
+    op = h.store.status.operation_state
+    assert op is not None and op.phase == "Failed" and op.deletion_step == "PreDelete"
+    h.clock.now += 2
+    assert h.reconcile("live-change") == pytest.approx(3.0)  # not due: the hook is not rerun
+    assert len(h.engine.hook_runs) == 1
+    h.clock.now += 3
+    assert h.reconcile("requeue") == 10.0  # failed again: the backoff doubles
+    assert h.engine.deletes == []
+    first, second = (run[2] for run in h.engine.hook_runs)
+    assert first.endswith("-1") and second.endswith("-2")  # a retry creates its hook afresh
+    h.engine.failing_hook = None
+    h.engine.still_there = []
+    h.clock.now += 10
+    assert h.reconcile("requeue") is None
+    assert h.engine.deletion_log[-3:] == ["PreDelete", "delete", "PostDelete"]
+    assert h.store.obj["metadata"]["finalizers"] == []
+
+
+def test_a_failed_post_delete_hook_keeps_the_finalizer_until_it_succeeds() -> None:
+    h = synced_then_deleted("gitsync.dev/resources-finalizer")
+    h.engine.still_there = []
+    h.engine.failing_hook = HookPhase.POST_DELETE
+    assert h.reconcile("application-changed") == 5.0
+    assert h.store.obj["metadata"]["finalizers"] == ["gitsync.dev/resources-finalizer"]
+    reconciling = h.store.status.condition("Reconciling")
+    assert reconciling is not None and reconciling.reason == "PostDeleteHookFailed"
+    h.engine.failing_hook = None
+    h.clock.now += 5
+    assert h.reconcile("requeue") is None
+    # PreDelete ran once: the retry goes on from the step that failed
+    assert h.engine.deletion_log == ["PreDelete", "delete", "PostDelete", "PostDelete"]
+    assert h.store.obj["metadata"]["finalizers"] == []
+
+
+def test_a_revision_that_cannot_be_rendered_during_deletion_deletes_nothing() -> None:
+    h = synced_then_deleted("gitsync.dev/resources-finalizer")
+    h.engine.hook_render_error = StageError("render", RenderError("bad chart"))
+    requeue = h.reconcile("application-changed")
+    assert requeue is not None and requeue > 0
+    assert h.engine.deletes == [] and h.engine.hook_runs == []
+    assert h.store.obj["metadata"]["finalizers"] == ["gitsync.dev/resources-finalizer"]
+    reason, message = h.ready()
+    assert reason == "RenderFailed" and "bad chart" in message
+    h.engine.hook_render_error = None
+    h.engine.still_there = []
+    h.reconcile("requeue")
+    assert h.engine.deletion_log == ["PreDelete", "delete", "PostDelete"]
+    assert h.store.obj["metadata"]["finalizers"] == []
+
+
+def test_a_restarted_controller_goes_on_with_the_deletion_where_it_was() -> None:
+    h = synced_then_deleted("gitsync.dev/resources-finalizer")
+    h.reconcile("application-changed")  # PreDelete done, objects still going
+    operation_id = h.engine.hook_runs[0][2]
+    restarted = Reconciler(h.store, lambda _app: h.engine, clock=h.clock)
+    h.engine.still_there = []
+    restarted.reconcile(KEY, {"startup"})
+    assert h.engine.deletion_log == ["PreDelete", "delete", "delete", "PostDelete"]
+    assert h.engine.hook_runs[-1][2] == operation_id  # the same deletion, the same id
+    assert h.store.obj["metadata"]["finalizers"] == []
+
+
+def test_a_repository_the_policy_no_longer_allows_is_not_read_and_the_objects_still_go() -> None:
+    h = synced_then_deleted("gitsync.dev/resources-finalizer")
+    denied = SourceNotPermittedError("spec.source.repoURL", "denied by the destination policy")
+    h.engine.hook_render_error = StageError("fetch", denied)
+    h.engine.still_there = []
+    assert h.reconcile("application-changed") is None
+    assert h.engine.hook_runs == [] and h.engine.deletes == [Propagation.FOREGROUND]
+    assert h.store.obj["metadata"]["finalizers"] == []
+    assert h.store.events.count("DeleteHooksNotRun") == 2  # PreDelete and PostDelete, said so
