@@ -11,11 +11,18 @@ Shape (Flux's kustomize-controller stages, Argo CD's per-resource results):
 3. **apply** what differs, wave by wave (``ordering``), stage by stage, in parallel within a stage;
    CRDs are waited on until Established, and each wave must be healthy before the next starts;
 4. **prune** what the inventory holds but Git no longer renders - only objects this app owns,
-   never when the render was empty unless ``allowEmpty``, never ones annotated
-   ``gitsync.dev/prune: "false"``, after all waves with ``PruneLast``;
+   never when the render was empty unless ``allowEmpty``, never ones with the sync option
+   ``Prune=false`` (``gitsync.sync_options``), after all waves with ``PruneLast``;
 5. **record** the new inventory (written only if it changed). Objects the sync is about to
    create are added to it before the first apply, so a crash mid-sync never leaves an object
    that a later prune cannot find.
+
+Sync options (``gitsync.sync_options``; the object's annotation over the app's list) decide how
+a changed object is written: server-side apply, or with ``Replace`` a PUT; a change the API
+server refuses as immutable is deleted and re-created with ``Replace``/``Force``, else SyncFailed
+with the server's message. An object whose tracking annotation names another Application is
+*shared*: reported (``Comparison.shared``), applied only when the operator allows takeover, and
+with ``FailOnSharedResource`` the sync stops before its first write.
 
 Every prepared object is checked against the destination ``policy`` (``gitsync.policy``; the
 built-in default unless the caller gives one) before it is compared: a refused object is

@@ -10,17 +10,22 @@ import time
 from typing import Any
 
 import pytest
+import yaml
 
 from gitsync.application import parse_application
+from gitsync.application_status import SHARED_RESOURCE_WARNING
 from gitsync.controller.controller import ensure_crd
 from gitsync.kube import KubeClient
+from gitsync.localenv.gitserver import GitRepo, GitServer
 from gitsync.model import ResourceKey, ResultCode
 from gitsync.policy import Policy
 from gitsync.render import RenderedManifest
 from gitsync.sync import Syncer
 from gitsync.sync.tracking import TRACKING_ANNOTATION
+from tests.support.apps import app_status, application, configmap_repo, configmap_value
 from tests.support.audit import AuditLog
 from tests.support.crds import gadget_crd
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -233,16 +238,19 @@ def test_a_config_map_another_app_tracks_is_reported_shared_and_left_alone(
     assert live["metadata"]["annotations"][TRACKING_ANNOTATION].startswith(f"{namespace}/second:")
 
 
-def wait_for_write(audit: AuditLog, since: int, namespace: str, name: str) -> list[Any]:
-    """The writes in ``namespace`` since ``since``, once the write of ``name`` has landed in
-    the log (the API server writes it asynchronously): a positive control for "no write"."""
+def writes_until(audit: AuditLog, since: int, namespace: str, marker: str) -> list[Any]:
+    """The writes in ``namespace`` since ``since`` by whoever wrote ``marker`` (the test's
+    client, which the syncer uses too; the controller-manager's own writes are left out), once
+    the marker has landed in the log - written asynchronously: the positive control of "no
+    write"."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        writes = [w for w in audit.writes(since, include_dry_run=False) if w.namespace == namespace]
-        if any(w.name == name for w in writes):
-            return writes
+        writes = [w for w in audit.writes(since) if w.namespace == namespace]
+        mine = [w for w in writes if w.name == marker]
+        if mine:
+            return [w for w in writes if w.user == mine[0].user]
         time.sleep(0.2)
-    raise AssertionError(f"the write of {name} never reached the audit log")
+    raise AssertionError(f"the write of {marker} never reached the audit log")
 
 
 def test_fail_on_shared_resource_fails_the_sync_before_any_write(
@@ -261,7 +269,7 @@ def test_fail_on_shared_resource_fails_the_sync_before_any_write(
         cm("marker").obj | {"metadata": {"name": "marker", "namespace": namespace}},
         field_manager="test",
     )
-    writes = wait_for_write(audit, since, namespace, "marker")
+    writes = writes_until(audit, since, namespace, "marker")
     assert [(w.resource, w.name) for w in writes] == [("configmaps", "marker")]
     assert kube.get("v1", "ConfigMap", "fresh", namespace) is None
 
@@ -282,3 +290,72 @@ def test_cluster_scoped_policy_is_untouched_by_options(kube: KubeClient, namespa
     result = Syncer(kube, policy=Policy()).sync(app_for(namespace), [ns], revision="r1")
     assert result.results[0].code == ResultCode.SYNC_FAILED
     assert "denied by destination policy" in result.results[0].message
+
+
+# -- shared resources through `gitsync serve` ------------------------------------------------
+
+
+def shared_config_repo(git_server: GitServer) -> GitRepo:
+    """A second repository that renders the ConfigMap ``config`` of ``configmap_repo``, with
+    another value."""
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config"}}
+    return git_server.create_repo(
+        f"shared-{secrets.token_hex(3)}",
+        files={"app/cm.yaml": yaml.safe_dump({**obj, "data": {"value": "theirs"}})},
+    )
+
+
+def tracked_by_app(kube: KubeClient, namespace: str) -> str:
+    live = kube.get("v1", "ConfigMap", "config", namespace) or {}
+    return str((live.get("metadata") or {}).get("annotations", {}).get(TRACKING_ANNOTATION, ""))
+
+
+def shared_warning(kube: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
+    conditions = app_status(kube, namespace, name).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == SHARED_RESOURCE_WARNING), None)
+
+
+def config_result(kube: KubeClient, namespace: str, app: str) -> dict[str, Any] | None:
+    """The ConfigMap ``config``'s result in the app's last sync operation, once there is one."""
+    op = app_status(kube, namespace, app).get("operationState") or {}
+    return next((r for r in op.get("resources") or () if r.get("name") == "config"), None)
+
+
+def without_self_heal(name: str, namespace: str, url: str) -> dict[str, Any]:
+    """An app that syncs new commits but does not revert drift (no fight over the object)."""
+    return application(name, namespace, url, syncPolicy={"automated": {"prune": True}})
+
+
+@pytest.mark.parametrize("takeover", [False, True], ids=["default", "takeover-allowed"])
+def test_serve_reports_a_shared_config_map_and_takes_it_over_only_when_allowed(
+    serve: Any, kube: KubeClient, namespace: str, git_server: GitServer, takeover: bool
+) -> None:
+    first_repo, second_repo = configmap_repo(git_server), shared_config_repo(git_server)
+    serve(*(["--allow-shared-resource-takeover"] if takeover else []))
+    kube.create(without_self_heal("first", namespace, first_repo.file_url()))
+    wait_for(lambda: configmap_value(kube, namespace) == "v1", timeout=60, what="first's sync")
+    kube.create(application("second", namespace, second_repo.file_url()))
+    if takeover:
+        wait_for(
+            lambda: tracked_by_app(kube, namespace).startswith(f"{namespace}/second:"),
+            timeout=60,
+            what="the takeover",
+        )
+        assert configmap_value(kube, namespace) == "theirs"
+        taken = wait_for(
+            lambda: config_result(kube, namespace, "second"), timeout=30, what="second's result"
+        )
+        assert taken["status"] == "Synced"
+        assert f"taken over from Application {namespace}/first" in taken["message"]
+        return
+    condition = wait_for(
+        lambda: shared_warning(kube, namespace, "second"), timeout=60, what="second's warning"
+    )
+    assert f"tracked by Application {namespace}/first" in condition["message"]
+    refused = wait_for(
+        lambda: config_result(kube, namespace, "second"), timeout=60, what="second's result"
+    )
+    assert refused["status"] == "SyncFailed"
+    assert "--allow-shared-resource-takeover" in refused["message"]
+    assert configmap_value(kube, namespace) == "v1"
+    assert tracked_by_app(kube, namespace).startswith(f"{namespace}/first:")
