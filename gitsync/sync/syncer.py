@@ -50,6 +50,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -387,6 +388,21 @@ def field_validation(own: sync_options.SyncOptions, app: sync_options.SyncOption
     return None if sync_options.enabled(own, app, "Validate", default=True) else "Ignore"
 
 
+FIELD_VALIDATION_SINCE = (1, 25)
+"""The API server honours ``fieldValidation`` on server-side apply from Kubernetes 1.25 (beta,
+on by default); an older one ignores the parameter."""
+
+
+def honours_field_validation(git_version: str) -> bool:
+    """Whether a server reporting ``git_version`` (``v1.20.2``, ``v1.27.3+k3s1``) honours
+    ``fieldValidation``; an unreadable version counts as no."""
+    major, _, rest = git_version.lstrip("v").partition(".")
+    minor = "".join(itertools.takewhile(str.isdigit, rest))
+    if not (major.isdigit() and minor):
+        return False
+    return (int(major), int(minor)) >= FIELD_VALIDATION_SINCE
+
+
 def immutable(exc: ApiError) -> bool:
     """The API server refused a change to a field that cannot change once set."""
     text = (exc.message or str(exc)).lower()
@@ -578,6 +594,7 @@ class Syncer:
         # the watch cache's resourceVersion of an inventory: lets a refresh skip its GET
         self._inventory_version = inventory_version
         self._inventories = InventoryMemo()
+        self._server_version: str | None = None
         self.workers = workers
         self.wave_timeout = wave_timeout
         self.crd_timeout = crd_timeout
@@ -1053,6 +1070,16 @@ class Syncer:
                 obj = respect_ignored(obj, item.live, rules, item.key)
         except ValueError as exc:
             return ResourceResult(item.key, ResultCode.SYNC_FAILED, str(exc), item.wave)
+        if validation and not self._field_validation_ok():
+            return ResourceResult(
+                item.key,
+                ResultCode.SYNC_FAILED,
+                f"sync option Validate=false cannot be honoured: this API server "
+                f"({self._server_version or 'version unknown'}) ignores fieldValidation "
+                f"(Kubernetes {'.'.join(map(str, FIELD_VALIDATION_SINCE))}+) and validates every "
+                "server-side apply against the schema",
+                item.wave,
+            )
         dry = " (dry run)" if dry_run else ""
         verb = "created" if item.live is None else "configured"
         try:
@@ -1080,6 +1107,15 @@ class Syncer:
         if item.shared_with:
             verb += f", taken over from Application {item.shared_with}"
         return ResourceResult(item.key, ResultCode.SYNCED, f"{verb}{dry}", item.wave)
+
+    def _field_validation_ok(self) -> bool:
+        """Whether the cluster honours ``fieldValidation`` (its version, read once)."""
+        if self._server_version is None:
+            try:
+                self._server_version = str(self.kube.request("GET", "/version").get("gitVersion"))
+            except ApiError:
+                return False  # asked again next time
+        return honours_field_validation(self._server_version)
 
     @staticmethod
     def _replace(

@@ -21,6 +21,7 @@ from gitsync.model import ResourceKey, ResultCode
 from gitsync.policy import Policy
 from gitsync.render import RenderedManifest
 from gitsync.sync import Syncer
+from gitsync.sync.syncer import honours_field_validation
 from gitsync.sync.tracking import TRACKING_ANNOTATION
 from tests.support.apps import app_status, application, configmap_repo, configmap_value
 from tests.support.audit import AuditLog
@@ -147,6 +148,25 @@ def test_replace_puts_a_mutable_change_in_place(kube: KubeClient, namespace: str
     after = kube.get("v1", "ConfigMap", "settings", namespace)
     assert after is not None and after["data"] == {"k": "new"}
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
+
+
+def test_validate_false_is_refused_by_name_where_the_server_cannot_honour_it(
+    kube: KubeClient, namespace: str
+) -> None:
+    """The test control plane is Kubernetes 1.20: it ignores ``fieldValidation``, so
+    ``Validate=false`` would be accepted and do nothing - the object's SyncFailed says why."""
+    version = str(kube.request("GET", "/version")["gitVersion"])
+    result = Syncer(kube).sync(
+        app_for(namespace), [cm("loose", **{ARGO: "Validate=false"}), cm("strict")], revision="r1"
+    )
+    loose = result_of(result, "loose")
+    if honours_field_validation(version):
+        assert loose.code == ResultCode.SYNCED, loose
+    else:
+        assert loose.code == ResultCode.SYNC_FAILED
+        assert "Validate=false cannot be honoured" in loose.message and version in loose.message
+        assert kube.get("v1", "ConfigMap", "loose", namespace) is None
+    assert result_of(result, "strict").code == ResultCode.SYNCED
 
 
 # -- prune and per-resource errors ----------------------------------------------------------

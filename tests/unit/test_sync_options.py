@@ -21,6 +21,7 @@ from gitsync.sync.syncer import (
     WriteMode,
     apply_verdict,
     field_validation,
+    honours_field_validation,
     immutable,
     prune_verdict,
     refuse_shared,
@@ -334,3 +335,19 @@ def test_respect_ignore_differences_carries_the_live_value() -> None:
     assert respect_ignored(desired, live, rules, other)["spec"]["replicas"] == 1
     with pytest.raises(ValueError, match="managedFieldsManagers"):
         respect_ignored(desired, live, [IgnoreRule(managers=("hpa",))], key)
+
+
+@pytest.mark.parametrize(
+    ("version", "honoured"),
+    [
+        ("v1.20.2", False),
+        ("v1.24.9", False),
+        ("v1.25.0", True),
+        ("v1.30.1+k3s1", True),
+        ("", False),
+    ],
+)
+def test_validate_false_needs_a_server_that_honours_field_validation(
+    version: str, honoured: bool
+) -> None:
+    assert honours_field_validation(version) is honoured
