@@ -21,6 +21,7 @@ from gitsync.model import ResourceKey, ResultCode
 from gitsync.policy import Policy
 from gitsync.render import RenderedManifest
 from gitsync.sync import Syncer
+from gitsync.sync.ordering import WAVE_ANNOTATION
 from gitsync.sync.syncer import honours_field_validation
 from gitsync.sync.tracking import TRACKING_ANNOTATION
 from tests.support.apps import app_status, application, configmap_repo, configmap_value
@@ -379,3 +380,102 @@ def test_serve_reports_a_shared_config_map_and_takes_it_over_only_when_allowed(
     assert "--allow-shared-resource-takeover" in refused["message"]
     assert configmap_value(kube, namespace) == "v1"
     assert tracked_by_app(kube, namespace).startswith(f"{namespace}/first:")
+
+
+# -- PruneLast per resource, RespectIgnoreDifferences, PrunePropagationPolicy ----------------
+
+
+def waved(name: str, wave: int, **annotations: str) -> RenderedManifest:
+    return cm(name, **{WAVE_ANNOTATION: str(wave), **annotations})
+
+
+@pytest.mark.parametrize("own_prune_last", [False, True], ids=["in-its-wave", "prune-last"])
+def test_an_object_s_own_prune_last_is_pruned_after_every_wave(
+    kube: KubeClient, namespace: str, own_prune_last: bool
+) -> None:
+    app = app_for(namespace)
+    syncer = Syncer(kube, poll_interval=0.1)
+    leaving = waved("leaving", 0, **({ARGO: "PruneLast=true"} if own_prune_last else {}))
+    assert syncer.sync(app, [leaving, waved("stays", 0)], revision="r1").succeeded
+    result = syncer.sync(app, [waved("stays", 0), waved("late", 5)], revision="r2")
+    order = [r.key.name for r in result.results if r.key.name in ("leaving", "late")]
+    assert result_of(result, "leaving").code == ResultCode.PRUNED
+    assert order == (["late", "leaving"] if own_prune_last else ["leaving", "late"])
+
+
+@pytest.mark.parametrize("respect", [False, True], ids=["as-git-says", "respected"])
+def test_respect_ignore_differences_keeps_an_ignored_field_s_live_value(
+    kube: KubeClient, namespace: str, respect: bool
+) -> None:
+    app = parse_application(
+        {
+            "apiVersion": "gitsync.dev/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": f"rid-{secrets.token_hex(3)}", "namespace": namespace},
+            "spec": {
+                "source": {"repoURL": "file:///unused", "path": "."},
+                "destination": {"namespace": namespace},
+                "ignoreDifferences": [{"kind": "ConfigMap", "jsonPointers": ["/data/k"]}],
+                "syncPolicy": {"syncOptions": [f"RespectIgnoreDifferences={str(respect).lower()}"]},
+            },
+        }
+    )
+    syncer = Syncer(kube)
+    assert syncer.sync(app, [cm("tuned")], revision="r1").succeeded
+    kube.patch(
+        "v1",
+        "ConfigMap",
+        "tuned",
+        {"data": {"k": "tuned-live"}},
+        namespace=namespace,
+        field_manager="operator",
+    )
+    changed = cm("tuned")
+    changed.obj["data"] = {"k": "tuned", "other": "new"}  # a change elsewhere forces a write
+    assert syncer.sync(app, [changed], revision="r2").succeeded
+    live = kube.get("v1", "ConfigMap", "tuned", namespace)
+    assert live is not None and live["data"]["other"] == "new"
+    assert live["data"]["k"] == ("tuned-live" if respect else "tuned")
+
+
+def test_prune_propagation_policy_orphan_keeps_the_dependents(
+    kube: KubeClient, namespace: str
+) -> None:
+    """A ConfigMap owned (ownerReference) by a pruned ConfigMap: the garbage collector deletes it
+    with the default policy, and leaves it with ``PrunePropagationPolicy=orphan``."""
+    results = {}
+    for policy in ("background", "orphan"):
+        app = app_for(namespace, f"PrunePropagationPolicy={policy}")
+        syncer = Syncer(kube)
+        owner_name, child_name = f"owner-{policy}", f"child-{policy}"
+        assert syncer.sync(app, [cm(owner_name)], revision="r1").succeeded
+        owner = kube.get("v1", "ConfigMap", owner_name, namespace)
+        assert owner is not None
+        kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": child_name,
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "v1",
+                            "kind": "ConfigMap",
+                            "name": owner_name,
+                            "uid": owner["metadata"]["uid"],
+                        }
+                    ],
+                },
+            },
+            namespace=namespace,
+        )
+        pruned = syncer.sync(app, [cm(f"keep-{policy}")], revision="r2")
+        assert result_of(pruned, owner_name).code == ResultCode.PRUNED
+        results[policy] = child_name
+    wait_for(
+        lambda: kube.get("v1", "ConfigMap", results["background"], namespace) is None,
+        timeout=60,
+        what="the garbage collector deleting the background prune's dependent",
+    )
+    orphan = kube.get("v1", "ConfigMap", results["orphan"], namespace)
+    assert orphan is not None and not orphan["metadata"].get("ownerReferences")
