@@ -20,9 +20,11 @@ from urllib.parse import SplitResult, urlsplit
 
 import semantic_version
 
+from gitsync import sync_options
 from gitsync.errors import TerminalError
 from gitsync.kinds import API_VERSION
 from gitsync.kinds import APPLICATION as KIND
+from gitsync.sync_options import SyncOptions
 from gitsync.sync_windows import SyncWindow, WindowError, parse_sync_windows
 
 MAX_INTERVAL_SECONDS = 24 * 3600
@@ -30,8 +32,13 @@ MIN_INTERVAL_SECONDS = 1
 MAX_BACKOFF_SECONDS = 24 * 3600
 MAX_RETRY_LIMIT = 100
 KNOWN_SYNC_OPTIONS = frozenset(
-    {"CreateNamespace", "PruneLast", "ServerSideApply", "Validate", "ApplyOutOfSyncOnly"}
+    name
+    for name, spec in sync_options.OPTIONS.items()
+    if sync_options.Level.APP in spec.levels
+    and set(sync_options.BOOL) <= set(spec.values)
+    and not spec.refused
 )
+"""The app-level sync options that take true and false, both honoured."""
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -367,7 +374,10 @@ class SyncPolicy:
     self_heal: bool = False
     allow_empty: bool = False
     options: frozenset[str] = frozenset()
+    """The names of the sync options set to ``true``."""
     retry: Retry = Retry()
+    sync_options: SyncOptions = field(default_factory=SyncOptions)
+    """Every sync option as written (``PrunePropagationPolicy=orphan``, ``Prune=false``...)."""
 
     def option(self, name: str) -> bool:
         return name in self.options
@@ -699,20 +709,10 @@ def _parse_sync_policy(value: object) -> SyncPolicy:
         a = SpecFields(automated, f.path("automated"))
         prune, self_heal, allow_empty = a.flag("prune"), a.flag("selfHeal"), a.flag("allowEmpty")
         a.done()
-    options = set()
-    for i, opt in enumerate(f.items("syncOptions")):
-        p = f"{f.path('syncOptions')}[{i}]"
-        if not isinstance(opt, str) or "=" not in opt:
-            raise SpecError(p, f"expected 'Name=true|false', got {opt!r}")
-        name, _, flag = opt.partition("=")
-        if name not in KNOWN_SYNC_OPTIONS:
-            raise SpecError(
-                p, f"unknown sync option {name!r} (known: {', '.join(sorted(KNOWN_SYNC_OPTIONS))})"
-            )
-        if flag not in ("true", "false"):
-            raise SpecError(p, f"expected true or false, got {flag!r}")
-        if flag == "true":
-            options.add(name)
+    try:
+        options = sync_options.parse_app_options(f.items("syncOptions"), f.path("syncOptions"))
+    except sync_options.SyncOptionError as exc:
+        raise SpecError(exc.where, exc.problem) from exc
     retry = Retry()
     if f.raw("retry") is not None:
         r = SpecFields(f.raw("retry"), f.path("retry"))
@@ -755,7 +755,13 @@ def _parse_sync_policy(value: object) -> SyncPolicy:
         retry = Retry(limit, backoff)
     f.done()
     return SyncPolicy(
-        automated is not None, prune, self_heal, allow_empty, frozenset(options), retry
+        automated is not None,
+        prune,
+        self_heal,
+        allow_empty,
+        options.names_true(),
+        retry,
+        options,
     )
 
 

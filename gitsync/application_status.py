@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 
 READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
 """Condition types (kstatus): synced and healthy / work in progress / a terminal error."""
+SHARED_RESOURCE_WARNING = "SharedResourceWarning"
+"""Condition type (Argo CD's name): objects the app renders are tracked by another app."""
 SOURCE_TYPES = {
     "plain": "Directory",
     "kustomize": "Kustomize",

@@ -635,6 +635,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         git_max_output_bytes=args.git_max_output_bytes,
         analysis_allow=tuple(args.analysis_allow),
         impersonate=args.impersonate,
+        allow_shared_resource_takeover=args.allow_shared_resource_takeover,
         default_service_account=args.default_service_account or "",
         git_max_per_host=args.git_max_per_host or 0,
         policy_allow_all=args.policy_allow_all,
@@ -1166,6 +1167,13 @@ def _serve_parser(sub: _Subcommands) -> None:
         "in its namespace (spec.serviceAccountName or --default-service-account), so RBAC "
         "bounds what it may deploy (default true; false: as the controller, for a "
         "single-team install - logged as a warning)",
+    )
+    serve.add_argument(
+        "--allow-shared-resource-takeover",
+        action="store_true",
+        help="apply an object whose tracking annotation names another Application (taking it "
+        "over, as Argo CD does); default: such an object is SyncFailed and left alone, and "
+        "the app shows a SharedResourceWarning condition either way",
     )
     serve.add_argument(
         "--default-service-account",

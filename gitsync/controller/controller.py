@@ -106,6 +106,7 @@ class ControllerConfig:
     git_max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     analysis_allow: tuple[str, ...] = ()  # URL globs rollout analysis may read (rollout.endpoints)
     impersonate: bool = True  # each app runs as its ServiceAccount (gitsync.sync.identity)
+    allow_shared_resource_takeover: bool = False  # apply objects another app tracks
     default_service_account: str = ""  # for Applications without spec.serviceAccountName
     git_max_per_host: int = 0  # reconciles talking to one Git host at once; 0: max(1, workers//2)
 
@@ -229,6 +230,7 @@ class Controller:
                     takeover=RolloutSyncHook(kube, executor=rollouts),
                     policy=self.policy,
                     impersonation=self.impersonation,
+                    allow_shared_takeover=self.config.allow_shared_resource_takeover,
                 )
                 engine = Engine(
                     self.sources,

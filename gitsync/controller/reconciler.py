@@ -1053,6 +1053,7 @@ class Reconciler:
             )
         conds = st.drop_condition(new.conditions, st.RECONCILING)
         conds = st.drop_condition(conds, st.STALLED)
+        conds = st.shared_resource_condition(conds, state.comparison.shared, generation, now)
         errors = state.comparison.errors
         op = new.operation_state or OperationState()
         if op.phase == "Failed" and op.revision == state.revision.sha:

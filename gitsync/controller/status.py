@@ -11,24 +11,27 @@ terminal error: bad spec, bad credentials - nothing will change until the input 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from gitsync.application_status import (
     READY,
     RECONCILING,
+    SHARED_RESOURCE_WARNING,
     STALLED,
     Condition,
     HealthSummary,
     HistoryEntry,
     ResourceStatus,
 )
+from gitsync.model import ResourceKey
 
 HISTORY_LIMIT = 10
 RESOURCE_LIMIT = 5000  # status must stay well under etcd's object size limit
 
-__all__ = ["READY", "RECONCILING", "STALLED"]
+__all__ = ["READY", "RECONCILING", "SHARED_RESOURCE_WARNING", "STALLED"]
+SHARED_LISTED = 5
 
 
 def now_rfc3339() -> str:
@@ -100,3 +103,30 @@ def resource_entries(
     ]
     out.sort(key=lambda r: (r.group, r.kind, r.namespace, r.name))
     return tuple(out[:RESOURCE_LIMIT])
+
+
+def shared_resource_condition(
+    conditions: Sequence[Condition] | None,
+    shared: Mapping[ResourceKey, str],
+    generation: int,
+    now: str,
+) -> tuple[Condition, ...]:
+    """``SharedResourceWarning`` while objects the app renders are tracked by another app
+    (``shared``: key -> that app); dropped once none is."""
+    if not shared:
+        return drop_condition(conditions, SHARED_RESOURCE_WARNING)
+    listed = sorted(shared.items())
+    message = "; ".join(
+        f"{key} is tracked by Application {app}" for key, app in listed[:SHARED_LISTED]
+    )
+    if len(listed) > SHARED_LISTED:
+        message += f" (and {len(listed) - SHARED_LISTED} more)"
+    return set_condition(
+        conditions,
+        SHARED_RESOURCE_WARNING,
+        True,
+        "SharedResource",
+        message,
+        generation=generation,
+        now=now,
+    )

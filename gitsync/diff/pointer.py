@@ -97,3 +97,24 @@ def _without(node: Any, tokens: tuple[str, ...], i: int) -> Any:
         copied[index] = new_child
         return copied
     return node
+
+
+def with_value(doc: Any, tokens: tuple[str, ...], value: Any) -> Any:
+    """``doc`` with ``value`` at ``tokens`` (missing objects on the way are created); ``doc``
+    itself when the path runs through a scalar or past the end of a list. Only the containers
+    along the path are copied."""
+    if not tokens:
+        return value
+    token, rest = tokens[0], tokens[1:]
+    if isinstance(doc, dict):
+        copy = dict(doc)
+        copy[token] = with_value(doc.get(token, {}) if rest else None, rest, value)
+        return copy
+    if isinstance(doc, list):
+        index = list_index(token, len(doc))
+        if index is None:
+            return doc
+        items = list(doc)
+        items[index] = with_value(doc[index], rest, value)
+        return items
+    return doc

@@ -585,17 +585,38 @@ class KubeClient:
         dry_run: bool = False,
         default_namespace: str = "",
         subresource: str = "",
+        field_validation: str | None = None,
     ) -> dict[str, Any]:
-        """Server-side apply of a whole object."""
+        """Server-side apply of a whole object. ``field_validation``: the server's
+        ``fieldValidation`` (Strict, Warn, Ignore); None: its default."""
         query = {"fieldManager": field_manager}
         if force:
             query["force"] = "true"
         if dry_run:
             query["dryRun"] = "All"
+        if field_validation:
+            query["fieldValidation"] = field_validation
         path = self._obj_path(obj, default_namespace) + (f"/{subresource}" if subresource else "")
         return self.request(
             "PATCH", path, query=query, body=obj, content_type="application/apply-patch+yaml"
         )
+
+    def replace(
+        self,
+        obj: dict[str, Any],
+        *,
+        field_manager: str,
+        dry_run: bool = False,
+        field_validation: str | None = None,
+    ) -> dict[str, Any]:
+        """PUT a whole object (``metadata.resourceVersion`` set: the write is refused if the
+        object changed since it was read)."""
+        query = {"fieldManager": field_manager}
+        if dry_run:
+            query["dryRun"] = "All"
+        if field_validation:
+            query["fieldValidation"] = field_validation
+        return self.request("PUT", self._obj_path(obj, ""), query=query, body=obj)
 
     def patch(
         self,

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitsync import sync_options
 from gitsync.application import Application
 from gitsync.kube import ApiError, KubeClient
 from gitsync.model import ResourceKey, ResultCode
@@ -81,7 +82,8 @@ def delete_verdict(
     """Why a managed object is left in place when its app is deleted; None: delete it."""
     if not tracking.owned_by(live, app.qualified_name, key):
         return "not deleted: not owned by this app (tracking annotation differs)"
-    # Delete=false (the per-resource sync options' predicate): wired at merge
+    if not sync_options.deletion_allowed(live, app.sync_policy.sync_options):
+        return "not deleted: Delete=false (its sync-options annotation keeps it)"
     denied = policy_denial(policy, app, live, namespaced=namespaced)
     if denied:
         return f"not deleted: {denied}"

@@ -11,11 +11,18 @@ Shape (Flux's kustomize-controller stages, Argo CD's per-resource results):
 3. **apply** what differs, wave by wave (``ordering``), stage by stage, in parallel within a stage;
    CRDs are waited on until Established, and each wave must be healthy before the next starts;
 4. **prune** what the inventory holds but Git no longer renders - only objects this app owns,
-   never when the render was empty unless ``allowEmpty``, never ones annotated
-   ``gitsync.dev/prune: "false"``, after all waves with ``PruneLast``;
+   never when the render was empty unless ``allowEmpty``, never ones with the sync option
+   ``Prune=false`` (``gitsync.sync_options``), after all waves with ``PruneLast``;
 5. **record** the new inventory (written only if it changed). Objects the sync is about to
    create are added to it before the first apply, so a crash mid-sync never leaves an object
    that a later prune cannot find.
+
+Sync options (``gitsync.sync_options``; the object's annotation over the app's list) decide how
+a changed object is written: server-side apply, or with ``Replace`` a PUT; a change the API
+server refuses as immutable is deleted and re-created with ``Replace``/``Force``, else SyncFailed
+with the server's message. An object whose tracking annotation names another Application is
+*shared*: reported (``Comparison.shared``), applied only when the operator allows takeover, and
+with ``FailOnSharedResource`` the sync stops before its first write.
 
 Every prepared object is checked against the destination ``policy`` (``gitsync.policy``; the
 built-in default unless the caller gives one) before it is compared: a refused object is
@@ -44,6 +51,7 @@ import dataclasses
 import enum
 import functools
 import hashlib
+import itertools
 import json
 import time
 import uuid
@@ -54,9 +62,10 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from gitsync import kinds
+from gitsync import kinds, sync_options
 from gitsync.application import Application
 from gitsync.diff import IgnoreRule, ResourceDiff, diff_resource
+from gitsync.diff.pointer import value_at, with_value, without
 from gitsync.errors import NextStep, TerminalError, next_step
 from gitsync.health import Health, assess
 from gitsync.kube import ApiError, KubeClient
@@ -80,6 +89,11 @@ LIST_AT_LEAST = 16  # objects of one kind in one namespace: read them with a LIS
 LIST_OVERHEAD = 4  # ... unless the LIST holds more than this many times the app's own
 LIST_PAGE = 500
 POLICY_DENIED = "denied by destination policy"
+TAKEOVER_FLAG = "--allow-shared-resource-takeover"
+IMMUTABLE_HINT = (
+    " (an immutable field: the sync option Replace=true or Force=true deletes and re-creates "
+    "the object)"
+)
 
 
 class EmptyRenderError(TerminalError):
@@ -147,6 +161,10 @@ class Item:
     live: dict[str, Any] | None = None
     diff: ResourceDiff | None = None
     error: str = ""
+    options: sync_options.SyncOptions = field(default_factory=sync_options.SyncOptions)
+    """The sync options its annotations declare (the app's hold where it sets none)."""
+    shared_with: str = ""
+    """Another Application whose tracking annotation the live object carries: shared."""
 
 
 @dataclass
@@ -180,6 +198,11 @@ class Comparison:
     @property
     def errors(self) -> list[tuple[ResourceKey, str]]:
         return [(i.key, i.error) for i in self.items if i.error]
+
+    @property
+    def shared(self) -> dict[ResourceKey, str]:
+        """Rendered objects another Application tracks: key -> that app (``ns/name``)."""
+        return {i.key: i.shared_with for i in self.items if i.shared_with}
 
 
 class SyncOutcome(enum.StrEnum):
@@ -267,10 +290,11 @@ class PrunePlan:
 
     candidates: dict[ResourceKey, InventoryEntry]
     """The app's objects Git no longer renders; empty when pruning is off."""
-    last: bool
-    """``PruneLast``: after every wave has been applied (and only if none failed)."""
+    last: tuple[InventoryEntry, ...]
+    """``PruneLast`` (the app's, or the live object's own): after every wave has been applied
+    (and only if none failed)."""
     by_wave: dict[int, list[InventoryEntry]]
-    """Otherwise: in the wave the live object declares, next to that wave's applies."""
+    """The others: in the wave the live object declares, next to that wave's applies."""
 
 
 def plan_prune(
@@ -278,15 +302,20 @@ def plan_prune(
     *,
     prune: bool,
     last: bool,
-    wave_of: Callable[[InventoryEntry], int],
+    wave_of: Callable[[InventoryEntry], int | None],
 ) -> PrunePlan:
-    """``wave_of`` (a read of the live object) is asked only when the prune goes by waves."""
+    """``wave_of`` (a read of the live object: its wave, or None for its own ``PruneLast``) is
+    asked only when the app does not prune last."""
     candidates = dict(extraneous) if prune else {}
     by_wave: dict[int, list[InventoryEntry]] = {}
-    if not last:
-        for entry in candidates.values():
-            by_wave.setdefault(wave_of(entry), []).append(entry)
-    return PrunePlan(candidates, last, by_wave)
+    at_end: list[InventoryEntry] = []
+    for entry in candidates.values():
+        wave = None if last else wave_of(entry)
+        if wave is None:
+            at_end.append(entry)
+        else:
+            by_wave.setdefault(wave, []).append(entry)
+    return PrunePlan(candidates, tuple(at_end), by_wave)
 
 
 class WaveVerdict(enum.StrEnum):
@@ -308,14 +337,116 @@ def after_wave(result: SyncResult, *, applied: bool, is_last: bool, dry_run: boo
     return WaveVerdict.NEXT
 
 
-def apply_verdict(item: Item) -> ResourceResult | None:
-    """The result of an object that is not applied (it could not be compared, or is already
-    Synced); None: apply it."""
+def apply_verdict(item: Item, *, allow_takeover: bool = False) -> ResourceResult | None:
+    """The result of an object that is not applied (it could not be compared, another app
+    tracks it and takeover is off, or it is already Synced); None: apply it."""
     if item.error and (item.diff is None or item.diff.status == SyncStatus.UNKNOWN):
         return ResourceResult(item.key, ResultCode.SYNC_FAILED, item.error, item.wave)
+    if item.shared_with and not allow_takeover:
+        return ResourceResult(
+            item.key,
+            ResultCode.SYNC_FAILED,
+            f"shared resource: Application {item.shared_with} tracks it; not taken over "
+            f"(the operator allows takeover with gitsync serve {TAKEOVER_FLAG})",
+            item.wave,
+        )
+    if item.shared_with:
+        return None  # taken over: written even when equal, so the tracking annotation changes
     if item.diff is not None and item.diff.status == SyncStatus.SYNCED:
         return ResourceResult(item.key, ResultCode.SYNCED, "unchanged", item.wave)
     return None
+
+
+def refuse_shared(app: Application, comparison: Comparison, result: SyncResult) -> bool:
+    """``FailOnSharedResource``: when another app tracks a rendered object, fail the sync
+    before any write (each shared object SyncFailed). True: the sync stops here."""
+    shared = comparison.shared
+    if not shared or not app.sync_policy.option("FailOnSharedResource"):
+        return False
+    for key, owner in sorted(shared.items()):
+        result.results.append(
+            ResourceResult(
+                key, ResultCode.SYNC_FAILED, f"shared resource: Application {owner} tracks it"
+            )
+        )
+    result.abort(
+        f"FailOnSharedResource: {len(shared)} object(s) already tracked by another Application; "
+        "nothing was written"
+    )
+    return True
+
+
+class WriteMode(enum.StrEnum):
+    """How a changed object is written (the sync options ``Replace`` and ``Force``)."""
+
+    APPLY = "apply"  # server-side apply; an immutable field fails the object
+    REPLACE = "replace"  # PUT; an immutable field deletes and re-creates it
+    FORCE = "force"  # server-side apply; an immutable field deletes and re-creates it
+
+
+def write_mode(own: sync_options.SyncOptions, app: sync_options.SyncOptions) -> WriteMode:
+    if sync_options.enabled(own, app, "Replace"):
+        return WriteMode.REPLACE
+    if sync_options.enabled(own, app, "Force"):
+        return WriteMode.FORCE
+    return WriteMode.APPLY
+
+
+def field_validation(own: sync_options.SyncOptions, app: sync_options.SyncOptions) -> str | None:
+    """``Validate=false``: what ``kubectl apply --server-side --validate=false`` sends - the API
+    server's ``fieldValidation=Ignore`` (unknown and duplicate fields dropped silently). Else
+    None: the server's default."""
+    return None if sync_options.enabled(own, app, "Validate", default=True) else "Ignore"
+
+
+FIELD_VALIDATION_SINCE = (1, 25)
+"""The API server honours ``fieldValidation`` on server-side apply from Kubernetes 1.25 (beta,
+on by default); an older one ignores the parameter."""
+
+
+def honours_field_validation(git_version: str) -> bool:
+    """Whether a server reporting ``git_version`` (``v1.20.2``, ``v1.27.3+k3s1``) honours
+    ``fieldValidation``; an unreadable version counts as no."""
+    major, _, rest = git_version.lstrip("v").partition(".")
+    minor = "".join(itertools.takewhile(str.isdigit, rest))
+    if not (major.isdigit() and minor):
+        return False
+    return (int(major), int(minor)) >= FIELD_VALIDATION_SINCE
+
+
+def immutable(exc: ApiError) -> bool:
+    """The API server refused a change to a field that cannot change once set."""
+    text = (exc.message or str(exc)).lower()
+    return exc.status == 422 and ("immutable" in text or "may not change once set" in text)
+
+
+def respect_ignored(
+    obj: dict[str, Any],
+    live: Mapping[str, Any] | None,
+    rules: Sequence[IgnoreRule],
+    key: ResourceKey,
+) -> dict[str, Any]:
+    """``RespectIgnoreDifferences``: the fields the app's ``ignoreDifferences`` pointers name
+    take their live value in what is applied (so the apply does not undo them); a field absent
+    live is left out. Only for an object that exists (Argo CD's rule). Raises ``ValueError``
+    for a matching ``managedFieldsManagers`` rule, which names no fields to carry over."""
+    if live is None:
+        return obj
+    out: Any = obj
+    for rule in rules:
+        if not rule.matches(key):
+            continue
+        if rule.managers:
+            raise ValueError(
+                "RespectIgnoreDifferences: an ignoreDifferences rule by managedFieldsManagers "
+                "cannot be respected (it names no fields); use jsonPointers"
+            )
+        for tokens in rule.pointer_tokens:
+            try:
+                out = with_value(out, tokens, value_at(live, tokens))
+            except KeyError:
+                out = without(out, tokens)
+    return dict(out)
 
 
 def policy_denial(
@@ -335,14 +466,14 @@ def prune_verdict(
     namespaced: bool,
     dry_run: bool,
 ) -> tuple[ResultCode, str] | None:
-    """Why a prune candidate is not deleted (gone already, not this app's, annotated
-    ``prune: "false"``, refused by the destination policy, a dry run); None: delete it."""
+    """Why a prune candidate is not deleted (gone already, not this app's, ``Prune=false`` on
+    the object or the app, refused by the destination policy, a dry run); None: delete it."""
     if live is None:
         return ResultCode.PRUNED, "already gone"
     if not tracking.owned_by(live, app.qualified_name, key):
         return ResultCode.PRUNE_SKIPPED, "not owned by this app (tracking annotation differs)"
-    if tracking.prune_disabled(live):
-        return ResultCode.PRUNE_SKIPPED, f'{tracking.PRUNE_ANNOTATION}: "false"'
+    if not sync_options.prune_allowed(live, app.sync_policy.sync_options):
+        return ResultCode.PRUNE_SKIPPED, "sync option Prune=false"
     denied = policy_denial(policy, app, live, namespaced=namespaced)
     if denied:
         return ResultCode.PRUNE_SKIPPED, denied
@@ -453,6 +584,7 @@ class Syncer:
         takeover: TemplateTakeover | None = None,
         policy: Policy | None = None,
         impersonation: Impersonation | None = None,
+        allow_shared_takeover: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -463,6 +595,8 @@ class Syncer:
         self.impersonation = impersonation
         """Run each app as its ServiceAccount; None: as the controller (the CLI, opt-out)."""
         self.takeover = takeover
+        self.allow_shared_takeover = allow_shared_takeover
+        """Apply an object another Application tracks (taking it over); off: its SyncFailed."""
         self.policy = policy if policy is not None else Policy()
         """The destination policy; without one, the built-in default (own namespace only)."""
         # a reader given here is a cache in memory (the controller's watch cache): read serially
@@ -472,6 +606,7 @@ class Syncer:
         # the watch cache's resourceVersion of an inventory: lets a refresh skip its GET
         self._inventory_version = inventory_version
         self._inventories = InventoryMemo()
+        self._server_version: str | None = None
         self.workers = workers
         self.wave_timeout = wave_timeout
         self.crd_timeout = crd_timeout
@@ -518,9 +653,21 @@ class Syncer:
             if m.key.kind == "CustomResourceDefinition" and isinstance(m.obj.get("spec"), dict)
         }
         for m in manifests:
+            try:
+                options = sync_options.parse_resource_options(m.obj)
+            except sync_options.SyncOptionError as exc:
+                items[m.key] = Item(m.key, m.obj, 0, m.source, error=str(exc))
+                continue
             namespaced = self._namespaced(m.obj)
             if namespaced is None:
                 scope = crd_kinds.get((m.key.group, m.key.kind))
+                if scope is None and sync_options.enabled(
+                    options, app.sync_policy.sync_options, "SkipDryRunOnMissingResource"
+                ):
+                    # a kind something else will serve (its CRD is not in this sync): no dry
+                    # run, the apply says whether it exists by then; scope from the manifest
+                    named = (m.obj.get("metadata") or {}).get("namespace")
+                    scope = "Namespaced" if named or app.destination.namespace else "Cluster"
                 if scope is None:
                     key = m.key
                     items[key] = Item(
@@ -565,7 +712,7 @@ class Syncer:
             if key in items:
                 items[key].error = f"duplicate object {key} (also in {items[key].source})"
                 continue
-            items[key] = Item(key, obj, wave, m.source)
+            items[key] = Item(key, obj, wave, m.source, options=options)
         return list(items.values())
 
     def _list_live(self, kube: KubeClient, items: Sequence[Item]) -> set[ResourceKey]:
@@ -720,6 +867,10 @@ class Syncer:
             self._parallel(
                 functools.partial(self._read_live, kube), [i for i in ok if i.key not in listed]
             )
+        for item in ok:
+            owner = tracking.tracked_by(item.live) if item.live is not None else ""
+            if owner and owner != app.qualified_name:
+                item.shared_with = owner
         rollout_work: tuple[Any, ...] = ()
         pending: set[ResourceKey] = set()
         rendered: dict[ResourceKey, dict[str, Any]] = {}
@@ -798,6 +949,9 @@ class Syncer:
         kube = self.client_for(app)
         result = SyncResult(revision=revision, dry_run=dry_run)
         bound = log.bind(app=app.qualified_name, revision=revision[:12], dry_run=dry_run)
+        if refuse_shared(app, comparison, result):
+            bound.warning("sync refused: shared resources", shared=len(comparison.shared))
+            return result
         if app.sync_policy.option("CreateNamespace") and app.destination.namespace:
             self._create_namespace(kube, app, result, dry_run=dry_run)
         recorded = comparison.inventory
@@ -807,15 +961,15 @@ class Syncer:
             comparison.extraneous,
             prune=prune,
             last=app.sync_policy.option("PruneLast"),
-            wave_of=functools.partial(self._live_wave, kube),
+            wave_of=functools.partial(self._live_wave, kube, app),
         )
         runner = self._hook_runner(kube, app, operation or uuid.uuid4().hex[:12], result)
         run = _Run(app, kube, comparison, result, revision, dry_run, bound, runner)
         outcomes: dict[ResourceKey, ResultCode] = {}
         if self._run_hook_phase(run, HookPhase.PRE_SYNC):
             outcomes = self._run_waves(run, plan)
-            if plan.last and not result.aborted:
-                for entry in plan.candidates.values():
+            if not result.aborted:
+                for entry in plan.last:
                     outcomes[entry.key] = self._prune(
                         kube, app, entry, dry_run=dry_run, result=result, wave=0
                     )
@@ -975,7 +1129,9 @@ class Syncer:
         kube, result, dry_run = run.kube, run.result, run.dry_run
         run.bound.info("sync wave", wave=wave.number, objects=len(wave.items()))
         for stage in wave.stages:
-            result.results.extend(self._parallel(lambda i: self._apply(kube, i, dry_run), stage))
+            result.results.extend(
+                self._parallel(lambda i: self._apply(run.app, kube, i, dry_run), stage)
+            )
             crds = [i for i in stage if i.key.kind == "CustomResourceDefinition"]
             if crds and not dry_run:
                 self._wait_crds(kube, crds, result)
@@ -998,26 +1154,142 @@ class Syncer:
             cached_version=self._inventory_version,
         )
 
-    def _apply(self, kube: KubeClient, item: Item, dry_run: bool) -> ResourceResult:
-        settled = apply_verdict(item)
+    def _apply(
+        self, app: Application, kube: KubeClient, item: Item, dry_run: bool
+    ) -> ResourceResult:
+        settled = apply_verdict(item, allow_takeover=self.allow_shared_takeover)
         if settled is not None:
             return settled
+        app_options = app.sync_policy.sync_options
+        mode = write_mode(item.options, app_options)
+        validation = field_validation(item.options, app_options)
+        obj = item.obj
         try:
-            with_retries(lambda: kube.apply(item.obj, field_manager=FIELD_MANAGER, dry_run=dry_run))
-        except ApiError as exc:
+            if sync_options.enabled(item.options, app_options, "RespectIgnoreDifferences"):
+                rules = [IgnoreRule.from_difference(r) for r in app.ignore_differences]
+                obj = respect_ignored(obj, item.live, rules, item.key)
+        except ValueError as exc:
+            return ResourceResult(item.key, ResultCode.SYNC_FAILED, str(exc), item.wave)
+        if validation and not self._field_validation_ok():
             return ResourceResult(
-                item.key, ResultCode.SYNC_FAILED, exc.message or str(exc), item.wave
+                item.key,
+                ResultCode.SYNC_FAILED,
+                f"sync option Validate=false cannot be honoured: this API server "
+                f"({self._server_version or 'version unknown'}) ignores fieldValidation "
+                f"(Kubernetes {'.'.join(map(str, FIELD_VALIDATION_SINCE))}+) and validates every "
+                "server-side apply against the schema",
+                item.wave,
             )
+        dry = " (dry run)" if dry_run else ""
         verb = "created" if item.live is None else "configured"
-        return ResourceResult(
-            item.key, ResultCode.SYNCED, f"{verb}{' (dry run)' if dry_run else ''}", item.wave
+        try:
+            if mode == WriteMode.REPLACE and item.live is not None:
+                with_retries(lambda: self._replace(kube, obj, dry_run, validation))
+                verb = "replaced"
+            else:
+                with_retries(
+                    lambda: kube.apply(
+                        obj,
+                        field_manager=FIELD_MANAGER,
+                        dry_run=dry_run,
+                        field_validation=validation,
+                    )
+                )
+        except ApiError as exc:
+            message = exc.message or str(exc)
+            if not immutable(exc):
+                return ResourceResult(item.key, ResultCode.SYNC_FAILED, message, item.wave)
+            if mode == WriteMode.APPLY:
+                return ResourceResult(
+                    item.key, ResultCode.SYNC_FAILED, message + IMMUTABLE_HINT, item.wave
+                )
+            return self._recreate(kube, item, obj, dry_run, validation)
+        if item.shared_with:
+            verb += f", taken over from Application {item.shared_with}"
+        return ResourceResult(item.key, ResultCode.SYNCED, f"{verb}{dry}", item.wave)
+
+    def _field_validation_ok(self) -> bool:
+        """Whether the cluster honours ``fieldValidation`` (its version, read once)."""
+        if self._server_version is None:
+            try:
+                self._server_version = str(self.kube.request("GET", "/version").get("gitVersion"))
+            except ApiError:
+                return False  # asked again next time
+        return honours_field_validation(self._server_version)
+
+    @staticmethod
+    def _replace(
+        kube: KubeClient, obj: dict[str, Any], dry_run: bool, validation: str | None
+    ) -> None:
+        """``Replace=true``: a PUT of the whole object at the resourceVersion just read (as
+        ``kubectl replace``: a controller writing the status in between is a 409, retried)."""
+        meta = obj.get("metadata", {})
+        live = kube.get(
+            str(obj["apiVersion"]), str(obj["kind"]), meta["name"], meta.get("namespace", "")
+        )
+        if live is None:  # gone since the compare: create it
+            kube.apply(
+                obj, field_manager=FIELD_MANAGER, dry_run=dry_run, field_validation=validation
+            )
+            return
+        version = live.get("metadata", {}).get("resourceVersion", "")
+        body = {**obj, "metadata": {**meta, "resourceVersion": version}}
+        kube.replace(
+            body, field_manager=FIELD_MANAGER, dry_run=dry_run, field_validation=validation
         )
 
-    def _live_wave(self, kube: KubeClient, entry: InventoryEntry) -> int:
+    def _recreate(
+        self,
+        kube: KubeClient,
+        item: Item,
+        obj: dict[str, Any],
+        dry_run: bool,
+        validation: str | None,
+    ) -> ResourceResult:
+        """``Replace``/``Force`` on an immutable change: delete the live object (exactly that
+        one: uid precondition), wait until it is gone, create it from Git."""
+        if dry_run:
+            return ResourceResult(
+                item.key, ResultCode.SYNCED, "would be re-created (dry run)", item.wave
+            )
+        api_version, meta = str(obj["apiVersion"]), obj.get("metadata", {})
+        name, namespace = str(meta.get("name", "")), item.key.namespace
+        uid = (item.live or {}).get("metadata", {}).get("uid")
+        try:
+            with_retries(
+                lambda: kube.delete(
+                    api_version, item.key.kind, name, namespace, precondition_uid=uid
+                )
+            )
+            deadline = self.clock() + self.wave_timeout
+            while (live := kube.get(api_version, item.key.kind, name, namespace)) is not None:
+                if live.get("metadata", {}).get("uid") != uid:
+                    break  # someone already created it again: the apply below configures it
+                if self.clock() >= deadline:
+                    return ResourceResult(
+                        item.key,
+                        ResultCode.SYNC_FAILED,
+                        f"deleted to re-create, but still there after {self.wave_timeout:.0f}s",
+                        item.wave,
+                    )
+                self.sleep(self.poll_interval)
+            with_retries(
+                lambda: kube.apply(obj, field_manager=FIELD_MANAGER, field_validation=validation)
+            )
+        except ApiError as exc:
+            return ResourceResult(
+                item.key, ResultCode.SYNC_FAILED, f"re-create: {exc.message or exc}", item.wave
+            )
+        return ResourceResult(item.key, ResultCode.SYNCED, "re-created", item.wave)
+
+    def _live_wave(self, kube: KubeClient, app: Application, entry: InventoryEntry) -> int | None:
+        """The wave a prune candidate goes in; None: after the last (its own PruneLast)."""
         try:
             live = kube.get(entry.api_version, entry.kind, entry.name, entry.namespace)
         except ApiError:
             return 0
+        if live is not None and sync_options.prune_last(live, app.sync_policy.sync_options):
+            return None
         try:
             return ordering.wave_of(live or {})
         except ordering.WaveError:
@@ -1061,10 +1333,17 @@ class Syncer:
             return code
         assert live is not None  # prune_verdict settled an object already gone
         uid = live["metadata"].get("uid")
+        policy = app.sync_policy.sync_options.get("PrunePropagationPolicy")
+        propagation = sync_options.PropagationPolicy(policy).api_value if policy else "Background"
         try:
             with_retries(
                 lambda: kube.delete(
-                    entry.api_version, entry.kind, entry.name, entry.namespace, precondition_uid=uid
+                    entry.api_version,
+                    entry.kind,
+                    entry.name,
+                    entry.namespace,
+                    propagation=propagation,
+                    precondition_uid=uid,
                 )
             )
         except ApiError as exc:

@@ -21,7 +21,6 @@ from gitsync.model import ResourceKey
 from gitsync.render import copy_object
 
 TRACKING_ANNOTATION = "gitsync.dev/tracking"
-PRUNE_ANNOTATION = "gitsync.dev/prune"
 
 
 def tracking_id(app: str, key: ResourceKey) -> str:
@@ -34,9 +33,13 @@ def owned_by(live: dict[str, Any], app: str, key: ResourceKey) -> bool:
     return annotations.get(TRACKING_ANNOTATION) == tracking_id(app, key)
 
 
-def prune_disabled(live: dict[str, Any]) -> bool:
+def tracked_by(live: dict[str, Any]) -> str:
+    """The app (``<namespace>/<name>``) the object's tracking annotation names; "" if none."""
     annotations = (live.get("metadata") or {}).get("annotations") or {}
-    return str(annotations.get(PRUNE_ANNOTATION, "")).lower() == "false"
+    value = annotations.get(TRACKING_ANNOTATION)
+    if not isinstance(value, str):
+        return ""
+    return value.partition(":")[0]
 
 
 def _default_port_protocols(ports: Any) -> None:

@@ -29,6 +29,7 @@ from gitsync.sync import Syncer
 from tests.support.apps import application
 from tests.support.cli import CliRun, run_gitsync
 from tests.support.cluster import TestCluster
+from tests.support.crds import gadget_crd
 from tests.support.faultproxy import FaultProxy, ProxiedRequest
 from tests.support.waiting import wait_for
 
@@ -109,32 +110,6 @@ class CapsApp:
             "--prune",
             env=self.env,
         )
-
-
-def gadget_crd(group: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"gadgets.{group}"},
-        "spec": {
-            "group": group,
-            "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget"},
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
 
 
 @pytest.fixture

@@ -73,6 +73,18 @@ def test_only_objects_tracked_by_this_app_are_deleted() -> None:
     assert delete_verdict(APP, KEY, live(None), policy=policy, namespaced=True) is not None
 
 
+@pytest.mark.parametrize(
+    "annotation", ["argocd.argoproj.io/sync-options", "gitsync.dev/sync-options"]
+)
+def test_delete_false_keeps_an_object_when_its_app_is_deleted(annotation: str) -> None:
+    kept = live(tracking_id("team-a/shop", KEY))
+    kept["metadata"]["annotations"][annotation] = "Delete=false"
+    why = delete_verdict(APP, KEY, kept, policy=Policy(), namespaced=True)
+    assert why is not None and "Delete=false" in why
+    kept["metadata"]["annotations"][annotation] = "Delete=true"
+    assert delete_verdict(APP, KEY, kept, policy=Policy(), namespaced=True) is None
+
+
 def test_an_object_outside_the_apps_policy_is_not_deleted() -> None:
     key = ResourceKey("", "ConfigMap", "kube-system", "settings")
     obj = live(tracking_id("team-a/shop", key), namespace="kube-system")

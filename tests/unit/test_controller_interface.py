@@ -177,7 +177,7 @@ class EngineOnly:
             app=app,
             revision=Revision(sha or "", "refs/heads/main", "m", "a", ""),
             manifests=(),
-            comparison=SimpleNamespace(in_sync=True, diffs=[], errors=[], items=[]),
+            comparison=SimpleNamespace(in_sync=True, diffs=[], errors=[], items=[], shared={}),
             source_type="plain",
             sync_status=SyncStatus.SYNCED,
             health=SimpleNamespace(status="Healthy", message=""),

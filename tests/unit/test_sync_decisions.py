@@ -34,7 +34,8 @@ from gitsync.sync.syncer import (
     wait_until_healthy,
     with_retries,
 )
-from gitsync.sync.tracking import PRUNE_ANNOTATION, TRACKING_ANNOTATION, tracking_id
+from gitsync.sync.tracking import TRACKING_ANNOTATION, tracking_id
+from gitsync.sync_options import PRUNE_ANNOTATION
 
 APP_NS = "shop"
 
@@ -151,7 +152,18 @@ def test_prune_last_waits_for_every_wave_and_reads_no_wave() -> None:
         raise AssertionError("PruneLast does not read the live object's wave")
 
     plan = plan_prune({key("a"): entry("a")}, prune=True, last=True, wave_of=wave_of)
-    assert plan.last and plan.by_wave == {} and list(plan.candidates) == [key("a")]
+    assert [e.name for e in plan.last] == ["a"] and plan.by_wave == {}
+    assert list(plan.candidates) == [key("a")]
+
+
+def test_an_object_s_own_prune_last_goes_after_every_wave() -> None:
+    """``wave_of`` answers None for a live object annotated ``PruneLast=true``."""
+    waves = {"own-last": None, "plain": 0}
+    plan = plan_prune(
+        {key(n): entry(n) for n in waves}, prune=True, last=False, wave_of=lambda e: waves[e.name]
+    )
+    assert [e.name for e in plan.last] == ["own-last"]
+    assert {w: [e.name for e in es] for w, es in plan.by_wave.items()} == {0: ["plain"]}
 
 
 @pytest.mark.parametrize(
