@@ -284,10 +284,29 @@ class SpecFields:
 
 
 @dataclass(frozen=True)
+class JsonnetVariable:
+    """One ``directory.jsonnet`` ``tlas``/``extVars`` entry (Argo CD's ``JsonnetVar``)."""
+
+    name: str
+    value: str
+    code: bool = False
+
+
+@dataclass(frozen=True)
+class DirectoryJsonnet:
+    """Argo CD's ``directory.jsonnet``; ``libs`` are repository-relative directories."""
+
+    tlas: tuple[JsonnetVariable, ...] = ()
+    ext_vars: tuple[JsonnetVariable, ...] = ()
+    libs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DirectorySource:
     recurse: bool = False
     include: str = ""
     exclude: str = ""
+    jsonnet: DirectoryJsonnet = field(default_factory=DirectoryJsonnet)
 
 
 @dataclass(frozen=True)
@@ -544,7 +563,14 @@ def _parse_source(value: object, where: str = "spec.source", *, listed: bool = F
     directory = None
     if f.raw("directory") is not None:
         d = SpecFields(f.raw("directory"), f.path("directory"))
-        directory = DirectorySource(d.flag("recurse"), d.text("include"), d.text("exclude"))
+        jsonnet = (
+            _parse_jsonnet(SpecFields(d.raw("jsonnet"), d.path("jsonnet")))
+            if d.raw("jsonnet") is not None
+            else DirectoryJsonnet()
+        )
+        directory = DirectorySource(
+            d.flag("recurse"), d.text("include"), d.text("exclude"), jsonnet
+        )
         d.done()
     kustomize = f.raw("kustomize") is not None
     if kustomize:
@@ -664,6 +690,29 @@ def _helm_values(h: SpecFields) -> tuple[Mapping[str, Any] | None, str]:
     elif values is not None and not isinstance(values, Mapping):
         raise SpecError(h.path("values"), "expected a YAML string or an object")
     return values, values_yaml
+
+
+def _parse_jsonnet(j: SpecFields) -> DirectoryJsonnet:
+    libs = tuple(
+        validate_repo_path(lib, f"{j.path('libs')}[{i}]") for i, lib in enumerate(j.items("libs"))
+    )
+    parsed = DirectoryJsonnet(_jsonnet_variables(j, "tlas"), _jsonnet_variables(j, "extVars"), libs)
+    j.done()
+    return parsed
+
+
+def _jsonnet_variables(j: SpecFields, name: str) -> tuple[JsonnetVariable, ...]:
+    variables: list[JsonnetVariable] = []
+    for i, item in enumerate(j.items(name)):
+        var = SpecFields(item, f"{j.path(name)}[{i}]")
+        var_name = var.text("name")
+        if not var_name or "\x00" in var_name:
+            raise SpecError(var.path("name"), f"expected a variable name, got {var_name!r}")
+        if var_name in {v.name for v in variables}:
+            raise SpecError(var.path("name"), f"{var_name!r} is given twice")
+        variables.append(JsonnetVariable(var_name, var.text("value"), var.flag("code")))
+        var.done()
+    return tuple(variables)
 
 
 def _helm_parameters(h: SpecFields) -> tuple[HelmParameter, ...]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from gitsync import kinds
-from gitsync.application import Application, HelmSource, SpecError
+from gitsync.application import Application, HelmSource, JsonnetVariable, SpecError
 from gitsync.engine.chart_dependencies import fetch_dependencies
 from gitsync.engine.chart_sources import ChartStore
 from gitsync.errors import GitsyncError, TerminalError, TransientError
@@ -40,6 +40,8 @@ from gitsync.model import ResourceKey, SyncStatus
 from gitsync.render import (
     DirectoryOptions,
     HelmOptions,
+    JsonnetOptions,
+    JsonnetVar,
     KustomizeOptions,
     RenderCache,
     RenderedManifest,
@@ -49,6 +51,7 @@ from gitsync.render import (
     SourceType,
     helm_set_expression,
     source_type,
+    what_was_found,
 )
 from gitsync.render.confinement import Repo
 from gitsync.render.hooks import HookPhase
@@ -308,6 +311,11 @@ class Engine:
                     recurse=src.directory.recurse,
                     include=src.directory.include or None,
                     exclude=src.directory.exclude or None,
+                    jsonnet=JsonnetOptions(
+                        tlas=_jsonnet_vars(src.directory.jsonnet.tlas),
+                        ext_vars=_jsonnet_vars(src.directory.jsonnet.ext_vars),
+                        libs=src.directory.jsonnet.libs,
+                    ),
                 )
                 if src.directory
                 else None
@@ -379,19 +387,26 @@ class Engine:
             manifests = self.renders.get_or_render(key, req)
         except (RenderError, GitsyncError) as exc:
             raise StageError("render", exc) from exc
-        if not manifests and kind not in {"plain", "kustomize"} and not app.sync_policy.allow_empty:
-            # a chart that renders nothing is a mistake far more often than an intent (a
-            # dependency left out, every template disabled): say so, never report an empty
-            # success
-            raise StageError(
-                "render",
-                RenderError(
-                    "the render produced no objects (set syncPolicy.automated.allowEmpty if "
-                    "that is intended)",
-                    source=app.source.path or ".",
-                ),
-            )
+        if not manifests and not app.sync_policy.allow_empty:
+            # a render of nothing is a mistake far more often than an intent (a chart's
+            # dependency left out, Jsonnet or YAML in the wrong directory): say what is there
+            # instead, never report an empty success, and neither apply nor prune
+            raise StageError("render", self._empty_render_error(app, req, kind))
         return manifests, kind
+
+    def _empty_render_error(self, app: Application, req: RenderRequest, kind: str) -> RenderError:
+        found = ""
+        if kind == "plain":
+            try:
+                options = req.directory or DirectoryOptions()
+                found = ": " + what_was_found(req.repo_root, req.path, options, self.limits)
+            except (RenderError, OSError):
+                found = ""  # the directory vanished since the render; the plain message stands
+        return RenderError(
+            f"the render produced no objects{found} (set syncPolicy.automated.allowEmpty if "
+            "that is intended)",
+            source=app.source.path or ".",
+        )
 
     def _with_dependencies(self, app: Application, req: RenderRequest) -> RenderRequest:
         """``req`` with the chart's remote dependencies fetched (their digests then key the
@@ -521,3 +536,7 @@ def combined_revision(app: Application, checkouts: Sequence[Checkout]) -> Revisi
         first.digest,
         sources=parts,
     )
+
+
+def _jsonnet_vars(variables: tuple[JsonnetVariable, ...]) -> tuple[JsonnetVar, ...]:
+    return tuple(JsonnetVar(v.name, v.value, v.code) for v in variables)

@@ -20,11 +20,14 @@ Owns: turning a checkout into manifests. May import: application, model, kinds, 
 from __future__ import annotations
 
 from gitsync.render.cache import RenderCache
+from gitsync.render.directory import what_was_found
 from gitsync.render.errors import LimitExceededError, PathEscapeError, RenderError
 from gitsync.render.manifest import RenderedManifest, copy_object
 from gitsync.render.options import (
     DirectoryOptions,
     HelmOptions,
+    JsonnetOptions,
+    JsonnetVar,
     KustomizeOptions,
     RenderLimits,
     RenderRequest,
@@ -36,6 +39,8 @@ from gitsync.render.safe_yaml import load_yaml_documents
 __all__ = [
     "DirectoryOptions",
     "HelmOptions",
+    "JsonnetOptions",
+    "JsonnetVar",
     "KustomizeOptions",
     "LimitExceededError",
     "PathEscapeError",
@@ -51,4 +56,5 @@ __all__ = [
     "load_yaml_documents",
     "render",
     "source_type",
+    "what_was_found",
 ]

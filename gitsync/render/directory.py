@@ -7,6 +7,9 @@ following them invites cycles and duplicate objects, and a repository that wants
 has kustomize for that. File symlinks are followed only after their resolved target is proven
 to be inside the checkout.
 
+``*.jsonnet`` files are evaluated (``render.jsonnet``), as Argo CD does in every directory app;
+``*.libsonnet`` files are only imported by them.
+
 All sizes are summed from ``stat`` before the first byte is parsed, so a 50 MB file is refused
 without being read.
 """
@@ -16,17 +19,19 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections import Counter
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 from gitsync.render.confinement import Deadline, Repo, check_readable, read_bounded
 from gitsync.render.errors import LimitExceededError, RenderError
+from gitsync.render.jsonnet import JSONNET_SUFFIX, evaluate_jsonnet
 from gitsync.render.manifest import RenderedManifest, to_manifests
 from gitsync.render.options import DirectoryOptions, RenderLimits
 from gitsync.render.safe_yaml import check_depth, load_yaml_with_lines
 
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json", JSONNET_SUFFIX)
 _INCLUDE = "spec.source.directory.include"
 _EXCLUDE = "spec.source.directory.exclude"
 
@@ -184,6 +189,10 @@ def _parse_json(
     return [(1, 1, doc)]
 
 
+def _read(full: Path, name: str, limits: RenderLimits) -> bytes:
+    return read_bounded(full, name=name, max_bytes=limits.max_bytes)
+
+
 def render_directory(
     repo: Repo, app_dir: Path, options: DirectoryOptions, limits: RenderLimits, deadline: Deadline
 ) -> list[RenderedManifest]:
@@ -203,18 +212,79 @@ def render_directory(
             raise LimitExceededError(
                 f"manifests exceed the limit of {limits.max_bytes} bytes", source=name
             )
+    programs = [full for full in files if full.name.endswith(JSONNET_SUFFIX)]
+    evaluated = dict(
+        zip(
+            programs,
+            evaluate_jsonnet(repo, programs, options.jsonnet, limits, deadline),
+            strict=True,
+        )
+    )
     manifests: list[RenderedManifest] = []
     for full in files:
         deadline.check("parsing manifests")
         name = repo.rel(full)
-        data = read_bounded(full, name=name, max_bytes=limits.max_bytes)
-        if full.name.endswith(".json"):
-            docs = _parse_json(data, source=name, limits=limits)
+        if full in evaluated:
+            docs = evaluated[full]
+        elif full.name.endswith(".json"):
+            docs = _parse_json(_read(full, name, limits), source=name, limits=limits)
         else:
-            docs = load_yaml_with_lines(data, source=name, limits=limits)
+            docs = load_yaml_with_lines(_read(full, name, limits), source=name, limits=limits)
         manifests.extend(
             to_manifests(
                 docs, source=name, max_documents=limits.max_documents, already=len(manifests)
             )
         )
     return manifests
+
+
+def _files_by_suffix(app_dir: Path, *, max_files: int) -> tuple[Counter[str], Counter[str]]:
+    """File counts by suffix in ``app_dir`` itself and below it (hidden entries skipped, at most
+    ``max_files`` looked at, symlinks not followed)."""
+    here: Counter[str] = Counter()
+    below: Counter[str] = Counter()
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(app_dir, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        counter = here if Path(dirpath) == app_dir else below
+        for fname in filenames:
+            if fname.startswith("."):
+                continue
+            counter[Path(fname).suffix or "(no suffix)"] += 1
+            seen += 1
+            if seen >= max_files:
+                return here, below
+    return here, below
+
+
+def _counted(files: Counter[str]) -> str:
+    return ", ".join(
+        f"{n} {suffix} file{'s' if n > 1 else ''}" for suffix, n in sorted(files.items())[:8]
+    )
+
+
+def what_was_found(
+    repo_root: Path, path: str, options: DirectoryOptions, limits: RenderLimits
+) -> str:
+    """Why a directory app rendered no objects, from what its directory holds instead: the
+    message an empty render fails with, so that a user sees "3 .libsonnet files" rather than
+    a quiet success."""
+    app_dir = Repo.at(repo_root).app_dir(path)
+    here, below = _files_by_suffix(app_dir, max_files=limits.max_files)
+    name = path or "."
+    if not here and not below:
+        return f"no files in {name}"
+    found = [f"{name} holds {_counted(here)}" if here else f"no files directly in {name}"]
+    if any(suffix in MANIFEST_SUFFIXES for suffix in here):
+        found.append(
+            "the manifest files hold no objects or directory.include/exclude left none of them"
+        )
+    elif here[".libsonnet"]:
+        found.append(".libsonnet files are only imported: add a .jsonnet file that imports them")
+    else:
+        found.append("no .yaml, .yml, .json or .jsonnet files")
+    if below:
+        found.append(f"subdirectories hold {_counted(below)}")
+        if not options.recurse and any(suffix in MANIFEST_SUFFIXES for suffix in below):
+            found.append("set directory.recurse to read them")
+    return "; ".join(found)

@@ -32,7 +32,6 @@ import fnmatch
 import json
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from gitsync.render.errors import LimitExceededError, PathEscapeError, RenderErr
 from gitsync.render.manifest import RenderedManifest, to_manifests
 from gitsync.render.options import HelmOptions, RenderLimits
 from gitsync.render.safe_yaml import check_depth, load_yaml_documents, load_yaml_with_lines
-from gitsync.render.tool_process import run_tool, scrubbed_env
+from gitsync.render.tool_process import run_worker
 
 HELM_VALUES = "helm.values"
 """Where errors in Argo CD's ``values`` string point: it lives in the spec, not in a file."""
@@ -321,11 +320,6 @@ def compose_values(
     return values
 
 
-def _worker_env_path() -> str:
-    """PYTHONPATH for the worker: where this gitsync package is, whether installed or not."""
-    return os.fspath(Path(__file__).resolve().parents[2])
-
-
 def _template_source(path: str) -> str:
     """``mychart/templates/x.yaml`` -> ``helm:templates/x.yaml`` (chart name dropped)."""
     parts = PurePosixPath(path).parts
@@ -348,27 +342,16 @@ def _run_worker(
         payload = json.dumps(request).encode()
     except (TypeError, ValueError) as exc:
         raise RenderError(f"values are not JSON-compatible: {exc}", source=chart_name) from exc
-    argv = [sys.executable, "-m", "gitsync.render.helm_worker"]
-    extra = {"PYTHONPATH": _worker_env_path(), "PYTHONDONTWRITEBYTECODE": "1"}
-    with scrubbed_env(extra) as env:
-        result = run_tool(
-            argv,
-            env=env,
-            cwd=env["HOME"],
-            stdin=payload,
-            timeout=deadline.remaining(),
-            max_output=2 * limits.max_bytes + 1024 * 1024,
-            max_memory=limits.max_tool_memory_bytes,
-            what="helm template",
-            source=chart_name,
-        )
-    if result.returncode != 0:
-        raise RenderError(f"helm worker failed: {result.stderr.strip()[-2000:]}", source=chart_name)
-    try:
-        reply: dict[str, Any] = json.loads(result.stdout)
-    except ValueError as exc:
-        raise RenderError("helm worker returned malformed output", source=chart_name) from exc
-    return reply
+    return run_worker(
+        "gitsync.render.helm_worker",
+        payload,
+        timeout=deadline.remaining(),
+        max_output=2 * limits.max_bytes + 1024 * 1024,
+        max_memory=limits.max_tool_memory_bytes,
+        what="helm template",
+        worker="helm",
+        source=chart_name,
+    )
 
 
 def render_helm(

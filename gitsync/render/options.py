@@ -42,13 +42,34 @@ class RenderLimits:
 
 
 @dataclass(frozen=True)
+class JsonnetVar:
+    """One Argo CD ``tlas``/``extVars`` entry: ``value`` is a string, or code if ``code``."""
+
+    name: str
+    value: str
+    code: bool = False
+
+
+@dataclass(frozen=True)
+class JsonnetOptions:
+    """Argo CD's ``directory.jsonnet``: top-level arguments, external variables and library
+    directories (repository-relative, searched after the importing file's directory)."""
+
+    tlas: tuple[JsonnetVar, ...] = ()
+    ext_vars: tuple[JsonnetVar, ...] = ()
+    libs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DirectoryOptions:
     """Plain-directory source, like Argo CD's ``directory``: globs match the file name or the
-    path relative to the app directory; ``{a,b}`` alternatives are supported."""
+    path relative to the app directory; ``{a,b}`` alternatives are supported. ``*.jsonnet``
+    files are evaluated with ``jsonnet`` (Argo CD does so in every directory app)."""
 
     recurse: bool = False
     include: str | None = None
     exclude: str | None = None
+    jsonnet: JsonnetOptions = field(default_factory=JsonnetOptions)
 
 
 @dataclass(frozen=True)

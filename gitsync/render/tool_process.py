@@ -19,16 +19,20 @@ SDKs) are visible to it and two concurrent renders never share working files.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import resource
 import selectors
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from gitsync.render.errors import LimitExceededError, RenderError
 
@@ -67,6 +71,47 @@ def scrubbed_env(extra: Mapping[str, str] | None = None) -> Iterator[dict[str, s
         }
         env.update(extra or {})
         yield env
+
+
+def _worker_env_path() -> str:
+    """PYTHONPATH for a Python worker: where this gitsync package is, installed or not."""
+    return os.fspath(Path(__file__).resolve().parents[2])
+
+
+def run_worker(
+    module: str,
+    payload: bytes,
+    *,
+    timeout: float,
+    max_output: int,
+    max_memory: int,
+    what: str,
+    worker: str,
+    source: str,
+) -> dict[str, Any]:
+    """Run the Python module ``module`` (a gitsync worker: one JSON request on stdin, one JSON
+    reply on stdout) under ``run_tool``'s bounds; ``worker`` names it in errors."""
+    argv = [sys.executable, "-m", module]
+    extra = {"PYTHONPATH": _worker_env_path(), "PYTHONDONTWRITEBYTECODE": "1"}
+    with scrubbed_env(extra) as env:
+        result = run_tool(
+            argv,
+            env=env,
+            cwd=env["HOME"],
+            stdin=payload,
+            timeout=timeout,
+            max_output=max_output,
+            max_memory=max_memory,
+            what=what,
+            source=source,
+        )
+    if result.returncode != 0:
+        raise RenderError(f"{worker} worker failed: {result.stderr.strip()[-2000:]}", source=source)
+    try:
+        reply: dict[str, Any] = json.loads(result.stdout)
+    except ValueError as exc:
+        raise RenderError(f"{worker} worker returned malformed output", source=source) from exc
+    return reply
 
 
 def run_tool(

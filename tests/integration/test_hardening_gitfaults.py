@@ -169,10 +169,12 @@ def test_force_push_to_empty_tree_prunes_only_with_allow_empty(
         wait_for(lambda: _synced(kube, namespace, sha), timeout=120, what="empty tree synced")
         assert _live(kube, namespace) == {}
         return
+    # an empty render fails at the render stage (issue 17), naming what the path holds instead
     ready = wait_for(
-        lambda: (r := _ready(kube, namespace)).get("reason") == "SyncFailed" and r,
+        lambda: (r := _ready(kube, namespace)).get("reason") == "RenderFailed" and r,
         timeout=120,
-        what="Ready=False SyncFailed",
+        what="Ready=False RenderFailed",
     )
     assert "produced no objects" in ready["message"] and "allowEmpty" in ready["message"], ready
+    assert "no files in ." in ready["message"], ready
     assert _live(kube, namespace) == before

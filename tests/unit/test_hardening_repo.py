@@ -35,8 +35,8 @@ from gitsync.render import (
     RenderLimits,
     RenderRequest,
     render,
+    tool_process,
 )
-from gitsync.render import helm as helm_module
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "render"
 CHART = "helm/charts/web"
@@ -203,7 +203,7 @@ def test_4_concurrent_renders_get_private_working_directories(
 ) -> None:
     """Each tool run gets its own random HOME/TMPDIR (mode 0700), removed afterwards; both renders
     are held inside their tool environment at the same time, so a shared directory would show."""
-    real = helm_module.scrubbed_env
+    real = tool_process.scrubbed_env
     both_inside = threading.Barrier(2, timeout=30)
     seen: list[tuple[str, int]] = []
 
@@ -222,7 +222,7 @@ def test_4_concurrent_renders_get_private_working_directories(
 
         return Wrapped()
 
-    monkeypatch.setattr(helm_module, "scrubbed_env", recording)
+    monkeypatch.setattr(tool_process, "scrubbed_env", recording)  # the Helm worker runs in it
     results: list[int] = []
     errors: list[BaseException] = []
 
