@@ -45,6 +45,16 @@ SPEC_FIELDS = {
     "source.directory.recurse",
     "source.directory.include",
     "source.directory.exclude",
+    "source.directory.jsonnet",
+    "source.directory.jsonnet.tlas",
+    "source.directory.jsonnet.tlas[].name",
+    "source.directory.jsonnet.tlas[].value",
+    "source.directory.jsonnet.tlas[].code",
+    "source.directory.jsonnet.extVars",
+    "source.directory.jsonnet.extVars[].name",
+    "source.directory.jsonnet.extVars[].value",
+    "source.directory.jsonnet.extVars[].code",
+    "source.directory.jsonnet.libs",
     "source.kustomize",
     "source.helm",
     "source.helm.releaseName",
@@ -173,7 +183,16 @@ DIRECTORY_FULL: dict[str, Any] = {
     "spec": {
         "source": {
             **_SOURCE,
-            "directory": {"recurse": True, "include": "*.yaml", "exclude": "{a,b}.yaml"},
+            "directory": {
+                "recurse": True,
+                "include": "*.yaml",
+                "exclude": "{a,b}.yaml",
+                "jsonnet": {
+                    "tlas": [{"name": "replicas", "value": "2", "code": True}],
+                    "extVars": [{"name": "team", "value": "web", "code": False}],
+                    "libs": ["vendor"],
+                },
+            },
         }
     },
 }
