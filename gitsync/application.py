@@ -692,6 +692,9 @@ def _helm_values(h: SpecFields) -> tuple[Mapping[str, Any] | None, str]:
     return values, values_yaml
 
 
+_ARGO_BUILD_ENV = re.compile(r"\$\{?(ARGOCD_APP_|KUBE_)")
+
+
 def _parse_jsonnet(j: SpecFields) -> DirectoryJsonnet:
     libs = tuple(
         validate_repo_path(lib, f"{j.path('libs')}[{i}]") for i, lib in enumerate(j.items("libs"))
@@ -710,7 +713,16 @@ def _jsonnet_variables(j: SpecFields, name: str) -> tuple[JsonnetVariable, ...]:
             raise SpecError(var.path("name"), f"expected a variable name, got {var_name!r}")
         if var_name in {v.name for v in variables}:
             raise SpecError(var.path("name"), f"{var_name!r} is given twice")
-        variables.append(JsonnetVariable(var_name, var.text("value"), var.flag("code")))
+        value = var.text("value")
+        if _ARGO_BUILD_ENV.search(value):
+            # Argo CD substitutes its build environment here; passing "$ARGOCD_APP_NAME" on
+            # literally would render something else than Argo CD without a word
+            raise SpecError(
+                var.path("value"),
+                "Argo CD's build environment ($ARGOCD_*, $KUBE_*) is not substituted by gitsync: "
+                "write the value out",
+            )
+        variables.append(JsonnetVariable(var_name, value, var.flag("code")))
         var.done()
     return tuple(variables)
 

@@ -22,6 +22,7 @@ from gitsync.render import (
     render,
     what_was_found,
 )
+from gitsync.render.cache import parameters_hash
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "render"
 GUESTBOOK = JsonnetOptions(
@@ -222,6 +223,10 @@ BAD_SPECS = {
         {"jsonnet": {"tlas": [{"name": "a", "value": "1"}, {"name": "a", "value": "2"}]}},
         "tlas[1].name",
     ),
+    "argo-build-env": (
+        {"jsonnet": {"extVars": [{"name": "app", "value": "${ARGOCD_APP_NAME}"}]}},
+        "extVars[0].value",
+    ),
     "unknown-var-field": (
         {"jsonnet": {"tlas": [{"name": "a", "value": "1", "type": "x"}]}},
         "tlas[0].type",
@@ -233,3 +238,25 @@ BAD_SPECS = {
 def test_bad_jsonnet_specs_name_the_field(directory: dict[str, Any], field: str) -> None:
     with pytest.raises(SpecError, match=field.replace("[", r"\[").replace("]", r"\]")):
         parse_application(_app(directory))
+
+
+def test_jsonnet_options_are_part_of_the_render_cache_key() -> None:
+    """A changed TLA, extVar or lib must render anew, never be served the old commit's render."""
+
+    def key(jsonnet: JsonnetOptions) -> str:
+        return parameters_hash(
+            RenderRequest(
+                repo_root=FIXTURES,
+                path="jsonnet/guestbook",
+                directory=DirectoryOptions(jsonnet=jsonnet),
+            )
+        )
+
+    changed = [
+        JsonnetOptions(tlas=(JsonnetVar("replicas", "3", code=True),)),
+        JsonnetOptions(tlas=(JsonnetVar("replicas", "3"),)),
+        JsonnetOptions(ext_vars=(JsonnetVar("replicas", "3"),)),
+        JsonnetOptions(libs=("jsonnet/vendor",)),
+        JsonnetOptions(),
+    ]
+    assert len({key(options) for options in changed}) == len(changed)
