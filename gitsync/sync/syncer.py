@@ -22,7 +22,9 @@ a changed object is written: server-side apply, or with ``Replace`` a PUT; a cha
 server refuses as immutable is deleted and re-created with ``Replace``/``Force``, else SyncFailed
 with the server's message. An object whose tracking annotation names another Application is
 *shared*: reported (``Comparison.shared``), applied only when the operator allows takeover, and
-with ``FailOnSharedResource`` the sync stops before its first write.
+with ``FailOnSharedResource`` the sync stops before its first write. So is one Argo CD tracks
+for an app of another name (``tracking.argo_claim``); one Argo CD deployed for an app of this
+name is adopted in place by the server-side apply (no delete, same UID).
 
 Every prepared object is checked against the destination ``policy`` (``gitsync.policy``; the
 built-in default unless the caller gives one) before it is compared: a refused object is
@@ -178,6 +180,9 @@ class Comparison:
     """Pod-template changes held for a rollout (``TemplateTakeover``), started after the apply."""
     hooks: tuple[Hook, ...] = ()
     """The render's hooks (``gitsync.sync.hooks``): run by a sync, never compared or pruned."""
+    ignored_extraneous: frozenset[ResourceKey] = frozenset()
+    """Extraneous objects whose live annotation says ``IgnoreExtraneous``: shown, still pruned
+    by a sync that prunes, but they do not make the app OutOfSync (Argo CD's meaning)."""
 
     @property
     def diffs(self) -> list[ResourceDiff]:
@@ -190,7 +195,7 @@ class Comparison:
 
     @property
     def in_sync(self) -> bool:
-        return not self.extraneous and all(
+        return not (self.extraneous.keys() - self.ignored_extraneous) and all(
             i.diff is not None and i.diff.status == SyncStatus.SYNCED and not i.error
             for i in self.items
         )
@@ -655,6 +660,7 @@ class Syncer:
         for m in manifests:
             try:
                 options = sync_options.parse_resource_options(m.obj)
+                sync_options.parse_compare_options(m.obj)  # refused by name before any write
             except sync_options.SyncOptionError as exc:
                 items[m.key] = Item(m.key, m.obj, 0, m.source, error=str(exc))
                 continue
@@ -868,9 +874,10 @@ class Syncer:
                 functools.partial(self._read_live, kube), [i for i in ok if i.key not in listed]
             )
         for item in ok:
-            owner = tracking.tracked_by(item.live) if item.live is not None else ""
-            if owner and owner != app.qualified_name:
-                item.shared_with = owner
+            if item.live is not None:
+                item.shared_with = tracking.other_owner(
+                    item.live, item.obj, item.key, app=app.qualified_name, app_name=app.name
+                )
         rollout_work: tuple[Any, ...] = ()
         pending: set[ResourceKey] = set()
         rendered: dict[ResourceKey, dict[str, Any]] = {}
@@ -906,7 +913,17 @@ class Syncer:
         rendered_keys = {i.key for i in items}
         extraneous = {k: e for k, e in inventory.items() if k not in rendered_keys}
         prepared_hooks = tuple(self._prepare_hook(app, m, spec) for m, spec in declared_hooks)
-        return Comparison(items, extraneous, inventory, rollout_work, prepared_hooks)
+        ignored = frozenset(k for k, e in extraneous.items() if self._ignores_extraneous(kube, e))
+        return Comparison(items, extraneous, inventory, rollout_work, prepared_hooks, ignored)
+
+    @staticmethod
+    def _ignores_extraneous(kube: KubeClient, entry: InventoryEntry) -> bool:
+        """An extraneous object's own ``IgnoreExtraneous``: read live (unreadable: counted)."""
+        try:
+            live = kube.get(entry.api_version, entry.kind, entry.name, entry.namespace)
+        except ApiError:
+            return False
+        return live is not None and sync_options.ignores_extraneous(live)
 
     def _prepare_hook(self, app: Application, manifest: RenderedManifest, spec: HookSpec) -> Hook:
         """A hook with its namespace resolved and the destination policy's verdict."""
