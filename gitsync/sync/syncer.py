@@ -362,6 +362,30 @@ def apply_verdict(item: Item, *, allow_takeover: bool = False) -> ResourceResult
     return None
 
 
+def show_adoption(item: Item) -> None:
+    """A live object nobody's gitsync tracking names (Argo CD or kubectl made it) whose content
+    already equals Git's still needs one write: the server-side apply that gives gitsync its
+    fields and tracking annotation - without it the object could never be pruned, and an app
+    that looked Synced would never be synced to adopt it. So it is OutOfSync on that annotation
+    (the diff hides gitsync's bookkeeping otherwise)."""
+    diff = item.diff
+    if item.live is None or item.error or diff is None or diff.status != SyncStatus.SYNCED:
+        return
+    if tracking.tracked_by(item.live):
+        return
+    value = ((item.obj.get("metadata") or {}).get("annotations") or {}).get(
+        tracking.TRACKING_ANNOTATION
+    )
+    path = "/metadata/annotations/" + tracking.TRACKING_ANNOTATION.replace("/", "~1")
+    item.diff = ResourceDiff(
+        item.key,
+        SyncStatus.OUT_OF_SYNC,
+        patch=[{"op": "add", "path": path, "value": value}],
+        unified=f"+    {tracking.TRACKING_ANNOTATION}: {value}\n",
+        changed_paths=(path,),
+    )
+
+
 def refuse_shared(app: Application, comparison: Comparison, result: SyncResult) -> bool:
     """``FailOnSharedResource``: when another app tracks a rendered object, fail the sync
     before any write (each shared object SyncFailed). True: the sync stops here."""
@@ -908,6 +932,8 @@ class Syncer:
                 item.diff = diff_resource(
                     item.key, rendered[item.key], item.live, ignore=ignore, desired_is_dry_run=False
                 )
+        for item in items:
+            show_adoption(item)
         self._memo[app.qualified_name] = memo
         inventory = self._inventory(app).load()
         rendered_keys = {i.key for i in items}
@@ -1223,7 +1249,48 @@ class Syncer:
             return self._recreate(kube, item, obj, dry_run, validation)
         if item.shared_with:
             verb += f", taken over from Application {item.shared_with}"
+        if not dry_run and item.live is not None and tracking.argo_managers(item.live):
+            verb += self._release_argo_fields(kube, item)
         return ResourceResult(item.key, ResultCode.SYNCED, f"{verb}{dry}", item.wave)
+
+    @staticmethod
+    def _release_argo_fields(kube: KubeClient, item: Item) -> str:
+        """Adopting what Argo CD applied: an apply of equal values only *shares* a field with
+        Argo's field manager, and a field Git later drops would then stay (Argo still owns
+        it). Dropping Argo's managedFields entries leaves gitsync the owner, as a take-over
+        must (``kubectl``'s client-side-to-server-side upgrade does the same). Returns what the
+        result message adds."""
+        meta = item.obj["metadata"]
+
+        def release() -> None:
+            live = kube.get(
+                str(item.obj["apiVersion"]), item.key.kind, meta["name"], item.key.namespace
+            )
+            if live is None or not tracking.argo_managers(live):
+                return
+            kept = [
+                m
+                for m in live["metadata"].get("managedFields") or []
+                if m.get("manager") != tracking.ARGO_FIELD_MANAGER
+            ]
+            # a merge patch replaces the list whole; the resourceVersion makes a write in
+            # between a 409, and with_retries reads again
+            patch = {"metadata": {"resourceVersion": live["metadata"]["resourceVersion"]}}
+            patch["metadata"]["managedFields"] = kept
+            kube.patch(
+                str(item.obj["apiVersion"]),
+                item.key.kind,
+                meta["name"],
+                patch,
+                namespace=item.key.namespace,
+            )
+
+        try:
+            with_retries(release)
+        except ApiError as exc:
+            shared = tracking.ARGO_FIELD_MANAGER
+            return f", adopted; fields still shared with {shared}: {exc.message or exc}"
+        return f", adopted from {tracking.ARGO_FIELD_MANAGER}"
 
     def _field_validation_ok(self) -> bool:
         """Whether the cluster honours ``fieldValidation`` (its version, read once)."""

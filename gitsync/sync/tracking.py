@@ -13,7 +13,9 @@ Objects Argo CD deployed carry its tracking instead: the annotation
 ``force``, so field ownership moves and the object is never deleted - when the Argo CD app has
 the gitsync Application's name (the migration: same app, new controller). An object Argo tracked
 for a *differently named* app is someone else's: ``argo_claim`` names that app and the syncer
-treats the object as shared (taken over only when the operator allows it). Argo's tracking
+treats the object as shared (taken over only when the operator allows it). On adoption the
+syncer drops the managedFields entries of Argo's field manager (``ARGO_FIELD_MANAGER``), so
+gitsync alone owns the fields and a field Git later removes is removed. Argo's tracking
 never makes an object prunable: only gitsync's inventory and annotation do.
 
 ``prepare`` also works around a kube-apiserver 1.20 server-side-apply bug: list entries of
@@ -34,6 +36,8 @@ TRACKING_ANNOTATION = "gitsync.dev/tracking"
 ARGO_TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
 ARGO_INSTANCE_LABEL = "app.kubernetes.io/instance"
 MAX_ARGO_TRACKING_CHARS = 1024
+ARGO_FIELD_MANAGER = "argocd-controller"
+"""The field manager Argo CD's application controller writes with (client- and server-side)."""
 
 
 def tracking_id(app: str, key: ResourceKey) -> str:
@@ -70,6 +74,14 @@ def argo_tracking_app(value: object, key: ResourceKey) -> str:
     if (group, kind, namespace, name) != (key.group, key.kind, key.namespace, key.name):
         return ""
     return app.rpartition("_")[2]  # "<argocd-namespace>_<name>": app names have no "_"
+
+
+def argo_managers(live: dict[str, Any]) -> bool:
+    """Whether Argo CD's field manager still owns fields of ``live``."""
+    fields = (live.get("metadata") or {}).get("managedFields")
+    return isinstance(fields, list) and any(
+        isinstance(m, dict) and m.get("manager") == ARGO_FIELD_MANAGER for m in fields
+    )
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, Any]:
