@@ -21,6 +21,7 @@ from gitsync.render import RenderedManifest
 from gitsync.sync import Syncer
 from gitsync.sync.tracking import TRACKING_ANNOTATION
 from tests.support.audit import AuditLog
+from tests.support.manifests import web_deployment
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -49,23 +50,6 @@ def config_map(name: str, **annotations: str) -> dict[str, Any]:
     if annotations:
         meta["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"k": name}}
-
-
-def deployment() -> dict[str, Any]:
-    labels = {"app": "web"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]},
-            },
-        },
-    }
 
 
 def as_argo_deployed(obj: dict[str, Any], namespace: str, *, tracking: str = "") -> dict[str, Any]:
@@ -133,7 +117,7 @@ def test_objects_argo_cd_deployed_are_adopted_in_place(
 ) -> None:
     tracking_id = f"web:apps/Deployment:{namespace}/web"
     kube.apply(
-        as_argo_deployed(deployment(), namespace, tracking=tracking_id),
+        as_argo_deployed(web_deployment("nginx:1.25", 1), namespace, tracking=tracking_id),
         field_manager="argocd-controller",
     )
     # Argo CD's default, client-side apply: an Update by its field manager
@@ -162,7 +146,7 @@ def test_objects_argo_cd_deployed_are_adopted_in_place(
 
     result = Syncer(kube).sync(
         app_named(namespace, "web"),
-        [manifest(deployment()), manifest(config_map("settings"))],
+        [manifest(web_deployment("nginx:1.25", 1)), manifest(config_map("settings"))],
         revision="r1",
     )
 
