@@ -20,7 +20,7 @@ because both the spec parser and the syncer read it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,14 +166,13 @@ def parse_app_options(items: Iterable[object], path: str) -> SyncOptions:
     return SyncOptions(values)
 
 
-def parse_resource_options(obj: Mapping[str, Any]) -> SyncOptions:
-    """The options a manifest (or live object) declares in its annotations: both prefixes
-    (set twice, they must agree), Flux's force annotation and ``gitsync.dev/prune``."""
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    if not isinstance(annotations, Mapping):
-        return SyncOptions()
-    values: dict[str, str] = {}
-    for annotation in RESOURCE_ANNOTATIONS:
+def annotation_parts(
+    annotations: Mapping[str, Any], names: tuple[str, ...]
+) -> Iterator[tuple[str, str]]:
+    """``(where, part)`` for each comma-separated part of the annotations ``names``, each
+    annotation refused (naming it) when it is not a string of at most
+    ``MAX_ANNOTATION_CHARS``."""
+    for annotation in names:
         text = annotations.get(annotation)
         if text is None:
             continue
@@ -183,10 +182,21 @@ def parse_resource_options(obj: Mapping[str, Any]) -> SyncOptions:
                 where, f"expected a string of at most {MAX_ANNOTATION_CHARS} chars"
             )
         for part in filter(None, (p.strip() for p in text.split(","))):
-            name, value = parse_option(part, where, Level.RESOURCE)
-            if values.get(name, value) != value:
-                raise SyncOptionError(where, f"sync option {name} is set to two different values")
-            values[name] = value
+            yield where, part
+
+
+def parse_resource_options(obj: Mapping[str, Any]) -> SyncOptions:
+    """The options a manifest (or live object) declares in its annotations: both prefixes
+    (set twice, they must agree), Flux's force annotation and ``gitsync.dev/prune``."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if not isinstance(annotations, Mapping):
+        return SyncOptions()
+    values: dict[str, str] = {}
+    for where, part in annotation_parts(annotations, RESOURCE_ANNOTATIONS):
+        name, value = parse_option(part, where, Level.RESOURCE)
+        if values.get(name, value) != value:
+            raise SyncOptionError(where, f"sync option {name} is set to two different values")
+        values[name] = value
     if str(annotations.get(PRUNE_ANNOTATION, "")).lower() == "false":
         values.setdefault("Prune", "false")
     flux = annotations.get(FLUX_FORCE_ANNOTATION)
@@ -235,3 +245,50 @@ def prune_allowed(live: Mapping[str, Any], app: SyncOptions) -> bool:
 def prune_last(live: Mapping[str, Any], app: SyncOptions) -> bool:
     """Whether ``live`` is pruned after every wave (``PruneLast=true``)."""
     return _live_flag(live, app, "PruneLast", default=False)
+
+
+# -- compare options ---------------------------------------------------------------------------
+
+COMPARE_ANNOTATIONS = ("gitsync.dev/compare-options", "argocd.argoproj.io/compare-options")
+IGNORE_EXTRANEOUS = "IgnoreExtraneous"
+COMPARE_OPTIONS: Mapping[str, str] = {
+    IGNORE_EXTRANEOUS: "",
+    # gitsync always compares against the API server's server-side-apply dry run, so this is
+    # what it does anyway; the opposite is a client-side diff it does not have.
+    "ServerSideDiff=true": "",
+    "ServerSideDiff=false": "gitsync has no client-side diff: it always compares against the "
+    "API server's server-side-apply dry run",
+    # the dry run passes through admission, so mutating webhooks always show in the compare
+    "IncludeMutationWebhook=true": "",
+    "IncludeMutationWebhook=false": "the server-side-apply dry run gitsync compares against "
+    "always includes what mutating webhooks change",
+}
+"""Argo CD's compare options on a resource: "" means honoured, else why gitsync refuses it."""
+
+
+def parse_compare_options(obj: Mapping[str, Any]) -> frozenset[str]:
+    """The compare options a manifest declares (both prefixes), each checked against
+    ``COMPARE_OPTIONS``; raises ``SyncOptionError`` naming the annotation and the option."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if not isinstance(annotations, Mapping):
+        return frozenset()
+    found: set[str] = set()
+    for where, part in annotation_parts(annotations, COMPARE_ANNOTATIONS):
+        why = COMPARE_OPTIONS.get(part)
+        if why is None:
+            known = ", ".join(COMPARE_OPTIONS)
+            raise SyncOptionError(where, f"unknown compare option {part!r} (known: {known})")
+        if why:
+            raise SyncOptionError(where, f"compare option {part} is not supported: {why}")
+        found.add(part)
+    return frozenset(found)
+
+
+def ignores_extraneous(live: Mapping[str, Any]) -> bool:
+    """Whether a live object that Git no longer renders leaves the app Synced
+    (``IgnoreExtraneous``, Argo CD's meaning). A live annotation gitsync cannot read counts as
+    not set: the object then shows as extraneous, the safe side."""
+    try:
+        return IGNORE_EXTRANEOUS in parse_compare_options(live)
+    except SyncOptionError:
+        return False

@@ -28,6 +28,8 @@ DELETE_POLICY_ANNOTATIONS = (
     "argocd.argoproj.io/hook-delete-policy",
 )
 WAVE_ANNOTATIONS = ("gitsync.dev/sync-wave", "argocd.argoproj.io/sync-wave")
+"""A wave, on hooks and main resources alike; when both are set, gitsync's own wins (a
+repository moving from Argo CD overrides a wave without editing Argo's annotation)."""
 HELM_HOOK = "helm.sh/hook"
 HELM_WEIGHT = "helm.sh/hook-weight"
 HELM_DELETE_POLICY = "helm.sh/hook-delete-policy"
@@ -128,6 +130,13 @@ def _parse_wave(name: str, raw: str) -> int:
     if abs(wave) > MAX_WAVE:
         raise HookSpecError(f"annotation {name} is out of range: {raw!r}")
     return wave
+
+
+def declared_wave(obj: Mapping[str, Any]) -> int:
+    """The wave ``WAVE_ANNOTATIONS`` declare (gitsync's first), 0 when neither is set. Raises
+    ``HookSpecError`` naming the annotation whose value is not an integer in range."""
+    found = _first(_annotations(obj), WAVE_ANNOTATIONS)
+    return _parse_wave(*found) if found is not None else 0
 
 
 def _enum_values(name: str, raw: str, mapping: Mapping[str, E]) -> frozenset[E]:

@@ -1,6 +1,8 @@
 """In what order objects are applied: sync waves, then kind stages within a wave.
 
-A wave is the integer in the ``gitsync.dev/sync-wave`` annotation (default 0); lower waves go first
+A wave is the integer in the ``gitsync.dev/sync-wave`` annotation, or Argo CD's
+``argocd.argoproj.io/sync-wave`` (gitsync's wins when both are set; read by
+``gitsync.render.hooks.declared_wave``, the same reading hooks get; default 0); lower waves go first
 and each must be healthy before the next starts. Within a wave, kinds go in stages - Namespaces
 and CRDs first (CRDs must be Established before their custom resources can be applied), then the
 identity and configuration that workloads reference, then Services, then workloads, then the rest.
@@ -16,7 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-WAVE_ANNOTATION = "gitsync.dev/sync-wave"
+from gitsync.render.hooks import WAVE_ANNOTATIONS, HookSpecError, declared_wave
+
+WAVE_ANNOTATION = WAVE_ANNOTATIONS[0]
 
 STAGES: tuple[frozenset[str], ...] = (
     frozenset({"Namespace", "CustomResourceDefinition"}),
@@ -66,16 +70,10 @@ def stage_of(kind: str) -> int:
 
 
 def wave_of(obj: dict[str, Any]) -> int:
-    raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(WAVE_ANNOTATION)
-    if raw is None:
-        return 0
     try:
-        wave = int(str(raw).strip())
-    except ValueError:
-        raise WaveError(f"annotation {WAVE_ANNOTATION} must be an integer, got {raw!r}") from None
-    if abs(wave) > 1_000_000:
-        raise WaveError(f"annotation {WAVE_ANNOTATION} is out of range: {raw!r}")
-    return wave
+        return declared_wave(obj)
+    except HookSpecError as exc:
+        raise WaveError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@ a changed object is written: server-side apply, or with ``Replace`` a PUT; a cha
 server refuses as immutable is deleted and re-created with ``Replace``/``Force``, else SyncFailed
 with the server's message. An object whose tracking annotation names another Application is
 *shared*: reported (``Comparison.shared``), applied only when the operator allows takeover, and
-with ``FailOnSharedResource`` the sync stops before its first write.
+with ``FailOnSharedResource`` the sync stops before its first write. So is one Argo CD tracks
+for an app of another name (``tracking.argo_claim``); one Argo CD deployed for an app of this
+name is adopted in place by the server-side apply (no delete, same UID).
 
 Every prepared object is checked against the destination ``policy`` (``gitsync.policy``; the
 built-in default unless the caller gives one) before it is compared: a refused object is
@@ -178,6 +180,9 @@ class Comparison:
     """Pod-template changes held for a rollout (``TemplateTakeover``), started after the apply."""
     hooks: tuple[Hook, ...] = ()
     """The render's hooks (``gitsync.sync.hooks``): run by a sync, never compared or pruned."""
+    ignored_extraneous: frozenset[ResourceKey] = frozenset()
+    """Extraneous objects whose live annotation says ``IgnoreExtraneous``: shown, still pruned
+    by a sync that prunes, but they do not make the app OutOfSync (Argo CD's meaning)."""
 
     @property
     def diffs(self) -> list[ResourceDiff]:
@@ -190,7 +195,7 @@ class Comparison:
 
     @property
     def in_sync(self) -> bool:
-        return not self.extraneous and all(
+        return not (self.extraneous.keys() - self.ignored_extraneous) and all(
             i.diff is not None and i.diff.status == SyncStatus.SYNCED and not i.error
             for i in self.items
         )
@@ -355,6 +360,30 @@ def apply_verdict(item: Item, *, allow_takeover: bool = False) -> ResourceResult
     if item.diff is not None and item.diff.status == SyncStatus.SYNCED:
         return ResourceResult(item.key, ResultCode.SYNCED, "unchanged", item.wave)
     return None
+
+
+def show_adoption(item: Item) -> None:
+    """A live object nobody's gitsync tracking names (Argo CD or kubectl made it) whose content
+    already equals Git's still needs one write: the server-side apply that gives gitsync its
+    fields and tracking annotation - without it the object could never be pruned, and an app
+    that looked Synced would never be synced to adopt it. So it is OutOfSync on that annotation
+    (the diff hides gitsync's bookkeeping otherwise)."""
+    diff = item.diff
+    if item.live is None or item.error or diff is None or diff.status != SyncStatus.SYNCED:
+        return
+    if tracking.tracked_by(item.live):
+        return
+    value = ((item.obj.get("metadata") or {}).get("annotations") or {}).get(
+        tracking.TRACKING_ANNOTATION
+    )
+    path = "/metadata/annotations/" + tracking.TRACKING_ANNOTATION.replace("/", "~1")
+    item.diff = ResourceDiff(
+        item.key,
+        SyncStatus.OUT_OF_SYNC,
+        patch=[{"op": "add", "path": path, "value": value}],
+        unified=f"+    {tracking.TRACKING_ANNOTATION}: {value}\n",
+        changed_paths=(path,),
+    )
 
 
 def refuse_shared(app: Application, comparison: Comparison, result: SyncResult) -> bool:
@@ -655,6 +684,7 @@ class Syncer:
         for m in manifests:
             try:
                 options = sync_options.parse_resource_options(m.obj)
+                sync_options.parse_compare_options(m.obj)  # refused by name before any write
             except sync_options.SyncOptionError as exc:
                 items[m.key] = Item(m.key, m.obj, 0, m.source, error=str(exc))
                 continue
@@ -868,9 +898,10 @@ class Syncer:
                 functools.partial(self._read_live, kube), [i for i in ok if i.key not in listed]
             )
         for item in ok:
-            owner = tracking.tracked_by(item.live) if item.live is not None else ""
-            if owner and owner != app.qualified_name:
-                item.shared_with = owner
+            if item.live is not None:
+                item.shared_with = tracking.other_owner(
+                    item.live, item.obj, item.key, app=app.qualified_name, app_name=app.name
+                )
         rollout_work: tuple[Any, ...] = ()
         pending: set[ResourceKey] = set()
         rendered: dict[ResourceKey, dict[str, Any]] = {}
@@ -901,12 +932,24 @@ class Syncer:
                 item.diff = diff_resource(
                     item.key, rendered[item.key], item.live, ignore=ignore, desired_is_dry_run=False
                 )
+        for item in items:
+            show_adoption(item)
         self._memo[app.qualified_name] = memo
         inventory = self._inventory(app).load()
         rendered_keys = {i.key for i in items}
         extraneous = {k: e for k, e in inventory.items() if k not in rendered_keys}
         prepared_hooks = tuple(self._prepare_hook(app, m, spec) for m, spec in declared_hooks)
-        return Comparison(items, extraneous, inventory, rollout_work, prepared_hooks)
+        ignored = frozenset(k for k, e in extraneous.items() if self._ignores_extraneous(kube, e))
+        return Comparison(items, extraneous, inventory, rollout_work, prepared_hooks, ignored)
+
+    @staticmethod
+    def _ignores_extraneous(kube: KubeClient, entry: InventoryEntry) -> bool:
+        """An extraneous object's own ``IgnoreExtraneous``: read live (unreadable: counted)."""
+        try:
+            live = kube.get(entry.api_version, entry.kind, entry.name, entry.namespace)
+        except ApiError:
+            return False
+        return live is not None and sync_options.ignores_extraneous(live)
 
     def _prepare_hook(self, app: Application, manifest: RenderedManifest, spec: HookSpec) -> Hook:
         """A hook with its namespace resolved and the destination policy's verdict."""
@@ -1206,7 +1249,48 @@ class Syncer:
             return self._recreate(kube, item, obj, dry_run, validation)
         if item.shared_with:
             verb += f", taken over from Application {item.shared_with}"
+        if not dry_run and item.live is not None and tracking.argo_managers(item.live):
+            verb += self._release_argo_fields(kube, item)
         return ResourceResult(item.key, ResultCode.SYNCED, f"{verb}{dry}", item.wave)
+
+    @staticmethod
+    def _release_argo_fields(kube: KubeClient, item: Item) -> str:
+        """Adopting what Argo CD applied: an apply of equal values only *shares* a field with
+        Argo's field manager, and a field Git later drops would then stay (Argo still owns
+        it). Dropping Argo's managedFields entries leaves gitsync the owner, as a take-over
+        must (``kubectl``'s client-side-to-server-side upgrade does the same). Returns what the
+        result message adds."""
+        meta = item.obj["metadata"]
+
+        def release() -> None:
+            live = kube.get(
+                str(item.obj["apiVersion"]), item.key.kind, meta["name"], item.key.namespace
+            )
+            if live is None or not tracking.argo_managers(live):
+                return
+            kept = [
+                m
+                for m in live["metadata"].get("managedFields") or []
+                if m.get("manager") != tracking.ARGO_FIELD_MANAGER
+            ]
+            # a merge patch replaces the list whole; the resourceVersion makes a write in
+            # between a 409, and with_retries reads again
+            patch = {"metadata": {"resourceVersion": live["metadata"]["resourceVersion"]}}
+            patch["metadata"]["managedFields"] = kept
+            kube.patch(
+                str(item.obj["apiVersion"]),
+                item.key.kind,
+                meta["name"],
+                patch,
+                namespace=item.key.namespace,
+            )
+
+        try:
+            with_retries(release)
+        except ApiError as exc:
+            shared = tracking.ARGO_FIELD_MANAGER
+            return f", adopted; fields still shared with {shared}: {exc.message or exc}"
+        return f", adopted from {tracking.ARGO_FIELD_MANAGER}"
 
     def _field_validation_ok(self) -> bool:
         """Whether the cluster honours ``fieldValidation`` (its version, read once)."""

@@ -6,6 +6,18 @@ exact object (app namespace/name plus group/kind/namespace/name, so a copied man
 annotation but another name or kind does not count). An object whose annotation is missing or
 names someone else is never pruned, even if its name matches.
 
+Objects Argo CD deployed carry its tracking instead: the annotation
+``argocd.argoproj.io/tracking-id`` (``<app>:<group>/<kind>:<namespace>/<name>``, ``<app>`` being
+``<argocd-namespace>_<name>`` for apps outside Argo's namespace) or the legacy label
+``app.kubernetes.io/instance: <app>``. gitsync adopts such an object - a server-side apply with
+``force``, so field ownership moves and the object is never deleted - when the Argo CD app has
+the gitsync Application's name (the migration: same app, new controller). An object Argo tracked
+for a *differently named* app is someone else's: ``argo_claim`` names that app and the syncer
+treats the object as shared (taken over only when the operator allows it). On adoption the
+syncer drops the managedFields entries of Argo's field manager (``ARGO_FIELD_MANAGER``), so
+gitsync alone owns the fields and a field Git later removes is removed. Argo's tracking
+never makes an object prunable: only gitsync's inventory and annotation do.
+
 ``prepare`` also works around a kube-apiserver 1.20 server-side-apply bug: list entries of
 ``ports`` in Services and containers are keyed by (port, protocol), and an entry without
 ``protocol`` fails with "associative list with keys has an element that omits key field
@@ -21,6 +33,11 @@ from gitsync.model import ResourceKey
 from gitsync.render import copy_object
 
 TRACKING_ANNOTATION = "gitsync.dev/tracking"
+ARGO_TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
+ARGO_INSTANCE_LABEL = "app.kubernetes.io/instance"
+MAX_ARGO_TRACKING_CHARS = 1024
+ARGO_FIELD_MANAGER = "argocd-controller"
+"""The field manager Argo CD's application controller writes with (client- and server-side)."""
 
 
 def tracking_id(app: str, key: ResourceKey) -> str:
@@ -40,6 +57,65 @@ def tracked_by(live: dict[str, Any]) -> str:
     if not isinstance(value, str):
         return ""
     return value.partition(":")[0]
+
+
+def argo_tracking_app(value: object, key: ResourceKey) -> str:
+    """The Argo CD app (its name) an ``argocd.argoproj.io/tracking-id`` value names for the
+    object ``key``; "" when it is malformed or names another object (a copied annotation:
+    Argo CD does not count it either)."""
+    if not isinstance(value, str) or len(value) > MAX_ARGO_TRACKING_CHARS:
+        return ""
+    app, sep, rest = value.partition(":")
+    group_kind, sep2, namespaced_name = rest.partition(":")
+    if not (app and sep and sep2):
+        return ""
+    group, _, kind = group_kind.partition("/")
+    namespace, _, name = namespaced_name.rpartition("/")
+    if (group, kind, namespace, name) != (key.group, key.kind, key.namespace, key.name):
+        return ""
+    return app.rpartition("_")[2]  # "<argocd-namespace>_<name>": app names have no "_"
+
+
+def argo_managers(live: dict[str, Any]) -> bool:
+    """Whether Argo CD's field manager still owns fields of ``live``."""
+    fields = (live.get("metadata") or {}).get("managedFields")
+    return isinstance(fields, list) and any(
+        isinstance(m, dict) and m.get("manager") == ARGO_FIELD_MANAGER for m in fields
+    )
+
+
+def _labels(obj: dict[str, Any]) -> dict[str, Any]:
+    labels = (obj.get("metadata") or {}).get("labels")
+    return labels if isinstance(labels, dict) else {}
+
+
+def argo_claim(
+    live: dict[str, Any], desired: dict[str, Any], key: ResourceKey, app_name: str
+) -> str:
+    """The Argo CD app that tracks ``live`` when it is not ``app_name`` (the gitsync
+    Application's name), else "". The instance label counts only when the render does not set
+    the same value itself (Helm charts set it to their release name)."""
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    raw = annotations.get(ARGO_TRACKING_ANNOTATION) if isinstance(annotations, dict) else None
+    if raw is not None:
+        argo_app = argo_tracking_app(raw, key)
+    else:
+        label = _labels(live).get(ARGO_INSTANCE_LABEL)
+        mine = _labels(desired).get(ARGO_INSTANCE_LABEL)
+        argo_app = label if isinstance(label, str) and label != mine else ""
+    return argo_app if argo_app and argo_app != app_name else ""
+
+
+def other_owner(
+    live: dict[str, Any], desired: dict[str, Any], key: ResourceKey, *, app: str, app_name: str
+) -> str:
+    """Who else owns ``live``: the gitsync app (``ns/name``) its tracking names if not ``app``,
+    else the Argo CD app that claims it (``argo_claim``), "" when nobody else does."""
+    owner = tracked_by(live)
+    if owner:
+        return "" if owner == app else owner
+    argo = argo_claim(live, desired, key, app_name)
+    return f"{argo} (Argo CD)" if argo else ""
 
 
 def _default_port_protocols(ports: Any) -> None:
