@@ -135,7 +135,8 @@ def test_deleting_an_app_with_the_finalizer_deletes_its_objects_but_not_another_
     serve: Any, kube: KubeClient, namespace: str, git_server: GitServer, finalizer: str
 ) -> None:
     repo = configmap_repo(git_server)
-    serve()
+    # the second app takes the ConfigMap over, which the operator must allow (off by default)
+    serve("--allow-shared-resource-takeover")
     no_heal = {"automated": {"prune": True}}  # web does not take the ConfigMap back
     web = application("web", namespace, repo.file_url(), syncPolicy=no_heal)
     web["metadata"]["finalizers"] = [finalizer]
