@@ -91,3 +91,18 @@ class ResultCode(enum.StrEnum):
     SYNC_FAILED = "SyncFailed"
     PRUNED = "Pruned"
     PRUNE_SKIPPED = "PruneSkipped"
+
+
+REVISION_SEPARATOR = ","
+"""Joins a ``spec.sources`` app's per-source revisions (no SHA or ``chart@version`` has one)."""
+
+
+def short_revision(revision: str, digits: int = 12) -> str:
+    """A revision as people read it: a commit's first ``digits`` hex digits, a chart's
+    ``chart@version`` whole (its version is the point), and a ``spec.sources`` app's
+    comma-joined revision each part so. Messages and logs use 12 digits (unique in any real
+    repository); pages use 7, as forges do."""
+    if REVISION_SEPARATOR in revision:
+        parts = revision.split(REVISION_SEPARATOR)
+        return REVISION_SEPARATOR.join(short_revision(part, digits) for part in parts)
+    return revision if "@" in revision else revision[:digits]

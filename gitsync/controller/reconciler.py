@@ -68,7 +68,7 @@ from gitsync.controller.metrics import Metrics
 from gitsync.engine import AppState, SourceNotPermittedError, StageError
 from gitsync.errors import GitsyncError, NextStep, TerminalError, next_step
 from gitsync.kube import ApiError, ApiRejectedError
-from gitsync.model import AppKey, HealthStatus, ResourceKey, SyncStatus
+from gitsync.model import AppKey, HealthStatus, ResourceKey, SyncStatus, short_revision
 from gitsync.render.hooks import HookPhase
 from gitsync.rollout import RolloutStepResult
 from gitsync.sync import SyncResult
@@ -84,14 +84,6 @@ WAIT_DELAY = 5.0  # a WaitingError that did not say how long
 PROGRESSING_REQUEUE = 5.0  # health moves without spec changes: look again this soon
 DELETE_POLL = 2.0  # a deleted app's objects are going: look again this soon
 DELETE_RETRY_MIN, DELETE_RETRY_MAX = 5.0, 300.0  # a failed deletion hook is retried so
-
-
-def short_revision(revision: str) -> str:
-    """A revision as messages show it: a commit's first 12 hex digits, a chart's
-    ``chart@version`` whole; a ``spec.sources`` app's parts each so, joined."""
-    if "," in revision:
-        return ",".join(map(short_revision, revision.split(",")))
-    return revision if "@" in revision else revision[:12]
 
 
 def _revisions(state: AppState) -> tuple[str, ...] | None:
@@ -168,6 +160,9 @@ class AppRuntime:
     failures: int = 0
     retry_at: float = 0.0
     fetch_failures: int = 0
+    stage_failures: int = 0
+    """Renders/compares failed in a row: counted apart from ``fetch_failures``, which the
+    head check before each compare resets, so the backoff of a broken render grows."""
     api_failures: int = 0
     seen_generation: int = -1
     seen_annotations: dict[str, str] = field(default_factory=dict)
@@ -596,6 +591,7 @@ class Reconciler:
             state = engine.compare(p.app, sha)
         except StageError as exc:
             return self._stage_failed(p, exc)
+        rt.stage_failures = 0
         rt.last_sha, rt.last_compare, rt.live_dirty = sha, self.clock(), False
         rt.rollouts = state.rollouts()
 
@@ -1167,8 +1163,8 @@ class Reconciler:
         else:
             self._retrying(new, generation, reason, str(exc))
         self._write(key, new, old)
-        rt.fetch_failures += 1
-        return ReconcileResult(requeue=min(5.0 * 2 ** (rt.fetch_failures - 1), 300.0))
+        rt.stage_failures += 1
+        return ReconcileResult(requeue=min(5.0 * 2 ** (rt.stage_failures - 1), 300.0))
 
     @staticmethod
     def _stale_conditions(new: ApplicationStatus) -> bool:

@@ -36,7 +36,7 @@ from gitsync.engine.chart_sources import ChartStore
 from gitsync.errors import GitsyncError, TerminalError, TransientError
 from gitsync.health import Health, aggregate, assess
 from gitsync.kube import ServerCapabilities
-from gitsync.model import ResourceKey, SyncStatus
+from gitsync.model import REVISION_SEPARATOR, ResourceKey, SyncStatus
 from gitsync.render import (
     DirectoryOptions,
     HelmOptions,
@@ -73,8 +73,6 @@ DependencyCredentialsLookup = Callable[[Application, str], ChartCredential]
 SourceKind = SourceType | Literal["helm-repository", "oci"]
 """The renderer a Git source got, or where a chart came from (``SOURCE_TYPES`` keys)."""
 MAX_REMEMBERED_CHART_VERSIONS = 4096
-REVISION_SEPARATOR = ","
-"""Joins a ``spec.sources`` app's per-source revisions (no SHA or ``chart@version`` has one)."""
 
 
 class SourceNotPermittedError(SpecError):

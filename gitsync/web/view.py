@@ -41,6 +41,7 @@ from gitsync.application_status import (
     SyncWindowState,
 )
 from gitsync.controller.interface import AUTOMATION_PAUSED
+from gitsync.model import short_revision as model_short_revision
 from gitsync.source import redact_url
 
 AppKey = tuple[str, str]  # (namespace, name)
@@ -55,9 +56,8 @@ MAX_ANNOTATION = 512
 
 
 def short_revision(revision: str) -> str:
-    """A revision as pages show it: a commit's first 7 hex digits; a chart's ``chart@version``
-    whole (its version is the point)."""
-    return revision if "@" in revision else revision[:7]
+    """A revision as pages show it (7 digits of a commit, as forges show them)."""
+    return model_short_revision(revision, 7)
 
 
 def _map(value: object) -> Mapping[str, Any]:

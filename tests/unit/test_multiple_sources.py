@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from gitsync.application import MAX_SOURCES, SpecError, parse_application
-from gitsync.controller.reconciler import short_revision
-from gitsync.engine.pipeline import REVISION_SEPARATOR, combined_revision
+from gitsync.engine.pipeline import combined_revision
+from gitsync.model import REVISION_SEPARATOR, short_revision
 from gitsync.render import HelmOptions, PathEscapeError, RenderError, RenderRequest, render
 from gitsync.source import Checkout, Revision
+from gitsync.web.view import short_revision as page_short_revision
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "render" / "helm-options" / "chart"
 CHART_REPO = {"repoURL": "https://charts.example.com", "chart": "web", "targetRevision": "1.x"}
@@ -233,3 +234,10 @@ def test_the_revision_is_the_sources_revisions_joined() -> None:
     assert revision.sources == (chart, git)
     assert revision.digest == "sha256:abc"  # the first rendering source's
     assert short_revision(revision.sha) == f"web@1.2.0,{'a' * 12}"
+
+
+def test_pages_shorten_each_part_of_a_sources_revision() -> None:
+    # pages once cut the joined revision as a whole ("aaaaaaa" for two sources, no chart version)
+    joined = f"{'a' * 40}{REVISION_SEPARATOR}web@1.2.0{REVISION_SEPARATOR}{'b' * 40}"
+    assert page_short_revision(joined) == "aaaaaaa,web@1.2.0,bbbbbbb"
+    assert page_short_revision("c" * 40) == "ccccccc"

@@ -331,16 +331,19 @@ def test_a_failed_sync_is_retried_on_the_backoff_then_held_until_a_new_revision(
 def test_a_render_failure_never_reaches_the_sync_and_backs_off() -> None:
     h = Harness(spec(**AUTOMATED))
     h.engine.compare_error = StageError("render", RenderError("mapping values are not allowed"))
-    assert h.reconcile() == 5.0
+    # the head check before each compare succeeds; the render's backoff still grows (it once
+    # stayed at 5 s: a broken commit was rendered again every 5 seconds for ever)
+    assert [h.reconcile() for _ in range(4)] == [5.0, 10.0, 20.0, 40.0]
     assert h.engine.synced == []
     reason, message = h.ready()
     assert reason == "RenderFailed" and "mapping values" in message
     assert h.store.status.condition("Stalled") is not None  # a render error is terminal
-    assert h.reconcile() is not None and h.engine.synced == []
     h.engine.compare_error = None  # fixed in Git
     h.reconcile()
     assert h.engine.synced == [(SHA1, None)]
     assert h.store.status.condition("Stalled") is None
+    h.engine.head, h.engine.compare_error = SHA2, StageError("render", RenderError("again"))
+    assert h.reconcile() == 5.0  # the good compare reset the count
 
 
 @pytest.mark.parametrize(
