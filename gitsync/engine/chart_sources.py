@@ -118,9 +118,22 @@ class ChartStore:
         self._locks: dict[str, threading.Lock] = {}
         # (scope, chart) -> (when listed, the versions), for resolve(max_age=...)
         self._listings: dict[tuple[str, str], tuple[float, list[ChartVersion]]] = {}
+        # one adapter per repository and credential identity, so its connection pool (and an OCI
+        # registry's bearer token) is reused: a new adapter per refresh paid a TCP and TLS
+        # handshake on every unchanged poll
+        self._repositories: dict[str, ChartRepository] = {}
 
     def repository(self, repo_url: str, credential: ChartCredential) -> ChartRepository:
-        return open_chart_repository(repo_url, credential, self.limits)
+        scope = _scope(repo_url, credential)
+        with self._lock:
+            repository = self._repositories.get(scope)
+        if repository is None:
+            repository = open_chart_repository(repo_url, credential, self.limits)
+            with self._lock:
+                if len(self._repositories) >= MAX_SHARED_LISTINGS:
+                    self._repositories.clear()
+                repository = self._repositories.setdefault(scope, repository)
+        return repository
 
     def resolve(
         self,

@@ -79,7 +79,13 @@ _identity_key: Final = secrets.token_bytes(32)
 def credential_identity(credential: ChartCredential) -> str:
     """Equal for equal credentials, never reversible (keyed with a per-process secret)."""
     material = "\n".join(
-        (credential.username, credential.password, credential.ca_data, str(credential.insecure))
+        (
+            credential.username,
+            credential.password,
+            credential.ca_data,
+            str(credential.insecure),
+            str(credential.allow_plain_http),
+        )
     )
     return hmac.new(_identity_key, material.encode(), hashlib.sha256).hexdigest()[:32]
 

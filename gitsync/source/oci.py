@@ -404,7 +404,7 @@ class OciChartRepository:
             response = self._send(url, headers, deadline)
             if response.status == 401:
                 _discard(response)
-                del self._authorizations[name]
+                self._authorizations.pop(name, None)  # another thread may have dropped it
                 raise self._refused(deadline.what)
         if response.status != 200:
             _discard(response)
