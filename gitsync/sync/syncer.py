@@ -804,17 +804,22 @@ class Syncer:
             return None
 
     def _live_reader(self, kube: KubeClient, item: Item) -> LiveReader:
-        """Where ``item``'s live object is read: the watch cache when there is one and the
-        app's user may read that kind there (``identity`` explains the review), else a GET as
-        the app's user - whose 403 then names what RBAC refused."""
+        api_version = str(item.obj["apiVersion"])
+        return self._reader_for(kube, api_version, item.key.kind, item.key.namespace)
+
+    def _reader_for(
+        self, kube: KubeClient, api_version: str, kind: str, namespace: str
+    ) -> LiveReader:
+        """Where a live object is read: the watch cache when there is one and the app's user
+        may read that kind there (``identity`` explains the review), else a GET as the app's
+        user - whose 403 then names what RBAC refused."""
         if self._cached_live is None:
             return kube.get
         if self.impersonation is None or kube is self.kube:
             return self._cached_live
-        api_version = str(item.obj["apiVersion"])
-        resource = self.kube.resource(api_version, item.key.kind).name
+        resource = self.kube.resource(api_version, kind).name
         group = api_version.rpartition("/")[0]
-        if self.impersonation.may_get(kube, group, resource, item.key.namespace):
+        if self.impersonation.may_get(kube, group, resource, namespace):
             return self._cached_live
         return kube.get
 
@@ -942,11 +947,12 @@ class Syncer:
         ignored = frozenset(k for k, e in extraneous.items() if self._ignores_extraneous(kube, e))
         return Comparison(items, extraneous, inventory, rollout_work, prepared_hooks, ignored)
 
-    @staticmethod
-    def _ignores_extraneous(kube: KubeClient, entry: InventoryEntry) -> bool:
-        """An extraneous object's own ``IgnoreExtraneous``: read live (unreadable: counted)."""
+    def _ignores_extraneous(self, kube: KubeClient, entry: InventoryEntry) -> bool:
+        """An extraneous object's own ``IgnoreExtraneous``: read live, from the watch cache
+        when there is one (unreadable: counted)."""
         try:
-            live = kube.get(entry.api_version, entry.kind, entry.name, entry.namespace)
+            read = self._reader_for(kube, entry.api_version, entry.kind, entry.namespace)
+            live = read(entry.api_version, entry.kind, entry.name, entry.namespace)
         except ApiError:
             return False
         return live is not None and sync_options.ignores_extraneous(live)
