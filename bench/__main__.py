@@ -56,6 +56,7 @@ from bench.scenarios import (
     render_rows,
 )
 from gitsync import logs
+from gitsync.controller.controller import PUSH_WINDOW
 from gitsync.localenv.controlplane import ControlPlane, ControlPlaneError
 
 SCENARIOS = (
@@ -185,7 +186,9 @@ def table(rows: Sequence[Row]) -> str:
 
 
 def push_rows(kubeconfig: Path, pushes: int) -> list[Row]:
-    args = argparse.Namespace(pushes=pushes, kubeconfig=str(kubeconfig), pause=0.5, json=None)
+    args = argparse.Namespace(
+        pushes=pushes, kubeconfig=str(kubeconfig), pause=PUSH_WINDOW, json=None
+    )
     result = push_to_live.run(args)
     return [
         Row(

@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from gitsync.controller.controller import ensure_crd
+from gitsync.controller.controller import PUSH_WINDOW, ensure_crd
 from gitsync.kube import KubeClient
 from gitsync.localenv.controlplane import ControlPlane, ControlPlaneError
 from gitsync.localenv.gitserver import GitRepo, GitServer
@@ -251,7 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument(
-        "--pause", type=float, default=0.5, help="seconds of quiet between pushes (default 0.5)"
+        "--pause",
+        type=float,
+        default=PUSH_WINDOW,
+        help="seconds of quiet between pushes (default: the controller's push window, "
+        f"{PUSH_WINDOW:g}; a push inside it joins the run at its end)",
     )
     args = parser.parse_args(argv)
     if args.pushes < 1:

@@ -51,7 +51,7 @@ import yaml
 
 from bench.scenarios import BenchError, Row, median
 from bench.ui_list import waitress_server
-from gitsync.controller.controller import Controller, ControllerConfig, ensure_crd
+from gitsync.controller.controller import PUSH_WINDOW, Controller, ControllerConfig, ensure_crd
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitRepo, GitServer
 from gitsync.render.kustomize import kubectl_path
@@ -326,6 +326,9 @@ def deployment_image(kube: KubeClient, namespace: str, i: int) -> str | None:
     return str(containers[0].get("image")) if containers else None
 
 
+_last_push: dict[str, float] = {}  # repository -> time.monotonic() of its latest timed push
+
+
 @dataclass
 class Push:
     live: float  # git push started -> the API server serves the new image
@@ -343,13 +346,20 @@ def push_round(  # noqa: PLR0917 - one round's parts, named at the one call
     i: int,
     image: str,
 ) -> Push:
-    """Commit a new image for app ``i`` (off the clock); then push, webhook, wait until live."""
+    """Commit a new image for app ``i`` (off the clock); then push, webhook, wait until live.
+    A push comes at least a push window after the previous one to the same repository, as a
+    person's pushes do: one inside the window joins the run at its end by design (the
+    controller's flood bound), which measures the window, not the pipeline."""
     wait(lambda: idle(controller), 120, "the controller to settle before a push", 0.05)
+    quiet = _last_push.get(repo.name, 0.0) + PUSH_WINDOW - time.monotonic()
+    if quiet > 0:
+        time.sleep(quiet)
     path = f"apps/{app_name(i)}/deploy.yaml"
     sha = repo.commit({path: app_files(i, image)[path]}, f"{app_name(i)}: {image}")
     counting = controller.kube if isinstance(controller.kube, CountingClient) else None
     before = counting.snapshot()[0] if counting else Counter()
     started = time.perf_counter()
+    _last_push[repo.name] = time.monotonic()
     repo.push()
     refreshed = github_push(web[0], web[1], repo.http_url(), sha, path)
     wait(lambda: deployment_image(bench_kube, namespace, i) == image, 120, f"{image} live", 0.02)

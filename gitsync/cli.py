@@ -639,6 +639,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         default_service_account=args.default_service_account or "",
         git_max_per_host=args.git_max_per_host or 0,
         policy_allow_all=args.policy_allow_all,
+        push_window=args.push_window,
     )
     try:
         controller = Controller(kube, config)
@@ -1131,6 +1132,15 @@ def _serve_parser(sub: _Subcommands) -> None:
         action="store_true",
         help="accept push webhooks from providers that have no GITSYNC_WEBHOOK_SECRET[_PROVIDER] "
         "(by default they are refused with 401)",
+    )
+    serve.add_argument(
+        "--push-window",
+        type=_positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="at most one push-triggered head check per repository (and one hand-over write per "
+        "app) in this many seconds; pushes in between join the run at the window's end "
+        "(default 1)",
     )
     serve.add_argument(
         "--git-max-per-host",

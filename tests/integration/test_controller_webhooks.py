@@ -310,7 +310,8 @@ def test_a_burst_of_pushes_is_coalesced_into_a_couple_of_fetches(
     serve: Any, kube: KubeClient, namespace: str, git_server: GitServer
 ) -> None:
     repo = configmap_only_repo(git_server)
-    ctl, _ = synced_app(serve, kube, namespace, repo)
+    # a wide push window: the ten deliveries surely land in one however slowly threads start
+    ctl, _ = synced_app(lambda *a: serve(*a, "--push-window=5"), kube, namespace, repo)
     fetches = git_requests(ctl, repo, "fetch")
     ls_remotes = git_requests(ctl, repo, "ls-remote")
 

@@ -28,7 +28,6 @@ from test_controller_webhooks import (
     webhooks,
 )
 
-from gitsync.controller.controller import PUSH_WINDOW
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitRepo, GitServer
 from tests.support.apps import (
@@ -43,6 +42,11 @@ from tests.support.audit import AuditLog
 from tests.support.cluster import TestCluster
 from tests.support.controller import ServeProcess
 from tests.support.waiting import wait_for
+
+PUSH_WINDOW = 5.0
+"""The window these tests give ``serve`` (``--push-window``): wide enough that a flood sent by
+one test thread surely lands inside one window on a loaded machine."""
+WINDOW_FLAG = f"--push-window={PUSH_WINDOW:g}"
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +85,7 @@ def test_a_secret_for_github_alone_leaves_generic_and_gitlab_closed(
 ) -> None:
     repo = configmap_only_repo(git_server)
     env = {"GITSYNC_WEBHOOK_SECRET": "", "GITSYNC_WEBHOOK_SECRET_GITHUB": WEBHOOK_SECRET}
-    ctl, _ = synced_app(lambda *a: serve(*a, env=env), kube, namespace, repo)
+    ctl, _ = synced_app(lambda *a: serve(*a, WINDOW_FLAG, env=env), kube, namespace, repo)
     sha = push_value(repo, "v2")  # a real change waits: a refresh would deploy it
     listed = git_requests(ctl, repo, "ls-remote")
 
@@ -110,7 +114,7 @@ def test_a_replayed_signed_delivery_is_refused_and_asks_git_nothing(
     serve: Any, kube: KubeClient, namespace: str, git_server: GitServer
 ) -> None:
     repo = configmap_only_repo(git_server)
-    ctl, _ = synced_app(serve, kube, namespace, repo)
+    ctl, _ = synced_app(lambda *a: serve(*a, WINDOW_FLAG), kube, namespace, repo)
     sha = push_value(repo, "v2")
     body, headers = signed_github(repo, sha, "72d3162e-cc78-11e3-81ab-4c9367dc0958")
 
@@ -140,7 +144,7 @@ def test_a_flood_of_signed_pushes_costs_one_ls_remote_per_window_and_the_last_st
     serve: Any, kube: KubeClient, namespace: str, git_server: GitServer
 ) -> None:
     repo = configmap_only_repo(git_server)
-    ctl, _ = synced_app(serve, kube, namespace, repo)
+    ctl, _ = synced_app(lambda *a: serve(*a, WINDOW_FLAG), kube, namespace, repo)
     listed = git_requests(ctl, repo, "ls-remote")
 
     # 20 distinct, correctly signed deliveries (none a replay) within one window.
@@ -175,7 +179,7 @@ def replicas(cluster: TestCluster, tmp_path: Path, crd: None) -> Any:
         workdir = tmp_path / f"replica-{len(started)}"
         workdir.mkdir()
         env = {"GITSYNC_WEBHOOK_SECRET": WEBHOOK_SECRET}
-        proc = ServeProcess(cluster.kubeconfig_path, workdir, list(extra), env)
+        proc = ServeProcess(cluster.kubeconfig_path, workdir, [WINDOW_FLAG, *extra], env)
         started.append(proc)
         return proc.start()
 
