@@ -73,6 +73,7 @@ DependencyCredentialsLookup = Callable[[Application, str], ChartCredential]
 SourceKind = SourceType | Literal["helm-repository", "oci"]
 """The renderer a Git source got, or where a chart came from (``SOURCE_TYPES`` keys)."""
 MAX_REMEMBERED_CHART_VERSIONS = 4096
+MAX_REMEMBERED_DETECTIONS = 8192
 
 
 class SourceNotPermittedError(SpecError):
@@ -164,6 +165,7 @@ class Engine:
         self.charts = charts or ChartStore(sources.root / "charts")
         # the version each resolved chart@version stands for, so fetch needs no second listing
         self._chart_versions: dict[tuple[str, str], ChartVersion] = {}
+        self._detected: dict[tuple[str, str], SourceType] = {}  # (checkout, path) -> renderer
 
     def capabilities(self) -> ServerCapabilities:
         """The destination's version and API versions, read at most once per
@@ -322,7 +324,7 @@ class Engine:
             kustomize=KustomizeOptions() if src.kustomize else None,
             limits=self.limits,
         )
-        if source_type(req) != "helm":
+        if self._source_type(req) != "helm":
             return req
         helm = req.helm or HelmOptions(release_name="")  # a detected chart: named by the renderer
         spec = src.helm
@@ -379,7 +381,7 @@ class Engine:
             # discovery is a failed render (nothing applied or pruned), not a crash
             req = self.render_request(app, checkout.path, refs)
             if not app.source.is_chart:
-                kind = source_type(req)
+                kind = self._source_type(req)
                 if kind == "helm":
                     req = self._with_dependencies(app, req)
             manifests = self.renders.get_or_render(key, req)
@@ -391,6 +393,21 @@ class Engine:
             # instead, never report an empty success, and neither apply nor prune
             raise StageError("render", self._empty_render_error(app, req, kind))
         return manifests, kind
+
+    def _source_type(self, req: RenderRequest) -> SourceType:
+        """``source_type``, remembered per checkout and path when it has to look: a checkout
+        is one commit's read-only tree, so what it holds never changes, and looking is a few
+        ``realpath`` and ``stat`` calls that every refresh of every app paid twice."""
+        if req.helm is not None or req.kustomize is not None or req.directory is not None:
+            return source_type(req)
+        key = (str(req.repo_root), req.path)
+        found = self._detected.get(key)
+        if found is None:
+            found = source_type(req)
+            if len(self._detected) >= MAX_REMEMBERED_DETECTIONS:
+                self._detected.clear()
+            self._detected[key] = found
+        return found
 
     def _empty_render_error(self, app: Application, req: RenderRequest, kind: str) -> RenderError:
         found = ""
