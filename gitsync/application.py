@@ -339,12 +339,93 @@ class HelmSource:
 
 
 @dataclass(frozen=True)
+class KustomizeImage:
+    """One ``kustomize.images`` entry: Argo CD's string (``kustomize edit set image``'s syntax,
+    ``name=newName:tag``, ``name:tag``, ``name@digest``...) taken apart. ``name`` is the image
+    kustomize looks for; "" in the others leaves that part as it is."""
+
+    name: str
+    new_name: str = ""
+    new_tag: str = ""
+    digest: str = ""
+
+
+@dataclass(frozen=True)
+class KustomizeReplica:
+    """One ``kustomize.replicas`` entry: the workload named ``name`` gets ``count`` replicas."""
+
+    name: str
+    count: int
+
+
+@dataclass(frozen=True)
+class KustomizePatchTarget:
+    """A patch's ``target`` in kustomize's spelling; "" matches anything."""
+
+    group: str = ""
+    version: str = ""
+    kind: str = ""
+    name: str = ""
+    namespace: str = ""
+    label_selector: str = ""
+    annotation_selector: str = ""
+
+
+@dataclass(frozen=True)
+class KustomizePatch:
+    """One ``kustomize.patches`` entry: inline ``patch`` text, or a ``path`` to a patch file
+    relative to the app's directory (and inside it, as kustomize's RootOnly rule asks)."""
+
+    patch: str = ""
+    path: str = ""
+    target: KustomizePatchTarget | None = None
+    allow_name_change: bool | None = None
+    allow_kind_change: bool | None = None
+
+
+@dataclass(frozen=True)
+class KustomizeSource:
+    """``spec.source.kustomize``: Argo CD's overrides, applied by the renderer through an
+    overlay that kustomize builds. ``components`` are paths relative to the app's directory."""
+
+    images: tuple[KustomizeImage, ...] = ()
+    name_prefix: str = ""
+    name_suffix: str = ""
+    common_labels: Mapping[str, str] = field(default_factory=dict)
+    force_common_labels: bool = False
+    label_without_selector: bool = False
+    label_include_templates: bool = False
+    common_annotations: Mapping[str, str] = field(default_factory=dict)
+    force_common_annotations: bool = False
+    namespace: str = ""
+    replicas: tuple[KustomizeReplica, ...] = ()
+    patches: tuple[KustomizePatch, ...] = ()
+    components: tuple[str, ...] = ()
+    ignore_missing_components: bool = False
+
+    @property
+    def has_overrides(self) -> bool:
+        """Whether anything changes what ``kustomize build`` of the directory gives."""
+        return bool(
+            self.images
+            or self.name_prefix
+            or self.name_suffix
+            or self.common_labels
+            or self.common_annotations
+            or self.namespace
+            or self.replicas
+            or self.patches
+            or self.components
+        )
+
+
+@dataclass(frozen=True)
 class Source:
     repo_url: str
     target_revision: str = "HEAD"
     path: str = "."
     directory: DirectorySource | None = None
-    kustomize: bool = False
+    kustomize: KustomizeSource | None = None
     helm: HelmSource | None = None
     credentials_secret: str = ""
     chart: str = ""
@@ -572,9 +653,11 @@ def _parse_source(value: object, where: str = "spec.source", *, listed: bool = F
             d.flag("recurse"), d.text("include"), d.text("exclude"), jsonnet
         )
         d.done()
-    kustomize = f.raw("kustomize") is not None
-    if kustomize:
-        SpecFields(f.raw("kustomize"), f.path("kustomize")).done()
+    kustomize = (
+        parse_kustomize(SpecFields(f.raw("kustomize"), f.path("kustomize")))
+        if f.raw("kustomize") is not None
+        else None
+    )
     helm = _parse_helm(f.raw("helm"), f.path("helm")) if f.raw("helm") is not None else None
     creds = ""
     if f.raw("secretRef") is not None:
@@ -582,12 +665,12 @@ def _parse_source(value: object, where: str = "spec.source", *, listed: bool = F
         creds = _dns_name(s.text("name"), s.path("name"))
         s.done()
     f.done()
-    if sum([directory is not None, kustomize, helm is not None]) > 1:
+    if sum([directory is not None, kustomize is not None, helm is not None]) > 1:
         raise SpecError(where, "set at most one of directory, kustomize, helm")
     chart = chart_source.chart if chart_source is not None else ""
     if ref and chart:  # Argo CD too: a ref provides files from a Git checkout
         raise SpecError(f.path("ref"), "must be on a Git source, not a chart")
-    if ref_only and (directory is not None or kustomize or helm is not None):
+    if ref_only and (directory is not None or kustomize is not None or helm is not None):
         raise SpecError(where, "a ref source without path renders nothing: set path to render it")
     return Source(repo_url, revision, path, directory, kustomize, helm, creds, chart, ref, ref_only)
 
@@ -725,6 +808,261 @@ def _jsonnet_variables(j: SpecFields, name: str) -> tuple[JsonnetVariable, ...]:
         variables.append(JsonnetVariable(var_name, value, var.flag("code")))
         var.done()
     return tuple(variables)
+
+
+UNSUPPORTED_KUSTOMIZE_FIELDS = {
+    "version": "gitsync builds with the kustomize built into its kubectl",
+    "kubeVersion": "it only reaches Helm charts inflated by kustomize, which gitsync refuses",
+    "apiVersions": "it only reaches Helm charts inflated by kustomize, which gitsync refuses",
+}
+"""Argo CD ``kustomize`` fields gitsync does not implement, and why: each is a spec error."""
+MAX_KUSTOMIZE_ENTRIES = 100
+"""``images``, ``replicas``, ``patches``, ``components``, labels and annotations: at most this
+many entries each (they are written into every render's overlay)."""
+MAX_KUSTOMIZE_PATCH_BYTES = 256 * 1024
+MAX_ANNOTATION_BYTES = 256 * 1024
+"""What the API server allows for all of an object's annotations together."""
+_IMAGE_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_NAME = re.compile(
+    rf"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]+)?/)?{_IMAGE_PART}(?:/{_IMAGE_PART})*$"
+)
+_IMAGE_TAG = re.compile(r"^\w[\w.-]{0,127}$")
+_IMAGE_DIGEST = re.compile(
+    r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$"
+)
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+_NAME_PREFIX = re.compile(r"^[a-z0-9][-a-z0-9.]{0,62}$")
+_NAME_SUFFIX = re.compile(r"^[-a-z0-9.]{0,62}[a-z0-9]$")
+_MAX_REPLICAS = 2**31 - 1
+_ENVSUBST_HINT = (
+    "Argo CD substitutes its build environment ($ARGOCD_APP_REVISION, ...) here and gitsync "
+    "does not: write the value out"
+)
+
+
+def parse_kustomize(k: SpecFields) -> KustomizeSource:
+    """``spec.source.kustomize`` in Argo CD's spelling, every value checked."""
+    for name, why in UNSUPPORTED_KUSTOMIZE_FIELDS.items():
+        if k.has(name):
+            raise SpecError(k.path(name), f"Argo CD's {name} is not supported by gitsync ({why})")
+    prefix, suffix = k.text("namePrefix"), k.text("nameSuffix")
+    if prefix and not _NAME_PREFIX.match(prefix):
+        raise SpecError(k.path("namePrefix"), f"expected a lowercase name prefix, got {prefix!r}")
+    if suffix and not _NAME_SUFFIX.match(suffix):
+        raise SpecError(k.path("nameSuffix"), f"expected a lowercase name suffix, got {suffix!r}")
+    envsubst = k.flag("commonAnnotationsEnvsubst")
+    source = KustomizeSource(
+        images=_kustomize_images(k),
+        name_prefix=prefix,
+        name_suffix=suffix,
+        common_labels=_kustomize_metadata(k, "commonLabels", labels=True, envsubst=True),
+        force_common_labels=k.flag("forceCommonLabels"),
+        label_without_selector=k.flag("labelWithoutSelector"),
+        label_include_templates=k.flag("labelIncludeTemplates"),
+        common_annotations=_kustomize_metadata(
+            k, "commonAnnotations", labels=False, envsubst=envsubst
+        ),
+        force_common_annotations=k.flag("forceCommonAnnotations"),
+        namespace=_dns_name(k.text("namespace"), k.path("namespace"), label=True, required=False),
+        replicas=_kustomize_replicas(k),
+        patches=_kustomize_patches(k),
+        components=_kustomize_components(k),
+        ignore_missing_components=k.flag("ignoreMissingComponents"),
+    )
+    k.done()
+    return source
+
+
+def _kustomize_list(k: SpecFields, name: str) -> list[Any]:
+    listed = k.items(name)
+    if len(listed) > MAX_KUSTOMIZE_ENTRIES:
+        raise SpecError(k.path(name), f"at most {MAX_KUSTOMIZE_ENTRIES} entries, got {len(listed)}")
+    return listed
+
+
+def _kustomize_images(k: SpecFields) -> tuple[KustomizeImage, ...]:
+    images: dict[str, KustomizeImage] = {}
+    for i, entry in enumerate(_kustomize_list(k, "images")):
+        where = f"{k.path('images')}[{i}]"
+        image = parse_kustomize_image(entry, where)
+        if image.name in images:
+            raise SpecError(where, f"image {image.name!r} is given twice")
+        images[image.name] = image
+    return tuple(images.values())
+
+
+def parse_kustomize_image(entry: object, where: str) -> KustomizeImage:
+    """One Argo CD image override: ``[name=]newName[:tag|@digest]``, as ``kustomize edit set
+    image`` reads it; without ``name=``, only a tag or digest can be set."""
+    if not isinstance(entry, str) or not entry or len(entry) > 512:
+        raise SpecError(
+            where, f"expected an image such as 'nginx=registry/nginx:1.25', got {entry!r}"
+        )
+    if "$" in entry:
+        raise SpecError(where, _ENVSUBST_HINT)
+    name, renamed, new = entry.partition("=")
+    reference, tag, digest = _split_image(new if renamed else entry, where)
+    if not renamed:
+        if not tag and not digest:
+            raise SpecError(
+                where, f"{entry!r} changes nothing: use name=newName, name:tag or name@digest"
+            )
+        return KustomizeImage(reference, new_tag=tag, digest=digest)
+    if not _IMAGE_NAME.match(name) or len(name) > 255:
+        raise SpecError(where, f"{name!r} is not an image name")
+    return KustomizeImage(name, new_name=reference, new_tag=tag, digest=digest)
+
+
+def _split_image(text: str, where: str) -> tuple[str, str, str]:
+    """``registry:5000/app:1.2`` -> (``registry:5000/app``, ``1.2``, ""); a digest after ``@``."""
+    rest, at, digest = text.partition("@")
+    head, colon, tag = rest.rpartition(":")
+    if not colon or "/" in tag:  # the colon was a registry's port, or there is none
+        head, colon, tag = rest, "", ""
+    if not _IMAGE_NAME.match(head) or len(head) > 255:
+        raise SpecError(where, f"{head!r} is not an image name")
+    if colon and not _IMAGE_TAG.match(tag):
+        raise SpecError(where, f"{tag!r} is not an image tag")
+    if at and not _IMAGE_DIGEST.match(digest):
+        raise SpecError(where, f"{digest!r} is not a digest such as 'sha256:<64 hex digits>'")
+    if tag and digest:
+        raise SpecError(where, "set a tag or a digest, not both")
+    return head, tag, digest
+
+
+def _qualified_key(key: object, where: str) -> str:
+    """A label or annotation key: ``[prefix/]name``, the prefix a DNS subdomain."""
+    if not isinstance(key, str):
+        raise SpecError(where, f"expected a key such as 'team' or 'example.com/team', got {key!r}")
+    prefix, slash, name = key.rpartition("/")
+    if not _LABEL_NAME.match(name) or (slash and not DNS_SUBDOMAIN.match(prefix)):
+        raise SpecError(where, f"{key!r} is not a label or annotation key ([prefix/]name)")
+    return key
+
+
+def _kustomize_metadata(
+    k: SpecFields, name: str, *, labels: bool, envsubst: bool
+) -> dict[str, str]:
+    """``commonLabels``/``commonAnnotations``: keys checked, values strings (label values
+    checked as such); Argo CD substitutes variables in labels always, in annotations only
+    with ``commonAnnotationsEnvsubst``."""
+    value = k.raw(name)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(k.path(name), f"expected an object of strings, got {type(value).__name__}")
+    if len(value) > MAX_KUSTOMIZE_ENTRIES:
+        raise SpecError(k.path(name), f"at most {MAX_KUSTOMIZE_ENTRIES} entries, got {len(value)}")
+    found: dict[str, str] = {}
+    for key, text in value.items():
+        where = f"{k.path(name)}.{key}"
+        _qualified_key(key, where)
+        if not isinstance(text, str):
+            raise SpecError(where, f"expected a string (quote it), got {text!r}")
+        if envsubst and "$" in text:
+            raise SpecError(where, _ENVSUBST_HINT)
+        if labels and not _LABEL_VALUE.match(text):
+            raise SpecError(where, f"{text!r} is not a label value (at most 63 of a-z, 0-9, -_.)")
+        found[key] = text
+    if sum(len(key) + len(text) for key, text in found.items()) > MAX_ANNOTATION_BYTES:
+        raise SpecError(k.path(name), f"more than {MAX_ANNOTATION_BYTES} bytes in all")
+    return found
+
+
+def _kustomize_replicas(k: SpecFields) -> tuple[KustomizeReplica, ...]:
+    replicas: list[KustomizeReplica] = []
+    for i, item in enumerate(_kustomize_list(k, "replicas")):
+        r = SpecFields(item, f"{k.path('replicas')}[{i}]")
+        name = _dns_name(r.text("name"), r.path("name"))
+        if name in {replica.name for replica in replicas}:
+            raise SpecError(r.path("name"), f"{name!r} is given twice")
+        count = r.raw("count")
+        if isinstance(count, str) and count.isdigit():  # Argo CD: an int or a string of one
+            count = int(count)
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= _MAX_REPLICAS:
+            raise SpecError(r.path("count"), f"expected a replica count from 0, got {count!r}")
+        replicas.append(KustomizeReplica(name, count))
+        r.done()
+    return tuple(replicas)
+
+
+_PATCH_TARGET_FIELDS = (  # in the order of KustomizePatchTarget's fields
+    "group",
+    "version",
+    "kind",
+    "name",
+    "namespace",
+    "labelSelector",
+    "annotationSelector",
+)
+
+
+def _kustomize_patches(k: SpecFields) -> tuple[KustomizePatch, ...]:
+    patches: list[KustomizePatch] = []
+    for i, item in enumerate(_kustomize_list(k, "patches")):
+        p = SpecFields(item, f"{k.path('patches')}[{i}]")
+        which = p.one_of(("patch", "path"), required=True)
+        text = p.text(which)
+        if which == "patch" and not text.strip():
+            raise SpecError(p.path("patch"), "must not be empty")
+        if len(text.encode()) > MAX_KUSTOMIZE_PATCH_BYTES or "\x00" in text:
+            raise SpecError(p.path(which), f"at most {MAX_KUSTOMIZE_PATCH_BYTES} bytes, no NUL")
+        if which == "path":
+            pure = PurePosixPath(text or ".")
+            if pure.is_absolute() or ".." in pure.parts or str(pure) == ".":
+                raise SpecError(
+                    p.path("path"),
+                    f"expected a patch file in the app's directory (relative, no '..'): {text!r}",
+                )
+            text = str(pure)
+        target = _patch_target(p.raw("target"), p.path("target"))
+        allow_name: bool | None = None
+        allow_kind: bool | None = None
+        if p.raw("options") is not None:
+            o = SpecFields(p.raw("options"), p.path("options"))
+            allow_name = o.flag("allowNameChange") if o.has("allowNameChange") else None
+            allow_kind = o.flag("allowKindChange") if o.has("allowKindChange") else None
+            o.done()
+        patches.append(
+            KustomizePatch(
+                patch=text if which == "patch" else "",
+                path=text if which == "path" else "",
+                target=target,
+                allow_name_change=allow_name,
+                allow_kind_change=allow_kind,
+            )
+        )
+        p.done()
+    return tuple(patches)
+
+
+def _patch_target(value: object, where: str) -> KustomizePatchTarget | None:
+    if value is None:
+        return None
+    t = SpecFields(value, where)
+    values: list[str] = []
+    for name in _PATCH_TARGET_FIELDS:
+        text = t.text(name)
+        if len(text) > 1024 or any(c in text for c in "\x00\n"):
+            raise SpecError(t.path(name), "at most 1024 characters on one line")
+        values.append(text)
+    t.done()
+    return KustomizePatchTarget(*values)
+
+
+def _kustomize_components(k: SpecFields) -> tuple[str, ...]:
+    """Directories relative to the app's; ``..`` is allowed (components usually sit next to
+    the overlays), the renderer keeps them inside the repository."""
+    components: list[str] = []
+    for i, entry in enumerate(_kustomize_list(k, "components")):
+        where = f"{k.path('components')}[{i}]"
+        if not isinstance(entry, str) or not entry or len(entry) > 1024 or "\x00" in entry:
+            raise SpecError(where, f"expected a directory relative to the app's, got {entry!r}")
+        if PurePosixPath(entry).is_absolute():
+            raise SpecError(where, f"must be relative to the app's directory: {entry!r}")
+        components.append(entry)
+    return tuple(components)
 
 
 def _helm_parameters(h: SpecFields) -> tuple[HelmParameter, ...]:

@@ -321,7 +321,7 @@ class Engine:
                 else None
             ),
             helm=self._helm_options(app, refs or {}),
-            kustomize=KustomizeOptions() if src.kustomize else None,
+            kustomize=KustomizeOptions(src.kustomize) if src.kustomize is not None else None,
             limits=self.limits,
         )
         if self._source_type(req) != "helm":

@@ -25,6 +25,10 @@ the repository's safety depend on our list of file-bearing fields being complete
 kustomize release, and one missed field would read ``/etc/passwd`` into a ConfigMap. With
 RootOnly, a missed field at worst gives kustomize's own "not in or below" error.
 
+An Application's ``kustomize`` overrides (Argo CD's ``images``, ``namePrefix``, ``patches``...)
+are applied by kustomize too, through a generated overlay on top of the app's directory: see
+``_Overlay``.
+
 The build never gets ``--enable-helm``, ``--enable-alpha-plugins`` or ``--enable-exec``; it runs in
 a child process with the render deadline as timeout, output capped at ``max_bytes``, no network
 credentials (see ``tool_process``), a ``PATH`` holding only kubectl, so there is no ``git`` to
@@ -33,6 +37,7 @@ clone with even if a remote reference slipped through, and proxy variables point
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -42,11 +47,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gitsync.application import KustomizeImage, KustomizePatch, KustomizeSource
 from gitsync.render.confinement import Deadline, Repo, TreeBudget, read_bounded
 from gitsync.render.errors import PathEscapeError, RenderError
 from gitsync.render.manifest import RenderedManifest, to_manifests
 from gitsync.render.options import KustomizeOptions, RenderLimits
-from gitsync.render.safe_yaml import load_yaml_documents, load_yaml_with_lines
+from gitsync.render.safe_yaml import check_yaml, load_yaml_documents, load_yaml_with_lines
 from gitsync.render.tool_process import run_tool, scrubbed_env
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -114,6 +120,8 @@ class _Scan:
         self.budget = budget
         self.limits = limits
         self.visited: set[Path] = set()
+        self.specs: dict[Path, dict[str, Any]] = {}
+        """Each scanned directory's kustomization, as parsed (the overlay reads the app's)."""
 
     def run(self, app_dir: Path) -> None:
         queue: deque[Path] = deque([app_dir])
@@ -133,6 +141,7 @@ class _Scan:
         data = read_bounded(kfile, name=name, max_bytes=self.limits.max_bytes)
         docs = load_yaml_documents(data, source=name, limits=self.limits)
         spec: dict[str, Any] = docs[0] if docs else {}
+        self.specs.setdefault(kdir, spec)
         _refuse_helm(spec, name)
         subdirs = self._trees(kdir, spec, name)
         self._files(kdir, spec, name)
@@ -256,6 +265,184 @@ def _path_with_only(kubectl: str, *, home: str) -> str:
     return os.fspath(tools)
 
 
+OVERRIDES = "spec.source.kustomize"
+"""How errors about the Application's overrides are located (they are not in a file)."""
+_OVERLAY_DIR = "overlay"
+
+
+class _Overlay:
+    """The kustomization that applies an Application's ``kustomize`` overrides to its directory.
+
+    Argo CD runs ``kustomize edit`` on the app's own kustomization file in a copy of the
+    repository; gitsync never writes to a checkout (renders of other apps read the same one), so
+    it writes a kustomization of its own whose one resource is the app's directory, in the
+    render's private ``HOME`` (random name, mode 0700, removed afterwards), and kustomize builds
+    that. The fences hold as before: with RootOnly the overlay can load files only from its own
+    directory, which holds nothing but what is written here; the directories it names (the app's,
+    each component) are resolved and scanned like any kustomization the app reaches; patch files
+    are read here, confined to the app's directory as RootOnly would, and written in inline.
+
+    Where a layer on top gives another result than Argo CD's edit of the app's kustomization,
+    the result is made the same or refused: an override for an image the kustomization renames
+    is written for the new name, which is what comes out of it; a ``namePrefix``/``nameSuffix``
+    the kustomization sets itself (Argo CD replaces it, a layer would add to it) and a common
+    label or annotation it sets, without ``forceCommonLabels``/``forceCommonAnnotations`` (Argo
+    CD refuses those too), are errors. One difference remains, documented rather than refused:
+    components apply to the app's built output, so objects a component adds do not get the app
+    kustomization's own transformers (Argo CD adds the component inside that kustomization).
+    """
+
+    def __init__(self, scan: _Scan, app_dir: Path, overrides: KustomizeSource) -> None:
+        self.scan = scan
+        self.app_dir = app_dir
+        self.overrides = overrides
+        kfile = find_kustomization(app_dir)
+        self.kfile = scan.repo.rel(kfile) if kfile is not None else "kustomization.yaml"
+        self.own = scan.specs.get(app_dir, {})
+
+    def write(self, home: Path) -> Path:
+        where = home / _OVERLAY_DIR
+        where.mkdir(mode=0o700)
+        o = self.overrides
+        doc: dict[str, Any] = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [os.path.relpath(self.app_dir, where)],
+        }
+        components = self._components(where)
+        if components:
+            doc["components"] = components
+        for name, value in (("namePrefix", o.name_prefix), ("nameSuffix", o.name_suffix)):
+            if value:
+                self._refuse_replaced(name)
+                doc[name] = value
+        if o.common_labels:
+            self._refuse_unforced("commonLabels", o.common_labels, o.force_common_labels)
+            if o.label_without_selector:
+                doc["labels"] = [
+                    {
+                        "pairs": dict(o.common_labels),
+                        "includeSelectors": False,
+                        "includeTemplates": o.label_include_templates,
+                    }
+                ]
+            else:
+                doc["commonLabels"] = dict(o.common_labels)
+        if o.common_annotations:
+            self._refuse_unforced(
+                "commonAnnotations", o.common_annotations, o.force_common_annotations
+            )
+            doc["commonAnnotations"] = dict(o.common_annotations)
+        if o.namespace:
+            doc["namespace"] = o.namespace
+        if o.images:
+            doc["images"] = [self._image(image) for image in o.images]
+        if o.replicas:
+            doc["replicas"] = [{"name": r.name, "count": r.count} for r in o.replicas]
+        if o.patches:
+            doc["patches"] = [self._patch(i, patch) for i, patch in enumerate(o.patches)]
+        # JSON is YAML, and json.dumps cannot be talked into an anchor, a tag or a directive
+        (where / "kustomization.yaml").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        return where
+
+    def _components(self, where: Path) -> list[str]:
+        """Each component resolved inside the repository (never remote), scanned like the
+        app's kustomization; missing ones skipped with ``ignoreMissingComponents``."""
+        found: list[str] = []
+        for i, entry in enumerate(self.overrides.components):
+            field_name = f"components[{i}]"
+            target = self.scan._local(self.app_dir, entry, field_name, OVERRIDES, must_exist=False)
+            if not target.exists() and self.overrides.ignore_missing_components:
+                continue
+            if not target.is_dir():
+                raise RenderError(
+                    f"{field_name} entry {entry!r} is not a directory in the repository",
+                    source=OVERRIDES,
+                )
+            self.scan.run(target)
+            found.append(os.path.relpath(target, where))
+        return found
+
+    def _refuse_replaced(self, name: str) -> None:
+        own = self.own.get(name)
+        if own:
+            raise RenderError(
+                f"{name}: {self.kfile} sets {name} {own!r} itself; Argo CD's override would "
+                "replace it, which an overlay cannot do: set it in one place",
+                source=OVERRIDES,
+            )
+
+    def _refuse_unforced(self, name: str, values: Mapping[str, str], force: bool) -> None:
+        own = self.own.get(name)
+        clash = sorted(set(values) & set(own)) if isinstance(own, dict) and not force else []
+        if clash:
+            flag = "forceCommonLabels" if name == "commonLabels" else "forceCommonAnnotations"
+            raise RenderError(
+                f"{name}.{clash[0]} is already set in {self.kfile}; set {flag}: true to "
+                "replace it (Argo CD refuses it too)",
+                source=OVERRIDES,
+            )
+
+    def _image(self, image: KustomizeImage) -> dict[str, str]:
+        """An ``images`` entry; an image the app's kustomization renames (``newName``) comes out
+        of it under the new name, so that is the name to match (Argo CD's ``edit set image``
+        changes the kustomization's entry for it)."""
+        name = image.name
+        for own in _mappings(self.own.get("images")):
+            if own.get("name") == image.name and isinstance(own.get("newName"), str):
+                name = own["newName"] or name
+        entry = {
+            "name": name,
+            "newName": image.new_name,
+            "newTag": image.new_tag,
+            "digest": image.digest,
+        }
+        return {key: value for key, value in entry.items() if value}
+
+    def _patch(self, i: int, patch: KustomizePatch) -> dict[str, Any]:
+        where = f"{OVERRIDES}.patches[{i}]"
+        text = patch.patch
+        if patch.path:
+            text = self._patch_file(patch.path, f"{where}.path")
+        check_yaml(text, source=where, limits=self.scan.limits)
+        entry: dict[str, Any] = {"patch": text}
+        if patch.target is not None:
+            t = patch.target
+            selector = {
+                "group": t.group,
+                "version": t.version,
+                "kind": t.kind,
+                "name": t.name,
+                "namespace": t.namespace,
+                "labelSelector": t.label_selector,
+                "annotationSelector": t.annotation_selector,
+            }
+            entry["target"] = {key: value for key, value in selector.items() if value}
+        options = {
+            "allowNameChange": patch.allow_name_change,
+            "allowKindChange": patch.allow_kind_change,
+        }
+        if any(value is not None for value in options.values()):
+            entry["options"] = {key: value for key, value in options.items() if value is not None}
+        return entry
+
+    def _patch_file(self, path: str, where: str) -> str:
+        """A patch file's text, from inside the app's directory only: kustomize's RootOnly
+        rule for the app's own kustomization, which is where Argo CD puts the patch."""
+        real = Path(os.path.realpath(self.app_dir / path))
+        if not Repo(self.app_dir).contains(real):
+            raise PathEscapeError(
+                f"patch file {path!r} resolves outside the app's directory", source=where
+            )
+        data = read_bounded(
+            real, name=self.scan.repo.rel(real), max_bytes=self.scan.limits.max_bytes
+        )
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RenderError(f"patch file {path!r} is not UTF-8 text", source=where) from None
+
+
 def render_kustomize(
     repo: Repo,
     app_dir: Path,
@@ -263,21 +450,30 @@ def render_kustomize(
     limits: RenderLimits,
     deadline: Deadline,
 ) -> list[RenderedManifest]:
-    del options  # no options yet; the flag set is fixed on purpose
     app_name = repo.rel(app_dir)
+    overrides = options.overrides
     if find_kustomization(app_dir) is None:
+        if overrides.has_overrides:  # Argo CD's kustomize edit needs the file too
+            raise RenderError(
+                "kustomize overrides need a kustomization file in the app's directory",
+                source=app_name,
+            )
         raise RenderError("no kustomization.yaml in the directory", source=app_name)
-    _Scan(repo, TreeBudget(repo, limits, deadline), limits).run(app_dir)
+    scan = _Scan(repo, TreeBudget(repo, limits, deadline), limits)
+    scan.run(app_dir)
     kubectl = kubectl_path()
-    argv = [
-        kubectl,
-        "kustomize",
-        os.fspath(app_dir),
-        "--load-restrictor",
-        "LoadRestrictionsRootOnly",
-    ]
     with scrubbed_env(_NO_NETWORK) as env:
         env["PATH"] = _path_with_only(kubectl, home=env["HOME"])
+        target = app_dir
+        if overrides.has_overrides:
+            target = _Overlay(scan, app_dir, overrides).write(Path(env["HOME"]))
+        argv = [
+            kubectl,
+            "kustomize",
+            os.fspath(target),
+            "--load-restrictor",
+            "LoadRestrictionsRootOnly",
+        ]
         result = run_tool(
             argv,
             env=env,
@@ -289,7 +485,10 @@ def render_kustomize(
             source=app_name,
         )
     if result.returncode != 0:
-        message = result.stderr.strip().replace(f"{repo.root}{os.sep}", "")
+        message = result.stderr.strip()
+        if target != app_dir:  # the overlay's private path means nothing to the reader
+            message = message.replace(os.fspath(target), OVERRIDES)
+        message = message.replace(f"{repo.root}{os.sep}", "")
         raise RenderError(f"kustomize build failed: {message[-4000:]}", source=app_name)
     docs = load_yaml_with_lines(result.stdout, source=SOURCE, limits=limits)
     return to_manifests(docs, source=SOURCE, max_documents=limits.max_documents)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitsync.application import KustomizeSource
+
 MIB = 1024 * 1024
 
 
@@ -133,7 +135,10 @@ def helm_set_expression(name: str, value: str) -> str:
 
 @dataclass(frozen=True)
 class KustomizeOptions:
-    """Kustomize source. No options yet: builds always run with the fixed safe flag set."""
+    """Kustomize source: the build always runs with the fixed safe flag set; ``overrides`` are
+    the Application's ``kustomize`` fields (Argo CD's), applied through a generated overlay."""
+
+    overrides: KustomizeSource = field(default_factory=KustomizeSource)
 
 
 @dataclass(frozen=True)

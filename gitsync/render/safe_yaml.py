@@ -94,6 +94,16 @@ def _check_expansion(text: str | bytes, *, source: str, limits: RenderLimits) ->
         raise _wrap(exc, source) from exc
 
 
+def check_yaml(text: str | bytes, *, source: str, limits: RenderLimits) -> None:
+    """Size, nesting and alias expansion of YAML that another parser will read (kustomize reads
+    the patches of an Application's overrides): the same bounds as ours, nothing built."""
+    if len(text) > limits.max_bytes:
+        raise LimitExceededError(
+            f"{len(text)} bytes exceeds the limit of {limits.max_bytes} bytes", source=source
+        )
+    _check_expansion(text, source=source, limits=limits)
+
+
 class _ExpansionBudget:
     """Counts, event by event, the nodes a stream would build: an alias costs the size of its
     anchor's node, so a "billion laughs" is refused before the composer builds anything."""

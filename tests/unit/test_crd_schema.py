@@ -26,6 +26,7 @@ from gitsync import sync_options
 from gitsync.application import (
     KNOWN_SYNC_OPTIONS,
     UNSUPPORTED_HELM_FIELDS,
+    UNSUPPORTED_KUSTOMIZE_FIELDS,
     SpecError,
     parse_application,
 )
@@ -56,6 +57,41 @@ SPEC_FIELDS = {
     "source.directory.jsonnet.extVars[].code",
     "source.directory.jsonnet.libs",
     "source.kustomize",
+    "source.kustomize.images",
+    "source.kustomize.namePrefix",
+    "source.kustomize.nameSuffix",
+    "source.kustomize.commonLabels",
+    "source.kustomize.forceCommonLabels",
+    "source.kustomize.labelWithoutSelector",
+    "source.kustomize.labelIncludeTemplates",
+    "source.kustomize.commonAnnotations",
+    "source.kustomize.forceCommonAnnotations",
+    "source.kustomize.commonAnnotationsEnvsubst",
+    "source.kustomize.namespace",
+    "source.kustomize.replicas",
+    "source.kustomize.replicas[].name",
+    "source.kustomize.replicas[].count",
+    "source.kustomize.patches",
+    "source.kustomize.patches[].patch",
+    "source.kustomize.patches[].path",
+    "source.kustomize.patches[].target",
+    *(
+        f"source.kustomize.patches[].target.{name}"
+        for name in (
+            "group",
+            "version",
+            "kind",
+            "name",
+            "namespace",
+            "labelSelector",
+            "annotationSelector",
+        )
+    ),
+    "source.kustomize.patches[].options",
+    "source.kustomize.patches[].options.allowNameChange",
+    "source.kustomize.patches[].options.allowKindChange",
+    "source.kustomize.components",
+    "source.kustomize.ignoreMissingComponents",
     "source.helm",
     "source.helm.releaseName",
     "source.helm.valueFiles",
@@ -109,14 +145,21 @@ SPEC_FIELDS = {
 SPEC_FIELDS |= {"sources", "sources[].ref"} | {
     f"sources[]{name[len('source') :]}" for name in SPEC_FIELDS if name.startswith("source.")
 }
-FREE_FORM = {  # kept by preserve-unknown-fields
-    f"{where}.helm.{name}"
+FREE_FORM = {  # kept by preserve-unknown-fields, or maps of strings (additionalProperties)
+    f"{where}.{name}"
     for where in ("source", "sources[]")
-    for name in ("values", "valuesObject")
+    for name in (
+        "helm.values",
+        "helm.valuesObject",
+        "kustomize.commonLabels",
+        "kustomize.commonAnnotations",
+    )
 }
 # Argo CD fields the CRD keeps (not prunes) only so that the parser can refuse them by name
-UNSUPPORTED = {f"source.helm.{name}" for name in UNSUPPORTED_HELM_FIELDS}
-LISTED_UNSUPPORTED = {f"sources[].helm.{name}" for name in UNSUPPORTED_HELM_FIELDS}
+UNSUPPORTED = {f"source.helm.{name}" for name in UNSUPPORTED_HELM_FIELDS} | {
+    f"source.kustomize.{name}" for name in UNSUPPORTED_KUSTOMIZE_FIELDS
+}
+LISTED_UNSUPPORTED = {f"sources[].{name[len('source.') :]}" for name in UNSUPPORTED}
 REFUSED_IN_SOURCE = {"source.ref"}  # the shared schema declares it; spec.source refuses it
 
 _SOURCE = {"repoURL": "https://git.example.com/org/deploy.git", "targetRevision": "main"}
@@ -196,7 +239,46 @@ DIRECTORY_FULL: dict[str, Any] = {
         }
     },
 }
-KUSTOMIZE_FULL: dict[str, Any] = {**HELM_FULL, "spec": {"source": {**_SOURCE, "kustomize": {}}}}
+KUSTOMIZE_FULL: dict[str, Any] = {
+    **HELM_FULL,
+    "spec": {
+        "source": {
+            **_SOURCE,
+            "kustomize": {
+                "images": ["web=registry.example.com/web:1.2.3", "sidecar@sha256:" + "a" * 64],
+                "namePrefix": "prod-",
+                "nameSuffix": "-v2",
+                "commonLabels": {"team": "web"},
+                "forceCommonLabels": True,
+                "labelWithoutSelector": True,
+                "labelIncludeTemplates": True,
+                "commonAnnotations": {"example.com/owner": "web team"},
+                "forceCommonAnnotations": False,
+                "commonAnnotationsEnvsubst": False,
+                "namespace": "web",
+                "replicas": [{"name": "web", "count": 3}, {"name": "worker", "count": "2"}],
+                "patches": [
+                    {
+                        "patch": "- op: replace\n  path: /spec/paused\n  value: false\n",
+                        "target": {
+                            "group": "apps",
+                            "version": "v1",
+                            "kind": "Deployment",
+                            "name": "web",
+                            "namespace": "web",
+                            "labelSelector": "tier=front",
+                            "annotationSelector": "example.com/patch=yes",
+                        },
+                        "options": {"allowNameChange": False, "allowKindChange": False},
+                    },
+                    {"path": "patches/memory.yaml"},
+                ],
+                "components": ["../../components/monitoring"],
+                "ignoreMissingComponents": True,
+            },
+        }
+    },
+}
 # Argo CD's values string (the object form of values is checked in the parser's tests)
 HELM_VALUES_STRING: dict[str, Any] = {
     **HELM_FULL,
@@ -275,7 +357,9 @@ _KEYWORDS = {
     "maxItems",
     "not",
     "anyOf",
+    "additionalProperties",
     "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
 }
 _TYPES: dict[str, Callable[[object], bool]] = {
     "object": lambda v: isinstance(v, dict),
@@ -294,6 +378,10 @@ def violations(value: object, schema: dict[str, Any], path: str = "") -> list[st
     kind = schema.get("type")
     if kind is not None and not _TYPES[kind](value):
         return [f"{path}: expected {kind}, got {value!r}"]
+    if schema.get("x-kubernetes-int-or-string") and not (
+        _TYPES["integer"](value) or _TYPES["string"](value)
+    ):
+        return [f"{path}: expected an integer or a string, got {value!r}"]
     found: list[str] = []
     if isinstance(value, str):
         if "pattern" in schema and not re.search(schema["pattern"], value):
@@ -314,6 +402,9 @@ def violations(value: object, schema: dict[str, Any], path: str = "") -> list[st
         for name, sub in schema.get("properties", {}).items():
             if name in value:
                 found += violations(value[name], sub, f"{path}.{name}")
+        if "additionalProperties" in schema:
+            for name, sub_value in value.items():
+                found += violations(sub_value, schema["additionalProperties"], f"{path}.{name}")
     if isinstance(value, list):
         if len(value) < schema.get("minItems", 0):
             found.append(f"{path}: fewer than {schema['minItems']} items")
@@ -390,6 +481,11 @@ def set_field(doc: dict[str, Any], dotted: str, value: object) -> dict[str, Any]
         node = node.setdefault(part, {})
     node[last] = value
     return changed
+
+
+def base_for(field: str) -> dict[str, Any]:
+    """The full document a changed field belongs in: kustomize's fields in the kustomize one."""
+    return KUSTOMIZE_FULL if field.startswith("spec.source.kustomize.") else HELM_FULL
 
 
 def parses(doc: dict[str, Any]) -> bool:
@@ -514,7 +610,8 @@ def test_unsupported_argo_fields_reach_the_parser_and_are_refused_by_name(field:
     for part in field.split("."):
         node = node["properties"][part]
     assert node.get("x-kubernetes-preserve-unknown-fields") is True
-    doc = set_field(HELM_FULL, f"spec.{field}", True)
+    full = KUSTOMIZE_FULL if field.startswith("source.kustomize.") else HELM_FULL
+    doc = set_field(full, f"spec.{field}", True)
     assert violations(doc, root_schema()) == []
     with pytest.raises(SpecError) as info:
         parse_application(doc)
@@ -572,6 +669,9 @@ ACCEPTED_BY_BOTH: list[tuple[str, object]] = [
     ("spec.source.targetRevision", "x" * 255),
     ("spec.source", {"repoURL": "oci://registry.example.com/charts/web", "targetRevision": "1.x"}),
     ("spec.source", {"repoURL": "https://c.example.com", "chart": "web", "targetRevision": "*"}),
+    ("spec.source.kustomize.replicas", [{"name": "web", "count": "0"}]),
+    ("spec.source.kustomize.commonAnnotations", {"example.com/cost": "$5"}),
+    ("spec.source.kustomize.images", ["localhost:5000/web:1.0", "web=other"]),
 ]
 
 REJECTED_BY_BOTH: list[tuple[str, object]] = [
@@ -597,6 +697,13 @@ REJECTED_BY_BOTH: list[tuple[str, object]] = [
     ("spec.source.secretRef", {}),
     ("spec.source.secretRef", {"name": "Bad_Name"}),
     ("spec.source.kustomize", {}),  # next to helm: at most one source type
+    ("spec.source.kustomize.namespace", "Not_A_Label"),
+    ("spec.source.kustomize.images", ["x"] * 101),
+    ("spec.source.kustomize.replicas", [{"name": "web"}]),
+    ("spec.source.kustomize.replicas", [{"name": "web", "count": 1.5}]),
+    ("spec.source.kustomize.commonLabels", {"team": 1}),
+    ("spec.source.kustomize.commonLabels", {"team": "x" * 64}),
+    ("spec.source.kustomize.components", [""]),
     ("spec.source.directory", {}),
     ("spec.ignoreDifferences", [{"jsonPointers": ["spec/replicas"]}]),
     ("spec.ignoreDifferences", [{"jsonPointers": [""]}]),  # the whole object: not a rule
@@ -610,14 +717,14 @@ REJECTED_BY_BOTH: list[tuple[str, object]] = [
 
 @pytest.mark.parametrize(("field", "value"), ACCEPTED_BY_BOTH, ids=repr)
 def test_crd_and_parser_both_accept(field: str, value: object) -> None:
-    doc = set_field(HELM_FULL, field, value)
+    doc = set_field(base_for(field), field, value)
     assert parses(doc)
     assert violations(doc, root_schema()) == []
 
 
 @pytest.mark.parametrize(("field", "value"), REJECTED_BY_BOTH, ids=repr)
 def test_crd_and_parser_both_reject(field: str, value: object) -> None:
-    doc = set_field(HELM_FULL, field, value)
+    doc = set_field(base_for(field), field, value)
     assert not parses(doc)
     assert violations(doc, root_schema()) != []
 
