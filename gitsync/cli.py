@@ -1332,13 +1332,18 @@ def _import_files(paths: Sequence[str]) -> list[tuple[str, Path | None]]:
             continue
         path = Path(given)
         if path.is_dir():
+            top = path.resolve()
             for root, dirs, names in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files += [
-                    (str(Path(root, n)), Path(root, n))
-                    for n in sorted(names)
-                    if n.endswith(IMPORT_SUFFIXES)
-                ]
+                for found in (Path(root, n) for n in sorted(names) if n.endswith(IMPORT_SUFFIXES)):
+                    # a cloned repository is not the user's own: a link in it may point at any
+                    # file of this host (a kubeconfig) or at a device that never ends
+                    real = found.resolve()
+                    if not real.is_relative_to(top) or not real.is_file():
+                        raise ImportInputError(
+                            str(found), f"links out of {given} or is not a regular file: not read"
+                        )
+                    files.append((str(found), found))
         elif path.is_file():
             files.append((given, path))
         else:
@@ -1361,9 +1366,10 @@ def _read_import_documents(paths: Sequence[str]) -> list[Any]:
         if path is None:
             data = sys.stdin.buffer.read(IMPORT_MAX_FILE_BYTES + 1)
         else:
-            if path.stat().st_size > IMPORT_MAX_FILE_BYTES:
-                raise ImportInputError(name, f"larger than {IMPORT_MAX_FILE_BYTES} bytes")
-            data = path.read_bytes()
+            with path.open("rb") as stream:
+                data = stream.read(IMPORT_MAX_FILE_BYTES + 1)
+        if len(data) > IMPORT_MAX_FILE_BYTES:
+            raise ImportInputError(name, f"larger than {IMPORT_MAX_FILE_BYTES} bytes")
         total += len(data)
         if total > IMPORT_MAX_TOTAL_BYTES:
             raise ImportInputError(name, f"the inputs exceed {IMPORT_MAX_TOTAL_BYTES} bytes")

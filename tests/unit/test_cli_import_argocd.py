@@ -193,6 +193,16 @@ def test_inputs_are_bounded_and_bad_yaml_is_an_error_naming_the_file(
     assert message in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.parametrize("target", ["outside", "/dev/zero"])
+def test_a_link_in_a_directory_is_read_only_inside_it(tmp_path: Path, target: str) -> None:
+    outside = write(tmp_path / "outside.yaml", argo_app("outside"))
+    write(tmp_path / "repo/app.yaml", argo_app())
+    (tmp_path / "repo/linked.yaml").symlink_to(outside if target == "outside" else target)
+    run = run_gitsync("import", "argocd", str(tmp_path / "repo"))
+    assert run.code == 2, run
+    assert "linked.yaml: links out of" in run.stderr and run.stdout == ""
+
+
 def test_a_missing_input_is_an_error_naming_it(tmp_path: Path) -> None:
     run = run_gitsync("import", "argocd", str(tmp_path / "nope.yaml"))
     assert run.code == 2 and "nope.yaml: no such file or directory" in run.stderr
