@@ -1451,24 +1451,32 @@ def _cmd_import_argocd(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     result = translate(documents, options)
     report = result.report
-    if args.report_format == "json":
-        print(json.dumps(report.as_dict(), indent=2), file=sys.stderr)
+    refused = not report.complete and not args.allow_partial
+    try:
+        where = None if refused else _write_import(args, result.applications, result.policy)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.report_format == "json":  # stderr holds the JSON document alone
+        print(json.dumps({**report.as_dict(), "writtenTo": where}, indent=2), file=sys.stderr)
     else:
         print(report.as_text(), end="", file=sys.stderr)
-    if not report.complete and not args.allow_partial:
-        print(
-            "error: not everything could be carried (above); nothing was written. "
-            "--allow-partial writes what could be",
-            file=sys.stderr,
-        )
+        if where is None:
+            print(
+                "error: not everything could be carried (above); nothing was written. "
+                "--allow-partial writes what could be",
+                file=sys.stderr,
+            )
+        else:
+            projects = f" and the policy of {len(result.projects)} projects"
+            print(
+                f"wrote {len(result.applications)} Applications"
+                + (projects if result.projects else "")
+                + f" to {where}",
+                file=sys.stderr,
+            )
+    if refused:
         return EXIT_INCOMPLETE
-    where = _write_import(args, result.applications, result.policy)
-    print(
-        f"wrote {len(result.applications)} Applications"
-        + (f" and the policy of {len(result.projects)} projects" if result.projects else "")
-        + f" to {where}",
-        file=sys.stderr,
-    )
     return EXIT_OK if report.all_written else EXIT_INCOMPLETE
 
 
