@@ -464,6 +464,48 @@ def _read_text(path: str | None) -> str | None:
     return Path(path).read_text().strip() if path else None
 
 
+def _render_application(args: argparse.Namespace) -> int:
+    """``render -f FILE``: what the Application (gitsync's or Argo CD's) renders at its
+    source's revision, fetched as ``diff`` would; the cluster is read only for a Helm chart's
+    capabilities."""
+    local = {
+        "PATH": args.path,
+        "--repo": args.repo,
+        "--chart": args.chart,
+        "--version": args.version,
+        "--repo-root": args.repo_root,
+        "--helm-values": args.helm_values,
+        "--set": args.set,
+        "--release-name": args.release_name,
+        "--namespace": args.namespace,
+    }
+    given = [flag for flag, value in local.items() if value]
+    if given:
+        print(
+            f"error: -f FILE takes everything from the Application: drop {given[0]}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+    def body(engine: Engine, app: Application) -> int:
+        import json
+
+        import yaml
+
+        if app.sources:
+            manifests, _ = engine.render_sources(app, engine.fetch_sources(app, None))
+        else:
+            manifests, _ = engine.render(app, engine.fetch(app))
+        objs = [m.obj for m in manifests]
+        if args.output == "json":
+            print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}, indent=2))
+        else:
+            print(yaml.safe_dump_all(objs, sort_keys=False), end="")
+        return EXIT_OK
+
+    return _run_engine_command(args, body)
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     import json
 
@@ -471,6 +513,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
     from gitsync.render import HelmOptions, RenderError, RenderRequest, detect, render
 
+    if args.file:
+        return _render_application(args)
     if args.repo:
         chart_dir, revision, problem = _render_chart(args)
         if problem:
@@ -1093,6 +1137,7 @@ def _local_parsers(sub: _Subcommands) -> None:
     render.add_argument("--release-name", default=None)
     render.add_argument("--namespace", default="")
     render.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    _engine_args(render, file_required=False)  # -f FILE: an Application's source, fetched
     render.set_defaults(func=_cmd_render)
 
     diff = sub.add_parser(

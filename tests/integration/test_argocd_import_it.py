@@ -3,9 +3,10 @@
 An Argo CD Application for a plain-YAML repository on the real Git server: ``gitsync sync -f``
 takes it as written (translated, the report on stderr), the objects exist, and ``gitsync diff
 -f`` exits 0 afterwards - both for the file itself and for what ``gitsync import argocd`` wrote
-from it. A field gitsync does not carry makes ``-f`` refuse, naming it, with nothing applied,
-unless ``--allow-partial``. ``import argocd --kubeconfig`` maps ``destination.server`` to the
-cluster registered by a real cluster Secret, and never prints that Secret's credentials.
+from it; ``render -f`` prints those objects. A field gitsync does not carry makes ``-f`` refuse,
+naming it, with nothing applied, unless ``--allow-partial``. ``import argocd --kubeconfig`` maps
+``destination.server`` to the cluster registered by a real cluster Secret, and never prints that
+Secret's credentials.
 """
 
 from __future__ import annotations
@@ -126,6 +127,20 @@ def test_what_import_wrote_syncs_the_same_objects_as_the_argo_file(
     # the Argo CD file, translated on the fly, is the same app: nothing to do
     same = app.cli("diff")
     assert same.code == 0, same
+
+
+def test_render_f_prints_what_the_argo_cd_application_renders(
+    argo_file: Any, kube: KubeClient, namespace: str
+) -> None:
+    app = argo_file()
+    run = app.cli("render")
+    assert run.code == 0, run
+    rendered = {d["kind"]: d for d in yaml.safe_load_all(run.stdout)}
+    assert sorted(rendered) == ["ConfigMap", "Deployment"]
+    assert rendered["ConfigMap"]["data"]["value"].startswith("v-")
+    assert objects(kube, namespace) == {"ConfigMap": None, "Deployment": None}  # nothing applied
+    both = run_gitsync("render", "-f", str(app.path), "--namespace", "x")
+    assert both.code == 2 and "drop --namespace" in both.stderr
 
 
 def test_the_clusters_own_url_as_destination_server_is_this_cluster(
