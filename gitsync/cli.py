@@ -87,15 +87,45 @@ def _cmd_cluster_down(args: argparse.Namespace) -> int:
 EXIT_OK, EXIT_DIFF, EXIT_ERROR = 0, 1, 2
 
 
-def _load_application(path: str) -> Application:
+def _load_application(
+    path: str,
+    *,
+    allow_partial: bool = False,
+    local_servers: Callable[[], tuple[str, ...]] | None = None,
+) -> Application:
+    """The Application in ``path``: gitsync's, or Argo CD's translated as ``gitsync import
+    argocd`` would (the report on stderr; refused when a field is not carried, unless
+    ``allow_partial``). ``local_servers``: the API server URLs that are the cluster the command
+    talks to, asked only for an Argo CD Application."""
     from gitsync.application import parse_application
+    from gitsync.argocd import ImportOptions, SourceDocument, is_argo_application, translate
     from gitsync.render import RenderLimits, load_yaml_documents
 
     data = Path(path).read_bytes()
     docs = load_yaml_documents(data, source=path, limits=RenderLimits(max_bytes=1024 * 1024))
     if len(docs) != 1:
         raise SpecError("(file)", f"{path} must hold exactly one Application, found {len(docs)}")
-    return parse_application(docs[0])
+    if not is_argo_application(docs[0]):
+        return parse_application(docs[0])
+    here = {server: "" for server in (local_servers() if local_servers else ())}
+    result = translate([SourceDocument(path, docs[0])], ImportOptions(clusters=here))
+    print(result.report.as_text(), end="", file=sys.stderr)
+    (report,) = result.report.documents
+    if not report.written:
+        raise SpecError(
+            "(file)", f"{path}: the Argo CD Application cannot be run: {report.problem}"
+        )
+    missing = [f.path for f in report.not_carried]
+    if missing and not allow_partial:
+        from gitsync.argocd.report import format_path
+
+        raise SpecError(
+            "(file)",
+            f"{path}: Argo CD fields gitsync does not carry: "
+            + ", ".join(format_path(m) for m in missing)
+            + " (see the report above; --allow-partial runs the app without them)",
+        )
+    return parse_application(result.applications[0])
 
 
 ALLOW_HTTP_ENV = "GITSYNC_GIT_INSECURE_ALLOW_HTTP"
@@ -251,8 +281,15 @@ def _run_engine_command(
 ) -> int:
     from gitsync.errors import GitsyncError
 
+    def local_servers() -> tuple[str, ...]:
+        from gitsync.kube import KubeClient
+
+        return (KubeClient.from_kubeconfig(args.kubeconfig, context=args.context).host,)
+
     try:
-        app = _load_application(args.file)
+        app = _load_application(
+            args.file, allow_partial=args.allow_partial, local_servers=local_servers
+        )
         return body(_engine(args), app)
     except (GitsyncError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -427,13 +464,57 @@ def _read_text(path: str | None) -> str | None:
     return Path(path).read_text().strip() if path else None
 
 
-def _cmd_render(args: argparse.Namespace) -> int:
+def _render_application(args: argparse.Namespace) -> int:
+    """``render -f FILE``: what the Application (gitsync's or Argo CD's) renders at its
+    source's revision, fetched as ``diff`` would; the cluster is read only for a Helm chart's
+    capabilities."""
+    local = {
+        "PATH": args.path,
+        "--repo": args.repo,
+        "--chart": args.chart,
+        "--version": args.version,
+        "--repo-root": args.repo_root,
+        "--helm-values": args.helm_values,
+        "--set": args.set,
+        "--release-name": args.release_name,
+        "--namespace": args.namespace,
+    }
+    given = [flag for flag, value in local.items() if value]
+    if given:
+        print(
+            f"error: -f FILE takes everything from the Application: drop {given[0]}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+    def body(engine: Engine, app: Application) -> int:
+        if app.sources:
+            manifests, _ = engine.render_sources(app, engine.fetch_sources(app, None))
+        else:
+            manifests, _ = engine.render(app, engine.fetch(app))
+        _print_rendered([m.obj for m in manifests], args.output)
+        return EXIT_OK
+
+    return _run_engine_command(args, body)
+
+
+def _print_rendered(objs: list[dict[str, Any]], output: str) -> None:
+    """``render``'s stdout: a YAML stream, or one JSON ``List``."""
     import json
 
     import yaml
 
+    if output == "json":
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}, indent=2))
+    else:
+        print(yaml.safe_dump_all(objs, sort_keys=False), end="")
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
     from gitsync.render import HelmOptions, RenderError, RenderRequest, detect, render
 
+    if args.file:
+        return _render_application(args)
     if args.repo:
         chart_dir, revision, problem = _render_chart(args)
         if problem:
@@ -470,11 +551,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     except (RenderError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    objs = [m.obj for m in manifests]
-    if args.output == "json":
-        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}, indent=2))
-    else:
-        print(yaml.safe_dump_all(objs, sort_keys=False), end="")
+    _print_rendered([m.obj for m in manifests], args.output)
     return EXIT_OK
 
 
@@ -952,7 +1029,18 @@ ALLOW_ALL_HELP = (
 
 
 def _engine_args(p: argparse.ArgumentParser, *, file_required: bool = True) -> None:
-    p.add_argument("-f", "--file", required=file_required, help="the Application manifest (YAML)")
+    p.add_argument(
+        "-f",
+        "--file",
+        required=file_required,
+        help="the Application manifest (YAML): gitsync's, or Argo CD's (translated, the report "
+        "on stderr)",
+    )
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="run an Argo CD Application even when some of its fields are not carried",
+    )
     p.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
     p.add_argument("--context", default=None)
     p.add_argument("--cache-dir", default=None, help="Git mirrors and checkouts")
@@ -1010,6 +1098,7 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_args(health)
     health.set_defaults(func=_cmd_health)
     _local_environment_parsers(sub)
+    _import_parser(sub)
     return parser
 
 
@@ -1045,6 +1134,7 @@ def _local_parsers(sub: _Subcommands) -> None:
     render.add_argument("--release-name", default=None)
     render.add_argument("--namespace", default="")
     render.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    _engine_args(render, file_required=False)  # -f FILE: an Application's source, fetched
     render.set_defaults(func=_cmd_render)
 
     diff = sub.add_parser(
@@ -1265,6 +1355,246 @@ def _local_environment_parsers(sub: _Subcommands) -> None:
     down = cluster_sub.add_parser("down", help="stop exactly what `cluster up` started")
     down.add_argument("--dir", default=str(DEFAULT_CLUSTER_DIR))
     down.set_defaults(func=_cmd_cluster_down)
+
+
+# -- gitsync import argocd -----------------------------------------------------------------
+
+EXIT_INCOMPLETE = 1
+"""``import argocd``: something was not carried (nothing written without --allow-partial), or
+with --allow-partial a whole document could not be written."""
+IMPORT_MAX_FILE_BYTES = 1024 * 1024
+IMPORT_MAX_TOTAL_BYTES = 64 * 1024 * 1024
+IMPORT_MAX_FILES = 10_000
+IMPORT_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class ImportInputError(SpecError):
+    """An input of ``import argocd`` cannot be read; names the file or the flag."""
+
+
+def _import_files(paths: Sequence[str]) -> list[tuple[str, Path | None]]:
+    """(name, file) for each input: ``-`` is stdin (file None); a directory gives its
+    ``*.yaml``/``*.yml``/``*.json`` files, recursively, sorted, hidden directories and
+    symbolic links to directories skipped."""
+    files: list[tuple[str, Path | None]] = []
+    for given in paths:
+        if given == "-":
+            files.append(("-", None))
+            continue
+        path = Path(given)
+        if path.is_dir():
+            top = path.resolve()
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for found in (Path(root, n) for n in sorted(names) if n.endswith(IMPORT_SUFFIXES)):
+                    # a cloned repository is not the user's own: a link in it may point at any
+                    # file of this host (a kubeconfig) or at a device that never ends
+                    real = found.resolve()
+                    if not real.is_relative_to(top) or not real.is_file():
+                        raise ImportInputError(
+                            str(found), f"links out of {given} or is not a regular file: not read"
+                        )
+                    files.append((str(found), found))
+        elif path.is_file():
+            files.append((given, path))
+        else:
+            raise ImportInputError(given, "no such file or directory")
+        if len(files) > IMPORT_MAX_FILES:
+            raise ImportInputError(given, f"more than {IMPORT_MAX_FILES} files")
+    return files
+
+
+def _read_import_documents(paths: Sequence[str]) -> list[Any]:
+    """Every document of the inputs as ``SourceDocument``s, each file through the safe YAML
+    loader with its limits (size, aliases, depth, document count)."""
+    from gitsync.argocd import SourceDocument
+    from gitsync.render import RenderError, RenderLimits, load_yaml_documents
+
+    limits = RenderLimits(max_bytes=IMPORT_MAX_FILE_BYTES)
+    documents: list[SourceDocument] = []
+    total = 0
+    for name, path in _import_files(paths):
+        if path is None:
+            data = sys.stdin.buffer.read(IMPORT_MAX_FILE_BYTES + 1)
+        else:
+            with path.open("rb") as stream:
+                data = stream.read(IMPORT_MAX_FILE_BYTES + 1)
+        if len(data) > IMPORT_MAX_FILE_BYTES:
+            raise ImportInputError(name, f"larger than {IMPORT_MAX_FILE_BYTES} bytes")
+        total += len(data)
+        if total > IMPORT_MAX_TOTAL_BYTES:
+            raise ImportInputError(name, f"the inputs exceed {IMPORT_MAX_TOTAL_BYTES} bytes")
+        try:
+            docs = load_yaml_documents(data, source=name, limits=limits)
+        except RenderError as exc:
+            raise ImportInputError(name, str(exc)) from None
+        several = len(docs) > 1
+        documents += [
+            SourceDocument(f"{name}#{i}" if several else name, doc)
+            for i, doc in enumerate(docs, start=1)
+        ]
+    return documents
+
+
+def _cluster_flag(value: str) -> tuple[str, str]:
+    """``--cluster NAME=URL``: a registered cluster's name and its API server URL."""
+    from gitsync.application import DNS_SUBDOMAIN
+
+    name, sep, url = value.partition("=")
+    if not sep or not DNS_SUBDOMAIN.match(name) or not url.startswith(("https://", "http://")):
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=URL (a cluster name, an https:// API server URL), got {value!r}"
+        )
+    return name, url.rstrip("/")
+
+
+def _import_clusters(args: argparse.Namespace) -> dict[str, str]:
+    """Server URL -> registered cluster name, from ``--kubeconfig``'s cluster Secrets and then
+    ``--cluster`` flags (which win)."""
+    clusters: dict[str, str] = {}
+    if args.kubeconfig:
+        from gitsync.controller.clusters import registered_servers
+
+        kube = _kube_for(args, user_agent="gitsync-import")
+        clusters.update(registered_servers(kube, args.controller_namespace))
+    flagged: dict[str, str] = {}
+    for name, url in args.cluster:
+        if flagged.setdefault(url, name) != name:
+            raise ImportInputError("--cluster", f"{url} is given as {flagged[url]} and {name}")
+    clusters.update(flagged)
+    return clusters
+
+
+def _write_import(args: argparse.Namespace, apps: list[dict[str, Any]], policy: Any) -> str:
+    """Write the gitsync documents where the flags say; returns where, for the last line."""
+    import yaml
+
+    docs = [*apps, *([policy] if policy else [])]
+    if args.out_dir:
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for app in apps:
+            meta = app["metadata"]
+            name = f"application-{meta.get('namespace', 'gitsync')}-{meta['name']}.yaml"
+            (out / name).write_text(yaml.safe_dump(app, sort_keys=False))
+        if policy:
+            (out / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
+        return str(out)
+    text = yaml.safe_dump_all(docs, sort_keys=False) if docs else ""
+    if args.output_file:
+        Path(args.output_file).write_text(text)
+        return str(args.output_file)
+    sys.stdout.write(text)
+    return "stdout"
+
+
+def _cmd_import_argocd(args: argparse.Namespace) -> int:
+    import json
+
+    from gitsync.argocd import ImportOptions, translate
+    from gitsync.errors import GitsyncError
+
+    try:
+        documents = _read_import_documents(args.paths)
+        options = ImportOptions(clusters=_import_clusters(args), namespace=args.namespace)
+    except (GitsyncError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    result = translate(documents, options)
+    report = result.report
+    refused = not report.complete and not args.allow_partial
+    try:
+        where = None if refused else _write_import(args, result.applications, result.policy)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.report_format == "json":  # stderr holds the JSON document alone
+        print(json.dumps({**report.as_dict(), "writtenTo": where}, indent=2), file=sys.stderr)
+    else:
+        print(report.as_text(), end="", file=sys.stderr)
+        if where is None:
+            print(
+                "error: not everything could be carried (above); nothing was written. "
+                "--allow-partial writes what could be",
+                file=sys.stderr,
+            )
+        else:
+            projects = f" and the policy of {len(result.projects)} projects"
+            print(
+                f"wrote {len(result.applications)} Applications"
+                + (projects if result.projects else "")
+                + f" to {where}",
+                file=sys.stderr,
+            )
+    if refused:
+        return EXIT_INCOMPLETE
+    return EXIT_OK if report.all_written else EXIT_INCOMPLETE
+
+
+def _namespace_flag(value: str) -> str:
+    from gitsync.application import DNS_SUBDOMAIN
+
+    if len(value) > 63 or "." in value or not DNS_SUBDOMAIN.match(value):
+        raise argparse.ArgumentTypeError(f"expected a namespace name, got {value!r}")
+    return value
+
+
+def _import_parser(sub: _Subcommands) -> None:
+    """``gitsync import argocd``: Argo CD's manifests as gitsync's, with the report."""
+    imp = sub.add_parser("import", help="translate another tool's manifests into gitsync's")
+    tools = imp.add_subparsers(dest="import_tool", metavar="TOOL", required=True)
+    argo = tools.add_parser(
+        "argocd",
+        help="Argo CD Applications and AppProjects -> gitsync Applications and policy projects; "
+        "the report of every field on stderr (exit 0 all carried, 1 not, 2 error)",
+    )
+    argo.add_argument(
+        "paths",
+        nargs="+",
+        metavar="FILE|DIR|-",
+        help="files, directories (*.yaml, *.yml, *.json, recursively) or - for stdin",
+    )
+    where = argo.add_mutually_exclusive_group()
+    where.add_argument(
+        "-o", dest="out_dir", metavar="DIR", help="one file per Application and policy.yaml"
+    )
+    where.add_argument(
+        "--output", dest="output_file", metavar="FILE", help="all documents in one file"
+    )
+    argo.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="write what could be carried even when some fields could not (still exit 1 when a "
+        "whole document could not be written)",
+    )
+    argo.add_argument(
+        "--cluster",
+        action="append",
+        default=[],
+        type=_cluster_flag,
+        metavar="NAME=URL",
+        help="the registered cluster NAME is Argo CD's destination.server URL (repeatable)",
+    )
+    argo.add_argument(
+        "--namespace",
+        type=_namespace_flag,
+        default=None,
+        metavar="NS",
+        help="write the Applications to namespace NS, their project (default: keep theirs)",
+    )
+    argo.add_argument("--report-format", choices=["text", "json"], default="text")
+    argo.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="read the registered clusters' URLs from the cluster Secrets of this cluster",
+    )
+    argo.add_argument("--context", default=None)
+    argo.add_argument(
+        "--controller-namespace",
+        default="gitsync",
+        help="where the cluster Secrets are (with --kubeconfig)",
+    )
+    argo.set_defaults(func=_cmd_import_argocd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

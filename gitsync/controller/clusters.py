@@ -95,3 +95,51 @@ class ClusterRegistry:
                 self._clients[name] = (version, client)
             return client
         raise ClusterError(f"destination cluster {name!r} is not registered in {self.namespace}")
+
+
+def kubeconfig_server(doc: Any) -> str | None:
+    """The API server URL a kubeconfig's current context (or its only cluster) points at, read
+    from the document alone: loading it with the Kubernetes client could run an exec plugin."""
+    if not isinstance(doc, dict):
+        return None
+    clusters = {
+        c.get("name"): (c.get("cluster") or {}).get("server")
+        for c in doc.get("clusters") or []
+        if isinstance(c, dict)
+    }
+    contexts = {
+        c.get("name"): (c.get("context") or {}).get("cluster")
+        for c in doc.get("contexts") or []
+        if isinstance(c, dict)
+    }
+    current = doc.get("current-context")
+    if current in contexts:
+        server = clusters.get(contexts[current])
+    elif len(clusters) == 1:
+        server = next(iter(clusters.values()))
+    else:
+        return None
+    return server.rstrip("/") if isinstance(server, str) and server else None
+
+
+def registered_servers(kube: KubeClient, namespace: str) -> dict[str, str]:
+    """API server URL -> the registered cluster's name, for every cluster Secret in
+    ``namespace`` (``gitsync import argocd --kubeconfig``: Argo CD names a destination by URL,
+    gitsync by name). Only the URLs are read out; the credentials never leave the Secret."""
+    try:
+        secrets = kube.list(
+            "v1", "Secret", namespace, label_selector=f"{SECRET_TYPE_LABEL}=cluster"
+        )["items"]
+    except ApiError as exc:
+        raise ClusterError(f"cannot read cluster Secrets in {namespace}: {exc.message}") from None
+    servers: dict[str, str] = {}
+    for secret in secrets:
+        name = _decode(secret, "name") or secret["metadata"]["name"]
+        text = _decode(secret, "kubeconfig") or ""
+        try:
+            server = kubeconfig_server(yaml.safe_load(text)) if len(text) < 1024 * 1024 else None
+        except yaml.YAMLError:
+            server = None
+        if server:
+            servers[server] = name
+    return servers
