@@ -87,12 +87,14 @@ def test_a_labelled_config_map_installs_its_checks_and_requeues_every_app() -> N
 def test_a_bad_entry_is_an_event_on_its_config_map_and_the_other_checks_stand() -> None:
     recorder = Recorder()
     checks = declared(recorder)
-    checks.on_config_map("ADDED", config_map("mixed", {"a.yaml": GOOD, "b.yaml": BAD}))
-    assert installed().user_check("example.com", "Widget") is not None
+    gizmo = GOOD.replace("Widget", "Gizmo")
+    checks.on_config_map("ADDED", config_map("mixed", {"a.yaml": GOOD + BAD, "b.yaml": gizmo}))
+    assert installed().user_check("example.com", "Widget") is not None  # beside it in a.yaml
+    assert installed().user_check("example.com", "Gizmo") is not None  # in another key
     assert installed().user_check("example.com", "Gadget") is None
     [(name, reason, message, warning)] = recorder.events
     assert (name, reason, warning) == ("mixed", EVENT_REASON, True)
-    assert message.startswith("ConfigMap gitsync/mixed key b.yaml entry 1 (Gadget): current:")
+    assert message.startswith("ConfigMap gitsync/mixed key a.yaml entry 2 (Gadget): current:")
 
 
 def test_removing_the_label_or_deleting_the_config_map_uninstalls_its_checks() -> None:
