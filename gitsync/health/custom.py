@@ -52,6 +52,7 @@ from gitsync.model import HealthStatus
 MAX_TEXT_BYTES = 256 * 1024
 MAX_ENTRIES = 500
 MAX_YAML_DEPTH = 16
+MAX_REMEMBERED_VERDICTS = 4096  # per check; forgotten all at once when full
 ANY_KIND = "*"
 FIELDS = ("apiVersion", "kind", "current", "inProgress", "failed")
 # (field, the health it gives when true), in Flux's order
@@ -79,8 +80,25 @@ class CelHealthCheck:
     kind: str
     source: str
     expressions: tuple[tuple[str, Expression], ...]  # (field, expression) in evaluation order
+    # Verdicts by (uid, resourceVersion): cel-python takes milliseconds per check, and every
+    # reconcile assesses every object again although most have not changed since.
+    _verdicts: dict[tuple[str, str], Health] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def assess(self, obj: Mapping[str, Any]) -> Health:
+        metadata = obj.get("metadata")
+        version = _version_of(metadata) if isinstance(metadata, Mapping) else None
+        if version is not None and (known := self._verdicts.get(version)) is not None:
+            return known
+        health = self._assess(obj)
+        if version is not None:
+            if len(self._verdicts) >= MAX_REMEMBERED_VERDICTS:
+                self._verdicts.clear()
+            self._verdicts[version] = health
+        return health
+
+    def _assess(self, obj: Mapping[str, Any]) -> Health:
         stale = _generation_lag(obj)
         if stale is not None:
             return Health(
@@ -103,6 +121,14 @@ class CelHealthCheck:
         return Health(
             HealthStatus.PROGRESSING, _message(f"no expression is true ({self.source})", obj)
         )
+
+
+def _version_of(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(uid, resourceVersion)``: what the API server changes whenever the object changes."""
+    uid, version = metadata.get("uid"), metadata.get("resourceVersion")
+    if isinstance(uid, str) and uid and isinstance(version, str) and version:
+        return uid, version
+    return None
 
 
 def _generation_lag(obj: Mapping[str, Any]) -> tuple[str, str] | None:
