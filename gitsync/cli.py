@@ -232,6 +232,11 @@ def _engine(args: argparse.Namespace) -> Engine:
     from gitsync.sync import Syncer
 
     policy = _policy(args)
+    if getattr(args, "health_checks", None):  # health and sync -f have the flag
+        from gitsync.controller.health_checks import load_file
+        from gitsync.health.custom import install
+
+        install(load_file(Path(args.health_checks)))
     kube = KubeClient.from_kubeconfig(args.kubeconfig, context=args.context)
     cache_root = Path(args.cache_dir or _default_cache_dir())
     creds = _credentials(args)
@@ -371,6 +376,13 @@ def _print_hooks(hooks: Sequence[HookResult]) -> None:
 def _cmd_sync_either(args: argparse.Namespace) -> int:
     if args.file and args.app:
         print("error: give either -f FILE or APP, not both", file=sys.stderr)
+        return EXIT_ERROR
+    if args.app and args.health_checks:
+        print(
+            "error: --health-checks applies to sync -f FILE; through the controller, its own "
+            "--health-checks and ConfigMaps apply",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     if args.app and args.analysis_allow:
         print(
@@ -717,6 +729,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         git_max_per_host=args.git_max_per_host or 0,
         policy_allow_all=args.policy_allow_all,
         push_window=args.push_window,
+
+        health_checks_file=Path(args.health_checks) if args.health_checks else None,
     )
     try:
         controller = Controller(kube, config)
@@ -1070,6 +1084,17 @@ def _analysis_allow_entry(value: str) -> str:
     return value
 
 
+def _health_checks_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--health-checks",
+        default=None,
+        metavar="FILE",
+        help="CEL health checks per kind, a YAML list of {apiVersion, kind, current, "
+        "inProgress, failed} (Flux's healthCheckExprs); they override built-in and bundled "
+        "checks for their kinds (README: Health)",
+    )
+
+
 def _analysis_allow_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--analysis-allow",
@@ -1096,6 +1121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     health = sub.add_parser("health", help="health of the app's objects (exit 0 when Healthy)")
     _engine_args(health)
+    _health_checks_arg(health)
     health.set_defaults(func=_cmd_health)
     _local_environment_parsers(sub)
     _import_parser(sub)
@@ -1149,6 +1175,7 @@ def _local_parsers(sub: _Subcommands) -> None:
     )
     _engine_args(sync, file_required=False)
     _analysis_allow_arg(sync)  # a sync may start a rollout whose first step is an analysis
+    _health_checks_arg(sync)  # waves and hooks wait on health
     sync.add_argument("app", nargs="?", help="NAMESPACE/NAME of an Application in the cluster")
     sync.add_argument("--app-namespace", default="gitsync")
     sync.add_argument("--dry-run", action="store_true", help="send everything with dryRun=All")
@@ -1258,6 +1285,7 @@ def _serve_parser(sub: _Subcommands) -> None:
     )
     _source_args(serve)
     _analysis_allow_arg(serve)
+    _health_checks_arg(serve)  # and ConfigMaps labelled gitsync.dev/health-checks=true
     serve.add_argument(
         "--impersonate",
         type=_true_or_false,

@@ -41,10 +41,12 @@ from gitsync.application import Application, SpecError, is_semver_range, parse_a
 from gitsync.controller.apps import (
     ApplicationStore,
     CrdApplications,
+    EventRecorder,
     FileApplications,
     app_of_tracked,
 )
 from gitsync.controller.clusters import ClusterRegistry
+from gitsync.controller.health_checks import DeclaredHealthChecks
 from gitsync.controller.interface import REFRESH_REQUEST
 from gitsync.controller.metrics import Metrics
 from gitsync.controller.push_paths import touched, watched_paths
@@ -113,6 +115,7 @@ class ControllerConfig:
     allow_shared_resource_takeover: bool = False  # apply objects another app tracks
     default_service_account: str = ""  # for Applications without spec.serviceAccountName
     git_max_per_host: int = 0  # reconciles talking to one Git host at once; 0: max(1, workers//2)
+    health_checks_file: Path | None = None  # --health-checks: declared CEL health checks
 
     @property
     def max_per_host(self) -> int:
@@ -161,6 +164,13 @@ class Controller:
         )
         self.repo_credentials = RepositoryCredentials(
             kube, config.controller_namespace, env_entry=config.credential_entry
+        )
+        # raises HealthCheckError for an invalid --health-checks file, before anything starts
+        self.health_checks = DeclaredHealthChecks(
+            config.controller_namespace,
+            file=config.health_checks_file,
+            record_event=EventRecorder(kube).record,
+            requeue_all=self._requeue_all,
         )
         self._clusters: dict[int, _Cluster] = {}
         self._clusters_lock = threading.Lock()
@@ -303,6 +313,7 @@ class Controller:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.health_checks.start(self.kube)
         starter = getattr(self.store, "start", None)
         if starter is not None:
             starter()
@@ -325,6 +336,7 @@ class Controller:
         self._handovers.close()
         for cluster in list(self._clusters.values()):
             cluster.cache.stop()
+        self.health_checks.stop()
 
     @property
     def leading(self) -> bool:
@@ -463,6 +475,13 @@ class Controller:
                 self._handovers.done((namespace, name))
 
     # -- triggers ------------------------------------------------------------------------------
+
+    def _requeue_all(self) -> None:
+        """Declared health checks changed: every app's health is assessed again now."""
+        if not self._started.is_set():
+            return  # the start queues every app anyway
+        for key in self.store.app_keys():
+            self.refresh(key, Trigger.LIVE_CHANGE)
 
     def refresh(self, key: AppKey, reason: str = Trigger.MANUAL) -> None:
         self.reconciler.mark_live_change(key)

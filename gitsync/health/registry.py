@@ -4,6 +4,9 @@ Keyed by group and kind - not apiVersion - because a check reads fields common t
 version of a kind (the HPA check handles its version differences itself). Legacy groups that once
 served the same kinds (``extensions`` for Deployment, DaemonSet, ReplicaSet and Ingress) map to the
 same check. Kinds not listed fall back to ``check_generic`` (Ready/Available conditions).
+
+Declared checks (``gitsync.health.custom``) come first and last: the operator's override any
+check here, and the bundled ones cover kinds that have no check here, before the fallback.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from gitsync.health.application import check_application
 from gitsync.health.assessment import Health
 from gitsync.health.conditions import check_generic
 from gitsync.health.cronjob import check_cronjob
+from gitsync.health.custom import CustomChecks
 from gitsync.health.daemonset import check_daemonset
 from gitsync.health.deployment import check_deployment
 from gitsync.health.hpa import check_hpa
@@ -58,6 +62,14 @@ CHECKS: Mapping[tuple[str, str], HealthCheck] = MappingProxyType(
 )
 
 
-def check_for(group: str, kind: str) -> HealthCheck:
-    """The check for a kind, or the generic conditions-based fallback."""
-    return CHECKS.get((group, kind), check_generic)
+def check_for(group: str, kind: str, declared: CustomChecks | None = None) -> HealthCheck:
+    """The check for a kind: the operator's declared check, else the code check here, else a
+    bundled declared check, else the generic conditions-based fallback."""
+    user = declared.user_check(group, kind) if declared is not None else None
+    if user is not None:
+        return user.assess
+    code = CHECKS.get((group, kind))
+    if code is not None:
+        return code
+    bundled = declared.bundled_check(group, kind) if declared is not None else None
+    return bundled.assess if bundled is not None else check_generic

@@ -825,3 +825,27 @@ def test_analysis_allow_entries_become_serve_flags() -> None:
     ]
     assert build_parser().parse_args(args).analysis_allow == entries
     assert not any(a.startswith("--analysis-allow") for a in container_args(render({})))
+
+
+def test_health_checks_become_a_labelled_config_map_the_controller_may_watch() -> None:
+    from gitsync.health.custom import load_strict
+
+    entry = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "current": "has(status.phase) && status.phase == 'Ready'",
+    }
+    objects = render({"healthChecks": [entry]})
+    (config_map,) = [
+        o for o in of_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-health-checks")
+    ]
+    assert config_map["metadata"]["labels"]["gitsync.dev/health-checks"] == "true"
+    (check,) = load_strict(config_map["data"]["health-checks.yaml"], "chart")
+    assert (check.group, check.kind) == ("example.com", "Widget")
+    roles = {o["metadata"]["name"]: o for o in of_kind(objects, "Role")}
+    assert {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]} in (
+        roles["gitsync-controller"]["rules"]
+    )
+    assert not [
+        o for o in of_kind(render({}), "ConfigMap") if o["metadata"]["name"].endswith("-checks")
+    ]

@@ -79,6 +79,7 @@ def test_the_wheel_holds_the_gitsync_package_and_nothing_else(tmp_path: Path) ->
     package = {p.relative_to(source).as_posix() for p in (source / "gitsync").rglob("*.py")}
     assert shipped == package
     assert "gitsync/localenv/controlplane.py" in shipped  # the demo's control plane ships
+    assert "gitsync/health/bundled_checks.yaml" in names  # data the health checks load
 
 
 def _run_by_the_product(graph: grimp.ImportGraph) -> set[str]:
