@@ -6,6 +6,9 @@ follow what Kubernetes itself considers a finished rollout (``kubectl rollout st
 conventions Argo CD popularised; each kind has its own module, chosen by ``registry.CHECKS``, and
 everything else falls back to its ``Ready``/``Available`` condition (``conditions.check_generic``).
 
+An object being deleted is Progressing ("Pending deletion") before any kind's rule is asked, as
+in Argo CD (``deletion``).
+
 ``assess`` never raises on odd input: an absent object is Missing, and a field of the wrong type
 (``status`` that is a string, ``replicas: "three"``) is Unknown with a message naming the field.
 
@@ -19,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gitsync.health.assessment import Health, aggregate
+from gitsync.health.deletion import pending_deletion
 from gitsync.health.fields import MalformedObject, as_mapping
 from gitsync.health.registry import CHECKS, check_for
 from gitsync.model import HealthStatus, ResourceKey
@@ -37,6 +41,9 @@ def assess(obj: Mapping[str, Any] | None) -> Health:
         return Health(HealthStatus.MISSING, "Resource does not exist")
     if live.get("metadata") is not None and as_mapping(live["metadata"]) is None:
         return Health(HealthStatus.UNKNOWN, "Cannot assess health: metadata is not an object")
+    deleting = pending_deletion(live)
+    if deleting is not None:
+        return deleting
     key = ResourceKey.of(dict(live))
     try:
         return check_for(key.group, key.kind)(live)

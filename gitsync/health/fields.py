@@ -104,6 +104,29 @@ def object_list(value: object, what: str) -> list[Mapping[str, Any]]:
     return items
 
 
+def lenient_integer(obj: Mapping[str, Any], *path: str) -> int | None:
+    """The integer at ``path``, read the way a custom resource may write it, or None.
+
+    For fields of kinds gitsync does not know, where tolerance beats strictness: a decimal string
+    counts as its number (Argo Rollouts writes ``observedGeneration: "3"``) and anything else - a
+    hash, a boolean, an object - as absent, instead of making the whole object Unknown.
+    """
+    try:
+        value = _walk(obj, path)
+    except MalformedObject:
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        # 19 digits hold any int64; longer strings are junk (and int() of a huge one is slow).
+        if text.isascii() and text.isdigit() and len(text) <= 19:
+            return int(text)
+    return None
+
+
 def generation_lag(obj: Mapping[str, Any]) -> tuple[int, int] | None:
     """``(generation, observedGeneration)`` when the controller has not yet seen the latest spec.
 
