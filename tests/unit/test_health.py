@@ -8,6 +8,7 @@ show that odd objects come back as a ``Health`` rather than an exception.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, cast
 
@@ -93,8 +94,9 @@ def test_fixture_directory_is_populated() -> None:
     assert len(FIXTURES) >= MIN_FIXTURES, f"only {len(FIXTURES)} fixtures in {FIXTURE_DIR}"
 
 
+@functools.cache
 def fixture_objects() -> list[tuple[dict[str, Any], HealthStatus]]:
-    """The existing objects among the fixtures, with their expected status."""
+    """The existing objects among the fixtures, with their expected status (read once)."""
     found = []
     for path in FIXTURES:
         obj, status, _ = load_fixture(path)
