@@ -27,7 +27,14 @@ from typing import Any
 
 from gitsync.health.assessment import Health
 from gitsync.health.conditions import status_conditions
-from gitsync.health.fields import boolean, integer, lenient_integer, mapping, objects, string
+from gitsync.health.fields import (
+    boolean,
+    lenient_integer,
+    mapping,
+    objects,
+    replica_counts,
+    string,
+)
 from gitsync.model import HealthStatus
 
 WORKLOAD_GENERATION_ANNOTATION = "rollout.argoproj.io/workload-generation"
@@ -80,10 +87,9 @@ def _from_counts(obj: Mapping[str, Any]) -> Health:
             HealthStatus.PROGRESSING,
             "Waiting for rollout to finish: status has not been reconciled",
         )
-    desired = integer(obj, "spec", "replicas", default=1)
-    replicas = integer(obj, "status", "replicas")
-    updated = integer(obj, "status", "updatedReplicas")
-    available = integer(obj, "status", "availableReplicas")
+    counts = replica_counts(obj)
+    desired, replicas = counts.desired, counts.replicas
+    updated, available = counts.updated, counts.available
     if updated < desired:
         return Health(
             HealthStatus.PROGRESSING,

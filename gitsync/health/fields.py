@@ -10,6 +10,7 @@ as a ``TypeError`` or ``KeyError`` from deep inside a check.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -136,3 +137,24 @@ def generation_lag(obj: Mapping[str, Any]) -> tuple[int, int] | None:
     generation = integer(obj, "metadata", "generation")
     observed = integer(obj, "status", "observedGeneration")
     return (generation, observed) if generation > observed else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaCounts:
+    """What a Deployment-like controller reports about its pods, next to what the spec asks."""
+
+    desired: int
+    replicas: int
+    updated: int
+    available: int
+
+
+def replica_counts(obj: Mapping[str, Any]) -> ReplicaCounts:
+    """``spec.replicas`` (1 when unset, the API default) and the status counts of pods in total,
+    on the current template and available - shared by Deployments and Argo Rollouts."""
+    return ReplicaCounts(
+        desired=integer(obj, "spec", "replicas", default=1),
+        replicas=integer(obj, "status", "replicas"),
+        updated=integer(obj, "status", "updatedReplicas"),
+        available=integer(obj, "status", "availableReplicas"),
+    )
