@@ -20,7 +20,8 @@ pods - and its Pod hooks - the same way. A pod being deleted never gets here (``
 4. Any other phase (``Unknown``, usually a lost node) -> Unknown.
 
 Where gitsync is stricter than Argo CD: init containers count in rule 1 (Argo CD looks at the app
-containers only, so a pod stuck in ``Init:CrashLoopBackOff`` stays Progressing there forever).
+containers only, so a pod stuck in ``Init:CrashLoopBackOff`` stays Progressing there forever), and
+so does ``InvalidImageName``, which no retry can fix.
 A pod without a phase reads as ``Pending`` (the API server sets it on create).
 """
 
