@@ -16,6 +16,7 @@ from gitsync import kinds
 from gitsync.health.apiservice import check_apiservice
 from gitsync.health.application import check_application
 from gitsync.health.argo_rollout import check_argo_rollout
+from gitsync.health.argo_workflow import check_argo_workflow
 from gitsync.health.assessment import Health
 from gitsync.health.conditions import check_generic
 from gitsync.health.crd import check_crd
@@ -59,9 +60,11 @@ CHECKS: Mapping[tuple[str, str], HealthCheck] = MappingProxyType(
         ("apiextensions.k8s.io", "CustomResourceDefinition"): check_crd,
         (kinds.GROUP, kinds.APPLICATION): check_application,
         (kinds.GROUP, kinds.ROLLOUT): check_rollout,
-        # Argo CD's Application reports its health like gitsync's; Argo Rollouts' Rollout does not.
+        # Argo CD's Application reports its health like gitsync's; Argo Rollouts and Workflows
+        # have their own status shapes.
         (ARGO_GROUP, "Application"): check_application,
         (ARGO_GROUP, "Rollout"): check_argo_rollout,
+        (ARGO_GROUP, "Workflow"): check_argo_workflow,
     }
 )
 

@@ -58,6 +58,7 @@ SERVED_API_VERSIONS: dict[tuple[str, str], set[str]] = {
     (kinds.GROUP, kinds.ROLLOUT): {kinds.API_VERSION},
     ("argoproj.io", "Application"): {"argoproj.io/v1alpha1"},
     ("argoproj.io", "Rollout"): {"argoproj.io/v1alpha1"},
+    ("argoproj.io", "Workflow"): {"argoproj.io/v1alpha1"},
     ("kustomize.toolkit.fluxcd.io", "Kustomization"): {
         "kustomize.toolkit.fluxcd.io/v1", "kustomize.toolkit.fluxcd.io/v1beta2",
     },
