@@ -729,7 +729,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         git_max_per_host=args.git_max_per_host or 0,
         policy_allow_all=args.policy_allow_all,
         push_window=args.push_window,
-
         health_checks_file=Path(args.health_checks) if args.health_checks else None,
     )
     try:

@@ -8,6 +8,9 @@ everything else falls back to its ``Ready``/``Available`` condition (``condition
 Checks declared as CEL expressions (``custom``: the operator's, and bundled ones for popular CRDs)
 are consulted by the registry too, with the precedence ``custom`` describes.
 
+An object being deleted is Progressing ("Pending deletion") before any kind's rule is asked, as
+in Argo CD (``deletion``).
+
 ``assess`` never raises on odd input: an absent object is Missing, and a field of the wrong type
 (``status`` that is a string, ``replicas: "three"``) is Unknown with a message naming the field.
 
@@ -23,6 +26,7 @@ from typing import Any
 
 from gitsync.health.assessment import Health, aggregate
 from gitsync.health.custom import CustomChecks, installed
+from gitsync.health.deletion import pending_deletion
 from gitsync.health.fields import MalformedObject, as_mapping
 from gitsync.health.registry import CHECKS, check_for
 from gitsync.model import HealthStatus, ResourceKey
@@ -44,6 +48,9 @@ def assess(obj: Mapping[str, Any] | None, checks: CustomChecks | None = None) ->
         return Health(HealthStatus.MISSING, "Resource does not exist")
     if live.get("metadata") is not None and as_mapping(live["metadata"]) is None:
         return Health(HealthStatus.UNKNOWN, "Cannot assess health: metadata is not an object")
+    deleting = pending_deletion(live)
+    if deleting is not None:
+        return deleting
     key = ResourceKey.of(dict(live))
     try:
         return check_for(key.group, key.kind, checks if checks is not None else installed())(live)

@@ -1,10 +1,17 @@
-"""Health of gitsync's own Application objects (``gitsync.dev``), e.g. in app-of-apps setups.
+"""Health of Application objects - gitsync's (``gitsync.dev``) and Argo CD's (``argoproj.io``).
+
+Both appear as children in app-of-apps setups, and both carry the health their controller
+aggregated in ``status.health.{status,message}`` with the same six values.
 
 The gitsync controller already aggregates an Application's resources into
 ``status.health.{status,message}``, so that verdict is taken as is. An Application the
 controller has not assessed yet (no ``status.health``) is Progressing, not Unknown: it is new
 and will be assessed on the next reconcile, and a parent app should wait for it rather than be
 flagged as broken. A status value that is not a ``HealthStatus`` is Unknown, with the value.
+
+Argo CD itself stopped assessing child Applications in v1.8 and asks for this very rule as a
+``resource.customizations`` entry; gitsync applies it by default, so app-of-apps waves wait for
+their children without configuration.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from gitsync.model import HealthStatus
 
 
 def check_application(obj: Mapping[str, Any]) -> Health:
-    """Health of a ``gitsync.dev`` Application, as its controller reported it."""
+    """Health of a ``gitsync.dev`` or ``argoproj.io`` Application, as its controller reported."""
     health = mapping(obj, "status", "health")
     value = string(health, "status")
     message = string(health, "message")

@@ -1,14 +1,18 @@
-"""CronJob health: suspended, failing, or fine.
+"""CronJob health: suspended, failing, or fine - Argo CD's rules (its ``batch/CronJob`` check).
 
 A CronJob itself only schedules Jobs; the Jobs carry their own health. The CronJob is:
 
 - Suspended when ``spec.suspend`` is true;
+- Progressing while it has no ``status`` at all: the CronJob controller has not seen it yet;
 - Degraded when a ``Failed`` condition is True (some controllers and admission layers add one), or
   when ``status.lastScheduleTime`` is later than ``status.lastSuccessfulTime`` and no Job is
-  active: the most recent run ended without succeeding. Both times must be present, because
-  clusters older than 1.21 never write ``lastSuccessfulTime``;
+  active: the most recent run ended without succeeding. Both times must be present: a CronJob
+  that was scheduled but never succeeded may simply not have finished its first run (and
+  clusters older than 1.21 never write ``lastSuccessfulTime``), so it is Healthy, as in Argo CD;
 - Healthy otherwise, including while a Job is running (a running Job is normal operation, and
   waiting on it would hold every sync hostage to the schedule).
+
+The ``Failed`` condition is gitsync's addition; Kubernetes itself writes no CronJob conditions.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ def check_cronjob(obj: Mapping[str, Any]) -> Health:
     """Health of a ``batch/v1`` CronJob."""
     if boolean(obj, "spec", "suspend"):
         return Health(HealthStatus.SUSPENDED, "CronJob is suspended")
+    if obj.get("status") is None:
+        return Health(HealthStatus.PROGRESSING, "Waiting for the CronJob controller")
     failed = find(status_conditions(obj), "Failed")
     if failed is not None and failed.is_true:
         return Health(HealthStatus.DEGRADED, f"CronJob failed: {failed.explanation()}")
@@ -56,6 +62,7 @@ def check_cronjob(obj: Mapping[str, Any]) -> Health:
         )
     if last_schedule is None:
         return Health(HealthStatus.HEALTHY, "Not scheduled yet")
-    return Health(
-        HealthStatus.HEALTHY, f"Last scheduled at {string(obj, 'status', 'lastScheduleTime')}"
-    )
+    scheduled = f"Last scheduled at {string(obj, 'status', 'lastScheduleTime')}"
+    if last_success is None:
+        return Health(HealthStatus.HEALTHY, f"{scheduled}; no run has succeeded yet")
+    return Health(HealthStatus.HEALTHY, scheduled)

@@ -4,6 +4,10 @@ The desired count is not in the spec but in ``status.desiredNumberScheduled`` (o
 eligible node). Once the controller has observed the spec, the rollout is done when every
 scheduled pod is updated and available. With the ``OnDelete`` strategy pods are only replaced when
 someone deletes them, so "updated" never catches up by itself; only availability is checked.
+
+Argo CD (gitops-engine ``health_daemonset.go``) calls an observed ``OnDelete`` DaemonSet Healthy
+whatever its pods do. gitsync is stricter on purpose: pods that are not available are not
+healthy under any update strategy, and a DaemonSet whose pods crash should not pass a sync wave.
 """
 
 from __future__ import annotations

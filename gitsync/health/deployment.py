@@ -15,7 +15,7 @@ from typing import Any
 
 from gitsync.health.assessment import Health
 from gitsync.health.conditions import find, status_conditions
-from gitsync.health.fields import boolean, generation_lag, integer
+from gitsync.health.fields import boolean, generation_lag, replica_counts
 from gitsync.model import HealthStatus
 
 
@@ -33,10 +33,9 @@ def check_deployment(obj: Mapping[str, Any]) -> Health:
     if progressing is not None and progressing.reason == "ProgressDeadlineExceeded":
         detail = f": {progressing.message}" if progressing.message else ""
         return Health(HealthStatus.DEGRADED, f"Deployment exceeded its progress deadline{detail}")
-    desired = integer(obj, "spec", "replicas", default=1)
-    replicas = integer(obj, "status", "replicas")
-    updated = integer(obj, "status", "updatedReplicas")
-    available = integer(obj, "status", "availableReplicas")
+    counts = replica_counts(obj)
+    desired, replicas = counts.desired, counts.replicas
+    updated, available = counts.updated, counts.available
     if updated < desired:
         return Health(
             HealthStatus.PROGRESSING,

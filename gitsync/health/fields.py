@@ -10,6 +10,7 @@ as a ``TypeError`` or ``KeyError`` from deep inside a check.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -104,6 +105,29 @@ def object_list(value: object, what: str) -> list[Mapping[str, Any]]:
     return items
 
 
+def lenient_integer(obj: Mapping[str, Any], *path: str) -> int | None:
+    """The integer at ``path``, read the way a custom resource may write it, or None.
+
+    For fields of kinds gitsync does not know, where tolerance beats strictness: a decimal string
+    counts as its number (Argo Rollouts writes ``observedGeneration: "3"``) and anything else - a
+    hash, a boolean, an object - as absent, instead of making the whole object Unknown.
+    """
+    try:
+        value = _walk(obj, path)
+    except MalformedObject:
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        # 19 digits hold any int64; longer strings are junk (and int() of a huge one is slow).
+        if text.isascii() and text.isdigit() and len(text) <= 19:
+            return int(text)
+    return None
+
+
 def generation_lag(obj: Mapping[str, Any]) -> tuple[int, int] | None:
     """``(generation, observedGeneration)`` when the controller has not yet seen the latest spec.
 
@@ -113,3 +137,24 @@ def generation_lag(obj: Mapping[str, Any]) -> tuple[int, int] | None:
     generation = integer(obj, "metadata", "generation")
     observed = integer(obj, "status", "observedGeneration")
     return (generation, observed) if generation > observed else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaCounts:
+    """What a Deployment-like controller reports about its pods, next to what the spec asks."""
+
+    desired: int
+    replicas: int
+    updated: int
+    available: int
+
+
+def replica_counts(obj: Mapping[str, Any]) -> ReplicaCounts:
+    """``spec.replicas`` (1 when unset, the API default) and the status counts of pods in total,
+    on the current template and available - shared by Deployments and Argo Rollouts."""
+    return ReplicaCounts(
+        desired=integer(obj, "spec", "replicas", default=1),
+        replicas=integer(obj, "status", "replicas"),
+        updated=integer(obj, "status", "updatedReplicas"),
+        available=integer(obj, "status", "availableReplicas"),
+    )

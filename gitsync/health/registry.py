@@ -18,8 +18,11 @@ from typing import Any
 from gitsync import kinds
 from gitsync.health.apiservice import check_apiservice
 from gitsync.health.application import check_application
+from gitsync.health.argo_rollout import check_argo_rollout
+from gitsync.health.argo_workflow import check_argo_workflow
 from gitsync.health.assessment import Health
 from gitsync.health.conditions import check_generic
+from gitsync.health.crd import check_crd
 from gitsync.health.cronjob import check_cronjob
 from gitsync.health.custom import CustomChecks
 from gitsync.health.daemonset import check_daemonset
@@ -33,6 +36,8 @@ from gitsync.health.replicaset import check_replicaset
 from gitsync.health.rollout import check_rollout
 from gitsync.health.service import check_service
 from gitsync.health.statefulset import check_statefulset
+
+ARGO_GROUP = "argoproj.io"
 
 HealthCheck = Callable[[Mapping[str, Any]], Health]
 """A pure function from a live object to its health; may raise ``MalformedObject``."""
@@ -56,8 +61,14 @@ CHECKS: Mapping[tuple[str, str], HealthCheck] = MappingProxyType(
         ("batch", "CronJob"): check_cronjob,
         ("autoscaling", "HorizontalPodAutoscaler"): check_hpa,
         ("apiregistration.k8s.io", "APIService"): check_apiservice,
+        ("apiextensions.k8s.io", "CustomResourceDefinition"): check_crd,
         (kinds.GROUP, kinds.APPLICATION): check_application,
         (kinds.GROUP, kinds.ROLLOUT): check_rollout,
+        # Argo CD's Application reports its health like gitsync's; Argo Rollouts and Workflows
+        # have their own status shapes.
+        (ARGO_GROUP, "Application"): check_application,
+        (ARGO_GROUP, "Rollout"): check_argo_rollout,
+        (ARGO_GROUP, "Workflow"): check_argo_workflow,
     }
 )
 

@@ -8,6 +8,7 @@ show that odd objects come back as a ``Health`` rather than an exception.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,12 +17,62 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gitsync import kinds
 from gitsync.health import CHECKS, Health, aggregate, assess
+from gitsync.health.fields import lenient_integer
 from gitsync.model import HealthStatus, ResourceKey
 
 FIXTURE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "health"
 FIXTURES = sorted(FIXTURE_DIR.glob("*.yaml"))
-MIN_FIXTURES = 60
+MIN_FIXTURES = 200
+
+FLUX_SOURCE_VERSIONS = {"source.toolkit.fluxcd.io/v1", "source.toolkit.fluxcd.io/v1beta2"}
+# Every apiVersion a checked kind is, or was, served under: the fixtures must cover each one, so
+# a rule that only works for one of them shows. The Flux kinds have no check of their own (the
+# generic kstatus rules judge them) but are listed because users rely on their health.
+SERVED_API_VERSIONS: dict[tuple[str, str], set[str]] = {
+    ("apps", "Deployment"): {"apps/v1", "apps/v1beta1", "apps/v1beta2"},
+    ("extensions", "Deployment"): {"extensions/v1beta1"},
+    ("apps", "StatefulSet"): {"apps/v1", "apps/v1beta1", "apps/v1beta2"},
+    ("apps", "DaemonSet"): {"apps/v1", "apps/v1beta2"},
+    ("extensions", "DaemonSet"): {"extensions/v1beta1"},
+    ("apps", "ReplicaSet"): {"apps/v1", "apps/v1beta2"},
+    ("extensions", "ReplicaSet"): {"extensions/v1beta1"},
+    ("", "Pod"): {"v1"},
+    ("", "Service"): {"v1"},
+    ("", "PersistentVolumeClaim"): {"v1"},
+    ("networking.k8s.io", "Ingress"): {"networking.k8s.io/v1", "networking.k8s.io/v1beta1"},
+    ("extensions", "Ingress"): {"extensions/v1beta1"},
+    ("batch", "Job"): {"batch/v1"},
+    ("batch", "CronJob"): {"batch/v1", "batch/v1beta1"},
+    ("autoscaling", "HorizontalPodAutoscaler"): {
+        "autoscaling/v1", "autoscaling/v2", "autoscaling/v2beta1", "autoscaling/v2beta2",
+    },
+    ("apiregistration.k8s.io", "APIService"): {
+        "apiregistration.k8s.io/v1", "apiregistration.k8s.io/v1beta1",
+    },
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): {
+        "apiextensions.k8s.io/v1", "apiextensions.k8s.io/v1beta1",
+    },
+    (kinds.GROUP, kinds.APPLICATION): {kinds.API_VERSION},
+    (kinds.GROUP, kinds.ROLLOUT): {kinds.API_VERSION},
+    ("argoproj.io", "Application"): {"argoproj.io/v1alpha1"},
+    ("argoproj.io", "Rollout"): {"argoproj.io/v1alpha1"},
+    ("argoproj.io", "Workflow"): {"argoproj.io/v1alpha1"},
+    ("kustomize.toolkit.fluxcd.io", "Kustomization"): {
+        "kustomize.toolkit.fluxcd.io/v1", "kustomize.toolkit.fluxcd.io/v1beta2",
+    },
+    ("helm.toolkit.fluxcd.io", "HelmRelease"): {
+        "helm.toolkit.fluxcd.io/v2", "helm.toolkit.fluxcd.io/v2beta2",
+        "helm.toolkit.fluxcd.io/v2beta1",
+    },
+    ("source.toolkit.fluxcd.io", "GitRepository"): FLUX_SOURCE_VERSIONS,
+    ("source.toolkit.fluxcd.io", "HelmRepository"): FLUX_SOURCE_VERSIONS,
+    ("source.toolkit.fluxcd.io", "HelmChart"): FLUX_SOURCE_VERSIONS,
+    ("source.toolkit.fluxcd.io", "OCIRepository"): FLUX_SOURCE_VERSIONS,
+    ("source.toolkit.fluxcd.io", "Bucket"): FLUX_SOURCE_VERSIONS,
+}  # fmt: skip
+LEGACY_GROUPS = {"extensions"}
 
 
 def load_fixture(path: Path) -> tuple[Any, HealthStatus, str]:
@@ -44,18 +95,36 @@ def test_fixture_directory_is_populated() -> None:
     assert len(FIXTURES) >= MIN_FIXTURES, f"only {len(FIXTURES)} fixtures in {FIXTURE_DIR}"
 
 
-def test_every_registered_kind_has_fixtures_for_several_states() -> None:
-    statuses: dict[tuple[str, str], set[HealthStatus]] = {key: set() for key in CHECKS}
+@functools.cache
+def fixture_objects() -> list[tuple[dict[str, Any], HealthStatus]]:
+    """The existing objects among the fixtures, with their expected status (read once)."""
+    found = []
     for path in FIXTURES:
         obj, status, _ = load_fixture(path)
         if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict):
-            key = ResourceKey.of(obj)
-            statuses.setdefault((key.group, key.kind), set()).add(status)
-    # Legacy groups share their check with the current group; one state is enough for them.
-    for (group, kind), seen in statuses.items():
-        if (group, kind) in CHECKS:
-            minimum = 1 if group == "extensions" else 2
-            assert len(seen) >= minimum, f"{group}/{kind} has fixtures for {sorted(seen)} only"
+            found.append((obj, status))
+    return found
+
+
+def test_every_check_declares_the_api_versions_it_serves() -> None:
+    undeclared = set(CHECKS) - set(SERVED_API_VERSIONS)
+    assert not undeclared, f"add these checks to SERVED_API_VERSIONS: {sorted(undeclared)}"
+
+
+@pytest.mark.parametrize(
+    ("group", "kind"), sorted(SERVED_API_VERSIONS), ids=lambda value: str(value) or "core"
+)
+def test_fixtures_cover_every_served_api_version_healthy_and_not(group: str, kind: str) -> None:
+    seen: dict[str, set[HealthStatus]] = {}
+    for obj, status in fixture_objects():
+        if obj.get("kind") == kind and ResourceKey.of(obj).group == group:
+            seen.setdefault(obj.get("apiVersion", ""), set()).add(status)
+    missing = SERVED_API_VERSIONS[(group, kind)] - set(seen)
+    assert not missing, f"{group}/{kind}: no fixture for {sorted(missing)}"
+    if group not in LEGACY_GROUPS:
+        statuses = set().union(*seen.values())
+        assert HealthStatus.HEALTHY in statuses, f"{group}/{kind}: no Healthy fixture"
+        assert statuses - {HealthStatus.HEALTHY}, f"{group}/{kind}: only Healthy fixtures"
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[path.stem for path in FIXTURES])
@@ -64,6 +133,53 @@ def test_fixture(path: Path) -> None:
     health = assess(obj)
     assert health.status is status, f"{path.name}: {health}"
     assert fragment in health.message, f"{path.name}: {health.message!r} lacks {fragment!r}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (3, 3),
+        ("3", 3),
+        (" 12 ", 12),
+        ("9" * 19, int("9" * 19)),
+        ("9" * 20, None),  # longer than any int64: junk, and int() of a huge string is slow
+        ("7d9f5c6b8", None),  # Argo Rollouts before v0.10 wrote a pod-template hash
+        ("-1", None),
+        ("\u0663", None),  # a digit, but not an ASCII one
+        (True, None),
+        (3.0, None),
+        ({"value": 3}, None),
+        (None, None),
+    ],
+)
+def test_lenient_integer_reads_numbers_and_ignores_junk(
+    value: object, expected: int | None
+) -> None:
+    assert (
+        lenient_integer({"status": {"observedGeneration": value}}, "status", "observedGeneration")
+        == expected
+    )
+    assert lenient_integer({"status": "not an object"}, "status", "observedGeneration") is None
+
+
+def test_pending_deletion_names_at_most_five_finalizers_and_skips_junk() -> None:
+    finalizers: list[object] = [f"example.com/f{n}" for n in range(7)] + [3, ""]
+    health = assess(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": "web",
+                "deletionTimestamp": "2024-05-01T10:00:00Z",
+                "finalizers": finalizers,
+            },
+        }
+    )
+    assert health == Health(
+        HealthStatus.PROGRESSING,
+        "Pending deletion; blocked by finalizers: example.com/f0, example.com/f1, example.com/f2, "
+        "example.com/f3, example.com/f4 and 2 more",
+    )
 
 
 def test_absent_object_is_missing() -> None:
@@ -136,12 +252,17 @@ FIELD_NAMES = [
     "restartPolicy", "deletionTimestamp", "loadBalancer", "ingress", "ip", "hostname", "suspend",
     "active", "lastScheduleTime", "lastSuccessfulTime", "annotations", "health", "volumeName",
     "autoscaling.alpha.kubernetes.io/conditions", "currentReplicas", "desiredReplicas",
+    "finalizers", "lastState", "terminated", "exitCode", "service", "pauseConditions",
+    "currentPodHash", "stableRS", "canary", "blueGreen", "activeSelector", "workloadRef",
+    "workloadObservedGeneration", "rollout.argoproj.io/workload-generation", "strategy",
 ]  # fmt: skip
 WORDS = [
     "True", "False", "Unknown", "Ready", "Available", "Progressing", "Complete", "Failed",
     "ReplicaFailure", "AbleToScale", "ScalingActive", "ScalingDisabled", "Running", "Pending",
     "Succeeded", "Bound", "Lost", "LoadBalancer", "OnDelete", "RollingUpdate", "CrashLoopBackOff",
     "ProgressDeadlineExceeded", "Healthy", "Paused", "Degraded", "2024-05-01T10:00:00Z", "[]",
+    "Stalled", "Reconciling", "Suspended", "OOMKilled", "FailedGetScale", "InvalidSpec", "3",
+    "Never", "OnFailure", "Always", "Local", "ScalingLimited", "RolloutAborted",
     "[{\"type\": \"AbleToScale\", \"status\": \"False\"}]", "{",
 ]  # fmt: skip
 
@@ -162,7 +283,12 @@ json_values = st.recursive(
     max_leaves=25,
 )
 known_kinds = st.sampled_from(
-    [(group, kind) for group, kind in CHECKS] + [("example.com", "Widget"), ("", "ConfigMap")]
+    [(group, kind) for group, kind in CHECKS]
+    + [
+        ("example.com", "Widget"),
+        ("", "ConfigMap"),
+        ("kustomize.toolkit.fluxcd.io", "Kustomization"),
+    ]
 )
 
 
