@@ -825,3 +825,9 @@ def test_analysis_allow_entries_become_serve_flags() -> None:
     ]
     assert build_parser().parse_args(args).analysis_allow == entries
     assert not any(a.startswith("--analysis-allow") for a in container_args(render({})))
+
+
+def test_no_cross_namespace_refs_becomes_the_serve_flag() -> None:
+    args = container_args(render({"controller": {"noCrossNamespaceRefs": True}}))
+    assert build_parser().parse_args(args).no_cross_namespace_refs is True
+    assert build_parser().parse_args(container_args(render({}))).no_cross_namespace_refs is False
