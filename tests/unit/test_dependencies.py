@@ -240,7 +240,7 @@ def test_the_cycle_search_is_bounded() -> None:
     def lookup(k: tuple[str, str]) -> dict[str, Any]:
         reads.append(k)
         n = int(k[1][1:])
-        return app_doc(k[1], depends_on=[{"name": f"a{n + 1}"}])
+        return app_doc(k[1], depends_on=[{"name": f"a{n + 1}"}] if n < 50_000 else [])
 
     assert find_cycle(key("a0"), lookup, limit=1000) is None
     assert len(reads) <= 1001 and len(set(reads)) == len(reads)
