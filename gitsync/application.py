@@ -73,6 +73,7 @@ _SEMVER_HINT = re.compile(r"[<>=^~*|\s]|^v?\d+(\.(\d+|[xX*]))*\.[xX*]")
 _CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 CHART_REPO_SCHEMES = ("https://", "http://", "oci://")
 MAX_SOURCES = 20
+MAX_DEPENDENCIES = 32
 """``spec.sources`` entries at most: each is fetched and rendered on every compare."""
 _REF_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 
@@ -496,6 +497,18 @@ class IgnoreDifference:
     managers: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, order=True)
+class DependencyRef:
+    """One ``spec.dependsOn`` entry (Flux's spelling): an Application that must be Ready before
+    this one syncs; ``namespace`` defaults to the dependent's own."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
 @dataclass(frozen=True)
 class Application:
     name: str
@@ -516,6 +529,9 @@ class Application:
     sources: tuple[Source, ...] = ()
     """``spec.sources`` (Argo CD's multiple sources) in order; ``()`` for a ``spec.source`` app.
     ``source`` is then the first entry, for what names one repository (lists, webhooks)."""
+    depends_on: tuple[DependencyRef, ...] = ()
+    """``spec.dependsOn``: automated sync waits until each is Ready at its current revision
+    (``gitsync.controller.dependencies``)."""
 
     @property
     def all_sources(self) -> tuple[Source, ...]:
@@ -1204,6 +1220,34 @@ def parse_ignore_differences(value: object) -> tuple[IgnoreDifference, ...]:
     return tuple(rules)
 
 
+def parse_depends_on(value: object, namespace: str, name: str) -> tuple[DependencyRef, ...]:
+    """``spec.dependsOn``: at most ``MAX_DEPENDENCIES`` distinct Applications, none the app
+    itself (the shortest dependency cycle; longer ones need the other apps and are found by
+    ``gitsync.controller.dependencies.find_cycle``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_DEPENDENCIES:
+        raise SpecError("spec.dependsOn", f"expected a list of at most {MAX_DEPENDENCIES} entries")
+    refs: list[DependencyRef] = []
+    for i, entry in enumerate(value):
+        where = f"spec.dependsOn[{i}]"
+        f = SpecFields(entry, where)
+        ref = DependencyRef(
+            namespace=_dns_name(
+                f.text("namespace"), f.path("namespace"), label=True, required=False
+            )
+            or namespace,
+            name=_dns_name(f.text("name"), f.path("name")),
+        )
+        f.done()
+        if ref == DependencyRef(namespace, name):
+            raise SpecError(where, f"the application depends on itself (cycle: {ref} -> {ref})")
+        if ref in refs:
+            raise SpecError(where, f"{ref} is listed twice")
+        refs.append(ref)
+    return tuple(refs)
+
+
 def parse_application(doc: object) -> Application:
     """Validate an Application document; raises ``SpecError`` naming the first bad field."""
     top = SpecFields(doc, "")
@@ -1260,6 +1304,7 @@ def parse_application(doc: object) -> Application:
     service_account = _dns_name(
         spec.text("serviceAccountName"), "spec.serviceAccountName", required=False
     )
+    depends_on = parse_depends_on(spec.raw("dependsOn"), namespace, name)
     spec.done()
     top.done()
     return Application(
@@ -1276,4 +1321,5 @@ def parse_application(doc: object) -> Application:
         generation=int(generation) if isinstance(generation, int) else 0,
         service_account_name=service_account,
         sources=sources,
+        depends_on=depends_on,
     )

@@ -180,6 +180,19 @@ class SyncWindowState:
     message: str = field(default="", metadata=_key("message"))
 
 
+@dataclass(frozen=True)
+class DependencyWait:
+    """One ``spec.dependsOn`` entry the app's automated sync waits for, and why (e.g.
+    ``Progressing``, ``not found``; only ``not Ready`` for an app in another namespace)."""
+
+    namespace: str = field(default="", metadata=_key("namespace"))
+    name: str = field(default="", metadata=_key("name"))
+    reason: str = field(default="", metadata=_key("reason"))
+
+    def __str__(self) -> str:
+        return f"waiting for {self.namespace}/{self.name}: {self.reason}"
+
+
 @dataclass
 class ApplicationStatus:
     """``status`` of an Application. None: not written yet (the key is absent on the wire).
@@ -208,6 +221,10 @@ class ApplicationStatus:
     """How the source was rendered, detected or as the spec says (``SOURCE_TYPES``)."""
     sync_window: SyncWindowState | None = field(default=None, metadata=_key("syncWindow"))
     """Set while a sync window blocks the sync the app needs."""
+    waiting_for: tuple[DependencyWait, ...] | None = field(
+        default=None, metadata=_key("waitingFor")
+    )
+    """Set while automated sync waits for ``spec.dependsOn`` entries that are not Ready."""
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)

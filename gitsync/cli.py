@@ -725,6 +725,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         analysis_allow=tuple(args.analysis_allow),
         impersonate=args.impersonate,
         allow_shared_resource_takeover=args.allow_shared_resource_takeover,
+        no_cross_namespace_refs=args.no_cross_namespace_refs,
         default_service_account=args.default_service_account or "",
         git_max_per_host=args.git_max_per_host or 0,
         policy_allow_all=args.policy_allow_all,
@@ -1301,6 +1302,12 @@ def _serve_parser(sub: _Subcommands) -> None:
         help="apply an object whose tracking annotation names another Application (taking it "
         "over, as Argo CD does); default: such an object is SyncFailed and left alone, and "
         "the app shows a SharedResourceWarning condition either way",
+    )
+    serve.add_argument(
+        "--no-cross-namespace-refs",
+        action="store_true",
+        help="refuse a spec.dependsOn entry naming an Application in another namespace (a "
+        "spec error, as Flux's flag); default: allowed, and only whether it is Ready is read",
     )
     serve.add_argument(
         "--default-service-account",

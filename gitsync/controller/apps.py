@@ -24,7 +24,7 @@ from gitsync.controller.status import now_rfc3339
 from gitsync.kinds import API_VERSION
 from gitsync.kinds import APPLICATION as KIND
 from gitsync.kube import ApiError, KubeClient
-from gitsync.kube.cache import WatchCache
+from gitsync.kube.cache import NotWatchedError, WatchCache
 from gitsync.model import AppKey, ResourceKey
 from gitsync.render import RenderLimits, load_yaml_documents
 
@@ -125,7 +125,12 @@ class CrdApplications:
         return sorted((o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs)
 
     def get(self, key: AppKey) -> dict[str, Any] | None:
-        return self.cache.get(API_VERSION, KIND, key[1], key[0])
+        """The Application from the watch cache; None also for a namespace this controller does
+        not watch (``--namespaces``), which a ``spec.dependsOn`` entry may name."""
+        try:
+            return self.cache.get(API_VERSION, KIND, key[1], key[0])
+        except NotWatchedError:
+            return None
 
     def write_status(self, key: AppKey, status: dict[str, Any], previous: dict[str, Any]) -> None:
         try:

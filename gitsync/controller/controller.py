@@ -11,7 +11,9 @@ Triggers and where they come from:
   window), and a follower hands a push over with at most one annotation write per app per window;
 * a live change (the watch cache's events) - an object carrying an app's tracking annotation
   was edited or deleted, so drift is noticed within seconds;
-* an Application change (spec generation or request annotations).
+* an Application change (spec generation or request annotations);
+* a dependency change: an Application named in others' ``spec.dependsOn`` changed its readiness,
+  revision or spec, so its dependents decide again (``gitsync.controller.dependencies``).
 
 All of them go through one coalescing ``WorkQueue``: one reconcile per app at a time, bursts
 merged. One worker more than ``--workers`` takes only pushed apps, and at most
@@ -47,6 +49,7 @@ from gitsync.controller.apps import (
 )
 from gitsync.controller.clusters import ClusterRegistry
 from gitsync.controller.health_checks import DeclaredHealthChecks
+from gitsync.controller.dependencies import DependentsIndex
 from gitsync.controller.interface import REFRESH_REQUEST
 from gitsync.controller.metrics import Metrics
 from gitsync.controller.push_paths import touched, watched_paths
@@ -116,6 +119,7 @@ class ControllerConfig:
     default_service_account: str = ""  # for Applications without spec.serviceAccountName
     git_max_per_host: int = 0  # reconciles talking to one Git host at once; 0: max(1, workers//2)
     health_checks_file: Path | None = None  # --health-checks: declared CEL health checks
+    no_cross_namespace_refs: bool = False  # refuse spec.dependsOn entries in another namespace
 
     @property
     def max_per_host(self) -> int:
@@ -186,7 +190,9 @@ class Controller:
             metrics=self.metrics,
             full_compare_every=config.full_compare_every,
             sync_windows=lambda app: self.policy.sync_windows(app.namespace),
+            cross_namespace_refs=not config.no_cross_namespace_refs,
         )
+        self.dependents = DependentsIndex()
         self.queue: WorkQueue[AppKey] = WorkQueue(
             host_of=self._git_host_of, max_per_host=config.max_per_host
         )
@@ -394,6 +400,8 @@ class Controller:
     def _reconcile(self, key: AppKey, reasons: set[str]) -> None:
         outcome = self.reconciler.reconcile(key, reasons)
         obj = self.store.get(key)
+        if isinstance(self.store, FileApplications):  # no watch events tell of its changes
+            self._dependency_changed(key, obj)
         if obj is None:
             self.scheduler.unschedule(key)
             return
@@ -497,7 +505,14 @@ class Controller:
             self.reconciler.mark_live_change(app)
             self.queue.add(app, Trigger.LIVE_CHANGE, delay=0.3)
 
+    def _dependency_changed(self, key: AppKey, obj: dict[str, Any] | None) -> None:
+        """Queue the apps whose ``spec.dependsOn`` names ``key`` when what they read of it
+        changed: a wait or a cycle of theirs may have ended."""
+        for dependent in self.dependents.observe(key, obj):
+            self.queue.add(dependent, Trigger.DEPENDENCY)
+
     def _on_application(self, event_type: str, key: AppKey, obj: dict[str, Any] | None) -> None:
+        self._dependency_changed(key, None if event_type == "DELETED" else obj)
         if event_type == "DELETED" or obj is None:
             self._seen.pop(key, None)
             self.scheduler.unschedule(key)

@@ -48,6 +48,7 @@ from gitsync.application import Application, Backoff, SpecError, parse_applicati
 from gitsync.application_status import (
     SOURCE_TYPES,
     ApplicationStatus,
+    DependencyWait,
     HealthSummary,
     HistoryEntry,
     HookStatus,
@@ -59,6 +60,7 @@ from gitsync.application_status import (
 )
 from gitsync.controller import status as st
 from gitsync.controller.apps import ApplicationStore
+from gitsync.controller.dependencies import describe_cycle, find_cycle, waits
 from gitsync.controller.interface import (
     AUTOMATION_PAUSED,
     ROLLBACK_REQUEST,
@@ -105,6 +107,7 @@ class Trigger(enum.StrEnum):
     MANUAL = "manual"  # `gitsync refresh`, the API
     SHARD_ACQUIRED = "shard-acquired"  # another replica had it: compare afresh
     RETRY_AFTER_CRASH = "retry-after-crash"  # an unclassified error (a bug) ended the pass
+    DEPENDENCY = "dependency"  # an app in its spec.dependsOn changed (readiness, revision, spec)
 
     @staticmethod
     def push(provider: str) -> str:
@@ -119,7 +122,7 @@ class Trigger(enum.StrEnum):
 # to a repository a thousand apps follow costs one listing, not a thousand. Any other trigger (a
 # manual refresh, a spec change) lists for itself.
 SHARED_HEAD_TRIGGERS = frozenset(
-    {Trigger.INTERVAL, Trigger.LIVE_CHANGE, Trigger.STARTUP, Trigger.REQUEUE}
+    {Trigger.INTERVAL, Trigger.LIVE_CHANGE, Trigger.STARTUP, Trigger.REQUEUE, Trigger.DEPENDENCY}
 )
 PUSH_TRIGGER_PREFIX = "push:"
 HEAD_MAX_AGE = 2.0
@@ -232,6 +235,7 @@ class _Pass:
     head_max_age: float = 0.0
     annotations: dict[str, str] = field(default_factory=dict)
     window: WindowVerdict = ALLOWED  # a sync window blocking the sync this pass wanted
+    waiting: tuple[DependencyWait, ...] = ()  # spec.dependsOn entries automated sync waits for
     deleting: bool = False  # metadata.deletionTimestamp is set
     finalizers: tuple[str, ...] = ()
     deletion: str = ""  # the deletion's id (``deletion_id``) while deleting
@@ -447,10 +451,14 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         sync_windows: Callable[[Application], Sequence[SyncWindow]] = lambda _app: (),
         wall_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        cross_namespace_refs: bool = True,
     ):
         """``sync_windows``: the windows of an app's project (the policy's); ``wall_clock``:
-        the time windows are judged at (``clock`` is monotonic, for delays only)."""
+        the time windows are judged at (``clock`` is monotonic, for delays only);
+        ``cross_namespace_refs``: False refuses a ``spec.dependsOn`` entry in another
+        namespace (``serve --no-cross-namespace-refs``)."""
         self.store = store
+        self.cross_namespace_refs = cross_namespace_refs
         self.sync_windows = sync_windows
         self.wall_clock = wall_clock
         self.engine_for = engine_for
@@ -533,6 +541,12 @@ class Reconciler:
         rt.parsed = (version, old, app) if version else None
         rt.interval = app.interval
         new.observed_generation = generation
+        problem = None if deleting else self._dependency_problem(app)
+        if problem is not None:
+            new.waiting_for = None
+            self._stalled(new, generation, *problem)
+            self._write(key, new, old)
+            return None
         if generation != rt.seen_generation or annotations != rt.seen_annotations:
             rt.seen_generation, rt.seen_annotations = generation, annotations
             rt.live_dirty = True  # the spec or a request annotation changed: compare again
@@ -749,6 +763,26 @@ class Reconciler:
         self._persist(p)
         return ReconcileResult(requeue=DELETE_POLL)
 
+    def _dependency_problem(self, app: Application) -> tuple[str, str] | None:
+        """What makes ``spec.dependsOn`` an error (reason and message): an entry in another
+        namespace when the operator refuses those, or a cycle through this app (each app on the
+        cycle reports it, naming it). None: the app may wait for its dependencies."""
+        if not app.depends_on:
+            return None
+        if not self.cross_namespace_refs:
+            for i, ref in enumerate(app.depends_on):
+                if ref.namespace != app.namespace:
+                    problem = SpecError(
+                        f"spec.dependsOn[{i}].namespace",
+                        f"{ref} is in another namespace, which this controller refuses "
+                        "(--no-cross-namespace-refs)",
+                    )
+                    return "InvalidSpec", str(problem)
+        cycle = find_cycle((app.namespace, app.name), self.store.get)
+        if cycle is None:
+            return None
+        return "DependencyCycle", f"spec.dependsOn: a dependency cycle {describe_cycle(cycle, app)}"
+
     def _resolve_head(self, p: _Pass) -> str:
         """The revision ``targetRevision`` names now: a SHA (one ``ls-remote``, maybe a shared
         one) or a chart's ``chart@version``."""
@@ -780,6 +814,12 @@ class Reconciler:
             rt.live_dirty = True  # the pass after the window decides again, on a fresh compare
             p.bound.info("automated sync blocked by a sync window", until=str(verdict.until))
             return None, window_requeue(verdict, wall, app.interval)
+        if app.depends_on and (p.new.last_applied_revision != sha or app.sync_policy.self_heal):
+            p.waiting = waits(app, self.store.get, sha)
+            if p.waiting:  # the controller queues the app again when a dependency changes
+                rt.live_dirty = True  # that pass decides again, on a fresh compare
+                p.bound.info("automated sync waits", why="; ".join(map(str, p.waiting)))
+                return None, None
         decision = self._automated_trigger(app, rt, p.new, sha, p.bound)
         if decision == AutoSync.SYNC:
             return Initiator.AUTOMATED, None
@@ -1021,7 +1061,7 @@ class Reconciler:
         return state, result
 
     def _finalize(self, p: _Pass, state: AppState, paused: bool) -> None:
-        key, app, new, old, generation = p.key, p.app, p.new, p.old, p.generation
+        key, new, old, generation = p.key, p.new, p.old, p.generation
         now = st.now_rfc3339()
         health = state.health
         healths = dict(state.resource_health())
@@ -1043,6 +1083,8 @@ class Reconciler:
         new.resources = st.resource_entries(rows)
         new.automation_paused = paused
         new.sync_window = window_state(p.window)
+        new.waiting_for = p.waiting or None
+        self._record_wait(p)
         new.source_type = SOURCE_TYPES[state.source_type]
         previous_health = old.health.status if old.health else ""
         if previous_health and previous_health != str(health.status):
@@ -1067,17 +1109,8 @@ class Reconciler:
             ready, reason = False, "CompareFailed"
             message = "; ".join(f"{k}: {e}" for k, e in errors[:3])
         elif sync_status != SyncStatus.SYNCED:
-            ready, reason = False, "OutOfSync"
-            message = f"revision {short_revision(state.revision.sha)}: the cluster differs from Git"
-            if not automated_sync_on(app, paused):
-                message += " (automated sync is off: sync manually)"
-            elif not p.window.allowed:
-                reason = "SyncWindowBlocked"
-                message += f"; {p.window.message}" + (
-                    f" until {new.sync_window.until}"
-                    if new.sync_window and new.sync_window.until
-                    else ""
-                )
+            ready = False
+            reason, message = self._out_of_sync(p, state.revision.sha, paused)
         elif health.status != HealthStatus.HEALTHY:
             ready, reason = False, str(health.status)
             message = health.message or f"health is {health.status}"
@@ -1090,6 +1123,37 @@ class Reconciler:
         if self.metrics:
             self.metrics.set_app(key[0], key[1], str(sync_status), str(health.status))
         self._write(key, new, old)
+
+    @staticmethod
+    def _out_of_sync(p: _Pass, sha: str, paused: bool) -> tuple[str, str]:
+        """The Ready condition's reason and message for an app that is out of sync: why
+        automated sync has not fixed it (off, a sync window, dependencies not Ready)."""
+        message = f"revision {short_revision(sha)}: the cluster differs from Git"
+        if not automated_sync_on(p.app, paused):
+            return "OutOfSync", message + " (automated sync is off: sync manually)"
+        if not p.window.allowed:
+            window = p.new.sync_window
+            until = f" until {window.until}" if window and window.until else ""
+            return "SyncWindowBlocked", f"{message}; {p.window.message}{until}"
+        if p.waiting:  # Flux's reason
+            waiting = "; ".join(map(str, p.waiting[:3]))
+            return "DependencyNotReady", f"{message}; automated sync {waiting}"
+        return "OutOfSync", message
+
+    def _record_wait(self, p: _Pass) -> None:
+        """An Event when the app starts waiting for its dependencies, when which ones it waits
+        for changes, and when the wait ends - not on every pass while it lasts, nor when only
+        the reason moves on (status shows that)."""
+        before = [(w.namespace, w.name) for w in p.old.waiting_for or ()]
+        if before == [(w.namespace, w.name) for w in p.waiting]:
+            return
+        if p.waiting:
+            message = "automated sync " + "; ".join(map(str, p.waiting))
+            self.store.record_event(p.key, "DependencyNotReady", message[:1024])
+        else:
+            self.store.record_event(
+                p.key, "DependenciesReady", "no longer waiting for dependencies"
+            )
 
     # -- failures ------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from gitsync.application_status import (
     READY,
     STALLED,
     ApplicationStatus,
+    DependencyWait,
     HealthSummary,
     ObjectRef,
     OperationState,
@@ -50,6 +51,7 @@ DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 1000
 MAX_TEXT = 2048  # any one free-text value shown (commit message, condition message, ...)
 MAX_ANNOTATION = 512
+MAX_WAITS = 5  # spec.dependsOn entries a page names as waited for
 
 
 # -- small readers that never raise -----------------------------------------------------------
@@ -152,6 +154,7 @@ def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
     paused = AUTOMATION_PAUSED in annotations or status.automation_paused is True
     suspended = spec.get("suspend") is True
     window = status.sync_window
+    waiting = status.waiting_for or ()
     return {
         "namespace": _text(meta.get("namespace"), 253),
         "name": _text(meta.get("name"), 253),
@@ -190,11 +193,50 @@ def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
         "automationPaused": paused,
         "suspended": suspended,
         "automation": _automation(automated, paused=paused, suspended=suspended)
-        + _window_text(window),
+        + _window_text(window)
+        + _waiting_text(waiting),
         "syncWindow": None
         if window is None
         else {"until": _text(window.until, 32), "message": _message(window.message)},
+        "waitingFor": [
+            {
+                "namespace": _text(w.namespace, 63),
+                "name": _text(w.name, 253),
+                "reason": _message(w.reason, 256),
+            }
+            for w in waiting[:MAX_WAITS]
+        ],
     }
+
+
+def _depends_on(
+    spec: Mapping[str, Any], meta: Mapping[str, Any], waiting: Sequence[DependencyWait]
+) -> list[dict[str, str]]:
+    """``spec.dependsOn`` as the app page lists it: each dependency and what the app waits for
+    on it ("" when it does not wait)."""
+    own = _text(meta.get("namespace"), 63)
+    why = {(w.namespace, w.name): w.reason for w in waiting}
+    out = []
+    for item in _list(spec.get("dependsOn"))[:32]:
+        entry = _map(item)
+        namespace = _text(entry.get("namespace"), 63) or own
+        name = _text(entry.get("name"), 253)
+        if name:
+            reason = _message(why.get((namespace, name), ""), 256)
+            out.append({"namespace": namespace, "name": name, "waitingFor": reason})
+    return out
+
+
+def _waiting_text(waiting: Sequence[DependencyWait]) -> str:
+    """What waiting for ``spec.dependsOn`` entries adds to the app's automation text."""
+    if not waiting:
+        return ""
+    shown = "; ".join(
+        f"{_text(w.namespace, 63)}/{_text(w.name, 253)} ({_text(w.reason, 256)})"
+        for w in waiting[:MAX_WAITS]
+    )
+    more = len(waiting) - MAX_WAITS
+    return f"; waiting for {shown}" + (f" and {more} more" if more > 0 else "")
 
 
 def _window_text(window: SyncWindowState | None) -> str:
@@ -280,6 +322,7 @@ def detail(obj: Mapping[str, Any]) -> dict[str, Any]:
     }
     annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
     out.update(
+        dependsOn=_depends_on(spec, meta, status.waiting_for or ()),
         resources=resources,
         operation={
             "id": _text(op.id, 64),

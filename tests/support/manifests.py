@@ -9,13 +9,13 @@ import yaml
 from gitsync import kinds
 
 
-def two_wave_manifests(ready_after: float) -> str:
-    """A Deployment ``db`` in wave 0 whose pod turns Ready only after ``ready_after`` seconds
-    (the simulator's ``sim.gitsync.dev/ready-after``), and a ConfigMap ``after-db`` in wave 1."""
-    slow: dict[str, Any] = {
+def slow_database(ready_after: float) -> dict[str, Any]:
+    """A Deployment ``db`` whose pod turns Ready only after ``ready_after`` seconds (the
+    simulator's ``sim.gitsync.dev/ready-after``)."""
+    return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "db", "annotations": {"gitsync.dev/sync-wave": "0"}},
+        "metadata": {"name": "db"},
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": {"app": "db"}},
@@ -28,6 +28,12 @@ def two_wave_manifests(ready_after: float) -> str:
             },
         },
     }
+
+
+def two_wave_manifests(ready_after: float) -> str:
+    """``slow_database`` in wave 0, and a ConfigMap ``after-db`` in wave 1."""
+    slow = slow_database(ready_after)
+    slow["metadata"]["annotations"] = {"gitsync.dev/sync-wave": "0"}
     late = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

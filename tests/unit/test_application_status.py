@@ -73,6 +73,7 @@ STORED: dict[str, Any] = {
     "lastHandledSyncRequest": "n1;prune",
     "lastHandledRollback": "6",
     "automationPaused": False,
+    "waitingFor": [{"namespace": "team-a", "name": "db", "reason": "Progressing"}],
 }
 
 

@@ -849,3 +849,9 @@ def test_health_checks_become_a_labelled_config_map_the_controller_may_watch() -
     assert not [
         o for o in of_kind(render({}), "ConfigMap") if o["metadata"]["name"].endswith("-checks")
     ]
+
+
+def test_no_cross_namespace_refs_becomes_the_serve_flag() -> None:
+    args = container_args(render({"controller": {"noCrossNamespaceRefs": True}}))
+    assert build_parser().parse_args(args).no_cross_namespace_refs is True
+    assert build_parser().parse_args(container_args(render({}))).no_cross_namespace_refs is False

@@ -118,6 +118,9 @@ SPEC_FIELDS = {
     "syncWindows[].duration",
     "syncWindows[].timeZone",
     "syncWindows[].manualSync",
+    "dependsOn",
+    "dependsOn[].name",
+    "dependsOn[].namespace",
     "syncPolicy",
     "syncPolicy.automated",
     "syncPolicy.automated.prune",
@@ -219,6 +222,7 @@ HELM_FULL: dict[str, Any] = {
                 "manualSync": True,
             }
         ],
+        "dependsOn": [{"name": "database"}, {"name": "cert-manager", "namespace": "platform"}],
     },
 }
 DIRECTORY_FULL: dict[str, Any] = {
@@ -709,6 +713,11 @@ REJECTED_BY_BOTH: list[tuple[str, object]] = [
     ("spec.ignoreDifferences", [{"jsonPointers": [""]}]),  # the whole object: not a rule
     ("spec.ignoreDifferences", [{"managedFieldsManagers": [""]}]),
     ("spec.suspend", "yes"),
+    ("spec.dependsOn", [{"namespace": "platform"}]),  # no name
+    ("spec.dependsOn", [{"name": "Not_A_Name"}]),
+    ("spec.dependsOn", [{"name": "db", "namespace": "a" * 64}]),
+    ("spec.dependsOn", [{"name": f"db-{i}"} for i in range(33)]),
+    ("spec.dependsOn", {"name": "db"}),
     ("spec.source", "https://git.example.com/org/deploy.git"),
     ("spec.source", {"repoURL": "https://c.example.com", "chart": "", "targetRevision": "1"}),
     ("spec.source", {"repoURL": "https://c.example.com", "chart": "a/b", "targetRevision": "1"}),

@@ -82,16 +82,22 @@ class Clock:
 
 
 class Store:
-    """An in-memory ``ApplicationStore`` holding one Application."""
+    """An in-memory ``ApplicationStore`` holding the Application under test and ``others``
+    (its dependencies), whose status no reconcile here writes."""
 
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj = copy.deepcopy(obj)
+        self.others: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[str] = []
+        self.messages: list[str] = []
 
     def app_keys(self) -> list[tuple[str, str]]:
-        return [KEY]
+        return [KEY, *self.others]
 
     def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        if key != KEY:
+            other = self.others.get(key)
+            return None if other is None else copy.deepcopy(other)
         return copy.deepcopy(self.obj)
 
     def write_status(self, key: Any, status: dict[str, Any], previous: dict[str, Any]) -> None:
@@ -103,6 +109,7 @@ class Store:
 
     def record_event(self, key: Any, reason: str, message: str, warning: bool = False) -> None:
         self.events.append(reason)
+        self.messages.append(message)
 
     def remove_finalizer(self, key: Any, finalizer: str) -> None:
         self.obj["metadata"]["finalizers"].remove(finalizer)
@@ -193,7 +200,7 @@ class Pipeline:
 
 
 class Harness:
-    def __init__(self, obj: dict[str, Any]) -> None:
+    def __init__(self, obj: dict[str, Any], *, cross_namespace_refs: bool = True) -> None:
         self.clock = Clock()
         self.store = Store(obj)
         self.engine = Pipeline()
@@ -205,6 +212,7 @@ class Harness:
             clock=self.clock,
             sync_windows=lambda _app: self.windows,
             wall_clock=lambda: self.wall,
+            cross_namespace_refs=cross_namespace_refs,
         )
 
     requeue: float | None = None  # what the last ``drift_after`` pass asked for
@@ -778,3 +786,167 @@ def test_a_repository_the_policy_no_longer_allows_is_not_read_and_the_objects_st
     assert h.engine.hook_runs == [] and h.engine.deletes == [Propagation.FOREGROUND]
     assert h.store.obj["metadata"]["finalizers"] == []
     assert h.store.events.count("DeleteHooksNotRun") == 2  # PreDelete and PostDelete, said so
+
+
+# -- spec.dependsOn ----------------------------------------------------------------------------
+
+
+def dependency(
+    name: str,
+    namespace: str = "team-a",
+    *,
+    ready: str = "Synced",
+    message: str = "",
+    revision: str = SHA1,
+    repo: str = "https://git.example.com/shop.git",
+    depends_on: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Another Application as the store holds it, reconciled: Ready (``ready="Synced"``) or
+    not for the reason ``ready``, Synced at ``revision``."""
+    doc = spec(**AUTOMATED)
+    doc["metadata"].update(name=name, namespace=namespace)
+    doc["spec"]["source"] = {"repoURL": repo, "targetRevision": "main", "path": name}
+    if depends_on is not None:
+        doc["spec"]["dependsOn"] = depends_on
+    is_ready = ready == "Synced"
+    doc["status"] = {
+        "observedGeneration": 1,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True" if is_ready else "False",
+                "reason": ready,
+                "message": message,
+            }
+        ],
+        "sync": {"status": "Synced" if is_ready else "OutOfSync", "revision": revision},
+        "health": {"status": "Healthy" if is_ready else ready, "message": message},
+    }
+    return doc
+
+
+def depending(*entries: dict[str, str], **policy: Any) -> dict[str, Any]:
+    obj = spec(**(policy or AUTOMATED))
+    obj["spec"]["dependsOn"] = list(entries)
+    return obj
+
+
+def test_automated_sync_waits_for_a_dependency_until_it_is_ready() -> None:
+    h = Harness(depending({"name": "db"}))
+    h.store.others[("team-a", "db")] = dependency("db", ready="Progressing")
+    assert h.reconcile() is None  # no polling: the controller queues it when db changes
+    assert h.engine.synced == []
+    [wait] = h.store.status.waiting_for or ()
+    assert (wait.namespace, wait.name, wait.reason) == ("team-a", "db", "Progressing")
+    reason, message = h.ready()
+    assert reason == "DependencyNotReady"
+    assert message.endswith("automated sync waiting for team-a/db: Progressing")
+    h.reconcile("dependency")
+    assert h.engine.compared == [SHA1, SHA1]  # looked again, on a fresh compare
+    assert h.store.events == ["DependencyNotReady"]  # once, not per pass
+    h.store.others[("team-a", "db")] = dependency("db")
+    h.reconcile("dependency")
+    assert h.engine.synced == [(SHA1, None)]
+    assert h.store.status.waiting_for is None
+    assert h.ready()[0] == "Synced"
+    assert h.store.events.count("DependencyNotReady") == 1
+    assert {"SyncSucceeded", "DependenciesReady"} <= set(h.store.events)
+
+
+def test_a_missing_dependency_is_waited_for_saying_so() -> None:
+    h = Harness(depending({"name": "db"}))
+    h.reconcile()
+    assert h.engine.synced == []
+    assert h.ready()[1].endswith("waiting for team-a/db: not found")
+
+
+def test_every_dependency_must_be_ready() -> None:
+    h = Harness(depending({"name": "db"}, {"name": "cache"}))
+    h.store.others[("team-a", "db")] = dependency("db")
+    h.store.others[("team-a", "cache")] = dependency("cache", ready="Degraded")
+    h.reconcile()
+    assert [w.name for w in h.store.status.waiting_for or ()] == ["cache"]
+    assert h.engine.synced == []
+
+
+def test_a_dependency_on_the_same_repository_must_be_ready_at_the_new_commit() -> None:
+    """A push changes db and shop: shop resolved it first; db is still Ready at the commit
+    before. shop waits until db is Ready at the pushed commit."""
+    h = Harness(depending({"name": "db"}))
+    h.store.others[("team-a", "db")] = dependency("db", revision=SHA1)
+    h.reconcile()
+    assert h.engine.synced == [(SHA1, None)]
+    h.engine.head, h.engine.drift = SHA2, True
+    h.reconcile("push:github")
+    assert h.engine.synced == [(SHA1, None)]
+    assert h.ready()[1].endswith("db: Ready at 111111111111, not yet at 222222222222")
+    h.store.others[("team-a", "db")] = dependency("db", revision=SHA2)
+    h.reconcile("dependency")
+    assert h.engine.synced[-1] == (SHA2, None)
+
+
+def test_a_dependency_in_another_namespace_shows_only_that_it_is_not_ready() -> None:
+    """The tenant of team-a learns one bit of team-b's app: Ready or not. Not its health, its
+    message, or whether it exists."""
+    h = Harness(depending({"name": "db", "namespace": "team-b"}))
+    h.store.others[("team-b", "db")] = dependency(
+        "db", "team-b", ready="Degraded", message="team-b password rotation failed on pg-7"
+    )
+    h.reconcile()
+    assert h.engine.synced == []
+    seen = repr(h.store.obj["status"]) + repr(h.store.messages)
+    assert "waiting for team-b/db: not Ready" in seen
+    assert "Degraded" not in seen and "pg-7" not in seen
+    del h.store.others[("team-b", "db")]
+    h.reconcile("dependency")
+    assert h.ready()[1].endswith("waiting for team-b/db: not Ready")  # absent reads the same
+    h.store.others[("team-b", "db")] = dependency("db", "team-b")
+    h.reconcile("dependency")
+    assert h.engine.synced == [(SHA1, None)]
+
+
+def test_no_cross_namespace_refs_makes_another_namespace_a_spec_error() -> None:
+    h = Harness(depending({"name": "db", "namespace": "team-b"}), cross_namespace_refs=False)
+    h.store.others[("team-b", "db")] = dependency("db", "team-b")
+    h.reconcile()
+    assert (h.engine.resolved, h.engine.synced) == (0, [])
+    reason, message = h.ready()
+    assert reason == "InvalidSpec"
+    assert message.startswith("spec.dependsOn[0].namespace: team-b/db is in another namespace")
+    assert "--no-cross-namespace-refs" in message
+
+
+def test_a_dependency_cycle_stalls_the_app_naming_the_cycle_and_nothing_is_fetched() -> None:
+    h = Harness(depending({"name": "db"}))
+    h.store.others[("team-a", "db")] = dependency("db", depends_on=[{"name": "shop"}])
+    h.reconcile()
+    assert (h.engine.resolved, h.engine.synced) == (0, [])
+    stalled = h.store.status.condition("Stalled")
+    assert stalled is not None and stalled.is_true
+    assert h.ready() == (
+        "DependencyCycle",
+        "spec.dependsOn: a dependency cycle team-a/shop -> team-a/db -> team-a/shop",
+    )
+    h.store.others[("team-a", "db")] = dependency("db")  # the cycle broken on db's side
+    h.reconcile("dependency")
+    assert h.engine.synced == [(SHA1, None)]
+    assert h.store.status.condition("Stalled") is None
+
+
+def test_a_manual_sync_is_an_operators_decision_and_not_held() -> None:
+    h = Harness(depending({"name": "db"}, retry={"limit": 2}))  # automated sync off
+    h.store.others[("team-a", "db")] = dependency("db", ready="Progressing")
+    h.store.annotate(SYNC_REQUEST, "req-1")
+    h.reconcile("application-changed")
+    assert h.engine.synced == [(SHA1, None)]
+
+
+def test_an_app_in_sync_does_not_wait_for_its_dependencies() -> None:
+    """Only a sync waits; an app already in sync keeps its Ready condition while a
+    dependency is not Ready (its Deployment restarting, say)."""
+    h = Harness(depending({"name": "db"}))
+    h.store.others[("team-a", "db")] = dependency("db")
+    h.reconcile()
+    h.store.others[("team-a", "db")] = dependency("db", ready="Progressing")
+    h.reconcile("dependency")
+    assert h.ready()[0] == "Synced" and h.store.status.waiting_for is None

@@ -299,3 +299,19 @@ def test_a_chart_app_shows_its_chart_version_and_source_type(controller: FakeCon
     assert "sha256:" + "b" * 64 in html
     assert '<span data-field="sourceType">OCI</span>' in html
     assert "Git revision" not in html
+
+
+def test_the_app_page_lists_its_dependencies_and_the_wait(controller: FakeController) -> None:
+    obj = application("api")
+    obj["spec"]["dependsOn"] = [{"name": "db"}]
+    obj["status"]["waitingFor"] = [{"namespace": "team-a", "name": "db", "reason": "<b>x</b>"}]
+    controller.store.objs[("team-a", "api")] = obj
+    client = make_app(controller).test_client()
+    login(client)
+    html = page(client, "/apps/team-a/api")
+    deps = html[html.index('<dd id="depends-on">') :]
+    deps = deps[: deps.index("</dd>")]
+    assert 'href="/apps/team-a/db"' in deps and "waiting: &lt;b&gt;x&lt;/b&gt;" in deps
+    row = page(client, "/")
+    assert "waiting for team-a/db (&lt;b&gt;x&lt;/b&gt;)" in row
+    assert '<dd id="depends-on">' not in page(client, "/apps/team-a/web")

@@ -230,3 +230,18 @@ def test_the_api_names_the_chart_and_its_version(source: dict[str, str], chart: 
     assert row["chart"] == chart
     assert row["chartVersion"] == ("1.12.3" if chart else "")
     assert row["sourceType"] == ("OCI" if chart else "Directory")
+
+
+def test_an_app_waiting_for_its_dependencies_says_so_in_list_and_page() -> None:
+    obj = application("api")
+    obj["spec"]["dependsOn"] = [{"name": "db"}, {"name": "certs", "namespace": "platform"}]
+    obj["status"]["waitingFor"] = [{"namespace": "team-a", "name": "db", "reason": "Progressing"}]
+    row = summary(obj)
+    assert row["automation"].endswith("; waiting for team-a/db (Progressing)")
+    assert row["waitingFor"] == [{"namespace": "team-a", "name": "db", "reason": "Progressing"}]
+    assert detail(obj)["dependsOn"] == [
+        {"namespace": "team-a", "name": "db", "waitingFor": "Progressing"},
+        {"namespace": "platform", "name": "certs", "waitingFor": ""},
+    ]
+    assert summary(application("web"))["waitingFor"] == []
+    assert detail(application("web"))["dependsOn"] == []
