@@ -21,6 +21,7 @@ from gitsync import kinds
 from gitsync.kube import KubeClient
 from gitsync.localenv.controlplane import ControlPlane
 from gitsync.localenv.gitserver import GitServer
+from tests.support.apps import github_webhook
 from tests.support.audit import AuditLog
 from tests.support.cluster import TestCluster
 from tests.support.controller import ServeProcess
@@ -402,3 +403,43 @@ def test_a_set_cannot_generate_applications_in_another_namespace(
     )
     assert kube.get(kinds.API_VERSION, kinds.APPLICATION, "hijack", controller_namespace) is None
     assert applications(kube, namespace) == {}
+
+
+def test_a_push_regenerates_the_set_and_deleting_the_set_deletes_its_applications(
+    serve: Any, kube: KubeClient, namespace: str, git_server: GitServer
+) -> None:
+    """No interval to wait for (requeueAfterSeconds: 3600): the push webhook for the repository
+    a git generator reads starts a generation. The owner references hand the Applications to
+    the API server's garbage collector when the set goes."""
+    repo = git_server.create_repo(
+        f"appset-{secrets.token_hex(3)}", files={"apps/one/cm.yaml": configmap("one")}
+    )
+    url = repo.file_url()
+    proc = serve()
+    generator = {
+        "git": {
+            "repoURL": url,
+            "revision": "main",
+            "directories": [{"path": "apps/*"}],
+            "requeueAfterSeconds": 3600,
+        }
+    }
+    template = app_template(namespace, url, "{{ .path.basename }}", "{{ .path.path }}")
+    kube.create(
+        application_set(
+            "pushed",
+            namespace,
+            [generator],
+            template,
+            syncPolicy={"preserveResourcesOnDeletion": True},
+        )
+    )
+    names_become(kube, namespace, {"one"})
+    assert not applications(kube, namespace)["one"]["metadata"].get("finalizers")
+    sha = repo.commit({"apps/two/cm.yaml": configmap("two")})
+    repo.push()
+    assert github_webhook(proc.url, url, "refs/heads/main", sha) == 202
+    names_become(kube, namespace, {"one", "two"}, timeout=30)
+
+    kube.delete(kinds.API_VERSION, kinds.APPLICATION_SET, "pushed", namespace)
+    names_become(kube, namespace, set(), timeout=60)
