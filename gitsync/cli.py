@@ -683,6 +683,7 @@ def _warn_about_webhooks(secrets_for: Callable[[str], list[str]], allow_unsigned
 def _cmd_serve(args: argparse.Namespace) -> int:
     import socket
 
+    from gitsync.appset.generate import GenerationLimits
     from gitsync.controller.controller import Controller, ControllerConfig
     from gitsync.errors import GitsyncError
     from gitsync.web import AuthConfigError, create_app
@@ -731,6 +732,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         policy_allow_all=args.policy_allow_all,
         push_window=args.push_window,
         health_checks_file=Path(args.health_checks) if args.health_checks else None,
+        appset_limits=GenerationLimits(
+            max_applications=args.appset_max_applications,
+            max_total_bytes=args.appset_max_bytes,
+            max_string_bytes=args.appset_max_string_bytes,
+        ),
     )
     try:
         controller = Controller(kube, config)
@@ -1318,8 +1324,35 @@ def _serve_parser(sub: _Subcommands) -> None:
         "no spec.serviceAccountName; without it such Applications are Stalled",
     )
     serve.add_argument("--policy-allow-all", action="store_true", help=ALLOW_ALL_HELP)
+    _appset_limit_args(serve)
     _serve_access_args(serve)
     serve.set_defaults(func=_cmd_serve)
+
+
+def _appset_limit_args(serve: argparse.ArgumentParser) -> None:
+    """Bounds on one generation of one ApplicationSet (over them: an error on that set)."""
+    limits = serve.add_argument_group("ApplicationSet limits (per set and generation)")
+    limits.add_argument(
+        "--appset-max-applications",
+        type=_positive_int,
+        default=5000,
+        metavar="N",
+        help="Applications (and parameter sets at any step, a matrix's product included)",
+    )
+    limits.add_argument(
+        "--appset-max-bytes",
+        type=_positive_int,
+        default=32 << 20,
+        metavar="BYTES",
+        help="the generated Applications together, as JSON",
+    )
+    limits.add_argument(
+        "--appset-max-string-bytes",
+        type=_positive_int,
+        default=64 << 10,
+        metavar="BYTES",
+        help="one rendered template string",
+    )
 
 
 def _serve_access_args(serve: argparse.ArgumentParser) -> None:

@@ -1,9 +1,9 @@
 """The names gitsync's own API lives under: one group, one version, its kinds.
 
-Every module that writes or recognises a gitsync object (an Application, a Rollout, the
-DestinationPolicy) takes the spelling from here, so serving a new version or adding a kind is a
-one-place change and no module recognises "a Rollout" by its own string. A leaf: it imports
-nothing from gitsync, so the pure cores (diff, health, the rollout decisions) may use it.
+Every module that writes or recognises a gitsync object (an Application, an ApplicationSet, a
+Rollout, the DestinationPolicy) takes the spelling from here, so serving a new version or adding
+a kind is a one-place change and no module recognises "a Rollout" by its own string. A leaf: it
+imports nothing from gitsync, so the pure cores (diff, health, the rollout decisions) may use it.
 Annotations keep their full names where they are defined: they are wire names users type.
 """
 
@@ -15,6 +15,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 APPLICATION = "Application"
 ROLLOUT = "Rollout"
+APPLICATION_SET = "ApplicationSet"
 DESTINATION_POLICY = "DestinationPolicy"
 
 

@@ -15,10 +15,14 @@ from typing import Any
 
 import yaml
 
+from gitsync.appset.generate import LOCAL_CLUSTER, LOCAL_SERVER, ClusterInfo
 from gitsync.errors import TerminalError
 from gitsync.kube import ApiError, KubeClient
 
 SECRET_TYPE_LABEL = "gitsync.dev/secret-type"  # noqa: S105 - a label name
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+"""``kubectl apply`` copies the whole Secret, data included, into this annotation: never a
+parameter."""
 
 
 class ClusterError(TerminalError):
@@ -33,6 +37,31 @@ def _decode(secret: dict[str, Any], key: str) -> str | None:
         return base64.b64decode(raw).decode()
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def _server_of(text: str | None) -> str:
+    """The API server URL of a kubeconfig's current context (else its first cluster); "" when
+    it cannot be read. Only the URL: nothing else of the kubeconfig leaves this function."""
+    try:
+        doc = yaml.safe_load(text or "")
+    except yaml.YAMLError:
+        return ""
+    if not isinstance(doc, dict):
+        return ""
+    clusters = {
+        c.get("name"): (c.get("cluster") or {}).get("server")
+        for c in doc.get("clusters") or []
+        if isinstance(c, dict)
+    }
+    contexts = {
+        c.get("name"): (c.get("context") or {}).get("cluster")
+        for c in doc.get("contexts") or []
+        if isinstance(c, dict)
+    }
+    server = clusters.get(contexts.get(doc.get("current-context")))
+    if not isinstance(server, str):
+        server = next((s for s in clusters.values() if isinstance(s, str)), "")
+    return server
 
 
 def check_kubeconfig(doc: Any, *, allow_exec: bool) -> dict[str, Any]:
@@ -60,17 +89,44 @@ class ClusterRegistry:
         self._lock = threading.Lock()
         self._clients: dict[str, tuple[str, KubeClient]] = {}
 
-    def client(self, name: str) -> KubeClient:
-        if not name or name == "in-cluster":
-            return self.local
+    def _secrets(self) -> list[dict[str, Any]]:
         try:
-            secrets = self.local.list(
+            found: list[dict[str, Any]] = self.local.list(
                 "v1", "Secret", self.namespace, label_selector=f"{SECRET_TYPE_LABEL}=cluster"
             )["items"]
         except ApiError as exc:
             raise ClusterError(
                 f"cannot read cluster Secrets in {self.namespace}: {exc.message}"
             ) from None
+        return found
+
+    def registered(self) -> list[ClusterInfo]:
+        """The clusters an ApplicationSet's clusters generator sees: the local one
+        (``in-cluster``, no labels) and each registered Secret's name, API server URL, labels
+        and annotations - never its kubeconfig, nor ``kubectl apply``'s copy of it."""
+        secrets = self._secrets()
+        found = [ClusterInfo(LOCAL_CLUSTER, LOCAL_SERVER)]
+        for secret in sorted(secrets, key=lambda s: str(s["metadata"]["name"])):
+            meta = secret["metadata"]
+            annotations = {
+                str(k): str(v)
+                for k, v in (meta.get("annotations") or {}).items()
+                if k != LAST_APPLIED
+            }
+            found.append(
+                ClusterInfo(
+                    name=_decode(secret, "name") or meta["name"],
+                    server=_server_of(_decode(secret, "kubeconfig")),
+                    labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+                    annotations=annotations,
+                )
+            )
+        return found
+
+    def client(self, name: str) -> KubeClient:
+        if not name or name == "in-cluster":
+            return self.local
+        secrets = self._secrets()
         for secret in secrets:
             registered = _decode(secret, "name") or secret["metadata"]["name"]
             if registered != name:

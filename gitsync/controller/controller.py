@@ -40,6 +40,7 @@ import structlog
 
 from gitsync import kinds
 from gitsync.application import Application, SpecError, is_semver_range, parse_application
+from gitsync.appset.generate import GenerationLimits
 from gitsync.controller.apps import (
     ApplicationStore,
     CrdApplications,
@@ -47,6 +48,7 @@ from gitsync.controller.apps import (
     FileApplications,
     app_of_tracked,
 )
+from gitsync.controller.appsets import ApplicationSets, push_follower
 from gitsync.controller.clusters import ClusterRegistry
 from gitsync.controller.health_checks import DeclaredHealthChecks
 from gitsync.controller.dependencies import DependentsIndex
@@ -120,6 +122,7 @@ class ControllerConfig:
     git_max_per_host: int = 0  # reconciles talking to one Git host at once; 0: max(1, workers//2)
     health_checks_file: Path | None = None  # --health-checks: declared CEL health checks
     no_cross_namespace_refs: bool = False  # refuse spec.dependsOn entries in another namespace
+    appset_limits: GenerationLimits = field(default_factory=GenerationLimits)
 
     @property
     def max_per_host(self) -> int:
@@ -184,6 +187,20 @@ class Controller:
             self.store = FileApplications(kube, config.config_file)
         else:
             self.store = CrdApplications(kube, local.cache, config.namespaces)
+        # ApplicationSets generate Application objects, so they need the CRD store
+        self.appsets: ApplicationSets | None = None
+        if isinstance(self.store, CrdApplications):
+            self.appsets = ApplicationSets(
+                kube,
+                local.cache,
+                sources=self.sources,
+                credentials=self.repo_credentials,
+                clusters=self.clusters,
+                policy=self.policy,
+                namespaces=config.namespaces,
+                limits=config.appset_limits,
+                may_run=self._runs_application_sets,
+            )
         self.reconciler = Reconciler(
             self.store,
             self._engine_for,
@@ -323,6 +340,8 @@ class Controller:
         starter = getattr(self.store, "start", None)
         if starter is not None:
             starter()
+        if self.appsets is not None:
+            self.appsets.start()
         if self.sharding is not None:
             self.sharding.start()
         if self.elector is not None:
@@ -340,6 +359,8 @@ class Controller:
         self._stop_leading()
         self.queue.close()
         self._handovers.close()
+        if self.appsets is not None:
+            self.appsets.stop()
         for cluster in list(self._clusters.values()):
             cluster.cache.stop()
         self.health_checks.stop()
@@ -371,6 +392,15 @@ class Controller:
         self._workers.append(t)
         for key in self.store.app_keys():
             self.queue.add(key, Trigger.STARTUP)
+        if self.appsets is not None:
+            self.appsets.queue_all(Trigger.STARTUP)
+
+    def _runs_application_sets(self) -> bool:
+        """Whether this replica writes ApplicationSets' Applications now: the leader, or with
+        ``--shards`` the holder of shard 0 (one writer per set either way)."""
+        if not self._leading.is_set():
+            return False
+        return self.sharding is None or self.sharding.owns(0)
 
     def _stop_leading(self) -> None:
         if not self._leading.is_set():
@@ -496,6 +526,8 @@ class Controller:
         self.queue.add(key, reason)
 
     def _on_event(self, event_type: str, key: ResourceKey, obj: dict[str, Any] | None) -> None:
+        if self.appsets is not None:
+            self.appsets.on_event(event_type, key, obj)
         if kinds.is_application(key.group, key.kind):
             self._on_application(event_type, (key.namespace, key.name), obj)
             # an Application managed by another one (app of apps): its status is the parent's
@@ -566,6 +598,10 @@ class Controller:
             )
         if elsewhere:  # writes happen on the hand-over thread, not in the webhook's answer
             self._forward_push(elsewhere, event)
+        if self.appsets is not None:  # sets whose git generators read the pushed repository
+            self.appsets.on_push(
+                push_follower(set(event.repo_urls), lambda rev: _ref_matches(rev, event))
+            )
         return len(matched)
 
     def _apps_following(self, event: PushEvent) -> dict[AppKey, Application]:

@@ -88,15 +88,12 @@ class RepositoryCredentials:
         self._refs: dict[tuple[str, str], tuple[float, RepositoryCredential | Exception]] = {}
 
     def for_app(self, app: Application) -> GitCredentials | None:
-        entry = self._entry_for(app)
-        if entry is None:
-            return None
-        if entry.insecure:
-            raise CredentialsError(
-                f"{entry.origin}: insecure (skip TLS verification) is honoured for chart "
-                "repositories only; for a Git repository give its CA in caData"
-            )
-        return credentials_for(entry, app.source.repo_url, app.namespace)
+        return _git_credentials(self._entry_for(app), app.source.repo_url, app.namespace)
+
+    def for_repository(self, url: str, namespace: str) -> GitCredentials | None:
+        """What a Git repository an ApplicationSet in ``namespace`` reads is sent: the entry
+        offered to that namespace whose prefix covers ``url``, or nothing."""
+        return _git_credentials(select(self.entries(), url, namespace), url, namespace)
 
     def chart_credential_for(self, app: Application) -> ChartCredential:
         """What the app's chart repository is sent (the empty credential without an entry)."""
@@ -173,6 +170,19 @@ class RepositoryCredentials:
                 "only Secrets carrying that label are used as Git credentials"
             )
         return parse_entry(origin, _decoded(secret, origin), controller_wide=False)
+
+
+def _git_credentials(
+    entry: RepositoryCredential | None, url: str, namespace: str
+) -> GitCredentials | None:
+    if entry is None:
+        return None
+    if entry.insecure:
+        raise CredentialsError(
+            f"{entry.origin}: insecure (skip TLS verification) is honoured for chart "
+            "repositories only; for a Git repository give its CA in caData"
+        )
+    return credentials_for(entry, url, namespace)
 
 
 def _chart_credential(

@@ -171,12 +171,17 @@ class _ExpansionBudget:
 
 
 def load_yaml_with_lines(
-    text: str | bytes, *, source: str, limits: RenderLimits | None = None
-) -> list[tuple[int, int, dict[str, Any]]]:
+    text: str | bytes,
+    *,
+    source: str,
+    limits: RenderLimits | None = None,
+    lists_too: bool = False,
+) -> list[tuple[int, int, Any]]:
     """Like ``load_yaml_documents`` but yields ``(document_index, line, mapping)``.
 
     ``document_index`` is 1-based over every document in the stream (empty ones included, so it
     matches what an editor shows); ``line`` is the 1-based line where the document starts.
+    ``lists_too`` also accepts a document that is a list (an ApplicationSet parameter file).
     """
     limits = limits or RenderLimits()
     if len(text) > limits.max_bytes:
@@ -184,7 +189,7 @@ def load_yaml_with_lines(
             f"{len(text)} bytes exceeds the limit of {limits.max_bytes} bytes", source=source
         )
     _check_expansion(text, source=source, limits=limits)
-    docs: list[tuple[int, int, dict[str, Any]]] = []
+    docs: list[tuple[int, int, Any]] = []
     loader = _ManifestLoader(text)
     try:
         index = 0
@@ -195,7 +200,7 @@ def load_yaml_with_lines(
             data = loader.construct_document(node)
             if data is None:
                 continue
-            if not isinstance(data, dict):
+            if not isinstance(data, dict) and not (lists_too and isinstance(data, list)):
                 raise RenderError(
                     f"document {index} is a {_yaml_type(data)}, expected a mapping",
                     source=source,

@@ -6,6 +6,9 @@ one stays healthy for everybody else.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,9 @@ import yaml
 
 from gitsync.controller.controller import ensure_crd
 from gitsync.kube import ApiError, KubeClient
+from gitsync.localenv.controlplane import ControlPlane
 from gitsync.localenv.gitserver import GitServer
-from tests.support.apps import CRD, ROLLOUT_CRD, WEBHOOK_SECRET
+from tests.support.apps import APPSET_CRD, CRD, ROLLOUT_CRD, WEBHOOK_SECRET
 from tests.support.audit import AuditLog
 from tests.support.chartrepo import CHART_REPO_PASSWORD, CHART_REPO_USER, ChartRepoServer
 from tests.support.cluster import TestCluster
@@ -42,7 +46,9 @@ def chart_repo(tmp_path: Path) -> Iterator[ChartRepoServer]:
 
 @pytest.fixture(scope="session")
 def crd(kube: KubeClient) -> None:
+    """The Application and ApplicationSet CRDs from the chart (left installed)."""
     ensure_crd(kube, yaml.safe_load(CRD.read_text()))
+    ensure_crd(kube, yaml.safe_load(APPSET_CRD.read_text()))
 
 
 @pytest.fixture
@@ -75,6 +81,55 @@ def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:
 def rollout_crd(kube: KubeClient) -> None:
     """The Rollout CRD from the chart, installed and Established (left installed)."""
     ensure_crd(kube, yaml.safe_load(ROLLOUT_CRD.read_text()))
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A second control plane playing a remote cluster; shared by the module's tests."""
+    cp = ControlPlane(tmp_path_factory.mktemp("remote"), simulator_nodes=1)
+    try:
+        cp.start()
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture
+def register(kube: KubeClient, controller_namespace: str) -> Iterator[Any]:
+    """``register(name, kubeconfig, labels=..., annotations=...)``: a cluster Secret in the
+    controller namespace; the Secrets go afterwards."""
+    made: list[str] = []
+
+    def add(
+        name: str,
+        kubeconfig: str,
+        *,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> None:
+        secret_name = f"cluster-{name}-{secrets.token_hex(3)}"
+        kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": secret_name,
+                    "namespace": controller_namespace,
+                    "labels": {"gitsync.dev/secret-type": "cluster", **(labels or {})},
+                    "annotations": annotations or {},
+                },
+                "data": {
+                    "name": base64.b64encode(name.encode()).decode(),
+                    "kubeconfig": base64.b64encode(kubeconfig.encode()).decode(),
+                },
+            }
+        )
+        made.append(secret_name)
+
+    yield add
+    for secret_name in made:
+        with contextlib.suppress(ApiError):
+            kube.delete("v1", "Secret", secret_name, controller_namespace)
 
 
 @pytest.fixture

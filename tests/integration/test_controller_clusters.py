@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gitsync.kube import ApiError, KubeClient
+from gitsync.kube import KubeClient
 from gitsync.localenv.controlplane import ControlPlane
 from gitsync.localenv.gitserver import GitServer
 from tests.support.apps import (
@@ -49,56 +46,6 @@ def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:
     yield start
     for proc in started:
         proc.stop()
-
-
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A second control plane playing the remote cluster; shared by this module's tests."""
-    cp = ControlPlane(tmp_path_factory.mktemp("remote"), simulator_nodes=1)
-    try:
-        cp.start()
-        yield cp
-    finally:
-        cp.stop()
-
-
-@pytest.fixture
-def register(kube: KubeClient) -> Iterator[Any]:
-    """Register clusters by Secret in the controller namespace; the Secrets go afterwards."""
-    ensure_namespace(kube, CONTROLLER_NAMESPACE)
-    made: list[str] = []
-
-    def add(name: str, kubeconfig: str) -> None:
-        secret_name = f"cluster-{name}-{secrets.token_hex(3)}"
-        kube.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {
-                    "name": secret_name,
-                    "namespace": CONTROLLER_NAMESPACE,
-                    "labels": {"gitsync.dev/secret-type": "cluster"},
-                },
-                "data": {
-                    "name": base64.b64encode(name.encode()).decode(),
-                    "kubeconfig": base64.b64encode(kubeconfig.encode()).decode(),
-                },
-            }
-        )
-        made.append(secret_name)
-
-    yield add
-    for secret_name in made:
-        with contextlib.suppress(ApiError):
-            kube.delete("v1", "Secret", secret_name, CONTROLLER_NAMESPACE)
-
-
-def ensure_namespace(kube: KubeClient, name: str) -> None:
-    try:
-        kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
 
 
 def exec_kubeconfig(remote: ControlPlane, marker: Path) -> str:

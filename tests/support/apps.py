@@ -23,6 +23,7 @@ from gitsync.localenv.gitserver import GitRepo, GitServer
 ROOT = Path(__file__).resolve().parents[2]  # the repository (editable install)
 CRD = ROOT / "charts/gitsync/crds/applications.gitsync.dev.yaml"
 ROLLOUT_CRD = ROOT / "charts/gitsync/crds/rollouts.gitsync.dev.yaml"
+APPSET_CRD = ROOT / "charts/gitsync/crds/applicationsets.gitsync.dev.yaml"
 WEBHOOK_SECRET = "webhook-" + secrets.token_hex(8)
 
 

@@ -78,6 +78,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
 }
 IMPERSONATE = {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}
+# what the controller may write on its own (the reads, such as applicationsets, are not listed)
 APPLICATION_WRITES = [
     {
         "apiGroups": ["gitsync.dev"],
@@ -85,6 +86,17 @@ APPLICATION_WRITES = [
         "verbs": ["get", "list", "watch", "patch"],
     },
     {"apiGroups": ["gitsync.dev"], "resources": ["applications/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": ["gitsync.dev"], "resources": ["applications"], "verbs": ["create", "delete"]},
+    {
+        "apiGroups": ["gitsync.dev"],
+        "resources": ["applicationsets/status"],
+        "verbs": ["get", "patch"],
+    },
+    {
+        "apiGroups": ["gitsync.dev"],
+        "resources": ["applicationsets/finalizers"],
+        "verbs": ["update"],
+    },
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
 

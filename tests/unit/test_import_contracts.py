@@ -81,6 +81,11 @@ VIOLATIONS = {
     ),
     # CEL evaluated outside the metered evaluator (health.cel) could loop without a bound.
     "celpy-in-health-custom": PlantedImport("gitsync/health/custom.py", "import celpy", "cel"),
+    # An ApplicationSet's generators get their inputs from the controller; they never reach the
+    # cluster (or Git) themselves.
+    "kube-in-appset-generate": PlantedImport(
+        "gitsync/appset/generate.py", "from gitsync.kube import KubeClient", "appset-core"
+    ),
     # The web layer reaching past the controller's interface into its internals.
     "controller-internals-in-web-diff": PlantedImport(
         "gitsync/web/diff.py",

@@ -229,6 +229,21 @@ gitsync.manageRules, which every mode grants in the same place.)
 - apiGroups: ["gitsync.dev"]
   resources: ["applications/status"]
   verbs: ["get", "patch"]
+# ApplicationSets: the controller creates, updates and deletes the Applications a set generates,
+# in the set's own namespace (the owner reference blocks the set's deletion until they are gone,
+# which needs update on applicationsets/finalizers where OwnerReferencesPermissionEnforcement is on).
+- apiGroups: ["gitsync.dev"]
+  resources: ["applications"]
+  verbs: ["create", "delete"]
+- apiGroups: ["gitsync.dev"]
+  resources: ["applicationsets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["gitsync.dev"]
+  resources: ["applicationsets/status"]
+  verbs: ["get", "patch"]
+- apiGroups: ["gitsync.dev"]
+  resources: ["applicationsets/finalizers"]
+  verbs: ["update"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]

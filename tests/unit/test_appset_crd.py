@@ -1,0 +1,73 @@
+"""The ApplicationSet CRD agrees with the parser and the status the controller writes.
+
+The API server prunes fields a structural schema does not declare: an Argo CD field gitsync does
+not implement must *reach* the parser (so it becomes an error naming it), hence the
+``x-kubernetes-preserve-unknown-fields`` the test checks; and every status field the controller
+writes must be declared, or it would vanish on write.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gitsync.appset import spec as appset_spec
+from gitsync.appset.status import Resource, Stage, set_status
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = yaml.safe_load((ROOT / "charts/gitsync/crds/applicationsets.gitsync.dev.yaml").read_text())
+(VERSION,) = CRD["spec"]["versions"]
+SCHEMA = VERSION["schema"]["openAPIV3Schema"]
+
+
+def test_names_and_printer_columns() -> None:
+    assert CRD["metadata"]["name"] == "applicationsets.gitsync.dev"
+    assert CRD["spec"]["names"]["kind"] == "ApplicationSet"
+    assert VERSION["subresources"] == {"status": {}}
+    assert [c["name"] for c in VERSION["additionalPrinterColumns"]] == [
+        "Apps",
+        "Up-To-Date",
+        "Error",
+        "Age",
+    ]
+
+
+def test_every_spec_field_the_parser_reads_is_declared_and_unknown_ones_reach_it() -> None:
+    spec = SCHEMA["properties"]["spec"]
+    assert set(spec["properties"]) == appset_spec._SPEC_FIELDS
+    assert spec["x-kubernetes-preserve-unknown-fields"] is True
+    generator = spec["properties"]["generators"]["items"]
+    assert set(generator["properties"]) == appset_spec._GENERATORS
+    assert generator["x-kubernetes-preserve-unknown-fields"] is True
+    git = generator["properties"]["git"]["properties"]
+    assert set(git) == {"repoURL", "revision", "directories", "files", "requeueAfterSeconds"}
+    template = spec["properties"]["template"]["properties"]
+    assert template["spec"]["x-kubernetes-preserve-unknown-fields"] is True
+    policy = spec["properties"]["syncPolicy"]["properties"]
+    assert policy["applicationsSync"]["enum"] == [p.value for p in appset_spec.ApplicationsSync]
+
+
+def _covered(value: Any, schema: dict[str, Any], where: str) -> None:
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for key, item in value.items():
+            assert key in props, f"{where}.{key} is not in the CRD's status schema"
+            _covered(item, props[key], f"{where}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            _covered(item, schema["items"], f"{where}[]")
+
+
+def test_the_status_the_controller_writes_is_declared() -> None:
+    status = set_status(
+        stage=Stage.DONE,
+        error="",
+        resources=[Resource("a", "ns", "Synced", "Healthy", message="held")],
+        previous={},
+        now="t",
+        observed_generation=2,
+        application_count=1,
+    )
+    _covered(status, SCHEMA["properties"]["status"], "status")
