@@ -50,8 +50,8 @@ from gitsync.controller.apps import (
 )
 from gitsync.controller.appsets import ApplicationSets, push_follower
 from gitsync.controller.clusters import ClusterRegistry
-from gitsync.controller.health_checks import DeclaredHealthChecks
 from gitsync.controller.dependencies import DependentsIndex
+from gitsync.controller.health_checks import DeclaredHealthChecks
 from gitsync.controller.interface import REFRESH_REQUEST
 from gitsync.controller.metrics import Metrics
 from gitsync.controller.push_paths import touched, watched_paths
