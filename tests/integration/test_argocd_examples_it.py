@@ -22,6 +22,7 @@ creates its own in ``argocd``.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,10 +37,10 @@ from gitsync.kube import ApiError, KubeClient
 from gitsync.localenv.gitserver import GitRepo, GitServer
 from gitsync.sync.hooks import HOOK_ID_LABEL
 from gitsync.sync.tracking import ARGO_INSTANCE_LABEL, ARGO_TRACKING_ANNOTATION, tracked_by
-from tests.support.apps import app_status
+from tests.support.apps import app_status, application
 from tests.support.audit import AuditEvent
 from tests.support.cli import CliRun, run_gitsync
-from tests.support.cluster import TestCluster
+from tests.support.cluster import TestCluster, temporary_namespace
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -305,3 +306,95 @@ def test_argo_example_deploys_argo_cds_objects_then_shows_no_diff(
         assert diff.code == 0, diff
     finally:
         release_children(kube, namespace, expected.children)
+
+
+# -- an Argo CD app of apps in a shared cluster ---------------------------------------------------
+#
+# A tenant's repository may render Argo CD Applications. Translated, each is a tenant object like
+# a gitsync child: one naming a privileged project's namespace is refused by the destination
+# policy, and one in Argo CD's namespace lands in the parent's own namespace - not in ``argocd``,
+# not in the parent's self-chosen destination - and runs with that namespace's rights only.
+
+RBAC = "rbac.authorization.k8s.io/v1"
+
+
+def argo_child(name: str, namespace: str, destination: str, repo_url: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": repo_url, "targetRevision": "HEAD", "path": "app"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": destination},
+            "syncPolicy": {"automated": {"prune": True}},
+        },
+    }
+
+
+def ready_message(kube: KubeClient, namespace: str, name: str, reason: str) -> str:
+    """The app's Ready condition message once its reason is ``reason``."""
+
+    def probe() -> str | None:
+        conditions = app_status(kube, namespace, name).get("conditions") or []
+        ready = next((c for c in conditions if c.get("type") == "Ready"), {})
+        return str(ready["message"]) if ready.get("reason") == reason else None
+
+    return wait_for(probe, timeout=90, what=f"{namespace}/{name} Ready reason {reason}")
+
+
+@pytest.mark.timeout(300)
+def test_a_tenants_argo_children_get_only_the_tenants_project(
+    serve: Any,
+    kube: KubeClient,
+    namespace: str,
+    git_server: GitServer,
+    tmp_path: Path,
+    crd: None,
+) -> None:
+    tenant = namespace
+    role = f"argo-child-escalated-{secrets.token_hex(3)}"
+    payload = git_server.create_repo(
+        f"argo-payload-{secrets.token_hex(3)}",
+        files={
+            "app/role.yaml": yaml.safe_dump(
+                {
+                    "apiVersion": RBAC,
+                    "kind": "ClusterRole",
+                    "metadata": {"name": role},
+                    "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+                }
+            )
+        },
+    )
+    with temporary_namespace(kube, "platform") as platform:
+        children = {
+            "app/escalate.yaml": argo_child("escalate", platform, platform, payload.http_url()),
+            "app/mine.yaml": argo_child("mine", "argocd", tenant, payload.http_url()),
+        }
+        parent_repo = git_server.create_repo(
+            f"argo-parent-{secrets.token_hex(3)}",
+            files={path: yaml.safe_dump(doc) for path, doc in children.items()},
+        )
+        policy = tmp_path / "policy.yaml"
+        wide = {"namespaces": ["*"], "clusterResources": [{"group": "*", "kind": "*"}]}
+        policy.write_text(yaml.safe_dump({"projects": {platform: wide}}))
+        serve(f"--policy={policy}")
+        try:
+            # the parent points its destination at the platform's namespace too: neither that
+            # nor a child's metadata.namespace may lend a child the platform's rights
+            kube.create(
+                application(
+                    "parent", tenant, parent_repo.http_url(), destination={"namespace": platform}
+                )
+            )
+            message = ready_message(kube, tenant, "parent", "SyncFailed")
+            assert "Application/escalate: denied by destination policy" in message, message
+            assert kube.get(kinds.API_VERSION, kinds.APPLICATION, "escalate", platform) is None
+            # the child in Argo CD's namespace became the tenant's, and runs with its rights
+            mine = ready_message(kube, tenant, "mine", "SyncFailed")
+            assert f"ClusterRole/{role}: denied by destination policy" in mine, mine
+            assert kube.get(RBAC, "ClusterRole", role) is None
+        finally:
+            with contextlib.suppress(ApiError):
+                kube.delete(RBAC, "ClusterRole", role)
