@@ -464,6 +464,48 @@ def _read_text(path: str | None) -> str | None:
     return Path(path).read_text().strip() if path else None
 
 
+def _render_application(args: argparse.Namespace) -> int:
+    """``render -f FILE``: what the Application (gitsync's or Argo CD's) renders at its
+    source's revision, fetched as ``diff`` would; the cluster is read only for a Helm chart's
+    capabilities."""
+    local = {
+        "PATH": args.path,
+        "--repo": args.repo,
+        "--chart": args.chart,
+        "--version": args.version,
+        "--repo-root": args.repo_root,
+        "--helm-values": args.helm_values,
+        "--set": args.set,
+        "--release-name": args.release_name,
+        "--namespace": args.namespace,
+    }
+    given = [flag for flag, value in local.items() if value]
+    if given:
+        print(
+            f"error: -f FILE takes everything from the Application: drop {given[0]}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+    def body(engine: Engine, app: Application) -> int:
+        import json
+
+        import yaml
+
+        if app.sources:
+            manifests, _ = engine.render_sources(app, engine.fetch_sources(app, None))
+        else:
+            manifests, _ = engine.render(app, engine.fetch(app))
+        objs = [m.obj for m in manifests]
+        if args.output == "json":
+            print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}, indent=2))
+        else:
+            print(yaml.safe_dump_all(objs, sort_keys=False), end="")
+        return EXIT_OK
+
+    return _run_engine_command(args, body)
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     import json
 
@@ -471,6 +513,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
     from gitsync.render import HelmOptions, RenderError, RenderRequest, detect, render
 
+    if args.file:
+        return _render_application(args)
     if args.repo:
         chart_dir, revision, problem = _render_chart(args)
         if problem:
@@ -1093,6 +1137,7 @@ def _local_parsers(sub: _Subcommands) -> None:
     render.add_argument("--release-name", default=None)
     render.add_argument("--namespace", default="")
     render.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    _engine_args(render, file_required=False)  # -f FILE: an Application's source, fetched
     render.set_defaults(func=_cmd_render)
 
     diff = sub.add_parser(
@@ -1332,13 +1377,18 @@ def _import_files(paths: Sequence[str]) -> list[tuple[str, Path | None]]:
             continue
         path = Path(given)
         if path.is_dir():
+            top = path.resolve()
             for root, dirs, names in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files += [
-                    (str(Path(root, n)), Path(root, n))
-                    for n in sorted(names)
-                    if n.endswith(IMPORT_SUFFIXES)
-                ]
+                for found in (Path(root, n) for n in sorted(names) if n.endswith(IMPORT_SUFFIXES)):
+                    # a cloned repository is not the user's own: a link in it may point at any
+                    # file of this host (a kubeconfig) or at a device that never ends
+                    real = found.resolve()
+                    if not real.is_relative_to(top) or not real.is_file():
+                        raise ImportInputError(
+                            str(found), f"links out of {given} or is not a regular file: not read"
+                        )
+                    files.append((str(found), found))
         elif path.is_file():
             files.append((given, path))
         else:
@@ -1361,9 +1411,10 @@ def _read_import_documents(paths: Sequence[str]) -> list[Any]:
         if path is None:
             data = sys.stdin.buffer.read(IMPORT_MAX_FILE_BYTES + 1)
         else:
-            if path.stat().st_size > IMPORT_MAX_FILE_BYTES:
-                raise ImportInputError(name, f"larger than {IMPORT_MAX_FILE_BYTES} bytes")
-            data = path.read_bytes()
+            with path.open("rb") as stream:
+                data = stream.read(IMPORT_MAX_FILE_BYTES + 1)
+        if len(data) > IMPORT_MAX_FILE_BYTES:
+            raise ImportInputError(name, f"larger than {IMPORT_MAX_FILE_BYTES} bytes")
         total += len(data)
         if total > IMPORT_MAX_TOTAL_BYTES:
             raise ImportInputError(name, f"the inputs exceed {IMPORT_MAX_TOTAL_BYTES} bytes")
@@ -1445,24 +1496,32 @@ def _cmd_import_argocd(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     result = translate(documents, options)
     report = result.report
-    if args.report_format == "json":
-        print(json.dumps(report.as_dict(), indent=2), file=sys.stderr)
+    refused = not report.complete and not args.allow_partial
+    try:
+        where = None if refused else _write_import(args, result.applications, result.policy)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.report_format == "json":  # stderr holds the JSON document alone
+        print(json.dumps({**report.as_dict(), "writtenTo": where}, indent=2), file=sys.stderr)
     else:
         print(report.as_text(), end="", file=sys.stderr)
-    if not report.complete and not args.allow_partial:
-        print(
-            "error: not everything could be carried (above); nothing was written. "
-            "--allow-partial writes what could be",
-            file=sys.stderr,
-        )
+        if where is None:
+            print(
+                "error: not everything could be carried (above); nothing was written. "
+                "--allow-partial writes what could be",
+                file=sys.stderr,
+            )
+        else:
+            projects = f" and the policy of {len(result.projects)} projects"
+            print(
+                f"wrote {len(result.applications)} Applications"
+                + (projects if result.projects else "")
+                + f" to {where}",
+                file=sys.stderr,
+            )
+    if refused:
         return EXIT_INCOMPLETE
-    where = _write_import(args, result.applications, result.policy)
-    print(
-        f"wrote {len(result.applications)} Applications"
-        + (f" and the policy of {len(result.projects)} projects" if result.projects else "")
-        + f" to {where}",
-        file=sys.stderr,
-    )
     return EXIT_OK if report.all_written else EXIT_INCOMPLETE
 
 

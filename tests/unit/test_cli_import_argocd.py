@@ -118,8 +118,8 @@ def test_stdin_in_and_stdout_out_with_the_json_report() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stderr[: proc.stderr.rindex("}") + 1])
-    assert report["complete"] is True
+    report = json.loads(proc.stderr)
+    assert report["complete"] is True and report["writtenTo"] == "stdout"
     (doc,) = report["documents"]
     assert doc["source"] == "-" and doc["output"] == "Application argocd/guestbook"
     paths = {f["path"]: f["outcome"] for f in doc["fields"]}
@@ -127,6 +127,15 @@ def test_stdin_in_and_stdout_out_with_the_json_report() -> None:
     assert paths["spec.source.repoURL"] == "carried"
     (app,) = list(yaml.safe_load_all(proc.stdout))
     assert app["apiVersion"] == "gitsync.dev/v1alpha1"
+
+
+def test_the_json_report_of_a_refused_import_says_nothing_was_written(tmp_path: Path) -> None:
+    source = write(tmp_path / "app.yaml", argo_app(revisionHistoryLimit=3))
+    run = run_gitsync("import", "argocd", str(source), "--report-format", "json")
+    assert run.code == 1 and run.stdout == ""
+    report = json.loads(run.stderr)
+    assert report["complete"] is False and report["writtenTo"] is None
+    assert report["counts"]["not carried"] == 1
 
 
 def test_cluster_flag_maps_the_server_url_to_the_registered_name(tmp_path: Path) -> None:
@@ -191,6 +200,16 @@ def test_inputs_are_bounded_and_bad_yaml_is_an_error_naming_the_file(
     run = run_gitsync("import", "argocd", str(source))
     assert run.code == 2, run
     assert message in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("target", ["outside", "/dev/zero"])
+def test_a_link_in_a_directory_is_read_only_inside_it(tmp_path: Path, target: str) -> None:
+    outside = write(tmp_path / "outside.yaml", argo_app("outside"))
+    write(tmp_path / "repo/app.yaml", argo_app())
+    (tmp_path / "repo/linked.yaml").symlink_to(outside if target == "outside" else target)
+    run = run_gitsync("import", "argocd", str(tmp_path / "repo"))
+    assert run.code == 2, run
+    assert "linked.yaml: links out of" in run.stderr and run.stdout == ""
 
 
 def test_a_missing_input_is_an_error_naming_it(tmp_path: Path) -> None:
