@@ -488,29 +488,29 @@ def _render_application(args: argparse.Namespace) -> int:
         return EXIT_ERROR
 
     def body(engine: Engine, app: Application) -> int:
-        import json
-
-        import yaml
-
         if app.sources:
             manifests, _ = engine.render_sources(app, engine.fetch_sources(app, None))
         else:
             manifests, _ = engine.render(app, engine.fetch(app))
-        objs = [m.obj for m in manifests]
-        if args.output == "json":
-            print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}, indent=2))
-        else:
-            print(yaml.safe_dump_all(objs, sort_keys=False), end="")
+        _print_rendered([m.obj for m in manifests], args.output)
         return EXIT_OK
 
     return _run_engine_command(args, body)
 
 
-def _cmd_render(args: argparse.Namespace) -> int:
+def _print_rendered(objs: list[dict[str, Any]], output: str) -> None:
+    """``render``'s stdout: a YAML stream, or one JSON ``List``."""
     import json
 
     import yaml
 
+    if output == "json":
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}, indent=2))
+    else:
+        print(yaml.safe_dump_all(objs, sort_keys=False), end="")
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
     from gitsync.render import HelmOptions, RenderError, RenderRequest, detect, render
 
     if args.file:
@@ -551,11 +551,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     except (RenderError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    objs = [m.obj for m in manifests]
-    if args.output == "json":
-        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}, indent=2))
-    else:
-        print(yaml.safe_dump_all(objs, sort_keys=False), end="")
+    _print_rendered([m.obj for m in manifests], args.output)
     return EXIT_OK
 
 
