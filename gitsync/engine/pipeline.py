@@ -31,6 +31,7 @@ from typing import Literal
 
 from gitsync import kinds
 from gitsync.application import Application, HelmSource, JsonnetVariable, SpecError
+from gitsync.engine.argo_children import as_gitsync_applications
 from gitsync.engine.chart_dependencies import fetch_dependencies
 from gitsync.engine.chart_sources import ChartStore
 from gitsync.errors import GitsyncError, TerminalError, TransientError
@@ -385,6 +386,8 @@ class Engine:
                 if kind == "helm":
                     req = self._with_dependencies(app, req)
             manifests = self.renders.get_or_render(key, req)
+            # Argo CD's app of apps: its child Applications become gitsync's (argo_children)
+            manifests = as_gitsync_applications(manifests, app)
         except (RenderError, GitsyncError) as exc:
             raise StageError("render", exc) from exc
         if not manifests and not app.sync_policy.allow_empty:
