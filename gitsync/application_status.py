@@ -208,6 +208,11 @@ class ApplicationStatus:
     """How the source was rendered, detected or as the spec says (``SOURCE_TYPES``)."""
     sync_window: SyncWindowState | None = field(default=None, metadata=_key("syncWindow"))
     """Set while a sync window blocks the sync the app needs."""
+    sent_notifications: tuple[str, ...] | None = field(
+        default=None, metadata=_key("sentNotifications")
+    )
+    """Dedupe keys of the notifications handed to delivery (``gitsync.notify.plan``), newest
+    last: written with the status that called for them, so a restart does not send again."""
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)

@@ -16,6 +16,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 APPLICATION = "Application"
 ROLLOUT = "Rollout"
 DESTINATION_POLICY = "DestinationPolicy"
+NOTIFICATION_PROVIDER = "NotificationProvider"
+NOTIFICATION_RULE = "NotificationRule"
 
 
 def is_application(group: object, kind: object) -> bool:

@@ -61,7 +61,7 @@ def status_patch(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-class _Events:
+class EventRecorder:
     """Records core/v1 Events about an object; failures are ignored (events are best effort)."""
 
     def __init__(self, kube: KubeClient, component: str = "gitsync"):
@@ -109,7 +109,7 @@ class CrdApplications:
         self.kube = kube
         self.cache = cache
         self.namespaces = namespaces
-        self.events = _Events(kube)
+        self.events = EventRecorder(kube)
 
     def start(self) -> None:
         if self.namespaces:
@@ -216,7 +216,7 @@ class FileApplications:
     def __init__(self, kube: KubeClient, path: Path):
         self.kube = kube
         self.path = path
-        self.events = _Events(kube)
+        self.events = EventRecorder(kube)
         self._lock = threading.Lock()
         self._apps: dict[AppKey, dict[str, Any]] = {}
         self._annotations: dict[AppKey, dict[str, str]] = {}

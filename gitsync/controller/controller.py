@@ -47,6 +47,7 @@ from gitsync.controller.apps import (
 from gitsync.controller.clusters import ClusterRegistry
 from gitsync.controller.interface import REFRESH_REQUEST
 from gitsync.controller.metrics import Metrics
+from gitsync.controller.notifications import Notifications
 from gitsync.controller.push_paths import touched, watched_paths
 from gitsync.controller.queue import Coalescer, Priority, WorkQueue
 from gitsync.controller.reconciler import Reconciler, Trigger
@@ -109,6 +110,8 @@ class ControllerConfig:
     allow_shared_resource_takeover: bool = False  # apply objects another app tracks
     default_service_account: str = ""  # for Applications without spec.serviceAccountName
     git_max_per_host: int = 0  # reconciles talking to one Git host at once; 0: max(1, workers//2)
+    notification_allow: tuple[str, ...] = ()  # URL globs notifications may go to; (): https://*
+    external_url: str = ""  # the UI's address as people reach it, for links in notifications
 
     @property
     def max_per_host(self) -> int:
@@ -166,12 +169,22 @@ class Controller:
             self.store = FileApplications(kube, config.config_file)
         else:
             self.store = CrdApplications(kube, local.cache, config.namespaces)
+        self.notifications = Notifications(
+            kube,
+            local.cache,
+            self.store,
+            self.metrics,
+            allow=config.notification_allow,
+            external_url=config.external_url,
+            namespaces=config.namespaces,
+        )
         self.reconciler = Reconciler(
             self.store,
             self._engine_for,
             metrics=self.metrics,
             full_compare_every=config.full_compare_every,
             sync_windows=lambda app: self.policy.sync_windows(app.namespace),
+            notifier=self.notifications,
         )
         self.queue: WorkQueue[AppKey] = WorkQueue(
             host_of=self._git_host_of, max_per_host=config.max_per_host
@@ -302,6 +315,7 @@ class Controller:
         starter = getattr(self.store, "start", None)
         if starter is not None:
             starter()
+        self.notifications.start()
         if self.sharding is not None:
             self.sharding.start()
         if self.elector is not None:
@@ -317,6 +331,7 @@ class Controller:
         if self.elector is not None:
             self.elector.stop()
         self._stop_leading()
+        self.notifications.stop()
         self.queue.close()
         self._handovers.close()
         for cluster in list(self._clusters.values()):

@@ -16,7 +16,7 @@ import yaml
 from gitsync.controller.controller import ensure_crd
 from gitsync.kube import ApiError, KubeClient
 from gitsync.localenv.gitserver import GitServer
-from tests.support.apps import CRD, ROLLOUT_CRD, WEBHOOK_SECRET
+from tests.support.apps import CRD, NOTIFICATION_CRDS, ROLLOUT_CRD, WEBHOOK_SECRET
 from tests.support.audit import AuditLog
 from tests.support.chartrepo import CHART_REPO_PASSWORD, CHART_REPO_USER, ChartRepoServer
 from tests.support.cluster import TestCluster
@@ -75,6 +75,13 @@ def serve(cluster: TestCluster, tmp_path: Path, crd: None) -> Iterator[Any]:
 def rollout_crd(kube: KubeClient) -> None:
     """The Rollout CRD from the chart, installed and Established (left installed)."""
     ensure_crd(kube, yaml.safe_load(ROLLOUT_CRD.read_text()))
+
+
+@pytest.fixture(scope="session")
+def notification_crds(kube: KubeClient) -> None:
+    """NotificationProvider and NotificationRule from the chart, Established (left installed)."""
+    for path in NOTIFICATION_CRDS:
+        ensure_crd(kube, yaml.safe_load(path.read_text()))
 
 
 @pytest.fixture
