@@ -352,6 +352,8 @@ class Deliverer:
         except smtplib.SMTPResponseException as exc:
             code = exc.smtp_code
             raise DeliveryError(f"SMTP {code}", retry=400 <= code < 500) from None
+        except smtplib.SMTPNotSupportedError:
+            raise DeliveryError("the SMTP server does not support what was asked (AUTH)") from None
         except smtplib.SMTPRecipientsRefused:
             raise DeliveryError("SMTP: every recipient was refused") from None
         except TimeoutError:

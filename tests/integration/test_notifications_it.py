@@ -259,13 +259,15 @@ def test_500_forever_gets_bounded_retries_a_metric_and_an_event_and_deploys_keep
     chat: Receiver,
 ) -> None:
     chat.default = (500, {})
-    chat.delay = 2.0  # and slow with it
+    chat.delay = 3.0  # and slow with it
     repo = configmap_repo(git_server)
-    webhook_setup(kube, namespace, chat, ["deployed", "sync-running", "sync-succeeded"])
+    # sync-running is sent from the write made before a sync: the one a reconcile waiting on
+    # the provider would show in the push -> synced time
+    webhook_setup(kube, namespace, chat, ["sync-running"])
     proc = serve(*allow(chat))
     deploy(kube, namespace, repo)
-    # while the three deliveries of the first commit are being retried, two pushes go live
-    latencies = []
+    # while the first commit's delivery is being retried, two pushes go live
+    latencies, shas = [], []
     for value in ("v2", "v3"):
         pushed = time.monotonic()
         sha = push_value(repo, value)
@@ -282,24 +284,20 @@ def test_500_forever_gets_bounded_retries_a_metric_and_an_event_and_deploys_keep
             what=f"{value} synced",
         )
         latencies.append(time.monotonic() - pushed)
+        shas.append(sha)
     print(f"push -> synced with a failing provider: {[round(x, 2) for x in latencies]} s")
-    assert max(latencies) < 10  # 5 s interval; a blocked reconcile would wait out 2 s x retries
+    # 0.25-0.8 s measured; a reconcile that waited on the provider took 3.3 s (mutation check)
+    assert max(latencies) < 2.0
 
     def failed() -> float:
         return proc.metric("gitsync_notifications_total", result="failed")
 
-    wait_for(lambda: failed() >= 3, timeout=120, what="three deliveries given up")
-    retries = proc.metric("gitsync_notifications_total", result="retrying")
-    attempts_first = [r for r in chat.requests() if r.json()["event"] == "deployed"]
-    assert retries >= 12  # 4 retries each for the three deliveries of the first commit
-    assert len({r.json()["revision"] for r in attempts_first}) >= 1
-    per_key: dict[tuple[str, str], int] = {}
+    wait_for(lambda: failed() >= 2, timeout=120, what="the deliveries for v2 and v3 given up")
+    assert proc.metric("gitsync_notifications_total", result="retrying") >= 8  # 4 retries each
+    attempts: dict[str, int] = {}
     for r in chat.requests():
-        body = r.json()
-        per_key[(body["event"], body["revision"])] = (
-            per_key.get((body["event"], body["revision"]), 0) + 1
-        )
-    assert max(per_key.values()) <= 5  # bounded: at most 5 attempts per message
+        attempts[r.json()["revision"]] = attempts.get(r.json()["revision"], 0) + 1
+    assert attempts[shas[0]] == attempts[shas[1]] == 5  # bounded: 5 attempts, then given up
     events = kube.list("v1", "Event", namespace, field_selector="involvedObject.name=web")["items"]
     failures = [e for e in events if e["reason"] == "NotificationFailed"]
     assert failures and all(e["type"] == "Warning" for e in failures)

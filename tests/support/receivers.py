@@ -104,10 +104,19 @@ class Receiver:
 
 
 class Inbox:
-    """aiosmtpd's handler: keeps every envelope it accepts."""
+    """aiosmtpd's handler: keeps every envelope it accepts, and every login tried on it."""
 
     def __init__(self) -> None:
         self.envelopes: list[Any] = []
+        self.logins: list[Any] = []
+
+    def authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        self.logins.append(auth_data)
+        return AuthResult(success=True)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append(envelope)
@@ -116,13 +125,21 @@ class Inbox:
 
 @contextmanager
 def smtp_server() -> Iterator[tuple[int, Inbox]]:
-    """A real SMTP server (no STARTTLS) on a free loopback port: (port, its inbox)."""
+    """A real SMTP server on a free loopback port: (port, its inbox). No STARTTLS, and it
+    offers AUTH over the plain connection (as a careless server would), so a client that sent
+    a password without TLS would be seen doing it."""
     from aiosmtpd.controller import Controller
 
     from gitsync.localenv.processes import free_port
 
     inbox, port = Inbox(), free_port()
-    server = Controller(inbox, hostname="127.0.0.1", port=port)
+    server = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=inbox.authenticate,
+        auth_require_tls=False,
+    )
     server.start()
     try:
         yield port, inbox

@@ -243,6 +243,7 @@ def test_rules_select_by_name_globs_and_labels() -> None:
     "source",
     [
         "{{ secret.token }}",  # reading a Secret: there is no such field
+        "{{ token }}",  # a plain name, but not one of the event's fields
         "{{ ''.__class__.__mro__ }}",  # attribute access, code
         "{{ app | upper }}",  # filters
         "{% for x in range(10**9) %}x{% endfor %}",  # statements, loops

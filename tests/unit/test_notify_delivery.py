@@ -260,7 +260,7 @@ def test_no_email_and_no_password_without_starttls(
     with Harness(receiver, allow=allow, spec=mail_spec(port, **spec), the_secret=the_secret) as h:
         message = h.failure()
     assert why in message and "hunter2" not in message
-    assert inbox.envelopes == []
+    assert inbox.envelopes == [] and inbox.logins == []  # the password never went out
 
 
 def test_a_mail_server_on_loopback_needs_an_entry_naming_it(
