@@ -225,6 +225,11 @@ class ApplicationStatus:
         default=None, metadata=_key("waitingFor")
     )
     """Set while automated sync waits for ``spec.dependsOn`` entries that are not Ready."""
+    sent_notifications: tuple[str, ...] | None = field(
+        default=None, metadata=_key("sentNotifications")
+    )
+    """Dedupe keys of the notifications handed to delivery (``gitsync.notify.plan``), newest
+    last: written with the status that called for them, so a restart does not send again."""
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)

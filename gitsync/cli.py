@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from gitsync import __version__, kinds, logs
 from gitsync.application import Application, SpecError
@@ -737,6 +738,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             max_total_bytes=args.appset_max_bytes,
             max_string_bytes=args.appset_max_string_bytes,
         ),
+        notification_allow=tuple(args.notification_allow),
+        external_url=args.external_url or "",
     )
     try:
         controller = Controller(kube, config)
@@ -1114,6 +1117,47 @@ def _analysis_allow_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _notification_allow_entry(value: str) -> str:
+    from gitsync.notify.delivery import ALLOW_FLAG, SCHEMES
+    from gitsync.rollout.endpoints import AnalysisAllowList
+
+    try:
+        AnalysisAllowList.parse([value], flag=ALLOW_FLAG, schemes=SCHEMES)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _external_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"--external-url {value!r}: an http(s):// URL with a host")
+    if parts.username is not None or parts.password is not None or parts.query:
+        raise argparse.ArgumentTypeError("--external-url: no user info or query")
+    return value.rstrip("/")
+
+
+def _notification_args(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group("notifications (NotificationProvider, NotificationRule)")
+    group.add_argument(
+        "--notification-allow",
+        action="append",
+        default=[],
+        type=_notification_allow_entry,
+        metavar="URL-GLOB",
+        help="a URL glob notification providers may post to (smtp://HOST:PORT/* for a mail "
+        "server); repeatable; default 'https://*'. "
+        "Loopback, link-local and metadata addresses need an entry naming the host",
+    )
+    group.add_argument(
+        "--external-url",
+        type=_external_url,
+        default=None,
+        metavar="URL",
+        help="the UI's address as people reach it (links in notifications and commit statuses)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gitsync",
@@ -1292,6 +1336,7 @@ def _serve_parser(sub: _Subcommands) -> None:
     _source_args(serve)
     _analysis_allow_arg(serve)
     _health_checks_arg(serve)  # and ConfigMaps labelled gitsync.dev/health-checks=true
+    _notification_args(serve)
     serve.add_argument(
         "--impersonate",
         type=_true_or_false,

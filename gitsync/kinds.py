@@ -17,6 +17,8 @@ APPLICATION = "Application"
 ROLLOUT = "Rollout"
 APPLICATION_SET = "ApplicationSet"
 DESTINATION_POLICY = "DestinationPolicy"
+NOTIFICATION_PROVIDER = "NotificationProvider"
+NOTIFICATION_RULE = "NotificationRule"
 
 
 def is_application(group: object, kind: object) -> bool:

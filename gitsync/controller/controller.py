@@ -54,6 +54,7 @@ from gitsync.controller.dependencies import DependentsIndex
 from gitsync.controller.health_checks import DeclaredHealthChecks
 from gitsync.controller.interface import REFRESH_REQUEST
 from gitsync.controller.metrics import Metrics
+from gitsync.controller.notifications import Notifications
 from gitsync.controller.push_paths import touched, watched_paths
 from gitsync.controller.queue import Coalescer, Priority, WorkQueue
 from gitsync.controller.reconciler import Reconciler, Trigger
@@ -123,6 +124,8 @@ class ControllerConfig:
     health_checks_file: Path | None = None  # --health-checks: declared CEL health checks
     no_cross_namespace_refs: bool = False  # refuse spec.dependsOn entries in another namespace
     appset_limits: GenerationLimits = field(default_factory=GenerationLimits)
+    notification_allow: tuple[str, ...] = ()  # URL globs notifications may go to; (): https://*
+    external_url: str = ""  # the UI's address as people reach it, for links in notifications
 
     @property
     def max_per_host(self) -> int:
@@ -201,6 +204,15 @@ class Controller:
                 limits=config.appset_limits,
                 may_run=self._runs_application_sets,
             )
+        self.notifications = Notifications(
+            kube,
+            local.cache,
+            self.store,
+            self.metrics,
+            allow=config.notification_allow,
+            external_url=config.external_url,
+            namespaces=config.namespaces,
+        )
         self.reconciler = Reconciler(
             self.store,
             self._engine_for,
@@ -208,6 +220,7 @@ class Controller:
             full_compare_every=config.full_compare_every,
             sync_windows=lambda app: self.policy.sync_windows(app.namespace),
             cross_namespace_refs=not config.no_cross_namespace_refs,
+            notifier=self.notifications,
         )
         self.dependents = DependentsIndex()
         self.queue: WorkQueue[AppKey] = WorkQueue(
@@ -342,6 +355,7 @@ class Controller:
             starter()
         if self.appsets is not None:
             self.appsets.start()
+        self.notifications.start()
         if self.sharding is not None:
             self.sharding.start()
         if self.elector is not None:
@@ -357,6 +371,7 @@ class Controller:
         if self.elector is not None:
             self.elector.stop()
         self._stop_leading()
+        self.notifications.stop()
         self.queue.close()
         self._handovers.close()
         if self.appsets is not None:

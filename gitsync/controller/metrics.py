@@ -59,6 +59,13 @@ class Metrics:
             ["provider", "result"],
             registry=self.registry,
         )
+        self.notifications_total = Counter(
+            "gitsync_notifications_total",
+            "Notification deliveries by provider (namespace/name) and result "
+            "(delivered, retrying, failed, dropped)",
+            ["provider", "result"],
+            registry=self.registry,
+        )
         self._lock = threading.Lock()
         self._app_labels: dict[AppKey, tuple[str, str]] = {}
 
@@ -87,6 +94,9 @@ class Metrics:
 
     def webhook(self, provider: str, result: str) -> None:
         self.webhook_requests_total.labels(provider, result).inc()
+
+    def notification(self, provider: str, result: str) -> None:
+        self.notifications_total.labels(provider, result).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -220,6 +220,16 @@ class AppEngine(Protocol):
         ...
 
 
+class Notifier(Protocol):
+    """Notifications (``gitsync.controller.notifications``): ``plan`` records in the status
+    about to be written which deliveries it calls for and returns them; ``enqueue`` hands them
+    to delivery once that write succeeded. Neither waits on a provider."""
+
+    def plan(self, key: AppKey, status: ApplicationStatus) -> Sequence[Any]: ...
+
+    def enqueue(self, key: AppKey, deliveries: Sequence[Any]) -> None: ...
+
+
 @dataclass
 class _Pass:
     """Everything one reconcile of one app works with."""
@@ -452,6 +462,7 @@ class Reconciler:
         sync_windows: Callable[[Application], Sequence[SyncWindow]] = lambda _app: (),
         wall_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         cross_namespace_refs: bool = True,
+        notifier: Notifier | None = None,
     ):
         """``sync_windows``: the windows of an app's project (the policy's); ``wall_clock``:
         the time windows are judged at (``clock`` is monotonic, for delays only);
@@ -466,6 +477,7 @@ class Reconciler:
         self.full_compare_every = full_compare_every
         self.clock = clock
         self.runtime: dict[AppKey, AppRuntime] = {}
+        self.notifier = notifier
 
     def mark_live_change(self, key: AppKey) -> None:
         self.runtime.setdefault(key, AppRuntime()).live_dirty = True
@@ -604,6 +616,9 @@ class Reconciler:
         retry_failed = failed_sync_to_retry(op, new, sha)
         requested = resume or req.manual or req.rollback_pending or retry_failed
         if not self._compare_due(p, sha, requested=requested):
+            # nothing to compare; notifications the status still calls for (a rule created
+            # since, a watch that was loading) are recorded and sent now - no write otherwise
+            self._write(p.key, p.new, p.old)
             return ReconcileResult(rollout_requeue)
 
         # 3. compare
@@ -1245,6 +1260,11 @@ class Reconciler:
         )
 
     def _write(self, key: AppKey, new: ApplicationStatus, old: ApplicationStatus) -> None:
+        # the notifications this status calls for are recorded in it before it is written, and
+        # sent only once it was (gitsync.notify.plan: at most once per event and revision)
+        planned = self.notifier.plan(key, new) if self.notifier else ()
         if new == old:
             return
         self.store.write_status(key, new.to_dict(), old.to_dict())
+        if planned and self.notifier:
+            self.notifier.enqueue(key, planned)

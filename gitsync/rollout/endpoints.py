@@ -36,7 +36,8 @@ from fnmatch import fnmatchcase
 FLAG = "--analysis-allow"
 NOT_ALLOWED = f"URL not allowed by {FLAG}"
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_PORTS = {"http": 80, "https": 443, "smtp": 25}
+WEB_SCHEMES = ("http", "https")
 _WILDCARDS = frozenset("*?[")
 # Cloud metadata endpoints that are not link-local or loopback (169.254.169.254 is link-local).
 _METADATA_ADDRESSES = frozenset(
@@ -109,31 +110,42 @@ class AnalysisAllowList:
     """The operator's URL globs. Construct with ``parse`` to get a clear error for a bad entry."""
 
     globs: tuple[str, ...] = ()
+    flag: str = FLAG
+    """The flag the entries came from, named in refusals (notifications reuse this check under
+    ``--notification-allow``, where ``smtp://HOST:PORT`` names a mail server too)."""
+    schemes: tuple[str, ...] = WEB_SCHEMES
 
     @classmethod
-    def parse(cls, entries: list[str] | tuple[str, ...]) -> AnalysisAllowList:
+    def parse(
+        cls,
+        entries: list[str] | tuple[str, ...],
+        *,
+        flag: str = FLAG,
+        schemes: tuple[str, ...] = WEB_SCHEMES,
+    ) -> AnalysisAllowList:
         """Validated entries, scheme and host in lower case like the URLs they are matched
         against; ``ValueError`` naming the flag and the entry otherwise."""
         globs: list[str] = []
         for entry in entries:
             scheme, sep, rest = entry.partition("://")
             scheme = scheme.lower()
-            if not sep or scheme not in _DEFAULT_PORTS:
-                raise ValueError(f"{FLAG} {entry!r}: must start with http:// or https://")
+            if not sep or scheme not in schemes:
+                starts = " or ".join(f"{s}://" for s in schemes)
+                raise ValueError(f"{flag} {entry!r}: must start with {starts}")
             if not rest or rest.startswith(("/", ":")):
-                raise ValueError(f"{FLAG} {entry!r}: has no host")
+                raise ValueError(f"{flag} {entry!r}: has no host")
             authority, slash, path = rest.partition("/")
             if "@" in authority:
-                raise ValueError(f"{FLAG} {entry!r}: must not contain user info")
+                raise ValueError(f"{flag} {entry!r}: must not contain user info")
             globs.append(f"{scheme}://{authority.lower()}{slash}{path}")
-        return cls(tuple(globs))
+        return cls(tuple(globs), flag, schemes)
 
     def check(self, url: str, *, timeout: float) -> Endpoint:
         """The endpoint to connect to for ``url``; ``EndpointRefused`` with a fixed reason."""
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS:
-            raise EndpointRefused("only http and https URLs are read")
+        if scheme not in self.schemes:
+            raise EndpointRefused(f"only {' and '.join(self.schemes)} URLs are read")
         try:
             host, port = parts.hostname, parts.port or _DEFAULT_PORTS[scheme]
         except ValueError:
@@ -148,19 +160,20 @@ class AnalysisAllowList:
         normal = f"{scheme}://{authority}{target}"
         matching = [g for g in self.globs if fnmatchcase(normal, g)]
         if not matching:
-            raise EndpointRefused(NOT_ALLOWED)
+            raise EndpointRefused(f"URL not allowed by {self.flag}")
         named = any(_glob_host(g) == host and not _WILDCARDS & set(_glob_host(g)) for g in matching)
         if host.rstrip(".") in _METADATA_NAMES and not named:
-            raise EndpointRefused(f"{host} is a metadata endpoint; {_NAME_IT}")
+            raise EndpointRefused(f"{host} is a metadata endpoint; {_name_it(self.flag)}")
         addresses = resolve(host, port, timeout=timeout)
         for _, address in addresses:
             kind = _special(ipaddress.ip_address(address.split("%", 1)[0]))
             if kind and not named:
-                raise EndpointRefused(f"{host} resolves to {kind}; {_NAME_IT}")
+                raise EndpointRefused(f"{host} resolves to {kind}; {_name_it(self.flag)}")
         return Endpoint(scheme, host, port, target, addresses)
 
 
-_NAME_IT = f"only a {FLAG} entry naming this host without wildcards allows it"
+def _name_it(flag: str) -> str:
+    return f"only a {flag} entry naming this host without wildcards allows it"
 
 
 def resolve(
@@ -180,7 +193,7 @@ def resolve(
     return tuple(found)
 
 
-def _connect(endpoint: Endpoint, timeout: float) -> socket.socket:
+def open_socket(endpoint: Endpoint, timeout: float) -> socket.socket:
     """A socket connected to the first of the endpoint's checked addresses that answers."""
     last: OSError = ConnectionRefusedError("no address")
     for family, address in endpoint.addresses:
@@ -202,7 +215,7 @@ class _PinnedConnection(http.client.HTTPConnection):
         self._endpoint = endpoint
 
     def connect(self) -> None:
-        self.sock = _connect(self._endpoint, float(self.timeout or 0) or 10.0)
+        self.sock = open_socket(self._endpoint, float(self.timeout or 0) or 10.0)
 
 
 class _PinnedTLSConnection(http.client.HTTPSConnection):
@@ -212,5 +225,5 @@ class _PinnedTLSConnection(http.client.HTTPSConnection):
         self._tls = context
 
     def connect(self) -> None:
-        sock = _connect(self._endpoint, float(self.timeout or 0) or 10.0)
+        sock = open_socket(self._endpoint, float(self.timeout or 0) or 10.0)
         self.sock = self._tls.wrap_socket(sock, server_hostname=self._endpoint.host)

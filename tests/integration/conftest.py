@@ -20,7 +20,7 @@ from gitsync.controller.controller import ensure_crd
 from gitsync.kube import ApiError, KubeClient
 from gitsync.localenv.controlplane import ControlPlane
 from gitsync.localenv.gitserver import GitServer
-from tests.support.apps import APPSET_CRD, CRD, ROLLOUT_CRD, WEBHOOK_SECRET
+from tests.support.apps import APPSET_CRD, CRD, NOTIFICATION_CRDS, ROLLOUT_CRD, WEBHOOK_SECRET
 from tests.support.audit import AuditLog
 from tests.support.chartrepo import CHART_REPO_PASSWORD, CHART_REPO_USER, ChartRepoServer
 from tests.support.cluster import TestCluster
@@ -130,6 +130,13 @@ def register(kube: KubeClient, controller_namespace: str) -> Iterator[Any]:
     for secret_name in made:
         with contextlib.suppress(ApiError):
             kube.delete("v1", "Secret", secret_name, controller_namespace)
+
+
+@pytest.fixture(scope="session")
+def notification_crds(kube: KubeClient) -> None:
+    """NotificationProvider and NotificationRule from the chart, Established (left installed)."""
+    for path in NOTIFICATION_CRDS:
+        ensure_crd(kube, yaml.safe_load(path.read_text()))
 
 
 @pytest.fixture

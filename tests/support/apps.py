@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository (editable install)
 CRD = ROOT / "charts/gitsync/crds/applications.gitsync.dev.yaml"
 ROLLOUT_CRD = ROOT / "charts/gitsync/crds/rollouts.gitsync.dev.yaml"
 APPSET_CRD = ROOT / "charts/gitsync/crds/applicationsets.gitsync.dev.yaml"
+NOTIFICATION_CRDS = (
+    ROOT / "charts/gitsync/crds/notificationproviders.gitsync.dev.yaml",
+    ROOT / "charts/gitsync/crds/notificationrules.gitsync.dev.yaml",
+)
 WEBHOOK_SECRET = "webhook-" + secrets.token_hex(8)
 
 
@@ -198,16 +202,19 @@ def github_webhook(
     return github_push(url, repo_url, after, ref=ref, secret=secret)[0]
 
 
-def repository_secret(name: str, namespace: str, data: dict[str, str]) -> dict[str, Any]:
-    """A repository-credential Secret (labelled ``gitsync.dev/secret-type: repository``)
-    holding ``data`` (key -> text)."""
+def repository_secret(
+    name: str, namespace: str, data: dict[str, str], *, secret_type: str = "repository"
+) -> dict[str, Any]:
+    """A repository-credential Secret (labelled ``gitsync.dev/secret-type: repository``, or
+    ``secret_type``: ``notification`` for a NotificationProvider's) holding ``data``
+    (key -> text)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {"gitsync.dev/secret-type": "repository"},
+            "labels": {"gitsync.dev/secret-type": secret_type},
         },
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }

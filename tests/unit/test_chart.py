@@ -867,3 +867,42 @@ def test_no_cross_namespace_refs_becomes_the_serve_flag() -> None:
     args = container_args(render({"controller": {"noCrossNamespaceRefs": True}}))
     assert build_parser().parse_args(args).no_cross_namespace_refs is True
     assert build_parser().parse_args(container_args(render({}))).no_cross_namespace_refs is False
+
+
+def test_notification_values_become_flags_and_objects() -> None:
+    values = {
+        "controller": {
+            "notificationAllow": ["https://hooks.slack.com/*", "smtp://mail.example.com:587/*"],
+            "externalURL": "https://gitsync.example.com",
+        },
+        "notifications": {
+            "providers": [
+                {
+                    "name": "slack",
+                    "namespace": "team-a",
+                    "type": "slack",
+                    "secretRef": {"name": "slack-webhook"},
+                },
+            ],
+            "rules": [
+                {
+                    "name": "deploys",
+                    "namespace": "team-a",
+                    "providerRefs": [{"name": "slack"}],
+                    "events": ["deployed", "sync-failed"],
+                },
+            ],
+        },
+    }
+    objs = render(values)
+    args = container_args(objs)
+    parsed = build_parser().parse_args(args)
+    assert parsed.notification_allow == values["controller"]["notificationAllow"]
+    assert parsed.external_url == "https://gitsync.example.com"
+    (provider,) = of_kind(objs, "NotificationProvider")
+    assert provider["metadata"]["namespace"] == "team-a"
+    assert provider["spec"] == {"type": "slack", "secretRef": {"name": "slack-webhook"}}
+    (rule,) = of_kind(objs, "NotificationRule")
+    assert rule["spec"]["events"] == ["deployed", "sync-failed"]
+    assert not of_kind(render({}), "NotificationProvider")
+    assert not any(a.startswith("--notification-allow") for a in container_args(render({})))

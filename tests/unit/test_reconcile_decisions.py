@@ -950,3 +950,94 @@ def test_an_app_in_sync_does_not_wait_for_its_dependencies() -> None:
     h.store.others[("team-a", "db")] = dependency("db", ready="Progressing")
     h.reconcile("dependency")
     assert h.ready()[0] == "Synced" and h.store.status.waiting_for is None
+
+
+# -- notifications -----------------------------------------------------------------------------
+
+
+class RecordingNotifier:
+    """gitsync's own plan (events, rule matching, dedupe record) behind the reconciler's
+    ``Notifier`` seam; delivery is a list. Checks that every delivery's key is already stored
+    when it is handed over (recorded before sending: at most once)."""
+
+    def __init__(self, store: Store) -> None:
+        from gitsync.notify.spec import parse_rule
+
+        self.store = store
+        self.rule = parse_rule(
+            {
+                "metadata": {"name": "all", "namespace": KEY[0]},
+                "spec": {
+                    "providerRefs": [{"name": "chat"}],
+                    "events": ["sync-running", "sync-succeeded", "deployed", "sync-failed"],
+                },
+            }
+        )
+        self.enqueued: list[tuple[str, str]] = []
+
+    def plan(self, key: tuple[str, str], status: ApplicationStatus) -> list[Any]:
+        from gitsync.notify.events import AppFacts, events_of
+        from gitsync.notify.plan import due, record
+
+        app = AppFacts(*key)
+        deliveries = due(
+            app, events_of(app, status), [self.rule], {}, status.sent_notifications or ()
+        )
+        status.sent_notifications = record(status.sent_notifications, (d.key for d in deliveries))
+        return deliveries
+
+    def enqueue(self, key: tuple[str, str], deliveries: list[Any]) -> None:
+        stored = self.store.status.sent_notifications or ()
+        assert all(d.key in stored for d in deliveries)
+        self.enqueued += [(str(d.event.name), d.event.revision) for d in deliveries]
+
+
+def with_notifier(h: Harness) -> RecordingNotifier:
+    notifier = RecordingNotifier(h.store)
+    h.reconciler.notifier = notifier
+    return notifier
+
+
+def test_a_sync_notifies_running_then_succeeded_and_deployed_once() -> None:
+    h = Harness(spec(**AUTOMATED))
+    notifier = with_notifier(h)
+    h.reconcile()
+    assert notifier.enqueued == [
+        ("sync-running", SHA1),
+        ("sync-succeeded", SHA1),
+        ("deployed", SHA1),
+    ]
+    h.clock.now += 400  # a periodic full compare: same facts, nothing new
+    h.reconcile()
+    assert len(notifier.enqueued) == 3
+
+
+def test_a_restarted_controller_does_not_notify_again() -> None:
+    h = Harness(spec(**AUTOMATED))
+    with_notifier(h)
+    h.reconcile()
+    restarted = Harness(h.store.obj)  # a new process: fresh runtime, the stored status
+    notifier = with_notifier(restarted)
+    restarted.reconcile("startup")
+    assert notifier.enqueued == []
+
+
+def test_nothing_is_handed_to_delivery_when_the_status_write_fails() -> None:
+    h = Harness(spec(**AUTOMATED))
+    notifier = with_notifier(h)
+
+    def refuse(*_: Any) -> None:
+        raise TransientError("the API server is away")
+
+    h.store.write_status = refuse  # type: ignore[method-assign]
+    h.reconcile()
+    assert notifier.enqueued == []
+
+
+def test_a_pass_with_nothing_to_compare_still_sends_what_is_due() -> None:
+    h = Harness(spec(**AUTOMATED))
+    h.reconcile()  # deployed while no rule existed
+    notifier = with_notifier(h)
+    h.clock.now += 5
+    h.reconcile()  # the interval: same head, nothing to compare
+    assert ("deployed", SHA1) in notifier.enqueued

@@ -247,6 +247,12 @@ gitsync.manageRules, which every mode grants in the same place.)
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Notifications: rules and providers are watched; a provider's Secret is read by name from the
+# provider's own namespace (and used only when labelled gitsync.dev/secret-type: notification)
+# with the read on secrets the manage rules already grant.
+- apiGroups: ["gitsync.dev"]
+  resources: ["notificationproviders", "notificationrules"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
 
 {{/*
