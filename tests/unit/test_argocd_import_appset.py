@@ -317,3 +317,4 @@ def test_every_field_of_argo_cds_application_set_spec_is_in_the_report() -> None
     for i in range(5):
         assert seen[f"spec.generators[{i}]"][0] == Outcome.NOT_CARRIED, i
     assert not report.written  # no generator gitsync supports is left
+    assert seen["spec.template.metadata.annotations"][0] == Outcome.TRANSLATED  # it was empty
