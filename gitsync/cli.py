@@ -1587,7 +1587,8 @@ def _write_import(args: argparse.Namespace, apps: list[dict[str, Any]], policy: 
         out.mkdir(parents=True, exist_ok=True)
         for app in apps:
             meta = app["metadata"]
-            name = f"application-{meta.get('namespace', 'gitsync')}-{meta['name']}.yaml"
+            kind = str(app["kind"]).lower()
+            name = f"{kind}-{meta.get('namespace', 'gitsync')}-{meta['name']}.yaml"
             (out / name).write_text(yaml.safe_dump(app, sort_keys=False))
         if policy:
             (out / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
@@ -1616,7 +1617,8 @@ def _cmd_import_argocd(args: argparse.Namespace) -> int:
     report = result.report
     refused = not report.complete and not args.allow_partial
     try:
-        where = None if refused else _write_import(args, result.applications, result.policy)
+        documents_out = [*result.applications, *result.application_sets]
+        where = None if refused else _write_import(args, documents_out, result.policy)
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -1634,6 +1636,11 @@ def _cmd_import_argocd(args: argparse.Namespace) -> int:
             projects = f" and the policy of {len(result.projects)} projects"
             print(
                 f"wrote {len(result.applications)} Applications"
+                + (
+                    f", {len(result.application_sets)} ApplicationSets"
+                    if result.application_sets
+                    else ""
+                )
                 + (projects if result.projects else "")
                 + f" to {where}",
                 file=sys.stderr,
@@ -1657,7 +1664,8 @@ def _import_parser(sub: _Subcommands) -> None:
     tools = imp.add_subparsers(dest="import_tool", metavar="TOOL", required=True)
     argo = tools.add_parser(
         "argocd",
-        help="Argo CD Applications and AppProjects -> gitsync Applications and policy projects; "
+        help="Argo CD Applications, AppProjects and ApplicationSets -> gitsync Applications, "
+        "policy projects and ApplicationSets; "
         "the report of every field on stderr (exit 0 all carried, 1 not, 2 error)",
     )
     argo.add_argument(

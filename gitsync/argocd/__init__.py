@@ -1,16 +1,16 @@
 """Reading Argo CD's manifests: ``gitsync import argocd`` and ``-f`` with an Argo CD Application.
 
-Teams arrive with repositories written for Argo CD. This package turns its ``Application`` and
-``AppProject`` into gitsync's Application and destination-policy project, and reports what became
-of every field - carried as written, translated, or not carried and why - so a migration never
-loses a setting without saying so. Pure translation over parsed documents: no I/O and no
-Kubernetes client (the CLI reads the files and the registered clusters).
+Teams arrive with repositories written for Argo CD. This package turns its ``Application``,
+``AppProject`` and ``ApplicationSet`` into gitsync's Application, destination-policy project and
+ApplicationSet, and reports what became of every field - carried as written, translated, or not
+carried and why - so a migration never loses a setting without saying so. Pure translation over
+parsed documents: no I/O and no Kubernetes client (the CLI reads the files and the registered
+clusters).
 """
 
 from gitsync.argocd.application import ImportOptions, translate_application
 from gitsync.argocd.report import DocumentReport, FieldReport, ImportReport, Outcome
 from gitsync.argocd.translate import (
-    APPLICATION_SET_REASON,
     ImportResult,
     SourceDocument,
     is_argo_application,
@@ -18,7 +18,6 @@ from gitsync.argocd.translate import (
 )
 
 __all__ = [
-    "APPLICATION_SET_REASON",
     "DocumentReport",
     "FieldReport",
     "ImportOptions",

@@ -181,6 +181,8 @@ class _ApplicationTranslator:
                 self.d.carry(path)
             elif key == "annotations" and isinstance(value, Mapping):
                 self.annotations(value)
+                if not value:  # ``annotations: {}`` (common in ApplicationSet templates)
+                    self.d.translate(path, None, "empty: left out, nothing lost")
             elif key == "finalizers" and isinstance(value, list):
                 self.finalizers(value)
             elif key in SERVER_SET_METADATA or key in ("uid", "generation"):

@@ -2,8 +2,7 @@
 
 The one place that dispatches on the kind of each document (``TRANSLATORS``): an Application
 becomes a gitsync Application, an AppProject the policy entry of the namespace its Applications
-are imported into. An ``ApplicationSet`` is reported as not carried until gitsync has a kind for
-it; supporting it is one more entry in ``TRANSLATORS``.
+are imported into, an ApplicationSet gitsync's ApplicationSet (``gitsync.argocd.appset``).
 
 Which namespace is a project's: gitsync's project *is* the namespace, so the AppProject P is
 written as ``projects.<N>`` for each namespace N its Applications are imported into (one, with
@@ -26,11 +25,10 @@ from gitsync.argocd.application import (
     TranslatedApplication,
     translate_application,
 )
+from gitsync.argocd.appset import translate_application_set
 from gitsync.argocd.project import TranslatedProject, translate_project
 from gitsync.argocd.report import DocumentReport, ImportReport
 from gitsync.kinds import API_VERSION, DESTINATION_POLICY
-
-APPLICATION_SET_REASON = "ApplicationSet: not yet supported"
 
 
 @dataclass(frozen=True)
@@ -45,6 +43,8 @@ class SourceDocument:
 class ImportResult:
     applications: list[dict[str, Any]] = field(default_factory=list)
     """gitsync Applications, in input order."""
+    application_sets: list[dict[str, Any]] = field(default_factory=list)
+    """gitsync ApplicationSets, in input order."""
     projects: dict[str, dict[str, Any]] = field(default_factory=dict)
     """namespace -> its project's rules (``projects.<namespace>`` of the --policy file)."""
     report: ImportReport = field(default_factory=ImportReport)
@@ -81,7 +81,7 @@ def _not_supported(reason: str) -> Callable[[SourceDocument], DocumentReport]:
 TRANSLATORS: Mapping[str, Callable[[SourceDocument], DocumentReport] | None] = {
     "Application": None,  # translate_application, with the options and the projects
     "AppProject": None,  # translate_project, keyed once every Application is known
-    "ApplicationSet": _not_supported(APPLICATION_SET_REASON),
+    "ApplicationSet": None,  # translate_application_set, with the options
 }
 """The Argo CD kinds the importer reads; None: translated by ``translate`` itself."""
 
@@ -109,6 +109,11 @@ def translate(documents: Sequence[SourceDocument], options: ImportOptions) -> Im
             project = translate_project(item.document, item.source)
             projects.append(project)
             reports.append(project.report)
+        elif kind == "ApplicationSet":
+            app_set = translate_application_set(item.document, item.source, options)
+            reports.append(app_set.report)
+            if app_set.document is not None:
+                result.application_sets.append(app_set.document)
         elif kind is not None and (special := TRANSLATORS.get(kind)) is not None:
             reports.append(special(item))
         else:
@@ -194,7 +199,6 @@ def _key_projects(
 
 
 __all__ = [
-    "APPLICATION_SET_REASON",
     "ImportOptions",
     "ImportResult",
     "SourceDocument",

@@ -103,7 +103,7 @@ def test_an_application_set_keeps_the_exit_non_zero_even_with_allow_partial(
     source = write(tmp_path / "both.yaml", argo_app(), appset)
     run = run_gitsync("import", "argocd", str(source), "--allow-partial")
     assert run.code == 1, run
-    assert "ApplicationSet: not yet supported" in run.stderr
+    assert "NOT WRITTEN  spec.generators: no generator gitsync supports" in run.stderr
     (app,) = list(yaml.safe_load_all(run.stdout))  # the Application is still written
     assert app["metadata"]["name"] == "guestbook"
 
@@ -225,3 +225,53 @@ def test_the_every_field_fixture_reports_through_the_cli(tmp_path: Path) -> None
     assert run.code == 1, run  # the plugin app cannot be written
     assert "NOT WRITTEN  spec.source.plugin" in run.stderr
     assert len(list(yaml.safe_load_all((tmp_path / "out.yaml").read_text()))) == 4
+
+
+def argo_set(*generators: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ApplicationSet",
+        "metadata": {"name": "services", "namespace": "argocd"},
+        "spec": {
+            "generators": list(generators),
+            "template": {
+                "metadata": {"name": "{{path.basename}}"},
+                "spec": {
+                    "project": "default",
+                    "source": {"repoURL": "https://git.example.com/apps.git", "path": "{{path}}"},
+                    "destination": {"server": LOCAL, "namespace": "{{path.basename}}"},
+                },
+            },
+        },
+    }
+
+
+GIT_DIRS = {"git": {"repoURL": "https://git.example.com/apps.git", "directories": [{"path": "*"}]}}
+
+
+def test_an_application_set_is_written_beside_the_applications(tmp_path: Path) -> None:
+    from gitsync.appset.spec import parse_application_set
+
+    source = write(tmp_path / "both.yaml", argo_app(), argo_set(GIT_DIRS))
+    out = tmp_path / "out"
+    run = run_gitsync("import", "argocd", str(source), "-o", str(out), "--namespace", "team-a")
+    assert run.code == 0, run
+    assert "-> ApplicationSet team-a/services" in run.stderr
+    assert "wrote 1 Applications, 1 ApplicationSets" in run.stderr
+    written = yaml.safe_load((out / "applicationset-team-a-services.yaml").read_text())
+    assert (out / "application-team-a-guestbook.yaml").exists()
+    assert parse_application_set(written).generators
+    assert written["spec"]["template"]["metadata"]["name"] == "{{path.basename}}"
+
+
+def test_an_unsupported_generator_exits_1_unless_allow_partial(tmp_path: Path) -> None:
+    pull_request = {"pullRequest": {"github": {"owner": "o", "repo": "r"}}}
+    source = write(tmp_path / "set.yaml", argo_set(GIT_DIRS, pull_request))
+    refused = run_gitsync("import", "argocd", str(source))
+    assert refused.code == 1, refused
+    assert "not carried  spec.generators[1]: gitsync refuses" in refused.stderr
+    assert refused.stdout == ""
+    allowed = run_gitsync("import", "argocd", str(source), "--allow-partial")
+    assert allowed.code == 0, allowed
+    (written,) = list(yaml.safe_load_all(allowed.stdout))
+    assert written["spec"]["generators"] == [GIT_DIRS]
