@@ -19,6 +19,8 @@ from gitsync import __version__, kinds, logs
 from gitsync.appcli import add_app_parser
 from gitsync.application import Application, SpecError
 from gitsync.application_status import ApplicationStatus
+from gitsync.completion import SHELLS
+from gitsync.completion import script as completion_script
 
 if TYPE_CHECKING:
     from gitsync.controller.controller import Controller
@@ -1001,6 +1003,11 @@ def _analysis_allow_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _cmd_completion(args: argparse.Namespace) -> int:
+    sys.stdout.write(completion_script(build_parser(), args.shell))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gitsync",
@@ -1023,6 +1030,11 @@ def build_parser() -> argparse.ArgumentParser:
     _request_parsers(sub)
     _rollout_parser(sub)
     add_app_parser(sub)
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument(
+        "shell", choices=SHELLS, help='bash or zsh: eval "$(gitsync completion bash)"'
+    )
+    completion.set_defaults(func=_cmd_completion)
     _serve_parser(sub)
     health = sub.add_parser("health", help="health of the app's objects (exit 0 when Healthy)")
     _engine_args(health)
