@@ -228,7 +228,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _connection_args(p: argparse.ArgumentParser) -> None:
+def _connection_args(p: argparse.ArgumentParser, *, output: bool) -> None:
     p.add_argument(
         "--server",
         default=None,
@@ -247,6 +247,8 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not verify the server's TLS certificate (testing only)",
     )
+    if not output:  # app wait prints a line, not a document
+        return
     p.add_argument(
         "-o",
         "--output",
@@ -271,7 +273,7 @@ def add_app_parser(sub: _Subcommands) -> None:
         name: str, text: str, func: Callable[[argparse.Namespace, ApiClient], int]
     ) -> argparse.ArgumentParser:
         p = commands.add_parser(name, help=text, description=text)
-        _connection_args(p)
+        _connection_args(p, output=name != "wait")
         if name != "list":
             p.add_argument("app", metavar="NAMESPACE/NAME", help="the Application")
         p.set_defaults(app_func=func)

@@ -94,6 +94,8 @@ class ApiClient:
             raise ValueError(f"--server must be an http(s):// URL, got {self.server!r}")
         if parts.username is not None or parts.password is not None:
             raise ValueError("--server must not carry credentials: set GITSYNC_TOKEN instead")
+        if (self.ca_file or self.insecure_skip_tls_verify) and parts.scheme != "https":
+            raise ValueError("--ca-file and --insecure-skip-tls-verify need an https:// --server")
         if self.ca_file and self.insecure_skip_tls_verify:
             raise ValueError("--ca-file and --insecure-skip-tls-verify exclude each other")
 
@@ -105,7 +107,6 @@ class ApiClient:
         return urllib.request.build_opener(
             _NoRedirects(),
             urllib.request.HTTPSHandler(context=context),
-            urllib.request.ProxyHandler({}),
         )
 
     def get(self, path: str, **query: str | int) -> Any:

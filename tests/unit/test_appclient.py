@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import http.server
 import json
+import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +36,7 @@ from gitsync.appclient import (
     wait_decision,
 )
 from gitsync.cli import build_parser
+from gitsync.localenv.pki import make_pki
 
 SHA = "a" * 40
 OLD = "b" * 40
@@ -236,8 +239,15 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 def listener() -> Iterator[Any]:
     servers: list[http.server.ThreadingHTTPServer] = []
 
-    def start(status: int, body: bytes, headers: dict[str, str] | None = None) -> Any:
+    def start(
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> Any:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+        if tls is not None:
+            server.socket = tls.wrap_socket(server.socket, server_side=True)
         server.seen = []  # type: ignore[attr-defined]
         server.answer = (status, headers or {}, body)  # type: ignore[attr-defined]
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -250,8 +260,22 @@ def listener() -> Iterator[Any]:
         server.server_close()
 
 
-def url_of(server: Any) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}"
+def url_of(server: Any, scheme: str = "http") -> str:
+    return f"{scheme}://127.0.0.1:{server.server_address[1]}"
+
+
+def test_https_is_verified_with_the_ca_file(listener: Any, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(pki.serving_cert, pki.serving_key)
+    api = url_of(listener(200, b'{"items": []}', tls=tls), "https")
+    assert ApiClient(api, TOKEN, ca_file=str(pki.ca_cert)).get("/applications") == {"items": []}
+    assert ApiClient(api, TOKEN, insecure_skip_tls_verify=True).get("/applications") == {
+        "items": []
+    }
+    with pytest.raises(ClientError, match="CERTIFICATE_VERIFY_FAILED") as caught:
+        ApiClient(api, TOKEN).get("/applications")  # the system's CAs do not know the test CA
+    assert TOKEN not in str(caught.value)
 
 
 def test_a_redirect_is_not_followed_and_the_token_goes_nowhere_else(listener: Any) -> None:
@@ -303,3 +327,15 @@ def test_connection_refused_names_the_server() -> None:
 def test_bad_server_urls_are_refused(server: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ApiClient(server)
+
+
+def test_tls_options_need_https() -> None:
+    with pytest.raises(ValueError, match="need an https:// --server"):
+        ApiClient("http://host", ca_file="/etc/ssl/ca.pem")
+    with pytest.raises(ValueError, match="exclude each other"):
+        ApiClient("https://host", ca_file="/ca.pem", insecure_skip_tls_verify=True)
+
+
+def test_wait_takes_no_output_flag() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["app", "wait", "team-a/web", "-o", "json"])
