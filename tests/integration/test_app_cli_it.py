@@ -161,7 +161,7 @@ def test_wait_fails_with_the_reason_on_a_degraded_rollout_and_times_out_on_a_pro
     assert "ProgressDeadlineExceeded" in failed.stderr or "deadline" in failed.stderr
 
 
-def test_sync_needs_the_admin_token_and_triggers_a_sync(
+def test_diff_sync_refresh_and_rollback_with_the_admin_token(
     serve: Any, git_server: GitServer, kube: KubeClient, namespace: str, tmp_path: Path
 ) -> None:
     repo = configmap_repo(git_server)
@@ -175,6 +175,10 @@ def test_sync_needs_the_admin_token_and_triggers_a_sync(
         timeout=60,
     )
 
+    differs = app_cli(ctl, "diff", f"{namespace}/manual")
+    assert differs.code == 1, differs
+    assert f"===== /ConfigMap/{namespace}/config (Missing)" in differs.stdout
+
     refused = app_cli(ctl, "sync", f"{namespace}/manual")
     assert refused.code == 2, refused
     assert "403" in refused.stderr and "admin token" in refused.stderr
@@ -185,3 +189,16 @@ def test_sync_needs_the_admin_token_and_triggers_a_sync(
     waited = app_cli(ctl, "wait", f"{namespace}/manual", "--sync", "--timeout", "2m", timeout=200)
     assert waited.code == 0, waited
     assert synced_at(kube, namespace, "manual", repo.head()) is not None
+    same = app_cli(ctl, "diff", f"{namespace}/manual")
+    assert same.code == 0, same
+    assert f"{namespace}/manual: in sync" in same.stdout
+
+    refreshed = app_cli(ctl, "refresh", f"{namespace}/manual", "-o", "json", token=ADMIN)
+    assert refreshed.code == 0, refreshed
+    assert json.loads(refreshed.stdout)["action"] == "refresh"
+    unknown = app_cli(ctl, "rollback", f"{namespace}/manual", "99", token=ADMIN)
+    assert unknown.code == 2, unknown
+    assert "404 no history entry 99" in unknown.stderr
+    rolled = app_cli(ctl, "rollback", f"{namespace}/manual", "1", token=ADMIN)
+    assert rolled.code == 0, rolled
+    assert "rollback to history entry 1 requested" in rolled.stdout
