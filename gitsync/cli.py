@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from gitsync import __version__, kinds, logs
+from gitsync.appcli import add_app_parser
 from gitsync.application import Application, SpecError
 from gitsync.application_status import ApplicationStatus
+from gitsync.completion import SHELLS
+from gitsync.completion import script as completion_script
 
 if TYPE_CHECKING:
     from gitsync.controller.controller import Controller
@@ -1033,8 +1036,12 @@ def _rollout_parser(sub: Any) -> None:
             cmd.add_argument("--full", action="store_true", help="skip all remaining steps")
         else:
             cmd.set_defaults(full=False)
-        cmd.add_argument("--kubeconfig", default=None)
-        cmd.add_argument("--context", default=None)
+        cmd.add_argument(
+            "--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config"
+        )
+        cmd.add_argument(
+            "--context", default=None, help="the kubeconfig context (default: its current context)"
+        )
         cmd.set_defaults(func=_cmd_rollout)
 
 
@@ -1065,7 +1072,9 @@ def _engine_args(p: argparse.ArgumentParser, *, file_required: bool = True) -> N
         help="run an Argo CD Application even when some of its fields are not carried",
     )
     p.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
-    p.add_argument("--context", default=None)
+    p.add_argument(
+        "--context", default=None, help="the kubeconfig context (default: its current context)"
+    )
     p.add_argument("--cache-dir", default=None, help="Git mirrors and checkouts")
     p.add_argument("--git-username", default=None, help="or $GITSYNC_GIT_USERNAME")
     p.add_argument("--git-password-file", default=None, help="or $GITSYNC_GIT_PASSWORD")
@@ -1158,16 +1167,38 @@ def _notification_args(serve: argparse.ArgumentParser) -> None:
     )
 
 
+def _cmd_completion(args: argparse.Namespace) -> int:
+    sys.stdout.write(completion_script(build_parser(), args.shell))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gitsync",
         description="GitOps continuous delivery for Kubernetes: make the cluster match Git.",
     )
-    parser.add_argument("--log-level", default=os.environ.get("GITSYNC_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("GITSYNC_LOG_LEVEL", "info"),
+        help="debug, info, warning or error (default: $GITSYNC_LOG_LEVEL, else info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "console", "json"),
+        default=os.environ.get("GITSYNC_LOG_FORMAT", "auto"),
+        help="log lines on stderr: console (readable), json (one object a line), or auto "
+        "(default: console on a terminal, json otherwise; $GITSYNC_LOG_FORMAT)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _local_parsers(sub)
     _request_parsers(sub)
     _rollout_parser(sub)
+    add_app_parser(sub)
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument(
+        "shell", choices=SHELLS, help='bash or zsh: eval "$(gitsync completion bash)"'
+    )
+    completion.set_defaults(func=_cmd_completion)
     _serve_parser(sub)
     health = sub.add_parser("health", help="health of the app's objects (exit 0 when Healthy)")
     _engine_args(health)
@@ -1188,7 +1219,9 @@ def _local_parsers(sub: _Subcommands) -> None:
         help="render a directory (plain, Kustomize or Helm), or a chart from a Helm repository "
         "or OCI registry (--repo URL --chart NAME --version RANGE), to stdout",
     )
-    render.add_argument("path", nargs="?", default=None)
+    render.add_argument(
+        "path", nargs="?", default=None, help="the directory to render (not with --repo)"
+    )
     render.add_argument(
         "--repo", default=None, help="a Helm repository (https://) or OCI registry (oci://)"
     )
@@ -1199,17 +1232,31 @@ def _local_parsers(sub: _Subcommands) -> None:
         "--version", default=None, help="a chart version or semver range ('>=1.0.0 <2.0.0')"
     )
     render.add_argument("--repo-username", default=None, help="basic auth user for --repo")
-    render.add_argument("--repo-password-file", default=None, metavar="FILE")
+    render.add_argument(
+        "--repo-password-file", default=None, metavar="FILE", help="basic auth password for --repo"
+    )
     render.add_argument("--repo-ca-file", default=None, metavar="FILE", help="PEM CA bundle")
     render.add_argument(
         "--repo-insecure-allow-http", action="store_true", help="allow an http:// --repo"
     )
     render.add_argument("--repo-root", default=None, help="confinement root (default: git root)")
-    render.add_argument("--helm-values", action="append", default=[], metavar="FILE")
-    render.add_argument("--set", action="append", default=[], metavar="K=V")
-    render.add_argument("--release-name", default=None)
-    render.add_argument("--namespace", default="")
-    render.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    render.add_argument(
+        "--helm-values",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a values file (repeatable)",
+    )
+    render.add_argument(
+        "--set", action="append", default=[], metavar="K=V", help="a Helm value (repeatable)"
+    )
+    render.add_argument(
+        "--release-name", default=None, help="Helm release name (default: the directory's name)"
+    )
+    render.add_argument("--namespace", default="", help="the namespace rendered objects go to")
+    render.add_argument(
+        "-o", "--output", choices=["yaml", "json"], default="yaml", help="yaml (default) or json"
+    )
     _engine_args(render, file_required=False)  # -f FILE: an Application's source, fetched
     render.set_defaults(func=_cmd_render)
 
@@ -1227,7 +1274,9 @@ def _local_parsers(sub: _Subcommands) -> None:
     _analysis_allow_arg(sync)  # a sync may start a rollout whose first step is an analysis
     _health_checks_arg(sync)  # waves and hooks wait on health
     sync.add_argument("app", nargs="?", help="NAMESPACE/NAME of an Application in the cluster")
-    sync.add_argument("--app-namespace", default="gitsync")
+    sync.add_argument(
+        "--app-namespace", default="gitsync", help="the Application's namespace (default gitsync)"
+    )
     sync.add_argument("--dry-run", action="store_true", help="send everything with dryRun=All")
     sync.add_argument("--prune", action="store_true", help="delete objects Git no longer has")
     sync.set_defaults(func=_cmd_sync_either)
@@ -1242,9 +1291,17 @@ def _request_parsers(sub: _Subcommands) -> None:
     ]:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("app", help="NAMESPACE/NAME")
-        cmd.add_argument("--app-namespace", default="gitsync")
-        cmd.add_argument("--kubeconfig", default=None)
-        cmd.add_argument("--context", default=None)
+        cmd.add_argument(
+            "--app-namespace",
+            default="gitsync",
+            help="the Application's namespace (default gitsync)",
+        )
+        cmd.add_argument(
+            "--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config"
+        )
+        cmd.add_argument(
+            "--context", default=None, help="the kubeconfig context (default: its current context)"
+        )
         if name == "rollback":
             cmd.add_argument("--to", type=int, required=True, metavar="N", help="history id")
         cmd.set_defaults(func=_cmd_request)
@@ -1255,15 +1312,36 @@ def _serve_parser(sub: _Subcommands) -> None:
     serve = sub.add_parser("serve", help="run the controller, webhook receiver and metrics")
     serve.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT")
     serve.add_argument("--kubeconfig", default=None, help="default: in-cluster or $KUBECONFIG")
-    serve.add_argument("--context", default=None)
+    serve.add_argument(
+        "--context", default=None, help="the kubeconfig context (default: its current context)"
+    )
     serve.add_argument("--namespaces", default="", help="comma-separated (default: all)")
     serve.add_argument("--config", default=None, help="Applications from a file (no CRD)")
-    serve.add_argument("--workers", type=int, default=4)
-    serve.add_argument("--cache-dir", default=None)
-    serve.add_argument("--controller-namespace", default="gitsync")
-    serve.add_argument("--leader-elect", action="store_true")
-    serve.add_argument("--identity", default=None)
-    serve.add_argument("--lease-duration", type=float, default=15.0)
+    serve.add_argument(
+        "--workers", type=int, default=4, help="Applications reconciled at once (default 4)"
+    )
+    serve.add_argument(
+        "--cache-dir", default=None, help="Git mirrors, checkouts and rendered charts"
+    )
+    serve.add_argument(
+        "--controller-namespace",
+        default="gitsync",
+        help="where the controller keeps its Leases (default gitsync)",
+    )
+    serve.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run several replicas: only the holder of the Lease reconciles",
+    )
+    serve.add_argument(
+        "--identity", default=None, help="this replica's name in Leases (default: host-pid)"
+    )
+    serve.add_argument(
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        help="seconds a Lease holds without renewal before another replica takes over",
+    )
     serve.add_argument(
         "--shards",
         type=_non_negative_int,
@@ -1272,7 +1350,11 @@ def _serve_parser(sub: _Subcommands) -> None:
         help="spread Applications over the replicas in N shards, each held through its own "
         "Lease (README: Sharding); 0 (default): one controller, or --leader-elect",
     )
-    serve.add_argument("--allow-exec-credentials", action="store_true")
+    serve.add_argument(
+        "--allow-exec-credentials",
+        action="store_true",
+        help="let kubeconfigs of registered clusters run exec credential plugins",
+    )
     serve.add_argument(
         "--git-credentials-url",
         default=None,
@@ -1292,8 +1374,19 @@ def _serve_parser(sub: _Subcommands) -> None:
         action="store_true",
         help=f"let the GITSYNC_GIT_* password go over plain http:// (or ${ALLOW_HTTP_ENV}=true)",
     )
-    serve.add_argument("--install-crd", action="append", default=[], metavar="FILE")
-    serve.add_argument("--webhook-max-bytes", type=int, default=1024 * 1024)
+    serve.add_argument(
+        "--install-crd",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="create or update this CRD at start (repeatable)",
+    )
+    serve.add_argument(
+        "--webhook-max-bytes",
+        type=int,
+        default=1024 * 1024,
+        help="largest webhook body accepted (default 1 MiB; larger: 413)",
+    )
     serve.add_argument(
         "--allow-unsigned-webhooks",
         action="store_true",
@@ -1465,7 +1558,9 @@ def _local_environment_parsers(sub: _Subcommands) -> None:
     up.add_argument("--nodes", type=int, default=3, help="simulated nodes (default 3)")
     up.set_defaults(func=_cmd_cluster_up)
     down = cluster_sub.add_parser("down", help="stop exactly what `cluster up` started")
-    down.add_argument("--dir", default=str(DEFAULT_CLUSTER_DIR))
+    down.add_argument(
+        "--dir", default=str(DEFAULT_CLUSTER_DIR), help="what `cluster up --dir` used"
+    )
     down.set_defaults(func=_cmd_cluster_down)
 
 
@@ -1720,7 +1815,9 @@ def _import_parser(sub: _Subcommands) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logs.configure(args.log_level)
+    if args.log_format not in ("auto", "console", "json"):  # from $GITSYNC_LOG_FORMAT
+        parser.error(f"--log-format / GITSYNC_LOG_FORMAT: unknown format {args.log_format!r}")
+    logs.configure(args.log_level, json={"auto": None, "json": True}.get(args.log_format, False))
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -1,0 +1,315 @@
+"""The ``gitsync app`` subcommands: argument parsing, one API call or a poll loop, printing.
+
+What each command sends and how answers are checked lives in ``gitsync.appclient``; this module
+only maps flags to requests and outcomes to exit codes (documented there). Tables go to stdout and
+progress and errors to stderr, so ``-o json`` output can be piped whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitsync.appclient import (
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    MAX_PAGES,
+    OUTPUTS,
+    ApiClient,
+    ClientError,
+    WaitGoal,
+    WaitState,
+    dump,
+    format_detail,
+    format_diff,
+    format_history,
+    format_list,
+    parse_duration,
+    split_app,
+    wait_decision,
+)
+
+if TYPE_CHECKING:
+    _Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
+
+MAX_TOKEN_FILE_BYTES = 4096
+POLL_INTERVAL = 2.0  # the API shares its reads for 1 s; polling faster only repeats them
+
+
+class UsageError(Exception):
+    """Bad flags or environment: exit 2 with the message."""
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.token_file:
+        try:
+            with open(args.token_file, "rb") as fh:
+                raw = fh.read(MAX_TOKEN_FILE_BYTES + 1)
+        except OSError as exc:
+            raise UsageError(
+                f"--token-file: cannot read {args.token_file}: {exc.strerror}"
+            ) from None
+        if len(raw) > MAX_TOKEN_FILE_BYTES:
+            raise UsageError(f"--token-file: {args.token_file} is larger than 4 KiB")
+        lines = raw.decode("utf-8", "replace").splitlines()
+        token = lines[0].strip() if lines else ""
+        if not token:
+            raise UsageError(f"--token-file: {args.token_file} is empty")
+        return token
+    return os.environ.get("GITSYNC_TOKEN", "").strip()
+
+
+def client_from(args: argparse.Namespace) -> ApiClient:
+    server = args.server or os.environ.get("GITSYNC_SERVER", "")
+    if not server:
+        raise UsageError("no server: pass --server URL or set GITSYNC_SERVER")
+    try:
+        return ApiClient(
+            server,
+            _token(args),
+            ca_file=args.ca_file,
+            insecure_skip_tls_verify=args.insecure_skip_tls_verify,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _app_path(text: str) -> str:
+    namespace, name = split_app(text)
+    return f"/applications/{namespace}/{name}"
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _cmd_list(args: argparse.Namespace, client: ApiClient) -> int:
+    items: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        doc = client.get("/applications", page=page, per_page=1000)
+        items += [
+            i
+            for i in doc.get("items") or ()
+            if not args.namespace or i.get("namespace") == args.namespace
+        ]
+        if page >= int(doc.get("pages") or 1) or page >= MAX_PAGES:
+            break
+        page += 1
+    if args.output in ("json", "yaml"):
+        listing = {"items": items, "page": 1, "perPage": len(items), "total": len(items)}
+        _print(dump({**listing, "pages": 1}, args.output))
+    else:
+        _print(format_list(items, wide=args.output == "wide"))
+    return EXIT_OK
+
+
+def _cmd_get(args: argparse.Namespace, client: ApiClient) -> int:
+    doc = client.get(_app_path(args.app))
+    if args.output in ("json", "yaml"):
+        _print(dump(doc, args.output))
+    else:
+        _print(format_detail(doc, wide=args.output == "wide"))
+    return EXIT_OK
+
+
+def _cmd_history(args: argparse.Namespace, client: ApiClient) -> int:
+    history = client.get(_app_path(args.app)).get("history") or []
+    if args.output in ("json", "yaml"):
+        _print(dump(history, args.output))
+    else:
+        _print(format_history(history, wide=args.output == "wide"))
+    return EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace, client: ApiClient) -> int:
+    query: dict[str, str | int] = {"all": "true"} if args.all else {}
+    doc = client.get(_app_path(args.app) + "/diff", **query)
+    if args.output in ("json", "yaml"):
+        _print(dump(doc, args.output))
+    else:
+        _print(format_diff(doc))
+    return EXIT_OK if doc.get("inSync") else EXIT_FAILED
+
+
+def _cmd_action(args: argparse.Namespace, client: ApiClient) -> int:
+    body: dict[str, Any] = {}
+    if args.app_command == "sync":
+        body = {"prune": args.prune}
+    elif args.app_command == "rollback":
+        body = {"id": args.id}
+    doc = client.post(_app_path(args.app) + "/" + args.app_command, body)
+    if args.output in ("json", "yaml"):
+        _print(dump(doc, args.output))
+    else:
+        _print(f"{doc.get('application')}: {doc.get('message')}\n")
+    return EXIT_OK
+
+
+def _cmd_wait(
+    args: argparse.Namespace,
+    client: ApiClient,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    # Neither flag: wait for both, like ``argocd app wait``.
+    both = not args.sync and not args.health
+    goal = WaitGoal(sync=args.sync or both, health=args.health or both, revision=args.revision)
+    path = _app_path(args.app)
+    deadline = clock() + args.timeout
+    doc = client.get(path)  # a wrong server, token or name fails at once, not at the timeout
+    last_reason = ""
+    while True:
+        decision = wait_decision(doc, goal)
+        if decision.state is WaitState.REACHED:
+            _print(f"{args.app}: {decision.reason}\n")
+            return EXIT_OK
+        if decision.state is WaitState.FAILED:
+            sys.stderr.write(f"{args.app}: {decision.reason}\n")
+            return EXIT_FAILED
+        if decision.reason != last_reason:
+            sys.stderr.write(f"{args.app}: waiting: {decision.reason}\n")
+            last_reason = decision.reason
+        left = deadline - clock()
+        if left <= 0:
+            sys.stderr.write(
+                f"{args.app}: timed out after {args.timeout:g}s waiting: {decision.reason}\n"
+            )
+            return EXIT_TIMEOUT
+        sleep(min(POLL_INTERVAL, left))
+        try:
+            doc = client.get(path)
+        except ClientError as exc:
+            if not exc.transient:
+                raise
+            # the controller restarting or a proxy hiccup: keep the last state, try again
+            last_reason = f"{decision.reason} (last request failed: {exc})"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        client = client_from(args)
+        command: Callable[[argparse.Namespace, ApiClient], int] = args.app_func
+        return command(args, client)
+    except (UsageError, ValueError) as exc:
+        sys.stderr.write(f"gitsync app {args.app_command}: {exc}\n")
+        return EXIT_ERROR
+    except ClientError as exc:
+        sys.stderr.write(f"gitsync app {args.app_command}: {exc}\n")
+        return EXIT_ERROR
+
+
+def _duration(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be longer than 0s")
+    return seconds
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _connection_args(p: argparse.ArgumentParser, *, output: bool) -> None:
+    p.add_argument(
+        "--server",
+        default=None,
+        help="the controller's URL, e.g. https://gitsync.example.com (default: $GITSYNC_SERVER)",
+    )
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="file whose first line is the API token (default: $GITSYNC_TOKEN; never a flag "
+        "value, so it does not show in ps)",
+    )
+    p.add_argument("--ca-file", default=None, help="CA bundle (PEM) to verify the server with")
+    p.add_argument(
+        "--insecure-skip-tls-verify",
+        action="store_true",
+        help="do not verify the server's TLS certificate (testing only)",
+    )
+    if not output:  # app wait prints a line, not a document
+        return
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUTS,
+        default="table",
+        help="table (default), wide (more columns), json (the API's document), yaml",
+    )
+
+
+def add_app_parser(sub: _Subcommands) -> None:
+    app = sub.add_parser(
+        "app",
+        help="inspect and act on Applications through a running controller's API",
+        description="Talks to `gitsync serve`'s JSON API (docs/api.md). Exit codes: 0 done/"
+        "reached, 1 failure state reached (wait) or differences (diff), 2 usage, connection or "
+        "API error, 3 timeout (wait).",
+    )
+    app.set_defaults(func=run)
+    commands = app.add_subparsers(dest="app_command", metavar="ACTION", required=True)
+
+    def command(
+        name: str, text: str, func: Callable[[argparse.Namespace, ApiClient], int]
+    ) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=text, description=text)
+        _connection_args(p, output=name != "wait")
+        if name != "list":
+            p.add_argument("app", metavar="NAMESPACE/NAME", help="the Application")
+        p.set_defaults(app_func=func)
+        return p
+
+    listing = command("list", "list Applications with sync and health", _cmd_list)
+    listing.add_argument(
+        "-n", "--namespace", default="", help="only Applications in this namespace"
+    )
+    command("get", "one Application: summary and its objects with sync/health", _cmd_get)
+    diff = command("diff", "compare Git with the cluster now (exit 1 on differences)", _cmd_diff)
+    diff.add_argument("--all", action="store_true", help="also list objects that are in sync")
+    command("history", "the Application's deployments, newest first", _cmd_history)
+    wait = command(
+        "wait",
+        "wait until the Application is synced and healthy (exit 0), fails (1) or times out (3)",
+        _cmd_wait,
+    )
+    wait.add_argument("--sync", action="store_true", help="wait for Synced")
+    wait.add_argument("--health", action="store_true", help="wait for Healthy")
+    wait.add_argument(
+        "--revision",
+        default="",
+        help="wait for this commit SHA (or a prefix, or a chart version): states of earlier "
+        "revisions neither end nor fail the wait",
+    )
+    wait.add_argument(
+        "--timeout",
+        type=_duration,
+        default=300.0,
+        help="give up after this long, e.g. 90s, 5m, 1h (default 5m; exit 3)",
+    )
+    sync = command("sync", "ask the controller to sync now (admin token)", _cmd_action)
+    sync.add_argument("--prune", action="store_true", help="also delete objects gone from Git")
+    command("refresh", "ask the controller to compare with Git now (admin token)", _cmd_action)
+    rollback = command(
+        "rollback", "redeploy a history entry; pauses automated sync (admin token)", _cmd_action
+    )
+    rollback.add_argument("id", type=_positive_int, help="the history entry's ID (app history)")

@@ -1,0 +1,400 @@
+"""``gitsync app ...``: the command line against a running controller's JSON API (docs/api.md).
+
+A CI job or a person on call asks the controller that already watches the Applications, rather
+than reading the cluster itself: the API's documents are what the UI shows, with secrets masked and
+URLs redacted, and its roles decide who may act. Three parts, kept apart so two are pure:
+
+* ``ApiClient`` - the one place that talks HTTP (stdlib ``urllib``): every answer is bounded in
+  bytes and time, redirects are refused (a bearer token must never follow one to another host),
+  and every error names the server and never the token. The token comes from ``$GITSYNC_TOKEN``
+  or a file, never from a flag, so it does not show in ``ps``.
+* ``wait_decision`` - whether an Application document has reached what ``app wait`` waits for,
+  reached a state it will not leave by itself, or neither yet. Pure, for table tests.
+* the formatters - tables (``table`` / ``wide``) and ``json`` / ``yaml``; ``json`` prints the
+  API's document unchanged, so it round-trips through the API's schema.
+
+Exit codes follow what ``argocd app wait`` users script against: 0 reached, 1 a failure state
+(Degraded, a failed operation, Stalled; for ``app diff``: differences), 2 a usage, connection or
+API error, 3 a timeout.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_ERROR = 2
+EXIT_TIMEOUT = 3
+
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a diff of many objects at 256 KiB each fits
+REQUEST_TIMEOUT = 30.0
+MAX_ERROR_TEXT = 300
+MAX_PAGES = 100  # 100 pages of 1,000 Applications
+
+
+class ClientError(Exception):
+    """A request that failed; the message names the server, never the token."""
+
+    def __init__(self, message: str, *, status: int | None = None, transient: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``5m``, ``1h``, ``1m30s`` -> seconds; ``ValueError`` otherwise."""
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?", text.strip())
+    if not text.strip() or parts is None:
+        raise ValueError(f"not a duration: {text!r} (e.g. 30s, 5m, 1h)")
+    hours, minutes, seconds = parts.groups()
+    return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
+
+
+def split_app(text: str) -> tuple[str, str]:
+    """``NAMESPACE/NAME`` -> the pair; ``ValueError`` naming the expected form otherwise."""
+    namespace, sep, name = text.partition("/")
+    valid = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+    if not sep or not valid.fullmatch(namespace) or not valid.fullmatch(name):
+        raise ValueError(f"expected NAMESPACE/NAME, got {text!r}")
+    return namespace, name
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Refuse every redirect: the API never redirects, and following one would send the
+    bearer token wherever the answer points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    server: str
+    token: str = ""
+    ca_file: str | None = None
+    insecure_skip_tls_verify: bool = False
+    timeout: float = REQUEST_TIMEOUT
+    max_bytes: int = MAX_RESPONSE_BYTES
+
+    def __post_init__(self) -> None:
+        parts = urllib.parse.urlsplit(self.server)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"--server must be an http(s):// URL, got {self.server!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("--server must not carry credentials: set GITSYNC_TOKEN instead")
+        if (self.ca_file or self.insecure_skip_tls_verify) and parts.scheme != "https":
+            raise ValueError("--ca-file and --insecure-skip-tls-verify need an https:// --server")
+        if self.ca_file and self.insecure_skip_tls_verify:
+            raise ValueError("--ca-file and --insecure-skip-tls-verify exclude each other")
+
+    def _opener(self) -> urllib.request.OpenerDirector:
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.insecure_skip_tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return urllib.request.build_opener(
+            _NoRedirects(),
+            urllib.request.HTTPSHandler(context=context),
+        )
+
+    def get(self, path: str, **query: str | int) -> Any:
+        return self._request("GET", path, query=query)
+
+    def post(self, path: str, body: Mapping[str, Any]) -> Any:
+        return self._request("POST", path, body=body)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str | int] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Any:
+        url = self.server.rstrip("/") + "/api/v1" + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        request = urllib.request.Request(url, method=method)  # noqa: S310 - http(s), checked above
+        request.add_header("Accept", "application/json")
+        if body is not None:
+            request.data = json.dumps(body).encode()
+            request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_unredirected_header("Authorization", f"Bearer {self.token}")
+        where = f"{method} {url}"
+        try:
+            with self._opener().open(request, timeout=self.timeout) as resp:
+                raw = resp.read(self.max_bytes + 1)
+        except urllib.error.HTTPError as exc:
+            raise _http_error(where, exc, self.max_bytes) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ClientError(
+                f"{where}: cannot reach the server: {str(reason)[:MAX_ERROR_TEXT]}",
+                transient=True,
+            ) from None
+        if len(raw) > self.max_bytes:
+            raise ClientError(f"{where}: the answer is larger than {self.max_bytes} bytes")
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ClientError(
+                f"{where}: the answer is not JSON (is this the gitsync API?)"
+            ) from None
+
+
+def _http_error(where: str, exc: urllib.error.HTTPError, max_bytes: int) -> ClientError:
+    status = exc.code
+    if 300 <= status < 400:
+        return ClientError(
+            f"{where}: answered {status} (a redirect, not followed: is --server the gitsync "
+            "API's address?)",
+            status=status,
+        )
+    message = ""
+    try:
+        doc = json.loads(exc.read(min(max_bytes, 64 * 1024)))
+        if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+            message = doc["error"][:MAX_ERROR_TEXT]
+    except (ValueError, OSError):
+        pass
+    hint = {
+        401: "not authenticated: set GITSYNC_TOKEN or --token-file",
+        403: "forbidden: the token's role may not do this (actions need an admin token)",
+    }.get(status, "")
+    text = "; ".join(part for part in (message, hint) if part) or exc.reason or "error"
+    return ClientError(
+        f"{where}: {status} {text}", status=status, transient=status >= 500 or status == 429
+    )
+
+
+# -- wait ------------------------------------------------------------------------------------
+
+
+class WaitState(enum.Enum):
+    REACHED = "reached"
+    FAILED = "failed"
+    WAITING = "waiting"
+
+
+@dataclass(frozen=True)
+class WaitGoal:
+    sync: bool = True
+    health: bool = True
+    revision: str = ""  # a commit SHA (or a prefix of one), or a chart version; "" for any
+
+
+@dataclass(frozen=True)
+class WaitDecision:
+    state: WaitState
+    reason: str
+
+
+def _condition(doc: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    for c in doc.get("conditions") or ():
+        if isinstance(c, Mapping) and c.get("type") == kind:
+            return c
+    return {}
+
+
+def _at_revision(revision: str, goal: WaitGoal) -> bool:
+    if not goal.revision:
+        return True
+    return bool(revision) and (revision.startswith(goal.revision) or revision == goal.revision)
+
+
+def wait_decision(doc: Mapping[str, Any], goal: WaitGoal) -> WaitDecision:
+    """Where the Application ``doc`` (the API's detail document) stands against ``goal``.
+
+    A failure counts only at the revision waited for: right after a push the app still shows the
+    previous revision's state, which says nothing about the new one.
+    """
+    sync = doc.get("sync") or {}
+    health = doc.get("health") or {}
+    operation = doc.get("operation") or {}
+    sync_status = str(sync.get("status") or "Unknown")
+    health_status = str(health.get("status") or "Unknown")
+    at_revision = _at_revision(str(sync.get("revision") or ""), goal)
+    stalled = _condition(doc, "Stalled")
+    if doc.get("stalled") or stalled.get("status") == "True":
+        return WaitDecision(
+            WaitState.FAILED,
+            f"Stalled: {stalled.get('reason') or ''} {stalled.get('message') or ''}".strip(),
+        )
+    phase = str(operation.get("phase") or "")
+    if phase in ("Failed", "Error") and _at_revision(str(operation.get("revision") or ""), goal):
+        return WaitDecision(
+            WaitState.FAILED, f"operation {phase}: {operation.get('message') or ''}".strip()
+        )
+    if goal.health and at_revision and health_status == "Degraded":
+        return WaitDecision(
+            WaitState.FAILED, f"health Degraded: {health.get('message') or ''}".strip()
+        )
+    missing = []
+    revision = str(sync.get("revision") or "")[:12]
+    of_revision = f" at {revision}" if revision else ""
+    if not at_revision:
+        of_revision += f" (waiting for {goal.revision[:12]})"
+    if goal.sync and not (sync_status == "Synced" and at_revision):
+        missing.append(f"sync {sync_status}{of_revision}")
+    if goal.health and not (health_status == "Healthy" and at_revision):
+        missing.append(f"health {health_status}" + ("" if goal.sync else of_revision))
+    if phase == "Running":
+        missing.append("an operation is running")
+    if missing:
+        return WaitDecision(WaitState.WAITING, ", ".join(missing))
+    return WaitDecision(WaitState.REACHED, f"{sync_status} and {health_status}")
+
+
+# -- output ----------------------------------------------------------------------------------
+
+OUTPUTS = ("table", "wide", "json", "yaml")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Columns padded to their widest cell, like kubectl; empty cells as ``-``. Cells are single
+    lines: text from Git or the cluster cannot start a new row."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
+    lines = [
+        "   ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        for row in [list(header), *cells]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    text = " ".join(text.split())  # no newlines, tabs or control whitespace inside a cell
+    return text or "-"
+
+
+def dump(doc: Any, output: str) -> str:
+    if output == "json":
+        return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    return str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+def format_list(items: Sequence[Mapping[str, Any]], *, wide: bool) -> str:
+    header = ["NAMESPACE", "NAME", "SYNC", "HEALTH", "REVISION", "LAST SYNCED"]
+    if wide:
+        header += ["REPO", "PATH", "TARGET", "AUTOMATION", "OPERATION"]
+    rows = []
+    for item in items:
+        row: list[object] = [
+            item.get("namespace"),
+            item.get("name"),
+            (item.get("sync") or {}).get("status"),
+            (item.get("health") or {}).get("status"),
+            (item.get("revision") or {}).get("short"),
+            item.get("lastSyncedAt"),
+        ]
+        if wide:
+            row += [
+                item.get("repoURL"),
+                item.get("path"),
+                item.get("targetRevision"),
+                item.get("automation"),
+                (item.get("operation") or {}).get("phase"),
+            ]
+        rows.append(row)
+    return table(header, rows)
+
+
+def format_detail(doc: Mapping[str, Any], *, wide: bool) -> str:
+    """``app get``: the summary as ``Field: value`` lines, then the objects with their status."""
+    revision = doc.get("revision") or {}
+    operation = doc.get("operation") or {}
+    health = doc.get("health") or {}
+    fields: list[tuple[str, object]] = [
+        ("Name", f"{doc.get('namespace')}/{doc.get('name')}"),
+        ("Repo", doc.get("repoURL")),
+        ("Path", doc.get("path")),
+        ("Target", doc.get("targetRevision")),
+        ("Revision", f"{revision.get('short') or '-'} {revision.get('message') or ''}".strip()),
+        ("Sync", (doc.get("sync") or {}).get("status")),
+        ("Health", f"{health.get('status')} {health.get('message') or ''}".strip()),
+        ("Automation", doc.get("automation")),
+        (
+            "Operation",
+            f"{operation.get('phase') or '-'} {operation.get('message') or ''}".strip(),
+        ),
+    ]
+    for c in doc.get("conditions") or ():
+        fields.append(
+            (
+                f"Condition {c.get('type')}",
+                f"{c.get('status')} {c.get('reason') or ''} {c.get('message') or ''}".strip(),
+            )
+        )
+    width = max(len(k) for k, _ in fields) + 1
+    out = "".join(f"{(k + ':').ljust(width)} {_cell(v)}\n" for k, v in fields)
+    header = ["GROUP", "KIND", "NAMESPACE", "NAME", "STATUS", "HEALTH", "MESSAGE"]
+    if wide:
+        header += ["LAST RESULT", "RESULT MESSAGE"]
+    rows = []
+    for r in doc.get("resources") or ():
+        r_health = r.get("health") or {}
+        row: list[object] = [
+            r.get("group"),
+            r.get("kind"),
+            r.get("namespace"),
+            r.get("name"),
+            r.get("status"),
+            r_health.get("status"),
+            r_health.get("message"),
+        ]
+        if wide:
+            result = r.get("lastResult") or {}
+            row += [result.get("status"), result.get("message")]
+        rows.append(row)
+    return out + "\n" + table(header, rows)
+
+
+def format_history(history: Sequence[Mapping[str, Any]], *, wide: bool) -> str:
+    header = ["ID", "REVISION", "DEPLOYED AT", "RESULT", "INITIATED BY", "MESSAGE"]
+    if wide:
+        header += ["AUTHOR"]
+    rows = []
+    for h in history:
+        row: list[object] = [
+            h.get("id"),
+            h.get("revision") if wide else h.get("short"),
+            h.get("deployedAt"),
+            h.get("result"),
+            h.get("initiatedBy"),
+            str(h.get("message") or "").split("\n", 1)[0],
+        ]
+        if wide:
+            row.append(h.get("author"))
+        rows.append(row)
+    return table(header, rows)
+
+
+def format_diff(doc: Mapping[str, Any]) -> str:
+    """``app diff``: each object's status, then its unified diff."""
+    out = []
+    for r in doc.get("resources") or ():
+        out.append(f"===== {r.get('id')} ({r.get('status')})\n")
+        if r.get("error"):
+            out.append(f"error: {r.get('error')}\n")
+        if r.get("diff"):
+            text = str(r["diff"])
+            out.append(text if text.endswith("\n") else text + "\n")
+    for error in doc.get("errors") or ():
+        out.append(f"error: {error}\n")
+    if doc.get("inSync"):
+        out.append(f"{doc.get('application')}: in sync\n")
+    return "".join(out)
