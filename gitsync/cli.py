@@ -1797,13 +1797,20 @@ def _import_parser(sub: _Subcommands) -> None:
         metavar="NS",
         help="write the Applications to namespace NS, their project (default: keep theirs)",
     )
-    argo.add_argument("--report-format", choices=["text", "json"], default="text")
+    argo.add_argument(
+        "--report-format",
+        choices=["text", "json"],
+        default="text",
+        help="the report on stderr: text (default) or JSON",
+    )
     argo.add_argument(
         "--kubeconfig",
         default=None,
         help="read the registered clusters' URLs from the cluster Secrets of this cluster",
     )
-    argo.add_argument("--context", default=None)
+    argo.add_argument(
+        "--context", default=None, help="the kubeconfig context (default: its current context)"
+    )
     argo.add_argument(
         "--controller-namespace",
         default="gitsync",
