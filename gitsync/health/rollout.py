@@ -5,6 +5,13 @@ health, except ``Paused`` (waiting at a manual step or for promotion), which is 
 the built-in workloads, a phase written for an older generation of the spec says nothing about
 the current one, so a stale ``observedGeneration`` is Progressing. A Rollout without a phase has
 not been picked up yet: Progressing.
+
+A Healthy Rollout that finished rolling out a revision from Git (``status.gitRevision`` is the
+revision whose sync started the canary or preview, and no canary is left) says so in its health
+message: ``promoted revision <sha>: ...``. That message is what the Application's resource row
+keeps, and the notification event ``rollout-promoted`` is derived from it
+(``promoted_revision``). A Rollout that was only ever deployed directly (its first version) has no
+``gitRevision`` and was never promoted.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from typing import Any
 from gitsync.health.assessment import Health
 from gitsync.health.fields import generation_lag, string
 from gitsync.model import HealthStatus
+
+PROMOTED_PREFIX = "promoted revision "
 
 PHASES = {
     "Healthy": HealthStatus.HEALTHY,
@@ -39,4 +48,17 @@ def check_rollout(obj: Mapping[str, Any]) -> Health:
     status = PHASES.get(phase)
     if status is None:
         return Health(HealthStatus.UNKNOWN, f"Unrecognised rollout phase {phase!r}")
-    return Health(status, message or f"Rollout is {phase}")
+    message = message or f"Rollout is {phase}"
+    promoted = string(obj, "status", "gitRevision")
+    if status == HealthStatus.HEALTHY and promoted and not string(obj, "status", "canaryHash"):
+        return Health(status, f"{PROMOTED_PREFIX}{promoted}: {message}")
+    return Health(status, message)
+
+
+def promoted_revision(health_message: str) -> str:
+    """The revision a Healthy Rollout's health message (``check_rollout``) says was promoted,
+    or "" when it names none."""
+    if not health_message.startswith(PROMOTED_PREFIX):
+        return ""
+    revision, sep, _ = health_message[len(PROMOTED_PREFIX) :].partition(":")
+    return revision if sep else ""

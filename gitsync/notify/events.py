@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gitsync.application_status import ApplicationStatus
+from gitsync.health.rollout import promoted_revision
 from gitsync.kinds import is_rollout
 
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
@@ -36,6 +37,7 @@ class EventName(enum.StrEnum):
     OUT_OF_SYNC = "out-of-sync"
     ROLLOUT_PAUSED = "rollout-paused"
     ROLLOUT_ABORTED = "rollout-aborted"
+    ROLLOUT_PROMOTED = "rollout-promoted"
     HOOK_FAILED = "hook-failed"
 
 
@@ -56,6 +58,7 @@ SEVERITY = {
     EventName.OUT_OF_SYNC: Severity.INFO,
     EventName.ROLLOUT_PAUSED: Severity.INFO,
     EventName.ROLLOUT_ABORTED: Severity.FAILURE,
+    EventName.ROLLOUT_PROMOTED: Severity.SUCCESS,
     EventName.HOOK_FAILED: Severity.FAILURE,
 }
 
@@ -169,8 +172,14 @@ def events_of(app: AppFacts, status: ApplicationStatus) -> list[NotificationEven
 def _rollout_events(
     status: ApplicationStatus, revision: str, event: Callable[..., NotificationEvent]
 ) -> list[NotificationEvent]:
-    """A Rollout the app manages waits for promotion (its health Suspended: phase Paused) or
-    was aborted (Degraded), at the app's revision."""
+    """A Rollout the app manages waits for promotion (its health Suspended: phase Paused), was
+    aborted (Degraded), or promoted the app's revision (Healthy, its health message naming that
+    revision: ``gitsync.health.rollout.promoted_revision``), at the app's revision.
+
+    Promoted is a level too: the Rollout stays Healthy at the revision it promoted, so the fact
+    holds on every status write until Git moves on, and the dedupe key makes it one event. A
+    later commit that leaves the Rollout's template alone does not restart a rollout, so the
+    Rollout still names the earlier revision and nothing is promoted at the new one."""
     out: list[NotificationEvent] = []
     for row in status.resources or ():
         if not is_rollout(row.group, row.kind):
@@ -181,4 +190,7 @@ def _rollout_events(
         elif row.health.status == "Degraded":
             reason = f"Rollout {row.name} was aborted: {row.health.message}"
             out.append(event(EventName.ROLLOUT_ABORTED, revision, reason))
+        elif row.health.status == "Healthy" and promoted_revision(row.health.message) == revision:
+            reason = f"Rollout {row.name} promoted revision {revision}"
+            out.append(event(EventName.ROLLOUT_PROMOTED, revision, reason))
     return out

@@ -361,6 +361,18 @@ def test_a_template_that_reaches_for_a_secret_is_refused_naming_the_field(
     assert chat.requests() == []
 
 
+def canary_repo(git_server: GitServer) -> GitRepo:
+    """``web`` at nginx 1.25 under a canary Rollout that sets 50% and then pauses until promoted."""
+    return git_server.create_repo(
+        f"canary-{secrets.token_hex(3)}",
+        files={
+            "app/deployment.yaml": yaml.safe_dump(web_deployment("nginx:1.25", 4)),
+            "app/service.yaml": yaml.safe_dump(web_service()),
+            "app/rollout.yaml": yaml.safe_dump(canary_rollout([{"setWeight": 50}, {"pause": {}}])),
+        },
+    )
+
+
 def test_a_canary_that_pauses_sends_one_waiting_for_promotion_message_with_the_ui_link(
     serve: Any,
     kube: KubeClient,
@@ -370,14 +382,7 @@ def test_a_canary_that_pauses_sends_one_waiting_for_promotion_message_with_the_u
     rollout_crd: None,
     chat: Receiver,
 ) -> None:
-    repo = git_server.create_repo(
-        f"canary-{secrets.token_hex(3)}",
-        files={
-            "app/deployment.yaml": yaml.safe_dump(web_deployment("nginx:1.25", 4)),
-            "app/service.yaml": yaml.safe_dump(web_service()),
-            "app/rollout.yaml": yaml.safe_dump(canary_rollout([{"setWeight": 50}, {"pause": {}}])),
-        },
-    )
+    repo = canary_repo(git_server)
     webhook_setup(kube, namespace, chat, ["rollout-paused", "deployed"])
     serve(*allow(chat), f"--external-url={EXTERNAL}")
     deploy(kube, namespace, repo)
