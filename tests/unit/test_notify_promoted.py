@@ -21,7 +21,9 @@ from gitsync.health.rollout import check_rollout, promoted_revision
 from gitsync.notify.events import AppFacts, EventName, events_of
 from gitsync.notify.plan import due, record
 from gitsync.notify.spec import parse_provider, parse_rule
+from gitsync.rollout.canary import Requests
 from gitsync.rollout.status import Phase, RolloutStatus
+from tests.unit.test_rollout_canary_core import T0, Pods, at_step, run, spec, started
 
 V1 = "1" * 40
 V2 = "2" * 40
@@ -145,3 +147,17 @@ def test_status_writes_without_a_change_send_nothing_more(writes: int) -> None:
         delivered.extend(deliveries)
         sent = record(sent, (d.key for d in deliveries))
     assert [(str(d.event.name), d.event.revision) for d in delivered] == [("rollout-promoted", V2)]
+
+
+def test_the_canary_core_promoting_at_its_pause_makes_the_row_name_its_revision() -> None:
+    """The statuses the real canary decisions write, not hand-made ones: started and paused
+    name no promotion, the status after ``promote`` names the revision the canary started at."""
+    pods = Pods()
+    steps = spec([{"setWeight": 50}, {"pause": {}}])
+    status = started(pods, the_spec=steps)
+    assert promoted_revision(row(status).health.message) == ""
+    status, now = run(pods, status, T0, the_spec=steps, until=at_step(1, Phase.PAUSED))
+    assert row(status).health.status == "Suspended"
+    pods.requests = Requests(promote="p1")
+    status, _ = run(pods, status, now, the_spec=steps, until=lambda s: s.phase == Phase.HEALTHY)
+    assert promoted_revision(row(status).health.message) == status.git_revision == "abc123"
