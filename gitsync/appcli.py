@@ -22,6 +22,7 @@ from gitsync.appclient import (
     EXIT_TIMEOUT,
     MAX_PAGES,
     OUTPUTS,
+    SET_OUTPUTS,
     ApiClient,
     ClientError,
     WaitGoal,
@@ -31,6 +32,8 @@ from gitsync.appclient import (
     format_diff,
     format_history,
     format_list,
+    format_set_detail,
+    format_set_list,
     parse_duration,
     split_app,
     wait_decision,
@@ -91,11 +94,14 @@ def _print(text: str) -> None:
     sys.stdout.flush()
 
 
-def _cmd_list(args: argparse.Namespace, client: ApiClient) -> int:
+def _list_all(
+    args: argparse.Namespace, client: ApiClient, path: str, format_table: Callable[..., str]
+) -> int:
+    """Every page of a list endpoint, ``-n`` applied on the client, printed as one document."""
     items: list[dict[str, Any]] = []
     page = 1
     while True:
-        doc = client.get("/applications", page=page, per_page=1000)
+        doc = client.get(path, page=page, per_page=1000)
         items += [
             i
             for i in doc.get("items") or ()
@@ -108,7 +114,24 @@ def _cmd_list(args: argparse.Namespace, client: ApiClient) -> int:
         listing = {"items": items, "page": 1, "perPage": len(items), "total": len(items)}
         _print(dump({**listing, "pages": 1}, args.output))
     else:
-        _print(format_list(items, wide=args.output == "wide"))
+        _print(format_table(items))
+    return EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace, client: ApiClient) -> int:
+    return _list_all(
+        args, client, "/applications", lambda items: format_list(items, wide=args.output == "wide")
+    )
+
+
+def _cmd_set_list(args: argparse.Namespace, client: ApiClient) -> int:
+    return _list_all(args, client, "/applicationsets", format_set_list)
+
+
+def _cmd_set_get(args: argparse.Namespace, client: ApiClient) -> int:
+    namespace, name = split_app(args.appset)
+    doc = client.get(f"/applicationsets/{namespace}/{name}")
+    _print(dump(doc, args.output) if args.output != "table" else format_set_detail(doc))
     return EXIT_OK
 
 
@@ -196,15 +219,13 @@ def _cmd_wait(
 
 
 def run(args: argparse.Namespace) -> int:
+    where = f"gitsync {args.command} {getattr(args, 'app_command', None) or args.appset_command}"
     try:
         client = client_from(args)
         command: Callable[[argparse.Namespace, ApiClient], int] = args.app_func
         return command(args, client)
-    except (UsageError, ValueError) as exc:
-        sys.stderr.write(f"gitsync app {args.app_command}: {exc}\n")
-        return EXIT_ERROR
-    except ClientError as exc:
-        sys.stderr.write(f"gitsync app {args.app_command}: {exc}\n")
+    except (UsageError, ValueError, ClientError) as exc:
+        sys.stderr.write(f"{where}: {exc}\n")
         return EXIT_ERROR
 
 
@@ -313,3 +334,40 @@ def add_app_parser(sub: _Subcommands) -> None:
         "rollback", "redeploy a history entry; pauses automated sync (admin token)", _cmd_action
     )
     rollback.add_argument("id", type=_positive_int, help="the history entry's ID (app history)")
+
+
+def add_appset_parser(sub: _Subcommands) -> None:
+    appset = sub.add_parser(
+        "appset",
+        help="inspect ApplicationSets through a running controller's API",
+        description="Talks to `gitsync serve`'s JSON API (docs/api.md), with the same flags and "
+        "environment as `gitsync app`. Exit codes: 0 done, 2 usage, connection or API error.",
+    )
+    appset.set_defaults(func=run)
+    commands = appset.add_subparsers(dest="appset_command", metavar="ACTION", required=True)
+
+    def command(
+        name: str, text: str, func: Callable[[argparse.Namespace, ApiClient], int]
+    ) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=text, description=text)
+        _connection_args(p, output=False)
+        p.add_argument(
+            "-o",
+            "--output",
+            choices=SET_OUTPUTS,
+            default="table",
+            help="table (default), json (the API's document), yaml",
+        )
+        p.set_defaults(app_func=func)
+        return p
+
+    listing = command(
+        "list", "list ApplicationSets with their generators and app count", _cmd_set_list
+    )
+    listing.add_argument(
+        "-n", "--namespace", default="", help="only ApplicationSets in this namespace"
+    )
+    get = command(
+        "get", "one ApplicationSet: generators, conditions, its Applications", _cmd_set_get
+    )
+    get.add_argument("appset", metavar="NAMESPACE/NAME", help="the ApplicationSet")

@@ -313,6 +313,19 @@ def format_list(items: Sequence[Mapping[str, Any]], *, wide: bool) -> str:
     return table(header, rows)
 
 
+def _fields(fields: list[tuple[str, object]], conditions: Sequence[Mapping[str, Any]]) -> str:
+    """``Field: value`` lines, aligned, then one line per condition."""
+    for c in conditions:
+        fields.append(
+            (
+                f"Condition {c.get('type')}",
+                f"{c.get('status')} {c.get('reason') or ''} {c.get('message') or ''}".strip(),
+            )
+        )
+    width = max(len(k) for k, _ in fields) + 1
+    return "".join(f"{(k + ':').ljust(width)} {_cell(v)}\n" for k, v in fields)
+
+
 def format_detail(doc: Mapping[str, Any], *, wide: bool) -> str:
     """``app get``: the summary as ``Field: value`` lines, then the objects with their status."""
     revision = doc.get("revision") or {}
@@ -332,15 +345,7 @@ def format_detail(doc: Mapping[str, Any], *, wide: bool) -> str:
             f"{operation.get('phase') or '-'} {operation.get('message') or ''}".strip(),
         ),
     ]
-    for c in doc.get("conditions") or ():
-        fields.append(
-            (
-                f"Condition {c.get('type')}",
-                f"{c.get('status')} {c.get('reason') or ''} {c.get('message') or ''}".strip(),
-            )
-        )
-    width = max(len(k) for k, _ in fields) + 1
-    out = "".join(f"{(k + ':').ljust(width)} {_cell(v)}\n" for k, v in fields)
+    out = _fields(fields, doc.get("conditions") or ())
     header = ["GROUP", "KIND", "NAMESPACE", "NAME", "STATUS", "HEALTH", "MESSAGE"]
     if wide:
         header += ["LAST RESULT", "RESULT MESSAGE"]
@@ -398,3 +403,54 @@ def format_diff(doc: Mapping[str, Any]) -> str:
     if doc.get("inSync"):
         out.append(f"{doc.get('application')}: in sync\n")
     return "".join(out)
+
+
+# -- ApplicationSets (``gitsync appset``) ------------------------------------------------------
+
+SET_OUTPUTS = ("table", "json", "yaml")
+
+
+def _generators(items: object) -> str:
+    gens = items if isinstance(items, list) else []
+    return "; ".join(f"{g.get('type')} {g.get('summary') or ''}".strip() for g in gens)
+
+
+def format_set_list(items: Sequence[Mapping[str, Any]]) -> str:
+    header = ["NAMESPACE", "NAME", "APPS", "STATUS", "GENERATORS"]
+    rows = [
+        [
+            item.get("namespace"),
+            item.get("name"),
+            item.get("applicationCount"),
+            item.get("status"),
+            _generators(item.get("generators")),
+        ]
+        for item in items
+    ]
+    return table(header, rows)
+
+
+def format_set_detail(doc: Mapping[str, Any]) -> str:
+    """``appset get``: the set as ``Field: value`` lines, then its Applications."""
+    policy = doc.get("syncPolicy") or {}
+    fields: list[tuple[str, object]] = [
+        ("Name", f"{doc.get('namespace')}/{doc.get('name')}"),
+        ("Status", doc.get("status")),
+        ("Generators", _generators(doc.get("generators"))),
+        ("Policy", policy.get("applicationsSync")),
+        ("Applications", doc.get("applicationCount")),
+    ]
+    out = _fields(fields, doc.get("conditions") or ())
+    header = ["NAMESPACE", "NAME", "SYNC", "HEALTH", "REVISION", "MESSAGE"]
+    rows = [
+        [
+            a.get("namespace"),
+            a.get("name"),
+            a.get("sync"),
+            a.get("health"),
+            a.get("short"),
+            a.get("message"),
+        ]
+        for a in doc.get("applications") or ()
+    ]
+    return out + "\n" + table(header, rows)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from gitsync import __version__, kinds, logs
-from gitsync.appcli import add_app_parser
+from gitsync.appcli import add_app_parser, add_appset_parser
 from gitsync.application import Application, SpecError
 from gitsync.application_status import ApplicationStatus
 from gitsync.completion import SHELLS
@@ -1194,6 +1194,7 @@ def build_parser() -> argparse.ArgumentParser:
     _request_parsers(sub)
     _rollout_parser(sub)
     add_app_parser(sub)
+    add_appset_parser(sub)
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument(
         "shell", choices=SHELLS, help='bash or zsh: eval "$(gitsync completion bash)"'

@@ -177,6 +177,10 @@ class ApplicationSets:
         except NotWatchedError:
             return []
 
+    def objects(self) -> list[dict[str, Any]]:
+        """The sets as the watch cache holds them, status included (for the web layer)."""
+        return self._sets()
+
     def keys(self) -> list[AppKey]:
         return sorted((o["metadata"]["namespace"], o["metadata"]["name"]) for o in self._sets())
 

@@ -651,6 +651,10 @@ class Controller:
                 out.append(obj)
         return out
 
+    def application_set_objects(self) -> list[dict[str, Any]]:
+        """Every ApplicationSet with its status, for the read-only API and the set pages."""
+        return [] if self.appsets is None else self.appsets.objects()
+
 
 def inventory_version_of(cache: WatchCache) -> Callable[[str, str], str | None]:
     """The resourceVersion of an inventory ConfigMap in the watch cache (watching ConfigMaps in

@@ -115,6 +115,11 @@ class ControllerView(Protocol):
 
     def application_objects(self) -> list[dict[str, Any]]: ...
 
+    def application_set_objects(self) -> list[dict[str, Any]]:
+        """Every ApplicationSet with its status, from the controller's watch cache (none when
+        the controller does not run ApplicationSets)."""
+        ...
+
     def refresh(self, key: AppKey, reason: str = "manual") -> None: ...
 
     def application_diff(self, key: AppKey) -> AppDiff | None:

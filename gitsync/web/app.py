@@ -30,6 +30,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gitsync.controller.interface import ControllerView
 from gitsync.web.api import api_blueprint
+from gitsync.web.appsets import appsets_blueprint
 from gitsync.web.auth import Authenticator, AuthSettings
 from gitsync.web.diff import Differ
 from gitsync.web.guard import Guard, auth_blueprint
@@ -132,6 +133,8 @@ def create_app(
         app.register_blueprint(
             blueprint(controller, guard, snapshot, differ, rollouts, summaries=summaries)
         )
+    set_snapshot = Snapshot(controller.application_set_objects, ttl=snapshot_ttl)
+    app.register_blueprint(appsets_blueprint(guard, set_snapshot, snapshot))
 
     @app.get("/healthz")
     def healthz() -> Response:

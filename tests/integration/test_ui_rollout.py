@@ -297,6 +297,9 @@ class StaticApplications:
     def application_objects(self) -> list[dict[str, Any]]:
         return [self.obj]
 
+    def application_set_objects(self) -> list[dict[str, Any]]:
+        return []
+
     def refresh(self, key: tuple[str, str], reason: str = "manual") -> None:
         pass
 

@@ -53,7 +53,8 @@ def test_a_bad_log_format_from_the_environment_is_refused() -> None:
 @pytest.mark.parametrize(
     ("words", "expected"),
     [
-        ("gitsync ap", {"app"}),
+        ("gitsync ap", {"app", "appset"}),
+        ("gitsync appset g", {"get"}),
         ("gitsync app wa", {"wait"}),
         ("gitsync app wait team-a/web --ti", {"--timeout"}),
         ("gitsync serve --leader", {"--leader-elect"}),

@@ -169,6 +169,7 @@ class FakeController:
     ready: bool = True
     refreshed: list[tuple[AppKey, str]] = field(default_factory=list)
     diff_calls: int = 0
+    sets: list[dict[str, Any]] = field(default_factory=list)  # ApplicationSets
 
     def __post_init__(self) -> None:
         self.store = FakeStore(self.objs)
@@ -178,6 +179,9 @@ class FakeController:
 
     def application_objects(self) -> list[dict[str, Any]]:
         return [copy.deepcopy(self.store.objs[k]) for k in sorted(self.store.objs)]
+
+    def application_set_objects(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.sets)
 
     def refresh(self, key: AppKey, reason: str = "manual") -> None:
         self.refreshed.append((key, reason))

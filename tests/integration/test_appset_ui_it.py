@@ -1,0 +1,131 @@
+"""The ApplicationSet page, API and ``gitsync appset list|get`` against a real ``gitsync serve``,
+the real control plane and a real Git server over HTTP on loopback (issue 18's UI/API/CLI bullet).
+
+A set with a list generator makes two apps; the API list and detail show the set and its apps
+with their sync/health, ``appset get -o json`` is the API's document, and the set's page renders
+the apps (an HTTP GET, as a browser makes it, with the read-only token).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gitsync import kinds
+from gitsync.kube import KubeClient
+from gitsync.localenv.gitserver import GitServer
+from tests.support.cli import CliRun, run_gitsync
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+VIEWER = "viewer-" + secrets.token_hex(12)
+
+
+def configmap(name: str) -> str:
+    return yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": name}}
+    )
+
+
+def fleet(namespace: str, repo_url: str) -> dict[str, Any]:
+    return {
+        "apiVersion": kinds.API_VERSION,
+        "kind": kinds.APPLICATION_SET,
+        "metadata": {"name": "fleet", "namespace": namespace},
+        "spec": {
+            "goTemplate": True,
+            "generators": [{"list": {"elements": [{"svc": "api"}, {"svc": "web"}]}}],
+            "template": {
+                "metadata": {"name": "{{ .svc }}"},
+                "spec": {
+                    "source": {
+                        "repoURL": repo_url,
+                        "targetRevision": "main",
+                        "path": "services/{{ .svc }}",
+                    },
+                    "destination": {"namespace": namespace},
+                    "syncPolicy": {"automated": {"prune": True}},
+                },
+            },
+        },
+    }
+
+
+def get(ctl: Any, path: str) -> tuple[int, str]:
+    request = urllib.request.Request(ctl.url + path, headers={"Authorization": f"Bearer {VIEWER}"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return resp.status, resp.read().decode()
+
+
+def api(ctl: Any, path: str) -> Any:
+    return json.loads(get(ctl, "/api/v1" + path)[1])
+
+
+def appset_cli(ctl: Any, *args: str) -> CliRun:
+    run = run_gitsync(
+        "appset", *args, env={"GITSYNC_SERVER": ctl.url, "GITSYNC_TOKEN": VIEWER}, timeout=120
+    )
+    assert VIEWER not in run.output, run
+    return run
+
+
+def test_a_list_generated_set_in_the_api_the_cli_and_its_page(
+    serve: Any, kube: KubeClient, namespace: str, tmp_path: Path
+) -> None:
+    with GitServer(ssh=False) as server:
+        repo = server.create_repo(
+            f"fleet-{secrets.token_hex(3)}",
+            files={f"services/{s}/cm.yaml": configmap(f"cm-{s}") for s in ("api", "web")},
+        )
+        (tmp_path / "viewer-tokens").write_text(VIEWER + "\n")
+        ctl = serve(f"--read-only-token-file={tmp_path / 'viewer-tokens'}")
+        kube.create(fleet(namespace, repo.http_url()))
+
+        def settled() -> dict[str, Any] | None:
+            doc = api(ctl, f"/applicationsets/{namespace}/fleet")
+            states = {(a["name"], a["exists"], a["sync"], a["health"]) for a in doc["applications"]}
+            done = {("api", True, "Synced", "Healthy"), ("web", True, "Synced", "Healthy")}
+            return doc if states == done and doc["status"] == "UpToDate" else None
+
+        doc = wait_for(settled, timeout=120, what="the set's apps Synced and Healthy in the API")
+        assert [g["summary"] for g in doc["generators"]] == ["2 elements"]
+        assert doc["applicationCount"] == 2
+        assert doc["template"]["path"] == "services/{{ .svc }}"
+        assert {c["type"] for c in doc["conditions"]} >= {"ErrorOccurred", "ResourcesUpToDate"}
+        assert all(a["revision"] == repo.head() for a in doc["applications"])
+
+        listing = api(ctl, "/applicationsets")
+        mine = [s for s in listing["items"] if s["namespace"] == namespace]
+        assert [(s["name"], s["applicationCount"], s["status"]) for s in mine] == [
+            ("fleet", 2, "UpToDate")
+        ]
+
+        got = appset_cli(ctl, "get", f"{namespace}/fleet", "-o", "json")
+        assert got.code == 0, got
+        assert json.loads(got.stdout) == api(ctl, f"/applicationsets/{namespace}/fleet")
+
+        table = appset_cli(ctl, "list", "-n", namespace)
+        assert table.code == 0, table
+        header, row = table.stdout.splitlines()
+        assert header.split()[:4] == ["NAMESPACE", "NAME", "APPS", "STATUS"]
+        assert row.split()[:4] == [namespace, "fleet", "2", "UpToDate"]
+        shown = appset_cli(ctl, "get", f"{namespace}/fleet")
+        assert shown.code == 0 and "Synced" in shown.stdout and "Policy:" in shown.stdout, shown
+        missing = appset_cli(ctl, "get", f"{namespace}/nope")
+        assert missing.code == 2
+        assert f"/api/v1/applicationsets/{namespace}/nope: 404" in missing.stderr
+
+        status, html = get(ctl, f"/appsets/{namespace}/fleet")
+        assert status == 200
+        for name in ("api", "web"):
+            assert f'href="/apps/{namespace}/{name}"' in html
+        assert "2 elements" in html and "Synced" in html and "Healthy" in html
+        status, index = get(ctl, "/appsets")
+        assert status == 200 and f'href="/appsets/{namespace}/fleet"' in index
