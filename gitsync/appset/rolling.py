@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from gitsync.appset.spec import RollingStep, RollingSync
+from gitsync.appset.status import Reason, RollingReport
 
 PROMOTE_ANNOTATION: Final = "gitsync.dev/promote"
 """Written by ``gitsync appset promote``: ``<step>@<sha>`` approves a paused step for one SHA."""
@@ -104,6 +105,7 @@ class Rollout:
     steps: list[StepReport] = field(default_factory=list)
     unmatched: tuple[str, ...] = ()
     stopped_by: tuple[str, ...] = ()  # the Degraded apps that stopped the rollout
+    proven: str = ""  # the last revision every app of the steps was Healthy at
 
     @property
     def complete(self) -> bool:
@@ -125,7 +127,8 @@ def decide(
     for app in sorted(apps, key=lambda a: a.name):
         index = next((i for i, s in enumerate(strategy.steps) if s.matches(app.labels)), None)
         (unmatched if index is None else members[index]).append(app)
-    result = Rollout(unmatched=tuple(a.name for a in unmatched))
+    proven = _settled([a for group in members for a in group]) or proven
+    result = Rollout(unmatched=tuple(a.name for a in unmatched), proven=proven)
     for app in unmatched:
         _keep(result, app, proven, "matches no step of the rolling sync")
 
@@ -174,6 +177,15 @@ def decide(
     return result
 
 
+def _settled(apps: list[AppState]) -> str:
+    """The revision every one of ``apps`` is pinned to and Healthy at, if there is one: proven
+    even when no pass saw the rollout complete (a push came first)."""
+    pins = {a.pinned for a in apps}
+    if len(pins) == 1 and (sha := pins.pop()) and all(a.at(sha) for a in apps):
+        return sha
+    return ""
+
+
 def _first_open(result: Rollout) -> int:
     return next(s.number for s in result.steps if s.phase is not StepPhase.DONE)
 
@@ -202,3 +214,35 @@ def _roll(result: Rollout, step: RollingStep, group: list[AppState], sha: str) -
             result.pins[app.name] = app.pinned
         else:
             result.held[app.name] = f"maxUpdate: waits for a free slot to get {sha}"
+
+
+def report(rollout: Rollout, sha: str) -> RollingReport:
+    """``rollout`` for the set's status: ``status.rollingSync`` and the ``RollingSync``
+    condition, whose message names what holds the rollout (a Degraded app, a pause)."""
+    steps = [
+        {
+            "step": s.number,
+            "phase": s.phase.value,
+            "applications": list(s.applications),
+            **({"message": s.message} if s.message else {}),
+        }
+        for s in rollout.steps
+    ]
+    body: dict[str, object] = {"revision": sha, "steps": steps}
+    proven = sha if rollout.complete else rollout.proven
+    if proven:  # an empty string would be a null in the status patch
+        body["provenRevision"] = proven
+    if rollout.unmatched:
+        body["unmatched"] = list(rollout.unmatched)
+    if rollout.stopped_by:
+        body["stoppedBy"] = list(rollout.stopped_by)
+    current = next((s for s in rollout.steps if s.phase is not StepPhase.DONE), None)
+    if current is None:
+        return RollingReport(True, Reason.ROLLING_COMPLETE, f"every step is Healthy at {sha}", body)
+    where = f"step {current.number} ({', '.join(current.applications) or 'no apps'})"
+    if current.phase is StepPhase.STOPPED:
+        message = f"{where} {current.message}; later steps stay at {proven or 'their revision'}"
+        return RollingReport(False, Reason.ROLLING_STOPPED, message, body)
+    if current.phase is StepPhase.PAUSED:
+        return RollingReport(False, Reason.ROLLING_PAUSED, f"{where} {current.message}", body)
+    return RollingReport(True, Reason.ROLLING_PROGRESSING, f"{where} is rolling to {sha}", body)

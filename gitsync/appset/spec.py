@@ -2,11 +2,13 @@
 
 Only what gitsync implements is accepted: a field Argo CD knows but gitsync does not (the
 ``scmProvider``, ``pullRequest``, ``plugin`` and ``clusterDecisionResource`` generators, a
-generator's ``selector``, ``templatePatch``, ``ignoreApplicationDifferences``, a
-``strategy`` ...) is a ``SpecError`` naming it rather than ignored, so a set imported from
-Argo CD never silently generates something else. The template itself is kept as data: its
-strings are rendered per parameter set (``gitsync.appset.template``) and each result is then
-checked as an Application (``gitsync.appset.generate``).
+generator's ``selector``, ``templatePatch``, ``ignoreApplicationDifferences`` ...) is a
+``SpecError`` naming it rather than ignored, so a set imported from Argo CD never silently
+generates something else. ``strategy`` takes Argo CD's RollingSync (steps of
+``matchExpressions`` with ``maxUpdate``) plus gitsync's ``pause`` (``gitsync.appset.rolling``).
+The template itself is kept as data: its strings are rendered per parameter set
+(``gitsync.appset.template``) and each result is then checked as an Application
+(``gitsync.appset.generate``).
 """
 
 from __future__ import annotations
@@ -433,10 +435,16 @@ def parse_strategy(value: object, where: str = "spec.strategy") -> RollingSync:
     )
 
 
-_SPEC_FIELDS: Final = {"generators", "template", "goTemplate", "goTemplateOptions", "syncPolicy"}
+_SPEC_FIELDS: Final = {
+    "generators",
+    "template",
+    "goTemplate",
+    "goTemplateOptions",
+    "syncPolicy",
+    "strategy",
+}
 _ARGO_ONLY_SPEC_FIELDS: Final = {
     "templatePatch",
-    "strategy",
     "ignoreApplicationDifferences",
     "preservedFields",
     "applyNestedSelectors",
@@ -495,6 +503,15 @@ def parse_application_set(doc: object) -> ApplicationSetSpec:
     preserve = policy.get("preserveResourcesOnDeletion", False)
     if not isinstance(preserve, bool):
         raise SpecError("spec.syncPolicy.preserveResourcesOnDeletion", "expected true or false")
+    strategy = None
+    if spec.get("strategy") is not None:
+        strategy = parse_strategy(spec["strategy"])
+        if not applications_sync.updates:
+            raise SpecError(
+                "spec.strategy",
+                f"RollingSync moves apps by updating them: syncPolicy.applicationsSync "
+                f"{applications_sync.value} does not update",
+            )
     return ApplicationSetSpec(
         generators=generators,
         template=template,
@@ -502,4 +519,5 @@ def parse_application_set(doc: object) -> ApplicationSetSpec:
         missing_key_error="missingkey=error" in options,
         applications_sync=applications_sync,
         preserve_resources_on_deletion=preserve,
+        strategy=strategy,
     )

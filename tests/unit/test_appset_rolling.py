@@ -66,6 +66,16 @@ def test_prod_moves_once_staging_is_healthy_at_the_new_revision() -> None:
     assert not rollout.complete
 
 
+def test_the_proven_revision_is_the_one_every_app_is_healthy_at() -> None:
+    """Read from the apps, so a push that comes before any pass saw the rollout complete still
+    finds the revision it completed at."""
+    settled = [app("staging", "staging", OLD), app("prod", "prod", OLD)]
+    assert decide(STAGING_THEN_PROD, settled, NEW, proven="").proven == OLD
+    apart = [app("staging", "staging", NEW), app("prod", "prod", OLD)]
+    assert decide(STAGING_THEN_PROD, apart, NEW, proven=OLD).proven == OLD
+    assert decide(STAGING_THEN_PROD, apart, NEW, proven="").proven == ""
+
+
 def test_the_rollout_is_complete_when_every_step_is_healthy_at_the_revision() -> None:
     apps = [app("staging", "staging", NEW), app("prod", "prod", NEW)]
     rollout = decide(STAGING_THEN_PROD, apps, NEW, proven=OLD)
