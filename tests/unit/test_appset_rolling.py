@@ -9,7 +9,7 @@ import pytest
 
 from gitsync.application import SpecError
 from gitsync.appset.rolling import AppState, StepPhase, decide, parse_promotion
-from gitsync.appset.spec import RollingSync, parse_strategy
+from gitsync.appset.spec import RollingSync, parse_application_set, parse_strategy
 
 OLD = "a" * 40
 NEW = "b" * 40
@@ -221,3 +221,19 @@ def test_a_bad_strategy_is_an_error_naming_the_field(doc: dict[str, Any], field:
 )
 def test_the_promote_annotation(value: str | None, parsed: tuple[int, str] | None) -> None:
     assert parse_promotion(value) == parsed
+
+
+def _set(**spec: Any) -> dict[str, Any]:
+    template = {"metadata": {"name": "a"}, "spec": {"source": {"repoURL": "https://g/r.git"}}}
+    generators = [{"list": {"elements": [{"env": "staging"}]}}]
+    return {"spec": {"generators": generators, "template": template, **spec}}
+
+
+def test_the_set_takes_a_rolling_sync_but_not_with_a_policy_that_does_not_update() -> None:
+    rolling = {"type": "RollingSync", "rollingSync": {"steps": [env("staging", maxUpdate="50%")]}}
+    parsed = parse_application_set(_set(strategy=rolling)).strategy
+    assert parsed is not None and parsed.steps[0].max_update_percent == 50
+    for policy in ("create-only", "create-delete"):
+        with pytest.raises(SpecError) as caught:
+            parse_application_set(_set(strategy=rolling, syncPolicy={"applicationsSync": policy}))
+        assert caught.value.field == "spec.strategy" and policy in caught.value.problem
