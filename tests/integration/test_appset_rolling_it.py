@@ -3,7 +3,8 @@ with the pod simulator, and a real Git server on loopback.
 
 Issue 18's acceptance item 4: over a staging and a prod app of one set, a push reaches prod only
 after staging is Healthy at that revision; a staging app that turns Degraded stops the rollout
-before prod, and the set's status names it.
+before prod, and the set's status names it. And a paused step waits for an approval of that
+very commit (the ``gitsync.dev/promote`` annotation).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import yaml
 
 from gitsync import kinds
 from gitsync.kube import KubeClient
-from gitsync.localenv.gitserver import GitServer
+from gitsync.localenv.gitserver import GitRepo, GitServer
 from tests.support.apps import github_webhook
 from tests.support.waiting import wait_for
 
@@ -44,6 +45,17 @@ def deployment(name: str, **annotations: str) -> str:
                 },
             },
         }
+    )
+
+
+def web_repo(git_server: GitServer) -> GitRepo:
+    """A staging and a prod directory, a ready Deployment in each."""
+    return git_server.create_repo(
+        f"rolling-{secrets.token_hex(3)}",
+        files={
+            "staging/deploy.yaml": deployment("web-staging"),
+            "prod/deploy.yaml": deployment("web-prod"),
+        },
     )
 
 
@@ -101,13 +113,7 @@ def rolling_condition(kube: KubeClient, namespace: str) -> dict[str, Any]:
 def test_a_push_reaches_prod_only_after_staging_is_healthy_and_a_degraded_staging_stops_it(
     serve: Any, kube: KubeClient, namespace: str, git_server: GitServer
 ) -> None:
-    repo = git_server.create_repo(
-        f"rolling-{secrets.token_hex(3)}",
-        files={
-            "staging/deploy.yaml": deployment("web-staging"),
-            "prod/deploy.yaml": deployment("web-prod"),
-        },
-    )
+    repo = web_repo(git_server)
     url = repo.file_url()
     first = repo.head()
     proc = serve()
@@ -170,3 +176,36 @@ def test_a_push_reaches_prod_only_after_staging_is_healthy_and_a_degraded_stagin
     rolling = obj["status"]["rollingSync"]
     assert rolling["stoppedBy"] == ["web-staging"]
     assert rolling["provenRevision"] == second
+
+
+def test_a_paused_step_waits_for_the_promote_annotation_of_that_commit(
+    serve: Any, kube: KubeClient, namespace: str, git_server: GitServer
+) -> None:
+    repo = web_repo(git_server)
+    head = repo.head()
+    serve()
+    doc = rolling_set(namespace, repo.file_url())
+    doc["spec"]["strategy"]["rollingSync"]["steps"][1]["pause"] = {}
+    kube.create(doc)
+    wait_for(
+        lambda: rolling_condition(kube, namespace).get("reason") == "RollingSyncPaused",
+        timeout=120,
+        what="the rollout paused before prod",
+    )
+    assert healthy_at(kube, namespace, "web-staging", head)
+    assert not app(kube, namespace, "web-prod")  # held: a new set proves staging first
+
+    def promote(value: str) -> None:
+        patch = {"metadata": {"annotations": {"gitsync.dev/promote": value}}}
+        kube.patch(kinds.API_VERSION, kinds.APPLICATION_SET, SET, patch, namespace=namespace)
+
+    promote(f"2@{'0' * 40}")  # an approval of another commit approves nothing
+    time.sleep(3)
+    assert not app(kube, namespace, "web-prod")
+    promote(f"2@{head}")
+    wait_for(lambda: healthy_at(kube, namespace, "web-prod", head), timeout=120, what="prod")
+    wait_for(
+        lambda: rolling_condition(kube, namespace).get("reason") == "RollingSyncComplete",
+        timeout=30,
+        what="the rollout complete",
+    )
