@@ -33,7 +33,6 @@ from gitsync.appset.spec import (
     ClustersGenerator,
     Generator,
     GitGenerator,
-    LabelRequirement,
     ListGenerator,
     MatrixGenerator,
     MergeGenerator,
@@ -167,17 +166,7 @@ def selects(generator: ClustersGenerator, labels: Mapping[str, str]) -> bool:
     """Whether a cluster with ``labels`` matches the generator's label selector."""
     if any(labels.get(k) != v for k, v in generator.match_labels.items()):
         return False
-    return all(_requirement(r, labels) for r in generator.match_expressions)
-
-
-def _requirement(req: LabelRequirement, labels: Mapping[str, str]) -> bool:
-    if req.operator == "Exists":
-        return req.key in labels
-    if req.operator == "DoesNotExist":
-        return req.key not in labels
-    if req.operator == "In":
-        return labels.get(req.key) in req.values
-    return labels.get(req.key) not in req.values  # NotIn: a missing key is not in the values
+    return all(r.matches(labels) for r in generator.match_expressions)
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,13 @@
 
 Only what gitsync implements is accepted: a field Argo CD knows but gitsync does not (the
 ``scmProvider``, ``pullRequest``, ``plugin`` and ``clusterDecisionResource`` generators, a
-generator's ``selector``, ``templatePatch``, ``ignoreApplicationDifferences``, a
-``strategy`` ...) is a ``SpecError`` naming it rather than ignored, so a set imported from
-Argo CD never silently generates something else. The template itself is kept as data: its
-strings are rendered per parameter set (``gitsync.appset.template``) and each result is then
-checked as an Application (``gitsync.appset.generate``).
+generator's ``selector``, ``templatePatch``, ``ignoreApplicationDifferences`` ...) is a
+``SpecError`` naming it rather than ignored, so a set imported from Argo CD never silently
+generates something else. ``strategy`` takes Argo CD's RollingSync (steps of
+``matchExpressions`` with ``maxUpdate``) plus gitsync's ``pause`` (``gitsync.appset.rolling``).
+The template itself is kept as data: its strings are rendered per parameter set
+(``gitsync.appset.template``) and each result is then checked as an Application
+(``gitsync.appset.generate``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from gitsync.application import SpecError, validate_repo_path, validate_repo_url
 MAX_GENERATOR_DEPTH: Final = 3
 """How deep matrix and merge generators may nest (Argo CD allows two levels)."""
 MAX_GENERATORS: Final = 16
+MAX_ROLLING_STEPS: Final = 16
 DEFAULT_REQUEUE_SECONDS: Final = 180.0
 """How often a set is generated again without a trigger (Argo CD's default: 3 minutes)."""
 ALLOW_EMPTY_ANNOTATION: Final = "gitsync.dev/allow-empty-generation"
@@ -70,6 +73,15 @@ class LabelRequirement:
     operator: str  # In, NotIn, Exists, DoesNotExist
     values: tuple[str, ...] = ()
 
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        if self.operator == "In":
+            return labels.get(self.key) in self.values
+        return labels.get(self.key) not in self.values  # NotIn: a missing key is not in values
+
 
 @dataclass(frozen=True)
 class ClustersGenerator:
@@ -93,6 +105,35 @@ Generator = ListGenerator | GitGenerator | ClustersGenerator | MatrixGenerator |
 
 
 @dataclass(frozen=True)
+class RollingStep:
+    """One step of ``strategy.rollingSync.steps``: the apps its ``matchExpressions`` select."""
+
+    match_expressions: tuple[LabelRequirement, ...]
+    max_update: int | None = None  # a whole number; None: see max_update_percent
+    max_update_percent: int | None = None  # "N%": N; both None: the whole step at once
+    pause: bool = False  # gitsync's addition: wait for gitsync appset promote
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(r.matches(labels) for r in self.match_expressions)
+
+    def limit(self, size: int) -> int:
+        """How many apps of a step of ``size`` may be in flight at once (Argo CD: a
+        percentage rounds down, but at least one app moves)."""
+        if self.max_update is not None:
+            return self.max_update
+        if self.max_update_percent is not None:
+            return max(1, size * self.max_update_percent // 100)
+        return max(size, 1)
+
+
+@dataclass(frozen=True)
+class RollingSync:
+    """``spec.strategy`` with ``type: RollingSync``."""
+
+    steps: tuple[RollingStep, ...]
+
+
+@dataclass(frozen=True)
 class ApplicationSetSpec:
     generators: tuple[Generator, ...]
     template: Mapping[str, Any]  # {"metadata": ..., "spec": ...}, strings not yet rendered
@@ -100,6 +141,7 @@ class ApplicationSetSpec:
     missing_key_error: bool = False
     applications_sync: ApplicationsSync = ApplicationsSync.SYNC
     preserve_resources_on_deletion: bool = False
+    strategy: RollingSync | None = None
 
     @property
     def requeue_after(self) -> float:
@@ -297,7 +339,7 @@ def _pattern(value: object, where: str) -> str:
     return validate_repo_path(text.strip("/") or ".", where)
 
 
-_OPERATORS: Final = {"In", "NotIn", "Exists", "DoesNotExist"}
+_OPERATORS: Final = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
 
 
 def _parse_clusters(body: Mapping[str, Any], where: str) -> ClustersGenerator:
@@ -305,27 +347,32 @@ def _parse_clusters(body: Mapping[str, Any], where: str) -> ClustersGenerator:
     selector = _mapping(body.get("selector"), f"{where}.selector")
     _only(selector, {"matchLabels", "matchExpressions"}, f"{where}.selector", what="selector")
     labels = _string_map(selector.get("matchLabels"), f"{where}.selector.matchLabels")
-    requirements = []
     expressions = _list(selector.get("matchExpressions"), f"{where}.selector.matchExpressions")
-    for i, entry in enumerate(expressions):
-        here = f"{where}.selector.matchExpressions[{i}]"
-        e = _mapping(entry, here, required=True)
-        _only(e, {"key", "operator", "values"}, here, what="selector")
-        operator = e.get("operator")
-        if operator not in _OPERATORS:
-            raise SpecError(f"{here}.operator", f"expected one of {sorted(_OPERATORS)}")
-        values = tuple(
-            _string(v, f"{here}.values[{j}]")
-            for j, v in enumerate(_list(e.get("values"), f"{here}.values"))
-        )
-        if (operator in ("In", "NotIn")) != bool(values):
-            raise SpecError(f"{here}.values", f"{operator} takes values only with In and NotIn")
-        requirements.append(
-            LabelRequirement(_string(e.get("key"), f"{here}.key"), operator, values)
-        )
-    return ClustersGenerator(
-        labels, tuple(requirements), _string_map(body.get("values"), f"{where}.values")
+    requirements = tuple(
+        _requirement(e, f"{where}.selector.matchExpressions[{i}]", _OPERATORS, what="selector")
+        for i, e in enumerate(expressions)
     )
+    return ClustersGenerator(
+        labels, requirements, _string_map(body.get("values"), f"{where}.values")
+    )
+
+
+def _requirement(
+    value: object, here: str, operators: frozenset[str], *, what: str
+) -> LabelRequirement:
+    """One ``matchExpressions`` entry, its operator one of ``operators``."""
+    e = _mapping(value, here, required=True)
+    _only(e, {"key", "operator", "values"}, here, what=what)
+    operator = e.get("operator")
+    if operator not in operators:
+        raise SpecError(f"{here}.operator", f"expected one of {sorted(operators)}")
+    values = tuple(
+        _string(v, f"{here}.values[{j}]")
+        for j, v in enumerate(_list(e.get("values"), f"{here}.values"))
+    )
+    if (operator in ("In", "NotIn")) != bool(values):
+        raise SpecError(f"{here}.values", f"{operator} takes values only with In and NotIn")
+    return LabelRequirement(_string(e.get("key"), f"{here}.key"), operator, values)
 
 
 def _string_map(value: object, where: str) -> dict[str, str]:
@@ -337,10 +384,67 @@ def _string_map(value: object, where: str) -> dict[str, str]:
     return out
 
 
-_SPEC_FIELDS: Final = {"generators", "template", "goTemplate", "goTemplateOptions", "syncPolicy"}
+_STEP_OPERATORS: Final = frozenset({"In", "NotIn"})
+"""Argo CD's RollingSync steps take In and NotIn only."""
+
+
+def _max_update(value: object, where: str) -> tuple[int | None, int | None]:
+    """``maxUpdate``: a whole number >= 1 or ``"N%"`` (1-100). ``0`` is refused rather than
+    guessed at: across Argo CD versions it has meant both "none" and "all"."""
+    if value is None:
+        return None, None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value, None
+    if isinstance(value, str) and value.endswith("%") and value[:-1].isdigit():
+        percent = int(value[:-1])
+        if 1 <= percent <= 100:
+            return None, percent
+    raise SpecError(where, 'expected a whole number >= 1 or a percentage "1%" to "100%"')
+
+
+def _rolling_step(value: object, where: str) -> RollingStep:
+    entry = _mapping(value, where, required=True)
+    _only(entry, {"matchExpressions", "maxUpdate", "pause"}, where, what="RollingSync")
+    expressions = _list(entry.get("matchExpressions"), f"{where}.matchExpressions")
+    if not expressions:
+        raise SpecError(f"{where}.matchExpressions", "at least one expression")
+    requirements = tuple(
+        _requirement(e, f"{where}.matchExpressions[{i}]", _STEP_OPERATORS, what="RollingSync")
+        for i, e in enumerate(expressions)
+    )
+    count, percent = _max_update(entry.get("maxUpdate"), f"{where}.maxUpdate")
+    pause = entry.get("pause")
+    if pause is not None and (not isinstance(pause, Mapping) or pause):
+        raise SpecError(f"{where}.pause", "expected {} (the step waits for gitsync appset promote)")
+    return RollingStep(requirements, count, percent, pause is not None)
+
+
+def parse_strategy(value: object, where: str = "spec.strategy") -> RollingSync:
+    """``spec.strategy``: ``type: RollingSync`` with ``rollingSync.steps``."""
+    strategy = _mapping(value, where, required=True)
+    _only(strategy, {"type", "rollingSync"}, where, what="strategy")
+    if strategy.get("type") != "RollingSync":
+        raise SpecError(f"{where}.type", "expected RollingSync")
+    body = _mapping(strategy.get("rollingSync"), f"{where}.rollingSync", required=True)
+    _only(body, {"steps"}, f"{where}.rollingSync", what="RollingSync")
+    steps = _list(body.get("steps"), f"{where}.rollingSync.steps")
+    if not 1 <= len(steps) <= MAX_ROLLING_STEPS:
+        raise SpecError(f"{where}.rollingSync.steps", f"1 to {MAX_ROLLING_STEPS} steps")
+    return RollingSync(
+        tuple(_rolling_step(s, f"{where}.rollingSync.steps[{i}]") for i, s in enumerate(steps))
+    )
+
+
+_SPEC_FIELDS: Final = {
+    "generators",
+    "template",
+    "goTemplate",
+    "goTemplateOptions",
+    "syncPolicy",
+    "strategy",
+}
 _ARGO_ONLY_SPEC_FIELDS: Final = {
     "templatePatch",
-    "strategy",
     "ignoreApplicationDifferences",
     "preservedFields",
     "applyNestedSelectors",
@@ -399,6 +503,15 @@ def parse_application_set(doc: object) -> ApplicationSetSpec:
     preserve = policy.get("preserveResourcesOnDeletion", False)
     if not isinstance(preserve, bool):
         raise SpecError("spec.syncPolicy.preserveResourcesOnDeletion", "expected true or false")
+    strategy = None
+    if spec.get("strategy") is not None:
+        strategy = parse_strategy(spec["strategy"])
+        if not applications_sync.updates:
+            raise SpecError(
+                "spec.strategy",
+                f"RollingSync moves apps by updating them: syncPolicy.applicationsSync "
+                f"{applications_sync.value} does not update",
+            )
     return ApplicationSetSpec(
         generators=generators,
         template=template,
@@ -406,4 +519,5 @@ def parse_application_set(doc: object) -> ApplicationSetSpec:
         missing_key_error="missingkey=error" in options,
         applications_sync=applications_sync,
         preserve_resources_on_deletion=preserve,
+        strategy=strategy,
     )

@@ -22,6 +22,7 @@ class ConditionType(enum.StrEnum):
     ERROR_OCCURRED = "ErrorOccurred"
     PARAMETERS_GENERATED = "ParametersGenerated"
     RESOURCES_UP_TO_DATE = "ResourcesUpToDate"
+    ROLLING_SYNC = "RollingSync"  # gitsync's: where a rolling sync stands, and what stops it
 
 
 class Reason(enum.StrEnum):
@@ -32,6 +33,10 @@ class Reason(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
     UPDATE_ERROR = "UpdateApplicationError"
     NOT_UP_TO_DATE = "ApplicationSetNotUpToDate"
+    ROLLING_COMPLETE = "RollingSyncComplete"
+    ROLLING_PROGRESSING = "RollingSyncProgressing"
+    ROLLING_PAUSED = "RollingSyncPaused"
+    ROLLING_STOPPED = "RollingSyncStopped"
 
 
 class Stage(enum.StrEnum):
@@ -68,6 +73,17 @@ class Resource:
         return out
 
 
+@dataclass(frozen=True)
+class RollingReport:
+    """A rolling sync's pass for the status: the ``RollingSync`` condition (``ok`` False when
+    paused or stopped) and ``status.rollingSync`` (``body``)."""
+
+    ok: bool
+    reason: Reason
+    message: str
+    body: Mapping[str, Any]
+
+
 def _condition(
     kind: ConditionType,
     ok: bool,
@@ -102,6 +118,7 @@ def set_status(
     now: str,
     observed_generation: int,
     application_count: int,
+    rolling: RollingReport | None = None,
 ) -> dict[str, Any]:
     """The whole status for one pass. ``error``: what went wrong ("" for nothing); after a
     failed stage ``resources`` are the Applications the set owns, left as they were."""
@@ -150,9 +167,19 @@ def set_status(
             ),
             condition(ConditionType.RESOURCES_UP_TO_DATE, False, reason, held),
         ]
-    return {
+    out: dict[str, Any] = {
         "observedGeneration": observed_generation,
         "conditions": conditions,
         "resources": [r.to_dict() for r in sorted(resources, key=lambda r: r.name)],
         "applicationCount": application_count,
     }
+    if rolling is not None:
+        conditions.append(
+            condition(ConditionType.ROLLING_SYNC, rolling.ok, rolling.reason, rolling.message)
+        )
+        out["rollingSync"] = dict(rolling.body)
+    elif previous.get("rollingSync") is not None:  # a failed pass: the rollout stands as it was
+        out["rollingSync"] = previous["rollingSync"]
+        kept = ConditionType.ROLLING_SYNC.value
+        conditions.extend(c for c in previous.get("conditions") or [] if c.get("type") == kept)
+    return out

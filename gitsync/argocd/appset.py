@@ -3,8 +3,9 @@
 gitsync's ApplicationSet spells its fields as Argo CD does, so the set's fields are carried as
 written and gitsync's own parser (``gitsync.appset.spec``) is the judge, as for Applications:
 each generator it refuses (``scmProvider``, ``pullRequest``, a post-``selector`` ...) is taken
-out whole and reported with the parser's words, and each refused spec field (``strategy``,
-``templatePatch`` ...) likewise. A set left with no generator is not written.
+out whole and reported with the parser's words, and each refused spec field
+(``templatePatch``, ``ignoreApplicationDifferences`` ...) likewise; a RollingSync ``strategy``
+is carried. A set left with no generator is not written.
 
 ``spec.template`` is an Argo CD Application whose strings hold ``{{...}}`` parameters, so it goes
 through the importer's Application translation (``translate_application``) with each

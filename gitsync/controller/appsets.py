@@ -40,15 +40,23 @@ from gitsync.appset.generate import (
     generate_applications,
 )
 from gitsync.appset.plan import Plan, plan, with_hash
+from gitsync.appset.rolling import (
+    PROMOTE_ANNOTATION,
+    AppState,
+    decide,
+    parse_promotion,
+    report,
+)
 from gitsync.appset.spec import (
     ALLOW_EMPTY_ANNOTATION,
     ApplicationSetSpec,
     GitGenerator,
     MatrixGenerator,
     MergeGenerator,
+    RollingSync,
     parse_application_set,
 )
-from gitsync.appset.status import Resource, Stage, set_status
+from gitsync.appset.status import Reason, Resource, RollingReport, Stage, set_status
 from gitsync.appset.template import TemplateError
 from gitsync.controller.apps import status_patch
 from gitsync.controller.clusters import ClusterRegistry
@@ -60,7 +68,8 @@ from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import NotWatchedError, WatchCache
 from gitsync.model import AppKey, ResourceKey
 from gitsync.policy import Policy
-from gitsync.source import SourceCache, normalize_url
+from gitsync.source import GitCredentials, SourceCache, normalize_url
+from gitsync.source.revision import is_full_sha
 from gitsync.sync.deletion import RESOURCES_FINALIZER, RESOURCES_FINALIZERS
 
 log = structlog.get_logger(__name__)
@@ -68,6 +77,7 @@ log = structlog.get_logger(__name__)
 FIELD_MANAGER = "gitsync-applicationset"
 API_VERSION = kinds.API_VERSION
 MAX_BACKOFF_SECONDS = 60.0
+ROLLING_REQUEUE_SECONDS = 10.0
 
 
 class SourceRefusedError(TerminalError):
@@ -85,6 +95,7 @@ class _Remembered:
     stage: Stage
     error: str
     failures: int = 0
+    rolling: RollingReport | None = None  # a set with a RollingSync strategy: its last decision
 
 
 @dataclass
@@ -95,14 +106,22 @@ class _Inputs:
     namespace: str
     revisions: dict[str, str] = field(default_factory=dict)
 
-    def checkout(self, repo_url: str, revision: str) -> Path:
+    def _credentials(self, repo_url: str, what: str) -> GitCredentials | None:
         why = self.owner.policy.check_source(self.namespace, repo_url)
         if why:
-            raise SourceRefusedError(f"git generator repoURL: denied by destination policy: {why}")
-        credentials = self.owner.credentials.for_repository(repo_url, self.namespace)
+            raise SourceRefusedError(f"{what}: denied by destination policy: {why}")
+        return self.owner.credentials.for_repository(repo_url, self.namespace)
+
+    def checkout(self, repo_url: str, revision: str) -> Path:
+        credentials = self._credentials(repo_url, "git generator repoURL")
         found = self.owner.sources.checkout(repo_url, revision, credentials)
         self.revisions[repo_url] = found.revision.sha
         return found.path
+
+    def resolve(self, repo_url: str, revision: str) -> str:
+        """The commit ``revision`` names now (one ``ls-remote``): what a rolling sync rolls."""
+        credentials = self._credentials(repo_url, "spec.template.spec.source.repoURL")
+        return self.owner.sources.resolve(repo_url, revision, credentials)
 
     def clusters(self) -> list[ClusterInfo]:
         return self.owner.clusters.registered()
@@ -227,7 +246,7 @@ class ApplicationSets:
                 spec = parse_application_set(obj)
             except SpecError:
                 continue
-            if any(follows(g.repo_url, g.revision) for g in _git_generators(spec)):
+            if any(follows(url, revision) for url, revision in _followed(spec)):
                 self.queue.add(key, "push")
                 count += 1
         return count
@@ -269,7 +288,8 @@ class ApplicationSets:
         generation = int(meta.get("generation") or 0)
         with self._lock:
             last = self._remembered.get(key)
-        status_only = reasons <= {"application"} and last is not None
+        # a rolling sync decides on its apps' statuses: their change is a full pass for it
+        status_only = reasons <= {"application"} and last is not None and last.rolling is None
         if status_only and last is not None and last.generation == generation:
             self._write_status(key, obj, last, self._owned(key, str(meta.get("uid"))))
             return
@@ -302,6 +322,7 @@ class ApplicationSets:
             )
             return
         inputs = _Inputs(self, key[0])
+        rolling: tuple[dict[str, dict[str, Any]], RollingReport, dict[str, str]] | None = None
         try:
             generated = generate_applications(
                 spec,
@@ -311,6 +332,10 @@ class ApplicationSets:
                 resources_finalizers=frozenset(RESOURCES_FINALIZERS),
                 default_finalizer=RESOURCES_FINALIZER,
             )
+            docs = generated.applications
+            if spec.strategy is not None and docs:
+                rolling = self._roll(key, obj, spec.strategy, docs, inputs)
+                docs = rolling[0]
         except GitsyncError as exc:  # a template or template-made spec error, or a generator's
             template = isinstance(exc, TemplateError | SpecError)
             stage = Stage.APPLICATIONS if template else Stage.PARAMETERS
@@ -318,7 +343,7 @@ class ApplicationSets:
                 key, obj, stage=stage, error=str(exc), generation=generation, spec=spec, last=last
             )
             return
-        desired = {name: with_hash(doc) for name, doc in generated.applications.items()}
+        desired = {name: with_hash(doc) for name, doc in docs.items()}
         live = {
             a["metadata"]["name"]: a
             for a in self._applications(key[0])
@@ -334,10 +359,16 @@ class ApplicationSets:
             allow_empty=annotations.get(ALLOW_EMPTY_ANNOTATION) == "true",
         )
         errors = self._carry_out(key, decided, desired, live)
-        messages = {**decided.held, **decided.conflicts, **errors}
-        names = sorted({*desired, *decided.held, *decided.conflicts})
+        waiting = rolling[2] if rolling else {}
+        messages = {**waiting, **decided.held, **decided.conflicts, **errors}
+        names = sorted({*desired, *waiting, *decided.held, *decided.conflicts})
         remembered = _Remembered(
-            generation, names, messages, Stage.DONE, "; ".join(errors.values())[:2048]
+            generation,
+            names,
+            messages,
+            Stage.DONE,
+            "; ".join(errors.values())[:2048],
+            rolling=rolling[1] if rolling else None,
         )
         if errors:
             remembered.failures = (last.failures if last else 0) + 1
@@ -355,6 +386,32 @@ class ApplicationSets:
         )
         self._write_status(key, obj, remembered, self._owned(key, uid))
         self.queue.add(key, "requeue", delay=self._delay(spec, remembered))
+
+    def _roll(
+        self,
+        key: AppKey,
+        obj: dict[str, Any],
+        strategy: RollingSync,
+        docs: dict[str, dict[str, Any]],
+        inputs: _Inputs,
+    ) -> tuple[dict[str, dict[str, Any]], RollingReport, dict[str, str]]:
+        """The generated apps with ``spec.source.targetRevision`` pinned as the rolling sync
+        decides (``gitsync.appset.rolling``), its report, and the apps not created yet."""
+        repo_url, revision = _rolling_source(docs)
+        sha = inputs.resolve(repo_url, revision)
+        live = {a["metadata"]["name"]: a for a in self._applications(key[0])}
+        states = [_app_state(name, doc, live.get(name)) for name, doc in docs.items()]
+        meta = obj.get("metadata") or {}
+        previous = (obj.get("status") or {}).get("rollingSync") or {}
+        proven = str(previous.get("provenRevision") or "")
+        approved = parse_promotion((meta.get("annotations") or {}).get(PROMOTE_ANNOTATION))
+        decided = decide(strategy, states, sha, proven=proven, approved=approved)
+        pinned = {
+            name: _pinned(doc, decided.pins[name])
+            for name, doc in docs.items()
+            if name in decided.pins
+        }
+        return pinned, report(decided, sha), decided.held
 
     def _carry_out(
         self,
@@ -410,6 +467,10 @@ class ApplicationSets:
             self.queue.add(key, "requeue", delay=self._delay(spec, remembered))
 
     def _delay(self, spec: ApplicationSetSpec, remembered: _Remembered) -> float:
+        if remembered.rolling is not None and remembered.rolling.reason is not (
+            Reason.ROLLING_COMPLETE
+        ):  # the apps' events drive a rollout; this is the net under them
+            return min(spec.requeue_after, ROLLING_REQUEUE_SECONDS)
         if remembered.failures:
             backoff = min(2.0**remembered.failures, MAX_BACKOFF_SECONDS)
             return min(backoff, spec.requeue_after)
@@ -444,6 +505,7 @@ class ApplicationSets:
             now=now_rfc3339(),
             observed_generation=remembered.generation,
             application_count=len(owned),
+            rolling=remembered.rolling,
         )
         if new == previous:
             return
@@ -471,6 +533,63 @@ def _seen_of(obj: dict[str, Any]) -> tuple[int, dict[str, str]]:
     meta = obj.get("metadata") or {}
     annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
     return int(meta.get("generation") or 0), annotations
+
+
+def _followed(spec: ApplicationSetSpec) -> list[tuple[str, str]]:
+    """The (repoURL, revision) pairs a push to which regenerates the set: its git generators',
+    and with a rolling sync the template's source when it is written out (not templated)."""
+    out = [(g.repo_url, g.revision) for g in _git_generators(spec)]
+    source = (spec.template.get("spec") or {}).get("source")
+    if spec.strategy is not None and isinstance(source, dict):
+        url, revision = source.get("repoURL"), source.get("targetRevision") or "HEAD"
+        if isinstance(url, str) and isinstance(revision, str) and "{{" not in url + revision:
+            out.append((url, revision))
+    return out
+
+
+def _rolling_source(docs: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """The one Git (repoURL, targetRevision) every generated app takes: a rolling sync rolls
+    one commit, so apps of other sources or revisions are a spec error."""
+    found: dict[tuple[str, str], str] = {}
+    for name, doc in sorted(docs.items()):
+        spec = doc.get("spec") or {}
+        source = spec.get("source")
+        if "sources" in spec or not isinstance(source, dict) or "chart" in source:
+            raise SpecError(
+                "spec.template.spec.source",
+                f"RollingSync pins a Git spec.source; application {name!r} has none",
+            )
+        pair = (str(source.get("repoURL") or ""), str(source.get("targetRevision") or "HEAD"))
+        found.setdefault(pair, name)
+    if len(found) > 1:
+        (a, first), (b, second) = sorted(found.items())[:2]
+        raise SpecError(
+            "spec.template.spec.source",
+            f"RollingSync rolls one repoURL and targetRevision; {first!r} takes {a[0]}@{a[1]}, "
+            f"{second!r} takes {b[0]}@{b[1]}",
+        )
+    return next(iter(found))
+
+
+def _app_state(name: str, doc: dict[str, Any], live: dict[str, Any] | None) -> AppState:
+    """What the rollout reads of one app. Its pin: the live ``targetRevision`` when the set
+    pinned it to a commit; an app made before the strategy (a branch there) counts as pinned
+    to the commit it last synced, so enabling the strategy does not move it."""
+    labels = {str(k): str(v) for k, v in ((doc.get("metadata") or {}).get("labels") or {}).items()}
+    if live is None:
+        return AppState(name, labels, "")
+    status = live.get("status") or {}
+    sync = status.get("sync") or {}
+    revision = str(sync.get("revision") or "")
+    target = str(((live.get("spec") or {}).get("source") or {}).get("targetRevision") or "")
+    pinned = target if is_full_sha(target) else revision if is_full_sha(revision) else target
+    health = str((status.get("health") or {}).get("status") or "")
+    return AppState(name, labels, pinned, revision, str(sync.get("status") or ""), health)
+
+
+def _pinned(doc: dict[str, Any], sha: str) -> dict[str, Any]:
+    spec = doc["spec"]
+    return {**doc, "spec": {**spec, "source": {**spec["source"], "targetRevision": sha}}}
 
 
 def _git_generators(spec: ApplicationSetSpec) -> list[GitGenerator]:

@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 
 from gitsync.appset import spec as appset_spec
+from gitsync.appset.rolling import AppState, decide, report
+from gitsync.appset.spec import parse_strategy
 from gitsync.appset.status import Resource, Stage, set_status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,4 +72,32 @@ def test_the_status_the_controller_writes_is_declared() -> None:
         observed_generation=2,
         application_count=1,
     )
+    _covered(status, SCHEMA["properties"]["status"], "status")
+
+
+def test_the_rolling_sync_status_is_declared() -> None:
+    steps = [
+        {"matchExpressions": [{"key": "env", "operator": "In", "values": [env]}]}
+        for env in ("staging", "prod")
+    ]
+    strategy = parse_strategy({"type": "RollingSync", "rollingSync": {"steps": steps}})
+    old, new = "a" * 40, "b" * 40
+    apps = [
+        AppState("staging", {"env": "staging"}, new, new, "Synced", "Degraded"),
+        AppState("prod", {"env": "prod"}, old, old, "Synced", "Healthy"),
+        AppState("qa", {"env": "qa"}, old, old, "Synced", "Healthy"),
+    ]
+    rolling = report(decide(strategy, apps, new, proven=old), new)
+    status = set_status(
+        stage=Stage.DONE,
+        error="",
+        resources=[],
+        previous={},
+        now="t",
+        observed_generation=2,
+        application_count=3,
+        rolling=rolling,
+    )
+    assert status["rollingSync"]["stoppedBy"] == ["staging"]
+    assert status["rollingSync"]["unmatched"] == ["qa"]
     _covered(status, SCHEMA["properties"]["status"], "status")

@@ -577,7 +577,7 @@ def test_a_template_error_names_the_field() -> None:
             "spec.generators[0].selector",
         ),
         ({"templatePatch": "x"}, "spec.templatePatch"),
-        ({"strategy": {}}, "spec.strategy"),
+        ({"strategy": {}}, "spec.strategy.type"),
         (
             {"generators": [{"list": {"elements": [], "template": {}}}]},
             "spec.generators[0].list.template",

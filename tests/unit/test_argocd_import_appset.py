@@ -116,7 +116,6 @@ def test_a_set_with_no_generator_gitsync_has_is_not_written() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("strategy", {"type": "RollingSync", "rollingSync": {"steps": []}}),
         ("templatePatch", "spec: {}"),
         ("ignoreApplicationDifferences", [{"jsonPointers": ["/spec/source"]}]),
         ("preservedFields", {"annotations": ["a"]}),
@@ -131,6 +130,17 @@ def test_a_spec_field_gitsync_lacks_is_not_carried(field: str, value: Any) -> No
     (out,) = result.application_sets
     assert field not in out["spec"]
     parse_application_set(out)
+
+
+def test_a_rolling_sync_is_carried() -> None:
+    steps = [{"matchExpressions": [{"key": "env", "operator": "In", "values": ["staging"]}]}]
+    rolling = {"type": "RollingSync", "rollingSync": {"steps": steps}}
+    result = run(argo_set([GIT_DIRS], strategy=rolling))
+    (report,) = result.report.documents
+    assert outcomes(report)["spec.strategy"][0] == Outcome.CARRIED
+    (out,) = result.application_sets
+    assert out["spec"]["strategy"] == rolling
+    assert parse_application_set(out).strategy is not None
 
 
 def test_sync_policy_and_go_template_are_carried() -> None:
@@ -270,7 +280,12 @@ EVERY_FIELD: dict[str, Any] = {
         },
         "templatePatch": "spec: {}",
         "syncPolicy": {"applicationsSync": "sync", "preserveResourcesOnDeletion": False},
-        "strategy": {"type": "RollingSync", "rollingSync": {"steps": []}},
+        "strategy": {
+            "type": "RollingSync",
+            "rollingSync": {
+                "steps": [{"matchExpressions": [{"key": "env", "operator": "In", "values": ["a"]}]}]
+            },
+        },
         "preservedFields": {"annotations": ["a"], "labels": ["b"]},
         "ignoreApplicationDifferences": [{"jsonPointers": ["/spec/source"]}],
         "applyNestedSelectors": True,
@@ -303,7 +318,6 @@ def test_every_field_of_argo_cds_application_set_spec_is_in_the_report() -> None
     seen = outcomes(report)
     for field in (
         "spec.templatePatch",
-        "spec.strategy",
         "spec.preservedFields",
         "spec.ignoreApplicationDifferences",
         "spec.applyNestedSelectors",
