@@ -336,7 +336,9 @@ def add_app_parser(sub: _Subcommands) -> None:
     rollback.add_argument("id", type=_positive_int, help="the history entry's ID (app history)")
 
 
-def add_appset_parser(sub: _Subcommands) -> None:
+def add_appset_parser(sub: _Subcommands) -> _Subcommands:
+    """``gitsync appset``; returns its subcommands, so ``cli`` can add ``promote`` (which writes
+    through the Kubernetes API, not the controller's read-only API)."""
     appset = sub.add_parser(
         "appset",
         help="inspect ApplicationSets through a running controller's API",
@@ -371,3 +373,4 @@ def add_appset_parser(sub: _Subcommands) -> None:
         "get", "one ApplicationSet: generators, conditions, its Applications", _cmd_set_get
     )
     get.add_argument("appset", metavar="NAMESPACE/NAME", help="the ApplicationSet")
+    return commands

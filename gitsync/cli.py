@@ -973,6 +973,58 @@ def _rollout_location(args: argparse.Namespace, kube: KubeClient) -> tuple[str, 
     raise ValueError(f"the Application {app_ns}/{app_name} lists no Rollout {name!r}")
 
 
+def _appset_promote_parser(commands: Any) -> None:
+    promote = commands.add_parser(
+        "promote",
+        help="approve a paused step of an ApplicationSet's rolling sync (Kubernetes API)",
+        description="Writes gitsync.dev/promote: <step>@<revision> on the ApplicationSet, for the "
+        "revision its status.rollingSync shows: the approval holds for that commit only.",
+    )
+    promote.add_argument("appset", metavar="NAMESPACE/NAME", help="the ApplicationSet")
+    promote.add_argument(
+        "--step",
+        type=_positive_int,
+        default=None,
+        help="the step to approve (default: the paused one)",
+    )
+    promote.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster)")
+    promote.add_argument(
+        "--context", default=None, help="the kubeconfig context (default: its current context)"
+    )
+    promote.set_defaults(func=_cmd_appset_promote)
+
+
+def _cmd_appset_promote(args: argparse.Namespace) -> int:
+    from gitsync.appset.rolling import PROMOTE_ANNOTATION, promotion_for
+    from gitsync.kube import ApiError
+
+    namespace, _, name = str(args.appset).partition("/")
+    if not namespace or not name or "/" in name:
+        print(f"error: {args.appset!r}: expected NAMESPACE/NAME", file=sys.stderr)
+        return EXIT_ERROR
+    kube = _kube_for(args, user_agent="gitsync-cli")
+    try:
+        obj = kube.get(kinds.API_VERSION, kinds.APPLICATION_SET, name, namespace)
+        if obj is None:
+            print(f"error: ApplicationSet {namespace}/{name} not found", file=sys.stderr)
+            return EXIT_ERROR
+        value = promotion_for((obj.get("status") or {}).get("rollingSync"), args.step)
+        kube.patch(
+            kinds.API_VERSION,
+            kinds.APPLICATION_SET,
+            name,
+            {"metadata": {"annotations": {PROMOTE_ANNOTATION: value}}},
+            namespace=namespace,
+        )
+    except (ValueError, ApiError) as exc:
+        print(f"error: ApplicationSet {namespace}/{name}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(
+        f"promote requested for ApplicationSet {namespace}/{name} ({PROMOTE_ANNOTATION}: {value})"
+    )
+    return EXIT_OK
+
+
 def _cmd_rollout(args: argparse.Namespace) -> int:
     """``gitsync rollout promote|abort|retry``: the request annotation on the Rollout, with a
     fresh nonce (what ``kubectl annotate --overwrite`` would write; the executor handles each
@@ -1194,7 +1246,7 @@ def build_parser() -> argparse.ArgumentParser:
     _request_parsers(sub)
     _rollout_parser(sub)
     add_app_parser(sub)
-    add_appset_parser(sub)
+    _appset_promote_parser(add_appset_parser(sub))
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument(
         "shell", choices=SHELLS, help='bash or zsh: eval "$(gitsync completion bash)"'

@@ -54,6 +54,29 @@ def parse_promotion(value: str | None) -> tuple[int, str] | None:
     return int(step), sha
 
 
+def promotion_for(rolling_status: object, step: int | None = None) -> str:
+    """The ``PROMOTE_ANNOTATION`` value approving a paused step of the rollout a set's
+    ``status.rollingSync`` shows, for the revision it is rolling out: ``step`` when given (it
+    must be a step of the rollout), else the one step that is Paused. Raises ``ValueError``
+    saying why nothing can be approved (no rollout, no paused step, an unknown step)."""
+    body = rolling_status if isinstance(rolling_status, dict) else {}
+    revision = body.get("revision")
+    steps = [s for s in body.get("steps") or [] if isinstance(s, dict)]
+    if not isinstance(revision, str) or not revision or not steps:
+        raise ValueError("the set shows no rolling sync in progress (status.rollingSync)")
+    numbers = [s.get("step") for s in steps]
+    if step is None:
+        paused = [s.get("step") for s in steps if s.get("phase") == StepPhase.PAUSED.value]
+        if not paused:
+            raise ValueError(f"no step is paused at {revision[:12]}; name one with --step")
+        chosen = paused[0]
+    else:
+        if step not in numbers:
+            raise ValueError(f"the rollout has no step {step} (steps: {numbers})")
+        chosen = step
+    return f"{chosen}@{revision}"
+
+
 # -- deciding --------------------------------------------------------------------------------
 
 

@@ -20,6 +20,8 @@ from gitsync import kinds
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitRepo, GitServer
 from tests.support.apps import github_webhook
+from tests.support.cli import run_gitsync
+from tests.support.cluster import TestCluster
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("simulator")]
@@ -179,7 +181,7 @@ def test_a_push_reaches_prod_only_after_staging_is_healthy_and_a_degraded_stagin
 
 
 def test_a_paused_step_waits_for_the_promote_annotation_of_that_commit(
-    serve: Any, kube: KubeClient, namespace: str, git_server: GitServer
+    serve: Any, kube: KubeClient, namespace: str, git_server: GitServer, cluster: TestCluster
 ) -> None:
     repo = web_repo(git_server)
     head = repo.head()
@@ -202,7 +204,12 @@ def test_a_paused_step_waits_for_the_promote_annotation_of_that_commit(
     promote(f"2@{'0' * 40}")  # an approval of another commit approves nothing
     time.sleep(3)
     assert not app(kube, namespace, "web-prod")
-    promote(f"2@{head}")
+    # gitsync appset promote approves the paused step for the revision the status shows
+    where = ("--kubeconfig", str(cluster.kubeconfig_path))
+    wrong = run_gitsync("appset", "promote", f"{namespace}/{SET}", "--step", "7", *where)
+    assert wrong.code != 0 and "no step 7" in wrong.stderr, wrong
+    done = run_gitsync("appset", "promote", f"{namespace}/{SET}", *where)
+    assert done.code == 0 and f"2@{head}" in done.stdout, done
     wait_for(lambda: healthy_at(kube, namespace, "web-prod", head), timeout=120, what="prod")
     wait_for(
         lambda: rolling_condition(kube, namespace).get("reason") == "RollingSyncComplete",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gitsync.application import SpecError
-from gitsync.appset.rolling import AppState, StepPhase, decide, parse_promotion
+from gitsync.appset.rolling import AppState, StepPhase, decide, parse_promotion, promotion_for
 from gitsync.appset.spec import RollingSync, parse_application_set, parse_strategy
 
 OLD = "a" * 40
@@ -237,3 +237,41 @@ def test_the_set_takes_a_rolling_sync_but_not_with_a_policy_that_does_not_update
         with pytest.raises(SpecError) as caught:
             parse_application_set(_set(strategy=rolling, syncPolicy={"applicationsSync": policy}))
         assert caught.value.field == "spec.strategy" and policy in caught.value.problem
+
+
+# -- gitsync appset promote --------------------------------------------------------------------
+
+
+ROLLING_STATUS = {
+    "revision": "a" * 40,
+    "steps": [
+        {"step": 1, "phase": "Done", "applications": ["web-staging"]},
+        {"step": 2, "phase": "Paused", "applications": ["web-prod"]},
+    ],
+}
+
+
+def test_promote_approves_the_paused_step_for_the_revision_being_rolled_out() -> None:
+    assert promotion_for(ROLLING_STATUS) == f"2@{'a' * 40}"
+    assert promotion_for(ROLLING_STATUS, 1) == f"1@{'a' * 40}"
+    assert parse_promotion(promotion_for(ROLLING_STATUS)) == (2, "a" * 40)
+
+
+@pytest.mark.parametrize(
+    ("status", "step", "error"),
+    [
+        (None, None, "no rolling sync in progress"),
+        ({"revision": "a" * 40, "steps": []}, None, "no rolling sync in progress"),
+        (
+            {**ROLLING_STATUS, "steps": [{"step": 1, "phase": "Progressing"}]},
+            None,
+            "no step is paused",
+        ),
+        (ROLLING_STATUS, 3, "no step 3"),
+    ],
+)
+def test_promote_says_why_nothing_can_be_approved(
+    status: Any, step: int | None, error: str
+) -> None:
+    with pytest.raises(ValueError, match=error):
+        promotion_for(status, step)
