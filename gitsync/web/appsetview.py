@@ -10,8 +10,7 @@ from its ``status.resources``, with sync and health read from the Applications t
 the controller has them (fresher than the set's status, which follows them a pass later).
 
 The status keeps no generated parameters (Argo CD's does not either), so a set's document has
-none; ``rollingSync`` is the place for the progressive-sync step (``null`` until the set has a
-``strategy.rollingSync``).
+none; ``rollingSync`` is the progressive sync's state (``null`` for a set without one).
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ MAX_GENERATORS = 16  # described per set (the spec allows 16)
 MAX_DEPTH = 3  # matrix/merge nesting described (the spec allows 3)
 MAX_APPS = 1000  # generated apps listed on one set's page
 MAX_PATHS = 8  # git directories/files named per generator
+MAX_STEPS = 16  # rolling-sync steps shown (the spec allows 16)
 GENERATOR_KINDS = ("list", "git", "clusters", "matrix", "merge")
 
 
@@ -205,10 +205,43 @@ def set_detail(obj: Mapping[str, Any], applications: Iterable[Mapping[str, Any]]
             "targetRevision": _text(source.get("targetRevision"), 256),
         },
         applications=_generated(_map(obj.get("status")), out["namespace"], apps),
-        # the progressive-sync step of strategy.rollingSync goes here (another part of issue 18)
-        rollingSync=None,
+        rollingSync=_rolling_sync(_map(obj.get("status")).get("rollingSync")),
     )
     return out
+
+
+def _rolling_sync(value: object) -> dict[str, Any] | None:
+    """``status.rollingSync`` as the page shows it: the revision being rolled out, the last one
+    every app was proven at, each step's phase and apps, and what stopped it; None without a
+    rolling sync. Bounded and never raising, like the rest of the document."""
+    body = _map(value)
+    if not body:
+        return None
+    steps = []
+    for step in _list(body.get("steps"))[:MAX_STEPS]:
+        entry = _map(step)
+        number = entry.get("step")
+        steps.append(
+            {
+                "step": number if isinstance(number, int) and not isinstance(number, bool) else 0,
+                "phase": _text(entry.get("phase"), 32),
+                "applications": [
+                    _text(a, 253) for a in _list(entry.get("applications"))[:MAX_APPS]
+                ],
+                "message": _message(entry.get("message")),
+            }
+        )
+    revision = _text(body.get("revision"), 64)
+    proven = _text(body.get("provenRevision"), 64)
+    return {
+        "revision": revision,
+        "short": short_revision(revision),
+        "provenRevision": proven,
+        "provenShort": short_revision(proven),
+        "steps": steps,
+        "stoppedBy": [_text(a, 253) for a in _list(body.get("stoppedBy"))[:MAX_APPS]],
+        "unmatched": [_text(a, 253) for a in _list(body.get("unmatched"))[:MAX_APPS]],
+    }
 
 
 # -- listing -----------------------------------------------------------------------------------

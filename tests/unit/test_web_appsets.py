@@ -190,7 +190,7 @@ def test_detail_lists_generated_apps_with_the_applications_own_status() -> None:
         "preserveResourcesOnDeletion": False,
     }
     assert doc["template"]["repoURL"] == "https://***@git.example.com/org/deploy.git"
-    assert doc["rollingSync"] is None
+    assert doc["rollingSync"] is None  # no strategy
     assert "s3cret" not in str(doc)
 
 
@@ -316,3 +316,47 @@ def test_a_huge_status_is_cut_to_the_bounds() -> None:
     doc = set_detail(obj, [])
     assert len(doc["applications"]) == 1000
     assert max(len(a["message"]) for a in doc["applications"]) <= 512
+
+
+# -- the rolling-sync step -----------------------------------------------------------------------
+
+
+ROLLING = {
+    "revision": "b" * 40,
+    "provenRevision": "a" * 40,
+    "steps": [
+        {"step": 1, "phase": "Stopped", "applications": ["web-staging"], "message": EVIL},
+        {"step": 2, "phase": "Waiting", "applications": ["web-prod"]},
+    ],
+    "stoppedBy": ["web-staging"],
+    "unmatched": ["web-dev"],
+}
+
+
+def test_detail_shows_the_rolling_sync_steps_and_what_stopped_them() -> None:
+    obj = appset("fleet")
+    obj["status"]["rollingSync"] = ROLLING
+    rolling = set_detail(obj, [])["rollingSync"]
+    assert (rolling["short"], rolling["provenShort"]) == ("b" * 7, "a" * 7)
+    assert [(s["step"], s["phase"], s["applications"]) for s in rolling["steps"]] == [
+        (1, "Stopped", ["web-staging"]),
+        (2, "Waiting", ["web-prod"]),
+    ]
+    assert rolling["stoppedBy"] == ["web-staging"] and rolling["unmatched"] == ["web-dev"]
+    odd = appset("odd")
+    odd["status"]["rollingSync"] = {"steps": [None, {"step": True, "applications": "x"}]}
+    assert [s["step"] for s in set_detail(odd, [])["rollingSync"]["steps"]] == [0, 0]
+
+
+def test_the_page_shows_the_rolling_sync_escaped() -> None:
+    obj = fleet()
+    obj["status"]["rollingSync"] = ROLLING
+    page = (
+        make_app(FakeController([], sets=[obj]))
+        .test_client()
+        .get("/appsets/team-a/fleet", headers=READ)
+    )
+    html = page.get_data(as_text=True)
+    assert 'id="rolling-sync"' in html and "Stopped by web-staging" in html
+    assert '<tr data-step="2"><td>2</td><td>Waiting</td><td>web-prod</td>' in html
+    assert EVIL not in html
