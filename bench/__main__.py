@@ -2,7 +2,7 @@
 
     python -m bench [--scale default|small] [--runs 5] [--kubeconfig PATH] [--json out.json]
                     [--only cold,render,chart,diff,diff-view,push,ui,refresh,drift,push-many,
-                            growth,shards] [--profile report.txt]
+                            growth,shards,appset] [--profile report.txt]
 
 Without ``--kubeconfig`` the test control plane (``gitsync.localenv.controlplane``, no simulated
 nodes) is started in a temporary directory and stopped at the end, also on Ctrl-C or SIGTERM;
@@ -16,8 +16,9 @@ Kustomize, Helm, cache hit), a chart from a Helm repository rendered warm (``cha
 controller (``bench.scale``): a no-change refresh of 1,000 apps (``refresh``), drift among them
 (``drift``), push-to-live for one of them (``push-many``), the same refresh at 100, 1,000 and
 3,000 apps (``growth``) - one run that adds apps stage by stage - and the refresh by 1 and 2
-shard processes (``shards``, ``bench.shard_worker``). ``--profile`` adds a pyinstrument profile
-of a serial refresh at the largest stage.
+shard processes (``shards``, ``bench.shard_worker``); then one ApplicationSet generating 1,000
+apps on a controller of its own (``appset``, ``bench.appset``). ``--profile`` adds a
+pyinstrument profile of a serial refresh at the largest stage.
 
 Each figure is the median of ``--runs`` runs, gitsync and reference alternating in the same run.
 ``ratio`` is gitsync / reference: below 1 is faster for times, above 1 is better for objects/s.
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from bench import push_to_live, scale, ui_list
+from bench.appset import appset_rows
 from bench.chart_render import chart_render_rows
 from bench.diff_view import diff_view_rows
 from bench.scenarios import (
@@ -72,6 +74,7 @@ SCENARIOS = (
     "push-many",
     "growth",
     "shards",
+    "appset",
 )
 MANY_APPS = {"refresh", "drift", "push-many", "growth", "shards"}
 
@@ -93,6 +96,8 @@ class Scale:
     diff_view_objects: int  # scenario 6, second half
     many_pushes: tuple[int, int]  # scenario 4 among refresh_apps apps: (shared, own repo)
     shard_at: dict[int, tuple[int, ...]]  # scenario 9: stage -> shard process counts to run
+    appset_apps: int  # issue 18: apps one ApplicationSet generates
+    appset_steady_seconds: float  # the window its steady-state CPU and writes are read over
 
 
 SCALES = {
@@ -110,8 +115,10 @@ SCALES = {
         500,
         (5, 20),  # a push to the shared repo refreshes all 1,000 apps: ~15 s each here
         {1000: (1,), 3000: (1, 2)},
+        1000,
+        60.0,
     ),
-    "small": Scale((12,), {}, 30, 200, 2, 20, 2, 4, (2, 4), 2, 6, (2, 2), {4: (1, 2)}),
+    "small": Scale((12,), {}, 30, 200, 2, 20, 2, 4, (2, 4), 2, 6, (2, 2), {4: (1, 2)}, 20, 5.0),
 }
 
 
@@ -283,7 +290,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gitsync-bench-")))
-        needs_cluster = bool(only & ({"cold", "push", "diff-view"} | MANY_APPS))
+        needs_cluster = bool(only & ({"cold", "push", "diff-view", "appset"} | MANY_APPS))
         kubeconfig, which = (
             stack.enter_context(cluster(args.kubeconfig, workdir))
             if needs_cluster
@@ -316,6 +323,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             show(ui_rows(scale.ui_apps, scale.ui_requests))
         if only & MANY_APPS:
             show(many_app_rows(kubeconfig, scale, only, args.runs, workdir, profile=args.profile))
+        if "appset" in only:
+            print(f"one ApplicationSet generating {scale.appset_apps} apps ...", flush=True)
+            show(
+                appset_rows(
+                    kubeconfig, scale.appset_apps, workdir / "appset", scale.appset_steady_seconds
+                )
+            )
     return {
         "benchmark": "suite",
         "scale": args.scale,

@@ -247,6 +247,9 @@ class MemoryApplications:
                 out.append(obj)
         return out
 
+    def application_set_objects(self) -> list[dict[str, Any]]:
+        return []  # the list page's figures are about Applications: no sets here
+
     def refresh(self, key: tuple[str, str], reason: str = "manual") -> None:
         pass
 

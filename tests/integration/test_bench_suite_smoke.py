@@ -61,6 +61,15 @@ EXPECTED = {
         for what in (", no change", ": CPU s per process", ": RSS per process", ": writes")
     ),
 }
+# one ApplicationSet generating many apps (issue 18, bench.appset): no reference to compare with
+APPSET = {
+    "appset: set created -> applicationCount N",
+    "appset: set created -> all apps Synced",
+    "appset: steady CPU s per minute (controller)",
+    "appset: Application writes by the set (steady)",
+    "appset: one no-change set pass",
+}
+EXPECTED |= APPSET
 WITH_REFERENCE = EXPECTED - {
     "no-change re-sync: real writes (steady)",
     "no-change re-sync: dry-run PATCHes (steady)",
@@ -75,6 +84,7 @@ WITH_REFERENCE = EXPECTED - {
     "sharded refresh: CPU s per process, 2 processes",
     "sharded refresh: writes, 1 process",
     "sharded refresh: writes, 2 processes",
+    *APPSET,
 }
 
 
@@ -82,10 +92,11 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def test_bench_suite_reports_every_scenario(cluster: TestCluster, tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    profile = tmp_path / "profile.txt"
-    result = subprocess.run(
+def _small_bench(
+    cluster: TestCluster, out: Path, *extra: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``python -m bench`` at the small scale, one run, on the session's cluster."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -94,14 +105,20 @@ def test_bench_suite_reports_every_scenario(cluster: TestCluster, tmp_path: Path
             "--runs=1",
             f"--kubeconfig={cluster.kubeconfig_path}",
             f"--json={out}",
-            f"--profile={profile}",
+            *extra,
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
+
+
+def test_bench_suite_reports_every_scenario(cluster: TestCluster, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    profile = tmp_path / "profile.txt"
+    result = _small_bench(cluster, out, f"--profile={profile}", timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "scenario" in result.stdout and "ratio" in result.stdout, result.stdout
 
@@ -142,3 +159,28 @@ def test_bench_suite_reports_every_scenario(cluster: TestCluster, tmp_path: Path
     assert "refreshed 4 apps" in shared["note"] and "refreshed 1 apps" in own["note"], rows
     # --profile wrote pyinstrument's text report of the serial refresh
     assert "Recorded:" in profile.read_text(), profile.read_text()[:500]
+    _check_appset_rows(rows)
+
+
+def _check_appset_rows(rows: list[dict[str, object]]) -> None:
+    """The set's rows are there for the small scale's 20 apps, and in the steady window the
+    set wrote no Application (nothing changed, so nothing may be applied)."""
+    by_name = {r["scenario"]: r for r in rows if r["scenario"] in APPSET}
+    assert set(by_name) == APPSET, rows
+    assert {r["n"] for r in by_name.values()} == {20}, rows
+    for row in by_name.values():
+        assert _number(row["gitsync"]), row
+    assert by_name["appset: Application writes by the set (steady)"]["gitsync"] == 0, by_name
+    # a forced pass with nothing changed applies no Application either
+    assert "Application writes 0" in str(by_name["appset: one no-change set pass"]["note"])
+    created = by_name["appset: set created -> applicationCount N"]["gitsync"]
+    synced = by_name["appset: set created -> all apps Synced"]["gitsync"]
+    assert isinstance(created, float) and isinstance(synced, float)
+    assert 0 < created <= synced, by_name
+
+
+def test_bench_appset_scenario_alone(cluster: TestCluster, tmp_path: Path) -> None:
+    out = tmp_path / "appset.json"
+    result = _small_bench(cluster, out, "--only=appset", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    _check_appset_rows(json.loads(out.read_text())["rows"])
