@@ -173,6 +173,8 @@ class AppRuntime:
     pushed_at: float | None = None  # time.monotonic() when the latest push webhook arrived
     interval: float | None = None  # spec.interval in seconds, when the spec parsed
     not_before: float = 0.0  # self.clock() before which the API server asked us to stay away
+    waited_for: list[tuple[str, str]] | None = None
+    """The dependencies the last wait Event named (None: none recorded by this process yet)."""
     parsed: tuple[str, ApplicationStatus, Application] | None = None
     """The status and spec parsed from the Application at a resourceVersion: an unchanged
     object is not parsed again (both are immutable), which was a fifth of a no-change refresh."""
@@ -1159,8 +1161,14 @@ class Reconciler:
         """An Event when the app starts waiting for its dependencies, when which ones it waits
         for changes, and when the wait ends - not on every pass while it lasts, nor when only
         the reason moves on (status shows that)."""
-        before = [(w.namespace, w.name) for w in p.old.waiting_for or ()]
-        if before == [(w.namespace, w.name) for w in p.waiting]:
+        now = [(w.namespace, w.name) for w in p.waiting]
+        # what this process last recorded wins over the status read back: the watch cache may
+        # not show our own last status write yet, and reading it stale sent the Event twice
+        before = p.rt.waited_for
+        if before is None:
+            before = [(w.namespace, w.name) for w in p.old.waiting_for or ()]
+        p.rt.waited_for = now
+        if before == now:
             return
         if p.waiting:
             message = "automated sync " + "; ".join(map(str, p.waiting))
