@@ -39,15 +39,10 @@ def _decode(secret: dict[str, Any], key: str) -> str | None:
         return None
 
 
-def _server_of(text: str | None) -> str:
-    """The API server URL of a kubeconfig's current context (else its first cluster); "" when
-    it cannot be read. Only the URL: nothing else of the kubeconfig leaves this function."""
-    try:
-        doc = yaml.safe_load(text or "")
-    except yaml.YAMLError:
-        return ""
-    if not isinstance(doc, dict):
-        return ""
+def _servers_and_contexts(doc: dict[str, Any]) -> tuple[dict[Any, Any], dict[Any, Any]]:
+    """A kubeconfig's cluster name -> server URL and context name -> cluster name, read from
+    the document alone (never loaded with the Kubernetes client, which could run an exec
+    plugin); each caller picks the server by its own rule."""
     clusters = {
         c.get("name"): (c.get("cluster") or {}).get("server")
         for c in doc.get("clusters") or []
@@ -58,6 +53,19 @@ def _server_of(text: str | None) -> str:
         for c in doc.get("contexts") or []
         if isinstance(c, dict)
     }
+    return clusters, contexts
+
+
+def _server_of(text: str | None) -> str:
+    """The API server URL of a kubeconfig's current context (else its first cluster); "" when
+    it cannot be read. Only the URL: nothing else of the kubeconfig leaves this function."""
+    try:
+        doc = yaml.safe_load(text or "")
+    except yaml.YAMLError:
+        return ""
+    if not isinstance(doc, dict):
+        return ""
+    clusters, contexts = _servers_and_contexts(doc)
     server = clusters.get(contexts.get(doc.get("current-context")))
     if not isinstance(server, str):
         server = next((s for s in clusters.values() if isinstance(s, str)), "")
@@ -158,16 +166,7 @@ def kubeconfig_server(doc: Any) -> str | None:
     from the document alone: loading it with the Kubernetes client could run an exec plugin."""
     if not isinstance(doc, dict):
         return None
-    clusters = {
-        c.get("name"): (c.get("cluster") or {}).get("server")
-        for c in doc.get("clusters") or []
-        if isinstance(c, dict)
-    }
-    contexts = {
-        c.get("name"): (c.get("context") or {}).get("cluster")
-        for c in doc.get("contexts") or []
-        if isinstance(c, dict)
-    }
+    clusters, contexts = _servers_and_contexts(doc)
     current = doc.get("current-context")
     if current in contexts:
         server = clusters.get(contexts[current])
