@@ -107,9 +107,14 @@ def test_a_list_generated_set_in_the_api_the_cli_and_its_page(
             ("fleet", 2, "UpToDate")
         ]
 
-        got = appset_cli(ctl, "get", f"{namespace}/fleet", "-o", "json")
-        assert got.code == 0, got
-        assert json.loads(got.stdout) == api(ctl, f"/applicationsets/{namespace}/fleet")
+        def cli_equals_api() -> Any:
+            # the set's status may move between the two reads (an app's status write): the
+            # CLI's document equals the API's when both read the same state
+            run = appset_cli(ctl, "get", f"{namespace}/fleet", "-o", "json")
+            assert run.code == 0, run
+            return json.loads(run.stdout) == api(ctl, f"/applicationsets/{namespace}/fleet")
+
+        wait_for(cli_equals_api, timeout=30, what="appset get -o json equal to the API document")
 
         table = appset_cli(ctl, "list", "-n", namespace)
         assert table.code == 0, table
