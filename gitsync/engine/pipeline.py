@@ -34,8 +34,9 @@ from gitsync.application import Application, HelmSource, JsonnetVariable, SpecEr
 from gitsync.engine.argo_children import as_gitsync_applications
 from gitsync.engine.chart_dependencies import fetch_dependencies
 from gitsync.engine.chart_sources import ChartStore
+from gitsync.engine.healthmemo import HealthMemo
 from gitsync.errors import GitsyncError, TerminalError, TransientError
-from gitsync.health import Health, aggregate, assess
+from gitsync.health import Health, aggregate
 from gitsync.kube import ServerCapabilities
 from gitsync.model import REVISION_SEPARATOR, ResourceKey, SyncStatus
 from gitsync.render import (
@@ -99,6 +100,10 @@ class FetchError(StageError):
         super().__init__("fetch", cause)
 
 
+# every live object's health by resourceVersion, shared by all compares of this process
+HEALTHS = HealthMemo()
+
+
 @dataclass(frozen=True)
 class AppState:
     """What one compare found: the revision, the rendered objects and how the cluster differs."""
@@ -126,8 +131,9 @@ class AppState:
 
     @functools.cached_property
     def _healths(self) -> tuple[tuple[ResourceKey, Health], ...]:
-        # assessed once per compare: a reconcile asks for the app's health and each object's
-        return tuple((item.key, assess(item.live)) for item in self.comparison.items)
+        # assessed once per compare: a reconcile asks for the app's health and each object's;
+        # an object unchanged since the last compare keeps its answer (``HEALTHS``)
+        return tuple((item.key, HEALTHS.assess(item.live)) for item in self.comparison.items)
 
 
 class Engine:

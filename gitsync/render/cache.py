@@ -107,8 +107,13 @@ def parameters_hash(req: RenderRequest) -> str:
         for f in dataclasses.fields(req)
         if f.name not in ("repo_root", "path")
     }
-    text = json.dumps(params, sort_keys=True, default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()
+    try:  # orjson: every refresh of every app computes this key
+        text = orjson.dumps(
+            params, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=repr
+        )
+    except TypeError:  # orjson.JSONEncodeError: e.g. an int too big for 64 bits
+        text = json.dumps(params, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(text).hexdigest()
 
 
 class RenderCache:
