@@ -547,12 +547,45 @@ def _string_map(value: object, where: str) -> dict[str, str]:
     return {str(k): v for k, v in value.items()}
 
 
+MAX_SHOWN_PARAMETERS = 32  # parameters shown per generated app (status, page, CLI)
+MAX_SHOWN_VALUE = 256  # characters of one shown parameter value
+CUT = "…"
+MORE_KEY = "…"  # the shown parameters' last key when some were left out: "<n> more"
+
+
+def _shown_value(value: object) -> str:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool) or value is None:
+        text = json.dumps(value)
+    elif isinstance(value, int | float):
+        text = str(value)
+    else:  # a list or object fasttemplate's flat keys left whole: its compact JSON
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return text if len(text) <= MAX_SHOWN_VALUE else text[: MAX_SHOWN_VALUE - 1] + CUT
+
+
+def shown_parameters(params: Mapping[str, Any]) -> dict[str, str]:
+    """A parameter set as the status shows it: flat keys (fasttemplate's), values as text,
+    at most ``MAX_SHOWN_PARAMETERS`` keys (sorted; the rest counted under ``MORE_KEY``) and
+    ``MAX_SHOWN_VALUE`` characters a value, so a set of huge parameters cannot swell the
+    status object past what etcd takes."""
+    flat = flatten(params)
+    keys = sorted(flat)
+    out = {key[:MAX_SHOWN_VALUE]: _shown_value(flat[key]) for key in keys[:MAX_SHOWN_PARAMETERS]}
+    if len(keys) > MAX_SHOWN_PARAMETERS:
+        out[MORE_KEY] = f"{len(keys) - MAX_SHOWN_PARAMETERS} more"
+    return out
+
+
 @dataclass(frozen=True)
 class Generation:
-    """What one generation produced: the Applications by name, and the parameter sets."""
+    """What one generation produced: the Applications by name, the parameter sets, and the
+    parameters each Application was rendered from (``shown_parameters``)."""
 
     applications: dict[str, dict[str, Any]]
     parameter_sets: int
+    parameters: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def generate_applications(
@@ -577,6 +610,7 @@ def generate_applications(
         sets.extend(generate(generator, inputs, options, limits, f"spec.generators[{i}]"))
         _check_count(len(sets), "the generators together", limits)
     apps: dict[str, dict[str, Any]] = {}
+    shown: dict[str, dict[str, str]] = {}
     size = 0
     for params in sets:
         doc = application_of(
@@ -599,4 +633,5 @@ def generate_applications(
                 f"the generated applications exceed {limits.max_total_bytes} bytes"
             )
         apps[name] = doc
-    return Generation(apps, len(sets))
+        shown[name] = shown_parameters(params)
+    return Generation(apps, len(sets), shown)

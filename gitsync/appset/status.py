@@ -2,17 +2,17 @@
 
 Conditions ``ErrorOccurred``, ``ParametersGenerated`` and ``ResourcesUpToDate`` (Argo CD's types
 and reasons), ``resources[]`` - one entry per generated Application with its sync and health
-status, plus a ``message`` when gitsync left it alone (a policy, a conflict, an empty
-generation) - and ``applicationCount`` for ``kubectl get applicationsets``. A condition keeps its
-``lastTransitionTime`` while its status does not change, so a pass that changed nothing produces
-the same status, and the controller writes none.
+status, the ``parameters`` it was rendered from, and a ``message`` when gitsync left it alone
+(a policy, a conflict, an empty generation) - and ``applicationCount`` for ``kubectl get
+applicationsets``. A condition keeps its ``lastTransitionTime`` while its status does not
+change, so a pass that changed nothing produces the same status, and the controller writes none.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gitsync import kinds
@@ -57,6 +57,7 @@ class Resource:
     sync: str = ""
     health: str = ""
     message: str = ""
+    parameters: Mapping[str, str] = field(default_factory=dict)  # shown_parameters
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -70,6 +71,8 @@ class Resource:
         }
         if self.message:
             out["message"] = self.message
+        if self.parameters:
+            out["parameters"] = dict(self.parameters)
         return out
 
 

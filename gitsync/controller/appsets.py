@@ -96,6 +96,7 @@ class _Remembered:
     error: str
     failures: int = 0
     rolling: RollingReport | None = None  # a set with a RollingSync strategy: its last decision
+    parameters: dict[str, dict[str, str]] = field(default_factory=dict)  # per app, last known
 
 
 @dataclass
@@ -369,6 +370,7 @@ class ApplicationSets:
             Stage.DONE,
             "; ".join(errors.values())[:2048],
             rolling=rolling[1] if rolling else None,
+            parameters=generated.parameters,
         )
         if errors:
             remembered.failures = (last.failures if last else 0) + 1
@@ -456,7 +458,15 @@ class ApplicationSets:
         uid = str(obj["metadata"].get("uid") or "")
         owned = self._owned(key, uid)
         failures = (last.failures if last else 0) + 1
-        remembered = _Remembered(generation, sorted(owned), {}, stage, error, failures)
+        remembered = _Remembered(
+            generation,
+            sorted(owned),
+            {},
+            stage,
+            error,
+            failures,
+            parameters=last.parameters if last else {},  # a failed pass keeps what was known
+        )
         with self._lock:
             self._remembered[key] = remembered
         log.warning(
@@ -494,6 +504,7 @@ class ApplicationSets:
                     sync=str((status.get("sync") or {}).get("status") or ""),
                     health=str((status.get("health") or {}).get("status") or ""),
                     message=remembered.messages.get(name, ""),
+                    parameters=remembered.parameters.get(name, {}),
                 )
             )
         previous = obj.get("status") or {}

@@ -15,6 +15,9 @@ import pytest
 
 from gitsync.application import SpecError
 from gitsync.appset.generate import (
+    MAX_SHOWN_PARAMETERS,
+    MAX_SHOWN_VALUE,
+    MORE_KEY,
     SET_LABEL,
     ClusterInfo,
     GenerationError,
@@ -22,6 +25,7 @@ from gitsync.appset.generate import (
     Glob,
     SetIdentity,
     generate_applications,
+    shown_parameters,
 )
 from gitsync.appset.spec import ApplicationsSync, parse_application_set
 from gitsync.appset.template import TemplateError
@@ -148,6 +152,64 @@ def test_fasttemplate_list_elements_are_flattened() -> None:
     )
     app = run(doc)["web-prod"]
     assert app["spec"]["source"]["path"] == "prod"
+
+
+# -- the parameters each app was rendered from ---------------------------------------------------
+
+
+def test_each_app_records_its_parameters_flat_and_as_text() -> None:
+    elements = [
+        {"name": "web", "values": {"env": "prod", "replicas": 3, "canary": True}, "zones": ["a"]},
+        {"name": "api", "values": {"env": "dev", "ratio": 0.5, "owner": None}},
+    ]
+    for go_template in (True, False):
+        name = "{{ .name }}" if go_template else "{{name}}"
+        template = {
+            "metadata": {"name": name},
+            "spec": {"source": {"repoURL": "https://g/r.git", "path": "apps"}},
+        }
+        generated = generate_applications(
+            parse_application_set(
+                appset([{"list": {"elements": elements}}], template, goTemplate=go_template)
+            ),
+            OWNER,
+            Inputs(),
+            GenerationLimits(),
+            resources_finalizers=frozenset(RESOURCES_FINALIZERS),
+            default_finalizer=RESOURCES_FINALIZER,
+        )
+        assert generated.parameters == {
+            "web": {
+                "name": "web",
+                "values.canary": "true",
+                "values.env": "prod",
+                "values.replicas": "3",
+                "zones[0]": "a",
+            },
+            "api": {
+                "name": "api",
+                "values.env": "dev",
+                "values.owner": "null",
+                "values.ratio": "0.5",
+            },
+        }
+
+
+def test_shown_parameters_are_bounded_in_keys_and_value_length() -> None:
+    params = {f"k{i:03}": str(i) for i in range(100)}
+    params["k000"] = "x" * 10_000
+    params["k001"] = [[{"deep": "y" * 1000}]]  # a list flatten leaves whole: compact JSON
+    shown = shown_parameters(params)
+    keys = [f"k{i:03}" for i in range(MAX_SHOWN_PARAMETERS)]
+    keys[1] = "k001[0]"
+    assert list(shown) == [*keys, MORE_KEY]
+    assert shown[MORE_KEY] == "68 more"
+    assert shown["k000"] == "x" * (MAX_SHOWN_VALUE - 1) + "…"
+    nested = shown["k001[0]"]
+    assert nested.startswith('[{"deep":"yyy') and len(nested) == MAX_SHOWN_VALUE
+    assert shown["k031"] == "31"
+    assert max(len(v) for v in shown.values()) <= MAX_SHOWN_VALUE
+    assert shown_parameters({"a": {"b": "c"}}) == {"a.b": "c"}
 
 
 # -- git -------------------------------------------------------------------------------------
