@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from gitsync.appset import spec as appset_spec
-from gitsync.appset.generate import shown_parameters
+from gitsync.appset.generate import MAX_SHOWN_PARAMETERS, MAX_SHOWN_VALUE, shown_parameters
 from gitsync.appset.rolling import AppState, decide, report
 from gitsync.appset.spec import parse_strategy
 from gitsync.appset.status import Resource, Stage, set_status
@@ -89,6 +89,12 @@ def test_the_status_the_controller_writes_is_declared() -> None:
         application_count=1,
     )
     assert len(status["resources"][0]["parameters"]) == 33
+    resource = SCHEMA["properties"]["status"]["properties"]["resources"]["items"]
+    assert resource["properties"]["parameters"] == {  # what shown_parameters keeps to
+        "type": "object",
+        "maxProperties": MAX_SHOWN_PARAMETERS + 1,
+        "additionalProperties": {"type": "string", "maxLength": MAX_SHOWN_VALUE},
+    }
     _covered(status, SCHEMA["properties"]["status"], "status")
 
 
