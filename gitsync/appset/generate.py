@@ -551,6 +551,7 @@ MAX_SHOWN_PARAMETERS = 32  # parameters shown per generated app (status, page, C
 MAX_SHOWN_VALUE = 256  # characters of one shown parameter value
 CUT = "…"
 MORE_KEY = "…"  # the shown parameters' last key when some were left out: "<n> more"
+MAX_SHOWN_TOTAL = 256 * 1024  # bytes of shown parameters in one set's status (etcd takes 1.5 MiB)
 
 
 def _shown_value(value: object) -> str:
@@ -611,7 +612,7 @@ def generate_applications(
         _check_count(len(sets), "the generators together", limits)
     apps: dict[str, dict[str, Any]] = {}
     shown: dict[str, dict[str, str]] = {}
-    size = 0
+    size = shown_size = 0
     for params in sets:
         doc = application_of(
             spec,
@@ -634,4 +635,8 @@ def generate_applications(
             )
         apps[name] = doc
         shown[name] = shown_parameters(params)
+        shown_size += len(json.dumps(shown[name]))
+        if shown_size > MAX_SHOWN_TOTAL:  # the status must stay writable however many apps
+            left_out = f"{len(flatten(params))} left out: over {MAX_SHOWN_TOTAL} bytes for the set"
+            shown[name] = {MORE_KEY: left_out}
     return Generation(apps, len(sets), shown)

@@ -16,10 +16,12 @@ import pytest
 from gitsync.application import SpecError
 from gitsync.appset.generate import (
     MAX_SHOWN_PARAMETERS,
+    MAX_SHOWN_TOTAL,
     MAX_SHOWN_VALUE,
     MORE_KEY,
     SET_LABEL,
     ClusterInfo,
+    Generation,
     GenerationError,
     GenerationLimits,
     Glob,
@@ -81,6 +83,12 @@ def appset(
 def run(
     doc: dict[str, Any], inputs: Inputs | None = None, limits: GenerationLimits | None = None
 ) -> dict[str, dict[str, Any]]:
+    return run_generation(doc, inputs, limits).applications
+
+
+def run_generation(
+    doc: dict[str, Any], inputs: Inputs | None = None, limits: GenerationLimits | None = None
+) -> Generation:
     return generate_applications(
         parse_application_set(doc),
         OWNER,
@@ -88,7 +96,7 @@ def run(
         limits or GenerationLimits(),
         resources_finalizers=frozenset(RESOURCES_FINALIZERS),
         default_finalizer=RESOURCES_FINALIZER,
-    ).applications
+    )
 
 
 def tree(root: Path, files: dict[str, str]) -> Path:
@@ -210,6 +218,18 @@ def test_shown_parameters_are_bounded_in_keys_and_value_length() -> None:
     assert shown["k031"] == "31"
     assert max(len(v) for v in shown.values()) <= MAX_SHOWN_VALUE
     assert shown_parameters({"a": {"b": "c"}}) == {"a.b": "c"}
+
+
+def test_the_shown_parameters_of_all_apps_together_are_bounded() -> None:
+    blobs = {f"k{k:02}": "b" * 1000 for k in range(20)}  # about 5.4 kB shown per app
+    elements = [{"name": f"app-{i:03}", **blobs} for i in range(80)]
+    generated = run_generation(appset([{"list": {"elements": elements}}]))
+    assert len(generated.applications) == 80
+    total = len(json.dumps(generated.parameters))
+    assert MAX_SHOWN_TOTAL < total < MAX_SHOWN_TOTAL + 6000 + 80 * 100
+    assert generated.parameters["app-000"]["name"] == "app-000"
+    last = {MORE_KEY: "21 left out: over 262144 bytes for the set"}
+    assert generated.parameters["app-079"] == last
 
 
 # -- git -------------------------------------------------------------------------------------
