@@ -386,7 +386,12 @@ class ApplicationSets:
             held=len(decided.held),
             conflicts=len(decided.conflicts),
         )
-        self._write_status(key, obj, remembered, self._owned(key, uid))
+        # the watch cache may not show this pass's own creations yet: counted from the cache
+        # alone, the status said fewer apps than the set made until an Application event came
+        # to correct it (a deleted app counts until it is gone, as in every later pass)
+        owned = self._owned(key, uid)
+        owned.update({n: desired[n] for n in decided.create if n not in errors})
+        self._write_status(key, obj, remembered, owned)
         self.queue.add(key, "requeue", delay=self._delay(spec, remembered))
 
     def _roll(

@@ -9,8 +9,9 @@ not evaluated (a page load never fetches Git or lists clusters); the apps a set 
 from its ``status.resources``, with sync and health read from the Applications themselves when
 the controller has them (fresher than the set's status, which follows them a pass later).
 
-The status keeps no generated parameters (Argo CD's does not either), so a set's document has
-none; ``rollingSync`` is the progressive sync's state (``null`` for a set without one).
+Each generated app carries the ``parameters`` it was rendered from (the status's
+``resources[].parameters``, bounded again here); ``rollingSync`` is the progressive sync's state
+(``null`` for a set without one).
 """
 
 from __future__ import annotations
