@@ -580,13 +580,52 @@ def shown_parameters(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class GeneratorYield:
+    """How many parameter sets one entry of ``spec.generators`` gave: what an empty
+    generation's message names, generator by generator."""
+
+    where: str  # "spec.generators[0]"
+    generator: str  # described_generator's words
+    parameter_sets: int
+
+    def __str__(self) -> str:
+        sets = "parameter set" if self.parameter_sets == 1 else "parameter sets"
+        return f"{self.where} ({self.generator}) gave {self.parameter_sets} {sets}"
+
+
+MAX_DESCRIBED_PATHS = 4  # git paths named in one generator's description
+MAX_DESCRIBED_PATH = 128  # characters of one
+
+
+def described_generator(generator: Generator) -> str:
+    """A generator in a few words for a message: its kind, and the paths of a git one (never
+    its repoURL, which may carry credentials)."""
+    if isinstance(generator, ListGenerator):
+        return "list"
+    if isinstance(generator, GitGenerator):
+        paths = [("!" if d.exclude else "") + d.path for d in generator.directories]
+        kind = "git directories" if generator.directories else "git files"
+        paths = paths or list(generator.files)
+        shown = ", ".join(p[:MAX_DESCRIBED_PATH] for p in paths[:MAX_DESCRIBED_PATHS])
+        more = len(paths) - MAX_DESCRIBED_PATHS
+        return f"{kind} {shown}" + (f" and {more} more" if more > 0 else "")
+    if isinstance(generator, ClustersGenerator):
+        return "clusters"
+    joiner = " x " if isinstance(generator, MatrixGenerator) else " + "
+    kind = "matrix" if isinstance(generator, MatrixGenerator) else "merge"
+    return f"{kind} of " + joiner.join(described_generator(g) for g in generator.generators)
+
+
+@dataclass(frozen=True)
 class Generation:
-    """What one generation produced: the Applications by name, the parameter sets, and the
-    parameters each Application was rendered from (``shown_parameters``)."""
+    """What one generation produced: the Applications by name, the parameter sets, the
+    parameters each Application was rendered from (``shown_parameters``), and what each of
+    ``spec.generators`` gave."""
 
     applications: dict[str, dict[str, Any]]
     parameter_sets: int
     parameters: dict[str, dict[str, str]] = field(default_factory=dict)
+    yields: tuple[GeneratorYield, ...] = ()
 
 
 def generate_applications(
@@ -607,8 +646,12 @@ def generate_applications(
         max_string_bytes=limits.max_string_bytes,
     )
     sets: list[Params] = []
+    yields: list[GeneratorYield] = []
     for i, generator in enumerate(spec.generators):
-        sets.extend(generate(generator, inputs, options, limits, f"spec.generators[{i}]"))
+        where = f"spec.generators[{i}]"
+        made = generate(generator, inputs, options, limits, where)
+        yields.append(GeneratorYield(where, described_generator(generator), len(made)))
+        sets.extend(made)
         _check_count(len(sets), "the generators together", limits)
     apps: dict[str, dict[str, Any]] = {}
     shown: dict[str, dict[str, str]] = {}
@@ -639,4 +682,4 @@ def generate_applications(
         if shown_size > MAX_SHOWN_TOTAL:  # the status must stay writable however many apps
             left_out = f"{len(flatten(params))} left out: over {MAX_SHOWN_TOTAL} bytes for the set"
             shown[name] = {MORE_KEY: left_out}
-    return Generation(apps, len(sets), shown)
+    return Generation(apps, len(sets), shown, tuple(yields))
