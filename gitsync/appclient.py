@@ -453,4 +453,22 @@ def format_set_detail(doc: Mapping[str, Any]) -> str:
         ]
         for a in doc.get("applications") or ()
     ]
-    return out + "\n" + table(header, rows)
+    out += "\n" + table(header, rows)
+    lines = [_parameter_line(a) for a in doc.get("applications") or ()]
+    if any(lines):
+        out += "\nPARAMETERS\n" + "\n".join(line for line in lines if line) + "\n"
+    return out
+
+
+MAX_PARAMETER_LINE = 120  # characters of one app's ``k=v, ...`` line in ``appset get``
+
+
+def _parameter_line(app: Mapping[str, Any]) -> str:
+    """One generated app's parameters as ``name: k=v, ...`` on one line (values from Git cannot
+    start a new one), cut to ``MAX_PARAMETER_LINE``."""
+    params = app.get("parameters") or {}
+    if not isinstance(params, Mapping) or not params:
+        return ""
+    pairs = ", ".join(f"{_cell(k)}={_cell(v)}" for k, v in params.items())
+    text = f"{_cell(app.get('name'))}: {pairs}"
+    return text if len(text) <= MAX_PARAMETER_LINE else text[: MAX_PARAMETER_LINE - 1] + "…"

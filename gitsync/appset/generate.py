@@ -547,12 +547,85 @@ def _string_map(value: object, where: str) -> dict[str, str]:
     return {str(k): v for k, v in value.items()}
 
 
+MAX_SHOWN_PARAMETERS = 32  # parameters shown per generated app (status, page, CLI)
+MAX_SHOWN_VALUE = 256  # characters of one shown parameter value
+CUT = "…"
+MORE_KEY = "…"  # the shown parameters' last key when some were left out: "<n> more"
+MAX_SHOWN_TOTAL = 256 * 1024  # bytes of shown parameters in one set's status (etcd takes 1.5 MiB)
+
+
+def _shown_value(value: object) -> str:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool) or value is None:
+        text = json.dumps(value)
+    elif isinstance(value, int | float):
+        text = str(value)
+    else:  # a list or object fasttemplate's flat keys left whole: its compact JSON
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return text if len(text) <= MAX_SHOWN_VALUE else text[: MAX_SHOWN_VALUE - 1] + CUT
+
+
+def shown_parameters(params: Mapping[str, Any]) -> dict[str, str]:
+    """A parameter set as the status shows it: flat keys (fasttemplate's), values as text,
+    at most ``MAX_SHOWN_PARAMETERS`` keys (sorted; the rest counted under ``MORE_KEY``) and
+    ``MAX_SHOWN_VALUE`` characters a value, so a set of huge parameters cannot swell the
+    status object past what etcd takes."""
+    flat = flatten(params)
+    keys = sorted(flat)
+    out = {key[:MAX_SHOWN_VALUE]: _shown_value(flat[key]) for key in keys[:MAX_SHOWN_PARAMETERS]}
+    if len(keys) > MAX_SHOWN_PARAMETERS:
+        out[MORE_KEY] = f"{len(keys) - MAX_SHOWN_PARAMETERS} more"
+    return out
+
+
+@dataclass(frozen=True)
+class GeneratorYield:
+    """How many parameter sets one entry of ``spec.generators`` gave: what an empty
+    generation's message names, generator by generator."""
+
+    where: str  # "spec.generators[0]"
+    generator: str  # described_generator's words
+    parameter_sets: int
+
+    def __str__(self) -> str:
+        sets = "parameter set" if self.parameter_sets == 1 else "parameter sets"
+        return f"{self.where} ({self.generator}) gave {self.parameter_sets} {sets}"
+
+
+MAX_DESCRIBED_PATHS = 4  # git paths named in one generator's description
+MAX_DESCRIBED_PATH = 128  # characters of one
+
+
+def described_generator(generator: Generator) -> str:
+    """A generator in a few words for a message: its kind, and the paths of a git one (never
+    its repoURL, which may carry credentials)."""
+    if isinstance(generator, ListGenerator):
+        return "list"
+    if isinstance(generator, GitGenerator):
+        paths = [("!" if d.exclude else "") + d.path for d in generator.directories]
+        kind = "git directories" if generator.directories else "git files"
+        paths = paths or list(generator.files)
+        shown = ", ".join(p[:MAX_DESCRIBED_PATH] for p in paths[:MAX_DESCRIBED_PATHS])
+        more = len(paths) - MAX_DESCRIBED_PATHS
+        return f"{kind} {shown}" + (f" and {more} more" if more > 0 else "")
+    if isinstance(generator, ClustersGenerator):
+        return "clusters"
+    joiner = " x " if isinstance(generator, MatrixGenerator) else " + "
+    kind = "matrix" if isinstance(generator, MatrixGenerator) else "merge"
+    return f"{kind} of " + joiner.join(described_generator(g) for g in generator.generators)
+
+
 @dataclass(frozen=True)
 class Generation:
-    """What one generation produced: the Applications by name, and the parameter sets."""
+    """What one generation produced: the Applications by name, the parameter sets, the
+    parameters each Application was rendered from (``shown_parameters``), and what each of
+    ``spec.generators`` gave."""
 
     applications: dict[str, dict[str, Any]]
     parameter_sets: int
+    parameters: dict[str, dict[str, str]] = field(default_factory=dict)
+    yields: tuple[GeneratorYield, ...] = ()
 
 
 def generate_applications(
@@ -573,11 +646,16 @@ def generate_applications(
         max_string_bytes=limits.max_string_bytes,
     )
     sets: list[Params] = []
+    yields: list[GeneratorYield] = []
     for i, generator in enumerate(spec.generators):
-        sets.extend(generate(generator, inputs, options, limits, f"spec.generators[{i}]"))
+        where = f"spec.generators[{i}]"
+        made = generate(generator, inputs, options, limits, where)
+        yields.append(GeneratorYield(where, described_generator(generator), len(made)))
+        sets.extend(made)
         _check_count(len(sets), "the generators together", limits)
     apps: dict[str, dict[str, Any]] = {}
-    size = 0
+    shown: dict[str, dict[str, str]] = {}
+    size = shown_size = 0
     for params in sets:
         doc = application_of(
             spec,
@@ -599,4 +677,9 @@ def generate_applications(
                 f"the generated applications exceed {limits.max_total_bytes} bytes"
             )
         apps[name] = doc
-    return Generation(apps, len(sets))
+        shown[name] = shown_parameters(params)
+        shown_size += len(json.dumps(shown[name]))
+        if shown_size > MAX_SHOWN_TOTAL:  # the status must stay writable however many apps
+            left_out = f"{len(flatten(params))} left out: over {MAX_SHOWN_TOTAL} bytes for the set"
+            shown[name] = {MORE_KEY: left_out}
+    return Generation(apps, len(sets), shown, tuple(yields))

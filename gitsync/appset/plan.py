@@ -12,6 +12,10 @@ The rules (issue 18), each a branch here and a test in ``tests/unit/test_appset_
 * an Application of the same name that the set does not own (its ``ownerReferences`` carry
   another UID, or none) is a conflict: left alone and reported, never adopted or overwritten.
 
+A generation that made no Application at all is judged first (``empty_generation``): an
+error on the set, unless the annotation allows it - so the empty-generation branch of ``plan``
+is a second line, reached only with the annotation.
+
 A failed generation never reaches this module: the caller stops at the error, so nothing is
 deleted because a generator "looked empty". "Owned" is decided by the owner reference's UID, not
 the label: a label anybody can write must not make an Application deletable by a set.
@@ -25,7 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from gitsync.appset.spec import ApplicationsSync
+from gitsync.appset.generate import Generation
+from gitsync.appset.spec import ALLOW_EMPTY_ANNOTATION, ApplicationsSync
 
 HASH_ANNOTATION: Final = "gitsync.dev/application-set-hash"
 """A digest of what the set last wrote to an Application: a template change that only removes a
@@ -129,3 +134,31 @@ def plan(
     else:
         result.delete.extend(stale)
     return result
+
+
+@dataclass(frozen=True)
+class EmptyGeneration:
+    """A generation that made no Application: ``allowed`` by the set's annotation, or an error
+    on the set. ``message`` names every generator and how many parameter sets it gave."""
+
+    message: str
+    allowed: bool
+
+
+def empty_generation(generated: Generation, *, allow_empty: bool) -> EmptyGeneration | None:
+    """``None`` when the generation made Applications; else what the set's status says of it.
+    No empty result is a success by default: a repository emptied by mistake or a list edited
+    down to nothing looks the same as "no apps wanted" - only the annotation says the latter."""
+    if generated.applications:
+        return None
+    gave = "; ".join(str(y) for y in generated.yields) or "no generators ran"
+    if allow_empty:
+        return EmptyGeneration(
+            f'0 applications, allowed by the annotation {ALLOW_EMPTY_ANNOTATION}: "true" ({gave})',
+            allowed=True,
+        )
+    return EmptyGeneration(
+        f"the generators yield no applications: {gave}; if no application is intended, "
+        f'annotate the set {ALLOW_EMPTY_ANNOTATION}: "true"',
+        allowed=False,
+    )

@@ -2,17 +2,19 @@
 
 Conditions ``ErrorOccurred``, ``ParametersGenerated`` and ``ResourcesUpToDate`` (Argo CD's types
 and reasons), ``resources[]`` - one entry per generated Application with its sync and health
-status, plus a ``message`` when gitsync left it alone (a policy, a conflict, an empty
-generation) - and ``applicationCount`` for ``kubectl get applicationsets``. A condition keeps its
-``lastTransitionTime`` while its status does not change, so a pass that changed nothing produces
-the same status, and the controller writes none.
+status, the ``parameters`` it was rendered from, and a ``message`` when gitsync left it alone
+(a policy, a conflict, an empty generation) - and ``applicationCount`` for ``kubectl get
+applicationsets``. A generation that made no Application is an error (``ErrorOccurred``
+True, reason ``EmptyGeneration``) unless the set allows it - "no empty result is a success".
+A condition keeps its ``lastTransitionTime`` while its status does not
+change, so a pass that changed nothing produces the same status, and the controller writes none.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gitsync import kinds
@@ -37,6 +39,7 @@ class Reason(enum.StrEnum):
     ROLLING_PROGRESSING = "RollingSyncProgressing"
     ROLLING_PAUSED = "RollingSyncPaused"
     ROLLING_STOPPED = "RollingSyncStopped"
+    EMPTY_GENERATION = "EmptyGeneration"  # gitsync's: the generators gave no parameter set
 
 
 class Stage(enum.StrEnum):
@@ -45,6 +48,7 @@ class Stage(enum.StrEnum):
     SPEC = "spec"  # the set's spec is invalid
     PARAMETERS = "parameters"  # a generator failed (fetch, parse, limit)
     APPLICATIONS = "applications"  # the template failed for a parameter set
+    EMPTY = "empty"  # the generators gave nothing and the set does not allow an empty generation
     DONE = "done"
 
 
@@ -57,6 +61,7 @@ class Resource:
     sync: str = ""
     health: str = ""
     message: str = ""
+    parameters: Mapping[str, str] = field(default_factory=dict)  # shown_parameters
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -70,6 +75,8 @@ class Resource:
         }
         if self.message:
             out["message"] = self.message
+        if self.parameters:
+            out["parameters"] = dict(self.parameters)
         return out
 
 
@@ -109,6 +116,38 @@ def _condition(
     }
 
 
+_FAILED: dict[Stage, Reason] = {
+    Stage.SPEC: Reason.INVALID_SPEC,
+    Stage.PARAMETERS: Reason.ERROR,
+    Stage.APPLICATIONS: Reason.GENERATION_ERROR,
+    Stage.EMPTY: Reason.EMPTY_GENERATION,
+}
+
+
+def _held(error: str) -> str:
+    """The conditions' message after a failed stage."""
+    return f"{error}; nothing was created, updated or deleted"[:2048]
+
+
+def reports_anew(
+    stage: Stage, error: str, *, last: tuple[Stage, str] | None, previous: Mapping[str, Any]
+) -> bool:
+    """Whether a failed pass is news worth an Event: not when this process's last pass of the
+    set failed the same way (``last``), nor when the set's status already says so (``previous``,
+    read back - after a restart, or when the last pass is not this process's) - so a set that
+    stays broken records its Event once, not once a pass."""
+    if last == (stage, error):
+        return False
+    shown: Mapping[str, Any] = next(
+        (c for c in previous.get("conditions") or [] if c.get("type") == "ErrorOccurred"), {}
+    )
+    return not (
+        shown.get("status") == "True"
+        and shown.get("reason") == _FAILED[stage].value
+        and shown.get("message") == _held(error)
+    )
+
+
 def set_status(
     *,
     stage: Stage,
@@ -119,9 +158,12 @@ def set_status(
     observed_generation: int,
     application_count: int,
     rolling: RollingReport | None = None,
+    allowed_empty: str = "",
 ) -> dict[str, Any]:
     """The whole status for one pass. ``error``: what went wrong ("" for nothing); after a
-    failed stage ``resources`` are the Applications the set owns, left as they were."""
+    failed stage ``resources`` are the Applications the set owns, left as they were.
+    ``allowed_empty``: a generation that made nothing, which the set's annotation allows - the
+    ``ResourcesUpToDate`` message says so instead of "all generated"."""
     problems = [r for r in resources if r.message]
     generated = "Successfully generated parameters for all Applications"
 
@@ -144,18 +186,14 @@ def set_status(
                 ConditionType.RESOURCES_UP_TO_DATE,
                 up_to_date,
                 Reason.UP_TO_DATE if up_to_date else Reason.NOT_UP_TO_DATE,
-                "All applications have been generated successfully"
+                (allowed_empty or "All applications have been generated successfully")
                 if up_to_date
                 else error or f"{len(problems)} application(s) left as they are (see resources)",
             ),
         ]
     else:
-        reason = {
-            Stage.SPEC: Reason.INVALID_SPEC,
-            Stage.PARAMETERS: Reason.ERROR,
-            Stage.APPLICATIONS: Reason.GENERATION_ERROR,
-        }[stage]
-        held = f"{error}; nothing was created, updated or deleted"
+        reason = _FAILED[stage]
+        held = _held(error)
         params_ok = stage is Stage.APPLICATIONS
         conditions = [
             condition(ConditionType.ERROR_OCCURRED, True, reason, held),

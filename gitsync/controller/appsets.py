@@ -7,6 +7,9 @@ template per parameter set (``gitsync.appset``), then compare with the namespace
 and create, update or delete per ``syncPolicy.applicationsSync`` (``gitsync.appset.plan``). A
 generator or template that fails stops the pass before anything is written: nothing is created,
 updated or - above all - deleted because a repository was unreachable or a file did not parse.
+A generation that made no Application stops there too (``EmptyGeneration``, with one Warning
+Event per change, not per pass) unless the set is annotated
+``gitsync.dev/allow-empty-generation: "true"``.
 
 Writes: server-side apply with the field manager ``gitsync-applicationset``, only for an
 Application that is missing or differs, and the status only when it changed - a pass where
@@ -39,7 +42,7 @@ from gitsync.appset.generate import (
     SetIdentity,
     generate_applications,
 )
-from gitsync.appset.plan import Plan, plan, with_hash
+from gitsync.appset.plan import Plan, empty_generation, plan, with_hash
 from gitsync.appset.rolling import (
     PROMOTE_ANNOTATION,
     AppState,
@@ -56,9 +59,16 @@ from gitsync.appset.spec import (
     RollingSync,
     parse_application_set,
 )
-from gitsync.appset.status import Reason, Resource, RollingReport, Stage, set_status
+from gitsync.appset.status import (
+    Reason,
+    Resource,
+    RollingReport,
+    Stage,
+    reports_anew,
+    set_status,
+)
 from gitsync.appset.template import TemplateError
-from gitsync.controller.apps import status_patch
+from gitsync.controller.apps import EventRecorder, status_patch
 from gitsync.controller.clusters import ClusterRegistry
 from gitsync.controller.queue import WorkQueue
 from gitsync.controller.repo_credentials import RepositoryCredentials
@@ -96,6 +106,8 @@ class _Remembered:
     error: str
     failures: int = 0
     rolling: RollingReport | None = None  # a set with a RollingSync strategy: its last decision
+    parameters: dict[str, dict[str, str]] = field(default_factory=dict)  # per app, last known
+    allowed_empty: str = ""  # an empty generation the annotation allows: what the status says
 
 
 @dataclass
@@ -155,6 +167,7 @@ class ApplicationSets:
         self.may_run = may_run
         self.workers = workers
         self.queue: WorkQueue[AppKey] = WorkQueue()
+        self.events = EventRecorder(kube)
         self.enabled = False
         self._lock = threading.Lock()
         self._seen: dict[AppKey, tuple[int, dict[str, str]]] = {}
@@ -322,6 +335,7 @@ class ApplicationSets:
             )
             return
         inputs = _Inputs(self, key[0])
+        annotations = meta.get("annotations") or {}
         rolling: tuple[dict[str, dict[str, Any]], RollingReport, dict[str, str]] | None = None
         try:
             generated = generate_applications(
@@ -333,6 +347,20 @@ class ApplicationSets:
                 default_finalizer=RESOURCES_FINALIZER,
             )
             docs = generated.applications
+            empty = empty_generation(
+                generated, allow_empty=annotations.get(ALLOW_EMPTY_ANNOTATION) == "true"
+            )
+            if empty is not None and not empty.allowed:
+                self._failed(
+                    key,
+                    obj,
+                    stage=Stage.EMPTY,
+                    error=empty.message,
+                    generation=generation,
+                    spec=spec,
+                    last=last,
+                )
+                return
             if spec.strategy is not None and docs:
                 rolling = self._roll(key, obj, spec.strategy, docs, inputs)
                 docs = rolling[0]
@@ -350,7 +378,6 @@ class ApplicationSets:
             if a["metadata"]["name"] in desired
             or (a["metadata"].get("labels") or {}).get(SET_LABEL) == key[1]
         }
-        annotations = meta.get("annotations") or {}
         decided = plan(
             desired,
             live,
@@ -369,6 +396,8 @@ class ApplicationSets:
             Stage.DONE,
             "; ".join(errors.values())[:2048],
             rolling=rolling[1] if rolling else None,
+            parameters=generated.parameters,
+            allowed_empty=empty.message if empty is not None else "",
         )
         if errors:
             remembered.failures = (last.failures if last else 0) + 1
@@ -384,7 +413,12 @@ class ApplicationSets:
             held=len(decided.held),
             conflicts=len(decided.conflicts),
         )
-        self._write_status(key, obj, remembered, self._owned(key, uid))
+        # the watch cache may not show this pass's own creations yet: counted from the cache
+        # alone, the status said fewer apps than the set made until an Application event came
+        # to correct it (a deleted app counts until it is gone, as in every later pass)
+        owned = self._owned(key, uid)
+        owned.update({n: desired[n] for n in decided.create if n not in errors})
+        self._write_status(key, obj, remembered, owned)
         self.queue.add(key, "requeue", delay=self._delay(spec, remembered))
 
     def _roll(
@@ -456,12 +490,28 @@ class ApplicationSets:
         uid = str(obj["metadata"].get("uid") or "")
         owned = self._owned(key, uid)
         failures = (last.failures if last else 0) + 1
-        remembered = _Remembered(generation, sorted(owned), {}, stage, error, failures)
+        remembered = _Remembered(
+            generation,
+            sorted(owned),
+            {},
+            stage,
+            error,
+            failures,
+            parameters=last.parameters if last else {},  # a failed pass keeps what was known
+        )
         with self._lock:
             self._remembered[key] = remembered
         log.warning(
             "application set not generated", appset=f"{key[0]}/{key[1]}", stage=stage, error=error
         )
+        if stage is Stage.EMPTY and reports_anew(
+            stage,
+            error,
+            last=(last.stage, last.error) if last else None,
+            previous=obj.get("status") or {},
+        ):
+            involved = {**obj, "apiVersion": API_VERSION, "kind": kinds.APPLICATION_SET}
+            self.events.record(involved, Reason.EMPTY_GENERATION.value, error, warning=True)
         self._write_status(key, obj, remembered, owned)
         if spec is not None:
             self.queue.add(key, "requeue", delay=self._delay(spec, remembered))
@@ -494,6 +544,7 @@ class ApplicationSets:
                     sync=str((status.get("sync") or {}).get("status") or ""),
                     health=str((status.get("health") or {}).get("status") or ""),
                     message=remembered.messages.get(name, ""),
+                    parameters=remembered.parameters.get(name, {}),
                 )
             )
         previous = obj.get("status") or {}
@@ -506,6 +557,7 @@ class ApplicationSets:
             observed_generation=remembered.generation,
             application_count=len(owned),
             rolling=remembered.rolling,
+            allowed_empty=remembered.allowed_empty,
         )
         if new == previous:
             return

@@ -9,8 +9,9 @@ not evaluated (a page load never fetches Git or lists clusters); the apps a set 
 from its ``status.resources``, with sync and health read from the Applications themselves when
 the controller has them (fresher than the set's status, which follows them a pass later).
 
-The status keeps no generated parameters (Argo CD's does not either), so a set's document has
-none; ``rollingSync`` is the progressive sync's state (``null`` for a set without one).
+Each generated app carries the ``parameters`` it was rendered from (the status's
+``resources[].parameters``, bounded again here); ``rollingSync`` is the progressive sync's state
+(``null`` for a set without one).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ MAX_DEPTH = 3  # matrix/merge nesting described (the spec allows 3)
 MAX_APPS = 1000  # generated apps listed on one set's page
 MAX_PATHS = 8  # git directories/files named per generator
 MAX_STEPS = 16  # rolling-sync steps shown (the spec allows 16)
+MAX_PARAMETERS = 33  # parameters shown per app: the status's 32 and its "<n> more" entry
 GENERATOR_KINDS = ("list", "git", "clusters", "matrix", "merge")
 
 
@@ -174,9 +176,17 @@ def _generated(
                 "revision": revision,
                 "short": short_revision(revision),
                 "message": _message(item.get("message"), 512),
+                "parameters": _parameters(item.get("parameters")),
             }
         )
     return out
+
+
+def _parameters(value: object) -> dict[str, str]:
+    """An app's ``status.resources[].parameters``, bounded again: the status is the cluster's
+    to write, and a hand-edited one is no more trusted than any other."""
+    items = sorted(_map(value).items())[:MAX_PARAMETERS]
+    return {_text(key, 256): _message(item, 256) for key, item in items}
 
 
 def set_detail(obj: Mapping[str, Any], applications: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -191,6 +191,15 @@ def test_git_directories_follow_the_repository_per_policy_and_an_unreachable_one
         time.sleep(5)  # several more requeues (1 s, backing off) against the dead server
         assert set(applications(kube, namespace)) == {"api", "batch"}
         assert condition(kube, namespace, "services", "ParametersGenerated")["status"] == "False"
+        # the failed passes keep the parameters the apps were last rendered from
+        recorded = {
+            r["name"]: r.get("parameters") or {}
+            for r in set_status(kube, namespace, "services")["resources"]
+        }
+        assert {n: (p["path.basename"], p["path.path"]) for n, p in recorded.items()} == {
+            "api": ("api", "services/api"),
+            "batch": ("batch", "services/batch"),
+        }
 
 
 # -- a matrix of two registered clusters x two services ----------------------------------------

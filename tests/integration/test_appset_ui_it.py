@@ -2,8 +2,9 @@
 the real control plane and a real Git server over HTTP on loopback (issue 18's UI/API/CLI bullet).
 
 A set with a list generator makes two apps; the API list and detail show the set and its apps
-with their sync/health, ``appset get -o json`` is the API's document, and the set's page renders
-the apps (an HTTP GET, as a browser makes it, with the read-only token).
+with their sync/health and the list elements each was rendered from (its parameters, also
+in the set's ``status.resources``), ``appset get -o json`` is the API's document, and the set's
+page renders the apps (an HTTP GET, as a browser makes it, with the read-only token).
 """
 
 from __future__ import annotations
@@ -100,6 +101,14 @@ def test_a_list_generated_set_in_the_api_the_cli_and_its_page(
         assert doc["template"]["path"] == "services/{{ .svc }}"
         assert {c["type"] for c in doc["conditions"]} >= {"ErrorOccurred", "ResourcesUpToDate"}
         assert all(a["revision"] == repo.head() for a in doc["applications"])
+        # the list generator's elements, as the parameters each app was rendered from
+        assert {a["name"]: a["parameters"] for a in doc["applications"]} == {
+            "api": {"svc": "api"},
+            "web": {"svc": "web"},
+        }
+        live = kube.get(kinds.API_VERSION, kinds.APPLICATION_SET, "fleet", namespace) or {}
+        recorded = [r.get("parameters") for r in live["status"]["resources"]]
+        assert recorded == [{"svc": "api"}, {"svc": "web"}]
 
         listing = api(ctl, "/applicationsets")
         mine = [s for s in listing["items"] if s["namespace"] == namespace]
@@ -123,6 +132,8 @@ def test_a_list_generated_set_in_the_api_the_cli_and_its_page(
         assert row.split()[:4] == [namespace, "fleet", "2", "UpToDate"]
         shown = appset_cli(ctl, "get", f"{namespace}/fleet")
         assert shown.code == 0 and "Synced" in shown.stdout and "Policy:" in shown.stdout, shown
+        assert "api: svc=api" in shown.stdout.splitlines(), shown
+        assert "web: svc=web" in shown.stdout.splitlines(), shown
         missing = appset_cli(ctl, "get", f"{namespace}/nope")
         assert missing.code == 2
         assert f"/api/v1/applicationsets/{namespace}/nope: 404" in missing.stderr
@@ -132,5 +143,6 @@ def test_a_list_generated_set_in_the_api_the_cli_and_its_page(
         for name in ("api", "web"):
             assert f'href="/apps/{namespace}/{name}"' in html
         assert "2 elements" in html and "Synced" in html and "Healthy" in html
+        assert "<code>svc=api</code>" in html and "<code>svc=web</code>" in html
         status, index = get(ctl, "/appsets")
         assert status == 200 and f'href="/appsets/{namespace}/fleet"' in index

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from gitsync.appset import spec as appset_spec
+from gitsync.appset.generate import MAX_SHOWN_PARAMETERS, MAX_SHOWN_VALUE, shown_parameters
 from gitsync.appset.rolling import AppState, decide, report
 from gitsync.appset.spec import parse_strategy
 from gitsync.appset.status import Resource, Stage, set_status
@@ -52,11 +53,17 @@ def test_every_spec_field_the_parser_reads_is_declared_and_unknown_ones_reach_it
 
 
 def _covered(value: Any, schema: dict[str, Any], where: str) -> None:
-    if isinstance(value, dict):
+    if isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
+        assert schema["type"] == "object" and len(value) <= schema["maxProperties"], where
+        for key, item in value.items():
+            _covered(item, schema["additionalProperties"], f"{where}.{key}")
+    elif isinstance(value, dict):
         props = schema.get("properties") or {}
         for key, item in value.items():
             assert key in props, f"{where}.{key} is not in the CRD's status schema"
             _covered(item, props[key], f"{where}.{key}")
+    elif isinstance(value, str) and "maxLength" in schema:
+        assert schema["type"] == "string" and len(value) <= schema["maxLength"], where
     elif isinstance(value, list):
         for item in value:
             _covered(item, schema["items"], f"{where}[]")
@@ -66,12 +73,28 @@ def test_the_status_the_controller_writes_is_declared() -> None:
     status = set_status(
         stage=Stage.DONE,
         error="",
-        resources=[Resource("a", "ns", "Synced", "Healthy", message="held")],
+        resources=[
+            Resource(
+                "a",
+                "ns",
+                "Synced",
+                "Healthy",
+                message="held",
+                parameters=shown_parameters({f"k{i:02}": "v" * 1000 for i in range(40)}),
+            )
+        ],
         previous={},
         now="t",
         observed_generation=2,
         application_count=1,
     )
+    assert len(status["resources"][0]["parameters"]) == 33
+    resource = SCHEMA["properties"]["status"]["properties"]["resources"]["items"]
+    assert resource["properties"]["parameters"] == {  # what shown_parameters keeps to
+        "type": "object",
+        "maxProperties": MAX_SHOWN_PARAMETERS + 1,
+        "additionalProperties": {"type": "string", "maxLength": MAX_SHOWN_VALUE},
+    }
     _covered(status, SCHEMA["properties"]["status"], "status")
 
 

@@ -15,13 +15,19 @@ import pytest
 
 from gitsync.application import SpecError
 from gitsync.appset.generate import (
+    MAX_SHOWN_PARAMETERS,
+    MAX_SHOWN_TOTAL,
+    MAX_SHOWN_VALUE,
+    MORE_KEY,
     SET_LABEL,
     ClusterInfo,
+    Generation,
     GenerationError,
     GenerationLimits,
     Glob,
     SetIdentity,
     generate_applications,
+    shown_parameters,
 )
 from gitsync.appset.spec import ApplicationsSync, parse_application_set
 from gitsync.appset.template import TemplateError
@@ -77,6 +83,12 @@ def appset(
 def run(
     doc: dict[str, Any], inputs: Inputs | None = None, limits: GenerationLimits | None = None
 ) -> dict[str, dict[str, Any]]:
+    return run_generation(doc, inputs, limits).applications
+
+
+def run_generation(
+    doc: dict[str, Any], inputs: Inputs | None = None, limits: GenerationLimits | None = None
+) -> Generation:
     return generate_applications(
         parse_application_set(doc),
         OWNER,
@@ -84,7 +96,7 @@ def run(
         limits or GenerationLimits(),
         resources_finalizers=frozenset(RESOURCES_FINALIZERS),
         default_finalizer=RESOURCES_FINALIZER,
-    ).applications
+    )
 
 
 def tree(root: Path, files: dict[str, str]) -> Path:
@@ -148,6 +160,76 @@ def test_fasttemplate_list_elements_are_flattened() -> None:
     )
     app = run(doc)["web-prod"]
     assert app["spec"]["source"]["path"] == "prod"
+
+
+# -- the parameters each app was rendered from ---------------------------------------------------
+
+
+def test_each_app_records_its_parameters_flat_and_as_text() -> None:
+    elements = [
+        {"name": "web", "values": {"env": "prod", "replicas": 3, "canary": True}, "zones": ["a"]},
+        {"name": "api", "values": {"env": "dev", "ratio": 0.5, "owner": None}},
+    ]
+    for go_template in (True, False):
+        name = "{{ .name }}" if go_template else "{{name}}"
+        template = {
+            "metadata": {"name": name},
+            "spec": {"source": {"repoURL": "https://g/r.git", "path": "apps"}},
+        }
+        generated = generate_applications(
+            parse_application_set(
+                appset([{"list": {"elements": elements}}], template, goTemplate=go_template)
+            ),
+            OWNER,
+            Inputs(),
+            GenerationLimits(),
+            resources_finalizers=frozenset(RESOURCES_FINALIZERS),
+            default_finalizer=RESOURCES_FINALIZER,
+        )
+        assert generated.parameters == {
+            "web": {
+                "name": "web",
+                "values.canary": "true",
+                "values.env": "prod",
+                "values.replicas": "3",
+                "zones[0]": "a",
+            },
+            "api": {
+                "name": "api",
+                "values.env": "dev",
+                "values.owner": "null",
+                "values.ratio": "0.5",
+            },
+        }
+
+
+def test_shown_parameters_are_bounded_in_keys_and_value_length() -> None:
+    params = {f"k{i:03}": str(i) for i in range(100)}
+    params["k000"] = "x" * 10_000
+    params["k001"] = [[{"deep": "y" * 1000}]]  # a list flatten leaves whole: compact JSON
+    shown = shown_parameters(params)
+    keys = [f"k{i:03}" for i in range(MAX_SHOWN_PARAMETERS)]
+    keys[1] = "k001[0]"
+    assert list(shown) == [*keys, MORE_KEY]
+    assert shown[MORE_KEY] == "68 more"
+    assert shown["k000"] == "x" * (MAX_SHOWN_VALUE - 1) + "…"
+    nested = shown["k001[0]"]
+    assert nested.startswith('[{"deep":"yyy') and len(nested) == MAX_SHOWN_VALUE
+    assert shown["k031"] == "31"
+    assert max(len(v) for v in shown.values()) <= MAX_SHOWN_VALUE
+    assert shown_parameters({"a": {"b": "c"}}) == {"a.b": "c"}
+
+
+def test_the_shown_parameters_of_all_apps_together_are_bounded() -> None:
+    blobs = {f"k{k:02}": "b" * 1000 for k in range(20)}  # about 5.4 kB shown per app
+    elements = [{"name": f"app-{i:03}", **blobs} for i in range(80)]
+    generated = run_generation(appset([{"list": {"elements": elements}}]))
+    assert len(generated.applications) == 80
+    total = len(json.dumps(generated.parameters))
+    assert MAX_SHOWN_TOTAL < total < MAX_SHOWN_TOTAL + 6000 + 80 * 100
+    assert generated.parameters["app-000"]["name"] == "app-000"
+    last = {MORE_KEY: "21 left out: over 262144 bytes for the set"}
+    assert generated.parameters["app-079"] == last
 
 
 # -- git -------------------------------------------------------------------------------------

@@ -318,6 +318,54 @@ def test_a_huge_status_is_cut_to_the_bounds() -> None:
     assert max(len(a["message"]) for a in doc["applications"]) <= 512
 
 
+def with_parameters() -> dict[str, Any]:
+    obj = appset("fleet")
+    obj["status"]["resources"][0]["parameters"] = {
+        "name": "api",
+        "values.env": "prod",
+        "note": '<script>alert("param")</script>',
+    }
+    return obj
+
+
+def test_detail_shows_each_apps_parameters_bounded_again() -> None:
+    doc = set_detail(with_parameters(), [])
+    assert doc["applications"][0]["parameters"] == {
+        "name": "api",
+        "note": '<script>alert("param")</script>',
+        "values.env": "prod",
+    }
+    assert doc["applications"][1]["parameters"] == {}
+    obj = appset("big")
+    obj["status"]["resources"][0]["parameters"] = {f"k{i:03}": "v" * 5000 for i in range(500)}
+    obj["status"]["resources"][1]["parameters"] = ["not", "an", "object"]
+    big, odd = set_detail(obj, [])["applications"]
+    assert len(big["parameters"]) == 33 and max(map(len, big["parameters"].values())) == 256
+    assert odd["parameters"] == {}
+
+
+def test_the_page_shows_parameters_escaped() -> None:
+    controller = FakeController([], sets=[with_parameters()])
+    page = make_app(controller).test_client().get("/appsets/team-a/fleet", headers=READ)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "<code>name=api</code>" in html and "<code>values.env=prod</code>" in html
+    assert '<script>alert("param")' not in html
+    assert "note=&lt;script&gt;alert(&#34;param&#34;)&lt;/script&gt;" in html
+
+
+def test_appset_get_shows_one_parameter_line_per_app_cut_to_120() -> None:
+    obj = with_parameters()
+    obj["status"]["resources"][0]["parameters"]["note"] = "line\nbreak " + "z" * 300
+    text = format_set_detail(set_detail(obj, []))
+    lines = text.splitlines()
+    first = lines[lines.index("PARAMETERS") + 1]
+    assert first.startswith("api: name=api, note=line break zzz") and first.endswith("…")
+    assert len(first) == 120
+    assert lines[-1] == first  # web has no parameters: no line
+    assert "PARAMETERS" not in format_set_detail(set_detail(appset("fleet"), []))
+
+
 # -- the rolling-sync step -----------------------------------------------------------------------
 
 
