@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import re
 import selectors
@@ -288,6 +289,7 @@ class Remote:
     password: str | None = field(default=None, repr=False)
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function every refresh of every app calls twice
 def parse_remote(url: str) -> Remote:
     if not isinstance(url, str) or not url:
         raise GitInvalidURLError("the repository URL is empty")
