@@ -44,6 +44,9 @@ MAX_TEXT = 512
 POD_TEMPLATE_HASH = "pod-template-hash"
 SHOWN_LABELS = (ROLE_LABEL, HASH_LABEL, POD_TEMPLATE_HASH)
 """The labels a node carries into the document: those that tell a rollout's sides apart."""
+WORKLOAD_KINDS = frozenset({"Pod", "ReplicaSet", "Job", "Deployment"})
+"""Kinds whose objects count as orphans when nothing owns them (a loose Pod, a ReplicaSet whose
+Deployment is gone); of any other kind only what carries the app's tracking is an orphan."""
 HIDDEN_KINDS = frozenset({"ControllerRevision"})
 """Owned by StatefulSets and DaemonSets, but history, not something that runs."""
 
@@ -309,20 +312,23 @@ def build_tree(
 
 def _orphans(builder: _Builder, managed: Sequence[ManagedObject], app: str) -> list[Any]:
     """Objects not attached under a managed one that carry the app's tracking (gone from Git),
-    or whose owner is not a known object (a child of nothing), each with its own children."""
+    or workloads whose owner is not a known object (a child of nothing) and that no other app
+    tracks, each with its own children."""
     index = builder.index
     keys = {m.key for m in managed}
-    services = {(k.namespace, k.name) for k in keys if k.kind == "Service" and k.group == ""}
     roots = []
     for obj in index.objects:
         if id(obj) in builder.attached:
             continue
         key = ResourceKey.of(dict(obj))
         owner = owner_uid(obj)
-        tracked = tracked_by(dict(obj)) == app and key not in keys
-        parentless = not owner or (key.namespace, owner) not in index.uids
-        if obj.get("kind") == "Endpoints" and (key.namespace, key.name) in services:
-            continue
+        tracker = tracked_by(dict(obj))
+        tracked = tracker == app and key not in keys
+        parentless = (
+            key.kind in WORKLOAD_KINDS
+            and not tracker  # another app's object is that app's business
+            and (not owner or (key.namespace, owner) not in index.uids)
+        )
         if tracked or parentless:
             roots.append(obj)
     out = []

@@ -274,8 +274,11 @@ def test_orphans_only_when_asked_tracked_or_parentless() -> None:
     tracked["metadata"]["annotations"] = {"gitsync.dev/tracking": f"{APP}:/ConfigMap:{NS}/old"}
     someone_elses = obj("v1", "ConfigMap", "theirs", "cm-2", owner="d-1")
     loose = pod("debug", "p-7", "")
+    untracked = obj("v1", "ConfigMap", "kube-root-ca.crt", "cm-3")  # not a workload: not an orphan
+    other_apps = pod("other", "p-8", "")
+    other_apps["metadata"]["annotations"] = {"gitsync.dev/tracking": f"{NS}/other:/Pod:{NS}/other"}
     args = ([managed(DEPLOYMENT, ResourceKey("apps", "Deployment", NS, "web"))],)
-    live = [RS, *PODS, tracked, someone_elses, loose]
+    live = [RS, *PODS, tracked, someone_elses, loose, untracked, other_apps]
     assert build_tree(*args, live, app=APP, now=NOW)["orphans"] is None
     doc = build_tree(*args, live, app=APP, now=NOW, orphans=True)
     assert [o["name"] for o in doc["orphans"]] == ["old", "debug"]
