@@ -21,14 +21,17 @@ EndpointSlices are read at the version the server serves (``discovery.k8s.io/v1`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
+from gitsync import health
 from gitsync.application_status import ResourceStatus
 from gitsync.controller.tree import ManagedObject, build_tree
+from gitsync.health import Health
 from gitsync.kube.cache import NotWatchedError, WatchCache
 from gitsync.kube.client import ApiError, KubeClient
 from gitsync.model import ResourceKey
@@ -36,6 +39,9 @@ from gitsync.model import ResourceKey
 log = structlog.get_logger(__name__)
 
 MAX_NAMESPACES = 32
+MAX_JUDGED = 50_000
+"""Health judgements kept per (uid, resourceVersion): a Pod that did not change is not judged
+again on the next tree (half of a 1,000-node tree's time was ``health.assess``)."""
 ENSURE_TIMEOUT = 10.0
 """How long a first tree waits for one kind's first list in one namespace."""
 
@@ -72,6 +78,26 @@ class LiveTree:
         self.cache = cache
         self.clock = clock
         self._endpoint_kind: tuple[str, str] | None = None
+        self._judged: dict[tuple[str, str], Health] = {}
+        self._judged_lock = threading.Lock()
+
+    def judge(self, obj: Mapping[str, Any]) -> Health:
+        """``health.assess(obj)``, kept while the object's resourceVersion is unchanged."""
+        meta = obj.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        uid, version = meta.get("uid"), meta.get("resourceVersion")
+        if not (isinstance(uid, str) and uid and isinstance(version, str) and version):
+            return health.assess(obj)
+        with self._judged_lock:
+            kept = self._judged.get((uid, version))
+        if kept is not None:
+            return kept
+        judged = health.assess(obj)
+        with self._judged_lock:
+            if len(self._judged) >= MAX_JUDGED:  # deleted and changed objects' entries
+                self._judged.clear()
+            self._judged[(uid, version)] = judged
+        return judged
 
     def endpoint_kind(self) -> tuple[str, str]:
         """(apiVersion, kind) of what lists a Service's endpoints on this server."""
@@ -113,8 +139,16 @@ class LiveTree:
             for api_version, kind in self._other_watched_kinds():
                 for ns in namespaces:
                     live += self._watched(api_version, kind, ns, warnings, start=False)
-        managed = [self._managed(r) for r in resources]
-        doc = build_tree(managed, _unique(live), app=app, now=self.clock(), orphans=orphans)
+        watched = list(self.cache.stats())
+        managed = [self._managed(r, watched) for r in resources]
+        doc = build_tree(
+            managed,
+            _unique(live),
+            app=app,
+            now=self.clock(),
+            orphans=orphans,
+            judge=self.judge,
+        )
         doc["warnings"] = warnings
         return doc
 
@@ -146,22 +180,22 @@ class LiveTree:
         children = {*CHILD_KINDS, self.endpoint_kind()}
         return sorted(k for k in self.cache.stats() if k not in children)
 
-    def _managed(self, r: ResourceStatus) -> ManagedObject:
+    def _managed(self, r: ResourceStatus, watched: list[tuple[str, str]]) -> ManagedObject:
         key = ResourceKey(r.group, r.kind, r.namespace, r.name)
         return ManagedObject(
             key=key,
             sync=r.status,
             health=r.health.status,
             health_message=r.health.message,
-            live=self._live(key),
+            live=self._live(key, watched),
         )
 
-    def _live(self, key: ResourceKey) -> dict[str, Any] | None:
-        """The managed object from the cache at the version the sync watches it (or a version
-        this module knows), None when no watch covers it."""
+    def _live(self, key: ResourceKey, watched: list[tuple[str, str]]) -> dict[str, Any] | None:
+        """The managed object from the cache at a version the cache watches (``watched``: its
+        (apiVersion, kind) pairs) or one this module knows; None when no watch covers it."""
         versions = [
             api_version
-            for api_version, kind in self.cache.stats()
+            for api_version, kind in watched
             if kind == key.kind and (api_version.rpartition("/")[0]) == key.group
         ]
         known = KNOWN_VERSIONS.get((key.group, key.kind))

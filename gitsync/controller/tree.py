@@ -25,7 +25,7 @@ status (no longer in Git), or that no known object owns - are listed only when a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +64,8 @@ class ManagedObject:
 
 
 def _map(value: object) -> Mapping[str, Any]:
+    if type(value) is dict:  # the usual case, without the ABC check (a tree reads ~50,000 fields)
+        return value
     return value if isinstance(value, Mapping) else {}
 
 
@@ -72,9 +74,12 @@ def _list(value: object) -> list[Any]:
 
 
 def _text(value: object, limit: int = MAX_TEXT) -> str:
-    if value is None or isinstance(value, Mapping | list):
+    if type(value) is str:
+        text = value
+    elif value is None or isinstance(value, Mapping | list):
         return ""
-    text = str(value)
+    else:
+        text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
@@ -206,8 +211,19 @@ def _stable_workloads(managed: Sequence[ManagedObject]) -> dict[tuple[str, str],
     return out
 
 
+Judge = Callable[[Mapping[str, Any]], health.Health]
+"""How a live object's health is judged: ``gitsync.health.assess``, or a memo of it."""
+
+
 class _Builder:
-    def __init__(self, index: _Index, stable: Mapping[tuple[str, str], str], now: datetime):
+    def __init__(
+        self,
+        index: _Index,
+        stable: Mapping[tuple[str, str], str],
+        now: datetime,
+        judge: Judge,
+    ):
+        self.judge = judge
         self.index = index
         self.stable = stable
         self.now = now
@@ -229,7 +245,7 @@ class _Builder:
         role = _text(labels.get(ROLE_LABEL), 32) or role
         if key.kind == "Deployment" and not role:
             role = self.stable.get((key.namespace, key.name), "")
-        judged = health.assess(obj) if obj is not None else None
+        judged = self.judge(obj) if obj is not None else None
         out: dict[str, Any] = {
             "group": _text(key.group, 253),
             "kind": _text(key.kind, 253),
@@ -276,17 +292,18 @@ def build_tree(
     app: str,
     now: datetime,
     orphans: bool = False,
+    judge: Judge = health.assess,
 ) -> dict[str, Any]:
     """The tree document of app ``app`` (``<namespace>/<name>``).
 
     ``managed``: the app's objects (its status, in order); ``live``: the objects that may be
     their children or orphans (ReplicaSets, Pods, Jobs, EndpointSlices... of the app's
-    namespaces). Returns ``{"nodes": [...], "orphans": [...] | None, "limits": {...}}``; each
-    node as described in docs/api.md.
+    namespaces); ``judge`` judges a live object's health. Returns ``{"nodes": [...],
+    "orphans": [...] | None, "limits": {...}}``; each node as described in docs/api.md.
     """
     index = _Index(live)
     index.uids.update((m.key.namespace, _uid(m.live)) for m in managed if m.live is not None)
-    builder = _Builder(index, _stable_workloads(managed), now)
+    builder = _Builder(index, _stable_workloads(managed), now, judge)
     nodes = []
     for m in managed[:MAX_NODES]:
         if m.live is not None:

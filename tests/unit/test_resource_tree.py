@@ -307,3 +307,27 @@ def test_missing_managed_object_keeps_the_recorded_health() -> None:
 )
 def test_age(created: str, expected: str) -> None:
     assert age(created, NOW) == expected
+
+
+def test_health_is_judged_once_per_resource_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``LiveTree.judge`` keeps a judgement while the object is unchanged: the next tree does
+    not assess a thousand unchanged Pods again; a new resourceVersion is judged afresh."""
+    from gitsync.controller import live_tree
+
+    calls: list[str] = []
+    real = live_tree.health.assess
+
+    def counting(obj: Any, checks: Any = None) -> Any:
+        calls.append(obj["metadata"]["name"])
+        return real(obj)
+
+    monkeypatch.setattr(live_tree.health, "assess", counting)
+    reader = live_tree.LiveTree(kube=None, cache=None)  # type: ignore[arg-type]  # judge only
+    first = pod("web-7f9-a", "p-1", "rs-1")
+    first["metadata"]["resourceVersion"] = "10"
+    assert reader.judge(first).status == "Healthy"
+    assert reader.judge(first).status == "Healthy"
+    changed = pod("web-7f9-a", "p-1", "rs-1", status={"phase": "Failed"})
+    changed["metadata"]["resourceVersion"] = "11"
+    assert reader.judge(changed).status == "Degraded"
+    assert calls == ["web-7f9-a", "web-7f9-a"]
