@@ -1,8 +1,8 @@
 """The benchmark suite in one command: gitsync next to its reference, scenario by scenario.
 
     python -m bench [--scale default|small] [--runs 5] [--kubeconfig PATH] [--json out.json]
-                    [--only cold,render,chart,diff,diff-view,push,ui,refresh,drift,push-many,
-                            growth,shards,appset] [--profile report.txt]
+                    [--only cold,render,chart,diff,diff-view,push,ui,ui-tree,refresh,drift,
+                            push-many,growth,shards,appset] [--profile report.txt]
 
 Without ``--kubeconfig`` the test control plane (``gitsync.localenv.controlplane``, no simulated
 nodes) is started in a temporary directory and stopped at the end, also on Ctrl-C or SIGTERM;
@@ -12,7 +12,8 @@ and a raw concurrent SSA client, no-change re-sync with its API writes, render (
 Kustomize, Helm, cache hit), a chart from a Helm repository rendered warm (``chart``,
 ``bench.chart_render``), diff throughput, the UI's diff view of a 500-object app
 (``bench.diff_view``); then the existing push-to-live and UI-list benches (``bench.push_to_live``,
-``bench.ui_list``) with fewer pushes/requests; last the many-app scenarios on one in-process
+``bench.ui_list``) with fewer pushes/requests, and the app page with its live tree for 200
+objects and 600 Pods (``ui-tree``, ``bench.ui_tree``); last the many-app scenarios on one in-process
 controller (``bench.scale``): a no-change refresh of 1,000 apps (``refresh``), drift among them
 (``drift``), push-to-live for one of them (``push-many``), the same refresh at 100, 1,000 and
 3,000 apps (``growth``) - one run that adds apps stage by stage - and the refresh by 1 and 2
@@ -57,6 +58,7 @@ from bench.scenarios import (
     diff_rows,
     render_rows,
 )
+from bench.ui_tree import ui_tree_rows
 from gitsync import logs
 from gitsync.controller.controller import PUSH_WINDOW
 from gitsync.localenv.controlplane import ControlPlane, ControlPlaneError
@@ -69,6 +71,7 @@ SCENARIOS = (
     "diff-view",
     "push",
     "ui",
+    "ui-tree",
     "refresh",
     "drift",
     "push-many",
@@ -290,7 +293,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gitsync-bench-")))
-        needs_cluster = bool(only & ({"cold", "push", "diff-view", "appset"} | MANY_APPS))
+        needs_cluster = bool(
+            only & ({"cold", "push", "diff-view", "ui-tree", "appset"} | MANY_APPS)
+        )
         kubeconfig, which = (
             stack.enter_context(cluster(args.kubeconfig, workdir))
             if needs_cluster
@@ -321,6 +326,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"UI list, {scale.ui_apps} apps ...", flush=True)
             logs.configure("warning")
             show(ui_rows(scale.ui_apps, scale.ui_requests))
+        if "ui-tree" in only:
+            deployments, replicas = (100, 6) if args.scale == "default" else (4, 2)
+            print(f"UI app page, {deployments * 2} objects and {deployments * replicas} pods ...")
+            show(ui_tree_rows(kubeconfig, deployments, replicas, scale.ui_requests))
         if only & MANY_APPS:
             show(many_app_rows(kubeconfig, scale, only, args.runs, workdir, profile=args.profile))
         if "appset" in only:

@@ -256,6 +256,9 @@ class MemoryApplications:
     def application_diff(self, key: tuple[str, str]) -> None:
         raise BenchError("the bench does not ask for diffs")
 
+    def application_tree(self, key: tuple[str, str], *, orphans: bool = False) -> None:
+        raise BenchError("the list bench does not ask for trees (bench.ui_tree does)")
+
     def cluster_client(self, name: str) -> MemoryRollouts:
         return self.kube
 

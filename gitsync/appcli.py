@@ -38,6 +38,7 @@ from gitsync.appclient import (
     split_app,
     wait_decision,
 )
+from gitsync.apptree import format_tree
 
 if TYPE_CHECKING:
     _Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -137,10 +138,12 @@ def _cmd_set_get(args: argparse.Namespace, client: ApiClient) -> int:
 
 def _cmd_get(args: argparse.Namespace, client: ApiClient) -> int:
     doc = client.get(_app_path(args.app))
+    query: dict[str, str | int] = {"orphans": "true"} if args.orphans else {}
+    tree = client.get(_app_path(args.app) + "/tree", **query)
     if args.output in ("json", "yaml"):
-        _print(dump(doc, args.output))
+        _print(dump({**doc, "tree": tree}, args.output))
     else:
-        _print(format_detail(doc, wide=args.output == "wide"))
+        _print(format_detail(doc, wide=args.output == "wide") + "\n" + format_tree(tree))
     return EXIT_OK
 
 
@@ -304,7 +307,14 @@ def add_app_parser(sub: _Subcommands) -> None:
     listing.add_argument(
         "-n", "--namespace", default="", help="only Applications in this namespace"
     )
-    command("get", "one Application: summary and its objects with sync/health", _cmd_get)
+    get = command(
+        "get", "one Application: summary, its objects, and their live tree with health", _cmd_get
+    )
+    get.add_argument(
+        "--orphans",
+        action="store_true",
+        help="also list objects in its namespaces that nothing it manages owns",
+    )
     diff = command("diff", "compare Git with the cluster now (exit 1 on differences)", _cmd_diff)
     diff.add_argument("--all", action="store_true", help="also list objects that are in sync")
     command("history", "the Application's deployments, newest first", _cmd_history)

@@ -40,6 +40,7 @@ import structlog
 
 from gitsync import kinds
 from gitsync.application import Application, SpecError, is_semver_range, parse_application
+from gitsync.application_status import ApplicationStatus
 from gitsync.appset.generate import GenerationLimits
 from gitsync.controller.apps import (
     ApplicationStore,
@@ -53,6 +54,7 @@ from gitsync.controller.clusters import ClusterRegistry
 from gitsync.controller.dependencies import DependentsIndex
 from gitsync.controller.health_checks import DeclaredHealthChecks
 from gitsync.controller.interface import REFRESH_REQUEST
+from gitsync.controller.live_tree import LiveTree
 from gitsync.controller.metrics import Metrics
 from gitsync.controller.notifications import Notifications
 from gitsync.controller.push_paths import touched, watched_paths
@@ -137,6 +139,7 @@ class _Cluster:
     kube: KubeClient
     cache: WatchCache
     engine: Engine
+    tree: LiveTree
 
 
 @dataclass
@@ -292,7 +295,8 @@ class Controller:
                     dependency_credentials=self.repo_credentials.dependency_credential_for,
                     charts=self.charts,
                 )
-                cluster = self._clusters[id(kube)] = _Cluster(kube, cache, engine)
+                cluster = _Cluster(kube, cache, engine, LiveTree(kube, cache))
+                self._clusters[id(kube)] = cluster
             return cluster
 
     def _live_reader(
@@ -323,6 +327,26 @@ class Controller:
             return None
         app = parse_application(obj)
         return self._engine_for(app).compare(app)
+
+    def application_tree(self, key: AppKey, *, orphans: bool = False) -> dict[str, Any] | None:
+        """The app's managed objects with their live children, from the destination cluster's
+        watch cache (``gitsync.controller.live_tree``); None when there is no such Application.
+        Raises ``ClusterError`` when its destination cluster is not registered."""
+        obj = self.store.get(key)
+        if obj is None:
+            return None
+        spec = obj.get("spec")
+        spec = spec if isinstance(spec, dict) else {}
+        destination = spec.get("destination")
+        destination = destination if isinstance(destination, dict) else {}
+        cluster = self._cluster(self.clusters.client(str(destination.get("name") or "")))
+        status = ApplicationStatus.from_dict(obj.get("status"))
+        return cluster.tree.document(
+            f"{key[0]}/{key[1]}",
+            status.resources or (),
+            destination_namespace=str(destination.get("namespace") or ""),
+            orphans=orphans,
+        )
 
     def cluster_client(self, name: str) -> KubeClient:
         """The client of destination cluster ``name`` ("" and ``in-cluster``: this one).

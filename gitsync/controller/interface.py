@@ -128,6 +128,14 @@ class ControllerView(Protocol):
         ``GitsyncError`` when the compare fails."""
         ...
 
+    def application_tree(self, key: AppKey, *, orphans: bool = False) -> dict[str, Any] | None:
+        """The Application's managed objects, each with its live children (ReplicaSets, Pods,
+        EndpointSlices...) from the controller's watch cache - the document of
+        ``GET /api/v1/applications/<ns>/<name>/tree``; None when there is no such Application.
+        ``orphans``: also list objects of its namespaces that nothing managed owns. Raises
+        ``GitsyncError`` when its destination cluster is not registered."""
+        ...
+
     def cluster_client(self, name: str) -> KubeAccess:
         """The client of destination cluster ``name`` (``spec.destination.name``; "" and
         ``in-cluster`` are the controller's own cluster): the rollout panel reads and annotates

@@ -22,6 +22,7 @@ from gitsync.web.rollouts import (
     parse_rollout_body,
     split_rollout_action,
 )
+from gitsync.web.tree import TreeError, application_tree, parse_orphans
 from gitsync.web.view import (
     ListQuery,
     Snapshot,
@@ -90,6 +91,20 @@ def api_blueprint(
             headers = {"Retry-After": "2"} if exc.status == 503 else {}
             return json_error(exc.status, exc.message, **headers)
         return flask.jsonify(doc)
+
+    @bp.get("/applications/<namespace>/<name>/tree")
+    @guard.api_read
+    def tree(namespace: str, name: str) -> Any:
+        try:
+            orphans = parse_orphans(flask.request.args)
+        except ValueError as exc:
+            return json_error(400, str(exc))
+        if find(snapshot.get(), (namespace, name)) is None:
+            return json_error(404, f"no Application {namespace}/{name}")
+        try:
+            return flask.jsonify(application_tree(controller, (namespace, name), orphans=orphans))
+        except TreeError as exc:
+            return json_error(exc.status, exc.message)
 
     @bp.get("/applications/<namespace>/<name>/rollouts")
     @guard.api_read

@@ -27,6 +27,7 @@ from gitsync.web.rollouts import (
     remaining,
     split_rollout_action,
 )
+from gitsync.web.tree import TreeError, application_tree
 from gitsync.web.view import (
     DEFAULT_PER_PAGE,
     ListQuery,
@@ -85,7 +86,7 @@ def pages_blueprint(
     bp = flask.Blueprint("ui", __name__)
     _add_filters(bp)
     _add_context(bp, guard)
-    _add_pages(bp, guard, snapshot, differ, rollouts, summaries=summaries)
+    _add_pages(bp, guard, snapshot, differ, rollouts, summaries=summaries, controller=controller)
     _add_form_actions(bp, controller, guard, snapshot, rollouts)
     return bp
 
@@ -140,8 +141,9 @@ def _add_pages(
     rollouts: Rollouts,
     *,
     summaries: Summaries,
+    controller: ControllerView,
 ) -> None:
-    """The read-only pages: the list, one Application, its diff."""
+    """The read-only pages: the list, one Application (with its live tree), its diff."""
 
     @bp.get("/")
     @guard.page
@@ -164,8 +166,17 @@ def _add_pages(
         obj = find(snapshot.get(fresh=True), (namespace, name))
         if obj is None:
             flask.abort(404)
+        orphans = flask.request.args.get("orphans", "").lower() in ("1", "true", "yes")
+        try:
+            tree, tree_error = application_tree(controller, (namespace, name), orphans=orphans), ""
+        except TreeError as exc:
+            tree, tree_error = None, exc.message
         return flask.render_template(
-            "app.html", app=detail(obj), rollouts=rollouts.of_application(obj, fresh=True)
+            "app.html",
+            app=detail(obj),
+            rollouts=rollouts.of_application(obj, fresh=True),
+            tree=tree,
+            tree_error=tree_error,
         )
 
     @bp.get("/apps/<namespace>/<name>/diff")

@@ -64,6 +64,15 @@ def api_get(ctl: Any, path: str) -> Any:
         return json.loads(resp.read())
 
 
+def ageless(value: Any) -> Any:
+    """A tree document without its nodes' ``age`` (a second may pass between two reads)."""
+    if isinstance(value, dict):
+        return {k: ageless(v) for k, v in value.items() if k != "age"}
+    if isinstance(value, list):
+        return [ageless(v) for v in value]
+    return value
+
+
 def deployment_repo(git_server: GitServer, name: str, behavior: str, deadline: int) -> Any:
     """A Deployment ``name`` whose pods the simulator runs with ``behavior`` (``never-ready``:
     running, never Ready), so its rollout ends Degraded after ``deadline`` seconds."""
@@ -109,15 +118,19 @@ def test_list_get_and_wait_for_a_pushed_commit(
     assert header.split()[:4] == ["NAMESPACE", "NAME", "SYNC", "HEALTH"]
     assert row.split()[:3] == [namespace, "web", "Synced"]
 
-    # -o json is the API's document: the same JSON, with every field of the typed view
+    # -o json is the API's document: the same JSON, with every field of the typed view, and
+    # the live tree under "tree" as GET .../tree answers it
     got = app_cli(ctl, "get", f"{namespace}/web", "-o", "json")
     assert got.code == 0, got
     doc = json.loads(got.stdout)
+    tree = doc.pop("tree")
     assert set(doc) == set(detail({"metadata": {}}))
     api_doc = api_get(ctl, f"/applications/{namespace}/web")
     assert {k: v for k, v in doc.items() if k != "lastSyncedAt"} == {
         k: v for k, v in api_doc.items() if k != "lastSyncedAt"
     }
+    assert ageless(tree) == ageless(api_get(ctl, f"/applications/{namespace}/web/tree"))
+    assert [n["kind"] for n in tree["nodes"]] == ["ConfigMap", "Deployment"]
 
     shown = app_cli(ctl, "get", f"{namespace}/web")
     assert shown.code == 0, shown

@@ -70,6 +70,13 @@ APPSET = {
     "appset: one no-change set pass",
 }
 EXPECTED |= APPSET
+# the app page with its live tree (issue 20, bench.ui_tree): figures only, no reference
+UI_TREE = {
+    "UI app page with live tree, first byte, p50",
+    "UI app page with live tree, last byte, p50",
+    "tree API document complete, p50",
+}
+EXPECTED |= UI_TREE
 WITH_REFERENCE = EXPECTED - {
     "no-change re-sync: real writes (steady)",
     "no-change re-sync: dry-run PATCHes (steady)",
@@ -85,6 +92,7 @@ WITH_REFERENCE = EXPECTED - {
     "sharded refresh: writes, 1 process",
     "sharded refresh: writes, 2 processes",
     *APPSET,
+    *UI_TREE,
 }
 
 

@@ -306,6 +306,9 @@ class StaticApplications:
     def application_diff(self, key: tuple[str, str]) -> Any:
         raise AssertionError("not used")
 
+    def application_tree(self, key: tuple[str, str], *, orphans: bool = False) -> dict[str, Any]:
+        return {"nodes": [], "orphans": None, "limits": {}, "warnings": []}
+
     def cluster_client(self, name: str) -> KubeClient:
         assert name in ("", "in-cluster"), name
         return self.kube

@@ -170,6 +170,8 @@ class FakeController:
     refreshed: list[tuple[AppKey, str]] = field(default_factory=list)
     diff_calls: int = 0
     sets: list[dict[str, Any]] = field(default_factory=list)  # ApplicationSets
+    trees: dict[AppKey, dict[str, Any]] = field(default_factory=dict)  # application_tree answers
+    tree_calls: list[tuple[AppKey, bool]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.store = FakeStore(self.objs)
@@ -185,6 +187,13 @@ class FakeController:
 
     def refresh(self, key: AppKey, reason: str = "manual") -> None:
         self.refreshed.append((key, reason))
+
+    def application_tree(self, key: AppKey, *, orphans: bool = False) -> dict[str, Any] | None:
+        self.tree_calls.append((key, orphans))
+        if key not in self.store.objs:
+            return None
+        empty = {"nodes": [], "orphans": [] if orphans else None, "limits": {}, "warnings": []}
+        return copy.deepcopy(self.trees.get(key, empty))
 
     def cluster_client(self, name: str) -> Any:
         raise ClusterError(f"destination cluster {name!r} is not registered")

@@ -156,6 +156,13 @@ Call with (dict "root" $ "cluster" true|false).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
+# read only, for the live resource tree (gitsync.controller.live_tree): a Service's endpoints
+- apiGroups: [""]
+  resources: ["endpoints"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["get", "list", "watch"]
 {{- if .cluster }}
 - apiGroups: [""]
   resources: ["namespaces"]

@@ -1,0 +1,213 @@
+"""The resource tree of an Application read from the controller's watch cache, never by GETs.
+
+The managed objects are already in the cache: every sync reads them there (``Controller``'s live
+reader). Their children are not - ReplicaSets, Pods, Jobs, EndpointSlices (or Endpoints) are not
+in Git - so ``LiveTree`` watches those kinds *in the namespaces the app manages only*, started
+lazily the first time someone asks for a tree of an app there:
+
+* Pods and ReplicaSets cluster-wide would hold every Pod of every tenant in memory, most of
+  which no one ever looks at; a namespace watch holds only what a tree can show.
+* Lazily, so a controller whose UI nobody opens pays nothing, and the first tree of a namespace
+  pays one list; after that the watch stays open and every tree there is read from memory -
+  a thousand page loads cost no API request. ``WatchCache.ensure`` of a namespace is served by
+  an all-namespaces watch of the kind when one exists already.
+* At most ``MAX_NAMESPACES`` namespaces per app, and a kind the controller may not list (403)
+  or the server does not serve is skipped with a note in ``warnings`` rather than failing the
+  whole tree.
+
+EndpointSlices are read at the version the server serves (``discovery.k8s.io/v1`` on 1.21+,
+``v1beta1`` on 1.20); a server without them gets Endpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from gitsync.application_status import ResourceStatus
+from gitsync.controller.tree import ManagedObject, build_tree
+from gitsync.engine.pipeline import HEALTHS
+from gitsync.health import Health
+from gitsync.kube.cache import NotWatchedError, WatchCache
+from gitsync.kube.client import ApiError, KubeClient
+from gitsync.model import ResourceKey
+
+log = structlog.get_logger(__name__)
+
+MAX_NAMESPACES = 32
+ENSURE_TIMEOUT = 10.0
+"""How long a first tree waits for one kind's first list in one namespace."""
+
+CHILD_KINDS: tuple[tuple[str, str], ...] = (
+    ("apps/v1", "Deployment"),  # a Rollout's canary / preview Deployment
+    ("apps/v1", "ReplicaSet"),
+    ("v1", "Pod"),
+    ("batch/v1", "Job"),
+)
+ENDPOINT_SLICE_VERSIONS = ("discovery.k8s.io/v1", "discovery.k8s.io/v1beta1")
+KNOWN_VERSIONS = {
+    ("", "Service"): "v1",
+    ("apps", "Deployment"): "apps/v1",
+    ("apps", "StatefulSet"): "apps/v1",
+    ("apps", "DaemonSet"): "apps/v1",
+    ("apps", "ReplicaSet"): "apps/v1",
+    ("batch", "Job"): "batch/v1",
+    ("", "Pod"): "v1",
+}
+"""Kinds a tree reads live even when no sync has watched them yet (a follower, a restart)."""
+
+
+class LiveTree:
+    """Trees of the apps of one cluster, from that cluster's watch cache."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        cache: WatchCache,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self.kube = kube
+        self.cache = cache
+        self.clock = clock
+        self._endpoint_kind: tuple[str, str] | None = None
+
+    def judge(self, obj: Mapping[str, Any]) -> Health:
+        """``health.assess(obj)``, kept while the object's resourceVersion and the declared
+        checks are unchanged (the engine's memo, shared with the reconciles: half of a 1,000-node
+        tree's time was ``health.assess``)."""
+        return HEALTHS.assess(obj)
+
+    def endpoint_kind(self) -> tuple[str, str]:
+        """(apiVersion, kind) of what lists a Service's endpoints on this server."""
+        if self._endpoint_kind is None:
+            chosen = ("v1", "Endpoints")
+            for version in ENDPOINT_SLICE_VERSIONS:
+                try:
+                    self.kube.resource(version, "EndpointSlice")
+                except ApiError:
+                    continue
+                chosen = (version, "EndpointSlice")
+                break
+            self._endpoint_kind = chosen
+        return self._endpoint_kind
+
+    def document(
+        self,
+        app: str,
+        resources: Sequence[ResourceStatus],
+        *,
+        destination_namespace: str,
+        orphans: bool = False,
+    ) -> dict[str, Any]:
+        """The tree of app ``app`` (``<namespace>/<name>``) whose status lists ``resources``."""
+        warnings: list[str] = []
+        namespaces = sorted({r.namespace for r in resources if r.namespace})
+        if destination_namespace and destination_namespace not in namespaces:
+            namespaces.append(destination_namespace)
+        if len(namespaces) > MAX_NAMESPACES:
+            warnings.append(
+                f"children shown for the first {MAX_NAMESPACES} of {len(namespaces)} namespaces"
+            )
+            namespaces = namespaces[:MAX_NAMESPACES]
+        live: list[dict[str, Any]] = []
+        for api_version, kind in (*CHILD_KINDS, self.endpoint_kind()):
+            for ns in namespaces:
+                live += self._watched(api_version, kind, ns, warnings)
+        if orphans:
+            for api_version, kind in self._other_watched_kinds():
+                for ns in namespaces:
+                    live += self._watched(api_version, kind, ns, warnings, start=False)
+        watched = list(self.cache.stats())
+        managed = [self._managed(r, watched) for r in resources]
+        doc = build_tree(
+            managed,
+            _unique(live),
+            app=app,
+            now=self.clock(),
+            orphans=orphans,
+            judge=self.judge,
+        )
+        doc["warnings"] = warnings
+        return doc
+
+    def _watched(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        warnings: list[str],
+        *,
+        start: bool = True,
+    ) -> list[dict[str, Any]]:
+        """The cached objects of ``kind`` in ``namespace``, starting its watch when ``start``."""
+        try:
+            if start:
+                self.cache.ensure(api_version, kind, namespace, timeout=ENSURE_TIMEOUT)
+            return self.cache.list(api_version, kind, namespace)
+        except NotWatchedError:
+            return []
+        except (ApiError, TimeoutError) as exc:
+            status = getattr(exc, "status", 0)
+            reason = "forbidden" if status == 403 else "not served" if status == 404 else "failed"
+            warnings.append(f"{kind} in {namespace}: watch {reason}")
+            log.info("tree: children not watched", kind=kind, namespace=namespace, error=str(exc))
+            return []
+
+    def _other_watched_kinds(self) -> list[tuple[str, str]]:
+        """The kinds the cache watches besides the children's (tracked objects gone from Git)."""
+        children = {*CHILD_KINDS, self.endpoint_kind()}
+        return sorted(k for k in self.cache.stats() if k not in children)
+
+    def _managed(self, r: ResourceStatus, watched: list[tuple[str, str]]) -> ManagedObject:
+        key = ResourceKey(r.group, r.kind, r.namespace, r.name)
+        return ManagedObject(
+            key=key,
+            sync=r.status,
+            health=r.health.status,
+            health_message=r.health.message,
+            live=self._live(key, watched),
+        )
+
+    def _live(self, key: ResourceKey, watched: list[tuple[str, str]]) -> dict[str, Any] | None:
+        """The managed object from the cache at a version the cache watches (``watched``: its
+        (apiVersion, kind) pairs) or one this module knows; None when no watch covers it."""
+        versions = [
+            api_version
+            for api_version, kind in watched
+            if kind == key.kind and (api_version.rpartition("/")[0]) == key.group
+        ]
+        known = KNOWN_VERSIONS.get((key.group, key.kind))
+        if known and known not in versions:
+            versions.append(known)
+        for api_version in versions:
+            try:
+                if api_version == known:
+                    self.cache.ensure(
+                        api_version, key.kind, key.namespace or None, timeout=ENSURE_TIMEOUT
+                    )
+                return self.cache.get(api_version, key.kind, key.name, key.namespace)
+            except (NotWatchedError, ApiError, TimeoutError):
+                continue
+        return None
+
+
+def _unique(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each object once (a kind listed for two namespaces an all-namespaces watch serves)."""
+    seen: set[tuple[str, str, str, str]] = set()
+    out = []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        identity = (
+            str(obj.get("apiVersion")),
+            str(obj.get("kind")),
+            str(meta.get("namespace")),
+            str(meta.get("name")),
+        )
+        if identity not in seen:
+            seen.add(identity)
+            out.append(obj)
+    return out
