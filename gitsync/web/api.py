@@ -29,6 +29,7 @@ from gitsync.web.view import (
     detail,
     find,
     list_applications,
+    unknown_parameters,
 )
 
 MAX_JSON_BYTES = 16 * 1024
@@ -64,6 +65,9 @@ def api_blueprint(
     @bp.get("/applications")
     @guard.api_read
     def applications() -> Any:
+        unknown = unknown_parameters(flask.request.args)
+        if unknown:
+            return json_error(400, f"unknown query parameters: {', '.join(unknown)[:512]}")
         try:
             query = ListQuery.parse(flask.request.args, strict=True)
         except ValueError as exc:

@@ -29,8 +29,10 @@ from gitsync.web.rollouts import (
 )
 from gitsync.web.view import (
     DEFAULT_PER_PAGE,
+    Listing,
     ListQuery,
     Snapshot,
+    StatusCounts,
     Summaries,
     detail,
     find,
@@ -41,6 +43,33 @@ from gitsync.web.view import (
 
 SYNC_STATUSES = ("Synced", "OutOfSync", "Unknown")
 HEALTH_STATUSES = ("Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown")
+
+
+def counters(listing: Listing, query: ListQuery) -> list[dict[str, Any]]:
+    """The list's counters, a group per dimension (sync, health): each status known to gitsync
+    (and any other found) with its count, whether it is the active filter, and the link that
+    applies it - or, when it is active, the link that drops it."""
+    counts = listing.counts or StatusCounts({}, {})
+    groups = []
+    for dimension, known, found in (
+        ("sync", SYNC_STATUSES, counts.sync),
+        ("health", HEALTH_STATUSES, counts.health),
+    ):
+        active: tuple[str, ...] = getattr(query, dimension)
+        names = list(known) + sorted(n for n in found if n not in known)
+        items = []
+        for name in names:
+            on = name.lower() in active
+            items.append(
+                {
+                    "status": name,
+                    "count": found.get(name, 0),
+                    "active": on,
+                    "params": query.params(**{dimension: "" if on else name.lower(), "page": None}),
+                }
+            )
+        groups.append({"dimension": dimension, "items": items})
+    return groups
 
 
 def when(value: str) -> str:
@@ -146,17 +175,27 @@ def _add_pages(
     @bp.get("/")
     @guard.page
     def index() -> Any:
-        query = ListQuery.parse(flask.request.args, strict=False)
+        error, status = "", 200
+        try:
+            query = ListQuery.parse(flask.request.args, strict=False)
+        except ValueError as exc:  # a bad label selector: say so, list without it
+            error, status = str(exc), 400
+            query = ListQuery.parse(
+                {k: v for k, v in flask.request.args.items() if k != "label"}, strict=False
+            )
         listing = list_applications(snapshot.get(fresh=True), query, summaries)
         rollouts.annotate_rows(listing.items, listing.objects)
         return flask.render_template(
             "apps.html",
             listing=listing,
             query=query,
+            error=error,
+            label_text=flask.request.args.get("label", ""),
+            counters=counters(listing, query),
             default_per_page=DEFAULT_PER_PAGE,
             sync_statuses=SYNC_STATUSES,
             health_statuses=HEALTH_STATUSES,
-        )
+        ), status
 
     @bp.get("/apps/<namespace>/<name>")
     @guard.page
