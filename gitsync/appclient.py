@@ -369,11 +369,11 @@ def format_detail(doc: Mapping[str, Any], *, wide: bool) -> str:
 
 
 def format_duration(seconds: object) -> str:
-    """A deploy's duration as the app page shows it (``12.5s``, ``3m 4s``); "" when unknown."""
+    """A deploy's duration as the app page shows it (``12s``, ``3m 4s``); "" when unknown."""
     if not isinstance(seconds, int | float) or isinstance(seconds, bool):
         return ""
     if seconds < 60:
-        return f"{seconds:.1f}s"
+        return f"{int(seconds)}s"
     return f"{int(seconds // 60)}m {int(seconds % 60)}s"
 
 

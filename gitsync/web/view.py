@@ -271,17 +271,17 @@ def _automation(automated: object, *, paused: bool, suspended: bool) -> str:
     return "automated" + (f" ({', '.join(options)})" if options else "")
 
 
-def duration_seconds(started: str, finished: str) -> float | None:
-    """Seconds between two RFC 3339 times (a deploy's duration); None when either is missing
-    or malformed (history entries written before ``deployStartedAt`` was recorded) or the
-    order is reversed (a clock step)."""
+def duration_seconds(started: str, finished: str) -> int | None:
+    """Whole seconds between two RFC 3339 times (a deploy's duration; status times have
+    second resolution); None when either is missing or malformed (history entries written
+    before ``deployStartedAt`` was recorded) or the order is reversed (a clock step)."""
     try:
         begin = datetime.fromisoformat(started)
         end = datetime.fromisoformat(finished)
         seconds = (end - begin).total_seconds()
     except (TypeError, ValueError):
         return None
-    return round(seconds, 1) if seconds >= 0 else None
+    return round(seconds) if seconds >= 0 else None
 
 
 def _resource_id(r: ObjectRef) -> str:

@@ -244,7 +244,7 @@
   // as the macro duration in _history.html
   function duration(seconds) {
     if (typeof seconds !== "number") return "\u2014";
-    if (seconds < 60) return seconds.toFixed(1) + "s";
+    if (seconds < 60) return seconds + "s";
     return Math.floor(seconds / 60) + "m " + Math.floor(seconds % 60) + "s";
   }
 
