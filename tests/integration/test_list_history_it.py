@@ -24,6 +24,7 @@ import yaml
 
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitRepo, GitServer
+from tests.integration.test_app_cli_it import deployment_repo
 from tests.support.apps import app_status, application, github_webhook, synced_at
 from tests.support.cli import run_gitsync
 from tests.support.waiting import wait_for
@@ -64,26 +65,8 @@ def secret_repo(git_server: GitServer) -> GitRepo:
 
 def never_ready_repo(git_server: GitServer, name: str) -> GitRepo:
     """A Deployment whose pod the simulator runs but never marks Ready: Degraded after 10 s."""
-    deploy = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "progressDeadlineSeconds": 10,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {
-                    "labels": {"app": name},
-                    "annotations": {"sim.gitsync.dev/behavior": "never-ready"},
-                },
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]},
-            },
-        },
-    }
-    return git_server.create_repo(
-        f"broken-{secrets.token_hex(3)}", files={"app/deploy.yaml": yaml.safe_dump(deploy)}
-    )
+    repo: GitRepo = deployment_repo(git_server, name, "never-ready", deadline=10)
+    return repo
 
 
 def labelled(app: dict[str, Any], **labels: str) -> dict[str, Any]:
