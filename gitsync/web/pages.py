@@ -28,6 +28,7 @@ from gitsync.web.rollouts import (
     split_rollout_action,
 )
 from gitsync.web.view import (
+    APP_SYNC_STATUSES,
     DEFAULT_PER_PAGE,
     Listing,
     ListQuery,
@@ -41,7 +42,7 @@ from gitsync.web.view import (
     status_class,
 )
 
-SYNC_STATUSES = ("Synced", "OutOfSync", "Unknown")
+SYNC_STATUSES = APP_SYNC_STATUSES
 HEALTH_STATUSES = ("Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown")
 
 

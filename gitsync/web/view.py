@@ -43,6 +43,7 @@ from gitsync.application_status import (
     SyncWindowState,
 )
 from gitsync.controller.interface import AUTOMATION_PAUSED
+from gitsync.model import HealthStatus
 from gitsync.model import short_revision as model_short_revision
 from gitsync.source import redact_url
 from gitsync.web.selector import LabelRequirement, format_selector, parse_selector
@@ -403,6 +404,8 @@ def detail(obj: Mapping[str, Any]) -> dict[str, Any]:
 # -- listing -----------------------------------------------------------------------------------
 
 
+APP_SYNC_STATUSES = ("Synced", "OutOfSync", "Unknown")  # an Application's (not an object's)
+
 LIST_PARAMETERS = frozenset(
     ("q", "sync", "health", "namespace", "project", "repo", "label", "page", "per_page")
 )
@@ -474,11 +477,20 @@ class ListQuery:
                 out += [v.strip() for v in str(raw).split(",") if v.strip()]
             return tuple((v.lower() if fold else v) for v in out[:MAX_FILTER_VALUES])
 
+        def statuses(name: str, known: tuple[str, ...]) -> tuple[str, ...]:
+            found = values(name)
+            wrong = [v for v in found if v not in {k.lower() for k in known}]
+            if strict and wrong:
+                raise ValueError(
+                    f"{name} {wrong[0][:64]!r} is not one of {', '.join(known)} (any case)"
+                )
+            return found
+
         selectors = [_text(raw, 1024) for raw in getlist("label") if str(raw).strip()]
         return cls(
             text=_text(args.get("q") or "", 256).strip(),
-            sync=values("sync"),
-            health=values("health"),
+            sync=statuses("sync", APP_SYNC_STATUSES),
+            health=statuses("health", tuple(HealthStatus)),
             namespace=values("namespace", fold=False),
             project=values("project", fold=False),
             repo=tuple(normalized_repo(v) for v in values("repo", fold=False)),

@@ -208,6 +208,8 @@ def test_the_api_filters_counts_and_refuses_unknown_parameters() -> None:
         ("ns=team-a&color=red", "unknown query parameters: color, ns"),
         ("label=tier%20in%20(a)", "is not a label key"),
         ("per_page=0", "per_page must be between"),
+        ("health=degrade", "health 'degrade' is not one of Healthy, Suspended"),
+        ("sync=synced,missing", "sync 'missing' is not one of Synced, OutOfSync, Unknown"),
     ):
         answer = client.get(f"/api/v1/applications?{query}", headers=AUTH)
         assert answer.status_code == 400, query
