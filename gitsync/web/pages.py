@@ -176,27 +176,20 @@ def _add_pages(
     @bp.get("/")
     @guard.page
     def index() -> Any:
-        error, status = "", 200
-        try:
-            query = ListQuery.parse(flask.request.args, strict=False)
-        except ValueError as exc:  # a bad label selector: say so, list without it
-            error, status = str(exc), 400
-            query = ListQuery.parse(
-                {k: v for k, v in flask.request.args.items() if k != "label"}, strict=False
-            )
+        query = ListQuery.parse(flask.request.args, strict=False)
         listing = list_applications(snapshot.get(fresh=True), query, summaries)
         rollouts.annotate_rows(listing.items, listing.objects)
         return flask.render_template(
             "apps.html",
             listing=listing,
             query=query,
-            error=error,
+            error=query.problem,  # a bad label selector: said, and listed without it
             label_text=flask.request.args.get("label", ""),
             counters=counters(listing, query),
             default_per_page=DEFAULT_PER_PAGE,
             sync_statuses=SYNC_STATUSES,
             health_statuses=HEALTH_STATUSES,
-        ), status
+        ), (400 if query.problem else 200)
 
     @bp.get("/apps/<namespace>/<name>")
     @guard.page

@@ -46,7 +46,12 @@ from gitsync.controller.interface import AUTOMATION_PAUSED
 from gitsync.model import HealthStatus
 from gitsync.model import short_revision as model_short_revision
 from gitsync.source import redact_url
-from gitsync.web.selector import LabelRequirement, format_selector, parse_selector
+from gitsync.web.selector import (
+    LabelRequirement,
+    SelectorError,
+    format_selector,
+    parse_selector,
+)
 
 AppKey = tuple[str, str]  # (namespace, name)
 
@@ -444,12 +449,14 @@ class ListQuery:
     labels: tuple[LabelRequirement, ...] = ()
     page: int = 1
     per_page: int = DEFAULT_PER_PAGE
+    problem: str = field(default="", compare=False)  # lenient parse: what was left out, and why
 
     @classmethod
     def parse(cls, args: Mapping[str, str] | Any, *, strict: bool) -> ListQuery:
         """From query parameters. ``strict`` (the API): a bad number is a ``ValueError``;
         otherwise (pages) it falls back to the default. A bad label selector is a
-        ``SelectorError`` (a ``ValueError``) either way: there is no default to fall back to."""
+        ``SelectorError`` (a ``ValueError``) for the API; a page lists without it and shows
+        ``problem``."""
 
         def number(name: str, default: int, low: int, high: int) -> int:
             raw = args.get(name)
@@ -487,6 +494,13 @@ class ListQuery:
             return found
 
         selectors = [_text(raw, 1024) for raw in getlist("label") if str(raw).strip()]
+        problem = ""
+        try:
+            labels = tuple(r for s in selectors[:MAX_FILTER_VALUES] for r in parse_selector(s))
+        except SelectorError as exc:
+            if strict:
+                raise
+            labels, problem = (), str(exc)
         return cls(
             text=_text(args.get("q") or "", 256).strip(),
             sync=statuses("sync", APP_SYNC_STATUSES),
@@ -494,7 +508,8 @@ class ListQuery:
             namespace=values("namespace", fold=False),
             project=values("project", fold=False),
             repo=tuple(normalized_repo(v) for v in values("repo", fold=False)),
-            labels=tuple(r for s in selectors[:MAX_FILTER_VALUES] for r in parse_selector(s)),
+            labels=labels,
+            problem=problem,
             page=number("page", 1, 1, 1_000_000),
             per_page=number("per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE),
         )

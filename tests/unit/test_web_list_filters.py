@@ -247,6 +247,8 @@ def test_the_page_names_a_bad_selector_and_lists_without_it() -> None:
     assert page.status_code == 400
     assert 'id="list-error"' in html and "is not a label value" in html
     assert html.count("data-app=") == 6
+    # the sets' page reads the same query leniently: no error page for it either
+    assert client.get("/appsets?label=tier%3D%3D%3Dx").status_code == 200
 
 
 def test_app_list_passes_its_filters_to_the_api(
