@@ -213,23 +213,24 @@ def history_blueprint(
     bp = flask.Blueprint("history", __name__)
     differ = HistoryDiffer(controller, concurrency=concurrency)
 
-    def compute(namespace: str, name: str) -> tuple[Mapping[str, Any] | None, dict[str, Any]]:
+    def compute(obj: Mapping[str, Any], key: AppKey) -> dict[str, Any]:
+        """The diff the request's ``?from=&to=`` ask for (``HistoryDiffError`` otherwise)."""
         args = flask.request.args
         unknown = sorted(set(args) - {"from", "to"})
         if unknown:
             raise HistoryDiffError(400, f"unknown query parameters: {', '.join(unknown)[:512]}")
         from_id = parse_entry_id("from", args.get("from"))
         to_id = parse_entry_id("to", args.get("to"))
-        obj = find(snapshot.get(fresh=True), (namespace, name))
-        if obj is None:
-            raise HistoryDiffError(404, f"no Application {namespace}/{name}")
-        return obj, differ.diff(obj, (namespace, name), from_id, to_id)
+        return differ.diff(obj, key, from_id, to_id)
 
     @bp.get("/api/v1/applications/<namespace>/<name>/history/diff")
     @guard.api_read
     def api_diff(namespace: str, name: str) -> Any:
+        obj = find(snapshot.get(fresh=True), (namespace, name))
+        if obj is None:
+            return json_error(404, f"no Application {namespace}/{name}")
         try:
-            _, doc = compute(namespace, name)
+            doc = compute(obj, (namespace, name))
         except HistoryDiffError as exc:
             headers = {"Retry-After": "2"} if exc.status == 503 else {}
             return json_error(exc.status, exc.message, **headers)
@@ -244,7 +245,7 @@ def history_blueprint(
         doc: dict[str, Any] | None = None
         error, status = "", 200
         try:
-            _, doc = compute(namespace, name)
+            doc = compute(obj, (namespace, name))
         except HistoryDiffError as exc:
             error, status = exc.message, exc.status
         return (
