@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,17 +96,22 @@ def _print(text: str) -> None:
 
 
 def _list_all(
-    args: argparse.Namespace, client: ApiClient, path: str, format_table: Callable[..., str]
+    args: argparse.Namespace,
+    client: ApiClient,
+    path: str,
+    format_table: Callable[..., str],
+    filters: Mapping[str, str] | None = None,
 ) -> int:
-    """Every page of a list endpoint, ``-n`` applied on the client, printed as one document."""
+    """Every page of a list endpoint, printed as one document. ``filters`` are the endpoint's
+    own query parameters; without them ``-n`` is applied on the client."""
     items: list[dict[str, Any]] = []
     page = 1
     while True:
-        doc = client.get(path, page=page, per_page=1000)
+        doc = client.get(path, page=page, per_page=1000, **(filters or {}))
         items += [
             i
             for i in doc.get("items") or ()
-            if not args.namespace or i.get("namespace") == args.namespace
+            if filters is not None or not args.namespace or i.get("namespace") == args.namespace
         ]
         if page >= int(doc.get("pages") or 1) or page >= MAX_PAGES:
             break
@@ -120,8 +125,23 @@ def _list_all(
 
 
 def _cmd_list(args: argparse.Namespace, client: ApiClient) -> int:
+    filters = {
+        name: value
+        for name, value in (
+            ("namespace", args.namespace),
+            ("label", args.selector),
+            ("sync", args.sync),
+            ("health", args.health),
+            ("repo", args.repo),
+        )
+        if value
+    }
     return _list_all(
-        args, client, "/applications", lambda items: format_list(items, wide=args.output == "wide")
+        args,
+        client,
+        "/applications",
+        lambda items: format_list(items, wide=args.output == "wide"),
+        filters,
     )
 
 
@@ -305,7 +325,31 @@ def add_app_parser(sub: _Subcommands) -> None:
 
     listing = command("list", "list Applications with sync and health", _cmd_list)
     listing.add_argument(
-        "-n", "--namespace", default="", help="only Applications in this namespace"
+        "-n",
+        "--namespace",
+        default="",
+        help="only Applications in this namespace (their project); several: a,b",
+    )
+    listing.add_argument(
+        "-l",
+        "--selector",
+        default="",
+        help="only Applications whose labels match: key=value, key!=value, key, !key "
+        "(comma-separated, all must hold)",
+    )
+    listing.add_argument(
+        "--sync", default="", help="only this sync status: Synced, OutOfSync, Unknown; several: a,b"
+    )
+    listing.add_argument(
+        "--health",
+        default="",
+        help="only this health: Healthy, Progressing, Degraded, Suspended, Missing, Unknown; "
+        "several: a,b",
+    )
+    listing.add_argument(
+        "--repo",
+        default="",
+        help="only Applications of this repository URL (case, a trailing / or .git ignored)",
     )
     get = command(
         "get", "one Application: summary, its objects, and their live tree with health", _cmd_get

@@ -368,22 +368,35 @@ def format_detail(doc: Mapping[str, Any], *, wide: bool) -> str:
     return out + "\n" + table(header, rows)
 
 
+def format_duration(seconds: object) -> str:
+    """A deploy's duration as the app page shows it (``12s``, ``3m 4s``); "" when unknown."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return ""
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    return f"{int(seconds // 60)}m {int(seconds % 60)}s"
+
+
 def format_history(history: Sequence[Mapping[str, Any]], *, wide: bool) -> str:
-    header = ["ID", "REVISION", "DEPLOYED AT", "RESULT", "INITIATED BY", "MESSAGE"]
+    """``app history``: the columns of the app page's timeline (the result's message in -o wide)."""
+    header = ["ID", "REVISION", "AUTHOR", "DEPLOYED AT", "DURATION", "RESULT", "INITIATED BY"]
+    header.append("MESSAGE")
     if wide:
-        header += ["AUTHOR"]
+        header += ["RESULT MESSAGE"]
     rows = []
     for h in history:
         row: list[object] = [
             h.get("id"),
             h.get("revision") if wide else h.get("short"),
+            h.get("author"),
             h.get("deployedAt"),
+            format_duration(h.get("durationSeconds")),
             h.get("result"),
             h.get("initiatedBy"),
             str(h.get("message") or "").split("\n", 1)[0],
         ]
         if wide:
-            row.append(h.get("author"))
+            row.append(h.get("resultMessage"))
         rows.append(row)
     return table(header, rows)
 

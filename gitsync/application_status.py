@@ -169,6 +169,11 @@ class HistoryEntry:
     """A chart's ``sha256:`` digest (``revision`` is then ``chart@version``)."""
     revisions: tuple[str, ...] | None = field(default=None, metadata=_key("revisions"))
     """A ``spec.sources`` app's revision per source (Argo CD's ``revisions``)."""
+    deploy_started_at: str = field(default="", metadata=_key("deployStartedAt", omit_empty=True))
+    """When the operation started (Argo CD's ``deployStartedAt``); with ``deployed_at`` the
+    deploy's duration. Entries written before it was recorded have none."""
+    result_message: str = field(default="", metadata=_key("resultMessage", omit_empty=True))
+    """The operation's own message (why it failed, say), bounded; "" in older entries."""
 
 
 @dataclass(frozen=True)

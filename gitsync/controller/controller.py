@@ -63,7 +63,7 @@ from gitsync.controller.reconciler import Reconciler, Trigger
 from gitsync.controller.repo_credentials import RepositoryCredentials
 from gitsync.controller.scheduler import RefreshScheduler
 from gitsync.controller.sharding import ShardSet
-from gitsync.engine import AppState, Engine
+from gitsync.engine import AppState, Engine, RenderedRevision
 from gitsync.engine.chart_sources import ChartStore
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.cache import NotWatchedError, WatchCache
@@ -347,6 +347,16 @@ class Controller:
             destination_namespace=str(destination.get("namespace") or ""),
             orphans=orphans,
         )
+
+    def application_manifests(self, key: AppKey, revision: str) -> RenderedRevision | None:
+        """What ``revision`` (a history entry's) renders to with the app's current spec, through
+        the engine of its destination cluster (renders cached per commit); None when there is
+        no such Application. Raises ``SpecError`` or another ``GitsyncError``."""
+        obj = self.store.get(key)
+        if obj is None:
+            return None
+        app = parse_application(obj)
+        return self._engine_for(app).render_revision(app, revision)
 
     def cluster_client(self, name: str) -> KubeClient:
         """The client of destination cluster ``name`` ("" and ``in-cluster``: this one).

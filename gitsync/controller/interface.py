@@ -102,6 +102,27 @@ class AppDiff(Protocol):
     def comparison(self) -> ComparisonView: ...
 
 
+class ManifestView(Protocol):
+    """One rendered object (``gitsync.render.RenderedManifest``)."""
+
+    @property
+    def key(self) -> ResourceKey: ...
+    @property
+    def obj(self) -> dict[str, Any]: ...
+
+
+class RenderedRevisionView(Protocol):
+    """What ``ControllerView.application_manifests`` answers (``gitsync.engine.RenderedRevision``):
+    the objects one revision renders to. They are the unmasked desired objects - Secrets
+    included - so a front-end diffs them with ``gitsync.diff`` (which masks) and never shows
+    them as they are."""
+
+    @property
+    def revision(self) -> RevisionView: ...
+    @property
+    def manifests(self) -> Sequence[ManifestView]: ...
+
+
 class ControllerView(Protocol):
     """What the web layer needs from the controller."""
 
@@ -134,6 +155,13 @@ class ControllerView(Protocol):
         ``GET /api/v1/applications/<ns>/<name>/tree``; None when there is no such Application.
         ``orphans``: also list objects of its namespaces that nothing managed owns. Raises
         ``GitsyncError`` when its destination cluster is not registered."""
+        ...
+
+    def application_manifests(self, key: AppKey, revision: str) -> RenderedRevisionView | None:
+        """Render one Application at ``revision`` (a history entry's) with its current spec -
+        fetch and render, nothing read from or written to the cluster; None when there is no
+        such Application. Raises ``SpecError`` for an invalid spec and another ``GitsyncError``
+        when the fetch or render fails."""
         ...
 
     def cluster_client(self, name: str) -> KubeAccess:

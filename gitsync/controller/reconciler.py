@@ -1054,6 +1054,8 @@ class Reconciler:
                 initiated_by=str(initiated),
                 digest=state.revision.digest,
                 revisions=_revisions(state),
+                deploy_started_at=op.started_at,
+                result_message=op.message[:512],
             ),
         )
         if result.succeeded:

@@ -67,13 +67,15 @@ def diff_resource(
     *,
     ignore: Sequence[IgnoreRule] = (),
     desired_is_dry_run: bool = True,
+    sides: tuple[str, str] = ("live", "desired"),
 ) -> ResourceDiff:
     """Compare ``desired`` with ``live`` after normalizing both.
 
     ``desired`` None means the resource is no longer wanted (Extraneous if live exists);
     ``live`` None means it does not exist (Missing). Both None is trivially Synced.
     ``managers`` ignore rules read ownership from the live object's ``managedFields`` and apply
-    it to both sides.
+    it to both sides. ``sides`` names the two in the unified diff's file headers (the history
+    diff compares two revisions' renders: ``from`` as live, ``to`` as desired).
     """
     rules = [rule for rule in ignore if rule.matches(key)]
     managed_fields = _managed_fields(live)
@@ -86,10 +88,10 @@ def diff_resource(
             if live_n is None:
                 return ResourceDiff(key, SyncStatus.SYNCED)
             check_bounds(live_n)
-            return extraneous(key, live_n)
+            return extraneous(key, live_n, sides)
         if live_n is None:
             check_bounds(desired_n)
-            return _missing(key, desired_n)
+            return _missing(key, desired_n, sides)
         live_n = _without_undeclared_owners(desired_n, live_n)
         changes = changes_between(desired_n, live_n, subset=not desired_is_dry_run)
     except ObjectTooComplex as exc:
@@ -110,30 +112,34 @@ def diff_resource(
         key,
         SyncStatus.OUT_OF_SYNC,
         patch=patch,
-        unified=_unified(key, live_shown, desired_shown),
+        unified=_unified(key, live_shown, desired_shown, sides),
         changed_paths=tuple(operation["path"] for operation in patch),
     )
 
 
-def _missing(key: ResourceKey, desired: dict[str, Any]) -> ResourceDiff:
+def _missing(
+    key: ResourceKey, desired: dict[str, Any], sides: tuple[str, str] = ("live", "desired")
+) -> ResourceDiff:
     shown = _shown(render(desired))
     return ResourceDiff(
         key,
         SyncStatus.MISSING,
         patch=[{"op": "add", "path": WHOLE_OBJECT, "value": shown}],
-        unified=_unified(key, None, shown),
+        unified=_unified(key, None, shown, sides),
         changed_paths=(WHOLE_OBJECT,),
     )
 
 
-def extraneous(key: ResourceKey, live: dict[str, Any] | None) -> ResourceDiff:
+def extraneous(
+    key: ResourceKey, live: dict[str, Any] | None, sides: tuple[str, str] = ("live", "desired")
+) -> ResourceDiff:
     """The diff of a resource no longer desired; ``live`` None when it was not looked up."""
     shown = None if live is None else _shown(render(live))
     return ResourceDiff(
         key,
         SyncStatus.EXTRANEOUS,
         patch=[{"op": "remove", "path": WHOLE_OBJECT}],
-        unified=_unified(key, shown, None),
+        unified=_unified(key, shown, None, sides),
         changed_paths=(WHOLE_OBJECT,),
     )
 
@@ -188,9 +194,11 @@ def _dump(obj: Any) -> list[str]:
     return text.splitlines(keepends=True)
 
 
-def _unified(key: ResourceKey, live: Any, desired: Any) -> str:
+def _unified(
+    key: ResourceKey, live: Any, desired: Any, sides: tuple[str, str] = ("live", "desired")
+) -> str:
     return "".join(
         difflib.unified_diff(
-            _dump(live), _dump(desired), fromfile=f"live/{key}", tofile=f"desired/{key}"
+            _dump(live), _dump(desired), fromfile=f"{sides[0]}/{key}", tofile=f"{sides[1]}/{key}"
         )
     )

@@ -12,8 +12,16 @@ from gitsync.engine.pipeline import (
     AppState,
     Engine,
     FetchError,
+    RenderedRevision,
     SourceNotPermittedError,
     StageError,
 )
 
-__all__ = ["AppState", "Engine", "FetchError", "SourceNotPermittedError", "StageError"]
+__all__ = [
+    "AppState",
+    "Engine",
+    "FetchError",
+    "RenderedRevision",
+    "SourceNotPermittedError",
+    "StageError",
+]

@@ -136,6 +136,15 @@ class AppState:
         return tuple((item.key, HEALTHS.assess(item.live)) for item in self.comparison.items)
 
 
+@dataclass(frozen=True)
+class RenderedRevision:
+    """What one revision of an app renders to, without a compare (a history entry's manifests,
+    for the diff between two deploys)."""
+
+    revision: Revision
+    manifests: tuple[RenderedManifest, ...]
+
+
 class Engine:
     """Runs the pipeline for Applications against one cluster.
 
@@ -448,7 +457,9 @@ class Engine:
         helm = req.helm or HelmOptions(release_name="")
         return dataclasses.replace(req, helm=dataclasses.replace(helm, dependencies=fetched))
 
-    def compare(self, app: Application, sha: str | None = None) -> AppState:
+    def _fetch_and_render(
+        self, app: Application, sha: str | None
+    ) -> tuple[Revision, list[RenderedManifest], SourceKind]:
         try:  # whom the app runs as is settled before its repository is even fetched
             self.syncer.client_for(app)
         except GitsyncError as exc:
@@ -456,16 +467,27 @@ class Engine:
         if app.sources:
             checkouts = self.fetch_sources(app, sha)
             manifests, kind = self.render_sources(app, checkouts)
-            revision = combined_revision(app, checkouts)
-        else:
-            checkout = self.fetch(app, sha)
-            manifests, kind = self.render(app, checkout)
-            revision = checkout.revision
+            return combined_revision(app, checkouts), manifests, kind
+        checkout = self.fetch(app, sha)
+        manifests, kind = self.render(app, checkout)
+        return checkout.revision, manifests, kind
+
+    def compare(self, app: Application, sha: str | None = None) -> AppState:
+        revision, manifests, kind = self._fetch_and_render(app, sha)
         try:
             comparison = self.syncer.compare(app, manifests)
         except GitsyncError as exc:
             raise StageError("compare", exc) from exc
         return AppState(app, revision, tuple(manifests), comparison, kind)
+
+    def render_revision(self, app: Application, revision: str) -> RenderedRevision:
+        """The manifests ``revision`` (a history entry's: a commit, ``chart@version``, or the
+        joined revisions of ``spec.sources``) renders to with the app's current spec - fetch and
+        render only, the render cached per commit as for a reconcile; nothing is read from or
+        written to the cluster. Raises ``StageError`` (``FetchError`` when the revision cannot
+        be fetched, e.g. its commit is gone from the repository)."""
+        fetched, manifests, _ = self._fetch_and_render(app, revision)
+        return RenderedRevision(fetched, tuple(manifests))
 
     def sync(
         self,

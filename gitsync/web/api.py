@@ -30,6 +30,7 @@ from gitsync.web.view import (
     detail,
     find,
     list_applications,
+    unknown_parameters,
 )
 
 MAX_JSON_BYTES = 16 * 1024
@@ -65,6 +66,9 @@ def api_blueprint(
     @bp.get("/applications")
     @guard.api_read
     def applications() -> Any:
+        unknown = unknown_parameters(flask.request.args)
+        if unknown:
+            return json_error(400, f"unknown query parameters: {', '.join(unknown)[:512]}")
         try:
             query = ListQuery.parse(flask.request.args, strict=True)
         except ValueError as exc:

@@ -34,6 +34,7 @@ from gitsync.web.appsets import appsets_blueprint
 from gitsync.web.auth import Authenticator, AuthSettings
 from gitsync.web.diff import Differ
 from gitsync.web.guard import Guard, auth_blueprint
+from gitsync.web.history import history_blueprint
 from gitsync.web.pages import pages_blueprint
 from gitsync.web.rollouts import Rollouts
 from gitsync.web.view import Snapshot, Summaries
@@ -133,6 +134,9 @@ def create_app(
         app.register_blueprint(
             blueprint(controller, guard, snapshot, differ, rollouts, summaries=summaries)
         )
+    app.register_blueprint(
+        history_blueprint(controller, guard, snapshot, concurrency=diff_concurrency)
+    )
     set_snapshot = Snapshot(controller.application_set_objects, ttl=snapshot_ttl)
     app.register_blueprint(appsets_blueprint(guard, set_snapshot, snapshot))
 

@@ -17,7 +17,7 @@ from gitsync.web.appsetview import find_set, list_sets, set_detail
 from gitsync.web.guard import Guard, json_error
 from gitsync.web.view import DEFAULT_PER_PAGE, ListQuery, Snapshot
 
-APP_FILTERS = ("sync", "health")  # the app list's filters, which sets do not have
+APP_FILTERS = ("sync", "health", "namespace", "project", "repo", "label")  # not filters of sets
 
 
 def appsets_blueprint(guard: Guard, sets: Snapshot, applications: Snapshot) -> flask.Blueprint:

@@ -29,9 +29,12 @@ from gitsync.web.rollouts import (
 )
 from gitsync.web.tree import TreeError, application_tree
 from gitsync.web.view import (
+    APP_SYNC_STATUSES,
     DEFAULT_PER_PAGE,
+    Listing,
     ListQuery,
     Snapshot,
+    StatusCounts,
     Summaries,
     detail,
     find,
@@ -40,8 +43,35 @@ from gitsync.web.view import (
     status_class,
 )
 
-SYNC_STATUSES = ("Synced", "OutOfSync", "Unknown")
+SYNC_STATUSES = APP_SYNC_STATUSES
 HEALTH_STATUSES = ("Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown")
+
+
+def counters(listing: Listing, query: ListQuery) -> list[dict[str, Any]]:
+    """The list's counters, a group per dimension (sync, health): each status known to gitsync
+    (and any other found) with its count, whether it is the active filter, and the link that
+    applies it - or, when it is active, the link that drops it."""
+    counts = listing.counts or StatusCounts({}, {})
+    groups = []
+    for dimension, known, found in (
+        ("sync", SYNC_STATUSES, counts.sync),
+        ("health", HEALTH_STATUSES, counts.health),
+    ):
+        active: tuple[str, ...] = getattr(query, dimension)
+        names = list(known) + sorted(n for n in found if n not in known)
+        items = []
+        for name in names:
+            on = name.lower() in active
+            items.append(
+                {
+                    "status": name,
+                    "count": found.get(name, 0),
+                    "active": on,
+                    "params": query.params(**{dimension: "" if on else name.lower(), "page": None}),
+                }
+            )
+        groups.append({"dimension": dimension, "items": items})
+    return groups
 
 
 def when(value: str) -> str:
@@ -155,10 +185,13 @@ def _add_pages(
             "apps.html",
             listing=listing,
             query=query,
+            error=query.problem,  # a bad label selector: said, and listed without it
+            label_text=flask.request.args.get("label", ""),
+            counters=counters(listing, query),
             default_per_page=DEFAULT_PER_PAGE,
             sync_statuses=SYNC_STATUSES,
             health_statuses=HEALTH_STATUSES,
-        )
+        ), (400 if query.problem else 200)
 
     @bp.get("/apps/<namespace>/<name>")
     @guard.page

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,8 +43,15 @@ from gitsync.application_status import (
     SyncWindowState,
 )
 from gitsync.controller.interface import AUTOMATION_PAUSED
+from gitsync.model import HealthStatus
 from gitsync.model import short_revision as model_short_revision
 from gitsync.source import redact_url
+from gitsync.web.selector import (
+    LabelRequirement,
+    SelectorError,
+    format_selector,
+    parse_selector,
+)
 
 AppKey = tuple[str, str]  # (namespace, name)
 
@@ -52,6 +60,8 @@ MAX_PER_PAGE = 1000
 MAX_TEXT = 2048  # any one free-text value shown (commit message, condition message, ...)
 MAX_ANNOTATION = 512
 MAX_WAITS = 5  # spec.dependsOn entries a page names as waited for
+MAX_LABELS = 64  # labels of an Application a row carries (the list filters on them)
+MAX_FILTER_VALUES = 16  # values of one list filter (``?namespace=a,b,...``)
 
 
 # -- small readers that never raise -----------------------------------------------------------
@@ -158,6 +168,7 @@ def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "namespace": _text(meta.get("namespace"), 253),
         "name": _text(meta.get("name"), 253),
+        "labels": _labels(meta),
         "repoURL": display_repo_url(repo),
         "repoLink": http_link(repo),
         "path": _text(source.get("path") or ".", 1024),
@@ -207,6 +218,12 @@ def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
             for w in waiting[:MAX_WAITS]
         ],
     }
+
+
+def _labels(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The Application's labels (what ``?label=`` selects on), bounded like any status text."""
+    labels = islice(_map(meta.get("labels")).items(), MAX_LABELS)
+    return {_text(k, 317): _text(v, 63) for k, v in labels if isinstance(v, str)}
 
 
 def _depends_on(
@@ -260,6 +277,19 @@ def _automation(automated: object, *, paused: bool, suspended: bool) -> str:
     return "automated" + (f" ({', '.join(options)})" if options else "")
 
 
+def duration_seconds(started: str, finished: str) -> int | None:
+    """Whole seconds between two RFC 3339 times (a deploy's duration; status times have
+    second resolution); None when either is missing or malformed (history entries written
+    before ``deployStartedAt`` was recorded) or the order is reversed (a clock step)."""
+    try:
+        begin = datetime.fromisoformat(started)
+        end = datetime.fromisoformat(finished)
+        seconds = (end - begin).total_seconds()
+    except (TypeError, ValueError):
+        return None
+    return round(seconds) if seconds >= 0 else None
+
+
 def _resource_id(r: ObjectRef) -> str:
     return "/".join(_text(part, 253) for part in (r.group, r.kind, r.namespace, r.name))
 
@@ -310,7 +340,10 @@ def detail(obj: Mapping[str, Any]) -> dict[str, Any]:
             "author": _text(h.author, 256),
             "deployedAt": _text(h.deployed_at, 64),
             "result": _text(h.result, 32),
+            "resultMessage": _message(h.result_message, 512),
             "initiatedBy": _text(h.initiated_by, 64),
+            "deployStartedAt": _text(h.deploy_started_at, 64),
+            "durationSeconds": duration_seconds(h.deploy_started_at, h.deployed_at),
         }
         for h in status.history or ()
     ]
@@ -376,20 +409,54 @@ def detail(obj: Mapping[str, Any]) -> dict[str, Any]:
 # -- listing -----------------------------------------------------------------------------------
 
 
+APP_SYNC_STATUSES = ("Synced", "OutOfSync", "Unknown")  # an Application's (not an object's)
+
+LIST_PARAMETERS = frozenset(
+    ("q", "sync", "health", "namespace", "project", "repo", "label", "page", "per_page")
+)
+"""What ``GET /api/v1/applications`` reads; anything else is an error naming it."""
+
+
+def unknown_parameters(names: Iterable[str]) -> list[str]:
+    """The query parameters of a list request that ``ListQuery`` does not read, sorted."""
+    return sorted({n for n in names if n not in LIST_PARAMETERS})
+
+
+def normalized_repo(url: str) -> str:
+    """A repository URL as the list's ``repo`` filter compares it: as shown (no credentials),
+    lower case, without a trailing ``/`` or ``.git`` - so ``--repo`` need not match the spelling
+    in the spec."""
+    text = display_repo_url(url).strip().lower().rstrip("/")
+    return text.removesuffix(".git")
+
+
 @dataclass(frozen=True)
 class ListQuery:
-    """Filters and page of the list: ``?q=&sync=&health=&page=&per_page=``."""
+    """Filters and page of the list: ``?q=&sync=&health=&namespace=&project=&repo=&label=&page=
+    &per_page=``. Every filter holds when all of its given dimensions do; within one dimension
+    any of its comma-separated values will do (``health=degraded,missing``).
+
+    ``namespace`` is the Application's namespace. ``project`` is gitsync's project, which *is*
+    the Application's namespace (``gitsync.policy``), so it filters the same field - Argo CD's
+    spelling, for links and scripts that say project."""
 
     text: str = ""
     sync: tuple[str, ...] = ()
     health: tuple[str, ...] = ()
+    namespace: tuple[str, ...] = ()
+    project: tuple[str, ...] = ()
+    repo: tuple[str, ...] = ()
+    labels: tuple[LabelRequirement, ...] = ()
     page: int = 1
     per_page: int = DEFAULT_PER_PAGE
+    problem: str = field(default="", compare=False)  # lenient parse: what was left out, and why
 
     @classmethod
     def parse(cls, args: Mapping[str, str] | Any, *, strict: bool) -> ListQuery:
         """From query parameters. ``strict`` (the API): a bad number is a ``ValueError``;
-        otherwise (pages) it falls back to the default."""
+        otherwise (pages) it falls back to the default. A bad label selector is a
+        ``SelectorError`` (a ``ValueError``) for the API; a page lists without it and shows
+        ``problem``."""
 
         def number(name: str, default: int, low: int, high: int) -> int:
             raw = args.get(name)
@@ -407,31 +474,82 @@ class ListQuery:
                 return min(max(value, low), high)
             return value
 
-        def values(name: str) -> tuple[str, ...]:
-            getlist: Callable[[str], list[str]] = getattr(
-                args, "getlist", lambda n: [args.get(n) or ""]
-            )
+        getlist: Callable[[str], list[str]] = getattr(
+            args, "getlist", lambda n: [args.get(n) or ""]
+        )
+
+        def values(name: str, *, fold: bool = True) -> tuple[str, ...]:
             out: list[str] = []
             for raw in getlist(name):
-                out += [v.strip().lower() for v in str(raw).split(",") if v.strip()]
-            return tuple(out[:16])
+                out += [v.strip() for v in str(raw).split(",") if v.strip()]
+            return tuple((v.lower() if fold else v) for v in out[:MAX_FILTER_VALUES])
 
+        def statuses(name: str, known: tuple[str, ...]) -> tuple[str, ...]:
+            found = values(name)
+            wrong = [v for v in found if v not in {k.lower() for k in known}]
+            if strict and wrong:
+                raise ValueError(
+                    f"{name} {wrong[0][:64]!r} is not one of {', '.join(known)} (any case)"
+                )
+            return found
+
+        selectors = [_text(raw, 1024) for raw in getlist("label") if str(raw).strip()]
+        problem = ""
+        try:
+            labels = tuple(r for s in selectors[:MAX_FILTER_VALUES] for r in parse_selector(s))
+        except SelectorError as exc:
+            if strict:
+                raise
+            labels, problem = (), str(exc)
         return cls(
             text=_text(args.get("q") or "", 256).strip(),
-            sync=values("sync"),
-            health=values("health"),
+            sync=statuses("sync", APP_SYNC_STATUSES),
+            health=statuses("health", tuple(HealthStatus)),
+            namespace=values("namespace", fold=False),
+            project=values("project", fold=False),
+            repo=tuple(normalized_repo(v) for v in values("repo", fold=False)),
+            labels=labels,
+            problem=problem,
             page=number("page", 1, 1, 1_000_000),
             per_page=number("per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE),
         )
 
     @property
     def filtered(self) -> bool:
-        return bool(self.sync or self.health or self.text)
+        return bool(
+            self.sync
+            or self.health
+            or self.text
+            or self.namespace
+            or self.project
+            or self.repo
+            or self.labels
+        )
 
-    def matches(self, row: Mapping[str, Any]) -> bool:
-        if self.sync and row["sync"]["status"].lower() not in self.sync:
+    @property
+    def selector(self) -> str:
+        """The label requirements as one selector (``tier=front,!legacy``)."""
+        return format_selector(self.labels)
+
+    def matches(self, row: Mapping[str, Any], *, ignore: str = "") -> bool:
+        """Whether the row passes every filter; ``ignore`` ("sync" or "health") leaves that
+        dimension out (its counters: see ``count_statuses``)."""
+        if ignore != "sync" and self.sync and row["sync"]["status"].lower() not in self.sync:
             return False
-        if self.health and row["health"]["status"].lower() not in self.health:
+        if (
+            ignore != "health"
+            and self.health
+            and row["health"]["status"].lower() not in self.health
+        ):
+            return False
+        if self.namespace and row["namespace"] not in self.namespace:
+            return False
+        if self.project and row["namespace"] not in self.project:
+            return False
+        if self.repo and normalized_repo(row["repoURL"]) not in self.repo:
+            return False
+        labels = row.get("labels") or {}
+        if not all(r.matches(labels) for r in self.labels):
             return False
         if self.text:
             needle = self.text.lower()
@@ -448,20 +566,39 @@ class ListQuery:
         return True
 
     def params(self, **override: Any) -> dict[str, Any]:
-        """The query as URL parameters (non-defaults only), with ``override`` applied."""
+        """The query as URL parameters (non-defaults only), with ``override`` applied (a value
+        of None or "" drops that parameter)."""
         out: dict[str, Any] = {}
         if self.text:
             out["q"] = self.text
-        if self.sync:
-            out["sync"] = ",".join(self.sync)
-        if self.health:
-            out["health"] = ",".join(self.health)
+        for name in ("sync", "health", "namespace", "project", "repo"):
+            if getattr(self, name):
+                out[name] = ",".join(getattr(self, name))
+        if self.labels:
+            out["label"] = self.selector
         if self.per_page != DEFAULT_PER_PAGE:
             out["per_page"] = self.per_page
         if self.page != 1:
             out["page"] = self.page
         out.update(override)
         return {k: v for k, v in out.items() if v not in (None, "")}
+
+
+@dataclass(frozen=True)
+class StatusCounts:
+    """How many Applications have each sync and each health status, for the list's counters.
+
+    Each dimension is counted over the Applications that pass every *other* filter: with
+    ``?health=Degraded&namespace=team-a`` the health counters say how many of team-a's apps are
+    Healthy, Degraded, ... (so clicking another one shows that many), and the sync counters how
+    many of team-a's *degraded* apps are Synced or OutOfSync. A dimension's own filter never
+    shrinks its own counters to one non-zero entry."""
+
+    sync: dict[str, int]
+    health: dict[str, int]
+
+    def document(self) -> dict[str, dict[str, int]]:
+        return {"sync": dict(self.sync), "health": dict(self.health)}
 
 
 @dataclass(frozen=True)
@@ -472,19 +609,23 @@ class Listing:
     total: int
     # the Applications the items were made from, in the same order (for ``annotate_rows``)
     objects: Sequence[Mapping[str, Any]] = field(default=(), repr=False, compare=False)
+    counts: StatusCounts | None = None  # the Application list's counters
 
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per_page))
 
     def document(self) -> dict[str, Any]:
-        return {
+        doc = {
             "items": self.items,
             "page": self.page,
             "perPage": self.per_page,
             "total": self.total,
             "pages": self.pages,
         }
+        if self.counts is not None:
+            doc["counts"] = self.counts.document()
+        return doc
 
 
 class Summaries:
@@ -534,29 +675,57 @@ def _list_key(obj: Mapping[str, Any]) -> tuple[str, str]:
     return (_text(meta.get("namespace"), 253), _text(meta.get("name"), 253))
 
 
+def _statuses(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """The sync and health status of an Application as its ``summary`` shows them, read
+    without summarising it (the counters of an unfiltered list read every Application)."""
+    status = _map(obj.get("status"))
+    sync = _text(_map(status.get("sync")).get("status"), 32) or "Unknown"
+    health = _text(_map(status.get("health")).get("status"), 32) or "Unknown"
+    return sync, health
+
+
+def _count(values: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for value in values:
+        out[value] = out.get(value, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def list_applications(
     objs: Iterable[Mapping[str, Any]], query: ListQuery, summaries: Summaries | None = None
 ) -> Listing:
-    """Summaries of the Applications matching ``query``, sorted by namespace/name, one page.
+    """Summaries of the Applications matching ``query``, sorted by namespace/name, one page,
+    with the sync and health counters (``StatusCounts``).
 
     Sorting needs only each Application's key, so it comes first; without a filter only the
-    page's rows are summarised. ``summaries`` keeps rows across calls. The items are the
-    caller's own (``annotate_rows`` adds to them)."""
+    page's rows are summarised (the counters read two fields of each). ``summaries`` keeps rows
+    across calls. The items are the caller's own (``annotate_rows`` adds to them)."""
     summarise = summary if summaries is None else summaries.get
     ordered = sorted(objs, key=_list_key)
     start = (query.page - 1) * query.per_page
     end = start + query.per_page
     if query.filtered:
-        matching = [(o, row) for o in ordered if query.matches(row := summarise(o))]
+        every = [(o, summarise(o)) for o in ordered]
+        matching = [(o, row) for o, row in every if query.matches(row)]
+        counts = StatusCounts(
+            sync=_count(r["sync"]["status"] for _, r in every if query.matches(r, ignore="sync")),
+            health=_count(
+                r["health"]["status"] for _, r in every if query.matches(r, ignore="health")
+            ),
+        )
         total = len(matching)
         page_objs = [o for o, _ in matching[start:end]]
         rows = [row for _, row in matching[start:end]]
     else:
+        statuses = [_statuses(o) for o in ordered]
+        counts = StatusCounts(
+            sync=_count(s for s, _ in statuses), health=_count(h for _, h in statuses)
+        )
         total = len(ordered)
         page_objs = ordered[start:end]
         rows = [summarise(o) for o in page_objs]
     items = [dict(row) for row in rows]
-    return Listing(items, query.page, query.per_page, total, page_objs)
+    return Listing(items, query.page, query.per_page, total, page_objs, counts)
 
 
 def find(objs: Sequence[Mapping[str, Any]], key: AppKey) -> Mapping[str, Any] | None:

@@ -183,6 +183,11 @@
       if (notice) notice.hidden = !changed;
       var count = document.querySelector("h1 .count");
       if (count && typeof data.total === "number") count.textContent = String(data.total);
+      document.querySelectorAll("[data-count]").forEach(function (node) { // the counters
+        var parts = node.getAttribute("data-count").split(":");
+        var counts = (data.counts || {})[parts[0]] || {};
+        node.textContent = String(counts[parts[1]] || 0);
+      });
     });
   }
 
@@ -236,6 +241,13 @@
     tbody.replaceChildren.apply(tbody, rows);
   }
 
+  // as the macro duration in _history.html
+  function duration(seconds) {
+    if (typeof seconds !== "number") return "\u2014";
+    if (seconds < 60) return seconds + "s";
+    return Math.floor(seconds / 60) + "m " + Math.floor(seconds % 60) + "s";
+  }
+
   function renderHistory(app) {
     var tbody = document.getElementById("history");
     if (!tbody) return;
@@ -246,7 +258,9 @@
         el("td", { "data-label": "Revision" }, el("code", {}, h.short)),
         el("td", { "data-label": "Commit" }, firstLine(h.message), el("div", { class: "muted" }, h.author)),
         el("td", { "data-label": "Deployed" }, when(h.deployedAt)),
-        el("td", { "data-label": "Result" }, badge("phase", h.result)),
+        el("td", { "data-label": "Duration" }, duration(h.durationSeconds)),
+        el("td", { "data-label": "Result" }, badge("phase", h.result),
+          h.resultMessage ? el("div", { class: "muted" }, h.resultMessage) : null),
         el("td", { "data-label": "By" }, h.initiatedBy),
       ];
       if (canAct) {
