@@ -227,9 +227,7 @@ class AppPods:
             if ref is None or ref.get("kind") not in _OWNER_API_VERSIONS:
                 break
             api_version = str(ref.get("apiVersion") or _OWNER_API_VERSIONS[ref["kind"]])
-            owner_key = (_group(api_version), str(ref["kind"]), namespace, str(ref.get("name")))
-            if owner_key in self.managed:
-                return self._remember(seen, self.managed[owner_key])
+            # read even when it names a managed object: only the uid shows it is that object
             found = self._client.get(api_version, str(ref["kind"]), str(ref["name"]), namespace)
             if found is None or (found.get("metadata") or {}).get("uid") != ref.get("uid"):
                 break

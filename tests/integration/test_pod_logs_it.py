@@ -75,7 +75,12 @@ def get(ctl: Any, path: str, token: str = ADMIN, timeout: float = 60) -> tuple[i
 
 
 def error(answer: tuple[int, bytes]) -> tuple[int, str]:
-    return answer[0], json.loads(answer[1])["error"]
+    """The status and the API's error message (or, for a log answered after all, its start)."""
+    status, body = answer
+    try:
+        return status, str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return status, body[:200].decode("utf-8", "replace")
 
 
 def app_cli(ctl: Any, *args: str, token: str = ADMIN) -> CliRun:

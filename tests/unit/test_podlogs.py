@@ -177,6 +177,8 @@ POD = _obj(
 STRAY = _obj("v1", "Pod", "stray")
 IMPOSTOR = _obj("v1", "Pod", "impostor", {"apiVersion": "apps/v1", "kind": "ReplicaSet",
                                           "name": "web-5d9", "uid": "not-the-rs"})  # fmt: skip
+FAKE_CHILD = _obj("v1", "Pod", "fake-child", {"apiVersion": "apps/v1", "kind": "Deployment",
+                                              "name": "web", "uid": "made-up"})  # fmt: skip
 JOB_POD = _obj(
     "v1", "Pod", "migrate-x", {"apiVersion": "batch/v1", "kind": "Job", "name": "migrate"}
 )
@@ -185,12 +187,13 @@ SECRET = _obj("v1", "Secret", "db")
 
 
 def test_a_deployments_pods_belong_to_the_app_through_their_replicaset() -> None:
-    cluster = Cluster(DEPLOY, RS, POD, STRAY, IMPOSTOR, JOB, JOB_POD, SECRET)
+    cluster = Cluster(DEPLOY, RS, POD, STRAY, IMPOSTOR, FAKE_CHILD, JOB, JOB_POD, SECRET)
     pods = AppPods(app(("apps", "Deployment", "web"), ("batch", "Job", "migrate")), cluster)
     assert pods.pod("team-a", "web-5d9-x") == POD
     assert pods.pod("team-a", "migrate-x") == JOB_POD
     assert pods.pod("team-a", "stray") is None
     assert pods.pod("team-a", "impostor") is None  # names the ReplicaSet, but not its uid
+    assert pods.pod("team-a", "fake-child") is None  # names the Deployment itself, not its uid
     assert pods.pod("team-a", "db") is None  # a Secret is never a Pod
     listed = [(p["metadata"]["name"], owner) for p, owner in pods.pods()]
     assert listed == [("migrate-x", ("Job", "migrate")), ("web-5d9-x", ("Deployment", "web"))]
