@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from gitsync.appcli import matching_pods
 from gitsync.localenv.kubelet import (
     GENERATED_LINE_BYTES,
     LogRequestError,
@@ -262,3 +263,33 @@ def test_the_kubelet_generates_a_large_log_without_holding_it() -> None:
     assert first.startswith(generated_line(0))
     assert len(generated_line(7)) == GENERATED_LINE_BYTES
     assert _log(pod, tailLines="2") == generated_line(102398) + generated_line(102399)
+
+
+# -- which Pods `gitsync app logs` reads ----------------------------------------------------------
+
+PODS = [
+    {"name": "web-5d9-a", "owner": {"kind": "Deployment", "name": "web"}},
+    {"name": "web-5d9-b", "owner": {"kind": "Deployment", "name": "web"}},
+    {"name": "migrate-x", "owner": {"kind": "Job", "name": "migrate"}},
+    {"name": "solo", "owner": {"kind": "Pod", "name": "solo"}},
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "expected"),
+    [
+        ("Deployment", "web", ["web-5d9-a", "web-5d9-b"]),
+        ("deployment", "web", ["web-5d9-a", "web-5d9-b"]),
+        ("Job", "web", []),
+        ("", "migrate", ["migrate-x"]),
+        ("", "web-5d9-b", ["web-5d9-b"]),
+        ("Pod", "solo", ["solo"]),
+        ("Pod", "web-5d9-a", ["web-5d9-a"]),
+        ("Job", "", ["migrate-x"]),
+        ("", "", ["web-5d9-a", "web-5d9-b", "migrate-x", "solo"]),
+    ],
+)
+def test_app_logs_picks_the_pods_of_the_named_object(
+    kind: str, name: str, expected: list[str]
+) -> None:
+    assert [p["name"] for p in matching_pods(PODS, kind, name)] == expected
