@@ -11,7 +11,6 @@ from typing import Any
 from flask import Flask
 
 from gitsync.application_status import HealthSummary, ResourceStatus
-from gitsync.web import AuthSettings, create_app
 from gitsync.web.podlogs import LogLimits, LogsRole
 from tests.unit.test_podlogs import DEPLOY, POD, RS, STRAY, Cluster
 from tests.unit.test_web_support import (
@@ -20,6 +19,7 @@ from tests.unit.test_web_support import (
     FakeController,
     application,
     bearer,
+    make_app,
 )
 
 
@@ -57,16 +57,7 @@ def app_with(role: LogsRole = LogsRole.ADMIN, streams: int = 4) -> tuple[Flask, 
         ],
     )
     controller.store.objs[("team-a", "shop")] = shop
-    settings = AuthSettings.build(api_tokens=[API_TOKEN], read_only_tokens=[READ_ONLY_TOKEN])
-    app = create_app(
-        controller,
-        metrics_exposition=lambda: b"",
-        webhook_secrets=lambda provider: [],
-        auth=settings,
-        snapshot_ttl=0,
-        logs=LogLimits(role=role, max_streams=streams),
-    )
-    app.testing = True
+    app = make_app(controller, logs=LogLimits(role=role, max_streams=streams))
     return app, controller.cluster
 
 
