@@ -33,6 +33,7 @@ from typing import Any, Protocol, cast
 
 import flask
 import structlog
+from werkzeug.exceptions import HTTPException
 
 from gitsync.application_status import ApplicationStatus
 from gitsync.controller.interface import ControllerView
@@ -410,6 +411,15 @@ def logs_blueprint(
 ) -> flask.Blueprint:
     bp = flask.Blueprint("logs", __name__, url_prefix="/api/v1")
     streams = LogStreams(controller, limits)
+
+    @bp.app_context_processor
+    def logs_context() -> dict[str, Any]:
+        """Whether the app page shows the logs panel: only to whom the API would answer."""
+        try:
+            allowed = may_read_logs(guard.principal(), limits.role)
+        except HTTPException:  # a bad token, while an error page is rendered
+            allowed = False
+        return {"can_read_logs": allowed, "logs_role": str(limits.role)}
 
     def readable_app(namespace: str, name: str) -> Mapping[str, Any] | flask.Response:
         """The Application whose Pods the principal may read the logs of, or the refusal."""

@@ -56,6 +56,7 @@ def test_the_logs_panel_shows_a_never_ready_pods_log_and_follows(
 
     def two_pods() -> bool | None:
         page.goto(f"{view.ctl.url}/apps/{namespace}/shop")
+        page.click("#logs-details > summary")
         page.wait_for_function("document.querySelectorAll('#logs-pod option').length > 0")
         return page.locator("#logs-pod option").count() == 2 or None
 

@@ -14,11 +14,13 @@ from gitsync.application_status import HealthSummary, ResourceStatus
 from gitsync.web.podlogs import LogLimits, LogsRole
 from tests.unit.test_podlogs import DEPLOY, POD, RS, STRAY, Cluster
 from tests.unit.test_web_support import (
+    ADMIN_PASSWORD,
     API_TOKEN,
     READ_ONLY_TOKEN,
     FakeController,
     application,
     bearer,
+    login,
     make_app,
 )
 
@@ -116,3 +118,14 @@ def test_the_api_servers_refusal_is_passed_on_and_other_failures_are_502() -> No
     assert client.get(LOGS + "?pod=web-5d9-x", headers=bearer(API_TOKEN)).status_code == 502
     cluster.refusal = None
     assert client.get(LOGS + "?pod=web-5d9-x", headers=bearer(API_TOKEN)).status_code == 200
+
+
+def test_the_page_shows_the_panel_only_to_whom_may_read_logs() -> None:
+    app, cluster = app_with()
+    for password, shown in ((ADMIN_PASSWORD, True), (READ_ONLY_TOKEN, False)):
+        client = app.test_client()
+        login(client, password)
+        html = client.get("/apps/team-a/shop").get_data(as_text=True)
+        assert ('id="logs-panel"' in html) is shown, password
+        assert ("/static/logs.js" in html) is shown
+    assert cluster.reads == []  # the page itself lists no Pods: the panel does, once opened

@@ -1,6 +1,6 @@
 /* The Pod logs panel (templates/_logs.html).
  *
- * Lists the Application's Pods (GET .../pods), then streams one container's log (GET .../logs)
+ * Lists the Application's Pods (GET .../pods, once the panel is opened), then streams one container's log (GET .../logs)
  * into the page with fetch's body reader, as text (textContent only: a log line is never markup).
  * The server bounds every stream (--logs-max-bytes, --logs-max-seconds); the page also keeps at
  * most MAX_CHARS characters, dropping the oldest, so a long follow does not grow the tab forever.
@@ -170,5 +170,16 @@
   podSelect.addEventListener("change", fillContainers);
   document.getElementById("logs-form").addEventListener("submit", show);
   stopButton.addEventListener("click", stop);
-  loadPods();
+  // The Pods are listed from the cluster when the panel is first opened, not on every page view.
+  var details = document.getElementById("logs-details");
+  var loaded = false;
+  details.addEventListener("toggle", function () {
+    if (details.open && !loaded) {
+      loaded = true;
+      loadPods();
+    }
+    if (!details.open) {
+      stop();
+    }
+  });
 })();
