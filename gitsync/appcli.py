@@ -241,6 +241,53 @@ def _cmd_wait(
             last_reason = f"{decision.reason} (last request failed: {exc})"
 
 
+def matching_pods(pods: list[dict[str, Any]], kind: str, name: str) -> list[dict[str, Any]]:
+    """The Pods ``app logs`` reads: those of the managed object ``kind``/``name`` (a Deployment:
+    its Pods; ``--kind Pod``: that Pod), any with that Pod or owner name, or every one."""
+    if kind.lower() == "pod":
+        return [p for p in pods if p["name"] == name or not name]
+    found = []
+    for pod in pods:
+        owner = pod.get("owner") or {}
+        if kind and str(owner.get("kind", "")).lower() != kind.lower():
+            continue
+        if name and name not in (owner.get("name"), pod["name"] if not kind else None):
+            continue
+        found.append(pod)
+    return found
+
+
+def _cmd_logs(args: argparse.Namespace, client: ApiClient) -> int:
+    path = _app_path(args.app)
+    pods = matching_pods(client.get(path + "/pods").get("items") or [], args.kind, args.name)
+    if not pods:
+        asked = " ".join(f"--{k} {v}" for k, v in (("kind", args.kind), ("name", args.name)) if v)
+        raise UsageError(f"no Pod of {args.app} matches {asked or 'anything'}")
+    if args.follow and len(pods) > 1:
+        sys.stderr.write(f"{len(pods)} Pods match; following {pods[0]['name']}\n")
+        pods = pods[:1]
+    out = sys.stdout.buffer
+
+    def write(chunk: bytes) -> None:
+        out.write(chunk)
+        out.flush()
+
+    for pod in pods:
+        if len(pods) > 1:
+            write(f"==> {pod['namespace']}/{pod['name']} <==\n".encode())
+        query: dict[str, str | int] = {"pod": pod["name"], "namespace": pod["namespace"]}
+        if args.container:
+            query["container"] = args.container
+        if args.previous:
+            query["previous"] = "true"
+        if args.tail:
+            query["tailLines"] = args.tail
+        if args.follow:
+            query["follow"] = "true"
+        client.stream(path + "/logs", query, write)
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     where = f"gitsync {args.command} {getattr(args, 'app_command', None) or args.appset_command}"
     try:
@@ -317,7 +364,7 @@ def add_app_parser(sub: _Subcommands) -> None:
         name: str, text: str, func: Callable[[argparse.Namespace, ApiClient], int]
     ) -> argparse.ArgumentParser:
         p = commands.add_parser(name, help=text, description=text)
-        _connection_args(p, output=name != "wait")
+        _connection_args(p, output=name not in ("wait", "logs"))
         if name != "list":
             p.add_argument("app", metavar="NAMESPACE/NAME", help="the Application")
         p.set_defaults(app_func=func)
@@ -388,6 +435,33 @@ def add_app_parser(sub: _Subcommands) -> None:
         "rollback", "redeploy a history entry; pauses automated sync (admin token)", _cmd_action
     )
     rollback.add_argument("id", type=_positive_int, help="the history entry's ID (app history)")
+    logs = command(
+        "logs",
+        "print container logs of the Application's Pods (the server's --logs-role decides who may)",
+        _cmd_logs,
+    )
+    logs.add_argument(
+        "--kind", default="", help="the managed object's kind, e.g. Deployment (or Pod)"
+    )
+    logs.add_argument(
+        "--name", default="", help="the managed object's name (its Pods), or a Pod's name"
+    )
+    logs.add_argument("-c", "--container", default="", help="the container (needed when several)")
+    logs.add_argument(
+        "-p", "--previous", action="store_true", help="the previous (restarted) container's log"
+    )
+    logs.add_argument(
+        "--tail",
+        type=_positive_int,
+        default=None,
+        help="last N lines (default: the server's, 1000; at most 100000)",
+    )
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing new lines until the server's --logs-max-seconds (one Pod)",
+    )
 
 
 def add_appset_parser(sub: _Subcommands) -> _Subcommands:

@@ -27,7 +27,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,8 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a diff of many objects at 256 KiB each 
 REQUEST_TIMEOUT = 30.0
 MAX_ERROR_TEXT = 300
 MAX_PAGES = 100  # 100 pages of 1,000 Applications
+STREAM_CHUNK_BYTES = 64 * 1024
+STREAM_SILENCE_SECONDS = 330.0  # a follow stream may be quiet; the server ends it at its limit
 
 
 class ClientError(Exception):
@@ -123,28 +125,12 @@ class ApiClient:
         query: Mapping[str, str | int] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> Any:
-        url = self.server.rstrip("/") + "/api/v1" + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        request = urllib.request.Request(url, method=method)  # noqa: S310 - http(s), checked above
-        request.add_header("Accept", "application/json")
-        if body is not None:
-            request.data = json.dumps(body).encode()
-            request.add_header("Content-Type", "application/json")
-        if self.token:
-            request.add_unredirected_header("Authorization", f"Bearer {self.token}")
-        where = f"{method} {url}"
-        try:
-            with self._opener().open(request, timeout=self.timeout) as resp:
+        where, opened = self._open(method, path, query, body, self.timeout)
+        with opened as resp:
+            try:
                 raw = resp.read(self.max_bytes + 1)
-        except urllib.error.HTTPError as exc:
-            raise _http_error(where, exc, self.max_bytes) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ClientError(
-                f"{where}: cannot reach the server: {str(reason)[:MAX_ERROR_TEXT]}",
-                transient=True,
-            ) from None
+            except OSError as exc:
+                raise ClientError(f"{where}: the answer broke off: {exc}", transient=True) from None
         if len(raw) > self.max_bytes:
             raise ClientError(f"{where}: the answer is larger than {self.max_bytes} bytes")
         try:
@@ -152,6 +138,63 @@ class ApiClient:
         except ValueError:
             raise ClientError(
                 f"{where}: the answer is not JSON (is this the gitsync API?)"
+            ) from None
+
+    def stream(
+        self,
+        path: str,
+        query: Mapping[str, str | int],
+        write: Callable[[bytes], object],
+        *,
+        silence: float = STREAM_SILENCE_SECONDS,
+    ) -> int:
+        """GET a text stream (a Pod's log) and hand it to ``write`` as it arrives, in chunks of
+        at most ``STREAM_CHUNK_BYTES``; returns the bytes passed. The server bounds the stream's
+        size and duration; here a read silent for ``silence`` seconds ends it."""
+        where, opened = self._open("GET", path, query, None, silence, accept="text/plain")
+        passed = 0
+        with opened as resp:
+            while True:
+                try:
+                    chunk = resp.read1(STREAM_CHUNK_BYTES)
+                except OSError as exc:
+                    raise ClientError(f"{where}: the stream broke off: {exc}") from None
+                if not chunk:
+                    return passed
+                passed += len(chunk)
+                write(chunk)
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str | int] | None,
+        body: Mapping[str, Any] | None,
+        timeout: float,
+        *,
+        accept: str = "application/json",
+    ) -> tuple[str, Any]:
+        """The request sent: ``(where, response)``, or ``ClientError`` naming the server."""
+        url = self.server.rstrip("/") + "/api/v1" + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        request = urllib.request.Request(url, method=method)  # noqa: S310 - http(s), checked above
+        request.add_header("Accept", accept)
+        if body is not None:
+            request.data = json.dumps(body).encode()
+            request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_unredirected_header("Authorization", f"Bearer {self.token}")
+        where = f"{method} {url}"
+        try:
+            return where, self._opener().open(request, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            raise _http_error(where, exc, self.max_bytes) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ClientError(
+                f"{where}: cannot reach the server: {str(reason)[:MAX_ERROR_TEXT]}",
+                transient=True,
             ) from None
 
 

@@ -691,12 +691,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from gitsync.controller.controller import Controller, ControllerConfig
     from gitsync.errors import GitsyncError
     from gitsync.web import AuthConfigError, create_app
+    from gitsync.web.podlogs import LogLimits, LogsRole
     from gitsync.web.server import create_server
 
     try:
         auth = _web_auth(args)
+        log_limits = LogLimits(
+            role=LogsRole(args.logs_role),
+            max_bytes=args.logs_max_bytes,
+            max_seconds=args.logs_max_seconds,
+            max_streams=args.logs_max_streams,
+        )
         credential_entry = _env_credential_entry(args)
-    except (AuthConfigError, SpecError, OSError) as exc:  # OSError: a GITSYNC_GIT_*_FILE
+    except (AuthConfigError, SpecError, OSError, ValueError) as exc:  # OSError: GITSYNC_GIT_*_FILE
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     if not args.impersonate and args.default_service_account:
@@ -760,6 +767,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         allow_unsigned_webhooks=args.allow_unsigned_webhooks,
         serve_metrics=metrics_address is None,
         auth=auth,
+        logs=log_limits,
     )
     server = create_server(
         app,
@@ -1574,6 +1582,37 @@ def _serve_access_args(serve: argparse.ArgumentParser) -> None:
         metavar="CIDR",
         help="a reverse proxy in front of gitsync (repeatable): for requests from it, the login "
         "rate limit counts the right-most X-Forwarded-For address that is not a listed proxy",
+    )
+    logs = serve.add_argument_group("Pod logs (API, UI and `gitsync app logs`)")
+    logs.add_argument(
+        "--logs-role",
+        choices=("admin", "viewer", "none"),
+        default="admin",
+        help="who may read the container logs of an Application's Pods: admin (default), "
+        "viewer (read-only tokens and viewer sessions too; never --anonymous-read) or none",
+    )
+    logs.add_argument(
+        "--logs-max-bytes",
+        type=int,
+        default=10 * 1024 * 1024,
+        metavar="BYTES",
+        help="most bytes of log one request returns (default 10 MiB); the rest is cut, with a "
+        "last line saying so",
+    )
+    logs.add_argument(
+        "--logs-max-seconds",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="longest a log request (a follow stream) stays open (default 300)",
+    )
+    logs.add_argument(
+        "--logs-max-streams",
+        type=int,
+        default=4,
+        metavar="N",
+        help="log requests open at once on this server (default 4; each holds a worker thread; "
+        "more: 429)",
     )
     metrics = serve.add_argument_group("metrics")
     metrics.add_argument(

@@ -167,6 +167,22 @@ class ServerCapabilities:
     api_versions: tuple[str, ...]
 
 
+def _closer(resp: urllib3.BaseHTTPResponse) -> tuple[threading.Event, Callable[[], None]]:
+    """``close()`` for a streamed response - safe from any thread, more than once: shuts the
+    socket down so a blocked read ends at once - and the event it sets."""
+    closed = threading.Event()
+
+    def close() -> None:
+        if closed.is_set():
+            return
+        closed.set()
+        # RuntimeError/ValueError: already released or closed, nothing left to interrupt.
+        with contextlib.suppress(RuntimeError, ValueError, OSError):
+            resp.shutdown()
+
+    return closed, close
+
+
 class KubeClient:
     """Talks to one API server. Thread-safe; share one per cluster."""
 
@@ -384,49 +400,8 @@ class KubeClient:
         timeout: the longest silence tolerated before the stream counts as dead. Iterate what you
         open (after ``close()`` that ends at once), so the connection is released.
         """
-        url = self.host + path + ("?" + urlencode(query) if query else "")
-        try:
-            resp = self._pool.request(
-                "GET",
-                url,
-                headers=self._headers(None),
-                timeout=urllib3.Timeout(connect=10.0, read=timeout),
-                retries=False,
-                preload_content=False,
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            self.requests.record("WATCH", 0)
-            raise ApiError(0, "Unreachable", type(exc).__name__, method="WATCH", path=path) from exc
-        self.requests.record("WATCH", resp.status)
-        if resp.status == 401:
-            (self._principal or self)._forget_auth()
-        if resp.status >= 400:
-            try:
-                raw = resp.read()
-            finally:
-                resp.release_conn()
-            status_doc: dict[str, Any] = {}
-            try:
-                decoded = json.loads(raw) if raw else {}
-                status_doc = decoded if isinstance(decoded, dict) else {}
-            except ValueError:
-                status_doc = {"message": raw[:300].decode("utf-8", "replace")}
-            raise ApiError(
-                resp.status,
-                str(status_doc.get("reason") or resp.reason or ""),
-                str(status_doc.get("message") or ""),
-                method="WATCH",
-                path=path,
-            )
-        closed = threading.Event()
-
-        def close() -> None:
-            if closed.is_set():
-                return
-            closed.set()
-            # RuntimeError/ValueError: already released or closed, nothing left to interrupt.
-            with contextlib.suppress(RuntimeError, ValueError, OSError):
-                resp.shutdown()
+        resp = self._open_stream("WATCH", path, query, timeout)
+        closed, close = _closer(resp)
 
         def events() -> Iterator[dict[str, Any]]:
             finished = False
@@ -451,6 +426,80 @@ class KubeClient:
                 resp.release_conn()
 
         return events(), close
+
+    def _open_stream(
+        self, verb: str, path: str, query: dict[str, str] | None, timeout: float
+    ) -> urllib3.BaseHTTPResponse:
+        """A GET whose body is read as it arrives; an HTTP error raises ``ApiError`` (recorded
+        under ``verb``) with the server's Status message, the body read and released."""
+        url = self.host + path + ("?" + urlencode(query) if query else "")
+        try:
+            resp = self._pool.request(
+                "GET",
+                url,
+                headers=self._headers(None),
+                timeout=urllib3.Timeout(connect=10.0, read=timeout),
+                retries=False,
+                preload_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            self.requests.record(verb, 0)
+            raise ApiError(0, "Unreachable", type(exc).__name__, method=verb, path=path) from exc
+        self.requests.record(verb, resp.status)
+        if resp.status == 401:
+            (self._principal or self)._forget_auth()
+        if resp.status >= 400:
+            try:
+                raw = resp.read(64 * 1024)
+            finally:
+                resp.close()
+                resp.release_conn()
+            status_doc: dict[str, Any] = {}
+            try:
+                decoded = json.loads(raw) if raw else {}
+                status_doc = decoded if isinstance(decoded, dict) else {}
+            except ValueError:
+                status_doc = {"message": raw[:300].decode("utf-8", "replace")}
+            raise ApiError(
+                resp.status,
+                str(status_doc.get("reason") or resp.reason or ""),
+                str(status_doc.get("message") or ""),
+                method=verb,
+                path=path,
+            )
+        return resp
+
+    def open_pod_log(
+        self,
+        namespace: str,
+        pod: str,
+        query: dict[str, str],
+        *,
+        timeout: float = 60.0,
+        chunk_bytes: int = 64 * 1024,
+    ) -> tuple[Iterator[bytes], Callable[[], None]]:
+        """A Pod's log (``pods/log`` with ``query``: container, tailLines, follow, limitBytes
+        ...) as it arrives: returns ``(chunks, close)`` like ``open_watch``. ``chunks`` yields at
+        most ``chunk_bytes`` at a time, so the caller decides how much it holds; ``close()``,
+        from any thread, ends a blocked read at once (a follow stream's time limit)."""
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/log"
+        resp = self._open_stream("LOG", path, query, timeout)
+        closed, close = _closer(resp)
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from resp.stream(chunk_bytes)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if closed.is_set():
+                    return
+                raise ApiError(
+                    0, "StreamClosed", type(exc).__name__, method="LOG", path=path
+                ) from exc
+            finally:
+                resp.close()  # never back to the pool: a follow stream may be half read
+                resp.release_conn()
+
+        return chunks(), close
 
     # -- discovery ----------------------------------------------------------------------------
 

@@ -172,6 +172,10 @@ class ControlPlane:
                 "--enable-priority-and-fairness=false",
                 "--max-requests-inflight=1000",
                 "--max-mutating-requests-inflight=500",
+                # pods/log reaches the simulated kubelets (gitsync.localenv.kubelet) at the Node's
+                # loopback InternalIP (its Hostname does not resolve), verified with the test CA
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-certificate-authority={pki.ca_cert}",
                 "--v=0",
             ],
             logs / "kube-apiserver.log",
@@ -214,6 +218,7 @@ class ControlPlane:
                 "gitsync.localenv.simulator",
                 f"--kubeconfig={self.kubeconfig_path}",
                 f"--nodes={self.simulator_nodes}",
+                f"--pki-dir={self.workdir / 'pki'}",
             ],
             logs / "simulator.log",
             detached=self.detached,

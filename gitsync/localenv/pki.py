@@ -67,3 +67,29 @@ def make_pki(directory: Path) -> ControlPlanePKI:
     for key in (pki.ca_key, pki.serving_key, pki.sa_key):
         key.chmod(0o600)
     return pki
+
+
+def make_kubelet_cert(directory: Path, addresses: list[str]) -> tuple[Path, Path]:
+    """A serving certificate for the simulated kubelets (signed by the control plane's CA, one
+    IP SAN per node address), so the API server verifies them with
+    ``--kubelet-certificate-authority`` when it proxies ``pods/log``. Made anew on every start:
+    the node count can change between runs; an EC key takes milliseconds."""
+    pki = make_pki(directory)
+    cert, key = directory / "kubelet.crt", directory / "kubelet.key"
+    csr, ext = directory / "kubelet.csr", directory / "kubelet.ext"
+    _openssl(
+        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", str(key), "-out", str(csr), "-subj", "/CN=gitsync-simulated-kubelet",
+    )  # fmt: skip
+    key.chmod(0o600)
+    ext.write_text(
+        "basicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectAltName=" + ",".join(f"IP:{a}" for a in addresses) + "\n"
+    )
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(pki.ca_cert), "-CAkey", str(pki.ca_key),
+        "-CAcreateserial", "-days", "3650", "-out", str(cert), "-extfile", str(ext),
+    )  # fmt: skip
+    return cert, key

@@ -21,6 +21,11 @@ Pods can be told to misbehave through their template's annotations, so degraded 
 
 Pods with ``restartPolicy`` Never/OnFailure (Jobs) run to ``Succeeded`` (or ``Failed``) - after
 ``ready-after`` seconds, when given, so a test can catch a Job (a sync hook) while it runs.
+
+With ``--pki-dir`` (the control plane passes its own) each node also serves the kubelet's
+container-logs endpoint, so ``pods/log`` works through the real API server; what the containers
+"write" is set by annotations too (``gitsync.localenv.kubelet`` lists them and explains the API
+server's flags this needs).
 """
 
 from __future__ import annotations
@@ -35,9 +40,12 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from gitsync.kube import ApiError, KubeClient
+from gitsync.localenv.kubelet import KubeletLogServer
+from gitsync.localenv.pki import make_kubelet_cert
 
 HEARTBEAT_SECONDS = 10.0
 RESYNC_SECONDS = 15.0
@@ -57,9 +65,20 @@ def _now_micro() -> str:
 class Simulator:
     """Runs until ``stop()``; thread-safe enough for one watch thread and one worker thread."""
 
-    def __init__(self, client: KubeClient, nodes: int = 3, prefix: str = "sim-node"):
+    def __init__(
+        self,
+        client: KubeClient,
+        nodes: int = 3,
+        prefix: str = "sim-node",
+        pki_dir: Path | None = None,
+    ):
         self.client = client
         self.node_names = [f"{prefix}-{i}" for i in range(nodes)]
+        self.kubelet: KubeletLogServer | None = None
+        if pki_dir is not None:
+            addresses = [self._node_address(i) for i in range(nodes)]
+            cert, key = make_kubelet_cert(pki_dir, addresses)
+            self.kubelet = KubeletLogServer(addresses, cert, key, self._pod)
         self._next_node = itertools.cycle(self.node_names)
         self._stop = threading.Event()
         self._work: queue.Queue[tuple[str, str]] = queue.Queue()
@@ -72,9 +91,19 @@ class Simulator:
 
     # -- nodes --------------------------------------------------------------------------------
 
+    @staticmethod
+    def _node_address(index: int) -> str:
+        return f"127.0.1.{index + 1}"
+
+    def _pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._pods_lock:
+            return self._pods.get((namespace, name))
+
     def _node_status(self, index: int) -> dict[str, Any]:
         now = _now()
+        port = self.kubelet.ports[index] if self.kubelet else 0
         return {
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
             "capacity": {"cpu": "64", "memory": "256Gi", "pods": "250", "ephemeral-storage": "1Ti"},
             "allocatable": {
                 "cpu": "64",
@@ -93,7 +122,7 @@ class Simulator:
                 }
             ],
             "addresses": [
-                {"type": "InternalIP", "address": f"127.0.1.{index + 1}"},
+                {"type": "InternalIP", "address": self._node_address(index)},
                 {"type": "Hostname", "address": self.node_names[index]},
             ],
             "nodeInfo": {
@@ -443,6 +472,8 @@ class Simulator:
             self.heartbeat()
 
     def run(self) -> None:
+        if self.kubelet:
+            self.kubelet.start()
         self.register_nodes()
         threads = [
             threading.Thread(target=self.watch_loop, name="sim-watch", daemon=True),
@@ -456,15 +487,26 @@ class Simulator:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.kubelet:
+            self.kubelet.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument(
+        "--pki-dir",
+        type=Path,
+        default=None,
+        help="the control plane's PKI directory: serve container logs with a kubelet certificate "
+        "signed by its CA",
+    )
     args = parser.parse_args(argv)
     sim = Simulator(
-        KubeClient.from_kubeconfig(args.kubeconfig, user_agent="gitsync-simulator"), args.nodes
+        KubeClient.from_kubeconfig(args.kubeconfig, user_agent="gitsync-simulator"),
+        args.nodes,
+        pki_dir=args.pki_dir,
     )
     signal.signal(signal.SIGTERM, lambda *_: sim.stop())
     signal.signal(signal.SIGINT, lambda *_: sim.stop())

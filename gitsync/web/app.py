@@ -36,6 +36,7 @@ from gitsync.web.diff import Differ
 from gitsync.web.guard import Guard, auth_blueprint
 from gitsync.web.history import history_blueprint
 from gitsync.web.pages import pages_blueprint
+from gitsync.web.podlogs import LogLimits, logs_blueprint
 from gitsync.web.rollouts import Rollouts
 from gitsync.web.view import Snapshot, Summaries
 from gitsync.webhook import DEFAULT_MAX_BYTES
@@ -90,6 +91,7 @@ def create_app(
     snapshot_ttl: float = 1.0,
     diff_concurrency: int = 2,
     clock: Callable[[], float] | None = None,
+    logs: LogLimits | None = None,
 ) -> Flask:
     """The app. Without ``auth`` nobody can log in and nothing can be read: the UI and API
     answer 401 / redirect to a login page that explains which ``gitsync serve`` flags to use."""
@@ -139,6 +141,7 @@ def create_app(
     )
     set_snapshot = Snapshot(controller.application_set_objects, ttl=snapshot_ttl)
     app.register_blueprint(appsets_blueprint(guard, set_snapshot, snapshot))
+    app.register_blueprint(logs_blueprint(controller, guard, snapshot, logs or LogLimits()))
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -39,6 +39,7 @@ NON_DEFAULT: dict[str, Any] = {
         "readOnlyTokens": {"existingSecret": "gitsync-viewers", "key": "tokens"},
         "behindTLS": True,
         "trustedProxies": ["10.0.0.0/8", "fd00::/8"],
+        "logs": {"role": "viewer", "maxBytes": 1048576, "maxSeconds": 60, "maxStreams": 2},
     },
     "repoCredentials": {
         "existingSecret": "gitsync-repo",
@@ -906,3 +907,14 @@ def test_notification_values_become_flags_and_objects() -> None:
     assert rule["spec"]["events"] == ["deployed", "sync-failed"]
     assert not of_kind(render({}), "NotificationProvider")
     assert not any(a.startswith("--notification-allow") for a in container_args(render({})))
+
+
+@pytest.mark.parametrize(("role", "granted"), [("admin", True), ("viewer", True), ("none", False)])
+def test_pod_logs_values_become_flags_and_the_pods_log_rule(role: str, granted: bool) -> None:
+    objects = render({"rbac": {"manageAll": False}, "ui": {"logs": {"role": role}}})
+    args = container_args(objects)
+    assert f"--logs-role={role}" in args
+    assert "--logs-max-bytes=10485760" in args and "--logs-max-seconds=300" in args
+    log_rules = [r for _, r in rbac_rules(objects) if "pods/log" in r.get("resources", [])]
+    assert bool(log_rules) is granted
+    assert all(r["verbs"] == ["get"] for r in log_rules)

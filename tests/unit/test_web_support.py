@@ -30,6 +30,7 @@ from gitsync.application_status import (
 from gitsync.controller.clusters import ClusterError
 from gitsync.diff import ResourceDiff
 from gitsync.web import AuthSettings, LoginLimits, create_app
+from gitsync.web.podlogs import LogLimits
 from gitsync.webhook import PushEvent
 
 AppKey = tuple[str, str]
@@ -222,6 +223,7 @@ def make_app(
     secure_cookie: bool = False,
     admin_password: str | None = ADMIN_PASSWORD,
     admin_password_bcrypt: str | None = None,
+    logs: LogLimits | None = None,
 ) -> Flask:
     settings = AuthSettings.build(
         admin_password=admin_password,
@@ -239,6 +241,7 @@ def make_app(
         auth=settings,
         snapshot_ttl=0,
         clock=clock,
+        logs=logs,
     )
     app.testing = True
     return app

@@ -163,6 +163,12 @@ Call with (dict "root" $ "cluster" true|false).
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]
+{{- if ne $root.Values.ui.logs.role "none" }}
+# Container logs for the UI, the API and `gitsync app logs` (`--logs-role`).
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
+{{- end }}
 {{- if .cluster }}
 - apiGroups: [""]
   resources: ["namespaces"]
