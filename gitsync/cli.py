@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from gitsync.source.credentials import RepositoryCredential
     from gitsync.sync.hooks import HookResult
     from gitsync.web.auth import AuthSettings
+    from gitsync.web.live import LiveHub
     from gitsync.web.server import DeadlineServer
 
     _Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -751,6 +752,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     secrets_for = _webhook_secrets()
     _warn_about_webhooks(secrets_for, args.allow_unsigned_webhooks)
+    live = _live_hub(args, controller)
     app = create_app(
         controller,
         metrics_exposition=controller.metrics.exposition,
@@ -760,6 +762,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         allow_unsigned_webhooks=args.allow_unsigned_webhooks,
         serve_metrics=metrics_address is None,
         auth=auth,
+        live=live,
     )
     server = create_server(
         app,
@@ -767,6 +770,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=int(port),
         max_body_bytes=args.webhook_max_bytes + 1,
         timeout=args.http_timeout,
+        stream_threads=0 if live is None else live.max_subscribers,
+        max_service=args.ui_stream_max_seconds + args.http_timeout,
     )
     metrics_server = None
     if metrics_address is not None:
@@ -776,6 +781,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return _serve_until_stopped(
         controller, server, metrics_server, address=f"{host or '127.0.0.1'}:{port}"
     )
+
+
+def _live_hub(args: argparse.Namespace, controller: Controller) -> LiveHub | None:
+    """The fan-out of the controller's Application events to the UI's streams; None (the pages
+    poll) with ``--ui-max-streams 0`` or ``--config``, whose Applications are not watched."""
+    from gitsync.web.live import LiveHub
+
+    if args.ui_max_streams == 0 or args.config:
+        return None
+    hub = LiveHub(max_subscribers=args.ui_max_streams, max_lifetime=args.ui_stream_max_seconds)
+    controller.application_listeners.append(hub.publish)
+    return hub
 
 
 def _serve_until_stopped(
@@ -1574,6 +1591,26 @@ def _serve_access_args(serve: argparse.ArgumentParser) -> None:
         metavar="CIDR",
         help="a reverse proxy in front of gitsync (repeatable): for requests from it, the login "
         "rate limit counts the right-most X-Forwarded-For address that is not a listed proxy",
+    )
+    from gitsync.web.live import DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SUBSCRIBERS
+
+    ui.add_argument(
+        "--ui-max-streams",
+        type=_non_negative_int,
+        default=DEFAULT_MAX_SUBSCRIBERS,
+        metavar="N",
+        help="live update streams (server-sent events) open at once, each holding a server "
+        f"thread; more are answered 503 and those pages poll (default {DEFAULT_MAX_SUBSCRIBERS}; "
+        "0: no streams, the pages poll every 2 s; with --config there are none: its "
+        "Applications are not watched)",
+    )
+    ui.add_argument(
+        "--ui-stream-max-seconds",
+        type=_positive_float,
+        default=DEFAULT_MAX_LIFETIME,
+        metavar="SECONDS",
+        help="a live update stream ends after this long and the page opens a new one; also how "
+        f"long a logged-out session's stream can last (default {DEFAULT_MAX_LIFETIME:g})",
     )
     metrics = serve.add_argument_group("metrics")
     metrics.add_argument(

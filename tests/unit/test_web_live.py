@@ -1,0 +1,239 @@
+"""The live update hub (``gitsync.web.live``): one encoding per event whatever the audience, a
+per-subscriber queue that coalesces by app and stays bounded, the subscriber cap, the per-principal
+filter, the stream's lifetime and heartbeat - and the two endpoints behind the guard."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from gitsync.web import AuthSettings, create_app
+from gitsync.web.auth import Principal, Role
+from gitsync.web.live import HubFull, LiveHub, Subscription
+from gitsync.web.view import AppKey
+from tests.unit.test_web_support import (
+    ADMIN_PASSWORD,
+    API_TOKEN,
+    FakeController,
+    application,
+    bearer,
+)
+
+ALICE = Principal(Role.VIEWER, "alice", "bearer")
+BOB = Principal(Role.VIEWER, "bob", "bearer")
+WEB: AppKey = ("team-a", "web")
+API: AppKey = ("team-a", "api")
+
+
+def events(frames: list[bytes]) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, data) of each SSE message in ``frames``."""
+    out = []
+    for message in b"".join(frames).decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in message.splitlines() if ": " in line)
+        if "event" in fields:
+            out.append((fields["event"], json.loads(fields["data"])))
+    return out
+
+
+def revision_of(data: dict[str, Any]) -> str:
+    return str(data["revision"]["sha"])
+
+
+def test_an_event_is_encoded_once_for_any_number_of_subscribers() -> None:
+    hub = LiveHub()
+    lists = [hub.subscribe(ALICE) for _ in range(50)]
+    pages = [hub.subscribe(ALICE, WEB) for _ in range(50)]
+    hub.publish("MODIFIED", WEB, application("web", sha="a" * 40))
+    assert hub.serializations == 2  # the list row and the page document, once each
+    for subscription in lists + pages:
+        [(name, data)] = events(subscription.next(0))
+        assert name == "app" and revision_of(data) == "a" * 40
+    hub.publish("MODIFIED", API, application("api"))
+    assert hub.serializations == 3  # nobody follows api's page: only its row is encoded
+
+
+def test_nothing_is_encoded_without_subscribers() -> None:
+    hub = LiveHub()
+    hub.publish("MODIFIED", WEB, application("web"))
+    assert hub.serializations == 0 and hub.published == 1
+
+
+def test_page_streams_get_the_document_and_only_their_app() -> None:
+    hub = LiveHub()
+    page = hub.subscribe(ALICE, WEB)
+    hub.publish("MODIFIED", API, application("api"))
+    hub.publish("MODIFIED", WEB, application("web"))
+    [(name, data)] = events(page.next(0))
+    assert name == "app" and data["name"] == "web"
+    assert "history" in data and "resources" in data  # the app page's document, not a row
+
+
+def test_a_slow_subscriber_gets_the_latest_state_of_each_app_not_a_backlog() -> None:
+    hub = LiveHub()
+    slow = hub.subscribe(ALICE)
+    for i in range(1000):
+        hub.publish("MODIFIED", WEB, application("web", sha=f"{i:040d}"))
+        hub.publish("MODIFIED", API, application("api", sha=f"{i:040d}"))
+    assert slow.pending == 2
+    assert slow.coalesced == 1998
+    got = events(slow.next(0))
+    assert [(d["name"], revision_of(d)) for _, d in got] == [
+        ("web", f"{999:040d}"),
+        ("api", f"{999:040d}"),
+    ]
+
+
+def test_an_overflowing_queue_is_dropped_and_the_client_told_to_resync() -> None:
+    hub = LiveHub(max_pending=3)
+    slow = hub.subscribe(ALICE)
+    for i in range(10):
+        hub.publish("MODIFIED", (f"ns{i}", "app"), application("app", f"ns{i}"))
+    assert slow.pending <= 3
+    names = [name for name, _ in events(slow.next(0))]
+    assert names[0] == "resync" and len(names) <= 4
+
+
+def test_the_subscriber_cap_refuses_the_next_stream_until_one_closes() -> None:
+    hub = LiveHub(max_subscribers=2)
+    first = hub.subscribe(ALICE)
+    hub.subscribe(ALICE, WEB)
+    with pytest.raises(HubFull):
+        hub.subscribe(BOB)
+    first.close()
+    assert hub.subscribers == 1
+    hub.subscribe(BOB)
+
+
+def test_each_subscriber_sees_only_what_the_visibility_function_allows() -> None:
+    hub = LiveHub(visible=lambda principal, key: principal.name == "alice" or key != WEB)
+    alice, bob = hub.subscribe(ALICE), hub.subscribe(BOB)
+    hub.publish("MODIFIED", WEB, application("web"))
+    hub.publish("MODIFIED", API, application("api"))
+    assert [d["name"] for _, d in events(alice.next(0))] == ["web", "api"]
+    assert [d["name"] for _, d in events(bob.next(0))] == ["api"]
+
+
+def test_a_failing_visibility_function_hides_the_app() -> None:
+    def broken(principal: Principal, key: AppKey) -> bool:
+        raise RuntimeError("role lookup failed")
+
+    hub = LiveHub(visible=broken)
+    subscription = hub.subscribe(ALICE)
+    hub.publish("MODIFIED", WEB, application("web"))
+    assert subscription.next(0) == []
+
+
+def test_a_deleted_app_is_an_event_for_the_list_and_its_page() -> None:
+    hub = LiveHub()
+    row, page = hub.subscribe(ALICE), hub.subscribe(ALICE, WEB)
+    hub.publish("DELETED", WEB, None)
+    for subscription in (row, page):
+        assert events(subscription.next(0)) == [("deleted", {"namespace": "team-a", "name": "web"})]
+
+
+def test_the_stream_sends_heartbeats_and_ends_after_its_lifetime() -> None:
+    now = [0.0]
+    hub = LiveHub(max_lifetime=60, heartbeat=0.01, clock=lambda: now[0])
+    subscription = hub.subscribe(ALICE)
+    body = hub.stream(subscription, first=b"event: app\ndata: {}\n\n")
+    assert next(body).startswith(b"retry: ")
+    assert next(body) == b": heartbeat\n\n"  # nothing happened within the heartbeat
+    hub.publish("MODIFIED", WEB, application("web"))
+    assert [name for name, _ in events([next(body)])] == ["app"]
+    now[0] = 61
+    assert [name for name, _ in events([next(body)])] == ["reconnect"]
+    with pytest.raises(StopIteration):
+        next(body)
+    assert hub.subscribers == 0  # the stream's end unsubscribed it
+
+
+def test_closing_the_stream_unsubscribes() -> None:
+    hub = LiveHub()
+    subscription: Subscription = hub.subscribe(ALICE)
+    body = hub.stream(subscription)
+    next(body)
+    body.close()  # what the server does when the client goes away
+    assert hub.subscribers == 0
+
+
+# -- the endpoints -----------------------------------------------------------------------------
+
+
+def live_app(hub: LiveHub, controller: FakeController) -> Flask:
+    app = create_app(
+        controller,
+        metrics_exposition=lambda: b"",
+        webhook_secrets=lambda provider: [],
+        auth=AuthSettings.build(admin_password=ADMIN_PASSWORD, api_tokens=[API_TOKEN]),
+        live=hub,
+    )
+    app.testing = True
+    return app
+
+
+def test_the_streams_need_credentials() -> None:
+    client = live_app(LiveHub(), FakeController([application("web")])).test_client()
+    assert client.get("/api/v1/stream").status_code == 401
+    assert client.get("/api/v1/applications/team-a/web/stream").status_code == 401
+
+
+def test_the_app_stream_starts_with_the_document_and_follows_updates() -> None:
+    hub = LiveHub()
+    client = live_app(hub, FakeController([application("web", sha="a" * 40)])).test_client()
+    response = client.get(
+        "/api/v1/applications/team-a/web/stream", headers=bearer(API_TOKEN), buffered=False
+    )
+    assert response.status_code == 200
+    assert response.mimetype == "text/event-stream"
+    assert response.headers["Cache-Control"] == "no-store"
+    chunks = iter(response.response)
+    [(name, data)] = events([next(chunks)])
+    assert name == "app" and revision_of(data) == "a" * 40
+    hub.publish("MODIFIED", WEB, application("web", sha="b" * 40))
+    [(name, data)] = events([next(chunks)])
+    assert revision_of(data) == "b" * 40
+    response.close()
+    assert hub.subscribers == 0
+
+
+def test_an_unknown_app_has_no_stream() -> None:
+    hub = LiveHub()
+    client = live_app(hub, FakeController([application("web")])).test_client()
+    response = client.get("/api/v1/applications/team-a/nope/stream", headers=bearer(API_TOKEN))
+    assert response.status_code == 404
+    assert hub.subscribers == 0
+
+
+def test_beyond_the_cap_a_stream_is_answered_503() -> None:
+    hub = LiveHub(max_subscribers=1)
+    client = live_app(hub, FakeController([application("web")])).test_client()
+    first = client.get("/api/v1/stream", headers=bearer(API_TOKEN), buffered=False)
+    assert first.status_code == 200
+    refused = client.get("/api/v1/stream", headers=bearer(API_TOKEN))
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "30"
+    assert "1 live update streams are open" in refused.get_json()["error"]
+    first.close()
+    again = client.get("/api/v1/stream", headers=bearer(API_TOKEN), buffered=False)
+    assert again.status_code == 200
+    again.close()
+
+
+def test_pages_name_their_stream_only_when_there_is_one() -> None:
+    controller = FakeController([application("web")])
+    with_live = live_app(LiveHub(), controller).test_client()
+    page = with_live.get("/apps/team-a/web", headers=bearer(API_TOKEN)).get_data(as_text=True)
+    assert 'data-stream="/api/v1/applications/team-a/web/stream"' in page
+    listing = with_live.get("/", headers=bearer(API_TOKEN)).get_data(as_text=True)
+    assert 'data-stream="/api/v1/stream"' in listing
+    without = create_app(
+        controller,
+        metrics_exposition=lambda: b"",
+        webhook_secrets=lambda provider: [],
+        auth=AuthSettings.build(api_tokens=[API_TOKEN]),
+    ).test_client()
+    assert "data-stream" not in without.get("/", headers=bearer(API_TOKEN)).get_data(as_text=True)
+    assert without.get("/api/v1/stream", headers=bearer(API_TOKEN)).status_code == 404
