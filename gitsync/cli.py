@@ -792,6 +792,7 @@ def _live_hub(args: argparse.Namespace, controller: Controller) -> LiveHub | Non
         return None
     hub = LiveHub(max_subscribers=args.ui_max_streams, max_lifetime=args.ui_stream_max_seconds)
     controller.application_listeners.append(hub.publish)
+    controller.metrics.registry.register(hub)
     return hub
 
 

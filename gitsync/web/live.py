@@ -10,6 +10,10 @@ Why it is shaped this way:
   turned into the list row (``view.summary``) and, when someone follows that app, its page
   document (``view.detail``) *once*, encoded once as an SSE frame, and the same bytes are handed
   to every subscriber (``LiveHub.serializations`` counts the encodings, for the tests).
+* **Never on the watch thread.** ``publish`` only notes the event (the latest per app) and the
+  hub's own thread encodes it: building the documents costs milliseconds per event, and the
+  watch thread feeds the reconciles - it must not wait for the UI. Under a burst the hub encodes
+  the latest state of each app once instead of every intermediate one.
 * **A slow client never costs memory.** Each subscriber has a queue keyed by app: a second
   update of an app replaces the first one still waiting, so a client that does not read gets
   the latest state of each app, never a backlog. The queue is bounded too (``max_pending`` apps):
@@ -41,10 +45,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import flask
+import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gitsync.web.auth import Principal
 from gitsync.web.guard import Guard, json_error
 from gitsync.web.view import AppKey, detail, summary
+
+log = structlog.get_logger(__name__)
 
 Visibility = Callable[[Principal, AppKey], bool]
 
@@ -102,23 +110,27 @@ class Subscription:
         self._ready = threading.Condition()
         self.coalesced = 0  # updates replaced by a newer one before being sent
 
-    def offer(self, update: Update) -> None:
-        """Queue ``update`` (the publisher's thread); replaces an unsent update of the same app."""
+    def offer(self, update: Update) -> bool:
+        """Queue ``update`` (the publisher's thread); replaces an unsent update of the same app
+        (then True)."""
         payload = update.row if self.app is None else update.document
         if payload is None:
-            return
+            return False
         with self._ready:
             if self._closed:
-                return
+                return False
             if update.key in self._pending:
                 self.coalesced += 1
                 self._pending[update.key] = payload
+                self._ready.notify()
+                return True
             elif len(self._pending) >= self._max_pending:
                 self._pending.clear()  # too far behind: the client fetches the list once
                 self._resync = True
             else:
                 self._pending[update.key] = payload
             self._ready.notify()
+            return False
 
     @property
     def pending(self) -> int:
@@ -160,7 +172,9 @@ class LiveHub:
         max_pending: int = DEFAULT_MAX_PENDING,
         visible: Visibility = everyone,
         clock: Callable[[], float] = time.monotonic,
+        background: bool = True,
     ):
+        """``background=False`` starts no delivery thread: the caller calls ``deliver``."""
         self.max_subscribers = max_subscribers
         self.max_lifetime = max_lifetime
         self.heartbeat = heartbeat
@@ -172,19 +186,55 @@ class LiveHub:
         self._sequence = 0
         self.serializations = 0  # frames encoded: one or two per event, whatever the audience
         self.published = 0
+        self.coalesced = 0  # a stream's queued update replaced by a newer one before written
+        self.merged = 0  # events replaced by a newer one of the same app before being encoded
+        # events not yet encoded, latest per app: the watch thread only puts them here
+        self._incoming: OrderedDict[AppKey, tuple[str, Mapping[str, Any] | None]] = OrderedDict()
+        self._arrived = threading.Condition(self._lock)
+        if background:
+            threading.Thread(target=self._deliver_forever, name="live-hub", daemon=True).start()
 
     # -- the controller's side -----------------------------------------------------------------
 
     def publish(self, event_type: str, key: AppKey, obj: Mapping[str, Any] | None) -> None:
-        """An Application changed (the watch's ADDED / MODIFIED / DELETED): encode it once and
-        queue it for every subscriber that may see it."""
+        """An Application changed (the watch's ADDED / MODIFIED / DELETED). Called on the
+        controller's watch thread, so it only notes the event (a newer one of the same app
+        replaces it); the hub's own thread encodes and queues it (``deliver``)."""
+        with self._lock:
+            self.published += 1
+            if not self._subscribers:
+                return  # nobody is looking: nothing is kept or encoded
+            if key in self._incoming:
+                self.merged += 1
+            self._incoming[key] = (event_type, obj)
+            self._arrived.notify()
+
+    def _deliver_forever(self) -> None:
+        while True:
+            with self._lock:
+                while not self._incoming:
+                    self._arrived.wait()
+            self.deliver()
+
+    def deliver(self) -> None:
+        """Encode each event noted since the last call once and queue it for every subscriber
+        that may see it."""
+        with self._lock:
+            events = list(self._incoming.items())
+            self._incoming.clear()
+        for key, (event_type, obj) in events:
+            try:
+                self._deliver(event_type, key, obj)
+            except Exception:  # one malformed object must not end live updates for all
+                log.exception("live update failed", app=f"{key[0]}/{key[1]}")
+
+    def _deliver(self, event_type: str, key: AppKey, obj: Mapping[str, Any] | None) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
             self._sequence += 1
             sequence = self._sequence
-        self.published += 1
         if not subscribers:
-            return  # nobody is looking: nothing is encoded
+            return
         namespace, name = key
         row: bytes
         document: bytes | None = None
@@ -201,12 +251,15 @@ class LiveHub:
         with self._lock:
             self.serializations += encoded
         update = Update(key, row, document)
+        coalesced = 0
         for subscriber in subscribers:
             if subscriber.app not in (None, key):
                 continue
             if not self._may_see(subscriber, key):
                 continue
-            subscriber.offer(update)
+            coalesced += subscriber.offer(update)
+        with self._lock:
+            self.coalesced += coalesced
 
     def _may_see(self, subscriber: Subscription, key: AppKey) -> bool:
         try:
@@ -234,6 +287,42 @@ class LiveHub:
     def subscribers(self) -> int:
         with self._lock:
             return len(self._subscribers)
+
+    @property
+    def pending(self) -> int:
+        """Updates queued for all streams and not yet written."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+        return sum(s.pending for s in subscribers)
+
+    def collect(self) -> Iterator[Metric]:
+        """The hub's figures for /metrics (a prometheus-client collector)."""
+        yield GaugeMetricFamily("gitsync_ui_streams", "Live update streams open", self.subscribers)
+        yield GaugeMetricFamily(
+            "gitsync_ui_stream_pending_updates",
+            "Updates queued for live update streams, not yet written",
+            self.pending,
+        )
+        yield CounterMetricFamily(
+            "gitsync_ui_stream_coalesced",
+            "Queued live updates replaced by a newer state of the same app before being written",
+            self.coalesced,
+        )
+        yield CounterMetricFamily(
+            "gitsync_ui_stream_merged_events",
+            "Application events replaced by a newer one of the same app before being encoded",
+            self.merged,
+        )
+        yield CounterMetricFamily(
+            "gitsync_ui_stream_encoded_frames",
+            "Live update frames encoded (once per Application event and view, for all streams)",
+            self.serializations,
+        )
+        yield CounterMetricFamily(
+            "gitsync_ui_stream_application_events",
+            "Application events the live update hub was given",
+            self.published,
+        )
 
     def stream(self, subscription: Subscription, first: bytes = b"") -> Iterator[bytes]:
         """The response body of one stream: ``first`` (e.g. the app's document now), then its

@@ -43,61 +43,86 @@ def revision_of(data: dict[str, Any]) -> str:
 
 
 def test_an_event_is_encoded_once_for_any_number_of_subscribers() -> None:
-    hub = LiveHub()
+    hub = LiveHub(background=False)
     lists = [hub.subscribe(ALICE) for _ in range(50)]
     pages = [hub.subscribe(ALICE, WEB) for _ in range(50)]
     hub.publish("MODIFIED", WEB, application("web", sha="a" * 40))
+    hub.deliver()
     assert hub.serializations == 2  # the list row and the page document, once each
     for subscription in lists + pages:
         [(name, data)] = events(subscription.next(0))
         assert name == "app" and revision_of(data) == "a" * 40
     hub.publish("MODIFIED", API, application("api"))
+    hub.deliver()
     assert hub.serializations == 3  # nobody follows api's page: only its row is encoded
 
 
-def test_nothing_is_encoded_without_subscribers() -> None:
+def test_a_burst_is_encoded_once_per_app_off_the_watch_thread() -> None:
+    hub = LiveHub(background=False)
+    subscription = hub.subscribe(ALICE)
+    for i in range(50):  # what the watch thread does: note the event, nothing more
+        hub.publish("MODIFIED", WEB, application("web", sha=f"{i:040d}"))
+    assert hub.serializations == 0
+    hub.deliver()  # the hub's thread: the latest state, encoded once
+    assert hub.serializations == 1 and hub.merged == 49
+    [(_, data)] = events(subscription.next(0))
+    assert revision_of(data) == f"{49:040d}"
+
+
+def test_the_hub_thread_delivers_without_being_asked() -> None:
     hub = LiveHub()
+    subscription = hub.subscribe(ALICE)
     hub.publish("MODIFIED", WEB, application("web"))
+    assert [name for name, _ in events(subscription.next(timeout=30))] == ["app"]
+
+
+def test_nothing_is_encoded_without_subscribers() -> None:
+    hub = LiveHub(background=False)
+    hub.publish("MODIFIED", WEB, application("web"))
+    hub.deliver()
     assert hub.serializations == 0 and hub.published == 1
 
 
 def test_page_streams_get_the_document_and_only_their_app() -> None:
-    hub = LiveHub()
+    hub = LiveHub(background=False)
     page = hub.subscribe(ALICE, WEB)
     hub.publish("MODIFIED", API, application("api"))
     hub.publish("MODIFIED", WEB, application("web"))
+    hub.deliver()
     [(name, data)] = events(page.next(0))
     assert name == "app" and data["name"] == "web"
     assert "history" in data and "resources" in data  # the app page's document, not a row
 
 
 def test_a_slow_subscriber_gets_the_latest_state_of_each_app_not_a_backlog() -> None:
-    hub = LiveHub()
+    hub = LiveHub(background=False)
     slow = hub.subscribe(ALICE)
-    for i in range(1000):
+    for i in range(200):
         hub.publish("MODIFIED", WEB, application("web", sha=f"{i:040d}"))
         hub.publish("MODIFIED", API, application("api", sha=f"{i:040d}"))
+        hub.deliver()
     assert slow.pending == 2
-    assert slow.coalesced == 1998
+    assert slow.coalesced == 398
     got = events(slow.next(0))
     assert [(d["name"], revision_of(d)) for _, d in got] == [
-        ("web", f"{999:040d}"),
-        ("api", f"{999:040d}"),
+        ("web", f"{199:040d}"),
+        ("api", f"{199:040d}"),
     ]
 
 
 def test_an_overflowing_queue_is_dropped_and_the_client_told_to_resync() -> None:
-    hub = LiveHub(max_pending=3)
+    hub = LiveHub(background=False, max_pending=3)
     slow = hub.subscribe(ALICE)
     for i in range(10):
         hub.publish("MODIFIED", (f"ns{i}", "app"), application("app", f"ns{i}"))
+        hub.deliver()
     assert slow.pending <= 3
     names = [name for name, _ in events(slow.next(0))]
     assert names[0] == "resync" and len(names) <= 4
 
 
 def test_the_subscriber_cap_refuses_the_next_stream_until_one_closes() -> None:
-    hub = LiveHub(max_subscribers=2)
+    hub = LiveHub(background=False, max_subscribers=2)
     first = hub.subscribe(ALICE)
     hub.subscribe(ALICE, WEB)
     with pytest.raises(HubFull):
@@ -108,10 +133,13 @@ def test_the_subscriber_cap_refuses_the_next_stream_until_one_closes() -> None:
 
 
 def test_each_subscriber_sees_only_what_the_visibility_function_allows() -> None:
-    hub = LiveHub(visible=lambda principal, key: principal.name == "alice" or key != WEB)
+    hub = LiveHub(
+        background=False, visible=lambda principal, key: principal.name == "alice" or key != WEB
+    )
     alice, bob = hub.subscribe(ALICE), hub.subscribe(BOB)
     hub.publish("MODIFIED", WEB, application("web"))
     hub.publish("MODIFIED", API, application("api"))
+    hub.deliver()
     assert [d["name"] for _, d in events(alice.next(0))] == ["web", "api"]
     assert [d["name"] for _, d in events(bob.next(0))] == ["api"]
 
@@ -120,28 +148,31 @@ def test_a_failing_visibility_function_hides_the_app() -> None:
     def broken(principal: Principal, key: AppKey) -> bool:
         raise RuntimeError("role lookup failed")
 
-    hub = LiveHub(visible=broken)
+    hub = LiveHub(background=False, visible=broken)
     subscription = hub.subscribe(ALICE)
     hub.publish("MODIFIED", WEB, application("web"))
+    hub.deliver()
     assert subscription.next(0) == []
 
 
 def test_a_deleted_app_is_an_event_for_the_list_and_its_page() -> None:
-    hub = LiveHub()
+    hub = LiveHub(background=False)
     row, page = hub.subscribe(ALICE), hub.subscribe(ALICE, WEB)
     hub.publish("DELETED", WEB, None)
+    hub.deliver()
     for subscription in (row, page):
         assert events(subscription.next(0)) == [("deleted", {"namespace": "team-a", "name": "web"})]
 
 
 def test_the_stream_sends_heartbeats_and_ends_after_its_lifetime() -> None:
     now = [0.0]
-    hub = LiveHub(max_lifetime=60, heartbeat=0.01, clock=lambda: now[0])
+    hub = LiveHub(background=False, max_lifetime=60, heartbeat=0.01, clock=lambda: now[0])
     subscription = hub.subscribe(ALICE)
     body = hub.stream(subscription, first=b"event: app\ndata: {}\n\n")
     assert next(body).startswith(b"retry: ")
     assert next(body) == b": heartbeat\n\n"  # nothing happened within the heartbeat
     hub.publish("MODIFIED", WEB, application("web"))
+    hub.deliver()
     assert [name for name, _ in events([next(body)])] == ["app"]
     now[0] = 61
     assert [name for name, _ in events([next(body)])] == ["reconnect"]
@@ -151,7 +182,7 @@ def test_the_stream_sends_heartbeats_and_ends_after_its_lifetime() -> None:
 
 
 def test_closing_the_stream_unsubscribes() -> None:
-    hub = LiveHub()
+    hub = LiveHub(background=False)
     subscription: Subscription = hub.subscribe(ALICE)
     body = hub.stream(subscription)
     next(body)
@@ -175,13 +206,13 @@ def live_app(hub: LiveHub, controller: FakeController) -> Flask:
 
 
 def test_the_streams_need_credentials() -> None:
-    client = live_app(LiveHub(), FakeController([application("web")])).test_client()
+    client = live_app(LiveHub(background=False), FakeController([application("web")])).test_client()
     assert client.get("/api/v1/stream").status_code == 401
     assert client.get("/api/v1/applications/team-a/web/stream").status_code == 401
 
 
 def test_the_app_stream_starts_with_the_document_and_follows_updates() -> None:
-    hub = LiveHub()
+    hub = LiveHub(background=False)
     client = live_app(hub, FakeController([application("web", sha="a" * 40)])).test_client()
     response = client.get(
         "/api/v1/applications/team-a/web/stream", headers=bearer(API_TOKEN), buffered=False
@@ -193,6 +224,7 @@ def test_the_app_stream_starts_with_the_document_and_follows_updates() -> None:
     [(name, data)] = events([next(chunks)])
     assert name == "app" and revision_of(data) == "a" * 40
     hub.publish("MODIFIED", WEB, application("web", sha="b" * 40))
+    hub.deliver()
     [(name, data)] = events([next(chunks)])
     assert revision_of(data) == "b" * 40
     response.close()
@@ -200,7 +232,7 @@ def test_the_app_stream_starts_with_the_document_and_follows_updates() -> None:
 
 
 def test_an_unknown_app_has_no_stream() -> None:
-    hub = LiveHub()
+    hub = LiveHub(background=False)
     client = live_app(hub, FakeController([application("web")])).test_client()
     response = client.get("/api/v1/applications/team-a/nope/stream", headers=bearer(API_TOKEN))
     assert response.status_code == 404
@@ -208,7 +240,7 @@ def test_an_unknown_app_has_no_stream() -> None:
 
 
 def test_beyond_the_cap_a_stream_is_answered_503() -> None:
-    hub = LiveHub(max_subscribers=1)
+    hub = LiveHub(background=False, max_subscribers=1)
     client = live_app(hub, FakeController([application("web")])).test_client()
     first = client.get("/api/v1/stream", headers=bearer(API_TOKEN), buffered=False)
     assert first.status_code == 200
@@ -224,7 +256,7 @@ def test_beyond_the_cap_a_stream_is_answered_503() -> None:
 
 def test_pages_name_their_stream_only_when_there_is_one() -> None:
     controller = FakeController([application("web")])
-    with_live = live_app(LiveHub(), controller).test_client()
+    with_live = live_app(LiveHub(background=False), controller).test_client()
     page = with_live.get("/apps/team-a/web", headers=bearer(API_TOKEN)).get_data(as_text=True)
     assert 'data-stream="/api/v1/applications/team-a/web/stream"' in page
     listing = with_live.get("/", headers=bearer(API_TOKEN)).get_data(as_text=True)
@@ -237,3 +269,21 @@ def test_pages_name_their_stream_only_when_there_is_one() -> None:
     ).test_client()
     assert "data-stream" not in without.get("/", headers=bearer(API_TOKEN)).get_data(as_text=True)
     assert without.get("/api/v1/stream", headers=bearer(API_TOKEN)).status_code == 404
+
+
+def test_the_hub_reports_its_figures_to_prometheus() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    hub = LiveHub(background=False)
+    registry = CollectorRegistry()
+    registry.register(hub)
+    slow = hub.subscribe(ALICE)
+    for sha in ("a", "b", "c"):
+        hub.publish("MODIFIED", WEB, application("web", sha=sha * 40))
+        hub.deliver()
+    text = generate_latest(registry).decode()
+    assert "gitsync_ui_streams 1.0" in text
+    assert "gitsync_ui_stream_pending_updates 1.0" in text
+    assert "gitsync_ui_stream_coalesced_total 2.0" in text
+    assert "gitsync_ui_stream_encoded_frames_total 3.0" in text
+    slow.close()

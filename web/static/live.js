@@ -15,6 +15,7 @@
   //   catchUp             - fetch once on every open (the list: the stream sends no first state)
   function follow(url, onEvent, fallback, catchUp) {
     if (!url || typeof window.EventSource !== "function") {
+      mode("polling");
       fallback.start();
       return;
     }
@@ -22,9 +23,13 @@
     var retryMs = RETRY_FIRST_MS;
     var opened = false;
 
+    // what the page does now, for tests and styles: body[data-live="streaming"|"polling"]
+    function mode(name) { document.body.setAttribute("data-live", name); }
+
     function open() {
       source = new EventSource(url); // same origin: the session cookie goes with it
       source.addEventListener("open", function () {
+        mode("streaming");
         fallback.stop();
         retryMs = RETRY_FIRST_MS;
         if (opened || catchUp) fallback.fetchOnce(); // what changed while no stream was open
@@ -46,6 +51,7 @@
       });
       source.addEventListener("error", function () {
         source.close();
+        mode("polling");
         fallback.start();
         setTimeout(open, retryMs);
         retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
