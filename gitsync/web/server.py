@@ -42,6 +42,7 @@ from waitress.task import ThreadedTaskDispatcher
 
 DEFAULT_TIMEOUT = 30
 """Seconds a request may take to arrive whole, and an idle connection may stay open."""
+DEFAULT_CONNECTION_LIMIT = 100  # waitress's own default, for everything but streams
 OUTBUF_HIGH_WATERMARK = 1024 * 1024
 """Bytes of response buffered for one connection before its worker waits for the client."""
 
@@ -115,6 +116,8 @@ def create_server(
         host=host,
         port=port,
         threads=threads + stream_threads,
+        # waitress accepts 100 connections at most by default: open streams count among them
+        connection_limit=DEFAULT_CONNECTION_LIMIT + stream_threads,
         outbuf_high_watermark=OUTBUF_HIGH_WATERMARK,
         max_request_body_size=max_body_bytes,
         channel_timeout=timeout,

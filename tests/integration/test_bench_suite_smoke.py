@@ -70,6 +70,12 @@ APPSET = {
     "appset: one no-change set pass",
 }
 EXPECTED |= APPSET
+# the UI's live updates fanned out to many stream clients (issue 20, bench.sse_fanout)
+SSE = {
+    "SSE fan-out: controller CPU per update",
+    "SSE fan-out: delivery latency p95 (to all)",
+}
+EXPECTED |= SSE
 WITH_REFERENCE = EXPECTED - {
     "no-change re-sync: real writes (steady)",
     "no-change re-sync: dry-run PATCHes (steady)",
@@ -85,6 +91,7 @@ WITH_REFERENCE = EXPECTED - {
     "sharded refresh: writes, 1 process",
     "sharded refresh: writes, 2 processes",
     *APPSET,
+    *SSE,
 }
 
 
@@ -184,3 +191,13 @@ def test_bench_appset_scenario_alone(cluster: TestCluster, tmp_path: Path) -> No
     result = _small_bench(cluster, out, "--only=appset", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     _check_appset_rows(json.loads(out.read_text())["rows"])
+
+
+def test_bench_sse_scenario_alone(cluster: TestCluster, tmp_path: Path) -> None:
+    out = tmp_path / "sse.json"
+    result = _small_bench(cluster, out, "--only=sse", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["scenario"] for r in rows} == SSE, rows
+    for row in rows:
+        assert _number(row["gitsync"]) and row["n"] == 20, row

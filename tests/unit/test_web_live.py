@@ -287,3 +287,42 @@ def test_the_hub_reports_its_figures_to_prometheus() -> None:
     assert "gitsync_ui_stream_coalesced_total 2.0" in text
     assert "gitsync_ui_stream_encoded_frames_total 3.0" in text
     slow.close()
+
+
+# -- the server: a response still being written after max_service is cut -----------------------
+
+
+def test_a_client_that_never_reads_is_cut_off_after_max_service() -> None:
+    import socket
+    import threading
+
+    from gitsync.web.server import create_server
+
+    ended = threading.Event()
+
+    def endless(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+
+        def body() -> Any:
+            try:
+                while True:
+                    yield b"data: " + b"x" * 65536 + b"\n\n"
+            finally:
+                ended.set()  # the worker thread is free again
+
+        return body()
+
+    server = create_server(
+        endless, host="127.0.0.1", port=0, max_body_bytes=1024, timeout=1, max_service=2
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", int(server.effective_port)))
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+            assert ended.wait(30), "the stuck response still holds its worker"
+    finally:
+        server.close()
+        thread.join(10)
