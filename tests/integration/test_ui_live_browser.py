@@ -114,8 +114,9 @@ def test_a_push_updates_the_open_pages_within_a_second_without_polling(
         clock.close()
     assert clock.written_at is not None
     for page in (listing, app_page):
-        shown_at = page.evaluate("window.__shownAt") / 1000
-        assert shown_at - clock.written_at < 1.0, (page.url, shown_at - clock.written_at)
+        delay = page.evaluate("window.__shownAt") / 1000 - clock.written_at
+        print(f"shown {delay:.3f} s after the status write: {page.url}")  # the figure, with -s
+        assert delay < 1.0, (page.url, delay)
     polled = [url for url in requests if POLLING_ENDPOINTS in url and "/stream" not in url]
     assert polled == [], polled
     expect(summary.locator('[data-field="revision.message"]')).to_have_text("set value v2")

@@ -95,25 +95,41 @@ def test_a_client_that_stops_reading_neither_blocks_others_nor_queues_updates(
         reader = streams.open(path)
         assert streams.wait(lambda: bool(reader.events), 30)
         wait_for(lambda: ctl.metric("gitsync_ui_streams") == 2, timeout=30)
-        # status writes of 4 KB each, far more than the stuck client's socket and the server's
-        # 1 MiB write buffer hold: its updates must coalesce instead of piling up
-        message = "lorem ipsum " * 340
-        for i in range(600):
+        # status writes of ~75 KB each (150 resources with long messages), 8 MB in all: far
+        # more than the stuck client's socket buffers and the server's 1 MiB write buffer
+        # hold, so its updates must coalesce instead of piling up
+        resources = [
+            {
+                "group": "",
+                "kind": "ConfigMap",
+                "namespace": namespace,
+                "name": f"config-{i}",
+                "status": "Synced",
+                "health": {"status": "Healthy", "message": "lorem ipsum " * 30},
+            }
+            for i in range(150)
+        ]
+        for i in range(110):
             kube.patch(
                 "gitsync.dev/v1alpha1",
                 "Application",
                 "web",
-                {"status": {"health": {"status": "Healthy", "message": f"{i:04d} {message}"}}},
+                {
+                    "status": {
+                        "health": {"status": "Healthy", "message": f"{i:04d} update"},
+                        "resources": resources,
+                    }
+                },
                 namespace=namespace,
                 subresource="status",
             )
         assert streams.wait(
-            lambda: any(e.data["health"]["message"].startswith("0599") for e in reader.events),
+            lambda: any(e.data["health"]["message"].startswith("0109") for e in reader.events),
             60,
         ), ctl.log(40)
-        assert ctl.metric("gitsync_ui_stream_coalesced_total") > 0
         # the stuck stream holds its latest update, not a backlog
         assert ctl.metric("gitsync_ui_stream_pending_updates") <= 2
+        assert ctl.metric("gitsync_ui_stream_coalesced_total") > 0
         assert stuck.status == 0  # never read: we never even saw its header
         # a normal request is still answered at once
         assert api_status(ctl, f"/api/v1/applications/{namespace}/web") == 200
