@@ -326,3 +326,46 @@ def test_a_client_that_never_reads_is_cut_off_after_max_service() -> None:
     finally:
         server.close()
         thread.join(10)
+
+
+# -- the serve flags ---------------------------------------------------------------------------
+
+
+def test_the_serve_flags_make_the_hub_or_none() -> None:
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from gitsync.cli import _live_hub, build_parser
+
+    def controller() -> Any:
+        return SimpleNamespace(
+            application_listeners=[], metrics=SimpleNamespace(registry=CollectorRegistry())
+        )
+
+    def parse(*argv: str) -> Any:
+        return build_parser().parse_args(["serve", *argv])
+
+    ctl = controller()
+    hub = _live_hub(parse("--ui-max-streams=7", "--ui-stream-max-seconds=60"), ctl)
+    assert hub is not None and (hub.max_subscribers, hub.max_lifetime) == (7, 60)
+    assert ctl.application_listeners == [hub.publish]  # fed by the controller's one watch
+    assert _live_hub(parse("--ui-max-streams=0"), controller()) is None
+    assert _live_hub(parse("--config=apps.yaml"), controller()) is None  # nothing watched
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--ui-max-streams=-1", "argument --ui-max-streams: must be >= 0"),
+        ("--ui-stream-max-seconds=0", "argument --ui-stream-max-seconds: must be > 0"),
+    ],
+)
+def test_bad_stream_flags_are_refused_naming_the_flag(
+    flag: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gitsync.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", flag])
+    assert message in capsys.readouterr().err
