@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from gitsync import kinds
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitServer
@@ -25,6 +27,7 @@ from tests.support.apps import application, configmap_repo, github_webhook, push
 from tests.support.waiting import wait_for
 
 __all__ = ["browser", "ui"]  # the fixtures this module uses
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 POLLING_ENDPOINTS = "/api/v1/applications"  # the JSON the pages poll (streams end in /stream)
 
