@@ -1564,6 +1564,12 @@ def _appset_limit_args(serve: argparse.ArgumentParser) -> None:
     )
 
 
+# The live update streams' defaults, as ``gitsync.web.live`` has them (a test keeps them equal):
+# written out here because importing the web layer to build the parser would slow every command.
+UI_MAX_STREAMS = 100
+UI_STREAM_MAX_SECONDS = 300.0
+
+
 def _serve_access_args(serve: argparse.ArgumentParser) -> None:
     """Who may reach the web UI, the API and /metrics, and how."""
     ui = serve.add_argument_group("web UI and API access (see docs/api.md)")
@@ -1593,25 +1599,23 @@ def _serve_access_args(serve: argparse.ArgumentParser) -> None:
         help="a reverse proxy in front of gitsync (repeatable): for requests from it, the login "
         "rate limit counts the right-most X-Forwarded-For address that is not a listed proxy",
     )
-    from gitsync.web.live import DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SUBSCRIBERS
-
     ui.add_argument(
         "--ui-max-streams",
         type=_non_negative_int,
-        default=DEFAULT_MAX_SUBSCRIBERS,
+        default=UI_MAX_STREAMS,
         metavar="N",
         help="live update streams (server-sent events) open at once, each holding a server "
-        f"thread; more are answered 503 and those pages poll (default {DEFAULT_MAX_SUBSCRIBERS}; "
+        f"thread; more are answered 503 and those pages poll (default {UI_MAX_STREAMS}; "
         "0: no streams, the pages poll every 2 s; with --config there are none: its "
         "Applications are not watched)",
     )
     ui.add_argument(
         "--ui-stream-max-seconds",
         type=_positive_float,
-        default=DEFAULT_MAX_LIFETIME,
+        default=UI_STREAM_MAX_SECONDS,
         metavar="SECONDS",
         help="a live update stream ends after this long and the page opens a new one; also how "
-        f"long a logged-out session's stream can last (default {DEFAULT_MAX_LIFETIME:g})",
+        f"long a logged-out session's stream can last (default {UI_STREAM_MAX_SECONDS:g})",
     )
     metrics = serve.add_argument_group("metrics")
     metrics.add_argument(

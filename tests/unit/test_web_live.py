@@ -369,3 +369,11 @@ def test_bad_stream_flags_are_refused_naming_the_flag(
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", flag])
     assert message in capsys.readouterr().err
+
+
+def test_the_serve_flags_default_to_the_hubs_defaults() -> None:
+    from gitsync import cli
+    from gitsync.web import live
+
+    assert cli.UI_MAX_STREAMS == live.DEFAULT_MAX_SUBSCRIBERS
+    assert cli.UI_STREAM_MAX_SECONDS == live.DEFAULT_MAX_LIFETIME

@@ -157,6 +157,7 @@
           showLiveError("");
         },
         fetchOnce: function () { if (timer === null) tick(); },
+        alive: function () { return !stopped; },
       }, stream.catchUp);
     } else {
       schedule();

@@ -12,6 +12,7 @@
   //   onEvent(name, doc)  - an "app" (list row or app document) or "deleted" event
   //   fallback.start()    - poll (the stream failed); fallback.stop() - stop polling
   //   fallback.fetchOnce() - one read of the JSON API, after a gap in the stream
+  //   fallback.alive()     - false once the session has ended: no more tries
   //   catchUp             - fetch once on every open (the list: the stream sends no first state)
   function follow(url, onEvent, fallback, catchUp) {
     if (!url || typeof window.EventSource !== "function") {
@@ -53,7 +54,9 @@
         source.close();
         mode("polling");
         fallback.start();
-        setTimeout(open, retryMs);
+        setTimeout(function () {
+          if (fallback.alive()) open(); // not after the session ended (polling saw a 401)
+        }, retryMs);
         retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
       });
     }
