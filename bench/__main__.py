@@ -2,7 +2,7 @@
 
     python -m bench [--scale default|small] [--runs 5] [--kubeconfig PATH] [--json out.json]
                     [--only cold,render,chart,diff,diff-view,push,ui,ui-tree,refresh,drift,
-                            push-many,growth,shards,appset] [--profile report.txt]
+                            push-many,growth,shards,appset,sse] [--profile report.txt]
 
 Without ``--kubeconfig`` the test control plane (``gitsync.localenv.controlplane``, no simulated
 nodes) is started in a temporary directory and stopped at the end, also on Ctrl-C or SIGTERM;
@@ -18,7 +18,8 @@ controller (``bench.scale``): a no-change refresh of 1,000 apps (``refresh``), d
 (``drift``), push-to-live for one of them (``push-many``), the same refresh at 100, 1,000 and
 3,000 apps (``growth``) - one run that adds apps stage by stage - and the refresh by 1 and 2
 shard processes (``shards``, ``bench.shard_worker``); then one ApplicationSet generating 1,000
-apps on a controller of its own (``appset``, ``bench.appset``). ``--profile`` adds a
+apps on a controller of its own (``appset``, ``bench.appset``); and the UI's live updates fanned
+out to 500 stream clients (``sse``, ``bench.sse_fanout``). ``--profile`` adds a
 pyinstrument profile of a serial refresh at the largest stage.
 
 Each figure is the median of ``--runs`` runs, gitsync and reference alternating in the same run.
@@ -58,6 +59,7 @@ from bench.scenarios import (
     diff_rows,
     render_rows,
 )
+from bench.sse_fanout import sse_rows
 from bench.ui_tree import ui_tree_rows
 from gitsync import logs
 from gitsync.controller.controller import PUSH_WINDOW
@@ -78,6 +80,7 @@ SCENARIOS = (
     "growth",
     "shards",
     "appset",
+    "sse",
 )
 MANY_APPS = {"refresh", "drift", "push-many", "growth", "shards"}
 
@@ -101,6 +104,8 @@ class Scale:
     shard_at: dict[int, tuple[int, ...]]  # scenario 9: stage -> shard process counts to run
     appset_apps: int  # issue 18: apps one ApplicationSet generates
     appset_steady_seconds: float  # the window its steady-state CPU and writes are read over
+    sse_clients: int = 500  # issue 20: live update streams held open
+    sse_updates: int = 50  # status writes fanned out to them
 
 
 SCALES = {
@@ -121,7 +126,9 @@ SCALES = {
         1000,
         60.0,
     ),
-    "small": Scale((12,), {}, 30, 200, 2, 20, 2, 4, (2, 4), 2, 6, (2, 2), {4: (1, 2)}, 20, 5.0),
+    "small": Scale(
+        (12,), {}, 30, 200, 2, 20, 2, 4, (2, 4), 2, 6, (2, 2), {4: (1, 2)}, 20, 5.0, 20, 5
+    ),
 }
 
 
@@ -294,7 +301,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gitsync-bench-")))
         needs_cluster = bool(
-            only & ({"cold", "push", "diff-view", "ui-tree", "appset"} | MANY_APPS)
+            only & ({"cold", "push", "diff-view", "ui-tree", "appset", "sse"} | MANY_APPS)
         )
         kubeconfig, which = (
             stack.enter_context(cluster(args.kubeconfig, workdir))
@@ -339,6 +346,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     kubeconfig, scale.appset_apps, workdir / "appset", scale.appset_steady_seconds
                 )
             )
+        if "sse" in only:
+            print(f"SSE fan-out to {scale.sse_clients} clients ...", flush=True)
+            show(sse_rows(kubeconfig, scale.sse_clients, scale.sse_updates, workdir / "sse"))
     return {
         "benchmark": "suite",
         "scale": args.scale,

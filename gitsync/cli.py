@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from gitsync.source.credentials import RepositoryCredential
     from gitsync.sync.hooks import HookResult
     from gitsync.web.auth import AuthSettings
+    from gitsync.web.live import LiveHub
     from gitsync.web.server import DeadlineServer
 
     _Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -758,6 +759,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     secrets_for = _webhook_secrets()
     _warn_about_webhooks(secrets_for, args.allow_unsigned_webhooks)
+    live = _live_hub(args, controller)
     app = create_app(
         controller,
         metrics_exposition=controller.metrics.exposition,
@@ -768,6 +770,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         serve_metrics=metrics_address is None,
         auth=auth,
         logs=log_limits,
+        live=live,
     )
     server = create_server(
         app,
@@ -775,6 +778,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=int(port),
         max_body_bytes=args.webhook_max_bytes + 1,
         timeout=args.http_timeout,
+        stream_threads=0 if live is None else live.max_subscribers,
+        max_service=args.ui_stream_max_seconds + args.http_timeout,
     )
     metrics_server = None
     if metrics_address is not None:
@@ -784,6 +789,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return _serve_until_stopped(
         controller, server, metrics_server, address=f"{host or '127.0.0.1'}:{port}"
     )
+
+
+def _live_hub(args: argparse.Namespace, controller: Controller) -> LiveHub | None:
+    """The fan-out of the controller's Application events to the UI's streams; None (the pages
+    poll) with ``--ui-max-streams 0`` or ``--config``, whose Applications are not watched."""
+    from gitsync.web.live import LiveHub
+
+    if args.ui_max_streams == 0 or args.config:
+        return None
+    hub = LiveHub(max_subscribers=args.ui_max_streams, max_lifetime=args.ui_stream_max_seconds)
+    controller.application_listeners.append(hub.publish)
+    controller.metrics.registry.register(hub)
+    return hub
 
 
 def _serve_until_stopped(
@@ -1554,6 +1572,12 @@ def _appset_limit_args(serve: argparse.ArgumentParser) -> None:
     )
 
 
+# The live update streams' defaults, as ``gitsync.web.live`` has them (a test keeps them equal):
+# written out here because importing the web layer to build the parser would slow every command.
+UI_MAX_STREAMS = 100
+UI_STREAM_MAX_SECONDS = 300.0
+
+
 def _serve_access_args(serve: argparse.ArgumentParser) -> None:
     """Who may reach the web UI, the API and /metrics, and how."""
     ui = serve.add_argument_group("web UI and API access (see docs/api.md)")
@@ -1613,6 +1637,24 @@ def _serve_access_args(serve: argparse.ArgumentParser) -> None:
         metavar="N",
         help="log requests open at once on this server (default 4; each holds a worker thread; "
         "more: 429)",
+    )
+    ui.add_argument(
+        "--ui-max-streams",
+        type=_non_negative_int,
+        default=UI_MAX_STREAMS,
+        metavar="N",
+        help="live update streams (server-sent events) open at once, each holding a server "
+        f"thread; more are answered 503 and those pages poll (default {UI_MAX_STREAMS}; "
+        "0: no streams, the pages poll every 2 s; with --config there are none: its "
+        "Applications are not watched)",
+    )
+    ui.add_argument(
+        "--ui-stream-max-seconds",
+        type=_positive_float,
+        default=UI_STREAM_MAX_SECONDS,
+        metavar="SECONDS",
+        help="a live update stream ends after this long and the page opens a new one; also how "
+        f"long a logged-out session's stream can last (default {UI_STREAM_MAX_SECONDS:g})",
     )
     metrics = serve.add_argument_group("metrics")
     metrics.add_argument(

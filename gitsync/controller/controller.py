@@ -237,6 +237,9 @@ class Controller:
         self._handover_thread: threading.Thread | None = None
         self.scheduler = RefreshScheduler(lambda key: self.queue.add(key, Trigger.INTERVAL))
         self._seen: dict[AppKey, _Seen] = {}
+        # called with every Application event of the watch (the web UI's live updates): one
+        # watch serves every open page
+        self.application_listeners: list[Callable[[str, AppKey, dict[str, Any] | None], None]] = []
         self._workers: list[threading.Thread] = []
         self._leading = threading.Event()
         self._stopped = threading.Event()
@@ -579,12 +582,22 @@ class Controller:
             self.appsets.on_event(event_type, key, obj)
         if kinds.is_application(key.group, key.kind):
             self._on_application(event_type, (key.namespace, key.name), obj)
+            self._tell_application_listeners(event_type, (key.namespace, key.name), obj)
             # an Application managed by another one (app of apps): its status is the parent's
             # health, so the parent looks again - below, like any other managed object
         app = app_of_tracked(obj)
         if app is not None:
             self.reconciler.mark_live_change(app)
             self.queue.add(app, Trigger.LIVE_CHANGE, delay=0.3)
+
+    def _tell_application_listeners(
+        self, event_type: str, key: AppKey, obj: dict[str, Any] | None
+    ) -> None:
+        for listener in self.application_listeners:
+            try:
+                listener(event_type, key, obj)
+            except Exception:  # a listener's bug must not stop the watch that feeds reconciles
+                log.exception("application listener failed", app=f"{key[0]}/{key[1]}")
 
     def _dependency_changed(self, key: AppKey, obj: dict[str, Any] | None) -> None:
         """Queue the apps whose ``spec.dependsOn`` names ``key`` when what they read of it

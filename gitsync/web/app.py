@@ -35,6 +35,7 @@ from gitsync.web.auth import Authenticator, AuthSettings
 from gitsync.web.diff import Differ
 from gitsync.web.guard import Guard, auth_blueprint
 from gitsync.web.history import history_blueprint
+from gitsync.web.live import LiveHub, live_blueprint
 from gitsync.web.pages import pages_blueprint
 from gitsync.web.podlogs import LogLimits, logs_blueprint
 from gitsync.web.rollouts import Rollouts
@@ -92,9 +93,12 @@ def create_app(
     diff_concurrency: int = 2,
     clock: Callable[[], float] | None = None,
     logs: LogLimits | None = None,
+    live: LiveHub | None = None,
 ) -> Flask:
     """The app. Without ``auth`` nobody can log in and nothing can be read: the UI and API
-    answer 401 / redirect to a login page that explains which ``gitsync serve`` flags to use."""
+    answer 401 / redirect to a login page that explains which ``gitsync serve`` flags to use.
+    With ``live`` (fed by the controller's Application events) the pages get live updates by
+    server-sent events; without it they poll."""
     root = web_dir(ui_dir)
     if not (root / "templates").is_dir():
         log.warning("web UI templates not found; set " + WEB_DIR_ENV, path=str(root))
@@ -139,6 +143,9 @@ def create_app(
     app.register_blueprint(
         history_blueprint(controller, guard, snapshot, concurrency=diff_concurrency)
     )
+    if live is not None:
+        app.register_blueprint(live_blueprint(guard, live, controller.store.get))
+        app.jinja_env.globals["live_streams"] = True  # the pages name their stream
     set_snapshot = Snapshot(controller.application_set_objects, ttl=snapshot_ttl)
     app.register_blueprint(appsets_blueprint(guard, set_snapshot, snapshot))
     app.register_blueprint(logs_blueprint(controller, guard, snapshot, logs or LogLimits()))

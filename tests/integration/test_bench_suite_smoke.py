@@ -77,6 +77,12 @@ UI_TREE = {
     "tree API document complete, p50",
 }
 EXPECTED |= UI_TREE
+# the UI's live updates fanned out to many stream clients (issue 20, bench.sse_fanout)
+SSE = {
+    "SSE fan-out: controller CPU per update",
+    "SSE fan-out: delivery latency p95 (to all)",
+}
+EXPECTED |= SSE
 WITH_REFERENCE = EXPECTED - {
     "no-change re-sync: real writes (steady)",
     "no-change re-sync: dry-run PATCHes (steady)",
@@ -93,6 +99,7 @@ WITH_REFERENCE = EXPECTED - {
     "sharded refresh: writes, 2 processes",
     *APPSET,
     *UI_TREE,
+    *SSE,
 }
 
 
@@ -192,3 +199,13 @@ def test_bench_appset_scenario_alone(cluster: TestCluster, tmp_path: Path) -> No
     result = _small_bench(cluster, out, "--only=appset", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     _check_appset_rows(json.loads(out.read_text())["rows"])
+
+
+def test_bench_sse_scenario_alone(cluster: TestCluster, tmp_path: Path) -> None:
+    out = tmp_path / "sse.json"
+    result = _small_bench(cluster, out, "--only=sse", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["scenario"] for r in rows} == SSE, rows
+    for row in rows:
+        assert _number(row["gitsync"]) and row["n"] == 20, row

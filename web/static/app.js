@@ -1,4 +1,4 @@
-// gitsync status UI: live updates (polling the JSON API every 2 s), actions with a confirmation
+// gitsync status UI: live updates (server-sent events, live.js; else polling the JSON API every 2 s), actions with a confirmation
 // dialog, the inline diff and the rollout panel (weight bar, pause countdown, analysis charts
 // drawn as SVG). Plain JavaScript, no build step, nothing inline (the page's CSP allows scripts
 // from /static only). Text from the API is only ever set with textContent, never parsed as HTML.
@@ -115,10 +115,12 @@
     });
   }
 
-  // Poll url every POLL_MS while the page is visible; apply(data) on success.
-  function poll(url, apply) {
+  // Poll url every POLL_MS while the page is visible; apply(data) on success. With a stream
+  // ({url, onEvent, catchUp}, live.js) polling only runs while the stream is down.
+  function poll(url, apply, stream) {
     var timer = null;
     var stopped = false;
+    var streaming = false;
     function tick() {
       timer = null;
       if (stopped) return;
@@ -142,9 +144,24 @@
       });
     }
     function schedule() {
-      if (!stopped && timer === null) timer = setTimeout(tick, POLL_MS);
+      if (!stopped && !streaming && timer === null) timer = setTimeout(tick, POLL_MS);
     }
-    schedule();
+    if (stream && stream.url && window.gitsyncLive) {
+      streaming = true;
+      window.gitsyncLive(stream.url, stream.onEvent, {
+        start: function () { streaming = false; schedule(); },
+        stop: function () {
+          streaming = true;
+          if (timer !== null) clearTimeout(timer);
+          timer = null;
+          showLiveError("");
+        },
+        fetchOnce: function () { if (timer === null) tick(); },
+        alive: function () { return !stopped; },
+      }, stream.catchUp);
+    } else {
+      schedule();
+    }
     return {
       now: function () {
         if (timer !== null) clearTimeout(timer);
@@ -162,6 +179,19 @@
       rows[row.getAttribute("data-app")] = row;
     });
     var lastRollouts = {};
+    var stream = {
+      url: body.getAttribute("data-stream"),
+      catchUp: true,
+      // a row of this page changed: fill it (rollouts stay as the last read); an app leaving
+      // shows the notice. Apps not on this page are not looked up.
+      onEvent: function (name, item) {
+        var row = rows[item.namespace + "/" + item.name];
+        if (!row) return;
+        if (name === "app") fill(row, item);
+        var notice = document.getElementById("list-changed");
+        if (name === "deleted" && notice) notice.hidden = false;
+      },
+    };
     poll(api, function (data) { // api carries the page's filters and page, normalized
       var seen = 0;
       (data.items || []).forEach(function (item) {
@@ -188,7 +218,7 @@
         var counts = (data.counts || {})[parts[0]] || {};
         node.textContent = String(counts[parts[1]] || 0);
       });
-    });
+    }, stream);
   }
 
   // -- one application -----------------------------------------------------------------------
@@ -298,7 +328,7 @@
       history: renderHistory,
       conditions: renderConditions,
     };
-    var poller = poll(body.getAttribute("data-api"), function (app) {
+    var applyApp = function (app) {
       fill(document.querySelector("main"), app);
       Object.keys(sections).forEach(function (name) {
         var key = JSON.stringify(app[name]);
@@ -315,6 +345,14 @@
       if ((app.resources || []).some(function (r) {
         return r.group === "gitsync.dev" && r.kind === "Rollout";
       })) startRollouts();
+    };
+    var poller = poll(body.getAttribute("data-api"), applyApp, {
+      url: body.getAttribute("data-stream"),
+      catchUp: false, // the stream's first event is the app's document
+      onEvent: function (name, app) {
+        if (name === "app") applyApp(app);
+        else showLiveError("This application was deleted.");
+      },
     });
     window.gitsyncPoll = poller;
     if (!document.getElementById("rollouts-panel").hidden) startRollouts();
