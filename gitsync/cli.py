@@ -22,6 +22,7 @@ from gitsync.application import Application, SpecError
 from gitsync.application_status import ApplicationStatus
 from gitsync.completion import SHELLS
 from gitsync.completion import script as completion_script
+from gitsync.tokencli import add_token_parser
 
 if TYPE_CHECKING:
     from gitsync.controller.controller import Controller
@@ -691,12 +692,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from gitsync.controller.controller import Controller, ControllerConfig
     from gitsync.errors import GitsyncError
     from gitsync.web import AuthConfigError, create_app
+    from gitsync.web.rbac import Authorizer, PolicyError, load_policy
     from gitsync.web.server import create_server
+    from gitsync.web.tokens import TokenStore
 
     try:
         auth = _web_auth(args)
+        authorizer = Authorizer(load_policy(args.rbac_policy) if args.rbac_policy else None)
         credential_entry = _env_credential_entry(args)
-    except (AuthConfigError, SpecError, OSError) as exc:  # OSError: a GITSYNC_GIT_*_FILE
+    except (AuthConfigError, PolicyError, SpecError, OSError) as exc:  # OSError: GITSYNC_GIT_*_FILE
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     if not args.impersonate and args.default_service_account:
@@ -760,6 +764,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         allow_unsigned_webhooks=args.allow_unsigned_webhooks,
         serve_metrics=metrics_address is None,
         auth=auth,
+        authorizer=authorizer,
+        tokens=TokenStore(kube, args.controller_namespace),
+        record_event=lambda key, reason, message, warning: controller.store.record_event(
+            key, reason, message, warning=warning
+        ),
     )
     server = create_server(
         app,
@@ -896,6 +905,7 @@ def _web_auth(args: argparse.Namespace) -> AuthSettings:
             if args.metrics_token_file
             else ()
         ),
+        admin_password_disabled=args.disable_admin_password,
     )
 
 
@@ -1246,6 +1256,7 @@ def build_parser() -> argparse.ArgumentParser:
     _request_parsers(sub)
     _rollout_parser(sub)
     add_app_parser(sub)
+    add_token_parser(sub)
     _appset_promote_parser(add_appset_parser(sub))
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument(
@@ -1561,6 +1572,18 @@ def _serve_access_args(serve: argparse.ArgumentParser) -> None:
     )
     ui.add_argument(
         "--anonymous-read", action="store_true", help="let anyone read the status pages and API"
+    )
+    ui.add_argument(
+        "--disable-admin-password",
+        action="store_true",
+        help="refuse logins with the admin password (Argo CD's admin.enabled=false); the "
+        "password flags may stay for enabling it again",
+    )
+    ui.add_argument(
+        "--rbac-policy",
+        metavar="FILE",
+        help="YAML policy binding user:/group:/token: subjects to viewer/operator/admin roles "
+        "per project (namespace) glob or globally (see docs/api.md)",
     )
     ui.add_argument(
         "--behind-tls",
