@@ -209,9 +209,19 @@ class Guard:
                     self.audit(wanted, key, "requested" if status < 400 else "failed", status)
                 return result
 
+            wrapped.gitsync_action = action  # type: ignore[attr-defined]
             return cast(F, wrapped)
 
         return decorate
+
+    def _refuse_acting(self, view: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+        """Audit the coarse refusal of ``api_action`` / ``form_action`` (a principal that may
+        act nowhere) like ``allow``'s own, when the route names its action and Application."""
+        action = getattr(view, "gitsync_action", None)
+        wanted = action(kwargs) if callable(action) else action
+        if isinstance(wanted, Action) and "namespace" in kwargs:
+            key = (str(kwargs["namespace"]), str(kwargs.get("name", "")))
+            self.audit(wanted, key, "denied", 403)
 
     def forbidden(self, action: Action, namespace: str) -> flask.Response:
         """The one refusal: it names only what the request itself named."""
@@ -293,6 +303,7 @@ class Guard:
                 if refused:
                     return json_error(403, refused)
             if not self.authorizer.may_act_somewhere(principal):
+                self._refuse_acting(view, kwargs)
                 return json_error(403, "this account may read but not act")
             return view(*args, **kwargs)
 
@@ -316,6 +327,7 @@ class Guard:
             if refused:
                 return _text(403, refused)
             if not self.authorizer.may_act_somewhere(principal):
+                self._refuse_acting(view, kwargs)
                 return _text(403, "this account may read but not act")
             return view(*args, **kwargs)
 

@@ -476,3 +476,16 @@ def test_a_session_with_groups_gets_the_policy_roles(
         client.post("/api/v1/applications/team-b/web/sync", json={}, headers=headers).status_code
         == 403
     )
+
+
+def test_a_viewer_refused_before_the_project_check_is_audited_too(
+    client: FlaskClient, events: list[tuple[Any, ...]]
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        response = client.post(
+            "/api/v1/applications/team-a/web/sync", json={}, headers=bearer(READ_ONLY_TOKEN)
+        )
+    assert response.status_code == 403
+    audit = [(e["who"], e["action"], e["app"], e["result"]) for e in logs if e["event"] == "audit"]
+    assert audit == [("read-only-token", "sync", "team-a/web", "denied")]
+    assert [(e[0], e[1]) for e in events] == [(("team-a", "web"), "ActionDenied")]
