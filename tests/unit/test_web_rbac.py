@@ -17,6 +17,16 @@ import pytest
 import structlog
 from flask import Flask
 from flask.testing import FlaskClient
+from test_web_appsets import appset
+from test_web_support import (
+    ADMIN_PASSWORD,
+    API_TOKEN,
+    READ_ONLY_TOKEN,
+    FakeController,
+    application,
+    bearer,
+    login_form_token,
+)
 
 from gitsync.application_status import HealthSummary, ResourceStatus
 from gitsync.kube import ApiError
@@ -31,15 +41,6 @@ from gitsync.web.rbac import (
     parse_policy,
 )
 from gitsync.web.tokens import TokenError, TokenStore, parse_lifetime
-from tests.unit.test_web_support import (
-    ADMIN_PASSWORD,
-    API_TOKEN,
-    READ_ONLY_TOKEN,
-    FakeController,
-    application,
-    bearer,
-    login_form_token,
-)
 
 POLICY = """\
 bindings:
@@ -489,3 +490,64 @@ def test_a_viewer_refused_before_the_project_check_is_audited_too(
     audit = [(e["who"], e["action"], e["app"], e["result"]) for e in logs if e["event"] == "audit"]
     assert audit == [("read-only-token", "sync", "team-a/web", "denied")]
     assert [(e[0], e[1]) for e in events] == [(("team-a", "web"), "ActionDenied")]
+
+
+def test_appsets_of_other_projects_are_not_listed(
+    controller: FakeController, tokens: TokenStore, events: list[Any]
+) -> None:
+    controller.sets = [appset("fleet", "team-a"), appset("fleet", "team-b")]
+    client = rbac_app(controller, tokens, events).test_client()
+    token = mint(client, "ci-a", "viewer", "team-a")
+    doc = client.get("/api/v1/applicationsets", headers=bearer(token)).get_json()
+    assert [(i["namespace"], i["name"]) for i in doc["items"]] == [("team-a", "fleet")]
+    assert doc["total"] == 1
+    there = client.get("/api/v1/applicationsets/team-b/fleet", headers=bearer(token))
+    absent = client.get("/api/v1/applicationsets/team-b/none", headers=bearer(token))
+    assert (there.status_code, there.get_data()) == (absent.status_code, absent.get_data())
+    assert there.status_code == 403
+    assert "team-b" not in client.get("/appsets", headers=bearer(token)).get_data(as_text=True)
+
+
+ROUTE_VALUES = {"namespace": "team-b", "name": "web", "action": "sync", "path": "web/promote"}
+
+
+def test_every_route_about_an_application_asks_the_authorizer(
+    controller: FakeController, tokens: TokenStore, events: list[Any]
+) -> None:
+    """Every route with a ``namespace`` in its path answers a team-a member's request about
+    team-b with the one 403, by session (pages, forms, API) and by token (API) - a route added
+    without ``guard.allow`` fails here."""
+    app = rbac_app(controller, tokens, events)
+    session = app.extensions["gitsync_guard"].sessions.create(
+        None, "alice@example.com", groups=("team-a",), method=Method.OIDC
+    )
+    by_session = app.test_client()
+    by_session.set_cookie("gitsync_session", session.id)
+    by_token = app.test_client()
+    token = mint(by_token, "ci-a", "admin", "team-a")
+    checked = []
+    for rule in app.url_map.iter_rules():
+        if "namespace" not in rule.arguments:
+            continue
+        values = {arg: ROUTE_VALUES.get(arg, "x") for arg in rule.arguments}
+        path = app.url_map.bind("localhost").build(rule.endpoint, values)
+        api = path.startswith("/api/")
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            asks = [
+                by_session.open(
+                    path,
+                    method=method,
+                    **(
+                        {"json": {}, "headers": {"X-CSRF-Token": session.csrf}}
+                        if api
+                        else {"data": {"csrf_token": session.csrf}}
+                    ),
+                )
+            ]
+            if api:
+                asks.append(by_token.open(path, method=method, json={}, headers=bearer(token)))
+            for response in asks:
+                assert response.status_code == 403, (method, path, response.status_code)
+                assert b"not allowed in project 'team-b'" in response.get_data(), (method, path)
+            checked.append((method, rule.rule))
+    assert len(checked) >= 10, checked
