@@ -551,3 +551,24 @@ def test_every_route_about_an_application_asks_the_authorizer(
                 assert b"not allowed in project 'team-b'" in response.get_data(), (method, path)
             checked.append((method, rule.rule))
     assert len(checked) >= 10, checked
+
+
+def test_a_revocation_ends_the_token_at_once_here_and_within_the_refresh_elsewhere(
+    clock: Clock,
+) -> None:
+    secrets_store = SecretsInMemory()
+    ticks = Clock()
+    here = TokenStore(secrets_store, "gitsync", refresh=3600, clock=clock, monotonic=ticks)
+    replica = TokenStore(secrets_store, "gitsync", refresh=5, clock=clock, monotonic=ticks)
+    _, token = here.create("ci", "operator", ["team-a"], 3600, created_by="admin")
+    assert here.check(token) is not None and replica.check(token) is not None
+    here.revoke("ci")
+    assert here.check(token) is None  # this replica re-reads after its own write
+    ticks.now += 4.9
+    assert replica.check(token) is not None  # the other still has its copy ...
+    ticks.now += 0.2
+    assert replica.check(token) is None  # ... for at most the refresh
+    assert (
+        "ci"
+        not in (secrets_store.get("v1", "Secret", "gitsync-api-tokens", "gitsync") or {})["data"]
+    )
