@@ -93,7 +93,9 @@ def add_token_parser(sub: _Subcommands) -> None:
     )
     listing = commands.add_parser("list", help="the tokens, their scope and expiry")
     _connection_args(listing, output=False)
-    listing.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    listing.add_argument(
+        "-o", "--output", choices=("table", "json", "yaml"), default="table", help="the format"
+    )
     revoke = commands.add_parser("revoke", help="end a token now")
     _connection_args(revoke, output=False)
     revoke.add_argument("name", help="the token's name")
