@@ -34,6 +34,7 @@ import flask
 import structlog
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from gitsync.web.audit import EventBudget
 from gitsync.web.auth import (
     ANONYMOUS,
     NOBODY,
@@ -106,6 +107,7 @@ class Guard:
         self.authorizer = authorizer or Authorizer()
         self.tokens = tokens
         self.record_event = record_event
+        self.event_budget = EventBudget(clock=clock) if clock else EventBudget()
         extra: dict[str, Any] = {"clock": clock} if clock else {}
         self.sessions = SessionStore(
             idle=settings.session_idle_seconds, max_age=settings.session_max_seconds, **extra
@@ -234,7 +236,9 @@ class Guard:
         """An audit line for an action on no Application (token management)."""
         self._audit_line(action, what, result, status)
 
-    def _audit_line(self, action: Action, target: str, result: str, status: int) -> None:
+    def _audit_line(
+        self, action: Action, target: str, result: str, status: int, **extra: object
+    ) -> None:
         principal = self.principal()
         log.info(
             "audit",
@@ -246,18 +250,23 @@ class Guard:
             status=status,
             client=self.client(),
             path=flask.request.path[:300],
+            **extra,
         )
 
     def audit(self, action: Action, key: tuple[str, str], result: str, status: int) -> None:
-        """One ``event=audit`` log line, and an Event on the Application when it exists."""
-        self._audit_line(action, f"{key[0]}/{key[1]}", result, status)
+        """One ``event=audit`` log line, and an Event on the Application when it exists and the
+        ``EventBudget`` allows one (``gitsync.web.audit``)."""
         principal = self.principal()
         client = self.client()
-        if self.record_event is None:
-            return
         reason = {"denied": "ActionDenied", "requested": "ActionRequested"}.get(
             result, "ActionFailed"
         )
+        record = self.record_event is not None and self.event_budget.allow(
+            (key, reason, principal.name, str(action))
+        )
+        self._audit_line(action, f"{key[0]}/{key[1]}", result, status, eventRecorded=record)
+        if not record or self.record_event is None:
+            return
         message = f"{action} by {principal.name} ({principal.method}) from {client}: {status}"
         try:
             self.record_event(key, reason, message[:1000], result != "requested")

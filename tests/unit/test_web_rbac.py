@@ -31,6 +31,7 @@ from test_web_support import (
 from gitsync.application_status import HealthSummary, ResourceStatus
 from gitsync.kube import ApiError
 from gitsync.web import AuthSettings, create_app
+from gitsync.web.audit import EventBudget
 from gitsync.web.auth import Method, Principal, Via, global_grant
 from gitsync.web.rbac import (
     Action,
@@ -572,3 +573,26 @@ def test_a_revocation_ends_the_token_at_once_here_and_within_the_refresh_elsewhe
         "ci"
         not in (secrets_store.get("v1", "Secret", "gitsync-api-tokens", "gitsync") or {})["data"]
     )
+
+
+def test_a_client_repeating_a_refused_request_cannot_flood_events(
+    client: FlaskClient, events: list[tuple[Any, ...]]
+) -> None:
+    operator = mint(client, "ci-a", "operator", "team-a")
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(100):
+            client.post("/api/v1/applications/team-b/web/sync", json={}, headers=bearer(operator))
+    audit = [entry for entry in logs if entry["event"] == "audit"]
+    assert len(audit) == 100  # every request keeps its log line
+    assert len(events) == 1  # the same refusal is recorded once per 30 s
+    assert [a["eventRecorded"] for a in audit[:2]] == [True, False]
+
+
+def test_the_event_budget_bounds_distinct_events_too() -> None:
+    ticks = Clock()
+    budget = EventBudget(per_second=5, burst=50, clock=ticks)
+    assert sum(budget.allow(("app", n)) for n in range(200)) == 50
+    ticks.now += 1
+    assert sum(budget.allow(("app", n)) for n in range(200, 400)) == 5
+    ticks.now += 30
+    assert budget.allow(("app", 0))  # a repeat is recorded again after the window
