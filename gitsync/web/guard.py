@@ -216,6 +216,24 @@ class Guard:
 
         return decorate
 
+    def allow_global(self, action: Action) -> Callable[[F], F]:
+        """The authorization of a route about no Application (token management): ``action``
+        must be granted globally; refusals of writes are audited like ``allow``'s."""
+
+        def decorate(view: F) -> F:
+            @wraps(view)
+            def wrapped(*args: Any, **kwargs: Any) -> Any:
+                if not self.allows(action, None):
+                    if flask.request.method != "GET":
+                        self.audit_global(action, flask.request.path, "denied", 403)
+                    return json_error(403, f"forbidden: {action} needs a role granted globally")
+                return view(*args, **kwargs)
+
+            wrapped.gitsync_action = action  # type: ignore[attr-defined]
+            return cast(F, wrapped)
+
+        return decorate
+
     def _refuse_acting(self, view: Callable[..., Any], kwargs: dict[str, Any]) -> None:
         """Audit the coarse refusal of ``api_action`` / ``form_action`` (a principal that may
         act nowhere) like ``allow``'s own, when the route names its action and Application."""
@@ -224,6 +242,8 @@ class Guard:
         if isinstance(wanted, Action) and "namespace" in kwargs:
             key = (str(kwargs["namespace"]), str(kwargs.get("name", "")))
             self.audit(wanted, key, "denied", 403)
+        elif isinstance(wanted, Action):
+            self.audit_global(wanted, flask.request.path, "denied", 403)
 
     def forbidden(self, action: Action, namespace: str) -> flask.Response:
         """The one refusal: it names only what the request itself named."""

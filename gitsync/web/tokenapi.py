@@ -26,19 +26,16 @@ MAX_JSON_BYTES = 4096
 def tokens_blueprint(guard: Guard, store: TokenStore | None) -> flask.Blueprint:
     bp = flask.Blueprint("tokens", __name__, url_prefix="/api/v1/tokens")
 
-    def refusal() -> flask.Response | None:
-        if not guard.allows(Action.ADMIN, None):
-            if flask.request.method == "POST":
-                guard.audit_global(Action.ADMIN, flask.request.path, "denied", 403)
-            return json_error(403, "forbidden: token management needs the global admin role")
+    def missing() -> flask.Response | None:
         if store is None:
             return json_error(501, "API tokens need the Kubernetes API (no token store)")
         return None
 
     @bp.get("")
     @guard.api_read
+    @guard.allow_global(Action.ADMIN)
     def list_tokens() -> Any:
-        refused = refusal()
+        refused = missing()
         if refused is not None or store is None:
             return refused
         now = store.clock()
@@ -46,8 +43,9 @@ def tokens_blueprint(guard: Guard, store: TokenStore | None) -> flask.Blueprint:
 
     @bp.post("")
     @guard.api_action
+    @guard.allow_global(Action.ADMIN)
     def create() -> Any:
-        refused = refusal()
+        refused = missing()
         if refused is not None or store is None:
             return refused
         body = _body()
@@ -78,8 +76,9 @@ def tokens_blueprint(guard: Guard, store: TokenStore | None) -> flask.Blueprint:
 
     @bp.post("/<name>/revoke")
     @guard.api_action
+    @guard.allow_global(Action.ADMIN)
     def revoke(name: str) -> Any:
-        refused = refusal()
+        refused = missing()
         if refused is not None or store is None:
             return refused
         try:

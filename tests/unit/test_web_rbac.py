@@ -596,3 +596,20 @@ def test_the_event_budget_bounds_distinct_events_too() -> None:
     assert sum(budget.allow(("app", n)) for n in range(200, 400)) == 5
     ticks.now += 30
     assert budget.allow(("app", 0))  # a repeat is recorded again after the window
+
+
+def test_refused_token_management_is_audited(client: FlaskClient) -> None:
+    viewer = mint(client, "look-a", "viewer", "team-a")
+    project_admin = mint(client, "admin-a", "admin", "team-a")
+    body = {"name": "x", "role": "admin", "projects": ["*"], "expires": "1h"}
+    with structlog.testing.capture_logs() as logs:
+        for token in (viewer, project_admin):
+            response = client.post("/api/v1/tokens", json=body, headers=bearer(token))
+            assert response.status_code == 403
+    audit = [
+        (e["who"], e["action"], e["target"], e["result"]) for e in logs if e["event"] == "audit"
+    ]
+    assert audit == [
+        ("token:look-a", "admin", "/api/v1/tokens", "denied"),
+        ("token:admin-a", "admin", "/api/v1/tokens", "denied"),
+    ]
