@@ -215,7 +215,8 @@ def _http_error(where: str, exc: urllib.error.HTTPError, max_bytes: int) -> Clie
         pass
     hint = {
         401: "not authenticated: set GITSYNC_TOKEN or --token-file",
-        403: "forbidden: the token's role may not do this (actions need an admin token)",
+        403: "forbidden: the token's role may not do this (actions need an operator or admin token "
+        "for the Application's project)",
     }.get(status, "")
     text = "; ".join(part for part in (message, hint) if part) or exc.reason or "error"
     return ClientError(

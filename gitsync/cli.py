@@ -22,6 +22,7 @@ from gitsync.application import Application, SpecError
 from gitsync.application_status import ApplicationStatus
 from gitsync.completion import SHELLS
 from gitsync.completion import script as completion_script
+from gitsync.tokencli import add_token_parser
 
 if TYPE_CHECKING:
     from gitsync.controller.controller import Controller
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from gitsync.sync.hooks import HookResult
     from gitsync.web.auth import AuthSettings
     from gitsync.web.live import LiveHub
+    from gitsync.web.rbac import Authorizer
     from gitsync.web.server import DeadlineServer
 
     _Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -693,7 +695,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from gitsync.errors import GitsyncError
     from gitsync.web import AuthConfigError, create_app
     from gitsync.web.podlogs import LogLimits, LogsRole
+    from gitsync.web.rbac import Authorizer, PolicyError, load_policy
     from gitsync.web.server import create_server
+    from gitsync.web.tokens import TokenStore
 
     try:
         auth = _web_auth(args)
@@ -703,8 +707,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             max_seconds=args.logs_max_seconds,
             max_streams=args.logs_max_streams,
         )
+        authorizer = Authorizer(load_policy(args.rbac_policy) if args.rbac_policy else None)
         credential_entry = _env_credential_entry(args)
-    except (AuthConfigError, SpecError, OSError, ValueError) as exc:  # OSError: GITSYNC_GIT_*_FILE
+    # OSError: GITSYNC_GIT_*_FILE; ValueError: a --logs-* value out of range
+    except (AuthConfigError, PolicyError, SpecError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     if not args.impersonate and args.default_service_account:
@@ -759,7 +765,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     secrets_for = _webhook_secrets()
     _warn_about_webhooks(secrets_for, args.allow_unsigned_webhooks)
-    live = _live_hub(args, controller)
+    live = _live_hub(args, controller, authorizer)
     app = create_app(
         controller,
         metrics_exposition=controller.metrics.exposition,
@@ -771,6 +777,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         auth=auth,
         logs=log_limits,
         live=live,
+        authorizer=authorizer,
+        tokens=TokenStore(kube, args.controller_namespace),
+        record_event=lambda key, reason, message, warning: controller.store.record_event(
+            key, reason, message, warning=warning
+        ),
     )
     server = create_server(
         app,
@@ -791,14 +802,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
-def _live_hub(args: argparse.Namespace, controller: Controller) -> LiveHub | None:
+def _live_hub(
+    args: argparse.Namespace, controller: Controller, authorizer: Authorizer
+) -> LiveHub | None:
     """The fan-out of the controller's Application events to the UI's streams; None (the pages
-    poll) with ``--ui-max-streams 0`` or ``--config``, whose Applications are not watched."""
+    poll) with ``--ui-max-streams 0`` or ``--config``, whose Applications are not watched. Each
+    stream gets only the apps its principal may read (the RBAC policy's ``get``)."""
     from gitsync.web.live import LiveHub
+    from gitsync.web.rbac import Action
 
     if args.ui_max_streams == 0 or args.config:
         return None
-    hub = LiveHub(max_subscribers=args.ui_max_streams, max_lifetime=args.ui_stream_max_seconds)
+    hub = LiveHub(
+        max_subscribers=args.ui_max_streams,
+        max_lifetime=args.ui_stream_max_seconds,
+        visible=lambda principal, key: authorizer.allows(principal, Action.GET, key[0]),
+    )
     controller.application_listeners.append(hub.publish)
     controller.metrics.registry.register(hub)
     return hub
@@ -922,6 +941,7 @@ def _web_auth(args: argparse.Namespace) -> AuthSettings:
             if args.metrics_token_file
             else ()
         ),
+        admin_password_disabled=args.disable_admin_password,
     )
 
 
@@ -1272,6 +1292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _request_parsers(sub)
     _rollout_parser(sub)
     add_app_parser(sub)
+    add_token_parser(sub)
     _appset_promote_parser(add_appset_parser(sub))
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument(
@@ -1593,6 +1614,18 @@ def _serve_access_args(serve: argparse.ArgumentParser) -> None:
     )
     ui.add_argument(
         "--anonymous-read", action="store_true", help="let anyone read the status pages and API"
+    )
+    ui.add_argument(
+        "--disable-admin-password",
+        action="store_true",
+        help="refuse logins with the admin password (Argo CD's admin.enabled=false); the "
+        "password flags may stay for enabling it again",
+    )
+    ui.add_argument(
+        "--rbac-policy",
+        metavar="FILE",
+        help="YAML policy binding user:/group:/token: subjects to viewer/operator/admin roles "
+        "per project (namespace) glob or globally (see docs/api.md)",
     )
     ui.add_argument(
         "--behind-tls",

@@ -14,8 +14,9 @@ import flask
 
 from gitsync.controller.interface import ControllerView
 from gitsync.web.actions import ActionError, parse_body, request_action
-from gitsync.web.diff import Differ, DiffError
+from gitsync.web.diff import Differ, DiffError, manages_secrets
 from gitsync.web.guard import Guard, json_error
+from gitsync.web.rbac import APP_ACTIONS, Action
 from gitsync.web.rollouts import (
     RolloutError,
     Rollouts,
@@ -73,12 +74,13 @@ def api_blueprint(
             query = ListQuery.parse(flask.request.args, strict=True)
         except ValueError as exc:
             return json_error(400, str(exc))
-        listing = list_applications(snapshot.get(), query, summaries)
+        listing = list_applications(guard.visible(snapshot.get()), query, summaries)
         rollouts.annotate_rows(listing.items, listing.objects)
         return flask.jsonify(listing.document())
 
     @bp.get("/applications/<namespace>/<name>")
     @guard.api_read
+    @guard.allow(Action.GET)
     def application(namespace: str, name: str) -> Any:
         obj = find(snapshot.get(), (namespace, name))
         if obj is None:
@@ -87,7 +89,15 @@ def api_blueprint(
 
     @bp.get("/applications/<namespace>/<name>/diff")
     @guard.api_read
+    @guard.allow(Action.GET)
     def diff(namespace: str, name: str) -> Any:
+        obj = find(snapshot.get(), (namespace, name))
+        if (
+            obj is not None
+            and manages_secrets(obj)
+            and not guard.allows(Action.DIFF_SECRETS, namespace)
+        ):
+            return guard.forbidden(Action.DIFF_SECRETS, namespace)
         include_synced = flask.request.args.get("all", "").lower() in ("1", "true", "yes")
         try:
             doc = differ.diff((namespace, name), include_synced=include_synced)
@@ -98,6 +108,7 @@ def api_blueprint(
 
     @bp.get("/applications/<namespace>/<name>/tree")
     @guard.api_read
+    @guard.allow(Action.GET)
     def tree(namespace: str, name: str) -> Any:
         try:
             orphans = parse_orphans(flask.request.args)
@@ -112,6 +123,7 @@ def api_blueprint(
 
     @bp.get("/applications/<namespace>/<name>/rollouts")
     @guard.api_read
+    @guard.allow(Action.GET)
     def application_rollouts(namespace: str, name: str) -> Any:
         obj = find(snapshot.get(), (namespace, name))
         if obj is None:
@@ -122,6 +134,7 @@ def api_blueprint(
     # so the route has the same parameters as the Application's actions.
     @bp.post("/applications/<namespace>/<name>/rollouts/<path:action>")
     @guard.api_action
+    @guard.allow(Action.ROLLOUT)
     def rollout_action(namespace: str, name: str, action: str) -> Any:
         rollout, verb = split_rollout_action(action)
         body = _json_body()
@@ -145,6 +158,7 @@ def api_blueprint(
 
     @bp.post("/applications/<namespace>/<name>/<action>")
     @guard.api_action
+    @guard.allow(lambda route: APP_ACTIONS.get(route["action"]))
     def act(namespace: str, name: str, action: str) -> Any:
         body = _json_body()
         if isinstance(body, flask.Response):

@@ -33,12 +33,15 @@ from gitsync.web.api import api_blueprint
 from gitsync.web.appsets import appsets_blueprint
 from gitsync.web.auth import Authenticator, AuthSettings
 from gitsync.web.diff import Differ
-from gitsync.web.guard import Guard, auth_blueprint
+from gitsync.web.guard import Guard, RecordEvent, auth_blueprint
 from gitsync.web.history import history_blueprint
 from gitsync.web.live import LiveHub, live_blueprint
 from gitsync.web.pages import pages_blueprint
 from gitsync.web.podlogs import LogLimits, logs_blueprint
+from gitsync.web.rbac import Authorizer
 from gitsync.web.rollouts import Rollouts
+from gitsync.web.tokenapi import tokens_blueprint
+from gitsync.web.tokens import TokenStore
 from gitsync.web.view import Snapshot, Summaries
 from gitsync.webhook import DEFAULT_MAX_BYTES
 from gitsync.webhook.http import webhook_blueprint
@@ -78,6 +81,20 @@ def web_dir(explicit: str | Path | None = None) -> Path:
     return source_tree
 
 
+def _add_probes(app: Flask, controller: ControllerView) -> None:
+    """``/healthz`` (the process answers) and ``/readyz`` (the controller is ready)."""
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response("ok\n", mimetype="text/plain")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        if controller.ready:
+            return Response("ok\n", mimetype="text/plain")
+        return Response("not ready\n", status=503, mimetype="text/plain")
+
+
 def create_app(
     controller: ControllerView,
     *,
@@ -94,11 +111,16 @@ def create_app(
     clock: Callable[[], float] | None = None,
     logs: LogLimits | None = None,
     live: LiveHub | None = None,
+    authorizer: Authorizer | None = None,
+    tokens: TokenStore | None = None,
+    record_event: RecordEvent | None = None,
 ) -> Flask:
     """The app. Without ``auth`` nobody can log in and nothing can be read: the UI and API
     answer 401 / redirect to a login page that explains which ``gitsync serve`` flags to use.
     With ``live`` (fed by the controller's Application events) the pages get live updates by
-    server-sent events; without it they poll."""
+    server-sent events; without it they poll. ``authorizer`` holds the RBAC policy (none: the
+    credentials' global roles), ``tokens`` the scoped API tokens, ``record_event`` writes the
+    audit Events on Applications."""
     root = web_dir(ui_dir)
     if not (root / "templates").is_dir():
         log.warning("web UI templates not found; set " + WEB_DIR_ENV, path=str(root))
@@ -130,11 +152,15 @@ def create_app(
         log.warning(
             "the status UI and API are closed: no admin password, token or --anonymous-read"
         )
-    guard = Guard(settings, clock=clock)
+    guard = Guard(
+        settings, clock=clock, authorizer=authorizer, tokens=tokens, record_event=record_event
+    )
     snapshot = Snapshot(controller.application_objects, ttl=snapshot_ttl)
     differ = Differ(controller, concurrency=diff_concurrency, clock=clock or time.monotonic)
     rollouts = Rollouts(controller, ttl=snapshot_ttl, clock=clock or time.monotonic)
+    app.extensions["gitsync_guard"] = guard  # for login front-ends added beside (OIDC)
     app.register_blueprint(auth_blueprint(guard))
+    app.register_blueprint(tokens_blueprint(guard, tokens))
     summaries = Summaries()  # one per app: the page and the API list the same rows
     for blueprint in (pages_blueprint, api_blueprint):
         app.register_blueprint(
@@ -150,16 +176,7 @@ def create_app(
     app.register_blueprint(appsets_blueprint(guard, set_snapshot, snapshot))
     app.register_blueprint(logs_blueprint(controller, guard, snapshot, logs or LogLimits()))
 
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return Response("ok\n", mimetype="text/plain")
-
-    @app.get("/readyz")
-    def readyz() -> Response:
-        if controller.ready:
-            return Response("ok\n", mimetype="text/plain")
-        return Response("not ready\n", status=503, mimetype="text/plain")
-
+    _add_probes(app, controller)
     if serve_metrics:
         _add_metrics(app, metrics_exposition, Authenticator(settings))
 

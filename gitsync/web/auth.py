@@ -46,6 +46,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitsync.web.rbac import Grant, Role
+
+__all__ = ["Grant", "Method", "Principal", "Role", "Via"]
+
 MIN_TOKEN_LENGTH = 16
 MAX_FORWARDED_HOPS = 32  # X-Forwarded-For entries looked at, from the right
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -53,9 +57,25 @@ BCRYPT_MAX_BYTES = 72  # bcrypt only ever hashes the first 72 bytes
 _BCRYPT_HASH = re.compile(r"^\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}$")
 
 
-class Role(enum.StrEnum):
-    VIEWER = "viewer"
-    ADMIN = "admin"
+class Via(enum.StrEnum):
+    """How a request carried its credential: a session cookie needs CSRF checks, a bearer
+    header does not."""
+
+    SESSION = "session"
+    BEARER = "bearer"
+    ANONYMOUS = "anonymous"
+    NONE = "none"
+
+
+class Method(enum.StrEnum):
+    """How the principal proved who it is (shown in audit lines)."""
+
+    PASSWORD = "password"  # noqa: S105 - the admin password, or a read-only token typed on /login
+    STATIC_TOKEN = "static-token"  # noqa: S105 - --api-token-file / --read-only-token-file
+    API_TOKEN = "api-token"  # noqa: S105 - a scoped, expiring token (gitsync.web.tokens)
+    OIDC = "oidc"
+    ANONYMOUS = "anonymous"
+    NONE = "none"
 
 
 class AuthConfigError(ValueError):
@@ -102,6 +122,7 @@ class AuthSettings:
     login_limits: LoginLimits = LoginLimits()
     trusted_proxies: tuple[Network, ...] = ()
     metrics_tokens_sha256: tuple[bytes, ...] = field(default=(), repr=False)
+    admin_password_disabled: bool = False
 
     @classmethod
     def build(
@@ -116,7 +137,12 @@ class AuthSettings:
         login_limits: LoginLimits | None = None,
         trusted_proxies: Iterable[Network] = (),
         metrics_tokens: Iterable[str] = (),
+        admin_password_disabled: bool = False,
     ) -> AuthSettings:
+        if admin_password_disabled:
+            # like Argo CD's admin.enabled=false: the password may stay configured (to enable it
+            # again later) but is not kept, so no login can match it
+            admin_password = admin_password_bcrypt = None
         if admin_password is not None and admin_password_bcrypt is not None:
             raise AuthConfigError("give the admin password as a file or as a bcrypt hash, not both")
         if admin_password is not None and not admin_password:
@@ -144,6 +170,7 @@ class AuthSettings:
             login_limits=login_limits or LoginLimits(),
             trusted_proxies=tuple(trusted_proxies),
             metrics_tokens_sha256=tuple(_digest(t) for t in metrics),
+            admin_password_disabled=admin_password_disabled,
         )
 
     @property
@@ -364,13 +391,18 @@ class LoginLimiter:
 
 @dataclass
 class Session:
+    """A browser session: ``role`` is the global role its login granted (the admin password, a
+    read-only token), None for a login whose roles come from the RBAC policy alone (OIDC)."""
+
     id: str = field(repr=False)
-    role: Role
+    role: Role | None
     name: str
     csrf: str = field(repr=False)
     created: float
     seen: float
     flashes: list[tuple[str, str]] = field(default_factory=list)
+    groups: tuple[str, ...] = ()
+    method: Method = Method.PASSWORD
 
     def check_csrf(self, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(
@@ -397,7 +429,14 @@ class SessionStore:
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, Session] = OrderedDict()
 
-    def create(self, role: Role, name: str) -> Session:
+    def create(
+        self,
+        role: Role | None,
+        name: str,
+        *,
+        groups: tuple[str, ...] = (),
+        method: Method = Method.PASSWORD,
+    ) -> Session:
         now = self.clock()
         session = Session(
             id=secrets.token_urlsafe(32),
@@ -406,6 +445,8 @@ class SessionStore:
             csrf=secrets.token_urlsafe(32),
             created=now,
             seen=now,
+            groups=groups,
+            method=method,
         )
         with self._lock:
             self._sessions[session.id] = session
@@ -439,21 +480,42 @@ class SessionStore:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking: ``role`` None means nobody (no credentials and no anonymous read)."""
+    """Who is asking: identity (``name``, ``groups``, how it authenticated) and the grants its
+    credential carries. What it may do is decided by ``gitsync.web.rbac.Authorizer`` alone;
+    no grants and no policy binding means it may do nothing."""
 
-    role: Role | None
     name: str
-    via: str  # "session" | "bearer" | "anonymous" | "none"
+    via: Via
+    method: Method
+    grants: tuple[Grant, ...] = ()
+    groups: tuple[str, ...] = ()
     session: Session | None = None
+    token: str = ""  # the scoped API token's name (subject ``token:<name>``)
 
     @property
-    def can_read(self) -> bool:
-        return self.role is not None
+    def subjects(self) -> tuple[str, ...]:
+        """The policy subjects this principal answers to."""
+        if self.via in (Via.NONE, Via.ANONYMOUS):
+            return ()
+        if self.token:  # a token is not a user: ``user:ci-a`` must not grant token ci-a
+            return (f"token:{self.token}",)
+        return (f"user:{self.name}", *(f"group:{g}" for g in self.groups))
 
     @property
-    def can_act(self) -> bool:
-        return self.role == Role.ADMIN
+    def authenticated(self) -> bool:
+        return self.via not in (Via.NONE, Via.ANONYMOUS)
+
+    @property
+    def role(self) -> Role | None:
+        """The global role the credential carries (the header shows "read-only" without one
+        that may act)."""
+        roles = [g.role for g in self.grants if g.projects is None]
+        return max(roles, key=lambda r: r.rank) if roles else None
 
 
-NOBODY = Principal(None, "", "none")
-ANONYMOUS = Principal(Role.VIEWER, "anonymous", "anonymous")
+def global_grant(role: Role | None) -> tuple[Grant, ...]:
+    return (Grant(role),) if role is not None else ()
+
+
+NOBODY = Principal("", Via.NONE, Method.NONE)
+ANONYMOUS = Principal("anonymous", Via.ANONYMOUS, Method.ANONYMOUS, global_grant(Role.VIEWER))

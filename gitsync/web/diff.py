@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gitsync.application import SpecError
+from gitsync.application_status import ApplicationStatus
 from gitsync.controller.interface import AppDiff, ControllerView
 from gitsync.errors import GitsyncError
 from gitsync.model import ResourceKey
@@ -27,6 +28,13 @@ from gitsync.source import redact_url
 from gitsync.web.view import AppKey
 
 MAX_DIFF_CHARS = 256 * 1024
+
+
+def manages_secrets(obj: Mapping[str, Any]) -> bool:
+    """Whether the Application's last known resources include a Secret: its diff then shows
+    the shape of Secrets (values stay masked) and needs the ``diff-secrets`` action."""
+    status = ApplicationStatus.from_dict(obj.get("status"))
+    return any(str(r.kind) == "Secret" and not r.group for r in status.resources or ())
 
 
 class DiffError(Exception):

@@ -12,7 +12,11 @@ Checks, in the order a state-changing request meets them:
    (JavaScript) or the ``csrf_token`` field (forms); a browser's ``Sec-Fetch-Site`` other than
    ``same-origin`` is refused too (403). Bearer requests carry no ambient credentials and are
    exempt.
-4. **Role** - actions need the admin role (403 for a viewer).
+4. **Role** - ``api_action`` / ``form_action`` refuse a principal that may act nowhere (403);
+   then ``allow(action)`` asks the one ``Authorizer`` (``gitsync.web.rbac``) about the route's
+   project. A refusal is the same 403 whether the Application exists or not (the decision reads
+   only the namespace in the URL), and every action, allowed or not, leaves an audit line
+   (``event=audit``) and a Kubernetes Event on the Application.
 
 The login form has its own CSRF token (a double-submit cookie scoped to ``/login``), so another
 site cannot log a browser in to an account of its choosing.
@@ -30,18 +34,24 @@ import flask
 import structlog
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from gitsync.web.audit import EventBudget
 from gitsync.web.auth import (
     ANONYMOUS,
     NOBODY,
     Authenticator,
     AuthSettings,
     LoginLimiter,
+    Method,
     Principal,
     Role,
     Session,
     SessionStore,
+    Via,
     client_address,
+    global_grant,
 )
+from gitsync.web.rbac import Action, Authorizer
+from gitsync.web.tokens import TokenStore
 
 log = structlog.get_logger(__name__)
 
@@ -74,12 +84,30 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-class Guard:
-    """Authentication state for one app: sessions, the login limiter and the checks."""
+RecordEvent = Callable[[tuple[str, str], str, str, bool], None]
+_GLOBAL_ACTIONS = (Action.ADMIN,)
+ActionOf = Action | Callable[[dict[str, Any]], Action | None]
 
-    def __init__(self, settings: AuthSettings, *, clock: Callable[[], float] | None = None):
+
+class Guard:
+    """Authentication state for one app: sessions, the login limiter and the checks; and the
+    authorizer every route asks (``allow``)."""
+
+    def __init__(
+        self,
+        settings: AuthSettings,
+        *,
+        clock: Callable[[], float] | None = None,
+        authorizer: Authorizer | None = None,
+        tokens: TokenStore | None = None,
+        record_event: RecordEvent | None = None,
+    ):
         self.settings = settings
         self.authenticator = Authenticator(settings)
+        self.authorizer = authorizer or Authorizer()
+        self.tokens = tokens
+        self.record_event = record_event
+        self.event_budget = EventBudget(clock=clock) if clock else EventBudget()
         extra: dict[str, Any] = {"clock": clock} if clock else {}
         self.sessions = SessionStore(
             idle=settings.session_idle_seconds, max_age=settings.session_max_seconds, **extra
@@ -113,22 +141,157 @@ class Guard:
         header = flask.request.headers.get("Authorization")
         if header is not None:
             scheme, _, token = header.partition(" ")
-            role = None
+            found = None
             if scheme.lower() == "bearer" and token.strip():
-                role = self.authenticator.check_bearer(token.strip())
-            if role is None:
+                found = self._bearer(token.strip())
+            if found is None:
                 wait = self.limiter.acquire(self.client())
                 if wait > 0:
                     flask.abort(
                         json_error(429, "too many failed attempts", **{"Retry-After": _secs(wait)})
                     )
                 flask.abort(json_error(401, "invalid token", **CHALLENGE))
-            name = "api-token" if role == Role.ADMIN else "read-only-token"
-            return Principal(role, name, "bearer")
+            return found
         session = self.sessions.get(flask.request.cookies.get(self.session_cookie))
         if session is not None:
-            return Principal(session.role, session.name, "session", session)
+            return Principal(
+                session.name,
+                Via.SESSION,
+                session.method,
+                global_grant(session.role),
+                session.groups,
+                session,
+            )
         return ANONYMOUS if self.settings.anonymous_read else NOBODY
+
+    def _bearer(self, token: str) -> Principal | None:
+        """A static token (a global role) or a scoped API token that has not expired."""
+        role = self.authenticator.check_bearer(token)
+        if role is not None:
+            name = "api-token" if role == Role.ADMIN else "read-only-token"
+            return Principal(name, Via.BEARER, Method.STATIC_TOKEN, global_grant(role))
+        scoped = self.tokens.check(token) if self.tokens is not None else None
+        if scoped is None:
+            return None
+        return Principal(
+            f"token:{scoped.name}", Via.BEARER, Method.API_TOKEN, (scoped.grant,), token=scoped.name
+        )
+
+    # -- authorization -----------------------------------------------------------------------
+
+    def allows(self, action: Action, target: str | tuple[str, str] | None) -> bool:
+        return self.authorizer.allows(self.principal(), action, target)
+
+    def visible(self, objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The objects (Applications, ApplicationSets) whose project the principal may read."""
+        principal = self.principal()
+        return [o for o in objs if self.authorizer.allows(principal, Action.GET, _namespace_of(o))]
+
+    def allow(self, action: ActionOf) -> Callable[[F], F]:
+        """The authorization of a route with ``namespace`` (and ``name``) in its path: refused
+        with the same 403 whether the Application exists or not; actions other than ``get``
+        are audited. ``action`` may be a function of the route's arguments (None: an unknown
+        action, which the view answers)."""
+
+        def decorate(view: F) -> F:
+            @wraps(view)
+            def wrapped(*args: Any, **kwargs: Any) -> Any:
+                wanted = action(kwargs) if callable(action) else action
+                if wanted is None:
+                    return view(*args, **kwargs)
+                namespace = str(kwargs.get("namespace", ""))
+                key = (namespace, str(kwargs.get("name", "")))
+                if not self.allows(wanted, namespace):
+                    if wanted != Action.GET:
+                        self.audit(wanted, key, "denied", 403)
+                    return self.forbidden(wanted, namespace)
+                result = view(*args, **kwargs)
+                if wanted != Action.GET:
+                    status = flask.make_response(result).status_code
+                    self.audit(wanted, key, "requested" if status < 400 else "failed", status)
+                return result
+
+            wrapped.gitsync_action = action  # type: ignore[attr-defined]
+            return cast(F, wrapped)
+
+        return decorate
+
+    def allow_global(self, action: Action) -> Callable[[F], F]:
+        """The authorization of a route about no Application (token management): ``action``
+        must be granted globally; refusals of writes are audited like ``allow``'s."""
+
+        def decorate(view: F) -> F:
+            @wraps(view)
+            def wrapped(*args: Any, **kwargs: Any) -> Any:
+                if not self.allows(action, None):
+                    if flask.request.method != "GET":
+                        self.audit_global(action, flask.request.path, "denied", 403)
+                    return json_error(403, f"forbidden: {action} needs a role granted globally")
+                return view(*args, **kwargs)
+
+            wrapped.gitsync_action = action  # type: ignore[attr-defined]
+            return cast(F, wrapped)
+
+        return decorate
+
+    def _refuse_acting(self, view: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+        """Audit the coarse refusal of ``api_action`` / ``form_action`` (a principal that may
+        act nowhere) like ``allow``'s own, when the route names its action and Application."""
+        action = getattr(view, "gitsync_action", None)
+        wanted = action(kwargs) if callable(action) else action
+        if isinstance(wanted, Action) and "namespace" in kwargs:
+            key = (str(kwargs["namespace"]), str(kwargs.get("name", "")))
+            self.audit(wanted, key, "denied", 403)
+        elif isinstance(wanted, Action):
+            self.audit_global(wanted, flask.request.path, "denied", 403)
+
+    def forbidden(self, action: Action, namespace: str) -> flask.Response:
+        """The one refusal: it names only what the request itself named."""
+        message = f"forbidden: {action} is not allowed in project {namespace!r}"
+        if flask.request.path.startswith("/api/"):
+            return json_error(403, message)
+        return _text(403, message)
+
+    def audit_global(self, action: Action, what: str, result: str, status: int) -> None:
+        """An audit line for an action on no Application (token management)."""
+        self._audit_line(action, what, result, status)
+
+    def _audit_line(
+        self, action: Action, target: str, result: str, status: int, **extra: object
+    ) -> None:
+        principal = self.principal()
+        log.info(
+            "audit",
+            who=principal.name,
+            method=str(principal.method),
+            action=str(action),
+            **{("app" if action not in _GLOBAL_ACTIONS else "target"): target[:300]},
+            result=result,
+            status=status,
+            client=self.client(),
+            path=flask.request.path[:300],
+            **extra,
+        )
+
+    def audit(self, action: Action, key: tuple[str, str], result: str, status: int) -> None:
+        """One ``event=audit`` log line, and an Event on the Application when it exists and the
+        ``EventBudget`` allows one (``gitsync.web.audit``)."""
+        principal = self.principal()
+        client = self.client()
+        reason = {"denied": "ActionDenied", "requested": "ActionRequested"}.get(
+            result, "ActionFailed"
+        )
+        record = self.record_event is not None and self.event_budget.allow(
+            (key, reason, principal.name, str(action))
+        )
+        self._audit_line(action, f"{key[0]}/{key[1]}", result, status, eventRecorded=record)
+        if not record or self.record_event is None:
+            return
+        message = f"{action} by {principal.name} ({principal.method}) from {client}: {status}"
+        try:
+            self.record_event(key, reason, message[:1000], result != "requested")
+        except Exception as exc:  # an audit Event that cannot be written must not fail the call
+            log.warning("audit event not recorded", app=f"{key[0]}/{key[1]}", error=str(exc)[:300])
 
     # -- decorators --------------------------------------------------------------------------
 
@@ -137,7 +300,7 @@ class Guard:
 
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if not self.principal().can_read:
+            if self.principal().via == Via.NONE:
                 return flask.redirect(
                     flask.url_for("auth.login", next=flask.request.full_path.rstrip("?")), 303
                 )
@@ -148,7 +311,7 @@ class Guard:
     def api_read(self, view: F) -> F:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if not self.principal().can_read:
+            if self.principal().via == Via.NONE:
                 return _unauthorized()
             return view(*args, **kwargs)
 
@@ -160,15 +323,16 @@ class Guard:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             principal = self.principal()
-            if principal.via in ("none", "anonymous"):
+            if not principal.authenticated:
                 return _unauthorized()
             if flask.request.mimetype not in JSON_TYPES:
                 return json_error(415, "send the request body as application/json")
-            if principal.via == "session":
+            if principal.via == Via.SESSION:
                 refused = self._csrf_refusal(principal, flask.request.headers.get(CSRF_HEADER))
                 if refused:
                     return json_error(403, refused)
-            if not principal.can_act:
+            if not self.authorizer.may_act_somewhere(principal):
+                self._refuse_acting(view, kwargs)
                 return json_error(403, "this account may read but not act")
             return view(*args, **kwargs)
 
@@ -180,9 +344,9 @@ class Guard:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             principal = self.principal()
-            if principal.via in ("none", "anonymous"):
+            if not principal.authenticated:
                 return flask.redirect(flask.url_for("auth.login"), 303)
-            if principal.via != "session":
+            if principal.via != Via.SESSION:
                 return _text(403, "forms need a browser session; use the JSON API with a token")
             if flask.request.mimetype not in FORM_TYPES:
                 return _text(415, "unsupported form encoding")
@@ -191,7 +355,8 @@ class Guard:
             refused = self._csrf_refusal(principal, flask.request.form.get(CSRF_FIELD))
             if refused:
                 return _text(403, refused)
-            if not principal.can_act:
+            if not self.authorizer.may_act_somewhere(principal):
+                self._refuse_acting(view, kwargs)
                 return _text(403, "this account may read but not act")
             return view(*args, **kwargs)
 
@@ -229,6 +394,11 @@ class Guard:
             samesite="Strict",
             secure=self.settings.secure_cookie,
         )
+
+
+def _namespace_of(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata")
+    return str(meta.get("namespace", "")) if isinstance(meta, dict) else ""
 
 
 def _same_origin() -> bool:

@@ -30,7 +30,9 @@ from gitsync.errors import GitsyncError, TransientError
 from gitsync.model import ResourceKey, SyncStatus
 from gitsync.source import GitNotFoundError, redact_url
 from gitsync.source.charts import ChartSourceTerminalError
+from gitsync.web.diff import manages_secrets
 from gitsync.web.guard import Guard, json_error
+from gitsync.web.rbac import Action
 from gitsync.web.view import AppKey, Snapshot, detail, find, short_revision
 
 MAX_OBJECT_DIFF_CHARS = 256 * 1024  # one object's unified diff
@@ -225,10 +227,13 @@ def history_blueprint(
 
     @bp.get("/api/v1/applications/<namespace>/<name>/history/diff")
     @guard.api_read
+    @guard.allow(Action.GET)
     def api_diff(namespace: str, name: str) -> Any:
         obj = find(snapshot.get(fresh=True), (namespace, name))
         if obj is None:
             return json_error(404, f"no Application {namespace}/{name}")
+        if manages_secrets(obj) and not guard.allows(Action.DIFF_SECRETS, namespace):
+            return guard.forbidden(Action.DIFF_SECRETS, namespace)  # as the live diff
         try:
             doc = compute(obj, (namespace, name))
         except HistoryDiffError as exc:
@@ -238,10 +243,13 @@ def history_blueprint(
 
     @bp.get("/apps/<namespace>/<name>/history/diff")
     @guard.page
+    @guard.allow(Action.GET)
     def page(namespace: str, name: str) -> Any:
         obj = find(snapshot.get(fresh=True), (namespace, name))
         if obj is None:
             flask.abort(404)
+        if manages_secrets(obj) and not guard.allows(Action.DIFF_SECRETS, namespace):
+            return guard.forbidden(Action.DIFF_SECRETS, namespace)  # as the live diff
         doc: dict[str, Any] | None = None
         error, status = "", 200
         try:

@@ -50,6 +50,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from gitsync.web.auth import Principal
 from gitsync.web.guard import Guard, json_error
+from gitsync.web.rbac import Action
 from gitsync.web.view import AppKey, detail, summary
 
 log = structlog.get_logger(__name__)
@@ -376,6 +377,7 @@ def live_blueprint(
 
     @bp.get("/applications/<namespace>/<name>/stream")
     @guard.api_read
+    @guard.allow(Action.GET)
     def application_stream(namespace: str, name: str) -> Any:
         key = (namespace, name)
         subscription = subscribe(key)

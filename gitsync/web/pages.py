@@ -18,8 +18,9 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from gitsync.controller.interface import ControllerView
 from gitsync.web.actions import ACTIONS, ActionError, parse_body, request_action
 from gitsync.web.auth import NOBODY
-from gitsync.web.diff import Differ, DiffError
+from gitsync.web.diff import Differ, DiffError, manages_secrets
 from gitsync.web.guard import CSRF_FIELD, CSRF_HEADER, Guard
+from gitsync.web.rbac import APP_ACTIONS, Action
 from gitsync.web.rollouts import (
     RolloutError,
     Rollouts,
@@ -157,9 +158,10 @@ def _add_context(bp: flask.Blueprint, guard: Guard) -> None:
             "csrf_token": session.csrf if session else "",
             "csrf_field": CSRF_FIELD,
             "csrf_header": CSRF_HEADER,
-            "can_act": principal.can_act and principal.via == "session",
+            "can_act": principal.via == "session" and guard.authorizer.may_act_somewhere(principal),
             "flashes": flashes,
             "login_enabled": guard.settings.login_enabled,
+            "may_act": guard.authorizer.may_act_somewhere(principal),
         }
 
 
@@ -179,7 +181,7 @@ def _add_pages(
     @guard.page
     def index() -> Any:
         query = ListQuery.parse(flask.request.args, strict=False)
-        listing = list_applications(snapshot.get(fresh=True), query, summaries)
+        listing = list_applications(guard.visible(snapshot.get(fresh=True)), query, summaries)
         rollouts.annotate_rows(listing.items, listing.objects)
         return flask.render_template(
             "apps.html",
@@ -195,6 +197,7 @@ def _add_pages(
 
     @bp.get("/apps/<namespace>/<name>")
     @guard.page
+    @guard.allow(Action.GET)
     def app_detail(namespace: str, name: str) -> Any:
         obj = find(snapshot.get(fresh=True), (namespace, name))
         if obj is None:
@@ -210,14 +213,18 @@ def _add_pages(
             rollouts=rollouts.of_application(obj, fresh=True),
             tree=tree,
             tree_error=tree_error,
+            can_act=guard.principal().via == "session" and guard.allows(Action.SYNC, namespace),
         )
 
     @bp.get("/apps/<namespace>/<name>/diff")
     @guard.page
+    @guard.allow(Action.GET)
     def app_diff(namespace: str, name: str) -> Any:
         obj = find(snapshot.get(fresh=True), (namespace, name))
         if obj is None:
             flask.abort(404)
+        if manages_secrets(obj) and not guard.allows(Action.DIFF_SECRETS, namespace):
+            return guard.forbidden(Action.DIFF_SECRETS, namespace)
         error = ""
         doc: dict[str, Any] | None = None
         status = 200
@@ -240,6 +247,7 @@ def _add_form_actions(
 
     @bp.post("/apps/<namespace>/<name>/rollouts/<path:action>")  # "<rollout>/<verb>", as the API
     @guard.form_action
+    @guard.allow(Action.ROLLOUT)
     def rollout_action(namespace: str, name: str, action: str) -> WerkzeugResponse:
         rollout, verb = split_rollout_action(action)
         principal = guard.principal()
@@ -264,6 +272,7 @@ def _add_form_actions(
 
     @bp.post("/apps/<namespace>/<name>/<action>")
     @guard.form_action
+    @guard.allow(lambda route: APP_ACTIONS.get(route["action"]))
     def app_action(namespace: str, name: str, action: str) -> WerkzeugResponse:
         if action not in ACTIONS:
             flask.abort(404)

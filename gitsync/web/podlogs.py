@@ -38,8 +38,9 @@ from werkzeug.exceptions import HTTPException
 from gitsync.application_status import ApplicationStatus
 from gitsync.controller.interface import ControllerView
 from gitsync.errors import GitsyncError
-from gitsync.web.auth import Principal, Role
+from gitsync.web.auth import Principal
 from gitsync.web.guard import Guard, json_error
+from gitsync.web.rbac import Action
 from gitsync.web.view import Snapshot, find
 
 log = structlog.get_logger(__name__)
@@ -69,13 +70,16 @@ class LogsRole(enum.StrEnum):
     NONE = "none"
 
 
-def may_read_logs(principal: Principal, allowed: LogsRole) -> bool:
-    """The one decision whether ``principal`` may read Pod logs."""
-    if principal.role is None or principal.via in ("none", "anonymous"):
+def may_read_logs(
+    principal: Principal, allowed: LogsRole, allows: Callable[[Action], bool]
+) -> bool:
+    """The one decision whether ``principal`` may read the Pod logs of an app: ``--logs-role``
+    names the least role (``admin``: the ``logs`` action, which only admins of the app's project
+    have; ``viewer``: whoever may read the app; ``none``: nobody), and ``allows`` asks the RBAC
+    authorizer for the app's project. Anonymous readers never read logs."""
+    if not principal.authenticated or allowed is LogsRole.NONE:
         return False
-    if allowed is LogsRole.ADMIN:
-        return principal.role is Role.ADMIN
-    return allowed is LogsRole.VIEWER
+    return allows(Action.LOGS if allowed is LogsRole.ADMIN else Action.GET)
 
 
 @dataclass(frozen=True)
@@ -415,16 +419,27 @@ def logs_blueprint(
     @bp.app_context_processor
     def logs_context() -> dict[str, Any]:
         """Whether the app page shows the logs panel: only to whom the API would answer."""
+        args = flask.request.view_args or {}
+        namespace = str(args.get("namespace", ""))
         try:
-            allowed = may_read_logs(guard.principal(), limits.role)
+            allowed = bool(namespace) and may_read_logs(
+                guard.principal(), limits.role, lambda action: guard.allows(action, namespace)
+            )
         except HTTPException:  # a bad token, while an error page is rendered
             allowed = False
         return {"can_read_logs": allowed, "logs_role": str(limits.role)}
 
     def readable_app(namespace: str, name: str) -> Mapping[str, Any] | flask.Response:
         """The Application whose Pods the principal may read the logs of, or the refusal."""
-        if not may_read_logs(guard.principal(), limits.role):
-            return json_error(403, f"reading Pod logs needs the {limits.role} role (--logs-role)")
+        if limits.role is LogsRole.NONE:
+            return json_error(403, "reading Pod logs is turned off (--logs-role none)")
+        if not may_read_logs(
+            guard.principal(), limits.role, lambda action: guard.allows(action, namespace)
+        ):
+            # the one refusal, the same whether the app exists or not (another project's app
+            # is not revealed); --logs-role admin asks for the ``logs`` action, viewer ``get``
+            wanted = Action.LOGS if limits.role is LogsRole.ADMIN else Action.GET
+            return guard.forbidden(wanted, namespace)
         app = find(snapshot.get(), (namespace, name))
         if app is None:
             return json_error(404, f"no Application {namespace}/{name}")

@@ -21,6 +21,7 @@ from helm_python import _native
 
 from gitsync.cli import build_parser
 from gitsync.policy import Policy
+from gitsync.web.rbac import parse_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "gitsync"
@@ -918,3 +919,32 @@ def test_pod_logs_values_become_flags_and_the_pods_log_rule(role: str, granted: 
     log_rules = [r for _, r in rbac_rules(objects) if "pods/log" in r.get("resources", [])]
     assert bool(log_rules) is granted
     assert all(r["verbs"] == ["get"] for r in log_rules)
+
+
+def test_rbac_policy_and_admin_enabled_become_flags_and_a_configmap() -> None:
+    """Issue 21: ``ui.rbacPolicy`` is rendered into a ConfigMap that ``gitsync serve`` parses,
+    ``ui.admin.enabled: false`` disables the password, and the token Secret is writable by name."""
+    bindings = [{"subjects": ["group:team-a"], "role": "operator", "projects": ["team-a"]}]
+    objects = render({"ui": {"rbacPolicy": {"bindings": bindings}, "admin": {"enabled": False}}})
+    args = container_args(objects)
+    assert "--rbac-policy=/etc/gitsync/rbac/policy.yaml" in args
+    assert "--disable-admin-password" in args
+    (config,) = [
+        c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"] == "gitsync-rbac"
+    ]
+    policy = parse_policy(config["data"]["policy.yaml"])
+    assert [b.grant.projects for b in policy.bindings] == [("team-a",)]
+    pod = deployment(objects)["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "rbac-policy"]
+    assert volume["configMap"]["name"] == "gitsync-rbac"
+    assert "checksum/rbac" in deployment(objects)["spec"]["template"]["metadata"]["annotations"]
+    default = container_args(render())
+    assert "--disable-admin-password" not in default
+    assert not any(a.startswith("--rbac-policy") for a in default)
+    roles = {o["metadata"]["name"]: o for o in of_kind(objects, "Role")}
+    assert {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "resourceNames": ["gitsync-api-tokens"],
+        "verbs": ["patch"],
+    } in roles["gitsync-controller"]["rules"]

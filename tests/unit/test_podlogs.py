@@ -21,11 +21,13 @@ from gitsync.localenv.kubelet import (
     container_log,
     generated_line,
 )
-from gitsync.web.auth import ANONYMOUS, NOBODY, Principal, Role
+from gitsync.web.auth import ANONYMOUS, NOBODY, Method, Principal, Role, Via, global_grant
 from gitsync.web.podlogs import AppPods, LogLimits, LogQuery, LogsRole, cut_stream, may_read_logs
+from gitsync.web.rbac import Authorizer, Grant
 
-ADMIN = Principal(Role.ADMIN, "api-token", "bearer")
-VIEWER = Principal(Role.VIEWER, "read-only-token", "bearer")
+ADMIN = Principal("api-token", Via.BEARER, Method.STATIC_TOKEN, global_grant(Role.ADMIN))
+VIEWER = Principal("read-only-token", Via.BEARER, Method.STATIC_TOKEN, global_grant(Role.VIEWER))
+TEAM_A_ADMIN = Principal("alice", Via.SESSION, Method.OIDC, (Grant(Role.ADMIN, ("team-a",)),))
 
 
 @pytest.mark.parametrize(
@@ -43,7 +45,22 @@ VIEWER = Principal(Role.VIEWER, "read-only-token", "bearer")
     ],
 )
 def test_who_may_read_logs(allowed: LogsRole, principal: Principal, may: bool) -> None:
-    assert may_read_logs(principal, allowed) is may
+    authorizer = Authorizer()
+    assert may_read_logs(principal, allowed, lambda a: authorizer.allows(principal, a, "x")) is may
+
+
+def test_logs_are_a_per_project_decision() -> None:
+    """An admin of team-a reads team-a's logs, not team-b's (issue 21's roles per project)."""
+    authorizer = Authorizer()
+
+    def may(namespace: str) -> bool:
+        return may_read_logs(
+            TEAM_A_ADMIN,
+            LogsRole.ADMIN,
+            lambda action: authorizer.allows(TEAM_A_ADMIN, action, namespace),
+        )
+
+    assert may("team-a") and not may("team-b")
 
 
 LIMITS = LogLimits(max_bytes=4096, max_seconds=5)

@@ -11,8 +11,9 @@ import pytest
 from flask import Flask
 
 from gitsync.web import AuthSettings, create_app
-from gitsync.web.auth import Principal, Role
+from gitsync.web.auth import Method, Principal, Role, Via, global_grant
 from gitsync.web.live import HubFull, LiveHub, Subscription
+from gitsync.web.rbac import Authorizer, Grant
 from gitsync.web.view import AppKey
 from tests.unit.test_web_support import (
     ADMIN_PASSWORD,
@@ -22,8 +23,8 @@ from tests.unit.test_web_support import (
     bearer,
 )
 
-ALICE = Principal(Role.VIEWER, "alice", "bearer")
-BOB = Principal(Role.VIEWER, "bob", "bearer")
+ALICE = Principal("alice", Via.BEARER, Method.STATIC_TOKEN, global_grant(Role.VIEWER))
+BOB = Principal("bob", Via.BEARER, Method.STATIC_TOKEN, global_grant(Role.VIEWER))
 WEB: AppKey = ("team-a", "web")
 API: AppKey = ("team-a", "api")
 
@@ -347,11 +348,16 @@ def test_the_serve_flags_make_the_hub_or_none() -> None:
         return build_parser().parse_args(["serve", *argv])
 
     ctl = controller()
-    hub = _live_hub(parse("--ui-max-streams=7", "--ui-stream-max-seconds=60"), ctl)
+    hub = _live_hub(parse("--ui-max-streams=7", "--ui-stream-max-seconds=60"), ctl, Authorizer())
     assert hub is not None and (hub.max_subscribers, hub.max_lifetime) == (7, 60)
     assert ctl.application_listeners == [hub.publish]  # fed by the controller's one watch
-    assert _live_hub(parse("--ui-max-streams=0"), controller()) is None
-    assert _live_hub(parse("--config=apps.yaml"), controller()) is None  # nothing watched
+    # each stream gets only what the RBAC authorizer lets its principal read (issue 21)
+    team_a = Principal("alice", Via.SESSION, Method.OIDC, (Grant(Role.OPERATOR, ("team-a",)),))
+    assert hub.visible(team_a, ("team-a", "web")) and not hub.visible(team_a, ("team-b", "web"))
+    assert _live_hub(parse("--ui-max-streams=0"), controller(), Authorizer()) is None
+    assert (
+        _live_hub(parse("--config=apps.yaml"), controller(), Authorizer()) is None
+    )  # nothing watched
 
 
 @pytest.mark.parametrize(

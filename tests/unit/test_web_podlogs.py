@@ -71,7 +71,10 @@ def test_the_role_decides_and_a_pod_not_the_apps_is_not_found() -> None:
     client = app.test_client()
     assert client.get(LOGS + "?pod=web-5d9-x").status_code == 401
     refused = client.get(LOGS + "?pod=web-5d9-x", headers=bearer(READ_ONLY_TOKEN))
-    assert refused.status_code == 403 and "--logs-role" in refused.json["error"]
+    # the one refusal of the RBAC guard, naming the action and the project (issue 21)
+    assert refused.status_code == 403 and refused.json["error"] == (
+        "forbidden: logs is not allowed in project 'team-a'"
+    )
     answer = client.get(LOGS + "?pod=web-5d9-x&tailLines=5", headers=bearer(API_TOKEN))
     assert (answer.status_code, answer.data) == (200, b"log of team-a/web-5d9-x\n")
     assert answer.mimetype == "text/plain"
