@@ -155,6 +155,13 @@ class Policy:
             own = (app_namespace,) if app_namespace else ()
         return own + (self.defaults.namespaces or ())
 
+    def allows_namespace(self, app_namespace: str, namespace: str) -> bool:
+        """Whether an Application in ``app_namespace`` may deploy into ``namespace`` - and so
+        whether what lives there is any of its business (the resource tree reads only there)."""
+        return any(
+            fnmatch.fnmatchcase(namespace, g) for g in self.allowed_namespaces(app_namespace)
+        )
+
     def allowed_sources(self, app_namespace: str) -> tuple[str, ...] | None:
         """The repository URL globs of ``app_namespace``'s project; None: any repository."""
         project = self.projects.get(app_namespace, ProjectRules())
@@ -222,7 +229,7 @@ class Policy:
 
         allowed = self.allowed_namespaces(app_namespace)
         if namespaced:
-            if not any(fnmatch.fnmatchcase(namespace, g) for g in allowed):
+            if not self.allows_namespace(app_namespace, namespace):
                 return (
                     f"namespace {namespace!r} is not allowed for {who} "
                     f"(allowed: {', '.join(allowed) or 'none'}; the operator may add it to "

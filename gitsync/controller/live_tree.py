@@ -14,6 +14,14 @@ lazily the first time someone asks for a tree of an app there:
 * At most ``MAX_NAMESPACES`` namespaces per app, and a kind the controller may not list (403)
   or the server does not serve is skipped with a note in ``warnings`` rather than failing the
   whole tree.
+* At most ``MAX_WATCHED_NAMESPACES`` namespaces in all (per cluster) get watches started by
+  trees: watches are never stopped, and a tenant may create many apps, each naming other
+  namespaces (non-existent ones cost a watch too). Past the limit a tree reads a new namespace
+  only if another watch already covers it, and says so in ``warnings``.
+* Only namespaces the destination policy lets the app deploy into (``may_read``). The tree reads
+  with the controller's own rights, which reach every tenant; ``spec.destination.namespace`` is
+  the tenant's to write, and ``status.resources`` lists what its Git asked for, including the
+  objects the policy refused. Neither may show another tenant's objects, their Pods or orphans.
 
 EndpointSlices are read at the version the server serves (``discovery.k8s.io/v1`` on 1.21+,
 ``v1beta1`` on 1.20); a server without them gets Endpoints.
@@ -21,6 +29,7 @@ EndpointSlices are read at the version the server serves (``discovery.k8s.io/v1`
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +47,8 @@ from gitsync.model import ResourceKey
 log = structlog.get_logger(__name__)
 
 MAX_NAMESPACES = 32
+MAX_WATCHED_NAMESPACES = 256
+"""Namespaces whose children trees may start watches in, per cluster (the watches stay open)."""
 ENSURE_TIMEOUT = 10.0
 """How long a first tree waits for one kind's first list in one namespace."""
 
@@ -69,11 +80,25 @@ class LiveTree:
         cache: WatchCache,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_watched_namespaces: int = MAX_WATCHED_NAMESPACES,
     ):
         self.kube = kube
         self.cache = cache
         self.clock = clock
+        self.max_watched_namespaces = max_watched_namespaces
         self._endpoint_kind: tuple[str, str] | None = None
+        self._lock = threading.Lock()
+        self._started: set[str] = set()  # namespaces trees have started watches in
+
+    def _may_start(self, namespace: str) -> bool:
+        """Whether a tree may start watches in ``namespace`` (within the per-cluster limit)."""
+        with self._lock:
+            if namespace in self._started:
+                return True
+            if len(self._started) >= self.max_watched_namespaces:
+                return False
+            self._started.add(namespace)
+            return True
 
     def judge(self, obj: Mapping[str, Any]) -> Health:
         """``health.assess(obj)``, kept while the object's resourceVersion and the declared
@@ -101,28 +126,45 @@ class LiveTree:
         resources: Sequence[ResourceStatus],
         *,
         destination_namespace: str,
+        may_read: Callable[[str], bool],
         orphans: bool = False,
     ) -> dict[str, Any]:
-        """The tree of app ``app`` (``<namespace>/<name>``) whose status lists ``resources``."""
+        """The tree of app ``app`` (``<namespace>/<name>``) whose status lists ``resources``;
+        ``may_read(namespace)``: whether the app's destination policy allows that namespace -
+        nothing is read live from any other (its objects keep the status the reconciler wrote)."""
         warnings: list[str] = []
-        namespaces = sorted({r.namespace for r in resources if r.namespace})
-        if destination_namespace and destination_namespace not in namespaces:
-            namespaces.append(destination_namespace)
+        wanted = {r.namespace for r in resources if r.namespace} | {destination_namespace}
+        refused = sorted(ns for ns in wanted if ns and not may_read(ns))
+        if refused:
+            shown = ", ".join(refused[:8]) + (", ..." if len(refused) > 8 else "")
+            warnings.append(f"not read: namespaces outside the app's destination policy ({shown})")
+        namespaces = sorted(ns for ns in wanted if ns and ns not in refused)
         if len(namespaces) > MAX_NAMESPACES:
             warnings.append(
                 f"children shown for the first {MAX_NAMESPACES} of {len(namespaces)} namespaces"
             )
             namespaces = namespaces[:MAX_NAMESPACES]
+        startable = [ns for ns in namespaces if self._may_start(ns)]
+        if len(startable) < len(namespaces):
+            warnings.append(
+                f"children read only where already watched in {len(namespaces) - len(startable)} "
+                f"namespace(s): trees watch {self.max_watched_namespaces} namespaces already"
+            )
         live: list[dict[str, Any]] = []
         for api_version, kind in (*CHILD_KINDS, self.endpoint_kind()):
             for ns in namespaces:
-                live += self._watched(api_version, kind, ns, warnings)
+                live += self._watched(api_version, kind, ns, warnings, start=ns in startable)
         if orphans:
             for api_version, kind in self._other_watched_kinds():
                 for ns in namespaces:
                     live += self._watched(api_version, kind, ns, warnings, start=False)
         watched = list(self.cache.stats())
-        managed = [self._managed(r, watched) for r in resources]
+        managed = [
+            self._managed(
+                r, watched, readable=r.namespace not in refused, start=r.namespace in startable
+            )
+            for r in resources
+        ]
         doc = build_tree(
             managed,
             _unique(live),
@@ -162,19 +204,24 @@ class LiveTree:
         children = {*CHILD_KINDS, self.endpoint_kind()}
         return sorted(k for k in self.cache.stats() if k not in children)
 
-    def _managed(self, r: ResourceStatus, watched: list[tuple[str, str]]) -> ManagedObject:
+    def _managed(
+        self, r: ResourceStatus, watched: list[tuple[str, str]], *, readable: bool, start: bool
+    ) -> ManagedObject:
         key = ResourceKey(r.group, r.kind, r.namespace, r.name)
         return ManagedObject(
             key=key,
             sync=r.status,
             health=r.health.status,
             health_message=r.health.message,
-            live=self._live(key, watched),
+            live=self._live(key, watched, start=start) if readable else None,
         )
 
-    def _live(self, key: ResourceKey, watched: list[tuple[str, str]]) -> dict[str, Any] | None:
+    def _live(
+        self, key: ResourceKey, watched: list[tuple[str, str]], *, start: bool
+    ) -> dict[str, Any] | None:
         """The managed object from the cache at a version the cache watches (``watched``: its
-        (apiVersion, kind) pairs) or one this module knows; None when no watch covers it."""
+        (apiVersion, kind) pairs) or one this module knows, whose watch is started when
+        ``start``; None when no watch covers it."""
         versions = [
             api_version
             for api_version, kind in watched
@@ -185,7 +232,7 @@ class LiveTree:
             versions.append(known)
         for api_version in versions:
             try:
-                if api_version == known:
+                if api_version == known and start:
                     self.cache.ensure(
                         api_version, key.kind, key.namespace or None, timeout=ENSURE_TIMEOUT
                     )
