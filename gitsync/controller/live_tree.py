@@ -18,10 +18,11 @@ lazily the first time someone asks for a tree of an app there:
   trees: watches are never stopped, and a tenant may create many apps, each naming other
   namespaces (non-existent ones cost a watch too). Past the limit a tree reads a new namespace
   only if another watch already covers it, and says so in ``warnings``.
-* Only namespaces the destination policy lets the app deploy into (``may_read``). The tree reads
-  with the controller's own rights, which reach every tenant; ``spec.destination.namespace`` is
-  the tenant's to write, and ``status.resources`` lists what its Git asked for, including the
-  objects the policy refused. Neither may show another tenant's objects, their Pods or orphans.
+* Only what the destination policy lets the app deploy (``may_read``): objects, and children
+  in namespaces, it allows. The tree reads with the controller's own rights, which reach every
+  tenant; ``spec.destination.namespace`` is the tenant's to write, and ``status.resources``
+  lists what its Git asked for, including the objects the policy refused. Neither may show
+  another tenant's objects (or a cluster-scoped one), their Pods or orphans.
 
 EndpointSlices are read at the version the server serves (``discovery.k8s.io/v1`` on 1.21+,
 ``v1beta1`` on 1.20); a server without them gets Endpoints.
@@ -126,15 +127,16 @@ class LiveTree:
         resources: Sequence[ResourceStatus],
         *,
         destination_namespace: str,
-        may_read: Callable[[str], bool],
+        may_read: Callable[[ResourceKey], bool],
         orphans: bool = False,
     ) -> dict[str, Any]:
         """The tree of app ``app`` (``<namespace>/<name>``) whose status lists ``resources``;
-        ``may_read(namespace)``: whether the app's destination policy allows that namespace -
-        nothing is read live from any other (its objects keep the status the reconciler wrote)."""
+        ``may_read(key)``: whether the app's destination policy allows that object (a Pod
+        without a name: children in its namespace) - nothing else is read live; a refused
+        object keeps the status the reconciler wrote."""
         warnings: list[str] = []
         wanted = {r.namespace for r in resources if r.namespace} | {destination_namespace}
-        refused = sorted(ns for ns in wanted if ns and not may_read(ns))
+        refused = sorted(ns for ns in wanted if ns and not may_read(ResourceKey("", "Pod", ns, "")))
         if refused:
             shown = ", ".join(refused[:8]) + (", ..." if len(refused) > 8 else "")
             warnings.append(f"not read: namespaces outside the app's destination policy ({shown})")
@@ -159,12 +161,18 @@ class LiveTree:
                 for ns in namespaces:
                     live += self._watched(api_version, kind, ns, warnings, start=False)
         watched = list(self.cache.stats())
-        managed = [
-            self._managed(
-                r, watched, readable=r.namespace not in refused, start=r.namespace in startable
+        managed, outside = [], []
+        for r in resources:
+            key = ResourceKey(r.group, r.kind, r.namespace, r.name)
+            readable = r.namespace not in refused and may_read(key)
+            if not readable and not r.namespace:
+                outside.append(f"{r.kind}/{r.name}")
+            managed.append(
+                self._managed(r, watched, readable=readable, start=r.namespace in startable)
             )
-            for r in resources
-        ]
+        if outside:
+            shown = ", ".join(outside[:8]) + (", ..." if len(outside) > 8 else "")
+            warnings.append(f"not read: cluster-scoped objects outside the policy ({shown})")
         doc = build_tree(
             managed,
             _unique(live),

@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 import yaml
 
+from gitsync.application_status import HealthSummary, ResourceStatus
 from gitsync.controller.live_tree import LiveTree
 from gitsync.kube import KubeClient
 from gitsync.kube.cache import WatchCache
 from gitsync.localenv.gitserver import GitServer
+from gitsync.policy import Policy
 from tests.integration.test_tree_it import VIEWER, api_tree
 from tests.support.apps import app_status, application
 from tests.support.cluster import temporary_namespace
@@ -150,3 +152,34 @@ def test_trees_start_watches_in_a_bounded_number_of_namespaces(kube: KubeClient)
                 assert stats.namespaces == tuple(sorted(spaces[:2])), kind
     finally:
         cache.stop()
+
+
+def test_a_cluster_scoped_object_the_policy_refuses_is_not_read(
+    kube: KubeClient, namespace: str
+) -> None:
+    """A tenant's Git naming a cluster-scoped object (refused at sync, listed in its status):
+    the tree does not read it, even when the cache watches its kind for another app; the
+    app's own Namespace (which the built-in policy allows) is read."""
+    cache = WatchCache(kube)
+    cache.ensure("v1", "Namespace")  # watched, as when a platform app deploys Namespaces
+    tree = LiveTree(kube, cache)
+    policy = Policy()  # the built-in policy: own namespace and its Namespace object only
+    resources = [
+        ResourceStatus("", "Namespace", "", name, "Unknown", HealthSummary("Missing"))
+        for name in ("kube-system", namespace)
+    ]
+    try:
+        doc = tree.document(
+            f"{namespace}/web",
+            resources,
+            destination_namespace=namespace,
+            may_read=lambda key: policy.allows(namespace, key),
+        )
+    finally:
+        cache.stop()
+    by_name = {n["name"]: n for n in doc["nodes"]}
+    assert by_name["kube-system"]["uid"] == ""
+    assert by_name["kube-system"]["health"]["status"] == "Missing"  # the reconciler's
+    own = kube.get("v1", "Namespace", namespace)
+    assert own is not None and by_name[namespace]["uid"] == own["metadata"]["uid"]
+    assert "Namespace/kube-system" in " ".join(doc["warnings"])
