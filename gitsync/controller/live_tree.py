@@ -14,6 +14,8 @@ lazily the first time someone asks for a tree of an app there:
 * At most ``MAX_NAMESPACES`` namespaces per app, and a kind the controller may not list (403)
   or the server does not serve is skipped with a note in ``warnings`` rather than failing the
   whole tree.
+* At most ``TREE_TIMEOUT`` seconds of one tree spent waiting for first lists: what has not
+  loaded by then is left out with a note, and shown by a later tree once its watch has synced.
 * At most ``MAX_WATCHED_NAMESPACES`` namespaces in all (per cluster) get watches started by
   trees: watches are never stopped, and a tenant may create many apps, each naming other
   namespaces (non-existent ones cost a watch too). Past the limit a tree reads a new namespace
@@ -31,6 +33,7 @@ EndpointSlices are read at the version the server serves (``discovery.k8s.io/v1`
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +55,9 @@ MAX_WATCHED_NAMESPACES = 256
 """Namespaces whose children trees may start watches in, per cluster (the watches stay open)."""
 ENSURE_TIMEOUT = 10.0
 """How long a first tree waits for one kind's first list in one namespace."""
+TREE_TIMEOUT = 20.0
+"""How long one tree waits for first lists in all (up to 32 namespaces x 5 kinds could otherwise
+hold a web thread for minutes when the API server is slow); the watches keep loading after."""
 
 CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("apps/v1", "Deployment"),  # a Rollout's canary / preview Deployment
@@ -82,11 +88,13 @@ class LiveTree:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_watched_namespaces: int = MAX_WATCHED_NAMESPACES,
+        tree_timeout: float = TREE_TIMEOUT,
     ):
         self.kube = kube
         self.cache = cache
         self.clock = clock
         self.max_watched_namespaces = max_watched_namespaces
+        self.tree_timeout = tree_timeout
         self._endpoint_kind: tuple[str, str] | None = None
         self._lock = threading.Lock()
         self._started: set[str] = set()  # namespaces trees have started watches in
@@ -135,6 +143,7 @@ class LiveTree:
         without a name: children in its namespace) - nothing else is read live; a refused
         object keeps the status the reconciler wrote."""
         warnings: list[str] = []
+        deadline = time.monotonic() + self.tree_timeout
         wanted = {r.namespace for r in resources if r.namespace} | {destination_namespace}
         refused = sorted(ns for ns in wanted if ns and not may_read(ResourceKey("", "Pod", ns, "")))
         if refused:
@@ -155,7 +164,9 @@ class LiveTree:
         live: list[dict[str, Any]] = []
         for api_version, kind in (*CHILD_KINDS, self.endpoint_kind()):
             for ns in namespaces:
-                live += self._watched(api_version, kind, ns, warnings, start=ns in startable)
+                live += self._watched(
+                    api_version, kind, ns, warnings, start=ns in startable, deadline=deadline
+                )
         if orphans:
             for api_version, kind in self._other_watched_kinds():
                 for ns in namespaces:
@@ -168,7 +179,9 @@ class LiveTree:
             if not readable and not r.namespace:
                 outside.append(f"{r.kind}/{r.name}")
             managed.append(
-                self._managed(r, watched, readable=readable, start=r.namespace in startable)
+                self._managed(
+                    r, watched, readable=readable, start=r.namespace in startable, deadline=deadline
+                )
             )
         if outside:
             shown = ", ".join(outside[:8]) + (", ..." if len(outside) > 8 else "")
@@ -192,17 +205,21 @@ class LiveTree:
         warnings: list[str],
         *,
         start: bool = True,
+        deadline: float = 0.0,
     ) -> list[dict[str, Any]]:
-        """The cached objects of ``kind`` in ``namespace``, starting its watch when ``start``."""
+        """The cached objects of ``kind`` in ``namespace``, starting its watch when ``start``
+        and waiting for its first list until ``deadline`` (``time.monotonic()``) at most."""
         try:
             if start:
-                self.cache.ensure(api_version, kind, namespace, timeout=ENSURE_TIMEOUT)
+                self.cache.ensure(api_version, kind, namespace, timeout=_left(deadline))
             return self.cache.list(api_version, kind, namespace)
         except NotWatchedError:
             return []
         except (ApiError, TimeoutError) as exc:
             status = getattr(exc, "status", 0)
             reason = "forbidden" if status == 403 else "not served" if status == 404 else "failed"
+            if isinstance(exc, TimeoutError):
+                reason = "not loaded yet"
             warnings.append(f"{kind} in {namespace}: watch {reason}")
             log.info("tree: children not watched", kind=kind, namespace=namespace, error=str(exc))
             return []
@@ -213,7 +230,13 @@ class LiveTree:
         return sorted(k for k in self.cache.stats() if k not in children)
 
     def _managed(
-        self, r: ResourceStatus, watched: list[tuple[str, str]], *, readable: bool, start: bool
+        self,
+        r: ResourceStatus,
+        watched: list[tuple[str, str]],
+        *,
+        readable: bool,
+        start: bool,
+        deadline: float,
     ) -> ManagedObject:
         key = ResourceKey(r.group, r.kind, r.namespace, r.name)
         return ManagedObject(
@@ -221,11 +244,11 @@ class LiveTree:
             sync=r.status,
             health=r.health.status,
             health_message=r.health.message,
-            live=self._live(key, watched, start=start) if readable else None,
+            live=self._live(key, watched, start=start, deadline=deadline) if readable else None,
         )
 
     def _live(
-        self, key: ResourceKey, watched: list[tuple[str, str]], *, start: bool
+        self, key: ResourceKey, watched: list[tuple[str, str]], *, start: bool, deadline: float
     ) -> dict[str, Any] | None:
         """The managed object from the cache at a version the cache watches (``watched``: its
         (apiVersion, kind) pairs) or one this module knows, whose watch is started when
@@ -242,12 +265,19 @@ class LiveTree:
             try:
                 if api_version == known and start:
                     self.cache.ensure(
-                        api_version, key.kind, key.namespace or None, timeout=ENSURE_TIMEOUT
+                        api_version, key.kind, key.namespace or None, timeout=_left(deadline)
                     )
                 return self.cache.get(api_version, key.kind, key.name, key.namespace)
             except (NotWatchedError, ApiError, TimeoutError):
                 continue
         return None
+
+
+def _left(deadline: float) -> float:
+    """Seconds a first list may still be waited for: ``ENSURE_TIMEOUT`` at most, 0 past the
+    tree's ``deadline`` (``WatchCache.ensure`` then answers at once from a synced watch and
+    raises ``TimeoutError`` otherwise)."""
+    return max(0.0, min(ENSURE_TIMEOUT, deadline - time.monotonic()))
 
 
 def _unique(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:

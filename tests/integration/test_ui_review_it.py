@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,17 @@ import pytest
 import yaml
 
 from gitsync.application_status import HealthSummary, ResourceStatus
+from gitsync.controller import live_tree
 from gitsync.controller.live_tree import LiveTree
 from gitsync.kube import KubeClient
 from gitsync.kube.cache import WatchCache
+from gitsync.kube.client import ApiError
 from gitsync.localenv.gitserver import GitServer
 from gitsync.policy import Policy
 from tests.integration.test_tree_it import VIEWER, api_tree
 from tests.support.apps import app_status, application
-from tests.support.cluster import temporary_namespace
+from tests.support.cluster import TestCluster, temporary_namespace
+from tests.support.faultproxy import FaultProxy
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -51,6 +55,17 @@ def deployment(name: str, namespace: str = "") -> dict[str, Any]:
     }
 
 
+def admitted(kube: KubeClient, obj: dict[str, Any]) -> dict[str, Any] | None:
+    """``obj`` created, or None while a fresh namespace's ServiceAccount token is not there yet
+    (the API server refuses Pods until then)."""
+    try:
+        return kube.create(obj)
+    except ApiError as exc:
+        if "No API token found" in str(exc):
+            return None
+        raise
+
+
 def listed(kube: KubeClient, namespace: str) -> dict[str, Any] | None:
     """The tenant app's status once it lists the refused Deployment and the synced ConfigMap."""
     resources = {r["name"]: r for r in app_status(kube, namespace, "web").get("resources") or []}
@@ -65,18 +80,15 @@ def test_the_tree_reads_nothing_in_a_namespace_the_policy_refuses(
     (tmp_path / "viewer-tokens").write_text(VIEWER + "\n")
     ctl = serve(f"--read-only-token-file={tmp_path / 'viewer-tokens'}")
     with temporary_namespace(kube, "tree-victim") as victim:
-        # the other tenant's workload and a Pod of its own that nothing owns (a Pod is admitted
-        # once the namespace's default ServiceAccount exists)
+        # the other tenant's workload and a Pod of its own that nothing owns
         kube.create(deployment("payroll", victim))
-        wait_for(lambda: kube.get("v1", "ServiceAccount", "default", victim), what="default SA")
-        kube.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "payroll-debug", "namespace": victim},
-                "spec": {"containers": [{"name": "sh", "image": "busybox"}]},
-            }
-        )
+        loose = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "payroll-debug", "namespace": victim},
+            "spec": {"containers": [{"name": "sh", "image": "busybox"}]},
+        }
+        wait_for(lambda: admitted(kube, loose), timeout=30, what="the loose Pod created")
         # the tenant: its destination is the victim's namespace (the built-in policy refuses
         # it), its Git names the victim's Deployment, and one ConfigMap of its own
         config = {
@@ -183,3 +195,38 @@ def test_a_cluster_scoped_object_the_policy_refuses_is_not_read(
     own = kube.get("v1", "Namespace", namespace)
     assert own is not None and by_name[namespace]["uid"] == own["metadata"]["uid"]
     assert "Namespace/kube-system" in " ".join(doc["warnings"])
+
+
+def test_a_tree_waits_for_first_lists_a_bounded_time(cluster: TestCluster, tmp_path: Path) -> None:
+    """An API server that fails every list (through the fault proxy): one tree over three
+    namespaces would wait 10 s per kind and namespace (15 lists, 150 s) holding a web thread;
+    it answers after its own budget, saying what is not loaded yet."""
+    cp = cluster.control_plane
+    if cp is None:
+        pytest.skip("puts a proxy in front of the test control plane's own API server")
+    pki = cp.pki
+    with FaultProxy(cp.host, pki.serving_cert, pki.serving_key, pki.ca_cert) as proxy:
+        config = proxy.write_kubeconfig(cluster.kubeconfig_path, tmp_path / "proxied.kubeconfig")
+        kube = KubeClient.from_kubeconfig(str(config))
+        cache = WatchCache(kube)
+        tree = LiveTree(kube, cache, tree_timeout=2.0)
+        tree.endpoint_kind()  # discovery answered; from here on every list fails
+        for api_version, kind in live_tree.CHILD_KINDS:
+            kube.resource(api_version, kind)
+        proxy.inject(1.0, statuses=(500,), match=lambda r: "/namespaces/" in r.path)
+        spaces = [f"tree-slow-{i}-{secrets.token_hex(3)}" for i in range(3)]
+        resources = [
+            ResourceStatus("", "ConfigMap", ns, "config", "Synced", HealthSummary("Healthy"))
+            for ns in spaces
+        ]
+        started = time.monotonic()
+        try:
+            doc = tree.document(
+                "t/web", resources, destination_namespace=spaces[0], may_read=lambda _: True
+            )
+        finally:
+            cache.stop()
+        elapsed = time.monotonic() - started
+    assert elapsed < 10, elapsed
+    assert any("not loaded yet" in w for w in doc["warnings"]), doc["warnings"]
+    assert [n["name"] for n in doc["nodes"]] == ["config"] * 3
