@@ -143,6 +143,7 @@ class TreeView:
             f"{key[0]}/{key[1]}",
             status.resources or (),
             destination_namespace=key[0],
+            may_read=lambda resource: resource.namespace == key[0],
             orphans=orphans,
         )
 

@@ -43,6 +43,7 @@ import yaml
 from gitsync.application import SpecError, SpecFields
 from gitsync.kinds import API_VERSION
 from gitsync.kinds import DESTINATION_POLICY as KIND
+from gitsync.model import ResourceKey
 from gitsync.sync_windows import SyncWindow, WindowError, parse_sync_windows
 
 DEFAULT_DENIED_ROLE_REFS = ("cluster-admin",)
@@ -154,6 +155,18 @@ class Policy:
         else:
             own = (app_namespace,) if app_namespace else ()
         return own + (self.defaults.namespaces or ())
+
+    def allows(self, app_namespace: str, key: ResourceKey) -> bool:
+        """Whether an Application in ``app_namespace`` may deploy the object ``key`` - and so
+        whether its live state is any of the app's business (the resource tree reads only
+        that); a namespaced ``key`` with no name stands for its namespace."""
+        api_version = f"{key.group}/v1" if key.group else "v1"
+        obj = {
+            "apiVersion": api_version,
+            "kind": key.kind,
+            "metadata": {"namespace": key.namespace, "name": key.name},
+        }
+        return self.check(app_namespace, obj, namespaced=bool(key.namespace)) is None
 
     def allowed_sources(self, app_namespace: str) -> tuple[str, ...] | None:
         """The repository URL globs of ``app_namespace``'s project; None: any repository."""

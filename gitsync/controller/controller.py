@@ -348,6 +348,7 @@ class Controller:
             f"{key[0]}/{key[1]}",
             status.resources or (),
             destination_namespace=str(destination.get("namespace") or ""),
+            may_read=lambda resource: self.policy.allows(key[0], resource),
             orphans=orphans,
         )
 

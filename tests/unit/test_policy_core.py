@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from gitsync.cli import build_parser
+from gitsync.model import ResourceKey
 from gitsync.policy import Policy, PolicyError
 
 EXAMPLE = """\
@@ -380,3 +381,19 @@ def test_cli_refuses_policy_and_allow_all_together(
     assert "--policy-allow-all: give either --policy FILE or --policy-allow-all" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "allowed"),
+    [
+        (ResourceKey("apps", "Deployment", "team-a", "web"), True),
+        (ResourceKey("", "Pod", "team-a", ""), True),  # a namespace's children
+        (ResourceKey("apps", "Deployment", "team-b", "payroll"), False),
+        (ResourceKey("", "Pod", "team-b", ""), False),
+        (ResourceKey("", "Namespace", "", "team-a"), True),
+        (ResourceKey("", "Namespace", "", "kube-system"), False),
+        (ResourceKey("rbac.authorization.k8s.io", "ClusterRole", "", "admin"), False),
+    ],
+)
+def test_what_a_tree_may_read_is_what_the_app_may_deploy(key: ResourceKey, allowed: bool) -> None:
+    assert Policy().allows("team-a", key) is allowed
