@@ -33,6 +33,7 @@ from gitsync.web.api import api_blueprint
 from gitsync.web.appsets import appsets_blueprint
 from gitsync.web.auth import Authenticator, AuthSettings
 from gitsync.web.diff import Differ
+from gitsync.web.events import events_blueprint
 from gitsync.web.guard import Guard, auth_blueprint
 from gitsync.web.pages import pages_blueprint
 from gitsync.web.rollouts import Rollouts
@@ -133,6 +134,7 @@ def create_app(
         app.register_blueprint(
             blueprint(controller, guard, snapshot, differ, rollouts, summaries=summaries)
         )
+    app.register_blueprint(events_blueprint(controller, guard))
     set_snapshot = Snapshot(controller.application_set_objects, ttl=snapshot_ttl)
     app.register_blueprint(appsets_blueprint(guard, set_snapshot, snapshot))
 
