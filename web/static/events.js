@@ -25,12 +25,18 @@
     return td;
   }
 
+  // app.js's time format ("2024-05-02 10:00:05 UTC"), when it has loaded
+  function when(value) {
+    var format = window.gitsyncFormat;
+    return format ? format.when(value) : String(value || "");
+  }
+
   function render(items) {
     var out = items.map(function (e) {
       var inv = e.involvedObject || {};
       var tr = document.createElement("tr");
       tr.className = e.type === "Warning" ? "event event-warning" : "event";
-      tr.appendChild(cell(e.lastTimestamp));
+      tr.appendChild(cell(when(e.lastTimestamp), "event-when"));
       tr.appendChild(cell(e.type, "event-type"));
       tr.appendChild(cell(e.reason));
       tr.appendChild(cell(inv.kind + "/" + inv.name));
