@@ -170,6 +170,9 @@ class FakeController:
     refreshed: list[tuple[AppKey, str]] = field(default_factory=list)
     diff_calls: int = 0
     sets: list[dict[str, Any]] = field(default_factory=list)  # ApplicationSets
+    events: dict[AppKey, list[dict[str, Any]]] = field(default_factory=dict)  # Kubernetes Events
+    event_queries: list[tuple[AppKey, Any]] = field(default_factory=list)
+    events_loading: bool = False
 
     def __post_init__(self) -> None:
         self.store = FakeStore(self.objs)
@@ -185,6 +188,14 @@ class FakeController:
 
     def refresh(self, key: AppKey, reason: str = "manual") -> None:
         self.refreshed.append((key, reason))
+
+    def application_events(self, key: AppKey, query: Any) -> list[dict[str, Any]] | None:
+        self.event_queries.append((key, query))
+        if self.events_loading:
+            raise TimeoutError("the Events of namespace team-a are still loading")
+        if key not in self.store.objs:
+            return None
+        return copy.deepcopy(self.events.get(key, []))
 
     def cluster_client(self, name: str) -> Any:
         raise ClusterError(f"destination cluster {name!r} is not registered")
