@@ -284,3 +284,15 @@ def test_an_app_on_another_cluster_has_only_its_own_events() -> None:
     assert apps_of(event("e"), membership, no_lookup) == set()
     about_app = event("a", kind="Application", api_version="gitsync.dev/v1alpha1", obj="web")
     assert apps_of(about_app, membership, no_lookup) == {APP}
+
+
+@pytest.mark.parametrize("value", ["0", "10001", "ten", "-5"])
+def test_serve_refuses_a_bad_events_per_app_naming_the_flag(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gitsync.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", f"--events-per-app={value}"])
+    assert "--events-per-app" in capsys.readouterr().err
+    assert build_parser().parse_args(["serve"]).events_per_app == 200
