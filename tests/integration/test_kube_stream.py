@@ -13,22 +13,11 @@ import pytest
 
 from gitsync.kube import ApiError, KubeClient
 from gitsync.kube.stream import LIST_PAGE, KindStream
-from tests.integration.test_kube_cache import compact_etcd
+from tests.integration.test_kube_cache import compact_etcd, event
 from tests.support.cluster import TestCluster
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def event(namespace: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": name, "namespace": namespace},
-        "involvedObject": {"apiVersion": "v1", "kind": "ConfigMap", "namespace": namespace},
-        "reason": "Test",
-        "message": "original",
-    }
 
 
 class Receiver:
@@ -59,7 +48,7 @@ def test_lists_in_pages_follows_the_watch_and_relists_after_410(
         pytest.skip("needs the test control plane's etcd to compact its history")
     names = [f"e-{i:04d}" for i in range(LIST_PAGE + 20)]  # more than one page
     with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(kube.create, [event(namespace, name) for name in names]))
+        list(pool.map(kube.create, [event(namespace, name, "original") for name in names]))
     receiver = Receiver()
     stream = KindStream(
         kube,
@@ -77,7 +66,7 @@ def test_lists_in_pages_follows_the_watch_and_relists_after_410(
         assert all(receiver.saw("ADDED", n) for n in names)
         listed_at = stream.resource_version
 
-        kube.create(event(namespace, "late"))
+        kube.create(event(namespace, "late", "new"))
         kube.patch("v1", "Event", names[0], {"message": "changed"}, namespace=namespace)
         kube.delete("v1", "Event", names[1], namespace)
         wait_for(lambda: receiver.saw("ADDED", "late"), timeout=30, what="late ADDED")
