@@ -403,8 +403,9 @@ class ApplicationEvents:
     ) -> list[EventRecord] | None:
         """The app's Events, newest first; None when there is no such app. The first call for a
         namespace starts its stream and waits (up to ``timeout``) for its first list."""
-        membership = self.membership(fresh=True)
-        spaces = membership.namespaces.get(app)
+        spaces = self.membership().namespaces.get(app)
+        if spaces is None:  # a new app, or none: look again at the Applications themselves
+            spaces = self.membership(fresh=True).namespaces.get(app)
         if spaces is None:
             return None
         deadline = self._clock() + timeout

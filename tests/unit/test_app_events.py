@@ -296,3 +296,26 @@ def test_serve_refuses_a_bad_events_per_app_naming_the_flag(
         build_parser().parse_args(["serve", f"--events-per-app={value}"])
     assert "--events-per-app" in capsys.readouterr().err
     assert build_parser().parse_args(["serve"]).events_per_app == 200
+
+
+def test_app_events_table_is_one_line_per_event() -> None:
+    from gitsync.appclient import format_events
+
+    doc = record_of(
+        event("e", type="Warning", message="line one\nline two", kind="Pod", obj="p")
+    ).to_dict()
+    header, row = format_events([doc], wide=False).splitlines()
+    assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"]
+    assert row.split() == [
+        "2026-12-07T05:00:00Z",
+        "Warning",
+        "Test",
+        "Pod/p",
+        "1",
+        "line",
+        "one",
+        "line",
+        "two",
+    ]
+    wide_header = format_events([doc], wide=True).splitlines()[0]
+    assert "NAMESPACE" in wide_header and "SOURCE" in wide_header and "FIRST SEEN" in wide_header
