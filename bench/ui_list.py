@@ -50,6 +50,7 @@ from flask import Flask
 from waitress import wasyncore
 
 from gitsync import logs
+from gitsync.controller.interface import EventQuery
 from gitsync.web import AuthSettings, create_app
 from gitsync.webhook import PushEvent
 
@@ -255,6 +256,9 @@ class MemoryApplications:
 
     def application_diff(self, key: tuple[str, str]) -> None:
         raise BenchError("the bench does not ask for diffs")
+
+    def application_events(self, key: tuple[str, str], query: EventQuery) -> list[dict[str, Any]]:
+        return []  # the list page's figures: no Events are read
 
     def cluster_client(self, name: str) -> MemoryRollouts:
         return self.kube

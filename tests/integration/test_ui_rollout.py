@@ -306,6 +306,9 @@ class StaticApplications:
     def application_diff(self, key: tuple[str, str]) -> Any:
         raise AssertionError("not used")
 
+    def application_events(self, key: tuple[str, str], query: Any) -> list[dict[str, Any]]:
+        return []  # the page's Events section: none in this test
+
     def cluster_client(self, name: str) -> KubeClient:
         assert name in ("", "in-cluster"), name
         return self.kube
