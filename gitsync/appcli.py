@@ -30,6 +30,7 @@ from gitsync.appclient import (
     dump,
     format_detail,
     format_diff,
+    format_events,
     format_history,
     format_list,
     format_set_detail,
@@ -173,6 +174,20 @@ def _cmd_history(args: argparse.Namespace, client: ApiClient) -> int:
         _print(dump(history, args.output))
     else:
         _print(format_history(history, wide=args.output == "wide"))
+    return EXIT_OK
+
+
+def _cmd_events(args: argparse.Namespace, client: ApiClient) -> int:
+    query: dict[str, str | int] = {
+        k: v for k, v in (("kind", args.kind), ("name", args.name), ("type", args.type)) if v
+    }
+    if args.limit:
+        query["limit"] = args.limit
+    items = client.get(_app_path(args.app) + "/events", **query).get("items") or []
+    if args.output in ("json", "yaml"):
+        _print(dump(items, args.output))
+    else:
+        _print(format_events(items, wide=args.output == "wide"))
     return EXIT_OK
 
 
@@ -409,6 +424,19 @@ def add_app_parser(sub: _Subcommands) -> None:
     diff = command("diff", "compare Git with the cluster now (exit 1 on differences)", _cmd_diff)
     diff.add_argument("--all", action="store_true", help="also list objects that are in sync")
     command("history", "the Application's deployments, newest first", _cmd_history)
+    events = command(
+        "events",
+        "the Kubernetes Events of the Application, its objects and their Pods, newest first",
+        _cmd_events,
+    )
+    events.add_argument("--kind", default="", help="only Events about objects of this kind")
+    events.add_argument("--name", default="", help="only Events about objects of this name")
+    events.add_argument(
+        "--type", choices=("Normal", "Warning"), default="", help="only Events of this type"
+    )
+    events.add_argument(
+        "--limit", type=_positive_int, default=0, help="at most this many (default: all kept)"
+    )
     wait = command(
         "wait",
         "wait until the Application is synced and healthy (exit 0), fails (1) or times out (3)",

@@ -445,6 +445,28 @@ def format_history(history: Sequence[Mapping[str, Any]], *, wide: bool) -> str:
     return table(header, rows)
 
 
+def format_events(items: Sequence[Mapping[str, Any]], *, wide: bool) -> str:
+    """``app events``: newest first, like ``kubectl events`` (one line each, message last)."""
+    header = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"]
+    if wide:
+        header[4:4] = ["NAMESPACE", "SOURCE", "FIRST SEEN"]
+    rows = []
+    for e in items:
+        inv = e.get("involvedObject") or {}
+        row: list[object] = [
+            e.get("lastTimestamp"),
+            e.get("type"),
+            e.get("reason"),
+            f"{inv.get('kind')}/{inv.get('name')}",
+            e.get("count"),
+            e.get("message"),
+        ]
+        if wide:
+            row[4:4] = [inv.get("namespace"), e.get("source"), e.get("firstTimestamp")]
+        rows.append(row)
+    return table(header, rows)
+
+
 def format_diff(doc: Mapping[str, Any]) -> str:
     """``app diff``: each object's status, then its unified diff."""
     out = []

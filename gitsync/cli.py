@@ -757,6 +757,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         ),
         notification_allow=tuple(args.notification_allow),
         external_url=args.external_url or "",
+        events_per_app=args.events_per_app,
     )
     try:
         controller = Controller(kube, config)
@@ -1263,6 +1264,25 @@ def _notification_args(serve: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="the UI's address as people reach it (links in notifications and commit statuses)",
     )
+    serve.add_argument(
+        "--events-per-app",
+        type=_events_per_app,
+        default=200,
+        metavar="N",
+        help="Kubernetes Events kept per Application for the UI, API and `app events`: the "
+        "newest N of the app, its objects and their Pods/ReplicaSets (default 200, at most "
+        "10000); messages are cut to 1024 characters",
+    )
+
+
+def _events_per_app(value: str) -> int:
+    from gitsync.controller.interface import MAX_EVENTS_PER_APP
+
+    if not value.isdigit() or not 1 <= int(value) <= MAX_EVENTS_PER_APP:
+        raise argparse.ArgumentTypeError(
+            f"--events-per-app {value!r}: a whole number from 1 to {MAX_EVENTS_PER_APP}"
+        )
+    return int(value)
 
 
 def _cmd_completion(args: argparse.Namespace) -> int:

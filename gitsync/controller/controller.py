@@ -52,8 +52,13 @@ from gitsync.controller.apps import (
 from gitsync.controller.appsets import ApplicationSets, push_follower
 from gitsync.controller.clusters import ClusterRegistry
 from gitsync.controller.dependencies import DependentsIndex
+from gitsync.controller.events import (
+    DEFAULT_PER_APP,
+    ApplicationEvents,
+    OwnerLookup,
+)
 from gitsync.controller.health_checks import DeclaredHealthChecks
-from gitsync.controller.interface import REFRESH_REQUEST
+from gitsync.controller.interface import REFRESH_REQUEST, EventQuery
 from gitsync.controller.live_tree import LiveTree
 from gitsync.controller.metrics import Metrics
 from gitsync.controller.notifications import Notifications
@@ -128,6 +133,7 @@ class ControllerConfig:
     appset_limits: GenerationLimits = field(default_factory=GenerationLimits)
     notification_allow: tuple[str, ...] = ()  # URL globs notifications may go to; (): https://*
     external_url: str = ""  # the UI's address as people reach it, for links in notifications
+    events_per_app: int = DEFAULT_PER_APP  # --events-per-app: Kubernetes Events kept per app
 
     @property
     def max_per_host(self) -> int:
@@ -215,6 +221,14 @@ class Controller:
             allow=config.notification_allow,
             external_url=config.external_url,
             namespaces=config.namespaces,
+        )
+        self.events = ApplicationEvents(
+            kube,
+            applications=self.application_objects,
+            allowed_namespaces=self.policy.allowed_namespaces,
+            lookup=_cached_object(local.cache),
+            watch_children=lambda ns: _watch_children(local.cache, ns),
+            per_app=config.events_per_app,
         )
         self.reconciler = Reconciler(
             self.store,
@@ -410,6 +424,7 @@ class Controller:
             self.elector.stop()
         self._stop_leading()
         self.notifications.stop()
+        self.events.stop()
         self.queue.close()
         self._handovers.close()
         if self.appsets is not None:
@@ -702,6 +717,32 @@ class Controller:
     def application_set_objects(self) -> list[dict[str, Any]]:
         """Every ApplicationSet with its status, for the read-only API and the set pages."""
         return [] if self.appsets is None else self.appsets.objects()
+
+    def application_events(self, key: AppKey, query: EventQuery) -> list[dict[str, Any]] | None:
+        """The app's Kubernetes Events, newest first, at most ``--events-per-app`` (None: no
+        such app); raises ``TimeoutError`` while a namespace's first list is still loading."""
+        records = self.events.events(key, query)
+        return None if records is None else [r.to_dict() for r in records]
+
+
+def _cached_object(cache: WatchCache) -> OwnerLookup:
+    """An object from the watch cache, or None when its kind or namespace is not watched: the
+    Event index walks ownerReferences in memory only, never with a request per Event."""
+
+    def lookup(api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        try:
+            return cache.get(api_version, kind, name, namespace)
+        except NotWatchedError:
+            return None
+
+    return lookup
+
+
+def _watch_children(cache: WatchCache, namespace: str) -> None:
+    """Watch the Pods and ReplicaSets of ``namespace`` (where an app's Events are read), so an
+    Event about a Pod can be walked to the Deployment or Rollout an app manages."""
+    for api_version, kind in (("apps/v1", "ReplicaSet"), ("v1", "Pod")):
+        cache.ensure(api_version, kind, namespace, timeout=10.0)
 
 
 def inventory_version_of(cache: WatchCache) -> Callable[[str, str], str | None]:

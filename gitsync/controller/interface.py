@@ -16,7 +16,8 @@ values are already masked there (``gitsync.diff.masking``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gitsync.model import AppKey, ResourceKey
@@ -28,6 +29,48 @@ SYNC_REQUEST = "gitsync.dev/sync-request"  # "<nonce>[;prune]" written by `gitsy
 REFRESH_REQUEST = "gitsync.dev/refresh"
 ROLLBACK_REQUEST = "gitsync.dev/rollback-to"  # history id
 AUTOMATION_PAUSED = "gitsync.dev/automation-paused"  # set by rollback, removed by resume
+
+EVENT_TYPES = ("Normal", "Warning")
+MAX_EVENTS_PER_APP = 10_000  # the largest --events-per-app, and so the largest ?limit=
+MAX_FIELD = 253
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """``?kind=&name=&namespace=&type=&limit=``: which of an app's Events to answer with."""
+
+    kind: str = ""
+    name: str = ""
+    namespace: str = ""
+    type: str = ""
+    limit: int = 0  # 0: all that are kept
+
+    @classmethod
+    def parse(cls, args: Mapping[str, str]) -> EventQuery:
+        """Strict: an unknown parameter or a bad value raises ``ValueError`` naming it."""
+        unknown = sorted(set(args) - {"kind", "name", "namespace", "type", "limit"})
+        if unknown:
+            raise ValueError(f"unknown query parameter {unknown[0]!r}")
+        for name in ("kind", "name", "namespace"):
+            if len(args.get(name, "")) > MAX_FIELD:
+                raise ValueError(f"{name}: longer than {MAX_FIELD} characters")
+        event_type = args.get("type", "")
+        if event_type and event_type not in EVENT_TYPES:
+            raise ValueError(f"type: must be one of {', '.join(EVENT_TYPES)}")
+        raw_limit = args.get("limit", "")
+        limit = 0
+        if raw_limit:
+            ok = len(raw_limit) <= 6 and raw_limit.isascii() and raw_limit.isdigit()
+            if not ok or not 1 <= int(raw_limit) <= MAX_EVENTS_PER_APP:
+                raise ValueError(f"limit: must be a whole number from 1 to {MAX_EVENTS_PER_APP}")
+            limit = int(raw_limit)
+        return cls(
+            kind=args.get("kind", ""),
+            name=args.get("name", ""),
+            namespace=args.get("namespace", ""),
+            type=event_type,
+            limit=limit,
+        )
 
 
 class ApplicationStoreView(Protocol):
@@ -162,6 +205,12 @@ class ControllerView(Protocol):
         fetch and render, nothing read from or written to the cluster; None when there is no
         such Application. Raises ``SpecError`` for an invalid spec and another ``GitsyncError``
         when the fetch or render fails."""
+        ...
+
+    def application_events(self, key: AppKey, query: EventQuery) -> list[dict[str, Any]] | None:
+        """The app's Kubernetes Events matching ``query``, newest first (documents as in
+        docs/api.md); None when there is no such Application. Raises ``TimeoutError`` while the
+        Events of one of its namespaces are still loading."""
         ...
 
     def cluster_client(self, name: str) -> KubeAccess:

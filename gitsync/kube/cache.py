@@ -47,6 +47,7 @@ from typing import Any
 import structlog
 
 from gitsync.kube.client import ApiError, APIResource, KubeClient
+from gitsync.kube.stream import watch_error
 from gitsync.model import ResourceKey
 
 log = structlog.get_logger(__name__)
@@ -438,13 +439,7 @@ class _Watch:
                 kind = event.get("type")
                 obj = event.get("object") or {}
                 if kind == "ERROR":
-                    raise ApiError(
-                        int(obj.get("code") or 500),
-                        str(obj.get("reason") or "WatchError"),
-                        str(obj.get("message") or ""),
-                        method="WATCH",
-                        path=self.path,
-                    )
+                    raise watch_error(obj, self.path)
                 rv = _rv(obj)
                 if kind == "BOOKMARK":
                     if rv:

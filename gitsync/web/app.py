@@ -33,6 +33,7 @@ from gitsync.web.api import api_blueprint
 from gitsync.web.appsets import appsets_blueprint
 from gitsync.web.auth import Authenticator, AuthSettings
 from gitsync.web.diff import Differ
+from gitsync.web.events import events_blueprint
 from gitsync.web.guard import Guard, RecordEvent, auth_blueprint
 from gitsync.web.history import history_blueprint
 from gitsync.web.live import LiveHub, live_blueprint
@@ -172,6 +173,7 @@ def create_app(
     if live is not None:
         app.register_blueprint(live_blueprint(guard, live, controller.store.get))
         app.jinja_env.globals["live_streams"] = True  # the pages name their stream
+    app.register_blueprint(events_blueprint(controller, guard))
     set_snapshot = Snapshot(controller.application_set_objects, ttl=snapshot_ttl)
     app.register_blueprint(appsets_blueprint(guard, set_snapshot, snapshot))
     app.register_blueprint(logs_blueprint(controller, guard, snapshot, logs or LogLimits()))

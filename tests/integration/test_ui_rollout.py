@@ -309,6 +309,9 @@ class StaticApplications:
     def application_tree(self, key: tuple[str, str], *, orphans: bool = False) -> dict[str, Any]:
         return {"nodes": [], "orphans": None, "limits": {}, "warnings": []}
 
+    def application_events(self, key: tuple[str, str], query: Any) -> list[dict[str, Any]]:
+        return []  # the page's Events section: none in this test
+
     def cluster_client(self, name: str) -> KubeClient:
         assert name in ("", "in-cluster"), name
         return self.kube

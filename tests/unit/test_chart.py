@@ -948,3 +948,21 @@ def test_rbac_policy_and_admin_enabled_become_flags_and_a_configmap() -> None:
         "resourceNames": ["gitsync-api-tokens"],
         "verbs": ["patch"],
     } in roles["gitsync-controller"]["rules"]
+
+
+READ_EVENTS = {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]}
+
+
+@pytest.mark.parametrize("namespaced", [False, True])
+def test_events_per_app_is_passed_on_and_events_may_be_watched(namespaced: bool) -> None:
+    """The Events section reads a watch of Events where Applications deploy (issue 20)."""
+    values: dict[str, Any] = {"controller": {"eventsPerApp": 50}}
+    if namespaced:
+        values["rbac"] = {"namespaced": True, "namespaces": ["team-a"]}
+    objects = render(values)
+    args = container_args(objects)
+    assert "--events-per-app=50" in args
+    assert build_parser().parse_args(args).events_per_app == 50
+    roles = of_kind(objects, "Role" if namespaced else "ClusterRole")
+    assert any(READ_EVENTS in r["rules"] for r in roles)
+    assert "--events-per-app=200" in container_args(render())

@@ -173,6 +173,9 @@ class FakeController:
     sets: list[dict[str, Any]] = field(default_factory=list)  # ApplicationSets
     trees: dict[AppKey, dict[str, Any]] = field(default_factory=dict)  # application_tree answers
     tree_calls: list[tuple[AppKey, bool]] = field(default_factory=list)
+    events: dict[AppKey, list[dict[str, Any]]] = field(default_factory=dict)  # Kubernetes Events
+    event_queries: list[tuple[AppKey, Any]] = field(default_factory=list)
+    events_loading: bool = False
 
     def __post_init__(self) -> None:
         self.store = FakeStore(self.objs)
@@ -195,6 +198,14 @@ class FakeController:
             return None
         empty = {"nodes": [], "orphans": [] if orphans else None, "limits": {}, "warnings": []}
         return copy.deepcopy(self.trees.get(key, empty))
+
+    def application_events(self, key: AppKey, query: Any) -> list[dict[str, Any]] | None:
+        self.event_queries.append((key, query))
+        if self.events_loading:
+            raise TimeoutError("the Events of namespace team-a are still loading")
+        if key not in self.store.objs:
+            return None
+        return copy.deepcopy(self.events.get(key, []))
 
     def cluster_client(self, name: str) -> Any:
         raise ClusterError(f"destination cluster {name!r} is not registered")

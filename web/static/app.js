@@ -31,6 +31,9 @@
     return text ? text.split(/\r?\n/)[0] : "";
   }
 
+  // shared with the page parts' own scripts (events.js), which load after this one
+  window.gitsyncFormat = { when: when };
+
   var formats = {
     when: when,
     first_line: firstLine,

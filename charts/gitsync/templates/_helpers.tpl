@@ -239,6 +239,11 @@ gitsync.manageRules, which every mode grants in the same place.)
 - apiGroups: ["gitsync.dev"]
   resources: ["applications"]
   verbs: ["get", "list", "watch", "patch"]
+# Events of the namespaces an Application may use, for its Events on the page and API (read only;
+# kept per app, bounded by --events-per-app).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["gitsync.dev"]
   resources: ["applications/status"]
   verbs: ["get", "patch"]

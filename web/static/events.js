@@ -1,0 +1,114 @@
+// The app page's Events section: reads /api/v1/applications/<ns>/<name>/events every 5 s while
+// the page is visible, newest first, Warnings highlighted (class event-warning). Each resource
+// row of the tree gets an "events" link that narrows the list to that object (?kind=&name=
+// &namespace=); the rows are re-rendered by app.js, so the links are added again whenever the
+// tree changes. Text is only ever set with textContent.
+(function () {
+  "use strict";
+
+  var POLL_MS = 5000;
+  var section = document.getElementById("events");
+  if (!section) return;
+  var api = section.getAttribute("data-api");
+  var rows = document.getElementById("events-rows");
+  var status = document.getElementById("events-status");
+  var warnings = document.getElementById("events-warnings");
+  var objectBox = document.getElementById("events-object");
+  var objectName = document.getElementById("events-object-name");
+  var selected = null; // {kind, name, namespace} of the resource whose events are shown
+  var timer = null;
+
+  function cell(text, cls) {
+    var td = document.createElement("td");
+    if (cls) td.className = cls;
+    td.textContent = text === undefined || text === null ? "" : String(text);
+    return td;
+  }
+
+  // app.js's time format ("2024-05-02 10:00:05 UTC"), when it has loaded
+  function when(value) {
+    var format = window.gitsyncFormat;
+    return format ? format.when(value) : String(value || "");
+  }
+
+  function render(items) {
+    var out = items.map(function (e) {
+      var inv = e.involvedObject || {};
+      var tr = document.createElement("tr");
+      tr.className = e.type === "Warning" ? "event event-warning" : "event";
+      tr.appendChild(cell(when(e.lastTimestamp), "event-when"));
+      tr.appendChild(cell(e.type, "event-type"));
+      tr.appendChild(cell(e.reason));
+      tr.appendChild(cell(inv.kind + "/" + inv.name));
+      tr.appendChild(cell(e.count));
+      tr.appendChild(cell(e.message, "event-message"));
+      return tr;
+    });
+    rows.replaceChildren.apply(rows, out);
+    status.textContent = out.length ? out.length + " events" : "No events.";
+  }
+
+  function url() {
+    var params = new URLSearchParams();
+    if (warnings.checked) params.set("type", "Warning");
+    if (selected) {
+      params.set("kind", selected.kind);
+      params.set("name", selected.name);
+      if (selected.namespace) params.set("namespace", selected.namespace);
+    }
+    var query = params.toString();
+    return query ? api + "?" + query : api;
+  }
+
+  function load() {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    if (document.hidden) { timer = setTimeout(load, POLL_MS); return; }
+    fetch(url(), {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+      cache: "no-store",
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (response.ok) render(data.items || []);
+        else status.textContent = "Events: " + (data.error || response.status);
+      });
+    }).catch(function () {
+      status.textContent = "Events: the server did not answer";
+    }).then(function () {
+      timer = setTimeout(load, POLL_MS);
+    });
+  }
+
+  function select(resource) {
+    selected = resource;
+    objectBox.hidden = !resource;
+    objectName.textContent = resource ? resource.kind + "/" + resource.name : "";
+    load();
+  }
+
+  // data-resource is "group/kind/namespace/name" (gitsync.web.view._resource_id)
+  function addLinks() {
+    var nodes = document.querySelectorAll("#resources li.node[data-resource]");
+    Array.prototype.forEach.call(nodes, function (li) {
+      if (li.querySelector("a.node-events")) return;
+      var parts = li.getAttribute("data-resource").split("/");
+      if (parts.length !== 4) return;
+      var link = document.createElement("a");
+      link.className = "node-events";
+      link.href = "#events";
+      link.textContent = "events";
+      link.addEventListener("click", function () {
+        select({ kind: parts[1], namespace: parts[2], name: parts[3] });
+      });
+      li.appendChild(link);
+    });
+  }
+
+  warnings.addEventListener("change", load);
+  document.getElementById("events-all").addEventListener("click", function () { select(null); });
+  var tree = document.getElementById("resources");
+  if (tree) new MutationObserver(addLinks).observe(tree, { childList: true });
+  addLinks();
+  load();
+})();
