@@ -47,7 +47,7 @@ from typing import Any
 import structlog
 
 from gitsync.kube.client import ApiError, APIResource, KubeClient
-from gitsync.kube.stream import watch_error
+from gitsync.kube.stream import watch_error, watch_query
 from gitsync.model import ResourceKey
 
 log = structlog.get_logger(__name__)
@@ -417,12 +417,7 @@ class _Watch:
         resync = self.cache.resync_seconds
         if resync > 0:
             timeout = max(1, min(timeout, int(resync - (time.monotonic() - last_list)) + 1))
-        query = {
-            "watch": "1",
-            "resourceVersion": self.resource_version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(timeout),
-        }
+        query = watch_query(self.resource_version, timeout)
         began = time.monotonic()
         events, close = self.cache.client.open_watch(
             self.path, query=query, timeout=timeout + _STREAM_GRACE

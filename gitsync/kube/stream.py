@@ -49,6 +49,17 @@ def watch_error(obj: dict[str, Any], path: str) -> ApiError:
     )
 
 
+def watch_query(resource_version: str, timeout: int) -> dict[str, str]:
+    """The query of one watch request from ``resource_version``, bookmarks on, ended by the
+    server after ``timeout`` seconds (shared by ``KindStream`` and ``cache.WatchCache``)."""
+    return {
+        "watch": "1",
+        "resourceVersion": resource_version,
+        "allowWatchBookmarks": "true",
+        "timeoutSeconds": str(timeout),
+    }
+
+
 class KindStream:
     """One list+watch loop for one kind in one namespace, in a daemon thread."""
 
@@ -155,12 +166,7 @@ class KindStream:
     def _watch_once(self) -> int:
         """One watch request from the current resourceVersion; returns the events received."""
         timeout = int(self.watch_timeout_seconds * random.uniform(1.0, 1.2))  # noqa: S311
-        query = {
-            "watch": "1",
-            "resourceVersion": self.resource_version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(timeout),
-        }
+        query = watch_query(self.resource_version, timeout)
         began = time.monotonic()
         events, close = self.client.open_watch(
             self.path, query=query, timeout=timeout + _STREAM_GRACE
