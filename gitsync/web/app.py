@@ -34,8 +34,11 @@ from gitsync.web.appsets import appsets_blueprint
 from gitsync.web.auth import Authenticator, AuthSettings
 from gitsync.web.diff import Differ
 from gitsync.web.guard import Guard, auth_blueprint
+from gitsync.web.oidc import OidcClient, OidcSettings
 from gitsync.web.pages import pages_blueprint
 from gitsync.web.rollouts import Rollouts
+from gitsync.web.sessions import Revocations
+from gitsync.web.sso import sso_blueprint
 from gitsync.web.view import Snapshot, Summaries
 from gitsync.webhook import DEFAULT_MAX_BYTES
 from gitsync.webhook.http import webhook_blueprint
@@ -89,8 +92,13 @@ def create_app(
     snapshot_ttl: float = 1.0,
     diff_concurrency: int = 2,
     clock: Callable[[], float] | None = None,
+    oidc: OidcSettings | None = None,
+    revocations: Revocations | None = None,
 ) -> Flask:
-    """The app. Without ``auth`` nobody can log in and nothing can be read: the UI and API
+    """The app. ``oidc`` adds single sign-on (``gitsync.web.sso``); ``revocations`` is the
+    session revocation list shared with other replicas (default: this process's own).
+
+    Without ``auth`` nobody can log in and nothing can be read: the UI and API
     answer 401 / redirect to a login page that explains which ``gitsync serve`` flags to use."""
     root = web_dir(ui_dir)
     if not (root / "templates").is_dir():
@@ -123,7 +131,12 @@ def create_app(
         log.warning(
             "the status UI and API are closed: no admin password, token or --anonymous-read"
         )
-    guard = Guard(settings, clock=clock)
+    guard = Guard(settings, clock=clock, revocations=revocations)
+    policy = CONTENT_SECURITY_POLICY
+    if oidc is not None:
+        app.register_blueprint(sso_blueprint(guard, OidcClient(oidc)))
+        # logout is a form post that ends on the provider's end-session page
+        policy = policy.replace("form-action 'self'", f"form-action 'self' {oidc.issuer_origin}")
     snapshot = Snapshot(controller.application_objects, ttl=snapshot_ttl)
     differ = Differ(controller, concurrency=diff_concurrency, clock=clock or time.monotonic)
     rollouts = Rollouts(controller, ttl=snapshot_ttl, clock=clock or time.monotonic)
@@ -155,6 +168,8 @@ def create_app(
 
     @app.after_request
     def security_headers(response: Response) -> Response:
+        guard.renew_session(response)
+        response.headers.setdefault("Content-Security-Policy", policy)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if settings.secure_cookie:

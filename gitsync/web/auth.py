@@ -14,9 +14,8 @@ Why it is shaped this way:
 * Secrets are kept only as SHA-256 digests (or the bcrypt hash) and compared with
   ``hmac.compare_digest`` against *every* configured value, so neither the length of a guess nor
   which token it resembled shows in the timing.
-* Sessions live in this process (a random 256-bit id in an httpOnly, SameSite=Strict cookie), so
-  logout really ends them and a restart ends them all. Several replicas behind one Service need
-  session affinity for the UI (bearer tokens work anywhere).
+* Sessions are encrypted cookies every replica with the same ``--session-key-file`` can read,
+  ended by logout through a revocation list the replicas share (``gitsync.web.sessions``).
 * Login guesses are rate-limited *before* the password is checked: a token bucket per client
   address and one for the whole process, plus a cap on concurrent checks (bcrypt is slow on
   purpose). A flood of bad logins gets fast 429s, never a password check, and cannot starve the
@@ -38,13 +37,14 @@ import hashlib
 import hmac
 import ipaddress
 import re
-import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from gitsync.web.sessions import Session
 
 MIN_TOKEN_LENGTH = 16
 MAX_FORWARDED_HOPS = 32  # X-Forwarded-For entries looked at, from the right
@@ -102,6 +102,7 @@ class AuthSettings:
     login_limits: LoginLimits = LoginLimits()
     trusted_proxies: tuple[Network, ...] = ()
     metrics_tokens_sha256: tuple[bytes, ...] = field(default=(), repr=False)
+    session_keys: tuple[bytes, ...] = field(default=(), repr=False)  # none: random per process
 
     @classmethod
     def build(
@@ -116,6 +117,7 @@ class AuthSettings:
         login_limits: LoginLimits | None = None,
         trusted_proxies: Iterable[Network] = (),
         metrics_tokens: Iterable[str] = (),
+        session_keys: Iterable[bytes] = (),
     ) -> AuthSettings:
         if admin_password is not None and admin_password_bcrypt is not None:
             raise AuthConfigError("give the admin password as a file or as a bcrypt hash, not both")
@@ -144,6 +146,7 @@ class AuthSettings:
             login_limits=login_limits or LoginLimits(),
             trusted_proxies=tuple(trusted_proxies),
             metrics_tokens_sha256=tuple(_digest(t) for t in metrics),
+            session_keys=tuple(session_keys),
         )
 
     @property
@@ -357,84 +360,6 @@ class LoginLimiter:
 
     def release_slot(self) -> None:
         self._checks.release()
-
-
-# -- sessions ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Session:
-    id: str = field(repr=False)
-    role: Role
-    name: str
-    csrf: str = field(repr=False)
-    created: float
-    seen: float
-    flashes: list[tuple[str, str]] = field(default_factory=list)
-
-    def check_csrf(self, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(
-            (token or "").encode("utf-8", "surrogatepass"), self.csrf.encode()
-        )
-
-
-class SessionStore:
-    """Sessions in memory, ended by logout, by ``idle`` seconds without a request, or
-    ``max_age`` seconds after login; at most ``limit`` (the least recently used go first)."""
-
-    def __init__(
-        self,
-        *,
-        idle: float,
-        max_age: float,
-        limit: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.idle = idle
-        self.max_age = max_age
-        self.limit = limit
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
-
-    def create(self, role: Role, name: str) -> Session:
-        now = self.clock()
-        session = Session(
-            id=secrets.token_urlsafe(32),
-            role=role,
-            name=name,
-            csrf=secrets.token_urlsafe(32),
-            created=now,
-            seen=now,
-        )
-        with self._lock:
-            self._sessions[session.id] = session
-            while len(self._sessions) > self.limit:
-                self._sessions.popitem(last=False)
-        return session
-
-    def get(self, session_id: str | None) -> Session | None:
-        if not session_id:
-            return None
-        with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None:
-                return None
-            now = self.clock()
-            if now - session.seen > self.idle or now - session.created > self.max_age:
-                del self._sessions[session_id]
-                return None
-            session.seen = now
-            self._sessions.move_to_end(session_id)
-            return session
-
-    def drop(self, session_id: str | None) -> None:
-        if session_id:
-            with self._lock:
-                self._sessions.pop(session_id, None)
-
-    def __len__(self) -> int:
-        return len(self._sessions)
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,9 @@ from gitsync.web.auth import (
     LoginLimiter,
     Principal,
     Role,
-    Session,
-    SessionStore,
     client_address,
 )
+from gitsync.web.sessions import Revocations, Session, SessionCookies
 
 log = structlog.get_logger(__name__)
 
@@ -77,17 +76,32 @@ def safe_next(target: str | None) -> str:
 class Guard:
     """Authentication state for one app: sessions, the login limiter and the checks."""
 
-    def __init__(self, settings: AuthSettings, *, clock: Callable[[], float] | None = None):
+    def __init__(
+        self,
+        settings: AuthSettings,
+        *,
+        clock: Callable[[], float] | None = None,
+        revocations: Revocations | None = None,
+    ):
         self.settings = settings
         self.authenticator = Authenticator(settings)
         extra: dict[str, Any] = {"clock": clock} if clock else {}
-        self.sessions = SessionStore(
-            idle=settings.session_idle_seconds, max_age=settings.session_max_seconds, **extra
+        lifetimes: dict[str, Any] = {
+            "idle": settings.session_idle_seconds,
+            "max_age": settings.session_max_seconds,
+            "revocations": revocations,
+            **extra,
+        }
+        self.sessions = (
+            SessionCookies(settings.session_keys, **lifetimes)
+            if settings.session_keys
+            else SessionCookies.with_random_key(**lifetimes)
         )
         self.limiter = LoginLimiter(settings.login_limits, **extra)
         prefix = "__Host-" if settings.secure_cookie else ""
         self.session_cookie = prefix + "gitsync_session"
         self.login_cookie = ("__Secure-" if settings.secure_cookie else "") + "gitsync_login"
+        self.after_logout: Callable[[Session], str | None] | None = None  # set by gitsync.web.sso
 
     # -- who ---------------------------------------------------------------------------------
 
@@ -125,9 +139,11 @@ class Guard:
                 flask.abort(json_error(401, "invalid token", **CHALLENGE))
             name = "api-token" if role == Role.ADMIN else "read-only-token"
             return Principal(role, name, "bearer")
-        session = self.sessions.get(flask.request.cookies.get(self.session_cookie))
+        session, renew = self.sessions.decode(flask.request.cookies.get(self.session_cookie))
         if session is not None:
-            return Principal(session.role, session.name, "session", session)
+            flask.g.gitsync_session_renew = renew
+            flask.g.gitsync_session_flashes = list(session.flashes)
+            return Principal(Role(session.role), session.name, "session", session)
         return ANONYMOUS if self.settings.anonymous_read else NOBODY
 
     # -- decorators --------------------------------------------------------------------------
@@ -208,20 +224,52 @@ class Guard:
 
     # -- cookies -----------------------------------------------------------------------------
 
-    def start_session(self, response: WerkzeugResponse, role: Role, name: str) -> Session:
-        session = self.sessions.create(role, name)
+    def start_session(
+        self, response: WerkzeugResponse, role: Role, name: str, **identity: Any
+    ) -> Session:
+        """A new session (a new id on every login: no fixation); ``identity`` is what
+        ``SessionCookies.create`` takes besides the role and name (subject, groups, ...)."""
+        session = self.sessions.create(str(role), name, **identity)
+        self.write_session(response, session)
+        return session
+
+    def write_session(self, response: WerkzeugResponse, session: Session) -> None:
         response.set_cookie(
             self.session_cookie,
-            session.id,
+            self.sessions.encode(session),
             httponly=True,
             samesite="Strict",
             secure=self.settings.secure_cookie,
             path="/",
         )
+
+    def renew_session(self, response: WerkzeugResponse) -> None:
+        """Re-issue the request's session cookie when its flash messages changed or its "last
+        seen" stamp is old (``SessionCookies.decode``), unless the response set it already."""
+        principal = flask.g.get("gitsync_principal")
+        if not isinstance(principal, Principal) or principal.session is None:
+            return
+        if any(
+            c.startswith(self.session_cookie + "=") for c in response.headers.getlist("Set-Cookie")
+        ):
+            return
+        session = principal.session
+        if flask.g.get("gitsync_session_renew") or session.flashes != flask.g.get(
+            "gitsync_session_flashes", session.flashes
+        ):
+            self.write_session(response, session)
+
+    def revoke_current(self) -> Session | None:
+        """Put the request's session, if it has a valid one, on the revocation list."""
+        session, _ = self.sessions.decode(flask.request.cookies.get(self.session_cookie))
+        if session is not None:
+            self.sessions.revoke(session)
         return session
 
-    def end_session(self, response: WerkzeugResponse) -> None:
-        self.sessions.drop(flask.request.cookies.get(self.session_cookie))
+    def end_session(self, response: WerkzeugResponse) -> Session | None:
+        """Revoke the request's session (every replica refuses its cookie from now on) and
+        delete the cookie; the session that ended, if any."""
+        session = self.revoke_current()
         response.delete_cookie(
             self.session_cookie,
             path="/",
@@ -229,6 +277,7 @@ class Guard:
             samesite="Strict",
             secure=self.settings.secure_cookie,
         )
+        return session
 
 
 def _same_origin() -> bool:
@@ -310,7 +359,7 @@ def auth_blueprint(guard: Guard) -> flask.Blueprint:
             return render(401, error="Wrong password or token.")
         response = flask.redirect(safe_next(request.form.get("next")), 303)
         # a new session id on every login (no fixation); the old session, if any, ends
-        guard.sessions.drop(request.cookies.get(guard.session_cookie))
+        guard.revoke_current()
         guard.start_session(response, role, "admin" if role == Role.ADMIN else "viewer")
         response.delete_cookie(guard.login_cookie, path="/login")
         log.info("login", role=str(role), client=guard.client())
@@ -325,7 +374,11 @@ def auth_blueprint(guard: Guard) -> flask.Blueprint:
             if not principal.session.check_csrf(flask.request.form.get(CSRF_FIELD)):
                 return _text(403, "missing or wrong CSRF token")
         response = flask.redirect(flask.url_for("auth.login"), 303)
-        guard.end_session(response)
+        ended = guard.end_session(response)
+        if ended is not None and guard.after_logout is not None:
+            target = guard.after_logout(ended)  # the provider's end-session page, for SSO
+            if target:
+                response.headers["Location"] = target
         return response
 
     return bp

@@ -1,0 +1,299 @@
+"""Single sign-on and cookie sessions: gitsync's web app (Flask's test client) against the real
+OpenID provider of tests/support/oidcprovider.py on loopback (authlib's server components).
+
+The browser's part is played by ``requests``: it posts the provider's login form and follows the
+provider's redirect back to gitsync's callback by hand, so every step can be tampered with."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from test_web_support import FakeController, application, make_app
+
+from gitsync.localenv.processes import free_port
+from gitsync.web.oidc import OidcClient, OidcLoginError, OidcSettings
+from gitsync.web.sessions import LocalRevocations, SessionCookies, read_session_keys
+from tests.support.oidcprovider import CLIENT_ID, CLIENT_SECRET, TAMPERINGS, OidcProvider
+from tests.support.oidcprovider import serve_provider as serve_oidc_provider
+
+EXTERNAL = "http://localhost"
+KEY = b"k" * 40
+OLD_KEY = b"o" * 40
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[OidcProvider]:
+    with serve_oidc_provider(free_port(), [EXTERNAL + "/auth/callback"]) as running:
+        yield running
+
+
+def settings_for(provider: OidcProvider, **limits: float) -> OidcSettings:
+    return OidcSettings.build(
+        issuer=provider.issuer,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        external_url=EXTERNAL,
+        admin_groups=("gitsync-admins",),
+        **limits,
+    )
+
+
+def sso_app(provider: OidcProvider, keys: tuple[bytes, ...] = (KEY,), **kw: object) -> Flask:
+    controller = FakeController([application("web"), application("other", "team-b")])
+    return make_app(controller, session_keys=keys, oidc=settings_for(provider), **kw)  # type: ignore[arg-type]
+
+
+def start_login(client: FlaskClient) -> str:
+    """GET /login/oidc: the provider's authorization URL gitsync redirects to."""
+    response = client.get("/login/oidc?next=/apps/team-a/web")
+    assert response.status_code == 303
+    return response.headers["Location"]
+
+
+def provider_login(authorize_url: str, user: str = "alice") -> str:
+    """Post the provider's login form: the callback URL it redirects the browser to."""
+    form = requests.get(authorize_url, timeout=10)
+    assert "Sign in to the test provider" in form.text
+    answer = requests.post(
+        authorize_url,
+        data={"username": user, "password": f"{user}-password"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert answer.status_code == 302, answer.text
+    return answer.headers["Location"]
+
+
+def callback(client: FlaskClient, url: str) -> tuple[int, str, list[str]]:
+    parts = urlsplit(url)
+    response = client.get(parts.path + "?" + parts.query)
+    return (
+        response.status_code,
+        response.get_data(as_text=True),
+        response.headers.getlist("Set-Cookie"),
+    )
+
+
+def session_cookies(set_cookies: list[str]) -> list[str]:
+    return [
+        c
+        for c in set_cookies
+        if c.startswith("gitsync_session=") and "Expires=Thu, 01 Jan 1970" not in c
+    ]
+
+
+def test_alice_logs_in_with_pkce_state_and_nonce(provider: OidcProvider) -> None:
+    client = sso_app(provider).test_client()
+    authorize = start_login(client)
+    query = parse_qs(urlsplit(authorize).query)
+    assert query["code_challenge_method"] == ["S256"] and len(query["code_challenge"][0]) == 43
+    assert query["state"][0] and query["nonce"][0] and query["client_id"] == [CLIENT_ID]
+    assert query["redirect_uri"] == [EXTERNAL + "/auth/callback"]
+    status, _, cookies = callback(client, provider_login(authorize))
+    assert status == 303, _
+    assert session_cookies(cookies), cookies
+    assert provider.token_requests[-1]["code_verifier"]  # the verifier went to the provider
+    page = client.get("/apps/team-a/web")
+    assert page.status_code == 200 and "alice" in page.get_data(as_text=True)
+    assert client.get("/api/v1/applications").status_code == 200
+    # a viewer: reads, may not act (the interim rule: only --oidc-admin-group members act)
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.get_data(as_text=True))
+    assert csrf
+    sync = client.post(
+        "/api/v1/applications/team-a/web/sync",
+        json={},
+        headers={"X-CSRF-Token": csrf.group(1)},
+    )
+    assert sync.status_code == 403
+
+
+def test_a_member_of_an_admin_group_may_act(provider: OidcProvider) -> None:
+    client = sso_app(provider).test_client()
+    status, _, _ = callback(client, provider_login(start_login(client), "carol"))
+    assert status == 303
+    page = client.get("/").get_data(as_text=True)
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert csrf
+    sync = client.post(
+        "/api/v1/applications/team-a/web/sync", json={}, headers={"X-CSRF-Token": csrf.group(1)}
+    )
+    assert sync.status_code == 202, sync.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("how", TAMPERINGS)
+def test_a_tampered_id_token_is_refused_and_no_session_is_made(
+    provider: OidcProvider, how: str
+) -> None:
+    client = sso_app(provider).test_client()
+    url = provider_login(start_login(client))
+    provider.tamper = how
+    status, body, cookies = callback(client, url)
+    assert status == 401, body
+    assert "Login refused" in body
+    assert not session_cookies(cookies)
+    assert client.get("/").status_code == 303  # still not logged in
+
+
+def test_a_replayed_state_is_refused(provider: OidcProvider) -> None:
+    client = sso_app(provider).test_client()
+    authorize = start_login(client)
+    state_cookie = client.get_cookie("gitsync_oidc", path="/auth/callback")
+    assert state_cookie is not None
+    url = provider_login(authorize)
+    assert callback(client, url)[0] == 303
+    # the same callback URL and state cookie again (captured, or the back button)
+    client.delete_cookie("gitsync_session")
+    client.set_cookie("gitsync_oidc", state_cookie.value, path="/auth/callback")
+    status, body, cookies = callback(client, url)
+    assert status == 400 and "already used" in body
+    assert not session_cookies(cookies)
+
+
+def test_a_state_that_does_not_match_the_cookie_is_refused(provider: OidcProvider) -> None:
+    client = sso_app(provider).test_client()
+    url = provider_login(start_login(client))
+    forged = re.sub(r"state=[^&]+", "state=forged", url)
+    status, body, cookies = callback(client, forged)
+    assert status == 400 and "state does not match" in body
+    assert not session_cookies(cookies)
+    other = sso_app(provider).test_client()  # no state cookie at all (login not started here)
+    status, body, _ = callback(other, url)
+    assert status == 400 and "not started here" in body
+
+
+@pytest.mark.parametrize(
+    ("verifier", "error"), [("", "invalid_request"), ("x" * 64, "invalid_grant")]
+)
+def test_a_missing_or_wrong_pkce_verifier_is_refused_by_the_provider(
+    provider: OidcProvider, verifier: str, error: str
+) -> None:
+    client = sso_app(provider).test_client()
+    authorize = start_login(client)
+    cookie = client.get_cookie("gitsync_oidc", path="/auth/callback")
+    assert cookie is not None
+    sealer = SessionCookies([KEY], idle=3600, max_age=3600)
+    started = sealer.open_value(cookie.value, 600)
+    assert started is not None
+    started["verifier"] = verifier
+    client.set_cookie("gitsync_oidc", sealer.seal_value(started), path="/auth/callback")
+    status, body, cookies = callback(client, provider_login(authorize))
+    assert status == 401, body
+    assert f"the identity provider refused the code: {error}" in body
+    assert not session_cookies(cookies)
+
+
+def test_an_unknown_kid_refreshes_the_jwks_at_most_once_per_interval(
+    provider: OidcProvider,
+) -> None:
+    now = [0.0]
+    client = OidcClient(settings_for(provider, jwks_refresh_seconds=60), clock=lambda: now[0])
+    client.key_set()
+    assert client.jwks_fetches == 1
+    unknown_kid = provider.tampered(_fresh_id_token(provider), "unknown-kid")
+    for step in (61.0, 1.0, 1.0, 61.0):
+        now[0] += step
+        for _ in range(5):
+            with pytest.raises(OidcLoginError, match="key the provider does not list"):
+                client.verify_id_token(unknown_kid, nonce="n")
+    assert client.jwks_fetches == 3  # one refresh per 60 s however many unknown kids arrive
+
+
+def _fresh_id_token(provider: OidcProvider) -> str:
+    from joserfc import jwt
+
+    return jwt.encode(
+        {"alg": "RS256", "kid": "key-1"},
+        {"iss": provider.issuer, "aud": [CLIENT_ID], "sub": "x", "iat": 0, "exp": 1, "nonce": "n"},
+        provider.key,
+    )
+
+
+def test_logout_revokes_the_session_and_ends_the_providers(provider: OidcProvider) -> None:
+    client = sso_app(provider).test_client()
+    callback(client, provider_login(start_login(client)))
+    page = client.get("/").get_data(as_text=True)
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert csrf
+    stolen = client.get_cookie("gitsync_session")
+    assert stolen is not None
+    response = client.post("/logout", data={"csrf_token": csrf.group(1)})
+    assert response.status_code == 303
+    target = urlsplit(response.headers["Location"])
+    assert f"{target.scheme}://{target.netloc}{target.path}" == provider.issuer + "/logout"
+    query = parse_qs(target.query)
+    assert query["id_token_hint"][0].count(".") == 2
+    assert query["post_logout_redirect_uri"] == [EXTERNAL + "/login"]
+    client.set_cookie("gitsync_session", stolen.value)  # a copy kept from before the logout
+    assert client.get("/").status_code == 303
+
+
+def test_the_csp_lets_the_logout_form_end_on_the_provider(provider: OidcProvider) -> None:
+    csp = sso_app(provider).test_client().get("/login").headers["Content-Security-Policy"]
+    assert f"form-action 'self' {provider.issuer}" in csp
+
+
+# -- cookie sessions --------------------------------------------------------------------------
+
+
+def test_a_session_made_by_one_app_works_in_another_with_the_same_key(
+    provider: OidcProvider,
+) -> None:
+    first, second = sso_app(provider).test_client(), sso_app(provider).test_client()
+    callback(first, provider_login(start_login(first)))
+    cookie = first.get_cookie("gitsync_session")
+    assert cookie is not None
+    second.set_cookie("gitsync_session", cookie.value)
+    assert second.get("/").status_code == 200
+    stranger = sso_app(provider, keys=(b"z" * 40,)).test_client()
+    stranger.set_cookie("gitsync_session", cookie.value)
+    assert stranger.get("/").status_code == 303
+
+
+def test_the_previous_key_is_still_accepted_after_rotation() -> None:
+    old = SessionCookies([OLD_KEY], idle=3600, max_age=3600)
+    rotated = SessionCookies([KEY, OLD_KEY], idle=3600, max_age=3600)
+    value = old.encode(old.create("viewer", "alice"))
+    session, _ = rotated.decode(value)
+    assert session is not None and session.name == "alice"
+    staged = SessionCookies([OLD_KEY, KEY], idle=3600, max_age=3600)  # roll-out step 1
+    assert staged.decode(rotated.encode(session))[0] is not None
+    retired = SessionCookies([KEY], idle=3600, max_age=3600)
+    assert retired.decode(value)[0] is None
+
+
+def test_a_changed_cookie_is_not_a_session() -> None:
+    cookies = SessionCookies([KEY], idle=3600, max_age=3600)
+    value = cookies.encode(cookies.create("admin", "admin"))
+    flipped = value[:40] + ("A" if value[40] != "A" else "B") + value[41:]
+    assert cookies.decode(flipped)[0] is None
+
+
+def test_revoking_a_subject_ends_its_earlier_sessions() -> None:
+    now = [1000.0]
+    revocations = LocalRevocations(clock=lambda: now[0])
+    cookies = SessionCookies(
+        [KEY], idle=3600, max_age=3600, revocations=revocations, clock=lambda: now[0]
+    )
+    before = cookies.encode(cookies.create("viewer", "alice", subject="user-alice"))
+    revocations.merge({}, {"user-alice": 1000.0})
+    now[0] += 1
+    after = cookies.encode(cookies.create("viewer", "alice", subject="user-alice"))
+    assert cookies.decode(before)[0] is None
+    assert cookies.decode(after)[0] is not None
+
+
+def test_session_key_file_needs_long_keys(tmp_path: pytest.TempPathFactory) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "key"
+    path.write_text("short\n")
+    with pytest.raises(ValueError, match="shorter than 32"):
+        read_session_keys(path)
+    path.write_text("# current\n" + "a" * 40 + "\n" + "b" * 40 + "\n")
+    assert read_session_keys(path) == [b"a" * 40, b"b" * 40]
