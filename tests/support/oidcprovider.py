@@ -246,6 +246,10 @@ class OidcProvider:
                 scopes_supported=["openid", "profile", "email", "groups"],
             )
 
+        @app.get("/favicon.ico")
+        def favicon() -> Any:
+            return flask.Response(status=204)  # a browser asks; a 404 would be a console error
+
         @app.get("/jwks")
         def jwks() -> Any:
             return flask.jsonify(keys=[provider.key.as_dict(private=False)])
