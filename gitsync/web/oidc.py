@@ -354,7 +354,9 @@ class OidcClient:
 
         def read(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
             body = bytearray()
-            for chunk in response.iter_content(64 * 1024):
+            # read1: whatever has arrived (up to 64 KiB), so the deadline is checked while a
+            # slow provider drips its answer, not only once a large read is filled
+            while chunk := response.raw.read1(64 * 1024, decode_content=True):
                 body += chunk
                 if len(body) > limit:
                     response.close()

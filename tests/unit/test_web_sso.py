@@ -6,7 +6,10 @@ provider's redirect back to gitsync's callback by hand, so every step can be tam
 
 from __future__ import annotations
 
+import http.server
 import re
+import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,7 +20,7 @@ from flask.testing import FlaskClient
 from test_web_support import FakeController, application, make_app
 
 from gitsync.localenv.processes import free_port
-from gitsync.web.oidc import OidcClient, OidcLoginError, OidcSettings
+from gitsync.web.oidc import OidcClient, OidcLoginError, OidcSettings, OidcUnavailable
 from gitsync.web.sessions import LocalRevocations, SessionCookies, read_session_keys
 from tests.support.oidcprovider import CLIENT_ID, CLIENT_SECRET, TAMPERINGS, OidcProvider
 from tests.support.oidcprovider import serve_provider as serve_oidc_provider
@@ -297,3 +300,47 @@ def test_session_key_file_needs_long_keys(tmp_path: pytest.TempPathFactory) -> N
         read_session_keys(path)
     path.write_text("# current\n" + "a" * 40 + "\n" + "b" * 40 + "\n")
     assert read_session_keys(path) == [b"a" * 40, b"b" * 40]
+
+
+# -- limits on what the provider sends ----------------------------------------------------------
+
+
+def test_a_provider_answer_over_the_size_limit_is_refused(provider: OidcProvider) -> None:
+    client = OidcClient(settings_for(provider, max_response_bytes=200))
+    with pytest.raises(OidcUnavailable, match="larger than 200 bytes"):
+        client.metadata()
+
+
+def test_a_provider_that_drips_its_answer_is_cut_off_at_the_deadline() -> None:
+    class Drip(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            try:
+                for _ in range(100):  # one byte every 0.1 s: each read is quick, the whole is not
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = OidcSettings.build(
+            issuer=f"http://127.0.0.1:{server.server_address[1]}",
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            external_url=EXTERNAL,
+            timeout=1.0,
+        )
+        began = time.monotonic()
+        with pytest.raises(OidcUnavailable, match="took too long"):
+            OidcClient(settings).metadata()
+        assert time.monotonic() - began < 3
+    finally:
+        server.shutdown()
