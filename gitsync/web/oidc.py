@@ -386,7 +386,10 @@ def _error_code(code: Any) -> str:
 
 
 def _jose(exc: Exception) -> str:
-    return _error_code(getattr(exc, "error", "") or type(exc).__name__)
+    """The library's error code, and the claim it names (``invalid_claim: nonce``)."""
+    code = _error_code(getattr(exc, "error", "") or type(exc).__name__)
+    claim = getattr(exc, "claim", "")
+    return f"{code}: {_error_code(claim)}" if claim else code
 
 
 def _reason(exc: requests.RequestException) -> str:

@@ -344,3 +344,44 @@ def test_a_provider_that_drips_its_answer_is_cut_off_at_the_deadline() -> None:
         assert time.monotonic() - began < 3
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [({"nonce": "another-login"}, "nonce"), ({"iss": "https://elsewhere.example"}, "iss")],
+)
+def test_an_id_token_for_another_login_or_issuer_is_refused(
+    provider: OidcProvider, change: dict[str, str], reason: str
+) -> None:
+    """A correctly signed token whose ``nonce`` belongs to another login (a token replayed into
+    this one) or whose ``iss`` is another provider's."""
+    from joserfc import jwt
+
+    now = int(time.time())
+    claims = {"iss": provider.issuer, "aud": [CLIENT_ID], "sub": "user-alice", "nonce": "mine"}
+    token = jwt.encode(
+        {"alg": "RS256", "kid": "key-1"},
+        {**claims, "iat": now, "exp": now + 300, **change},
+        provider.key,
+    )
+    client = OidcClient(settings_for(provider))
+    with pytest.raises(OidcLoginError, match=reason):
+        client.verify_id_token(token, nonce="mine")
+    unchanged = jwt.encode(
+        {"alg": "RS256", "kid": "key-1"}, {**claims, "iat": now, "exp": now + 300}, provider.key
+    )
+    assert client.verify_id_token(unchanged, nonce="mine")["sub"] == "user-alice"
+
+
+def test_the_revocation_list_forgets_entries_once_their_sessions_would_have_expired() -> None:
+    now = [1000.0]
+    revocations = LocalRevocations(clock=lambda: now[0])
+    cookies = SessionCookies(
+        [KEY], idle=3600, max_age=3600, revocations=revocations, clock=lambda: now[0]
+    )
+    session = cookies.create("viewer", "alice")
+    cookies.revoke(session)
+    assert revocations.snapshot()[0]
+    now[0] += 3601
+    revocations.merge({}, {})
+    assert revocations.snapshot() == ({}, {})
