@@ -299,35 +299,37 @@ def _text(status: int, message: str) -> flask.Response:
     return flask.Response(message + "\n", status=status, mimetype="text/plain")
 
 
+def login_page(guard: Guard, status: int, *, error: str = "", retry: float = 0.0) -> flask.Response:
+    """The login page (with a fresh login-form CSRF cookie), showing ``error`` if any."""
+    token = secrets.token_urlsafe(32)
+    body = flask.render_template(
+        "login.html",
+        login_csrf=token,
+        error=error,
+        next=safe_next(flask.request.values.get("next")),
+        login_enabled=guard.settings.login_enabled,
+    )
+    response = flask.make_response(body, status)
+    response.set_cookie(
+        guard.login_cookie,
+        token,
+        httponly=True,
+        samesite="Strict",
+        secure=guard.settings.secure_cookie,
+        path="/login",
+    )
+    if retry:
+        response.headers["Retry-After"] = _secs(retry)
+    return response
+
+
 def auth_blueprint(guard: Guard) -> flask.Blueprint:
     """``/login`` (GET form, POST password) and ``/logout`` (POST)."""
     bp = flask.Blueprint("auth", __name__)
 
-    def render(status: int, *, error: str = "", retry: float = 0.0) -> flask.Response:
-        token = secrets.token_urlsafe(32)
-        body = flask.render_template(
-            "login.html",
-            login_csrf=token,
-            error=error,
-            next=safe_next(flask.request.values.get("next")),
-            login_enabled=guard.settings.login_enabled,
-        )
-        response = flask.make_response(body, status)
-        response.set_cookie(
-            guard.login_cookie,
-            token,
-            httponly=True,
-            samesite="Strict",
-            secure=guard.settings.secure_cookie,
-            path="/login",
-        )
-        if retry:
-            response.headers["Retry-After"] = _secs(retry)
-        return response
-
     @bp.get("/login")
     def login() -> flask.Response:
-        return render(200)
+        return login_page(guard, 200)
 
     @bp.post("/login")
     def login_post() -> WerkzeugResponse:
@@ -343,20 +345,24 @@ def auth_blueprint(guard: Guard) -> flask.Blueprint:
             or not secrets.compare_digest(cookie.encode(), field.encode())
             or not _same_origin()
         ):
-            return render(403, error="The login form expired. Please try again.")
+            return login_page(guard, 403, error="The login form expired. Please try again.")
         wait = guard.limiter.acquire(guard.client())
         if wait > 0:
             log.warning("login rate limited", client=guard.client())
-            return render(429, error="Too many login attempts. Try again later.", retry=wait)
+            return login_page(
+                guard, 429, error="Too many login attempts. Try again later.", retry=wait
+            )
         if not guard.limiter.check_slot():
-            return render(429, error="Too many login attempts. Try again later.", retry=1)
+            return login_page(
+                guard, 429, error="Too many login attempts. Try again later.", retry=1
+            )
         try:
             role = guard.authenticator.check_login(request.form.get("password", "")[:1024])
         finally:
             guard.limiter.release_slot()
         if role is None:
             log.warning("login failed", client=guard.client())
-            return render(401, error="Wrong password or token.")
+            return login_page(guard, 401, error="Wrong password or token.")
         response = flask.redirect(safe_next(request.form.get("next")), 303)
         # a new session id on every login (no fixation); the old session, if any, ends
         guard.revoke_current()

@@ -33,7 +33,7 @@ import structlog
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gitsync.web.auth import Role
-from gitsync.web.guard import Guard, safe_next
+from gitsync.web.guard import Guard, login_page, safe_next
 from gitsync.web.oidc import Identity, OidcClient, OidcLoginError, OidcUnavailable
 from gitsync.web.sessions import Session
 
@@ -76,10 +76,7 @@ def sso_blueprint(guard: Guard, client: OidcClient) -> flask.Blueprint:
     used = UsedStates()
 
     def refuse(status: int, message: str) -> flask.Response:
-        body = flask.render_template(
-            "login.html", error=message, next="/", login_enabled=guard.settings.login_enabled
-        )
-        response = flask.make_response(body, status)
+        response = login_page(guard, status, error=message)  # the password form still works
         response.delete_cookie(state_cookie, path="/auth/callback")
         return response
 

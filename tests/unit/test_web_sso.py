@@ -17,7 +17,7 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from test_web_support import FakeController, application, make_app
+from test_web_support import ADMIN_PASSWORD, FakeController, application, make_app
 
 from gitsync.localenv.processes import free_port
 from gitsync.web.oidc import OidcClient, OidcLoginError, OidcSettings, OidcUnavailable
@@ -165,6 +165,11 @@ def test_a_state_that_does_not_match_the_cookie_is_refused(provider: OidcProvide
     status, body, cookies = callback(client, forged)
     assert status == 400 and "state does not match" in body
     assert not session_cookies(cookies)
+    # the refusal page's password form works (it carries a fresh login-form token)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', body)
+    assert token
+    login = client.post("/login", data={"csrf_token": token.group(1), "password": ADMIN_PASSWORD})
+    assert login.status_code == 303
     other = sso_app(provider).test_client()  # no state cookie at all (login not started here)
     status, body, _ = callback(other, url)
     assert status == 400 and "not started here" in body
