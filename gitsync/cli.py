@@ -766,7 +766,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         serve_metrics=metrics_address is None,
         auth=auth,
         oidc=oidc,
-        revocations=_session_revocations(args, kube),
+        revocations=_session_revocations(args, kube, auth.session_max_seconds),
     )
     server = create_server(
         app,
@@ -947,7 +947,9 @@ def _oidc_settings(args: argparse.Namespace) -> OidcSettings | None:
     )
 
 
-def _session_revocations(args: argparse.Namespace, kube: KubeClient) -> Revocations | None:
+def _session_revocations(
+    args: argparse.Namespace, kube: KubeClient, session_max_seconds: float
+) -> Revocations | None:
     """With a shared ``--session-key-file`` the replicas share the revocation list too (a
     ConfigMap in the controller namespace); without one, sessions are this process's alone."""
     if not args.session_key_file:
@@ -955,7 +957,10 @@ def _session_revocations(args: argparse.Namespace, kube: KubeClient) -> Revocati
     from gitsync.web.revocations import ConfigMapRevocations
 
     revocations = ConfigMapRevocations(
-        kube, args.controller_namespace, refresh=args.session_revocation_refresh
+        kube,
+        args.controller_namespace,
+        refresh=args.session_revocation_refresh,
+        max_age=session_max_seconds,
     )
     revocations.start()
     return revocations

@@ -53,9 +53,10 @@ class ConfigMapRevocations(LocalRevocations):
         namespace: str,
         *,
         refresh: float = 5.0,
+        max_age: float = 24 * 3600,
         clock: Callable[[], float] = time.time,
     ):
-        super().__init__(clock)
+        super().__init__(clock, max_age=max_age)
         self.kube = kube
         self.namespace = namespace
         self.refresh = refresh

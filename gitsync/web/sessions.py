@@ -152,8 +152,9 @@ class LocalRevocations:
     (every session of that user that began before the given time - how an operator ends all of
     someone's sessions)."""
 
-    def __init__(self, clock: Callable[[], float] = time.time):
+    def __init__(self, clock: Callable[[], float] = time.time, *, max_age: float = 24 * 3600):
         self.clock = clock
+        self.max_age = max_age  # the longest a session lives: older subject entries end nothing
         self._lock = threading.Lock()
         self._sessions: dict[str, float] = {}
         self._subjects: dict[str, float] = {}
@@ -186,6 +187,11 @@ class LocalRevocations:
         now = self.clock()
         for digest in [d for d, until in self._sessions.items() if until < now]:
             del self._sessions[digest]
+        for subject in [s for s, before in self._subjects.items() if before + self.max_age < now]:
+            del self._subjects[subject]
+        if len(self._subjects) > MAX_REVOKED:
+            keep_subjects = sorted(self._subjects.items(), key=lambda kv: kv[1])[-MAX_REVOKED:]
+            self._subjects = dict(keep_subjects)
         if len(self._sessions) > MAX_REVOKED:  # the newest expiries are kept
             keep = sorted(self._sessions.items(), key=lambda kv: kv[1])[-MAX_REVOKED:]
             self._sessions = dict(keep)
@@ -210,7 +216,7 @@ class SessionCookies:
         self.idle = idle
         self.max_age = max_age
         self.clock = clock
-        self.revocations: Revocations = revocations or LocalRevocations(clock)
+        self.revocations: Revocations = revocations or LocalRevocations(clock, max_age=max_age)
 
     @classmethod
     def with_random_key(cls, **kwargs: Any) -> SessionCookies:

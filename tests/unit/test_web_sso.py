@@ -380,13 +380,14 @@ def test_an_id_token_for_another_login_or_issuer_is_refused(
 
 def test_the_revocation_list_forgets_entries_once_their_sessions_would_have_expired() -> None:
     now = [1000.0]
-    revocations = LocalRevocations(clock=lambda: now[0])
+    revocations = LocalRevocations(clock=lambda: now[0], max_age=24 * 3600)
     cookies = SessionCookies(
-        [KEY], idle=3600, max_age=3600, revocations=revocations, clock=lambda: now[0]
+        [KEY], idle=3600, max_age=24 * 3600, revocations=revocations, clock=lambda: now[0]
     )
     session = cookies.create("viewer", "alice")
     cookies.revoke(session)
-    assert revocations.snapshot()[0]
-    now[0] += 3601
+    revocations.merge({}, {"user-alice": now[0]})
+    assert all(revocations.snapshot())
+    now[0] += 24 * 3600 + 1  # past the session's and the subject entry's use (max_age 24 h)
     revocations.merge({}, {})
     assert revocations.snapshot() == ({}, {})
