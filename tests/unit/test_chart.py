@@ -948,3 +948,44 @@ def test_rbac_policy_and_admin_enabled_become_flags_and_a_configmap() -> None:
         "resourceNames": ["gitsync-api-tokens"],
         "verbs": ["patch"],
     } in roles["gitsync-controller"]["rules"]
+
+
+def test_sso_and_session_key_values_become_serve_flags_and_mounts() -> None:
+    values = {
+        "controller": {"externalURL": "https://gitsync.example.com"},
+        "ui": {
+            "sessionKey": {"existingSecret": "gitsync-session"},
+            "oidc": {
+                "issuer": "https://dex.example.com",
+                "clientID": "gitsync",
+                "clientSecret": {"existingSecret": "gitsync-oidc"},
+                "scopes": ["openid", "email", "groups"],
+                "adminGroups": ["platform"],
+            },
+        },
+    }
+    objects = render(values)
+    args = build_parser().parse_args(container_args(objects))
+    assert args.session_key_file == "/etc/gitsync/ui/session-key"
+    assert args.oidc_issuer == "https://dex.example.com"
+    assert args.oidc_client_id == "gitsync"
+    assert args.oidc_client_secret_file == "/etc/gitsync/ui/oidc-client-secret"
+    assert args.oidc_scopes == "openid email groups"
+    assert args.oidc_groups_claim == "groups"
+    assert args.oidc_admin_group == ["platform"]
+    volumes = {v["name"]: v for v in deployment(objects)["spec"]["template"]["spec"]["volumes"]}
+    assert {
+        "secret": {
+            "name": "gitsync-oidc",
+            "items": [{"key": "client-secret", "path": "oidc-client-secret"}],
+        }
+    } in volumes["ui-credentials"]["projected"]["sources"]
+    rules = [r for role in of_kind(objects, "Role") for r in role["rules"]]
+    assert {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": ["gitsync-session-revocations"],
+        "verbs": ["update"],
+    } in rules
+    with pytest.raises(helm_python.HelmError, match=r"controller\.externalURL"):
+        render({"ui": {"oidc": {"issuer": "https://dex.example.com", "clientID": "g"}}})
