@@ -35,8 +35,10 @@ if TYPE_CHECKING:
     from gitsync.sync.hooks import HookResult
     from gitsync.web.auth import AuthSettings
     from gitsync.web.live import LiveHub
+    from gitsync.web.oidc import OidcSettings
     from gitsync.web.rbac import Authorizer
     from gitsync.web.server import DeadlineServer
+    from gitsync.web.sessions import Revocations
 
     _Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -694,13 +696,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from gitsync.controller.controller import Controller, ControllerConfig
     from gitsync.errors import GitsyncError
     from gitsync.web import AuthConfigError, create_app
+    from gitsync.web.oidc import OidcConfigError
     from gitsync.web.podlogs import LogLimits, LogsRole
     from gitsync.web.rbac import Authorizer, PolicyError, load_policy
     from gitsync.web.server import create_server
+    from gitsync.web.sessions import SessionKeyError
     from gitsync.web.tokens import TokenStore
 
     try:
         auth = _web_auth(args)
+        oidc = _oidc_settings(args)
         log_limits = LogLimits(
             role=LogsRole(args.logs_role),
             max_bytes=args.logs_max_bytes,
@@ -710,7 +715,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         authorizer = Authorizer(load_policy(args.rbac_policy) if args.rbac_policy else None)
         credential_entry = _env_credential_entry(args)
     # OSError: GITSYNC_GIT_*_FILE; ValueError: a --logs-* value out of range
-    except (AuthConfigError, PolicyError, SpecError, OSError, ValueError) as exc:
+    except (
+        AuthConfigError,
+        OidcConfigError,
+        SessionKeyError,
+        PolicyError,
+        SpecError,
+        OSError,
+        ValueError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     if not args.impersonate and args.default_service_account:
@@ -783,6 +796,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         record_event=lambda key, reason, message, warning: controller.store.record_event(
             key, reason, message, warning=warning
         ),
+        oidc=oidc,
+        revocations=_session_revocations(args, kube, auth.session_max_seconds),
     )
     server = create_server(
         app,
@@ -919,6 +934,7 @@ def _web_auth(args: argparse.Namespace) -> AuthSettings:
         read_secret_file,
         read_token_file,
     )
+    from gitsync.web.sessions import read_session_keys
 
     bcrypt_hash = args.admin_password_bcrypt or os.environ.get("GITSYNC_ADMIN_PASSWORD_BCRYPT")
     return AuthSettings.build(
@@ -943,7 +959,66 @@ def _web_auth(args: argparse.Namespace) -> AuthSettings:
             else ()
         ),
         admin_password_disabled=args.disable_admin_password,
+        session_keys=read_session_keys(args.session_key_file) if args.session_key_file else (),
     )
+
+
+def _oidc_settings(args: argparse.Namespace) -> OidcSettings | None:
+    """Single sign-on from the ``--oidc-*`` flags; None without ``--oidc-issuer`` (and then no
+    other ``--oidc-*`` flag may be given: none is accepted and ignored)."""
+    import structlog
+
+    from gitsync.web.auth import read_secret_file
+    from gitsync.web.oidc import OidcConfigError, OidcSettings
+
+    given = {
+        "--oidc-client-id": args.oidc_client_id,
+        "--oidc-client-secret-file": args.oidc_client_secret_file,
+        "--oidc-scopes": args.oidc_scopes,
+        "--oidc-groups-claim": args.oidc_groups_claim,
+        "--oidc-admin-group": args.oidc_admin_group,
+    }
+    if not args.oidc_issuer:
+        extra = [flag for flag, value in given.items() if value]
+        if extra:
+            raise OidcConfigError(f"{', '.join(extra)} given without --oidc-issuer")
+        return None
+    for flag in ("--oidc-client-id", "--oidc-client-secret-file"):
+        if not given[flag]:
+            raise OidcConfigError(f"--oidc-issuer needs {flag}")
+    if not args.session_key_file:
+        structlog.get_logger("gitsync.cli").warning(
+            "--oidc-issuer without --session-key-file: sessions are lost on restart and not "
+            "shared between replicas"
+        )
+    return OidcSettings.build(
+        issuer=args.oidc_issuer,
+        client_id=args.oidc_client_id,
+        client_secret=read_secret_file(args.oidc_client_secret_file, "OIDC client secret"),
+        external_url=args.external_url or "",
+        scopes=args.oidc_scopes or "",
+        groups_claim=args.oidc_groups_claim or "groups",
+        admin_groups=tuple(args.oidc_admin_group),
+    )
+
+
+def _session_revocations(
+    args: argparse.Namespace, kube: KubeClient, session_max_seconds: float
+) -> Revocations | None:
+    """With a shared ``--session-key-file`` the replicas share the revocation list too (a
+    ConfigMap in the controller namespace); without one, sessions are this process's alone."""
+    if not args.session_key_file:
+        return None
+    from gitsync.web.revocations import ConfigMapRevocations
+
+    revocations = ConfigMapRevocations(
+        kube,
+        args.controller_namespace,
+        refresh=args.session_revocation_refresh,
+        max_age=session_max_seconds,
+    )
+    revocations.start()
+    return revocations
 
 
 def _annotate(args: argparse.Namespace, annotations: dict[str, str | None]) -> int:
@@ -1708,6 +1783,45 @@ def _serve_access_args(serve: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="a live update stream ends after this long and the page opens a new one; also how "
         f"long a logged-out session's stream can last (default {UI_STREAM_MAX_SECONDS:g})",
+    )
+    ui.add_argument(
+        "--session-key-file",
+        metavar="FILE",
+        help="secrets (32+ characters, one a line, newest first) that encrypt the session "
+        "cookies; replicas with the same file share sessions and a restart keeps them. "
+        "Without it the key is random per process",
+    )
+    ui.add_argument(
+        "--session-revocation-refresh",
+        type=_positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often each replica reads the shared session revocation list, a ConfigMap "
+        "in --controller-namespace (with --session-key-file; default 5)",
+    )
+    sso = serve.add_argument_group("single sign-on (OpenID Connect; needs --external-url)")
+    sso.add_argument("--oidc-issuer", metavar="URL", help="the provider's issuer URL")
+    sso.add_argument("--oidc-client-id", metavar="ID", help="gitsync's client id at the provider")
+    sso.add_argument(
+        "--oidc-client-secret-file", metavar="FILE", help="the client secret (first line)"
+    )
+    sso.add_argument(
+        "--oidc-scopes",
+        metavar="SCOPES",
+        help="scopes to ask for, space or comma separated (default: openid profile email groups)",
+    )
+    sso.add_argument(
+        "--oidc-groups-claim",
+        metavar="CLAIM",
+        help="the ID token claim that lists the user's groups (default: groups)",
+    )
+    sso.add_argument(
+        "--oidc-admin-group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="members of this group get a global admin grant (an admin without --rbac-policy); "
+        "everyone else signed in gets only what the --rbac-policy grants them. Repeatable",
     )
     metrics = serve.add_argument_group("metrics")
     metrics.add_argument(

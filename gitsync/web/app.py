@@ -37,10 +37,13 @@ from gitsync.web.events import events_blueprint
 from gitsync.web.guard import Guard, RecordEvent, auth_blueprint
 from gitsync.web.history import history_blueprint
 from gitsync.web.live import LiveHub, live_blueprint
+from gitsync.web.oidc import OidcClient, OidcSettings
 from gitsync.web.pages import pages_blueprint
 from gitsync.web.podlogs import LogLimits, logs_blueprint
 from gitsync.web.rbac import Authorizer
 from gitsync.web.rollouts import Rollouts
+from gitsync.web.sessions import Revocations
+from gitsync.web.sso import sso_blueprint
 from gitsync.web.tokenapi import tokens_blueprint
 from gitsync.web.tokens import TokenStore
 from gitsync.web.view import Snapshot, Summaries
@@ -83,7 +86,12 @@ def web_dir(explicit: str | Path | None = None) -> Path:
 
 
 def _add_probes(app: Flask, controller: ControllerView) -> None:
-    """``/healthz`` (the process answers) and ``/readyz`` (the controller is ready)."""
+    """``/healthz`` (the process answers), ``/readyz`` (the controller is ready) and the
+    favicon: the routes that need no session."""
+
+    @app.get("/favicon.ico")
+    def favicon() -> WerkzeugResponse:
+        return flask.redirect(flask.url_for("static", filename="favicon.svg"), 301)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -115,13 +123,17 @@ def create_app(
     authorizer: Authorizer | None = None,
     tokens: TokenStore | None = None,
     record_event: RecordEvent | None = None,
+    oidc: OidcSettings | None = None,
+    revocations: Revocations | None = None,
 ) -> Flask:
     """The app. Without ``auth`` nobody can log in and nothing can be read: the UI and API
     answer 401 / redirect to a login page that explains which ``gitsync serve`` flags to use.
     With ``live`` (fed by the controller's Application events) the pages get live updates by
     server-sent events; without it they poll. ``authorizer`` holds the RBAC policy (none: the
     credentials' global roles), ``tokens`` the scoped API tokens, ``record_event`` writes the
-    audit Events on Applications."""
+    audit Events on Applications. ``oidc`` adds single sign-on (``gitsync.web.sso``);
+    ``revocations`` is the session revocation list shared with other replicas (default: this
+    process's own)."""
     root = web_dir(ui_dir)
     if not (root / "templates").is_dir():
         log.warning("web UI templates not found; set " + WEB_DIR_ENV, path=str(root))
@@ -145,17 +157,15 @@ def create_app(
     )
 
     settings = auth or AuthSettings()
-    if (
-        not settings.login_enabled
-        and not settings.api_tokens_sha256
-        and not settings.anonymous_read
-    ):
-        log.warning(
-            "the status UI and API are closed: no admin password, token or --anonymous-read"
-        )
-    guard = Guard(
-        settings, clock=clock, authorizer=authorizer, tokens=tokens, record_event=record_event
+    guard = _guard(
+        settings,
+        clock=clock,
+        authorizer=authorizer,
+        tokens=tokens,
+        record_event=record_event,
+        revocations=revocations,
     )
+    policy = _single_sign_on(app, guard, oidc)
     snapshot = Snapshot(controller.application_objects, ttl=snapshot_ttl)
     differ = Differ(controller, concurrency=diff_concurrency, clock=clock or time.monotonic)
     rollouts = Rollouts(controller, ttl=snapshot_ttl, clock=clock or time.monotonic)
@@ -182,12 +192,10 @@ def create_app(
     if serve_metrics:
         _add_metrics(app, metrics_exposition, Authenticator(settings))
 
-    @app.get("/favicon.ico")
-    def favicon() -> WerkzeugResponse:
-        return flask.redirect(flask.url_for("static", filename="favicon.svg"), 301)
-
     @app.after_request
     def security_headers(response: Response) -> Response:
+        guard.renew_session(response)
+        response.headers.setdefault("Content-Security-Policy", policy)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if settings.secure_cookie:
@@ -246,3 +254,41 @@ def _add_metrics(
                 headers={"WWW-Authenticate": 'Bearer realm="gitsync-metrics"'},
             )
         return Response(metrics_exposition(), mimetype="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _guard(
+    settings: AuthSettings,
+    *,
+    clock: Callable[[], float] | None,
+    authorizer: Authorizer | None,
+    tokens: TokenStore | None,
+    record_event: RecordEvent | None,
+    revocations: Revocations | None,
+) -> Guard:
+    if (
+        not settings.login_enabled
+        and not settings.api_tokens_sha256
+        and not settings.anonymous_read
+    ):
+        log.warning(
+            "the status UI and API are closed: no admin password, token or --anonymous-read"
+        )
+    return Guard(
+        settings,
+        clock=clock,
+        authorizer=authorizer,
+        tokens=tokens,
+        record_event=record_event,
+        revocations=revocations,
+    )
+
+
+def _single_sign_on(app: Flask, guard: Guard, oidc: OidcSettings | None) -> str:
+    """Registers the SSO routes when ``oidc`` is given; the Content-Security-Policy to send."""
+    if oidc is None:
+        return CONTENT_SECURITY_POLICY
+    app.register_blueprint(sso_blueprint(guard, OidcClient(oidc)))
+    # logout is a form post that ends on the provider's end-session page
+    return CONTENT_SECURITY_POLICY.replace(
+        "form-action 'self'", f"form-action 'self' {oidc.issuer_origin}"
+    )

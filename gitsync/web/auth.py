@@ -14,9 +14,8 @@ Why it is shaped this way:
 * Secrets are kept only as SHA-256 digests (or the bcrypt hash) and compared with
   ``hmac.compare_digest`` against *every* configured value, so neither the length of a guess nor
   which token it resembled shows in the timing.
-* Sessions live in this process (a random 256-bit id in an httpOnly, SameSite=Strict cookie), so
-  logout really ends them and a restart ends them all. Several replicas behind one Service need
-  session affinity for the UI (bearer tokens work anywhere).
+* Sessions are encrypted cookies every replica with the same ``--session-key-file`` can read,
+  ended by logout through a revocation list the replicas share (``gitsync.web.sessions``).
 * Login guesses are rate-limited *before* the password is checked: a token bucket per client
   address and one for the whole process, plus a cap on concurrent checks (bcrypt is slow on
   purpose). A flood of bad logins gets fast 429s, never a password check, and cannot starve the
@@ -38,7 +37,6 @@ import hashlib
 import hmac
 import ipaddress
 import re
-import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -47,8 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitsync.web.rbac import Grant, Role
+from gitsync.web.sessions import Session
 
-__all__ = ["Grant", "Method", "Principal", "Role", "Via"]
+__all__ = ["Grant", "Method", "Principal", "Role", "Session", "Via"]
 
 MIN_TOKEN_LENGTH = 16
 MAX_FORWARDED_HOPS = 32  # X-Forwarded-For entries looked at, from the right
@@ -123,6 +122,7 @@ class AuthSettings:
     trusted_proxies: tuple[Network, ...] = ()
     metrics_tokens_sha256: tuple[bytes, ...] = field(default=(), repr=False)
     admin_password_disabled: bool = False
+    session_keys: tuple[bytes, ...] = field(default=(), repr=False)  # none: random per process
 
     @classmethod
     def build(
@@ -138,6 +138,7 @@ class AuthSettings:
         trusted_proxies: Iterable[Network] = (),
         metrics_tokens: Iterable[str] = (),
         admin_password_disabled: bool = False,
+        session_keys: Iterable[bytes] = (),
     ) -> AuthSettings:
         if admin_password_disabled:
             # like Argo CD's admin.enabled=false: the password may stay configured (to enable it
@@ -171,6 +172,7 @@ class AuthSettings:
             trusted_proxies=tuple(trusted_proxies),
             metrics_tokens_sha256=tuple(_digest(t) for t in metrics),
             admin_password_disabled=admin_password_disabled,
+            session_keys=tuple(session_keys),
         )
 
     @property
@@ -386,98 +388,6 @@ class LoginLimiter:
         self._checks.release()
 
 
-# -- sessions ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Session:
-    """A browser session: ``role`` is the global role its login granted (the admin password, a
-    read-only token), None for a login whose roles come from the RBAC policy alone (OIDC)."""
-
-    id: str = field(repr=False)
-    role: Role | None
-    name: str
-    csrf: str = field(repr=False)
-    created: float
-    seen: float
-    flashes: list[tuple[str, str]] = field(default_factory=list)
-    groups: tuple[str, ...] = ()
-    method: Method = Method.PASSWORD
-
-    def check_csrf(self, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(
-            (token or "").encode("utf-8", "surrogatepass"), self.csrf.encode()
-        )
-
-
-class SessionStore:
-    """Sessions in memory, ended by logout, by ``idle`` seconds without a request, or
-    ``max_age`` seconds after login; at most ``limit`` (the least recently used go first)."""
-
-    def __init__(
-        self,
-        *,
-        idle: float,
-        max_age: float,
-        limit: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.idle = idle
-        self.max_age = max_age
-        self.limit = limit
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
-
-    def create(
-        self,
-        role: Role | None,
-        name: str,
-        *,
-        groups: tuple[str, ...] = (),
-        method: Method = Method.PASSWORD,
-    ) -> Session:
-        now = self.clock()
-        session = Session(
-            id=secrets.token_urlsafe(32),
-            role=role,
-            name=name,
-            csrf=secrets.token_urlsafe(32),
-            created=now,
-            seen=now,
-            groups=groups,
-            method=method,
-        )
-        with self._lock:
-            self._sessions[session.id] = session
-            while len(self._sessions) > self.limit:
-                self._sessions.popitem(last=False)
-        return session
-
-    def get(self, session_id: str | None) -> Session | None:
-        if not session_id:
-            return None
-        with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None:
-                return None
-            now = self.clock()
-            if now - session.seen > self.idle or now - session.created > self.max_age:
-                del self._sessions[session_id]
-                return None
-            session.seen = now
-            self._sessions.move_to_end(session_id)
-            return session
-
-    def drop(self, session_id: str | None) -> None:
-        if session_id:
-            with self._lock:
-                self._sessions.pop(session_id, None)
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-
 @dataclass(frozen=True)
 class Principal:
     """Who is asking: identity (``name``, ``groups``, how it authenticated) and the grants its
@@ -491,6 +401,9 @@ class Principal:
     groups: tuple[str, ...] = ()
     session: Session | None = None
     token: str = ""  # the scoped API token's name (subject ``token:<name>``)
+    # what ``user:`` subjects match when not ``name``: an OIDC login's email (else its ``sub``),
+    # never the display name (``preferred_username`` is not unique at most providers)
+    user: str = ""
 
     @property
     def subjects(self) -> tuple[str, ...]:
@@ -499,7 +412,7 @@ class Principal:
             return ()
         if self.token:  # a token is not a user: ``user:ci-a`` must not grant token ci-a
             return (f"token:{self.token}",)
-        return (f"user:{self.name}", *(f"group:{g}" for g in self.groups))
+        return (f"user:{self.user or self.name}", *(f"group:{g}" for g in self.groups))
 
     @property
     def authenticated(self) -> bool:

@@ -44,13 +44,12 @@ from gitsync.web.auth import (
     Method,
     Principal,
     Role,
-    Session,
-    SessionStore,
     Via,
     client_address,
     global_grant,
 )
 from gitsync.web.rbac import Action, Authorizer
+from gitsync.web.sessions import Revocations, Session, SessionCookies
 from gitsync.web.tokens import TokenStore
 
 log = structlog.get_logger(__name__)
@@ -101,6 +100,7 @@ class Guard:
         authorizer: Authorizer | None = None,
         tokens: TokenStore | None = None,
         record_event: RecordEvent | None = None,
+        revocations: Revocations | None = None,
     ):
         self.settings = settings
         self.authenticator = Authenticator(settings)
@@ -109,13 +109,22 @@ class Guard:
         self.record_event = record_event
         self.event_budget = EventBudget(clock=clock) if clock else EventBudget()
         extra: dict[str, Any] = {"clock": clock} if clock else {}
-        self.sessions = SessionStore(
-            idle=settings.session_idle_seconds, max_age=settings.session_max_seconds, **extra
+        lifetimes: dict[str, Any] = {
+            "idle": settings.session_idle_seconds,
+            "max_age": settings.session_max_seconds,
+            "revocations": revocations,
+            **extra,
+        }
+        self.sessions = (
+            SessionCookies(settings.session_keys, **lifetimes)
+            if settings.session_keys
+            else SessionCookies.with_random_key(**lifetimes)
         )
         self.limiter = LoginLimiter(settings.login_limits, **extra)
         prefix = "__Host-" if settings.secure_cookie else ""
         self.session_cookie = prefix + "gitsync_session"
         self.login_cookie = ("__Secure-" if settings.secure_cookie else "") + "gitsync_login"
+        self.after_logout: Callable[[Session], str | None] | None = None  # set by gitsync.web.sso
 
     # -- who ---------------------------------------------------------------------------------
 
@@ -152,15 +161,19 @@ class Guard:
                     )
                 flask.abort(json_error(401, "invalid token", **CHALLENGE))
             return found
-        session = self.sessions.get(flask.request.cookies.get(self.session_cookie))
+        session, renew = self.sessions.decode(flask.request.cookies.get(self.session_cookie))
         if session is not None:
+            flask.g.gitsync_session_renew = renew
+            flask.g.gitsync_session_flashes = list(session.flashes)
+            oidc = session.via == "oidc"
             return Principal(
                 session.name,
                 Via.SESSION,
-                session.method,
+                Method.OIDC if oidc else Method.PASSWORD,
                 global_grant(session.role),
                 session.groups,
                 session,
+                user=(session.email or session.subject) if oidc else "",
             )
         return ANONYMOUS if self.settings.anonymous_read else NOBODY
 
@@ -373,20 +386,52 @@ class Guard:
 
     # -- cookies -----------------------------------------------------------------------------
 
-    def start_session(self, response: WerkzeugResponse, role: Role, name: str) -> Session:
-        session = self.sessions.create(role, name)
+    def start_session(
+        self, response: WerkzeugResponse, role: Role | None, name: str, **identity: Any
+    ) -> Session:
+        """A new session (a new id on every login: no fixation); ``identity`` is what
+        ``SessionCookies.create`` takes besides the role and name (subject, groups, ...)."""
+        session = self.sessions.create(role, name, **identity)
+        self.write_session(response, session)
+        return session
+
+    def write_session(self, response: WerkzeugResponse, session: Session) -> None:
         response.set_cookie(
             self.session_cookie,
-            session.id,
+            self.sessions.encode(session),
             httponly=True,
             samesite="Strict",
             secure=self.settings.secure_cookie,
             path="/",
         )
+
+    def renew_session(self, response: WerkzeugResponse) -> None:
+        """Re-issue the request's session cookie when its flash messages changed or its "last
+        seen" stamp is old (``SessionCookies.decode``), unless the response set it already."""
+        principal = flask.g.get("gitsync_principal")
+        if not isinstance(principal, Principal) or principal.session is None:
+            return
+        if any(
+            c.startswith(self.session_cookie + "=") for c in response.headers.getlist("Set-Cookie")
+        ):
+            return
+        session = principal.session
+        if flask.g.get("gitsync_session_renew") or session.flashes != flask.g.get(
+            "gitsync_session_flashes", session.flashes
+        ):
+            self.write_session(response, session)
+
+    def revoke_current(self) -> Session | None:
+        """Put the request's session, if it has a valid one, on the revocation list."""
+        session, _ = self.sessions.decode(flask.request.cookies.get(self.session_cookie))
+        if session is not None:
+            self.sessions.revoke(session)
         return session
 
-    def end_session(self, response: WerkzeugResponse) -> None:
-        self.sessions.drop(flask.request.cookies.get(self.session_cookie))
+    def end_session(self, response: WerkzeugResponse) -> Session | None:
+        """Revoke the request's session (every replica refuses its cookie from now on) and
+        delete the cookie; the session that ended, if any."""
+        session = self.revoke_current()
         response.delete_cookie(
             self.session_cookie,
             path="/",
@@ -394,6 +439,7 @@ class Guard:
             samesite="Strict",
             secure=self.settings.secure_cookie,
         )
+        return session
 
 
 def _namespace_of(obj: dict[str, Any]) -> str:
@@ -420,35 +466,37 @@ def _text(status: int, message: str) -> flask.Response:
     return flask.Response(message + "\n", status=status, mimetype="text/plain")
 
 
+def login_page(guard: Guard, status: int, *, error: str = "", retry: float = 0.0) -> flask.Response:
+    """The login page (with a fresh login-form CSRF cookie), showing ``error`` if any."""
+    token = secrets.token_urlsafe(32)
+    body = flask.render_template(
+        "login.html",
+        login_csrf=token,
+        error=error,
+        next=safe_next(flask.request.values.get("next")),
+        login_enabled=guard.settings.login_enabled,
+    )
+    response = flask.make_response(body, status)
+    response.set_cookie(
+        guard.login_cookie,
+        token,
+        httponly=True,
+        samesite="Strict",
+        secure=guard.settings.secure_cookie,
+        path="/login",
+    )
+    if retry:
+        response.headers["Retry-After"] = _secs(retry)
+    return response
+
+
 def auth_blueprint(guard: Guard) -> flask.Blueprint:
     """``/login`` (GET form, POST password) and ``/logout`` (POST)."""
     bp = flask.Blueprint("auth", __name__)
 
-    def render(status: int, *, error: str = "", retry: float = 0.0) -> flask.Response:
-        token = secrets.token_urlsafe(32)
-        body = flask.render_template(
-            "login.html",
-            login_csrf=token,
-            error=error,
-            next=safe_next(flask.request.values.get("next")),
-            login_enabled=guard.settings.login_enabled,
-        )
-        response = flask.make_response(body, status)
-        response.set_cookie(
-            guard.login_cookie,
-            token,
-            httponly=True,
-            samesite="Strict",
-            secure=guard.settings.secure_cookie,
-            path="/login",
-        )
-        if retry:
-            response.headers["Retry-After"] = _secs(retry)
-        return response
-
     @bp.get("/login")
     def login() -> flask.Response:
-        return render(200)
+        return login_page(guard, 200)
 
     @bp.post("/login")
     def login_post() -> WerkzeugResponse:
@@ -464,23 +512,27 @@ def auth_blueprint(guard: Guard) -> flask.Blueprint:
             or not secrets.compare_digest(cookie.encode(), field.encode())
             or not _same_origin()
         ):
-            return render(403, error="The login form expired. Please try again.")
+            return login_page(guard, 403, error="The login form expired. Please try again.")
         wait = guard.limiter.acquire(guard.client())
         if wait > 0:
             log.warning("login rate limited", client=guard.client())
-            return render(429, error="Too many login attempts. Try again later.", retry=wait)
+            return login_page(
+                guard, 429, error="Too many login attempts. Try again later.", retry=wait
+            )
         if not guard.limiter.check_slot():
-            return render(429, error="Too many login attempts. Try again later.", retry=1)
+            return login_page(
+                guard, 429, error="Too many login attempts. Try again later.", retry=1
+            )
         try:
             role = guard.authenticator.check_login(request.form.get("password", "")[:1024])
         finally:
             guard.limiter.release_slot()
         if role is None:
             log.warning("login failed", client=guard.client())
-            return render(401, error="Wrong password or token.")
+            return login_page(guard, 401, error="Wrong password or token.")
         response = flask.redirect(safe_next(request.form.get("next")), 303)
         # a new session id on every login (no fixation); the old session, if any, ends
-        guard.sessions.drop(request.cookies.get(guard.session_cookie))
+        guard.revoke_current()
         guard.start_session(response, role, "admin" if role == Role.ADMIN else "viewer")
         response.delete_cookie(guard.login_cookie, path="/login")
         log.info("login", role=str(role), client=guard.client())
@@ -495,7 +547,11 @@ def auth_blueprint(guard: Guard) -> flask.Blueprint:
             if not principal.session.check_csrf(flask.request.form.get(CSRF_FIELD)):
                 return _text(403, "missing or wrong CSRF token")
         response = flask.redirect(flask.url_for("auth.login"), 303)
-        guard.end_session(response)
+        ended = guard.end_session(response)
+        if ended is not None and guard.after_logout is not None:
+            target = guard.after_logout(ended)  # the provider's end-session page, for SSO
+            if target:
+                response.headers["Location"] = target
         return response
 
     return bp

@@ -162,6 +162,7 @@ def _add_context(bp: flask.Blueprint, guard: Guard) -> None:
             "flashes": flashes,
             "login_enabled": guard.settings.login_enabled,
             "may_act": guard.authorizer.may_act_somewhere(principal),
+            "no_grant": principal.authenticated and not guard.authorizer.has_any_grant(principal),
         }
 
 

@@ -173,6 +173,11 @@ class Authorizer:
     def visible(self, principal: Identity, app_key: tuple[str, str]) -> bool:
         return self.allows(principal, Action.GET, app_key[0])
 
+    def has_any_grant(self, principal: Identity) -> bool:
+        """Whether ``principal`` holds any role anywhere (a signed-in user without one is told
+        so instead of being shown empty lists without a word)."""
+        return bool(principal.grants or self.policy.grants_for(principal.subjects))
+
     def may_act_somewhere(self, principal: Identity) -> bool:
         """Whether any grant or binding lets ``principal`` do more than read (a coarse first
         check before the per-project one)."""

@@ -63,10 +63,12 @@ class Stream:
 class EventStreams:
     """Streams from one ``gitsync serve``, read by one background thread until ``close``."""
 
-    def __init__(self, base_url: str, token: str):
+    def __init__(self, base_url: str, token: str = "", *, cookie: str = ""):
+        """Authenticated by a bearer ``token``, or by a ``cookie`` header value (a browser's
+        session, ``name=value``)."""
         parts = urlsplit(base_url)
         self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self._token = token
+        self._credential = f"Cookie: {cookie}" if cookie else f"Authorization: Bearer {token}"
         self._selector = selectors.DefaultSelector()
         self._changed = threading.Condition()
         self._streams: list[Stream] = []  # the ones the reader reads
@@ -86,7 +88,7 @@ class EventStreams:
         sock.connect(self._address)
         sock.sendall(
             f"GET {path} HTTP/1.0\r\nHost: {self._address[0]}\r\n"
-            f"Authorization: Bearer {self._token}\r\nAccept: text/event-stream\r\n\r\n".encode()
+            f"{self._credential}\r\nAccept: text/event-stream\r\n\r\n".encode()
         )
         stream = Stream(sock)
         if read:

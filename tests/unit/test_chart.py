@@ -966,3 +966,44 @@ def test_events_per_app_is_passed_on_and_events_may_be_watched(namespaced: bool)
     roles = of_kind(objects, "Role" if namespaced else "ClusterRole")
     assert any(READ_EVENTS in r["rules"] for r in roles)
     assert "--events-per-app=200" in container_args(render())
+
+
+def test_sso_and_session_key_values_become_serve_flags_and_mounts() -> None:
+    values = {
+        "controller": {"externalURL": "https://gitsync.example.com"},
+        "ui": {
+            "sessionKey": {"existingSecret": "gitsync-session"},
+            "oidc": {
+                "issuer": "https://dex.example.com",
+                "clientID": "gitsync",
+                "clientSecret": {"existingSecret": "gitsync-oidc"},
+                "scopes": ["openid", "email", "groups"],
+                "adminGroups": ["platform"],
+            },
+        },
+    }
+    objects = render(values)
+    args = build_parser().parse_args(container_args(objects))
+    assert args.session_key_file == "/etc/gitsync/ui/session-key"
+    assert args.oidc_issuer == "https://dex.example.com"
+    assert args.oidc_client_id == "gitsync"
+    assert args.oidc_client_secret_file == "/etc/gitsync/ui/oidc-client-secret"
+    assert args.oidc_scopes == "openid email groups"
+    assert args.oidc_groups_claim == "groups"
+    assert args.oidc_admin_group == ["platform"]
+    volumes = {v["name"]: v for v in deployment(objects)["spec"]["template"]["spec"]["volumes"]}
+    assert {
+        "secret": {
+            "name": "gitsync-oidc",
+            "items": [{"key": "client-secret", "path": "oidc-client-secret"}],
+        }
+    } in volumes["ui-credentials"]["projected"]["sources"]
+    rules = [r for role in of_kind(objects, "Role") for r in role["rules"]]
+    assert {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": ["gitsync-session-revocations"],
+        "verbs": ["update"],
+    } in rules
+    with pytest.raises(helm_python.HelmError, match=r"controller\.externalURL"):
+        render({"ui": {"oidc": {"issuer": "https://dex.example.com", "clientID": "g"}}})

@@ -92,6 +92,11 @@ VIOLATIONS = {
         "from gitsync.controller.controller import Controller",
         "web-controller-interface",
     ),
+    # ID tokens are checked in one place (web.oidc), and cookies sealed in one (web.sessions).
+    "joserfc-in-web-guard": PlantedImport("gitsync/web/guard.py", "import joserfc", "oidc"),
+    "cryptography-in-web-sso": PlantedImport(
+        "gitsync/web/sso.py", "import cryptography", "cryptography"
+    ),
 }
 
 

@@ -43,6 +43,8 @@ OPEN_ENDPOINTS = {
     "auth.login",
     "auth.login_post",
     "auth.logout",
+    "sso.start",  # single sign-on's start and callback (GITSYNC_TEST_WEB_SSO=1)
+    "sso.callback",
 }
 ARGS = {"namespace": "team-a", "name": "web", "action": "sync"}
 

@@ -87,3 +87,54 @@ def test_serve_refuses_bad_credentials_before_starting(
     code = _cmd_serve(serve_args(flag.format(d=tmp_path), "--kubeconfig=/nonexistent/kubeconfig"))
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--oidc-client-id=gitsync"], "--oidc-client-id given without --oidc-issuer"),
+        (["--oidc-admin-group=ops"], "--oidc-admin-group given without --oidc-issuer"),
+        (["--oidc-issuer=https://idp.example"], "--oidc-issuer needs --oidc-client-id"),
+        (
+            ["--oidc-issuer=https://idp.example", "--oidc-client-id=g"],
+            "--oidc-issuer needs --oidc-client-secret-file",
+        ),
+        (
+            [
+                "--oidc-issuer=http://idp.example",
+                "--oidc-client-id=g",
+                "--oidc-client-secret-file={d}/s",
+            ],
+            "plain http:// is allowed for a loopback address only",
+        ),
+        (
+            [
+                "--oidc-issuer=https://idp.example",
+                "--oidc-client-id=g",
+                "--oidc-client-secret-file={d}/s",
+            ],
+            "--oidc-issuer needs --external-url",
+        ),
+        (
+            [
+                "--oidc-issuer=https://idp.example",
+                "--oidc-client-id=g",
+                "--oidc-client-secret-file={d}/s",
+                "--external-url=https://gitsync.example",
+                "--oidc-scopes=email groups",
+            ],
+            "--oidc-scopes must include openid",
+        ),
+        (["--session-key-file={d}/short"], "shorter than 32 characters"),
+    ],
+)
+def test_serve_refuses_bad_sso_flags_naming_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    (tmp_path / "s").write_text("client-secret\n")
+    (tmp_path / "short").write_text("too-short\n")
+    args = serve_args(*(a.format(d=tmp_path) for a in argv), "--kubeconfig=/nonexistent/kubeconfig")
+    assert _cmd_serve(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "client-secret" not in err.replace("client-secret-file", "")

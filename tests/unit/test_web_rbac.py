@@ -463,10 +463,10 @@ def test_a_session_with_groups_gets_the_policy_roles(
     guard_sessions = app.extensions.get("gitsync_guard")
     assert guard_sessions is not None
     session = guard_sessions.sessions.create(
-        None, "alice@example.com", groups=("team-a",), method=Method.OIDC
+        None, "alice@example.com", groups=("team-a",), via="oidc"
     )
     client = app.test_client()
-    client.set_cookie("gitsync_session", session.id)
+    client.set_cookie("gitsync_session", guard_sessions.sessions.encode(session))
     doc = client.get("/api/v1/applications").get_json()
     assert doc["total"] == 3
     headers = {"X-CSRF-Token": session.csrf}
@@ -519,11 +519,10 @@ def test_every_route_about_an_application_asks_the_authorizer(
     team-b with the one 403, by session (pages, forms, API) and by token (API) - a route added
     without ``guard.allow`` fails here."""
     app = rbac_app(controller, tokens, events)
-    session = app.extensions["gitsync_guard"].sessions.create(
-        None, "alice@example.com", groups=("team-a",), method=Method.OIDC
-    )
+    cookies = app.extensions["gitsync_guard"].sessions
+    session = cookies.create(None, "alice@example.com", groups=("team-a",), via="oidc")
     by_session = app.test_client()
-    by_session.set_cookie("gitsync_session", session.id)
+    by_session.set_cookie("gitsync_session", cookies.encode(session))
     by_token = app.test_client()
     token = mint(by_token, "ci-a", "admin", "team-a")
     checked = []

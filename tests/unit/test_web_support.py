@@ -5,6 +5,7 @@ an app factory and a login helper. No tests live here."""
 from __future__ import annotations
 
 import copy
+import os
 import re
 import secrets
 from collections.abc import Callable, Sequence
@@ -30,7 +31,10 @@ from gitsync.application_status import (
 from gitsync.controller.clusters import ClusterError
 from gitsync.diff import ResourceDiff
 from gitsync.web import AuthSettings, LoginLimits, create_app
+from gitsync.web.oidc import OidcSettings
 from gitsync.web.podlogs import LogLimits
+from gitsync.web.rbac import Authorizer
+from gitsync.web.sessions import Revocations
 from gitsync.webhook import PushEvent
 
 AppKey = tuple[str, str]
@@ -235,7 +239,20 @@ def make_app(
     admin_password: str | None = ADMIN_PASSWORD,
     admin_password_bcrypt: str | None = None,
     logs: LogLimits | None = None,
+    session_keys: tuple[bytes, ...] = (),
+    oidc: OidcSettings | None = None,
+    revocations: Revocations | None = None,
+    authorizer: Authorizer | None = None,
 ) -> Flask:
+    """The app for the tests. ``GITSYNC_TEST_WEB_SSO=1`` turns single sign-on on in every app
+    that does not configure its own (the hardening tests then run with SSO enabled)."""
+    if oidc is None and os.environ.get("GITSYNC_TEST_WEB_SSO") == "1":
+        oidc = OidcSettings.build(
+            issuer="http://127.0.0.1:9",
+            client_id="gitsync",
+            client_secret="unused-secret",
+            external_url="http://localhost",
+        )
     settings = AuthSettings.build(
         admin_password=admin_password,
         admin_password_bcrypt=admin_password_bcrypt,
@@ -244,6 +261,7 @@ def make_app(
         anonymous_read=anonymous_read,
         secure_cookie=secure_cookie,
         login_limits=limits,
+        session_keys=session_keys,
     )
     app = create_app(
         controller,
@@ -253,6 +271,9 @@ def make_app(
         snapshot_ttl=0,
         clock=clock,
         logs=logs,
+        oidc=oidc,
+        revocations=revocations,
+        authorizer=authorizer,
     )
     app.testing = True
     return app

@@ -65,7 +65,7 @@ app.kubernetes.io/component: controller
 
 {{/* The projected-volume sources for the UI's credential files (empty when none is configured). */}}
 {{- define "gitsync.uiSecrets" -}}
-{{- $files := list (list .Values.ui.adminPassword "admin-password") (list .Values.ui.apiTokens "api-tokens") (list .Values.ui.readOnlyTokens "read-only-tokens") (list .Values.metrics.tokens "metrics-tokens") }}
+{{- $files := list (list .Values.ui.adminPassword "admin-password") (list .Values.ui.apiTokens "api-tokens") (list .Values.ui.readOnlyTokens "read-only-tokens") (list .Values.metrics.tokens "metrics-tokens") (list .Values.ui.sessionKey "session-key") (list .Values.ui.oidc.clientSecret "oidc-client-secret") }}
 {{- range $files }}
 {{- $ref := index . 0 }}
 {{- if $ref.existingSecret }}
