@@ -10,7 +10,9 @@ a field only live has is not a difference.
 
 The outcome is data (``ResourceDiff``), never an exception: an object too deep or too large to
 walk gets status ``Unknown`` and an ``error`` message. Secret values are masked in everything the
-result carries (patch, unified diff, repr); the status itself is computed from the real values.
+result carries (patch, unified diff, repr), in the context of the Application whose diff it is
+(``mask_scope``: masks never compare across apps, see ``masking``); the status itself is computed
+from the real values.
 Work is proportional to need: equal objects cost one walk, and only objects that differ are
 copied, masked and dumped to YAML.
 """
@@ -65,6 +67,7 @@ def diff_resource(
     desired: dict[str, Any] | None,
     live: dict[str, Any] | None,
     *,
+    mask_scope: str,
     ignore: Sequence[IgnoreRule] = (),
     desired_is_dry_run: bool = True,
     sides: tuple[str, str] = ("live", "desired"),
@@ -75,7 +78,8 @@ def diff_resource(
     ``live`` None means it does not exist (Missing). Both None is trivially Synced.
     ``managers`` ignore rules read ownership from the live object's ``managedFields`` and apply
     it to both sides. ``sides`` names the two in the unified diff's file headers (the history
-    diff compares two revisions' renders: ``from`` as live, ``to`` as desired).
+    diff compares two revisions' renders: ``from`` as live, ``to`` as desired). ``mask_scope``
+    is the Application's ``namespace/name``, the context of its Secret masks.
     """
     rules = [rule for rule in ignore if rule.matches(key)]
     managed_fields = _managed_fields(live)
@@ -88,10 +92,10 @@ def diff_resource(
             if live_n is None:
                 return ResourceDiff(key, SyncStatus.SYNCED)
             check_bounds(live_n)
-            return extraneous(key, live_n, sides)
+            return extraneous(key, _shown(render(live_n), mask_scope), sides)
         if live_n is None:
             check_bounds(desired_n)
-            return _missing(key, desired_n, sides)
+            return _missing(key, _shown(render(desired_n), mask_scope), sides)
         live_n = _without_undeclared_owners(desired_n, live_n)
         changes = changes_between(desired_n, live_n, subset=not desired_is_dry_run)
     except ObjectTooComplex as exc:
@@ -100,8 +104,8 @@ def diff_resource(
         return ResourceDiff(key, SyncStatus.SYNCED)
 
     subset = not desired_is_dry_run
-    desired_shown = _shown(render(desired_n))
-    live_shown = _shown(render(live_n, desired_n, subset=subset))
+    desired_shown = _shown(render(desired_n), mask_scope)
+    live_shown = _shown(render(live_n, desired_n, subset=subset), mask_scope)
     patch: list[dict[str, Any]] = []
     for op, tokens in changes:
         operation: dict[str, Any] = {"op": op, "path": format_pointer(tokens)}
@@ -117,10 +121,8 @@ def diff_resource(
     )
 
 
-def _missing(
-    key: ResourceKey, desired: dict[str, Any], sides: tuple[str, str] = ("live", "desired")
-) -> ResourceDiff:
-    shown = _shown(render(desired))
+def _missing(key: ResourceKey, shown: Any, sides: tuple[str, str]) -> ResourceDiff:
+    """The diff of a resource not live; ``shown`` is desired, rendered and masked."""
     return ResourceDiff(
         key,
         SyncStatus.MISSING,
@@ -131,10 +133,10 @@ def _missing(
 
 
 def extraneous(
-    key: ResourceKey, live: dict[str, Any] | None, sides: tuple[str, str] = ("live", "desired")
+    key: ResourceKey, shown: Any | None, sides: tuple[str, str] = ("live", "desired")
 ) -> ResourceDiff:
-    """The diff of a resource no longer desired; ``live`` None when it was not looked up."""
-    shown = None if live is None else _shown(render(live))
+    """The diff of a resource no longer desired; ``shown`` is live, rendered and masked (None
+    when it was not looked up)."""
     return ResourceDiff(
         key,
         SyncStatus.EXTRANEOUS,
@@ -161,10 +163,10 @@ def _without_undeclared_owners(desired: dict[str, Any], live: dict[str, Any]) ->
     return {**live, "metadata": {k: v for k, v in l_meta.items() if k != "ownerReferences"}}
 
 
-def _shown(obj: Any) -> Any:
-    """Mask a rendered object if it is a Secret."""
+def _shown(obj: Any, mask_scope: str) -> Any:
+    """Mask a rendered object if it is a Secret, for the diffs of the app ``mask_scope``."""
     if isinstance(obj, dict) and is_secret(obj):
-        return mask_secret(obj)
+        return mask_secret(obj, scope=mask_scope)
     return obj
 
 

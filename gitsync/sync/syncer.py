@@ -848,7 +848,11 @@ class Syncer:
                 item.error = str(exc)
 
     def _compare_local(
-        self, item: Item, ignore: Sequence[IgnoreRule], memo: dict[ResourceKey, _Memo]
+        self,
+        item: Item,
+        ignore: Sequence[IgnoreRule],
+        memo: dict[ResourceKey, _Memo],
+        mask_scope: str,
     ) -> str | None:
         """Settle ``item.diff`` without a request when possible (an error, an absent object, a
         memo hit) and return None; else the fingerprint the dry run will need."""
@@ -856,7 +860,9 @@ class Syncer:
             item.diff = ResourceDiff(item.key, SyncStatus.UNKNOWN, error=item.error)
             return None
         if item.live is None:
-            item.diff = diff_resource(item.key, item.obj, None, ignore=ignore)
+            item.diff = diff_resource(
+                item.key, item.obj, None, ignore=ignore, mask_scope=mask_scope
+            )
             return None
         fingerprint = _fingerprint(item.obj, ignore)
         live_version = str(item.live.get("metadata", {}).get("resourceVersion", ""))
@@ -873,6 +879,8 @@ class Syncer:
         ignore: Sequence[IgnoreRule],
         memo: dict[ResourceKey, _Memo],
         fingerprint: str,
+        *,
+        mask_scope: str,
     ) -> None:
         assert item.live is not None  # _compare_local settled absent objects
         live_version = str(item.live.get("metadata", {}).get("resourceVersion", ""))
@@ -880,7 +888,9 @@ class Syncer:
             dry = with_retries(
                 lambda: kube.apply(item.obj, field_manager=FIELD_MANAGER, dry_run=True)
             )
-            item.diff = diff_resource(item.key, dry, item.live, ignore=ignore)
+            item.diff = diff_resource(
+                item.key, dry, item.live, ignore=ignore, mask_scope=mask_scope
+            )
             if live_version:
                 memo[item.key] = _Memo(fingerprint, live_version, item.diff)
         except ApiError as exc:
@@ -891,7 +901,12 @@ class Syncer:
                 # The apply itself would fail (e.g. an immutable field); show the difference by
                 # comparing only the fields Git declares, and report why.
                 item.diff = diff_resource(
-                    item.key, item.obj, item.live, ignore=ignore, desired_is_dry_run=False
+                    item.key,
+                    item.obj,
+                    item.live,
+                    ignore=ignore,
+                    desired_is_dry_run=False,
+                    mask_scope=mask_scope,
                 )
                 item.error = f"dry-run apply failed: {exc}"
 
@@ -935,16 +950,26 @@ class Syncer:
                 memo[item.key] = previous[item.key]
         # only the dry runs go to the worker threads; memo hits (a no-change refresh: all of
         # them) are settled here, without a thread pool per compare
-        remote = [(i, fp) for i in items if (fp := self._compare_local(i, ignore, memo))]
+        # Secret masks are in the app's context: never comparable with another app's diff
+        scope = app.qualified_name
+        remote = [(i, fp) for i in items if (fp := self._compare_local(i, ignore, memo, scope))]
         self._parallel(
-            lambda pair: self._compare_dry_run(kube, pair[0], ignore, memo, pair[1]), remote
+            lambda pair: self._compare_dry_run(
+                kube, pair[0], ignore, memo, pair[1], mask_scope=scope
+            ),
+            remote,
         )
         for item in items:
             if self.takeover is not None and item.key in pending:
                 # A template change the rollout has not started yet: what Git says differs
                 # from what runs, although what the sync will apply (the held object) does not.
                 item.diff = diff_resource(
-                    item.key, rendered[item.key], item.live, ignore=ignore, desired_is_dry_run=False
+                    item.key,
+                    rendered[item.key],
+                    item.live,
+                    ignore=ignore,
+                    desired_is_dry_run=False,
+                    mask_scope=scope,
                 )
         for item in items:
             show_adoption(item)

@@ -110,7 +110,10 @@ def diff_document(
     budget = MAX_DIFF_DOCUMENT_CHARS
     truncated = False
     for rkey in sorted(before.keys() | after.keys(), key=str):
-        d = diff_resource(rkey, after.get(rkey), before.get(rkey), sides=sides)
+        # masked in the app's context, like its live diff: comparable with no other app's
+        d = diff_resource(
+            rkey, after.get(rkey), before.get(rkey), sides=sides, mask_scope=f"{key[0]}/{key[1]}"
+        )
         if d.status == SyncStatus.SYNCED:
             unchanged += 1
             continue

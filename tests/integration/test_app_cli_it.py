@@ -56,9 +56,9 @@ def app_cli(ctl: Any, *args: str, token: str = VIEWER, timeout: float = 180) -> 
     return run
 
 
-def api_get(ctl: Any, path: str) -> Any:
+def api_get(ctl: Any, path: str, token: str = VIEWER) -> Any:
     request = urllib.request.Request(
-        ctl.url + "/api/v1" + path, headers={"Authorization": f"Bearer {VIEWER}"}
+        ctl.url + "/api/v1" + path, headers={"Authorization": f"Bearer {token}"}
     )
     with urllib.request.urlopen(request, timeout=30) as resp:
         return json.loads(resp.read())

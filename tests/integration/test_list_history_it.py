@@ -32,6 +32,7 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 VIEWER = "viewer-" + secrets.token_hex(12)
+ADMIN = "admin-" + secrets.token_hex(12)  # the diff of an app with Secrets needs diff-secrets
 PASSWORD_1 = "first-" + secrets.token_hex(8)
 PASSWORD_2 = "second-" + secrets.token_hex(8)
 
@@ -74,9 +75,9 @@ def labelled(app: dict[str, Any], **labels: str) -> dict[str, Any]:
     return app
 
 
-def api(ctl: Any, path: str) -> tuple[int, Any]:
+def api(ctl: Any, path: str, token: str = VIEWER) -> tuple[int, Any]:
     request = urllib.request.Request(
-        ctl.url + "/api/v1" + path, headers={"Authorization": f"Bearer {VIEWER}"}
+        ctl.url + "/api/v1" + path, headers={"Authorization": f"Bearer {token}"}
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as resp:
@@ -97,7 +98,11 @@ def test_history_diff_between_two_deploys_and_the_list_filters(
     kube.create(labelled(application("web", namespace, repo.file_url()), tier="front"))
     kube.create(labelled(application("broken", namespace, broken.file_url()), tier="back"))
     (tmp_path / "viewer-tokens").write_text(VIEWER + "\n")
-    ctl = serve(f"--read-only-token-file={tmp_path / 'viewer-tokens'}")
+    (tmp_path / "admin-tokens").write_text(ADMIN + "\n")
+    ctl = serve(
+        f"--read-only-token-file={tmp_path / 'viewer-tokens'}",
+        f"--api-token-file={tmp_path / 'admin-tokens'}",
+    )
     first = repo.head()
     assert wait_for(lambda: synced_at(kube, namespace, "web", first), timeout=120)
 
@@ -118,7 +123,8 @@ def test_history_diff_between_two_deploys_and_the_list_filters(
 
     # the diff between the two deploys: the ConfigMap's change, the Secret's masked
     path = f"/applications/{namespace}/web/history/diff?from={oldest['id']}&to={newest['id']}"
-    status, diff = api(ctl, path)
+    assert api(ctl, path)[0] == 403  # a viewer may not diff an app that manages Secrets
+    status, diff = api(ctl, path, token=ADMIN)
     assert status == 200, diff
     changes = {r["kind"]: r for r in diff["resources"]}
     assert set(changes) == {"ConfigMap", "Secret"}, diff
@@ -131,7 +137,7 @@ def test_history_diff_between_two_deploys_and_the_list_filters(
         assert password not in body and base64.b64encode(password.encode()).decode() not in body
     assert (diff["from"]["revision"], diff["to"]["revision"]) == (first, second)
 
-    status, error = api(ctl, path.replace(f"to={newest['id']}", "to=99"))
+    status, error = api(ctl, path.replace(f"to={newest['id']}", "to=99"), token=ADMIN)
     assert status == 404 and "no history entry #99" in error["error"]
 
     history = run_gitsync(

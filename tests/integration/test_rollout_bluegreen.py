@@ -155,7 +155,7 @@ class Cluster:
         plan = self.hook.plan(prepared, live)
         desired = plan.replacements.get(key, prepared[key])
         dry = self.kube.apply(desired, field_manager="gitsync", dry_run=True)
-        return diff_resource(key, dry, live[key]).status
+        return diff_resource(key, dry, live[key], mask_scope="t/app").status
 
     def rollout(self) -> dict[str, Any]:
         live = self.kube.get(ROLLOUT_API, "Rollout", "web", self.ns)

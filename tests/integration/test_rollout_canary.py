@@ -89,7 +89,7 @@ class Cluster:
         key = ResourceKey("apps", "Deployment", self.ns, "web")
         plan = self.hook.plan(prepared, {k: None for k in prepared})
         dry = self.kube.apply(plan.replacements[key], field_manager="gitsync", dry_run=True)
-        return diff_resource(key, dry, self.deployment()).status
+        return diff_resource(key, dry, self.deployment(), mask_scope="t/app").status
 
     def rollout(self) -> dict[str, Any]:
         live = self.kube.get(ROLLOUT_API, "Rollout", "web", self.ns)

@@ -56,7 +56,12 @@ def run(case: dict[str, Any]) -> ResourceDiff:
     # (the sync layer's Comparison picks those); a case without either compares nothing.
     assert desired is not None or case.get("inventory"), "not rendered and not in the inventory"
     return diff_resource(
-        key, desired, live, ignore=ignore, desired_is_dry_run=case.get("dry_run", True)
+        key,
+        desired,
+        live,
+        ignore=ignore,
+        desired_is_dry_run=case.get("dry_run", True),
+        mask_scope="t/app",
     )
 
 

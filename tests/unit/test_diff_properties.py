@@ -90,7 +90,7 @@ def test_normalize_never_raises_never_mutates_and_is_idempotent(obj: dict[str, A
 @settings(max_examples=300, deadline=None)
 @given(anything)
 def test_an_object_is_in_sync_with_itself(obj: dict[str, Any]) -> None:
-    diff = diff_resource(KEY, obj, copy.deepcopy(obj), ignore=rules)
+    diff = diff_resource(KEY, obj, copy.deepcopy(obj), ignore=rules, mask_scope="t/app")
     assert diff.status is SyncStatus.SYNCED, diff.unified
     assert diff.patch == [] and diff.unified == "" and diff.changed_paths == ()
 
@@ -99,7 +99,7 @@ def test_an_object_is_in_sync_with_itself(obj: dict[str, Any]) -> None:
 @given(json_objects, json_objects)
 def test_the_patch_turns_live_into_desired(desired: dict[str, Any], live: dict[str, Any]) -> None:
     # Plain structures (no kind/metadata) so normalization only drops "status".
-    diff = diff_resource(KEY, desired, live)
+    diff = diff_resource(KEY, desired, live, mask_scope="t/app")
     desired_n, live_n = normalize(desired), normalize(live)
     assert (diff.status is SyncStatus.SYNCED) == (not diff.changed_paths)
     assert jsonpatch.apply_patch(live_n, diff.patch) == desired_n
@@ -114,7 +114,7 @@ def test_deep_nesting_gives_an_error_status(depth: int, in_list: bool) -> None:
             node = [node] if in_list else {"k": node}
         return {"kind": "Widget", "spec": node}
 
-    diff = diff_resource(KEY, build(), build())
+    diff = diff_resource(KEY, build(), build(), mask_scope="t/app")
     assert diff.status is SyncStatus.UNKNOWN
     assert diff.error
     assert normalize(build()) is not None

@@ -99,7 +99,13 @@ def test_diff_lists_what_differs_with_secret_values_masked(
 ) -> None:
     key = ResourceKey("", "Secret", "team-a", "db")
     controller.diffs[("team-a", "api")] = [
-        diff_resource(key, secret("s3cr3t-new"), secret("s3cr3t-old"), desired_is_dry_run=False),
+        diff_resource(
+            key,
+            secret("s3cr3t-new"),
+            secret("s3cr3t-old"),
+            desired_is_dry_run=False,
+            mask_scope="team-a/api",
+        ),
         ResourceDiff(ResourceKey("", "ConfigMap", "team-a", "config"), SyncStatus.SYNCED),
         ResourceDiff(ResourceKey("apps", "Deployment", "team-a", "old"), SyncStatus.EXTRANEOUS),
     ]

@@ -96,6 +96,21 @@ def test_the_diff_of_two_renders_names_each_change_and_masks_secrets() -> None:
     assert doc["from"]["id"] == 1 and doc["to"]["short"] == SHA2[:7]
 
 
+def test_the_history_diff_masks_in_the_apps_context() -> None:
+    """Two apps rendering the same Secret (namespace, name, value: a tenant's guess at another's)
+    show different masks; one app's diff shows the same masks every time."""
+
+    def secret_diff(app: tuple[str, str]) -> str:
+        doc = diff_document(app, ENTRY_1, ENTRY_2, RENDERS[SHA1], RENDERS[SHA2])
+        return str(next(r for r in doc["resources"] if r["kind"] == "Secret")["diff"])
+
+    mine = secret_diff(("team-a", "web"))
+    assert mine == secret_diff(("team-a", "web"))
+    theirs = secret_diff(("team-b", "probe"))
+    masks = {line for line in mine.splitlines() if "hmac-sha256" in line}
+    assert len(masks) == 2 and not masks & set(theirs.splitlines())
+
+
 def test_the_same_render_has_no_changes() -> None:
     doc = diff_document(("team-a", "web"), ENTRY_1, ENTRY_1, RENDERS[SHA1], RENDERS[SHA1])
     assert doc["resources"] == [] and doc["unchanged"] == 3

@@ -218,7 +218,11 @@ def test_diff_page_masks_secret_values(controller: FakeController) -> None:
     key = ResourceKey("", "Secret", "team-a", "db")
     controller.diffs[("team-a", "web")] = [
         diff_resource(
-            key, secret("new-Pa55word!"), secret("old-Pa55word!"), desired_is_dry_run=False
+            key,
+            secret("new-Pa55word!"),
+            secret("old-Pa55word!"),
+            desired_is_dry_run=False,
+            mask_scope="t/app",
         )
     ]
     client = make_app(controller).test_client()
