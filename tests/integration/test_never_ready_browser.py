@@ -56,7 +56,9 @@ def test_a_never_ready_pod_shows_its_reason_warning_and_logs_on_the_app_page(
         page.goto(app_page)
         return (pod_node.count() == 1 and warning.count() == 1) or None
 
-    wait_for(pod_and_warning_shown, timeout=90, what="the Pod in the tree and its Warning")
+    wait_for(
+        pod_and_warning_shown, timeout=90, interval=1.0, what="the Pod in the tree and its Warning"
+    )
 
     # the tree: the Pod is running, none of its one container ready, and says why
     expect(pod_node.locator(".pod-phase")).to_have_text("Running")
