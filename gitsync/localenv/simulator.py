@@ -79,10 +79,12 @@ def readiness_conditions(
 ) -> list[dict[str, Any]]:
     """The ContainersReady and Ready conditions as the kubelet writes them: when a running pod is
     not ready, the reason and the names of the unready containers (what ``kubectl describe`` and
-    our tree show); a finished pod's are ``PodCompleted``."""
-    why: dict[str, str] = {}
+    our tree show); a finished pod's are ``PodCompleted``. An absent reason or message is
+    ``None``: the status is a strategic merge patch, where ``None`` removes the one an earlier
+    patch set (a ``ready-after`` pod turning Ready keeps no ``ContainersNotReady``)."""
+    why: dict[str, str | None] = {"reason": None, "message": None}
     if phase in ("Succeeded", "Failed"):
-        why = {"reason": "PodCompleted"}
+        why = {"reason": "PodCompleted", "message": None}
     elif not ready:
         why = {
             "reason": "ContainersNotReady",

@@ -39,10 +39,12 @@ def test_a_running_pod_that_is_not_ready_names_its_unready_containers() -> None:
 
 def test_a_ready_pod_has_no_reason_and_a_finished_one_is_completed() -> None:
     ready = readiness_conditions(["main"], True, "Running", NOW)
-    assert [(c["status"], c.get("reason")) for c in ready] == [("True", None), ("True", None)]
+    # None, not absent: the status is a strategic merge patch, where None removes the
+    # ContainersNotReady a ready-after pod had while it waited
+    assert [(c["status"], c["reason"], c["message"]) for c in ready] == [("True", None, None)] * 2
     done = readiness_conditions(["main"], False, "Succeeded", NOW)
     assert [(c["status"], c["reason"]) for c in done] == [("False", "PodCompleted")] * 2
-    assert "message" not in done[0]
+    assert done[0]["message"] is None  # None: the strategic merge patch removes an earlier one
 
 
 def test_a_never_ready_pod_gets_one_unhealthy_warning_per_container_from_the_kubelet() -> None:
