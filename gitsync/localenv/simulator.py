@@ -19,6 +19,15 @@ Pods can be told to misbehave through their template's annotations, so degraded 
   ``fail`` (phase Failed);
 * ``sim.gitsync.dev/ready-after``: seconds before the pod turns Ready (default 0).
 
+A pod that runs but is not Ready says why, as a kubelet does: its Ready and ContainersReady
+conditions carry reason ``ContainersNotReady`` and ``containers with unready status: [...]``.
+A misbehaving pod also gets the Events a kubelet records (core/v1, ``source.component: kubelet``):
+``never-ready`` a Warning ``Unhealthy`` ("Readiness probe failed: ..."), ``crashloop`` a Warning
+``BackOff`` ("Back-off restarting failed container ..."), ``image-pull`` a Warning ``Failed``
+("Error: ImagePullBackOff") and a Normal ``BackOff``. Like the kubelet's event recorder, a repeat
+updates ``count`` and ``lastTimestamp`` of the same Event, at most once per ``EVENT_SECONDS`` per
+pod, so a crowd of broken pods never floods the API server.
+
 Pods with ``restartPolicy`` Never/OnFailure (Jobs) run to ``Succeeded`` (or ``Failed``) - after
 ``ready-after`` seconds, when given, so a test can catch a Job (a sync hook) while it runs.
 
@@ -39,6 +48,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +61,8 @@ HEARTBEAT_SECONDS = 10.0
 RESYNC_SECONDS = 15.0
 BEHAVIOR = "sim.gitsync.dev/behavior"
 READY_AFTER = "sim.gitsync.dev/ready-after"
+EVENT_SECONDS = 10.0
+PROBE_FAILED = "Readiness probe failed: HTTP probe failed with statuscode: 503"
 POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
 
 
@@ -62,6 +74,86 @@ def _now_micro() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def readiness_conditions(
+    containers: list[str], ready: bool, phase: str, now: str
+) -> list[dict[str, Any]]:
+    """The ContainersReady and Ready conditions as the kubelet writes them: when a running pod is
+    not ready, the reason and the names of the unready containers (what ``kubectl describe`` and
+    our tree show); a finished pod's are ``PodCompleted``. An absent reason or message is
+    ``None``: the status is a strategic merge patch, where ``None`` removes the one an earlier
+    patch set (a ``ready-after`` pod turning Ready keeps no ``ContainersNotReady``)."""
+    why: dict[str, str | None] = {"reason": None, "message": None}
+    if phase in ("Succeeded", "Failed"):
+        why = {"reason": "PodCompleted", "message": None}
+    elif not ready:
+        why = {
+            "reason": "ContainersNotReady",
+            "message": f"containers with unready status: [{' '.join(containers)}]",
+        }
+    status = "True" if ready else "False"
+    return [
+        {"type": kind, "status": status, "lastTransitionTime": now, **why}
+        for kind in ("ContainersReady", "Ready")
+    ]
+
+
+def kubelet_events(
+    pod: dict[str, Any], behavior: str, count: int, first: str, now: str
+) -> list[dict[str, Any]]:
+    """The Events a kubelet records about a pod that misbehaves this way (none for the others),
+    one per container, named deterministically so a repeat updates the same Event's ``count``."""
+    meta, spec = pod["metadata"], pod.get("spec") or {}
+    out = []
+    for c in spec.get("containers") or []:
+        name = c["name"]
+        said: list[tuple[str, str, str]] = []  # (type, reason, message)
+        if behavior == "never-ready":
+            said = [("Warning", "Unhealthy", PROBE_FAILED)]
+        elif behavior == "crashloop":
+            said = [
+                (
+                    "Warning",
+                    "BackOff",
+                    f"Back-off restarting failed container {name} in pod "
+                    f"{meta['name']}_{meta['namespace']}({meta['uid']})",
+                )
+            ]
+        elif behavior == "image-pull":
+            said = [
+                ("Warning", "Failed", "Error: ImagePullBackOff"),
+                ("Normal", "BackOff", f'Back-off pulling image "{c.get("image", "")}"'),
+            ]
+        for kind, reason, message in said:
+            out.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Event",
+                    "metadata": {
+                        "name": f"{meta['name']}.{name}.{reason.lower()}",
+                        "namespace": meta["namespace"],
+                    },
+                    "involvedObject": {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "namespace": meta["namespace"],
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "fieldPath": f"spec.containers{{{name}}}",
+                    },
+                    "type": kind,
+                    "reason": reason,
+                    "message": message,
+                    "source": {"component": "kubelet", "host": spec.get("nodeName", "")},
+                    "reportingComponent": "kubelet",
+                    "reportingInstance": spec.get("nodeName", ""),
+                    "firstTimestamp": first,
+                    "lastTimestamp": now,
+                    "count": count,
+                }
+            )
+    return out
+
+
 class Simulator:
     """Runs until ``stop()``; thread-safe enough for one watch thread and one worker thread."""
 
@@ -71,8 +163,10 @@ class Simulator:
         nodes: int = 3,
         prefix: str = "sim-node",
         pki_dir: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.client = client
+        self._clock = clock
         self.node_names = [f"{prefix}-{i}" for i in range(nodes)]
         self.kubelet: KubeletLogServer | None = None
         if pki_dir is not None:
@@ -88,6 +182,10 @@ class Simulator:
         self._ip_iter = POD_CIDR.hosts()
         self._pods: dict[tuple[str, str], dict[str, Any]] = {}
         self._pods_lock = threading.Lock()
+        # per misbehaving pod: when its Events were last recorded (monotonic), how many times,
+        # and the first time (the Events' firstTimestamp)
+        self._events: dict[tuple[str, str], tuple[float, int, str]] = {}
+        self._events_lock = threading.Lock()
 
     # -- nodes --------------------------------------------------------------------------------
 
@@ -233,6 +331,8 @@ class Simulator:
         with self._pods_lock:
             pod = self._pods.get(key)
         if pod is None:
+            with self._events_lock:
+                self._events.pop(key, None)
             return
         meta, spec = pod["metadata"], pod.get("spec") or {}
         status = pod.get("status") or {}
@@ -319,6 +419,49 @@ class Simulator:
                     print(f"status {meta['name']}: {exc}", file=sys.stderr, flush=True)
         if waiting_for_readiness:
             self._later(ready_after - age + 0.05, (meta["namespace"], meta["name"]))
+        if phase == "Running" and behavior in ("never-ready", "crashloop", "image-pull"):
+            self._record_events(pod, behavior)
+
+    def _record_events(self, pod: dict[str, Any], behavior: str) -> None:
+        """Record (or repeat) the pod's kubelet Events, at most once per ``EVENT_SECONDS``; each
+        recording schedules the next, so one timer per pod keeps the count going."""
+        meta = pod["metadata"]
+        key = (meta["namespace"], meta["name"])
+        now = self._clock()
+        with self._events_lock:
+            last, count, first = self._events.get(key, (0.0, 0, ""))
+            if count and now - last < EVENT_SECONDS:
+                return  # recorded recently; the timer set then brings the pod back
+            count, first = count + 1, first or _now()
+            self._events[key] = (now, count, first)
+        for event in kubelet_events(pod, behavior, count, first, _now()):
+            self._post_event(event)
+        self._later(EVENT_SECONDS + 0.05, key)
+
+    def _post_event(self, event: dict[str, Any]) -> None:
+        meta = event["metadata"]
+        repeat = {"count": event["count"], "lastTimestamp": event["lastTimestamp"]}
+        try:
+            try:
+                if event["count"] == 1:
+                    self.client.create(event)
+                else:
+                    self.client.patch(
+                        "v1", "Event", meta["name"], repeat, namespace=meta["namespace"]
+                    )
+            except ApiError as exc:
+                if exc.status == 409:  # recorded before this simulator started
+                    self.client.patch(
+                        "v1", "Event", meta["name"], repeat, namespace=meta["namespace"]
+                    )
+                elif exc.status == 404 and event["count"] > 1:  # expired (the API's event TTL)
+                    self.client.create(event)
+                else:
+                    raise
+        except ApiError as exc:
+            # 403/404: the namespace is going away with its pods
+            if exc.status not in (403, 404, 409):
+                print(f"event {meta['name']}: {exc}", file=sys.stderr, flush=True)
 
     def _desired_status(
         self, pod: dict[str, Any], status: dict[str, Any], behavior: str, phase: str, ready: bool
@@ -376,7 +519,7 @@ class Simulator:
                     "state": state,
                 }
             )
-        cond_status = "True" if ready else "False"
+        names = [c["name"] for c in spec.get("containers") or []]
         return {
             "phase": phase,
             "hostIP": f"127.0.1.{node_index + 1}",
@@ -386,8 +529,7 @@ class Simulator:
             "conditions": [
                 {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
                 {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": cond_status, "lastTransitionTime": now},
-                {"type": "Ready", "status": cond_status, "lastTransitionTime": now},
+                *readiness_conditions(names, ready, phase, now),
             ],
             "containerStatuses": containers,
         }

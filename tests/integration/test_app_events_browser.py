@@ -1,28 +1,25 @@
 """The app page's Events section in a real browser (issue 20): a never-ready Pod's Warning Event
 is on the page, highlighted, and a resource row's "events" link narrows the list to that object.
 
-The pod simulator runs the Pod but records no Events, so the test records the Warning as the
-kubelet would (``Unhealthy``, about the Pod, with its uid). Screenshot:
-``.artifacts/screenshots/events.png``.
+The Warning is the pod simulator's, recorded as a kubelet's prober would (``Unhealthy``, about
+the Pod, with its uid); the test writes no Event. Screenshot: ``.artifacts/screenshots/events.png``.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitServer
+from gitsync.localenv.simulator import PROBE_FAILED
 from tests.integration.test_app_cli_it import deployment_repo
 from tests.integration.test_ui_browser import SCREENSHOTS, browser, ui  # noqa: F401 (fixtures)
 from tests.support.apps import application
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-PROBE_FAILED = "Readiness probe failed: HTTP probe failed with statuscode: 503"
 
 
 def test_a_never_ready_pods_warning_is_highlighted_and_filtered_by_node(
@@ -43,35 +40,17 @@ def test_a_never_ready_pods_warning_is_highlighted_and_filtered_by_node(
         return next((p for p in pods if (p.get("status") or {}).get("phase") == "Running"), None)
 
     pod = wait_for(running_pod, timeout=120, what="the never-ready Pod running")
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     meta = pod["metadata"]
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.unhealthy", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "namespace": namespace,
-                "name": meta["name"],
-                "uid": meta["uid"],
-                "fieldPath": "spec.containers{web}",
-            },
-            "reason": "Unhealthy",
-            "message": PROBE_FAILED,
-            "type": "Warning",
-            "source": {"component": "kubelet", "host": "sim-node-1"},
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 3,
-        }
-    )
 
     page = view.page
-    page.goto(f"{view.ctl.url}/apps/{namespace}/web")
     rows = page.locator("#events-rows tr")
     warning = page.locator("#events-rows tr.event-warning", has_text="Unhealthy")
+
+    def warning_shown() -> bool | None:  # the simulator records it once the Pod runs
+        page.goto(f"{view.ctl.url}/apps/{namespace}/web")
+        return warning.count() == 1 or None
+
+    wait_for(warning_shown, timeout=60, interval=1.0, what="the simulator's Unhealthy Warning")
     expect(warning).to_contain_text(PROBE_FAILED)
     expect(warning).to_contain_text(f"Pod/{meta['name']}")
     # the real controller-manager's Normal Events of the Deployment are there, not highlighted

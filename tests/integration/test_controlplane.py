@@ -3,6 +3,7 @@ the simulator standing in for kubelets."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -111,6 +112,53 @@ def test_failing_pod_template_leaves_deployment_unavailable(
             for cs in p["status"]["containerStatuses"]
         }
         assert reasons == {"CrashLoopBackOff"}
+
+
+@pytest.mark.usefixtures("simulator")
+def test_a_never_ready_pod_says_why_and_its_kubelet_warning_repeats_at_most_every_10s(
+    kube: KubeClient, namespace: str
+) -> None:
+    kube.apply(
+        deployment("stuck", namespace, 1, {"sim.gitsync.dev/behavior": "never-ready"}),
+        field_manager="gitsync-tests",
+    )
+
+    def repeated() -> dict[str, Any] | None:
+        events = kube.list("v1", "Event", namespace)["items"]
+        unhealthy = [e for e in events if e.get("reason") == "Unhealthy"]
+        return unhealthy[0] if len(unhealthy) == 1 and unhealthy[0]["count"] >= 2 else None
+
+    event = wait_for(repeated, timeout=60, what="the Unhealthy Warning counted twice")
+    assert event["type"] == "Warning" and event["source"]["component"] == "kubelet"
+    assert event["message"].startswith("Readiness probe failed: ")
+    first = datetime.fromisoformat(event["firstTimestamp"])
+    last = datetime.fromisoformat(event["lastTimestamp"])
+    # the bound: one repeat per pod per 10 s, so n repeats take at least 10 s * (n - 1)
+    assert (last - first).total_seconds() >= 10 * (event["count"] - 1) - 1
+    (pod,) = kube.list("v1", "Pod", namespace, label_selector="app=stuck")["items"]
+    assert event["involvedObject"]["uid"] == pod["metadata"]["uid"]
+    conds = {c["type"]: c for c in pod["status"]["conditions"]}
+    for kind in ("Ready", "ContainersReady"):
+        assert conds[kind]["status"] == "False"
+        assert conds[kind]["reason"] == "ContainersNotReady"
+        assert conds[kind]["message"] == "containers with unready status: [main]"
+
+
+@pytest.mark.usefixtures("simulator")
+def test_a_pod_that_turns_ready_keeps_no_not_ready_reason(kube: KubeClient, namespace: str) -> None:
+    kube.apply(
+        deployment("slow", namespace, 1, {"sim.gitsync.dev/ready-after": "3"}),
+        field_manager="gitsync-tests",
+    )
+
+    def ready_condition() -> dict[str, Any] | None:
+        pods = kube.list("v1", "Pod", namespace, label_selector="app=slow")["items"]
+        conds = [c for p in pods for c in p.get("status", {}).get("conditions") or []]
+        return next((c for c in conds if c["type"] == "Ready" and c["status"] == "True"), None)
+
+    ready = wait_for(ready_condition, timeout=60, what="the pod Ready")
+    assert "reason" not in ready and "message" not in ready, ready
+    assert not [e for e in kube.list("v1", "Event", namespace)["items"] if e["type"] == "Warning"]
 
 
 @pytest.mark.usefixtures("simulator")
