@@ -50,7 +50,7 @@ from flask import Flask
 from waitress import wasyncore
 
 from gitsync import logs
-from gitsync.controller.interface import EventQuery
+from gitsync.controller.interface import AppEvents, EventQuery
 from gitsync.web import AuthSettings, create_app
 from gitsync.webhook import PushEvent
 
@@ -260,8 +260,8 @@ class MemoryApplications:
     def application_tree(self, key: tuple[str, str], *, orphans: bool = False) -> None:
         raise BenchError("the list bench does not ask for trees (bench.ui_tree does)")
 
-    def application_events(self, key: tuple[str, str], query: EventQuery) -> list[dict[str, Any]]:
-        return []  # the list page's figures: no Events are read
+    def application_events(self, key: tuple[str, str], query: EventQuery) -> AppEvents:
+        return AppEvents([])  # the list page's figures: no Events are read
 
     def cluster_client(self, name: str) -> MemoryRollouts:
         return self.kube

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 MAX_TOKEN_FILE_BYTES = 4096
 POLL_INTERVAL = 2.0  # the API shares its reads for 1 s; polling faster only repeats them
+EVENTS_LOADING_WAIT = 10.0  # `app events`: how long to ask again while Events are loading
+EVENTS_LOADING_POLL = 1.0
 
 
 class UsageError(Exception):
@@ -177,17 +179,37 @@ def _cmd_history(args: argparse.Namespace, client: ApiClient) -> int:
     return EXIT_OK
 
 
-def _cmd_events(args: argparse.Namespace, client: ApiClient) -> int:
+def _cmd_events(
+    args: argparse.Namespace,
+    client: ApiClient,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """While the controller is still listing a namespace's Events (``"loading": true``) ask
+    again for up to ``EVENTS_LOADING_WAIT`` seconds; still loading then: print the Events known
+    so far, say so on stderr and exit ``EXIT_TIMEOUT`` (the list may be incomplete)."""
     query: dict[str, str | int] = {
         k: v for k, v in (("kind", args.kind), ("name", args.name), ("type", args.type)) if v
     }
     if args.limit:
         query["limit"] = args.limit
-    items = client.get(_app_path(args.app) + "/events", **query).get("items") or []
+    deadline = clock() + EVENTS_LOADING_WAIT
+    doc = client.get(_app_path(args.app) + "/events", **query)
+    while doc.get("loading") is True and clock() < deadline:
+        sleep(EVENTS_LOADING_POLL)
+        doc = client.get(_app_path(args.app) + "/events", **query)
+    items = doc.get("items") or []
     if args.output in ("json", "yaml"):
         _print(dump(items, args.output))
     else:
         _print(format_events(items, wide=args.output == "wide"))
+    if doc.get("loading") is True:
+        sys.stderr.write(
+            f"{args.app}: {doc.get('message') or 'the Events are still loading'} "
+            f"(shown: the {len(items)} known so far); run again shortly\n"
+        )
+        return EXIT_TIMEOUT
     return EXIT_OK
 
 
@@ -426,7 +448,9 @@ def add_app_parser(sub: _Subcommands) -> None:
     command("history", "the Application's deployments, newest first", _cmd_history)
     events = command(
         "events",
-        "the Kubernetes Events of the Application, its objects and their Pods, newest first",
+        "the Kubernetes Events of the Application, its objects and their Pods, newest first "
+        f"(exit {EXIT_TIMEOUT} when they are still loading after {EVENTS_LOADING_WAIT:.0f}s: "
+        "those known so far are printed)",
         _cmd_events,
     )
     events.add_argument("--kind", default="", help="only Events about objects of this kind")

@@ -58,7 +58,7 @@ from gitsync.controller.events import (
     OwnerLookup,
 )
 from gitsync.controller.health_checks import DeclaredHealthChecks
-from gitsync.controller.interface import REFRESH_REQUEST, EventQuery
+from gitsync.controller.interface import REFRESH_REQUEST, AppEvents, EventQuery
 from gitsync.controller.live_tree import LiveTree
 from gitsync.controller.metrics import Metrics
 from gitsync.controller.notifications import Notifications
@@ -718,11 +718,14 @@ class Controller:
         """Every ApplicationSet with its status, for the read-only API and the set pages."""
         return [] if self.appsets is None else self.appsets.objects()
 
-    def application_events(self, key: AppKey, query: EventQuery) -> list[dict[str, Any]] | None:
-        """The app's Kubernetes Events, newest first, at most ``--events-per-app`` (None: no
-        such app); raises ``TimeoutError`` while a namespace's first list is still loading."""
-        records = self.events.events(key, query)
-        return None if records is None else [r.to_dict() for r in records]
+    def application_events(self, key: AppKey, query: EventQuery) -> AppEvents | None:
+        """The app's Kubernetes Events, newest first, at most ``--events-per-app``, and the
+        namespaces still loading (None: no such app); raises ``EventsUnavailableError`` when a
+        namespace's Events cannot be listed."""
+        found = self.events.events(key, query)
+        if found is None:
+            return None
+        return AppEvents([r.to_dict() for r in found.records], found.loading)
 
 
 def _cached_object(cache: WatchCache) -> OwnerLookup:
@@ -741,7 +744,11 @@ def _cached_object(cache: WatchCache) -> OwnerLookup:
 def _watch_children(cache: WatchCache, namespace: str) -> None:
     """Watch the Pods and ReplicaSets of ``namespace`` (where an app's Events are read), so an
     Event about a Pod can be walked to the Deployment or Rollout an app manages."""
-    for api_version, kind in (("apps/v1", "ReplicaSet"), ("v1", "Pod")):
+    kinds = (("apps/v1", "ReplicaSet"), ("v1", "Pod"))
+    for api_version, kind in kinds:  # start both lists at once (not one after the other)
+        with contextlib.suppress(TimeoutError):
+            cache.ensure(api_version, kind, namespace, timeout=0.0)
+    for api_version, kind in kinds:
         cache.ensure(api_version, kind, namespace, timeout=10.0)
 
 

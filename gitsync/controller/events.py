@@ -36,12 +36,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
 from gitsync.controller.interface import MAX_EVENTS_PER_APP as MAX_PER_APP
-from gitsync.controller.interface import MAX_FIELD, EventQuery
+from gitsync.controller.interface import MAX_FIELD, EventQuery, EventsUnavailableError
 from gitsync.kinds import API_VERSION, APPLICATION
 from gitsync.kube import KubeClient
 from gitsync.kube.stream import KindStream
@@ -54,6 +54,7 @@ MAX_MESSAGE = 1024
 MAX_OWNER_HOPS = 4  # Pod -> ReplicaSet -> Deployment (or Rollout), with room to spare
 APP_GROUP = API_VERSION.partition("/")[0]
 LOCAL_CLUSTERS = ("", "in-cluster")
+FIRST_LIST_WAIT = 1.0  # a request waits this long for a first list, then answers "loading"
 
 NO_FILTER = EventQuery()
 
@@ -360,6 +361,14 @@ def apps_of(obj: Mapping[str, Any], membership: Membership, lookup: OwnerLookup)
     return {app for app in found if namespace in membership.namespaces.get(app, ())}
 
 
+class AppEventRecords(NamedTuple):
+    """``ApplicationEvents.events``' answer: the records newest first, and the namespaces whose
+    first list is not complete yet (the records are then those known so far)."""
+
+    records: list[EventRecord]
+    loading: tuple[str, ...]
+
+
 class ApplicationEvents:
     """The controller's Events per app: streams per namespace, the owner index, the store."""
 
@@ -399,23 +408,32 @@ class ApplicationEvents:
             return self._membership
 
     def events(
-        self, app: AppKey, query: EventQuery = NO_FILTER, *, timeout: float = 20.0
-    ) -> list[EventRecord] | None:
-        """The app's Events, newest first; None when there is no such app. The first call for a
-        namespace starts its stream and waits (up to ``timeout``) for its first list."""
+        self, app: AppKey, query: EventQuery = NO_FILTER, *, wait: float = FIRST_LIST_WAIT
+    ) -> AppEventRecords | None:
+        """The app's Events, newest first; None when there is no such app.
+
+        The first call for a namespace starts its stream; a call waits at most ``wait`` seconds
+        for first lists and then answers with what is known, naming the namespaces still
+        loading - a request never hangs on a slow list. A stream that has failed before its
+        first list (RBAC forbids listing Events, the API server errors) raises
+        ``EventsUnavailableError`` with the reason: failing is not loading."""
         spaces = self.membership().namespaces.get(app)
         if spaces is None:  # a new app, or none: look again at the Applications themselves
             spaces = self.membership(fresh=True).namespaces.get(app)
         if spaces is None:
             return None
-        deadline = self._clock() + timeout
+        deadline = self._clock() + wait
+        loading = []
         for stream in [self._stream(ns) for ns in sorted(spaces)]:
-            if not stream.listed.wait(max(0.0, deadline - self._clock())):
-                raise TimeoutError(
-                    f"the Events of namespace {stream.namespace} are still loading "
-                    f"(last error: {stream.last_error})"
+            if stream.listed.wait(max(0.0, deadline - self._clock())):
+                continue
+            if stream.last_error is not None:
+                raise EventsUnavailableError(
+                    f"the Events of namespace {stream.namespace} cannot be listed: "
+                    f"{stream.last_error}"
                 )
-        return self.store.query(app, query)
+            loading.append(stream.namespace)
+        return AppEventRecords(self.store.query(app, query), tuple(loading))
 
     def _stream(self, namespace: str) -> KindStream:
         with self._lock:
@@ -431,13 +449,18 @@ class ApplicationEvents:
                 namespace,
                 on_object=self._on_object,
                 on_listed=lambda present: self.store.retain(namespace, present),
+                # on the stream's thread, before its first list: Pods and ReplicaSets must be
+                # in the cache to walk an Event to its app, but a request must not wait for them
+                prepare=lambda: self._prepare(namespace),
             )
+        stream.start()
+        return stream
+
+    def _prepare(self, namespace: str) -> None:
         try:
             self._watch_children(namespace)  # so Pods and ReplicaSets can be walked to an app
         except Exception as exc:  # best effort: without them only direct Events are matched
             log.warning("cannot watch children for Events", namespace=namespace, error=str(exc))
-        stream.start()
-        return stream
 
     def _on_object(self, event_type: str, obj: dict[str, Any]) -> None:
         record = record_of(obj)

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gitsync.errors import TransientError
 from gitsync.model import AppKey, ResourceKey
 from gitsync.webhook import PushEvent
 
@@ -71,6 +72,23 @@ class EventQuery:
             type=event_type,
             limit=limit,
         )
+
+
+@dataclass(frozen=True)
+class AppEvents:
+    """An app's Events as the API answers them: ``items`` newest first (documents as in
+    docs/api.md) and ``loading``, the namespaces whose Events are still being listed for the
+    first time. Loading is a normal state (the first look at a busy namespace under load can take
+    seconds): the items are then those known so far, and the caller asks again shortly."""
+
+    items: list[dict[str, Any]]
+    loading: tuple[str, ...] = ()
+
+
+class EventsUnavailableError(TransientError):
+    """A namespace's Events cannot be listed - the stream fails (RBAC forbids listing Events,
+    the API server answers errors) - as opposed to not being listed *yet*. The message names
+    the namespace and the last error."""
 
 
 class ApplicationStoreView(Protocol):
@@ -207,10 +225,10 @@ class ControllerView(Protocol):
         when the fetch or render fails."""
         ...
 
-    def application_events(self, key: AppKey, query: EventQuery) -> list[dict[str, Any]] | None:
-        """The app's Kubernetes Events matching ``query``, newest first (documents as in
-        docs/api.md); None when there is no such Application. Raises ``TimeoutError`` while the
-        Events of one of its namespaces are still loading."""
+    def application_events(self, key: AppKey, query: EventQuery) -> AppEvents | None:
+        """The app's Kubernetes Events matching ``query``, newest first, with the namespaces
+        still loading; None when there is no such Application. Raises
+        ``EventsUnavailableError`` when a namespace's Events cannot be listed."""
         ...
 
     def cluster_client(self, name: str) -> KubeAccess:

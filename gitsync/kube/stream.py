@@ -10,6 +10,8 @@ in memory at once, only its current page of ``LIST_PAGE`` objects.
 
 After each complete list ``on_listed`` receives the ids ``(namespace, name)`` the list held, so
 the receiver can forget what disappeared while the watch was not looking (a relist after 410).
+``prepare``, when given, runs once on the stream's thread before the first list (work the
+receiver needs done first, without making whoever started the stream wait for it).
 Callbacks run on the stream's thread; an exception in one is logged and never ends the stream.
 """
 
@@ -72,6 +74,7 @@ class KindStream:
         *,
         on_object: ObjectHandler,
         on_listed: ListedHandler,
+        prepare: Callable[[], None] | None = None,
         watch_timeout_seconds: int = 300,
     ) -> None:
         self.client = client
@@ -81,6 +84,7 @@ class KindStream:
         self.path = client.path(api_version, kind, namespace)
         self._on_object = on_object
         self._on_listed = on_listed
+        self._prepare = prepare
         self.watch_timeout_seconds = watch_timeout_seconds
         self.resource_version = ""
         self.listed = threading.Event()
@@ -105,6 +109,11 @@ class KindStream:
         self._thread.join(timeout)
 
     def _loop(self) -> None:
+        if self._prepare is not None:
+            try:
+                self._prepare()
+            except Exception:
+                self.log.exception("stream prepare failed")
         delay = _BACKOFF_START
         need_list = True
         while not self._stopping.is_set():

@@ -45,7 +45,7 @@ def start(serve: Any, tmp_path: Path, *extra: str) -> Any:
     return serve(f"--read-only-token-file={tmp_path / 'viewer-tokens'}", *extra)
 
 
-def api_events(ctl: Any, namespace: str, name: str, **query: str) -> Any:
+def api_answer(ctl: Any, namespace: str, name: str, **query: str) -> Any:
     import urllib.parse
     import urllib.request
 
@@ -54,7 +54,17 @@ def api_events(ctl: Any, namespace: str, name: str, **query: str) -> Any:
         url += "?" + urllib.parse.urlencode(query)
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {VIEWER}"})
     with urllib.request.urlopen(request, timeout=60) as resp:
-        return json.loads(resp.read())["items"]
+        return json.loads(resp.read())
+
+
+def api_events(ctl: Any, namespace: str, name: str, **query: str) -> Any:
+    """The items once every namespace of the app is listed (a 200 says ``loading`` until then)."""
+
+    def listed() -> Any:
+        doc = api_answer(ctl, namespace, name, **query)
+        return None if doc["loading"] else doc
+
+    return wait_for(listed, timeout=60, interval=0.5, what="the first list of Events")["items"]
 
 
 def rss(pid: int) -> int:

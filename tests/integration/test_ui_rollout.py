@@ -26,6 +26,7 @@ import pytest
 import yaml
 from test_ui_browser import SCREENSHOTS, UI, browser  # noqa: F401  (browser: a fixture)
 
+from gitsync.controller.interface import AppEvents
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitRepo, GitServer
 from gitsync.web import AuthSettings, create_app
@@ -309,8 +310,8 @@ class StaticApplications:
     def application_tree(self, key: tuple[str, str], *, orphans: bool = False) -> dict[str, Any]:
         return {"nodes": [], "orphans": None, "limits": {}, "warnings": []}
 
-    def application_events(self, key: tuple[str, str], query: Any) -> list[dict[str, Any]]:
-        return []  # the page's Events section: none in this test
+    def application_events(self, key: tuple[str, str], query: Any) -> AppEvents:
+        return AppEvents([])  # the page's Events section: none in this test
 
     def cluster_client(self, name: str) -> KubeClient:
         assert name in ("", "in-cluster"), name

@@ -20,6 +20,8 @@ Faults:
   and every open connection, watches and requests in flight included, is cut. ``outage_on``
   starts one from the request that matches a predicate (e.g. the first real apply of a sync), for
   a fixed time, so a test can stop the API "mid-sync" without guessing at timing.
+* ``hold`` keeps the matching requests waiting until the test releases them (a slow list under
+  load, made certain: e.g. the first list of a namespace's Events), then forwards them.
 * ``inject`` answers a seeded fraction of the matching requests (writes by default) with 409,
   429 (with ``Retry-After``) or 500 as a Kubernetes ``Status``. With ``lost_answers`` a 500 is
   sent *after* forwarding the request - the write happened, the client was told it failed - which
@@ -49,7 +51,7 @@ import yaml
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _MAX_HEAD = 64 * 1024
-_REASONS = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError"}
+_REASONS = {403: "Forbidden", 409: "Conflict", 429: "TooManyRequests", 500: "InternalError"}
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,9 @@ class FaultProxy:
     _open: set[socket.socket] = field(default_factory=set, repr=False)
     _injection: _Injection | None = field(default=None, repr=False)
     _outage: tuple[Callable[[ProxiedRequest], bool], float] | None = field(default=None, repr=False)
+    _hold: tuple[Callable[[ProxiedRequest], bool], threading.Event, float] | None = field(
+        default=None, repr=False
+    )
     _stopped: bool = field(default=False, repr=False)
     outage_started: threading.Event = field(default_factory=threading.Event, repr=False)
     outage_ended: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -165,6 +170,14 @@ class FaultProxy:
         with self._lock:
             self._outage = (match, seconds)
 
+    def hold(
+        self, match: Callable[[ProxiedRequest], bool], release: threading.Event, limit: float = 120
+    ) -> None:
+        """Keep each request matching ``match`` waiting until ``release`` is set (at most
+        ``limit`` seconds), then forward it as usual."""
+        with self._lock:
+            self._hold = (match, release, limit)
+
     def inject(
         self,
         fraction: float,
@@ -192,6 +205,7 @@ class FaultProxy:
         with self._lock:
             self._injection = None
             self._outage = None
+            self._hold = None
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -255,6 +269,11 @@ class FaultProxy:
             if self._start_outage(request):
                 self._note(request, "outage")
                 return
+            with self._lock:
+                hold = self._hold
+            if hold is not None and hold[0](request):
+                self._note(request, "held")
+                hold[1].wait(hold[2])
             fault = self._pick_fault(request)
             self._note(
                 request, f"{'lost' if fault[1] else 'injected'}-{fault[0]}" if fault else "forward"

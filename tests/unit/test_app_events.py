@@ -3,6 +3,8 @@ the query, and which app an Event belongs to - including the tenant fence."""
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,12 +13,14 @@ import pytest
 from gitsync.controller.events import (
     MAX_MESSAGE,
     AppEventStore,
+    ApplicationEvents,
     apps_of,
     event_time,
     membership_of,
     record_of,
 )
-from gitsync.controller.interface import EventQuery
+from gitsync.controller.interface import EventQuery, EventsUnavailableError
+from gitsync.kube.client import ApiError
 
 APP = ("team-a", "web")
 
@@ -319,3 +323,96 @@ def test_app_events_table_is_one_line_per_event() -> None:
     ]
     wide_header = format_events([doc], wide=True).splitlines()[0]
     assert "NAMESPACE" in wide_header and "SOURCE" in wide_header and "FIRST SEEN" in wide_header
+
+
+# -- loading is not failing ----------------------------------------------------------------------
+
+
+class FirstList:
+    """Stands in for a namespace's ``KindStream`` in ``ApplicationEvents``: whether its first
+    list is done and the last error of its loop (the stream itself is tested against the
+    real control plane in tests/integration/test_kube_stream.py)."""
+
+    def __init__(self, namespace: str, *, listed: bool, error: BaseException | None = None):
+        self.namespace = namespace
+        self.listed = threading.Event()
+        if listed:
+            self.listed.set()
+        self.last_error = error
+
+
+def index_with(*streams: FirstList) -> ApplicationEvents:
+    events = ApplicationEvents(
+        None,  # type: ignore[arg-type]  # never asked: every namespace's stream is given
+        applications=lambda: [app("team-a", "web", [DEPLOYMENT])],
+        allowed_namespaces=own,
+        lookup=no_lookup,
+    )
+    events._streams.update({s.namespace: s for s in streams})  # type: ignore[misc]
+    events.store.put(record_of(event("early")), [APP])  # listed so far
+    return events
+
+
+def test_a_namespace_still_listing_is_loading_with_the_events_known_so_far() -> None:
+    loading = index_with(FirstList("team-a", listed=False)).events(APP, wait=0.0)
+    assert loading is not None
+    assert [r.id[1] for r in loading.records] == ["early"] and loading.loading == ("team-a",)
+    listed = index_with(FirstList("team-a", listed=True)).events(APP, wait=0.0)
+    assert listed is not None and listed.loading == ()
+    assert index_with(FirstList("team-a", listed=True)).events(("team-a", "nope")) is None
+
+
+def test_a_stream_failing_before_its_first_list_is_an_error_with_its_reason() -> None:
+    forbidden = ApiError(403, "Forbidden", 'events is forbidden: cannot list resource "events"')
+    failing = index_with(FirstList("team-a", listed=False, error=forbidden))
+    with pytest.raises(EventsUnavailableError, match=r"team-a cannot be listed: .*forbidden"):
+        failing.events(APP, wait=0.0)
+    # an error of a later watch, once listed, is the stream's business: the Events are known
+    recovered = index_with(FirstList("team-a", listed=True, error=forbidden)).events(APP)
+    assert recovered is not None and recovered.loading == ()
+
+
+def test_app_events_cli_asks_again_while_loading_then_exits_3(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from gitsync.appcli import EVENTS_LOADING_WAIT, _cmd_events
+    from gitsync.appclient import EXIT_OK, EXIT_TIMEOUT
+
+    early = record_of(event("early")).to_dict()
+    later = record_of(event("later", second=5)).to_dict()
+    loading = {"items": [early], "loading": True, "message": "still loading the Events of team-a"}
+
+    class Answers:
+        def __init__(self, *docs: dict[str, Any]) -> None:
+            self.docs, self.asked = list(docs), 0
+
+        def get(self, path: str, **query: Any) -> dict[str, Any]:
+            assert path == "/applications/team-a/web/events", path
+            self.asked += 1
+            return self.docs.pop(0) if len(self.docs) > 1 else self.docs[0]
+
+    def run(api: Answers) -> int:
+        now = [0.0]
+        args = argparse.Namespace(
+            app="team-a/web", kind="", name="", type="", limit=0, output="json"
+        )
+        return _cmd_events(
+            args,
+            api,  # type: ignore[arg-type]
+            clock=lambda: now[0],
+            sleep=lambda s: now.__setitem__(0, now[0] + s),
+        )
+
+    api = Answers(loading, {"items": [later, early], "loading": False})
+    assert run(api) == EXIT_OK and api.asked == 2
+    out = capsys.readouterr()
+    assert [e["name"] for e in json.loads(out.out)] == ["later", "early"] and out.err == ""
+
+    api = Answers(loading)
+    assert run(api) == EXIT_TIMEOUT
+    assert api.asked == 1 + EVENTS_LOADING_WAIT  # once a second, bounded
+    out = capsys.readouterr()
+    assert [e["name"] for e in json.loads(out.out)] == ["early"]
+    assert "still loading the Events of team-a" in out.err and "1 known so far" in out.err

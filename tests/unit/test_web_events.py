@@ -41,7 +41,7 @@ def test_a_read_only_token_reads_them_with_the_query_passed_on(
         headers=bearer(READ_ONLY_TOKEN),
     )
     assert response.status_code == 200
-    assert response.get_json() == {"items": [WARNING]}
+    assert response.get_json() == {"items": [WARNING], "loading": False}
     assert controller.event_queries == [
         (
             ("team-a", "web"),
@@ -63,17 +63,38 @@ def test_a_bad_query_is_a_400_naming_the_parameter(
     assert controller.event_queries == []
 
 
-def test_an_unknown_app_is_a_404_and_loading_a_503_with_retry_after(
-    client: FlaskClient, controller: FakeController
-) -> None:
+def test_an_unknown_app_is_a_404(client: FlaskClient) -> None:
     missing = client.get("/api/v1/applications/team-a/nope/events", headers=bearer(READ_ONLY_TOKEN))
     assert missing.status_code == 404
     assert missing.get_json() == {"error": "no Application team-a/nope"}
+
+
+def test_loading_is_a_200_with_the_events_known_so_far(
+    client: FlaskClient, controller: FakeController
+) -> None:
+    done = client.get(URL, headers=bearer(READ_ONLY_TOKEN))
+    assert done.status_code == 200 and done.get_json() == {"items": [WARNING], "loading": False}
     controller.events_loading = True
     loading = client.get(URL, headers=bearer(READ_ONLY_TOKEN))
-    assert loading.status_code == 503
-    assert loading.headers["Retry-After"] == "2"
-    assert "still loading" in loading.get_json()["error"]
+    assert loading.status_code == 200  # a browser logs no failed request for a normal state
+    assert "Retry-After" not in loading.headers
+    assert loading.get_json() == {
+        "items": [WARNING],
+        "loading": True,
+        "message": "still loading the Events of team-a",
+    }
+
+
+def test_a_failing_stream_is_a_503_with_its_reason(
+    client: FlaskClient, controller: FakeController
+) -> None:
+    controller.events_failing = True
+    failing = client.get(URL, headers=bearer(READ_ONLY_TOKEN))
+    assert failing.status_code == 503
+    assert failing.headers["Retry-After"] == "2"
+    assert failing.get_json() == {
+        "error": "the Events of namespace team-a cannot be listed: 403 Forbidden"
+    }
 
 
 def test_the_app_page_has_the_events_section_and_its_script(client: FlaskClient) -> None:

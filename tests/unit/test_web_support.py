@@ -29,6 +29,7 @@ from gitsync.application_status import (
     SyncSummary,
 )
 from gitsync.controller.clusters import ClusterError
+from gitsync.controller.interface import AppEvents, EventsUnavailableError
 from gitsync.diff import ResourceDiff
 from gitsync.web import AuthSettings, LoginLimits, create_app
 from gitsync.web.oidc import OidcSettings
@@ -180,6 +181,7 @@ class FakeController:
     events: dict[AppKey, list[dict[str, Any]]] = field(default_factory=dict)  # Kubernetes Events
     event_queries: list[tuple[AppKey, Any]] = field(default_factory=list)
     events_loading: bool = False
+    events_failing: bool = False
 
     def __post_init__(self) -> None:
         self.store = FakeStore(self.objs)
@@ -203,13 +205,16 @@ class FakeController:
         empty = {"nodes": [], "orphans": [] if orphans else None, "limits": {}, "warnings": []}
         return copy.deepcopy(self.trees.get(key, empty))
 
-    def application_events(self, key: AppKey, query: Any) -> list[dict[str, Any]] | None:
+    def application_events(self, key: AppKey, query: Any) -> AppEvents | None:
         self.event_queries.append((key, query))
-        if self.events_loading:
-            raise TimeoutError("the Events of namespace team-a are still loading")
+        if self.events_failing:
+            raise EventsUnavailableError(
+                "the Events of namespace team-a cannot be listed: 403 Forbidden"
+            )
         if key not in self.store.objs:
             return None
-        return copy.deepcopy(self.events.get(key, []))
+        loading = (key[0],) if self.events_loading else ()
+        return AppEvents(copy.deepcopy(self.events.get(key, [])), loading)
 
     def cluster_client(self, name: str) -> Any:
         raise ClusterError(f"destination cluster {name!r} is not registered")

@@ -1,5 +1,6 @@
 // The app page's Events section: reads /api/v1/applications/<ns>/<name>/events every 5 s while
-// the page is visible, newest first, Warnings highlighted (class event-warning). Each resource
+// the page is visible ("loading Events..." and sooner while the server is still listing them),
+// newest first, Warnings highlighted (class event-warning). Each resource
 // row of the tree gets an "events" link that narrows the list to that object (?kind=&name=
 // &namespace=); the rows are re-rendered by app.js, so the links are added again whenever the
 // tree changes. Text is only ever set with textContent.
@@ -7,6 +8,11 @@
   "use strict";
 
   var POLL_MS = 5000;
+  // While a namespace's Events are still being listed (the API answers 200 with loading: true)
+  // the page asks again sooner, a bounded number of times, then falls back to POLL_MS.
+  var LOADING_MS = 1000;
+  var LOADING_TRIES = 30;
+  var loadingTries = 0;
   var section = document.getElementById("events");
   if (!section) return;
   var api = section.getAttribute("data-api");
@@ -31,7 +37,7 @@
     return format ? format.when(value) : String(value || "");
   }
 
-  function render(items) {
+  function render(items, loading) {
     var out = items.map(function (e) {
       var inv = e.involvedObject || {};
       var tr = document.createElement("tr");
@@ -45,7 +51,9 @@
       return tr;
     });
     rows.replaceChildren.apply(rows, out);
-    status.textContent = out.length ? out.length + " events" : "No events.";
+    if (loading) {
+      status.textContent = "loading Events..." + (out.length ? " (" + out.length + " so far)" : "");
+    } else status.textContent = out.length ? out.length + " events" : "No events.";
   }
 
   function url() {
@@ -64,19 +72,29 @@
     if (timer) clearTimeout(timer);
     timer = null;
     if (document.hidden) { timer = setTimeout(load, POLL_MS); return; }
+    var next = POLL_MS;
     fetch(url(), {
       credentials: "same-origin",
       headers: { Accept: "application/json" },
       cache: "no-store",
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
-        if (response.ok) render(data.items || []);
-        else status.textContent = "Events: " + (data.error || response.status);
+        if (!response.ok) {
+          status.textContent = "Events: " + (data.error || response.status);
+          return;
+        }
+        render(data.items || [], data.loading === true);
+        if (data.loading === true && loadingTries < LOADING_TRIES) {
+          loadingTries += 1;
+          next = LOADING_MS;
+        } else if (data.loading !== true) {
+          loadingTries = 0;
+        }
       });
     }).catch(function () {
       status.textContent = "Events: the server did not answer";
     }).then(function () {
-      timer = setTimeout(load, POLL_MS);
+      timer = setTimeout(load, next);
     });
   }
 
