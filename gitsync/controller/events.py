@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import heapq
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -206,6 +207,10 @@ class AppEventStore:
     An Event may concern several apps (an object two apps both list); it is kept in each. A
     modified Event (its count went up) replaces the older state under the same id. When an app
     is full, the oldest record goes - or the new one is not kept at all if it is the oldest.
+
+    The oldest of a full app is found in a heap per app (entries of records since replaced or
+    dropped are skipped when they surface, and the heap is rebuilt when they pile up): a scan of
+    all ``per_app`` records per Event made the first list of 10,000 Events cost seconds of CPU.
     """
 
     def __init__(self, per_app: int = DEFAULT_PER_APP) -> None:
@@ -214,7 +219,26 @@ class AppEventStore:
         self.per_app = per_app
         self._lock = threading.Lock()
         self._apps: dict[AppKey, dict[tuple[str, str], EventRecord]] = {}
+        self._ages: dict[AppKey, list[tuple[tuple[float, int], tuple[str, str]]]] = {}
         self._holders: dict[tuple[str, str], set[AppKey]] = {}
+
+    def _oldest(self, app: AppKey, kept: Mapping[tuple[str, str], EventRecord]) -> EventRecord:
+        ages = self._ages[app]
+        while True:
+            order, event_id = ages[0]
+            record = kept.get(event_id)
+            if record is not None and record.order == order:
+                return record
+            heapq.heappop(ages)  # replaced or dropped since
+
+    def _keep(self, app: AppKey, record: EventRecord) -> None:
+        kept = self._apps.setdefault(app, {})
+        kept[record.id] = record
+        ages = self._ages.setdefault(app, [])
+        heapq.heappush(ages, (record.order, record.id))
+        if len(ages) > 2 * self.per_app + 16:  # mostly stale entries: start again from the kept
+            ages[:] = [(r.order, r.id) for r in kept.values()]
+            heapq.heapify(ages)
 
     def put(self, record: EventRecord, apps: Iterable[AppKey]) -> None:
         wanted = set(apps)
@@ -222,14 +246,13 @@ class AppEventStore:
             for app in self._holders.get(record.id, set()) - wanted:
                 self._drop(app, record.id)  # no longer about this app (its owner changed)
             for app in wanted:
-                kept = self._apps.setdefault(app, {})
+                kept = self._apps.get(app, {})
                 if record.id not in kept and len(kept) >= self.per_app:
-                    oldest = min(kept.values(), key=lambda r: r.order)
+                    oldest = self._oldest(app, kept)
                     if record.order <= oldest.order:
                         continue
                     self._drop(app, oldest.id)
-                    kept = self._apps.setdefault(app, {})
-                kept[record.id] = record
+                self._keep(app, record)
                 self._holders.setdefault(record.id, set()).add(app)
 
     def remove(self, event_id: tuple[str, str]) -> None:
@@ -256,6 +279,7 @@ class AppEventStore:
             kept.pop(event_id, None)
             if not kept:
                 del self._apps[app]
+                self._ages.pop(app, None)
         holders = self._holders.get(event_id)
         if holders is not None:
             holders.discard(app)

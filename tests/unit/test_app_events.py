@@ -4,6 +4,7 @@ the query, and which app an Event belongs to - including the tenant fence."""
 from __future__ import annotations
 
 import json
+import random
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -125,6 +126,38 @@ def test_store_bound_holds_for_ten_thousand_events() -> None:
     kept = store.query(APP)
     assert len(kept) == 200 and store.size() == 200
     assert [r.order for r in kept] == sorted((r.order for r in kept), reverse=True)
+
+
+def test_store_decides_as_a_scan_of_every_kept_record_would() -> None:
+    """The heap that finds a full app's oldest record (stale entries skipped, rebuilt when they
+    pile up) against the plain scan it replaced, over random adds, updates, owner changes and
+    removals."""
+    rng = random.Random(20)
+    store = AppEventStore(per_app=5)
+    other = ("team-a", "api")
+    scan: dict[tuple[str, str], dict[str, tuple[float, int]]] = {APP: {}, other: {}}
+    for rv in range(1, 3000):
+        name = f"e{rng.randrange(40)}"
+        if rng.random() < 0.1:
+            store.remove(("team-a", name))
+            for kept in scan.values():
+                kept.pop(name, None)
+            continue
+        record = record_of(event(name, second=rng.randrange(600), rv=rv))
+        apps = rng.choice([[APP], [other], [APP, other]])
+        store.put(record, apps)
+        for app, kept in scan.items():
+            if app not in apps:
+                kept.pop(name, None)
+            elif name in kept or len(kept) < 5:
+                kept[name] = record.order
+            else:
+                oldest = min(kept, key=lambda n: kept[n])
+                if record.order > kept[oldest]:
+                    del kept[oldest]
+                    kept[name] = record.order
+        for app, kept in scan.items():
+            assert {r.id[1]: r.order for r in store.query(app)} == kept, rv
 
 
 def test_ties_in_time_go_to_the_later_write() -> None:
