@@ -201,27 +201,28 @@ def redact_url(url: str) -> str:
 
     Linear in the length of the text, whatever it holds (status messages quote tenants' text):
     each "://" is found once, its scheme is scanned back to and its userinfo matched from it, and
-    none of these scans reaches past the previous "://"."""
+    none of these scans reaches past a neighbouring "://"."""
     shown: list[str] = []
-    copied = 0  # url[:copied] is in ``shown``; no match may start before it
+    copied = 0  # url[:copied] is in ``shown``
     separator = url.find("://")
     while separator != -1:
-        scheme_start = _url_scheme_start(url, copied, separator)
+        scheme_start = _url_scheme_start(url, separator)
         userinfo = None if scheme_start is None else _URL_USERINFO.match(url, separator + 3)
         if scheme_start is not None and userinfo is not None:
             scheme = url[scheme_start:separator]
             shown += [url[copied:scheme_start], _redacted_userinfo(scheme, userinfo)]
             copied = userinfo.end()
-        separator = url.find("://", max(separator + 3, copied))
+        separator = url.find("://", separator + 3)  # a userinfo holds no "/", so no "://"
     shown.append(url[copied:])
     return "".join(shown)
 
 
-def _url_scheme_start(text: str, earliest: int, separator: int) -> int | None:
+def _url_scheme_start(text: str, separator: int) -> int | None:
     """Where the scheme ending at ``text[separator]`` (a "://") starts: the run of scheme
-    characters before it, from its first letter; None when the run has no letter."""
+    characters before it, from its first letter; None when the run has no letter. (The run
+    never reaches into an earlier match: that ends with "@", not a scheme character.)"""
     start = separator
-    while start > earliest and text[start - 1] in _SCHEME_CHARACTERS:
+    while start > 0 and text[start - 1] in _SCHEME_CHARACTERS:
         start -= 1
     while start < separator and text[start] not in _SCHEME_FIRST_CHARACTERS:
         start += 1
