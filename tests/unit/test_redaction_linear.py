@@ -21,6 +21,7 @@ import pytest
 
 from gitsync.argocd.application import _redact
 from gitsync.source import redact, redact_url
+from gitsync.source.oci import _AUTH_PARAM, _links
 
 MEGABYTE = 1 << 20
 DEADLINE_SECONDS = 60  # linear: well under 1 s; quadratic on 1 MB: hours
@@ -134,4 +135,38 @@ def test_argocd_report_redaction_of_a_megabyte_of_adversarial_text_is_linear() -
     _runs_within_the_deadline(f"""
         from gitsync.argocd.application import _redact
         _redact(" got " * ({MEGABYTE} // 5) + "\\nx")
+        """)
+
+
+# An OCI registry's headers are parsed with regexes too: the ones they replaced, as reference.
+_REFERENCE_AUTH_PARAM = re.compile(r'([A-Za-z][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)')
+_REFERENCE_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
+HEADER_ALPHABET = [*'aZ1_-=,;"\\ \t<>\u00e9', "rel", "next", "realm"]
+
+
+def test_oci_challenge_parameters_are_those_the_regex_it_replaced_found() -> None:
+    for header in _random_texts(HEADER_ALPHABET, 20_000, seed=20):
+        assert _AUTH_PARAM.findall(header) == _REFERENCE_AUTH_PARAM.findall(header), header
+
+
+def test_oci_links_are_those_the_regex_it_replaced_found() -> None:
+    for header in _random_texts(HEADER_ALPHABET, 20_000, seed=20):
+        assert _links(header) == _REFERENCE_LINK.findall(header), header
+
+
+ADVERSARIAL_HEADERS = {
+    "challenge-long-word": "parse_challenge('Bearer ' + 'a' * MEGABYTE)",
+    "challenge-many-words": "parse_challenge('Bearer ' + ('a' * 1000 + ' ') * (MEGABYTE // 1001))",
+    "challenge-unterminated-quotes": "parse_challenge('Bearer ' + 'a=\"\\\\' * (MEGABYTE // 4))",
+    "link-many-opening-brackets": "next_page('<' * MEGABYTE)",
+    "link-many-parameters": "next_page('<x>' + '; a' * (MEGABYTE // 3))",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(ADVERSARIAL_HEADERS))
+def test_oci_header_parsing_of_a_megabyte_of_adversarial_text_is_linear(shape: str) -> None:
+    _runs_within_the_deadline(f"""
+        from gitsync.source.oci import next_page, parse_challenge
+        MEGABYTE = {MEGABYTE}
+        {ADVERSARIAL_HEADERS[shape]}
         """)
