@@ -15,12 +15,11 @@ import yaml
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitServer
 from tests.integration.test_pod_logs_it import deployment
-from tests.integration.test_ui_browser import SCREENSHOTS, browser, ui
 from tests.support.apps import application, synced_at
+from tests.support.browser import screenshot_path
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-__all__ = ["browser", "ui"]  # the fixtures, used by name
 
 MARKUP = '<b id="injected">not bold</b>'
 
@@ -71,7 +70,7 @@ def test_the_logs_panel_shows_a_never_ready_pods_log_and_follows(
     expect(output).to_have_text("\n".join(lines) + "\n")
     assert page.locator("#injected").count() == 0  # the log's markup stayed text
     expect(page.locator("#logs-status")).to_contain_text("End of the log")
-    panel.screenshot(path=str(SCREENSHOTS / "logs.png"))
+    panel.screenshot(path=str(screenshot_path("logs.png")))
 
     crash = page.locator("#logs-pod option", has_text="Deployment/crash")
     page.select_option("#logs-pod", value=crash.get_attribute("value"))
