@@ -56,7 +56,8 @@ def test_the_logs_panel_shows_a_never_ready_pods_log_and_follows(
     def two_pods() -> bool | None:
         page.goto(f"{view.ctl.url}/apps/{namespace}/shop")
         page.click("#logs-details > summary")
-        page.wait_for_function("document.querySelectorAll('#logs-pod option').length > 0")
+        # a locator, not wait_for_function("..."): a string predicate is eval, which the CSP refuses
+        page.locator("#logs-pod option").first.wait_for(state="attached")
         return page.locator("#logs-pod option").count() == 2 or None
 
     wait_for(two_pods, timeout=90, what="two Pods in the logs panel")
