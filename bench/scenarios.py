@@ -631,7 +631,7 @@ def diff_rows(n: int, runs: int) -> list[Row]:
     def gitsync() -> float:
         def go() -> None:
             for key, desired, live, changed in pairs:
-                status = diff_resource(key, desired, live).status
+                status = diff_resource(key, desired, live, mask_scope="bench/diff").status
                 if (status == SyncStatus.OUT_OF_SYNC) != changed:
                     raise BenchError(f"diff of {key}: {status}, expected changed={changed}")
 

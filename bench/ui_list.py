@@ -263,6 +263,9 @@ class MemoryApplications:
     def application_events(self, key: tuple[str, str], query: EventQuery) -> AppEvents:
         return AppEvents([])  # the list page's figures: no Events are read
 
+    def application_manifests(self, key: tuple[str, str], revision: str) -> None:
+        raise BenchError("the list bench does not ask for history diffs")
+
     def cluster_client(self, name: str) -> MemoryRollouts:
         return self.kube
 

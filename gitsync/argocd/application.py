@@ -113,6 +113,8 @@ KNOWN_GAPS: Mapping[str, str] = {
 }
 """Why gitsync lacks an Argo CD field, for the fields its parser calls unknown."""
 _ESSENTIAL_SOURCE_FIELDS = frozenset({"repoURL", "path", "chart", "targetRevision", "ref"})
+# Applied to the message's last line only: on a whole message, the search retried ".*$" from
+# every " got " to the end of its line, quadratic in a line of many " got "s followed by another.
 _VALUE_SHOWN = re.compile(r"(,? got ).*$")
 
 
@@ -538,8 +540,11 @@ def _reason(where: Path, exc: SpecError, owner: Path) -> str:
 
 
 def _redact(message: str) -> str:
-    """``message`` without the value a parser error ends with (``..., got 's3cr3t'``)."""
-    return _VALUE_SHOWN.sub(r"\1(value not shown)", message)
+    """``message`` without the value a parser error ends with (``..., got 's3cr3t'``): from the
+    first " got " of its last line (a final newline aside) to that line's end."""
+    body, end = (message[:-1], "\n") if message.endswith("\n") else (message, "")
+    last_line = body.rfind("\n") + 1
+    return body[:last_line] + _VALUE_SHOWN.sub(r"\1(value not shown)", body[last_line:]) + end
 
 
 def _without_userinfo(url: str) -> str:

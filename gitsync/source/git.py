@@ -61,6 +61,7 @@ import selectors
 import shlex
 import shutil
 import signal
+import string
 import subprocess
 import tempfile
 import threading
@@ -124,10 +125,14 @@ _SCP_LIKE_URL = re.compile(
     r"(?P<user>[A-Za-z0-9._~+][A-Za-z0-9._~+-]*)@"
     r"(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]):(?P<path>[^\s]+)"
 )
+# A URL's scheme (RFC 3986: a letter, then letters, digits, "+", "-", "."), found by a scan back
+# from "://" (``_url_scheme_start``) rather than by a regex: searched for in free text, a pattern
+# that starts with the scheme retries at every letter of a long word, which is quadratic.
+_SCHEME_FIRST_CHARACTERS: Final = frozenset(string.ascii_letters)
+_SCHEME_CHARACTERS: Final = frozenset(string.ascii_letters + string.digits + "+-.")
+# The userinfo after "://", matched only where a "://" is (so once per URL, in linear time).
 # Greedy up to the last "@" before the path, so an unescaped "@" in a password is covered too.
-_URL_USERINFO = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<user>[^/\s:?#]*)(?P<password>:[^/\s?#]*)?@"
-)
+_URL_USERINFO = re.compile(r"(?P<user>[^/\s:?#]*)(?P<password>:[^/\s?#]*)?@")
 # Schemes whose user name is part of the address (``ssh://git@host/x``), not a secret.
 _ADDRESS_USER_SCHEMES: Final = frozenset({"ssh", "git+ssh", "ssh+git"})
 _UNSAFE_CHARACTERS = re.compile(r"[\x00-\x20\x7f]")
@@ -192,15 +197,42 @@ def redact_url(url: str) -> str:
     userinfo goes, since a token is often the user name (``https://ghp_x@h/r`` and
     ``https://u:pw@h/r`` both show as ``https://***@h/r``); for ssh the user name is part of the
     address and stays, a password goes (``ssh://git:***@h/r``). scp-like ``git@host:path`` has no
-    password and is left as it is."""
-    return _URL_USERINFO.sub(_redacted_userinfo, url)
+    password and is left as it is.
+
+    Linear in the length of the text, whatever it holds (status messages quote tenants' text):
+    each "://" is found once, its scheme is scanned back to and its userinfo matched from it, and
+    none of these scans reaches past a neighbouring "://"."""
+    shown: list[str] = []
+    copied = 0  # url[:copied] is in ``shown``
+    separator = url.find("://")
+    while separator != -1:
+        scheme_start = _url_scheme_start(url, separator)
+        userinfo = None if scheme_start is None else _URL_USERINFO.match(url, separator + 3)
+        if scheme_start is not None and userinfo is not None:
+            scheme = url[scheme_start:separator]
+            shown += [url[copied:scheme_start], _redacted_userinfo(scheme, userinfo)]
+            copied = userinfo.end()
+        separator = url.find("://", separator + 3)  # a userinfo holds no "/", so no "://"
+    shown.append(url[copied:])
+    return "".join(shown)
 
 
-def _redacted_userinfo(match: re.Match[str]) -> str:
-    scheme = match["scheme"]
+def _url_scheme_start(text: str, separator: int) -> int | None:
+    """Where the scheme ending at ``text[separator]`` (a "://") starts: the run of scheme
+    characters before it, from its first letter; None when the run has no letter. (The run
+    never reaches into an earlier match: that ends with "@", not a scheme character.)"""
+    start = separator
+    while start > 0 and text[start - 1] in _SCHEME_CHARACTERS:
+        start -= 1
+    while start < separator and text[start] not in _SCHEME_FIRST_CHARACTERS:
+        start += 1
+    return start if start < separator else None
+
+
+def _redacted_userinfo(scheme: str, userinfo: re.Match[str]) -> str:
     if scheme.lower() in _ADDRESS_USER_SCHEMES:
-        password = f":{REDACTED}" if match["password"] is not None else ""
-        return f"{scheme}://{match['user']}{password}@"
+        password = f":{REDACTED}" if userinfo["password"] is not None else ""
+        return f"{scheme}://{userinfo['user']}{password}@"
     return f"{scheme}://{REDACTED}@"
 
 

@@ -68,8 +68,14 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 # one too. No "/", "..", "?", "%" or upper case can reach a request path.
 _PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _SHA256_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_AUTH_PARAM = re.compile(r'([A-Za-z][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)')
-_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
+# Headers come from the registry, so both are tried only where a match can start, keeping the
+# work linear: a key from the start of a word (an attempt at every letter of a long word was
+# quadratic), a link's parameters after a "<...>" found with str.find (an attempt at every "<"
+# with no ">" after it was).
+_AUTH_PARAM = re.compile(
+    r'(?<![\w-])(?:(?![A-Za-z])[\w-])*([A-Za-z][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)'
+)
+_LINK_PARAMS = re.compile(r"\s*((?:;\s*[^;,]*)*)")
 
 
 # --- pure parts ----------------------------------------------------------------------------------
@@ -99,12 +105,27 @@ def parse_challenge(header: str) -> Challenge | None:
 
 def next_page(link_header: str) -> str | None:
     """The ``rel="next"`` target of a ``Link`` header (RFC 8288), or None."""
-    for target, params in _LINK.findall(link_header):
+    for target, params in _links(link_header):
         for param in params.split(";"):
             key, _, value = param.strip().partition("=")
             if key.strip().lower() == "rel" and "next" in value.strip().strip('"').split():
                 return str(target)
     return None
+
+
+def _links(link_header: str) -> list[tuple[str, str]]:
+    """Each ``<target>`` of a ``Link`` header with the ``;param`` text after it."""
+    links: list[tuple[str, str]] = []
+    start = link_header.find("<")
+    while start != -1:
+        end = link_header.find(">", start + 1)
+        if end == -1:  # no later "<" has a ">" after it either
+            break
+        params = _LINK_PARAMS.match(link_header, end + 1)
+        assert params is not None  # the pattern matches the empty string
+        links.append((link_header[start + 1 : end], params[1]))
+        start = link_header.find("<", params.end())
+    return links
 
 
 def tag_version(tag: str) -> str | None:

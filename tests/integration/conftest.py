@@ -22,6 +22,7 @@ from gitsync.localenv.controlplane import ControlPlane
 from gitsync.localenv.gitserver import GitServer
 from tests.support.apps import APPSET_CRD, CRD, NOTIFICATION_CRDS, ROLLOUT_CRD, WEBHOOK_SECRET
 from tests.support.audit import AuditLog
+from tests.support.browser import UI, chromium
 from tests.support.chartrepo import CHART_REPO_PASSWORD, CHART_REPO_USER, ChartRepoServer
 from tests.support.cluster import TestCluster
 from tests.support.controller import ServeProcess
@@ -176,3 +177,51 @@ def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciRegist
     the charts they need under names of their own."""
     with OciRegistry(tmp_path_factory.mktemp("oci-registry")) as registry:
         yield registry
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian chromium (tests/support/browser.py), one per test module."""
+    with chromium() as launched:
+        yield launched
+
+
+class AdminUI:
+    """``gitsync serve`` with an admin password, and browser pages logged in to it.
+
+    ``ui(name, *flags)`` starts a server and opens a page; ``ui.serve(*flags)`` and
+    ``ui.open(ctl, name)`` do the two apart, for a test that opens the page later. Every page
+    opened is closed at teardown, which fails on a console error (CSP)."""
+
+    def __init__(self, serve: Any, browser: Any, password_file: Path, namespace: str):
+        self.password = "ui-" + secrets.token_urlsafe(12)
+        password_file.write_text(self.password + "\n")
+        self._serve, self._browser = serve, browser
+        self._password_file, self._namespace = password_file, namespace
+        self.opened: list[UI] = []
+
+    def serve(self, *extra: str) -> ServeProcess:
+        started: ServeProcess = self._serve(
+            "--admin-password-file",
+            str(self._password_file),
+            f"--namespaces={self._namespace}",
+            *extra,
+        )
+        return started
+
+    def open(self, ctl: ServeProcess, name: str) -> UI:
+        view = UI(self._browser, ctl, self.password, name)
+        self.opened.append(view)
+        return view
+
+    def __call__(self, name: str, *extra: str) -> UI:
+        return self.open(self.serve(*extra), name)
+
+
+@pytest.fixture
+def ui(serve: Any, browser: Any, tmp_path: Path, namespace: str) -> Iterator[AdminUI]:
+    """Start ``gitsync serve`` with an admin password and open browser pages on it."""
+    admin = AdminUI(serve, browser, tmp_path / "admin-password", namespace)
+    yield admin
+    for view in admin.opened:
+        view.close()

@@ -15,15 +15,15 @@ from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitServer
 from gitsync.localenv.simulator import PROBE_FAILED
 from tests.integration.test_app_cli_it import deployment_repo
-from tests.integration.test_ui_browser import SCREENSHOTS, browser, ui  # noqa: F401 (fixtures)
 from tests.support.apps import application
+from tests.support.browser import screenshot_path
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_a_never_ready_pods_warning_is_highlighted_and_filtered_by_node(
-    ui: Any,  # noqa: F811
+    ui: Any,
     sim: None,
     kube: KubeClient,
     namespace: str,
@@ -59,9 +59,8 @@ def test_a_never_ready_pods_warning_is_highlighted_and_filtered_by_node(
     expect(normal.first).not_to_have_class("event event-warning")
     background = "e => getComputedStyle(e.cells[0]).backgroundColor"
     assert warning.evaluate(background) != normal.first.evaluate(background)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.locator("#events").scroll_into_view_if_needed()
-    page.screenshot(path=str(SCREENSHOTS / "events.png"), full_page=True)
+    page.screenshot(path=str(screenshot_path("events.png")), full_page=True)
 
     # the Deployment's row links to its own Events: the Pod's Warning is not among them
     deployment = page.locator(f'li[data-resource="apps/Deployment/{namespace}/broken"]')

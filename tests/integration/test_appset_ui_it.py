@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,12 @@ def test_a_list_generated_set_in_the_api_the_cli_and_its_page(
         kube.create(fleet(namespace, repo.http_url()))
 
         def settled() -> dict[str, Any] | None:
-            doc = api(ctl, f"/applicationsets/{namespace}/fleet")
+            try:
+                doc = api(ctl, f"/applicationsets/{namespace}/fleet")
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:  # the controller's watch has not seen the new set yet
+                    return None
+                raise
             states = {(a["name"], a["exists"], a["sync"], a["health"]) for a in doc["applications"]}
             done = {("api", True, "Synced", "Healthy"), ("web", True, "Synced", "Healthy")}
             return doc if states == done and doc["status"] == "UpToDate" else None

@@ -15,12 +15,11 @@ import yaml
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitServer
 from tests.integration.test_pod_logs_it import deployment
-from tests.integration.test_ui_browser import SCREENSHOTS, browser, ui
 from tests.support.apps import application, synced_at
+from tests.support.browser import screenshot_path
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-__all__ = ["browser", "ui"]  # the fixtures, used by name
 
 MARKUP = '<b id="injected">not bold</b>'
 
@@ -57,7 +56,8 @@ def test_the_logs_panel_shows_a_never_ready_pods_log_and_follows(
     def two_pods() -> bool | None:
         page.goto(f"{view.ctl.url}/apps/{namespace}/shop")
         page.click("#logs-details > summary")
-        page.wait_for_function("document.querySelectorAll('#logs-pod option').length > 0")
+        # a locator, not wait_for_function("..."): a string predicate is eval, which the CSP refuses
+        page.locator("#logs-pod option").first.wait_for(state="attached")
         return page.locator("#logs-pod option").count() == 2 or None
 
     wait_for(two_pods, timeout=90, what="two Pods in the logs panel")
@@ -71,7 +71,7 @@ def test_the_logs_panel_shows_a_never_ready_pods_log_and_follows(
     expect(output).to_have_text("\n".join(lines) + "\n")
     assert page.locator("#injected").count() == 0  # the log's markup stayed text
     expect(page.locator("#logs-status")).to_contain_text("End of the log")
-    panel.screenshot(path=str(SCREENSHOTS / "logs.png"))
+    panel.screenshot(path=str(screenshot_path("logs.png")))
 
     crash = page.locator("#logs-pod option", has_text="Deployment/crash")
     page.select_option("#logs-pod", value=crash.get_attribute("value"))

@@ -18,12 +18,11 @@ from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitServer
 from gitsync.localenv.simulator import PROBE_FAILED
 from tests.integration.test_pod_logs_it import deployment
-from tests.integration.test_ui_browser import SCREENSHOTS, browser, ui
 from tests.support.apps import application, synced_at
+from tests.support.browser import screenshot_path
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-__all__ = ["browser", "ui"]  # the fixtures, used by name
 
 LINES = [
     "connecting to db:5432",
@@ -83,6 +82,5 @@ def test_a_never_ready_pod_shows_its_reason_warning_and_logs_on_the_app_page(
     page.click("#logs-show")
     expect(page.locator("#logs-output")).to_have_text("\n".join(LINES) + "\n")
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "never-ready.png"), full_page=True)
+    page.screenshot(path=str(screenshot_path("never-ready.png")), full_page=True)
     assert not view.console_errors, view.console_errors

@@ -32,6 +32,7 @@ from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitServer
 from gitsync.localenv.processes import free_port
 from tests.support.apps import application, configmap_repo
+from tests.support.browser import WatchedPage, screenshot_path
 from tests.support.cluster import TestCluster, temporary_namespace
 from tests.support.controller import ServeProcess
 from tests.support.oidcprovider import CLIENT_ID, CLIENT_SECRET, OidcProvider
@@ -41,10 +42,6 @@ from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / ".artifacts" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-TIMEOUT_MS = 30_000
 
 # the policy of the README's "Single sign-on and roles per project" (namespaces made unique here)
 POLICY = """\
@@ -56,21 +53,6 @@ bindings:
     role: viewer
     projects: [{team_b}]
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium: apt-get install -y chromium")
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -121,20 +103,12 @@ def sso_serve(
             ctl.stop()
 
 
-class Person:
+class Person(WatchedPage):
     """One person's browser, signed in through the provider's login page."""
 
     def __init__(self, browser: Any, ctl: ServeProcess, provider: OidcProvider, user: str):
+        super().__init__(browser)
         self.ctl, self.user = ctl, user
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
-        self.context.set_default_timeout(TIMEOUT_MS)
-        self.page = self.context.new_page()
-        self.console_errors: list[str] = []
-        self.page.on(
-            "console",
-            lambda m: self.console_errors.append(m.text) if m.type == "error" else None,
-        )
-        self.page.on("pageerror", lambda exc: self.console_errors.append(str(exc)))
         self.page.on("dialog", lambda dialog: dialog.accept())
         page = self.page
         page.goto(ctl.url + "/")
@@ -193,12 +167,7 @@ class Person:
         return f"gitsync_session={cookie['value']}"
 
     def shot(self) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SCREENSHOTS / f"sso-{self.user}.png"), full_page=True)
-
-    def close(self) -> None:
-        self.context.close()
-        assert not self.console_errors, self.console_errors
+        self.page.screenshot(path=str(screenshot_path(f"sso-{self.user}.png")), full_page=True)
 
 
 def touch(kube: KubeClient, namespace: str, name: str) -> None:

@@ -3,16 +3,15 @@
 resource tree, live updates after a push, the masked diff of a Secret, Sync and Rollback from the
 page. Screenshots go to .artifacts/screenshots/.
 
-Every page is also watched for console errors, so a Content-Security-Policy violation (an inline
-script or style creeping into a template) fails the test.
+Every page is also watched for console errors (tests/support/browser.py), so a
+Content-Security-Policy violation (an inline script or style creeping into a template) fails the
+test.
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,102 +28,12 @@ from tests.support.apps import (
     push_value,
     repository_secret,
 )
+from tests.support.browser import screenshot_path
 from tests.support.chartapps import chart_app, synced_healthy
 from tests.support.chartrepo import CHART_REPO_PASSWORD, CHART_REPO_USER, ChartRepoServer
-from tests.support.controller import ServeProcess
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / ".artifacts" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium: apt-get install -y chromium")
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=TIMEOUT_MS)
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-class UI:
-    """One logged-in browser page on a live ``gitsync serve``."""
-
-    def __init__(self, browser: Any, ctl: ServeProcess, password: str, name: str):
-        self.ctl = ctl
-        self.name = name
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
-        self.context.set_default_timeout(TIMEOUT_MS)
-        self.page = self.context.new_page()
-        self.console_errors: list[str] = []
-        self.page.on(
-            "console",
-            lambda msg: self.console_errors.append(msg.text) if msg.type == "error" else None,
-        )
-        self.page.on("pageerror", lambda exc: self.console_errors.append(str(exc)))
-        self.dialogs: list[str] = []
-        self.page.on("dialog", self._accept)
-        self.login(password)
-
-    def _accept(self, dialog: Any) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.accept()
-
-    def login(self, password: str) -> None:
-        page = self.page
-        page.goto(self.ctl.url + "/")
-        assert "/login" in page.url  # no anonymous reading
-        page.fill("#password", password)
-        page.click("form[action='/login'] button[type=submit]")
-        page.wait_for_url(self.ctl.url + "/")
-
-    def shot(self, label: str, *, full_page: bool = True) -> Path:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOTS / f"{self.name}-{label}.png"
-        self.page.screenshot(path=str(path), full_page=full_page)
-        return path
-
-    def close(self) -> None:
-        self.context.close()
-        # a CSP violation or a script error shows up here
-        assert not self.console_errors, self.console_errors
-
-
-@pytest.fixture
-def ui(serve: Any, browser: Any, tmp_path: Path, namespace: str) -> Iterator[Any]:
-    """Start ``gitsync serve`` with an admin password; return a function opening a browser page."""
-    password = "ui-" + secrets.token_urlsafe(12)
-    password_file = tmp_path / "admin-password"
-    password_file.write_text(password + "\n")
-    opened: list[UI] = []
-
-    def start(name: str, *extra: str) -> UI:
-        ctl = serve(
-            "--admin-password-file", str(password_file), f"--namespaces={namespace}", *extra
-        )
-        view = UI(browser, ctl, password, name)
-        opened.append(view)
-        return view
-
-    yield start
-    for view in opened:
-        view.close()
 
 
 def healthy_and_synced(kube: KubeClient, namespace: str, sha: str) -> dict[str, Any] | None:
@@ -159,7 +68,7 @@ def test_list_tree_live_update_and_rollback(
     phone.set_viewport_size({"width": 390, "height": 844})
     phone.goto(view.ctl.url + "/")
     expect(phone.locator(f'tr[data-app="{namespace}/web"]')).to_be_visible()
-    phone.screenshot(path=str(SCREENSHOTS / "rollback-list-phone.png"), full_page=True)
+    phone.screenshot(path=str(screenshot_path("rollback-list-phone.png")), full_page=True)
     phone.close()
 
     # click through to the resource tree

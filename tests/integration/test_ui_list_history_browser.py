@@ -29,8 +29,8 @@ from tests.integration.test_list_history_it import (
     secret_files,
     secret_repo,
 )
-from tests.integration.test_ui_browser import SCREENSHOTS, browser, ui  # noqa: F401 - fixtures
 from tests.support.apps import application, github_webhook, synced_at
+from tests.support.browser import screenshot_path
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,7 +41,7 @@ def shown_apps(page: Any) -> list[str]:
 
 
 def test_counters_filter_the_list_and_the_timeline_diffs_two_deploys(
-    ui: Any,  # noqa: F811 - the fixture
+    ui: Any,
     kube: KubeClient,
     namespace: str,
     git_server: GitServer,
@@ -90,8 +90,7 @@ def test_counters_filter_the_list_and_the_timeline_diffs_two_deploys(
     page.wait_for_url("**/?label=tier%3Dfront")
     assert shown_apps(page) == [f"{namespace}/web"]
     page.goto(view.ctl.url + "/?health=degraded")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "list-filters.png"), full_page=True)
+    page.screenshot(path=str(screenshot_path("list-filters.png")), full_page=True)
 
     # the app page's timeline: both deploys with author, duration and result
     page.goto(f"{view.ctl.url}/apps/{namespace}/web")
@@ -103,7 +102,7 @@ def test_counters_filter_the_list_and_the_timeline_diffs_two_deploys(
         re.compile(r"^\d+s$|^\d+m \d+s$")
     )
     expect(rows.nth(0).locator("td[data-label=Commit]")).to_contain_text("rotate the db password")
-    page.locator("#history-card").screenshot(path=str(SCREENSHOTS / "history.png"))
+    page.locator("#history-card").screenshot(path=str(screenshot_path("history.png")))
 
     # compare the two deploys (the form preselects the previous and the newest)
     page.click("form.history-compare button[type=submit]")
@@ -114,4 +113,4 @@ def test_counters_filter_the_list_and_the_timeline_diffs_two_deploys(
     html = page.content()
     for password in (PASSWORD_1, PASSWORD_2):
         assert password not in html and base64.b64encode(password.encode()).decode() not in html
-    page.screenshot(path=str(SCREENSHOTS / "history-diff.png"), full_page=True)
+    page.screenshot(path=str(screenshot_path("history-diff.png")), full_page=True)

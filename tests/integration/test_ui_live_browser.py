@@ -22,11 +22,11 @@ import pytest
 from gitsync import kinds
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitServer
-from tests.integration.test_ui_browser import SCREENSHOTS, browser, healthy_and_synced, ui
+from tests.integration.test_ui_browser import healthy_and_synced
 from tests.support.apps import application, configmap_repo, github_webhook, push_value
+from tests.support.browser import screenshot_path
 from tests.support.waiting import wait_for
 
-__all__ = ["browser", "ui"]  # the fixtures this module uses
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 POLLING_ENDPOINTS = "/api/v1/applications"  # the JSON the pages poll (streams end in /stream)
@@ -123,9 +123,8 @@ def test_a_push_updates_the_open_pages_within_a_second_without_polling(
     polled = [url for url in requests if POLLING_ENDPOINTS in url and "/stream" not in url]
     assert polled == [], polled
     expect(summary.locator('[data-field="revision.message"]')).to_have_text("set value v2")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    app_page.screenshot(path=str(SCREENSHOTS / "live-update.png"), full_page=True)
-    listing.screenshot(path=str(SCREENSHOTS / "live-update-list.png"), full_page=True)
+    app_page.screenshot(path=str(screenshot_path("live-update.png")), full_page=True)
+    listing.screenshot(path=str(screenshot_path("live-update-list.png")), full_page=True)
     app_page.close()
 
 

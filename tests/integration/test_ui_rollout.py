@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 import yaml
-from test_ui_browser import SCREENSHOTS, UI, browser  # noqa: F401  (browser: a fixture)
 
 from gitsync.controller.interface import AppEvents
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitRepo, GitServer
 from gitsync.web import AuthSettings, create_app
 from tests.support.apps import app_status, application, github_webhook
+from tests.support.browser import UI, screenshot_path
 from tests.support.cli import run_gitsync
 from tests.support.cluster import TestCluster
 from tests.support.manifests import canary_rollout, web_deployment, web_service
@@ -80,28 +80,22 @@ def live_image(kube: KubeClient, namespace: str) -> str:
 
 
 def test_canary_moves_on_the_open_page_promote_advances_abort_returns_to_stable(
-    serve: Any,
-    browser: Any,  # noqa: F811
+    ui: Any,
     kube: KubeClient,
     cluster: TestCluster,
     namespace: str,
     git_server: GitServer,
-    tmp_path: Path,
     rollout_crd: None,
 ) -> None:
     from playwright.sync_api import expect
 
-    password = "ui-" + secrets.token_urlsafe(12)
-    (tmp_path / "admin-password").write_text(password + "\n")
-    ctl = serve(
-        "--admin-password-file", str(tmp_path / "admin-password"), f"--namespaces={namespace}"
-    )
+    ctl = ui.serve()
     repo = canary_repo(git_server)
     first = repo.head()
     kube.create(application("web", namespace, repo.file_url()))
     wait_for(lambda: app_ready(kube, namespace, first), timeout=120, what="first sync healthy")
 
-    view = UI(browser, ctl, password, "rollout")
+    view = ui.open(ctl, "rollout")
     try:
         page = view.page
         page.goto(f"{ctl.url}/apps/{namespace}/web")
@@ -140,7 +134,7 @@ def test_canary_moves_on_the_open_page_promote_advances_abort_returns_to_stable(
         expect(cell.locator(".badge")).to_have_text("Paused")
         expect(cell.locator(".rollout-step")).to_have_text("step 2/4")
         expect(cell.locator(".weight-text")).to_have_text("canary 20 %")
-        listing.screenshot(path=str(SCREENSHOTS / "rollout-list.png"), full_page=True)
+        listing.screenshot(path=str(screenshot_path("rollout-list.png")), full_page=True)
 
         # Promote: on to 50 %, paused at the last step
         panel.get_by_role("button", name="Promote", exact=True).click()
@@ -363,7 +357,7 @@ def write_status(kube: KubeClient, namespace: str, name: str, status: dict[str, 
 
 def test_the_panel_script_draws_the_chart_counts_down_and_follows_status(
     static_ui: Any,
-    browser: Any,  # noqa: F811
+    browser: Any,
     kube: KubeClient,
     namespace: str,
 ) -> None:

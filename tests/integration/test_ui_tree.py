@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import re
 import secrets
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from test_ui_browser import UI, browser  # noqa: F401  (browser: a fixture)
 
 from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitServer
@@ -62,21 +60,15 @@ def pods_by_role(doc: dict[str, Any]) -> dict[str, int]:
 
 
 def test_the_canary_app_s_tree_shows_stable_and_canary_replicasets_with_pods_and_labels(
-    serve: Any,
-    browser: Any,  # noqa: F811
+    ui: Any,
     kube: KubeClient,
     namespace: str,
     git_server: GitServer,
-    tmp_path: Path,
     rollout_crd: None,
 ) -> None:
     from playwright.sync_api import expect
 
-    password = "ui-" + secrets.token_urlsafe(12)
-    (tmp_path / "admin-password").write_text(password + "\n")
-    ctl = serve(
-        "--admin-password-file", str(tmp_path / "admin-password"), f"--namespaces={namespace}"
-    )
+    ctl = ui.serve()
     repo = git_server.create_repo(
         f"ui-tree-{secrets.token_hex(3)}",
         files={
@@ -95,7 +87,7 @@ def test_the_canary_app_s_tree_shows_stable_and_canary_replicasets_with_pods_and
     canary_started(kube, namespace, "nginx:1.26")
     wait_for(lambda: paused(kube, namespace), timeout=90, what="the canary paused at 50 %")
 
-    view = UI(browser, ctl, password, "tree")
+    view = ui.open(ctl, "tree")
     try:
         page = view.page
         api = f"{ctl.url}/api/v1/applications/{namespace}/web/tree"

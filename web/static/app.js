@@ -182,20 +182,30 @@
       rows[row.getAttribute("data-app")] = row;
     });
     var lastRollouts = {};
+    var listPoll = null;
+    var rolloutRead = null;
     var stream = {
       url: body.getAttribute("data-stream"),
       catchUp: true,
-      // a row of this page changed: fill it (rollouts stay as the last read); an app leaving
-      // shows the notice. Apps not on this page are not looked up.
+      // a row of this page changed: fill it; an app leaving shows the notice. Apps not on this
+      // page are not looked up. A row's rollouts are read from the Rollouts, not carried by the
+      // stream: while an app on the page is Progressing or shows a rollout, an event about it
+      // reads the list once (debounced) - one request per change, not a poll.
       onEvent: function (name, item) {
-        var row = rows[item.namespace + "/" + item.name];
+        var id = item.namespace + "/" + item.name;
+        var row = rows[id];
         if (!row) return;
         if (name === "app") fill(row, item);
         var notice = document.getElementById("list-changed");
         if (name === "deleted" && notice) notice.hidden = false;
+        var progressing = item.health && item.health.status === "Progressing";
+        var shown = lastRollouts[id] && lastRollouts[id] !== "[]";
+        if (name === "app" && (progressing || shown) && listPoll && rolloutRead === null) {
+          rolloutRead = setTimeout(function () { rolloutRead = null; listPoll.now(); }, 300);
+        }
       },
     };
-    poll(api, function (data) { // api carries the page's filters and page, normalized
+    listPoll = poll(api, function (data) { // api carries the page's filters and page, normalized
       var seen = 0;
       (data.items || []).forEach(function (item) {
         var id = item.namespace + "/" + item.name;
