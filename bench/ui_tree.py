@@ -34,7 +34,7 @@ from bench.diff_view import login
 from bench.scenarios import BenchError, Row
 from bench.ui_list import percentile, waitress_server
 from gitsync.application_status import ApplicationStatus
-from gitsync.controller.interface import EventQuery
+from gitsync.controller.interface import AppEvents, EventQuery
 from gitsync.controller.live_tree import LiveTree
 from gitsync.kube import KubeClient
 from gitsync.kube.cache import WatchCache
@@ -148,8 +148,8 @@ class TreeView:
             orphans=orphans,
         )
 
-    def application_events(self, key: tuple[str, str], query: EventQuery) -> list[dict[str, Any]]:
-        return []  # the tree's figures: the page's Events section reads none
+    def application_events(self, key: tuple[str, str], query: EventQuery) -> AppEvents:
+        return AppEvents([])  # the tree's figures: the page's Events section reads none
 
     def application_manifests(self, key: tuple[str, str], revision: str) -> None:
         raise BenchError("the tree bench does not ask for history diffs")

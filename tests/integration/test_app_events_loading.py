@@ -31,8 +31,8 @@ from gitsync.kube import KubeClient
 from gitsync.localenv.gitserver import GitServer
 from tests.integration.test_app_events_it import VIEWER, api_answer, core_event, create_all
 from tests.integration.test_hardening_apifaults import proxy  # noqa: F401 (fixture)
-from tests.integration.test_ui_browser import SCREENSHOTS, UI, browser  # noqa: F401 (fixtures)
 from tests.support.apps import WEBHOOK_SECRET, application, configmap_repo, synced_at
+from tests.support.browser import UI, screenshot_path
 from tests.support.cli import run_gitsync
 from tests.support.cluster import TestCluster
 from tests.support.controller import ServeProcess
@@ -164,7 +164,7 @@ def test_the_page_shows_loading_events_without_a_failed_request(
     proxied: ServeProcess,
     proxy: FaultProxy,  # noqa: F811
     namespace: str,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     from playwright.sync_api import expect
 
@@ -184,9 +184,8 @@ def test_the_page_shows_loading_events_without_a_failed_request(
         page.goto(f"{proxied.url}/apps/{namespace}/web")
         status = page.locator("#events-status")
         expect(status).to_have_text("loading Events...")
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.locator("#events").scroll_into_view_if_needed()
-        page.screenshot(path=str(SCREENSHOTS / "events-loading.png"), full_page=True)
+        page.screenshot(path=str(screenshot_path("events-loading.png")), full_page=True)
 
         def asked_again() -> bool | None:
             page.wait_for_timeout(200)  # the sync API delivers response events while it waits
