@@ -170,6 +170,7 @@
         if (timer !== null) clearTimeout(timer);
         tick();
       },
+      streaming: function () { return streaming; },
     };
   }
 
@@ -190,7 +191,9 @@
       // a row of this page changed: fill it; an app leaving shows the notice. Apps not on this
       // page are not looked up. A row's rollouts are read from the Rollouts, not carried by the
       // stream: while an app on the page is Progressing or shows a rollout, an event about it
-      // reads the list once (debounced) - one request per change, not a poll.
+      // reads the list once (debounced). A Rollout also moves with no Application event (its
+      // last step, its end), so while any row shows one the list is read every POLL_MS too -
+      // as the application page reads its rollouts; no rollout shown, no poll.
       onEvent: function (name, item) {
         var id = item.namespace + "/" + item.name;
         var row = rows[id];
@@ -200,11 +203,14 @@
         if (name === "deleted" && notice) notice.hidden = false;
         var progressing = item.health && item.health.status === "Progressing";
         var shown = lastRollouts[id] && lastRollouts[id] !== "[]";
-        if (name === "app" && (progressing || shown) && listPoll && rolloutRead === null) {
-          rolloutRead = setTimeout(function () { rolloutRead = null; listPoll.now(); }, 300);
-        }
+        if (name === "app" && (progressing || shown)) readRollouts(300);
       },
     };
+    function readRollouts(delay) {
+      if (listPoll && rolloutRead === null) {
+        rolloutRead = setTimeout(function () { rolloutRead = null; listPoll.now(); }, delay);
+      }
+    }
     listPoll = poll(api, function (data) { // api carries the page's filters and page, normalized
       var seen = 0;
       (data.items || []).forEach(function (item) {
@@ -221,6 +227,10 @@
           lastRollouts[id] = key;
         }
       });
+      var showing = Object.keys(lastRollouts).some(function (id) {
+        return lastRollouts[id] !== "[]";
+      });
+      if (showing && listPoll && listPoll.streaming()) readRollouts(POLL_MS); // else: polling
       var changed = seen !== Object.keys(rows).length || seen !== (data.items || []).length;
       var notice = document.getElementById("list-changed");
       if (notice) notice.hidden = !changed;
