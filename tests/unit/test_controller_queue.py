@@ -237,6 +237,98 @@ def test_a_parked_key_keeps_its_reasons_and_priority() -> None:
     assert q.get(timeout=0) == ("h/c", {"interval", "push:github"})
 
 
+def drain_one_at_a_time(q: WorkQueue[str], first: str) -> list[str]:
+    """Finish ``first`` and each key handed out after it, one slot at a time; the order."""
+    order = []
+    out = first
+    while True:
+        q.done(out)
+        item = q.get(timeout=0)
+        if item is None:
+            return order
+        out = item[0]
+        order.append(out)
+
+
+def test_parked_keys_go_back_by_priority_then_due_then_the_order_they_were_parked() -> None:
+    clock = FakeClock()
+    q = host_queue(1, clock)
+    q.add("h/busy", "interval")
+    assert q.get(timeout=0) == ("h/busy", {"interval"})
+    q.add("h/late", "interval", delay=5)
+    q.add("h/n1", "interval")
+    q.add("h/n2", "interval")
+    clock.now += 1
+    q.add("h/pushed", "push:github", pushed=True)
+    q.add("h/urgent", "push:github", urgent=True)
+    q.add("h/gone", "interval")
+    q.add("h/n3", "interval")
+    assert q.get(timeout=0) is None  # all due ones parked behind h/busy; h/late not due yet
+    q.add("h/n2", "push:github", pushed=True)  # promoted while parked, keeping its earlier due
+    q.forget("h/gone")
+    clock.now += 10
+    assert q.get(timeout=0) is None  # h/late is due now, and parked too
+
+    order = drain_one_at_a_time(q, "h/busy")
+
+    # priority first, then the due time; h/n2 took h/pushed's priority with an earlier due
+    assert order == ["h/urgent", "h/n2", "h/pushed", "h/n1", "h/n3", "h/late"]
+
+
+def test_a_key_parked_on_one_host_whose_host_changed_is_checked_again_when_it_comes_out() -> None:
+    hosts = {"a": "one", "b": "one", "c": "one"}
+    q: WorkQueue[str] = WorkQueue(host_of=hosts.__getitem__, max_per_host=1, clock=FakeClock())
+    q.add("a", "interval")
+    q.add("b", "interval")
+    q.add("c", "interval")
+    assert q.get(timeout=0) == ("a", {"interval"})
+    assert q.get(timeout=0) is None  # b and c parked on "one"
+    hosts["b"] = "two"  # its repository moved to another forge
+    q.add("b", "application-changed")
+    q.done("a")
+    assert q.get(timeout=0) == ("b", {"interval", "application-changed"})
+    assert q.get(timeout=0) is None  # c waits for "one", whose slot b did not take
+    q.done("b")
+    assert q.get(timeout=0) is None  # b's done freed a slot of "two": c still waits for "one"
+    assert len(q) == 1
+
+
+class CountedKey(str):
+    """A key that counts how often the queue hashes it: the queue's work, without a clock."""
+
+    hashes = 0
+
+    def __hash__(self) -> int:
+        CountedKey.hashes += 1
+        return str.__hash__(self)
+
+
+def test_a_done_costs_no_scan_of_the_parked_keys_of_its_host() -> None:
+    """3,000 apps on one forge, all due at once (a no-change refresh of a fleet): each done
+    un-parks one key. The old scan hashed every parked key per done - 3,000 x 3,000."""
+    n = 3000
+    q: WorkQueue[CountedKey] = WorkQueue(
+        host_of=lambda key: "github.com", max_per_host=2, clock=FakeClock()
+    )
+    keys = [CountedKey(f"app-{i:04}") for i in range(n)]
+    for key in keys:
+        q.add(key, "interval")
+    CountedKey.hashes = 0
+    handed = []
+    while True:
+        batch = [q.get(timeout=0) for _ in range(3)]  # one more than the host allows
+        out = [item[0] for item in batch if item is not None]
+        if not out:
+            break
+        assert len(out) <= 2
+        for key in out:
+            handed.append(key)
+            q.done(key)
+
+    assert handed == keys  # the order they were due, nothing lost or repeated
+    assert CountedKey.hashes < 40 * n, CountedKey.hashes  # 15 per key here; the scan: 27 million
+
+
 def test_the_reserved_worker_takes_only_pushed_keys_highest_first() -> None:
     q: WorkQueue[str] = WorkQueue(clock=FakeClock())
     q.add("interval-app", "interval")
